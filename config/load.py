@@ -1,0 +1,172 @@
+"""Load settings: shipped defaults, then the user's file, then command-line overrides."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from config import countries
+from config.schema import Settings
+
+SECRET_WORDS = ("secret", "token", "password", "webhook")
+
+
+class ConfigError(Exception):
+    """One or more problems with the settings; each names its path and what is wrong."""
+
+    def __init__(self, errors: list[str], source: str | None = None) -> None:
+        self.errors = errors
+        self.source = source
+        head = f"{source}: " if source else ""
+        super().__init__(head + "; ".join(errors))
+
+
+def shipped_defaults() -> dict[str, Any]:
+    text = resources.files("config").joinpath("defaults.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+
+
+def _rules_by_name(value: Any, errors: list[str]) -> dict[str, dict[str, Any]]:
+    """Accept `[[rules]]` (a list, named by `name` or `type`) or `[rules.NAME]` tables."""
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(value, Mapping):
+        for name, body in value.items():
+            if not isinstance(body, Mapping):
+                errors.append(f"rules.{name}: must be a table")
+                continue
+            out[str(name)] = dict(body)
+        return out
+    if not isinstance(value, list):
+        errors.append("rules: must be a list of [[rules]] tables")
+        return out
+    for i, body in enumerate(value):
+        if not isinstance(body, Mapping):
+            errors.append(f"rules[{i}]: must be a table")
+            continue
+        entry = dict(body)
+        name = entry.pop("name", None) or entry.get("type")
+        if not isinstance(name, str):
+            errors.append(f"rules[{i}]: needs a name or a type")
+            continue
+        out[name] = entry
+    return out
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
+    """Deep-merge override into base. Rules merge by name, option by option."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if key == "rules":
+            rules = _rules_by_name(result.get("rules", {}), errors)
+            for name, body in _rules_by_name(value, errors).items():
+                rules[name] = {**rules.get(name, {}), **body}
+            result["rules"] = rules
+        elif isinstance(value, Mapping) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value, errors)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        elif "input" in err and not isinstance(err["input"], dict | list):
+            msg = f"{err['input']!r}: {msg}"
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def resolve(settings: Settings) -> list[str]:
+    """Fill in what the home country implies. Returns problems found."""
+    errors: list[str] = []
+    country = settings.site.country
+    if country is None:
+        return ["site.country: required (an ISO 3166 code such as JP or US); "
+                "set it in the config file or pass --country"]
+    dp = settings.dialplan
+    if dp.international_prefixes is None:
+        dp.international_prefixes = list(countries.international_prefixes(country))
+    if dp.national_prefix is None:
+        dp.national_prefix = countries.national_prefix(country)
+    if dp.domestic_regions is None:
+        dp.domestic_regions = list(countries.domestic_regions(country))
+    em = settings.emergency
+    if em.numbers is None:
+        em.numbers = list(countries.emergency_numbers(country))
+    hours = settings.hours
+    if hours.holidays_country is None:
+        hours.holidays_country = country
+    for ac in dp.access_codes:
+        if ac in dp.international_prefixes:
+            errors.append(f'dialplan.access_codes: "{ac}" is also an international prefix')
+    return errors
+
+
+def load_settings(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    rule_checks: Callable[[Mapping[str, Mapping[str, Any]]], list[str]] | None = None,
+) -> Settings:
+    """Validate defaults + file + overrides; raise ConfigError listing every problem at once.
+
+    rule_checks validates each rule's options by its type (the rules package knows them).
+    """
+    errors: list[str] = []
+    data = shipped_defaults()
+    source = str(path) if path else None
+    if path is not None:
+        data = merge(data, read_toml(path), errors)
+    if overrides:
+        data = merge(data, overrides, errors)
+    data["rules"] = _rules_by_name(data.get("rules", {}), errors)
+    if rule_checks is not None:
+        errors.extend(rule_checks(data["rules"]))
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(errors + format_validation_error(exc), source) from None
+    errors.extend(resolve(settings))
+    if errors:
+        raise ConfigError(errors, source)
+    return settings
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, with anything secret masked."""
+
+    def mask(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {
+                k: ("****" if any(w in k.lower() for w in SECRET_WORDS) and v else mask(v))
+                for k, v in obj.items()
+            }
+        if isinstance(obj, list):
+            return [mask(v) for v in obj]
+        return obj
+
+    return mask(settings.model_dump(mode="json", exclude_none=True))  # type: ignore[no-any-return]

@@ -1,0 +1,133 @@
+"""Small value types shared by the settings schema: durations, prefixes, time ranges."""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, PlainValidator
+
+_DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
+_DURATION_FULL = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse "90s", "10m", "1h30m", "7d" (or a number of seconds) into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration like \"10m\"")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{value!r} is not a duration like \"10m\" (negative)")
+        return timedelta(seconds=value)
+    if isinstance(value, str) and _DURATION_FULL.match(value):
+        seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+        return timedelta(seconds=seconds)
+    raise ValueError(f"{_show(value)} is not a duration like \"10m\"")
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value + '"'
+    return repr(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+def parse_prefix(value: Any) -> str:
+    """Normalize a destination prefix: "232", "1-876", "+370 5200" -> digits of the E.164 prefix."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{_show(value)} is not a prefix like \"232\" or \"1-876\"")
+    digits = re.sub(r"[\s\-+().]", "", value)
+    if not digits.isdigit() or not 1 <= len(digits) <= 15:
+        raise ValueError(f"{_show(value)} is not a prefix like \"232\" or \"1-876\"")
+    return digits
+
+
+Prefix = Annotated[str, BeforeValidator(parse_prefix)]
+
+
+def parse_dial_string(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9*#]{1,12}", value):
+        raise ValueError(f"{_show(value)} is not a string of dial digits like \"0\" or \"011\"")
+    return value
+
+
+DialString = Annotated[str, BeforeValidator(parse_dial_string)]
+
+
+class TimeRange:
+    """A daily time range such as 09:00-18:00 (end exclusive; 24:00 allowed as end)."""
+
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: time, end: time | None) -> None:
+        self.start = start
+        self.end = end  # None means midnight at the end of the day
+
+    def contains(self, t: time) -> bool:
+        if t < self.start:
+            return False
+        return self.end is None or t < self.end
+
+    def __str__(self) -> str:
+        end = "24:00" if self.end is None else self.end.strftime("%H:%M")
+        return f"{self.start.strftime('%H:%M')}-{end}"
+
+    def __repr__(self) -> str:
+        return f"TimeRange({self})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TimeRange) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def parse_time_range(value: Any) -> TimeRange:
+    if isinstance(value, TimeRange):
+        return value
+    m = _RANGE.match(value) if isinstance(value, str) else None
+    if m:
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 < 24 and m1 < 60 and m2 < 60 and (h2 < 24 or (h2 == 24 and m2 == 0)):
+            start = time(h1, m1)
+            end = None if h2 == 24 else time(h2, m2)
+            if end is None or end > start:
+                return TimeRange(start, end)
+    raise ValueError(f"{_show(value)} is not a time range like \"09:00-18:00\"")
+
+
+HoursRange = Annotated[
+    TimeRange,
+    PlainValidator(parse_time_range),
+    PlainSerializer(str, return_type=str),
+]
