@@ -1,0 +1,150 @@
+"""The rule seam: a rule is a small class with typed options, registered under its type name.
+
+Every rule is incremental: it is fed call events in event-time order (started, answered,
+ended) and clock ticks, and returns findings. The batch scan and the live daemon drive the same
+rule objects the same way, so a replayed file scores exactly as live traffic would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rules.calendar import BusinessCalendar
+from rules.model import Call, Finding
+
+
+class RuleOptions(BaseModel):
+    """Options every rule has; each rule type extends this with its own."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    enabled: bool = True
+    score: int = Field(default=50, ge=0, le=1000)
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    site: str
+    calendar: BusinessCalendar
+    currency: str = "USD"
+
+
+O = TypeVar("O", bound=RuleOptions)
+
+
+class Rule(Generic[O]):
+    """Base class. Override the hooks you need; each returns the findings it makes."""
+
+    type: ClassVar[str]
+    options_model: ClassVar[type[RuleOptions]]
+
+    def __init__(self, name: str, options: O, context: RuleContext) -> None:
+        self.name = name
+        self.options = options
+        self.context = context
+        self.setup()
+
+    def setup(self) -> None:
+        """Create the rule's state (windows, timers) from its options."""
+
+    def on_start(self, call: Call, now: datetime) -> list[Finding]:
+        return []
+
+    def on_answer(self, call: Call, now: datetime) -> list[Finding]:
+        return []
+
+    def on_end(self, call: Call, now: datetime) -> list[Finding]:
+        return []
+
+    def next_wakeup(self) -> datetime | None:
+        """When this rule next needs on_tick (timers such as long_call); None for never."""
+        return None
+
+    def on_tick(self, now: datetime) -> list[Finding]:
+        return []
+
+    def finding(
+        self,
+        now: datetime,
+        trigger: Call,
+        calls: tuple[Call, ...] | list[Call],
+        reason: str,
+        score: int | None = None,
+        pbx_wide: bool = False,
+    ) -> Finding:
+        return Finding(
+            rule=self.name,
+            rule_type=self.type,
+            at=now,
+            trigger=trigger,
+            calls=tuple(calls),
+            score=self.options.score if score is None else score,
+            reason=reason,
+            pbx_wide=pbx_wide,
+        )
+
+
+REGISTRY: dict[str, type[Rule[Any]]] = {}
+
+R = TypeVar("R", bound=type[Rule[Any]])
+
+
+def register(cls: R) -> R:
+    REGISTRY[cls.type] = cls
+    return cls
+
+
+def _format_errors(name: str, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown option"
+        elif "input" in err and not isinstance(err["input"], dict | list):
+            msg = f"{err['input']!r}: {msg}"
+        out.append(f"rules.{name}.{loc}: {msg}")
+    return out
+
+
+def check_rules(specs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Validate every rule's options by its type; list every problem."""
+    _load_builtin()
+    errors: list[str] = []
+    for name, body in specs.items():
+        rtype = body.get("type")
+        if rtype not in REGISTRY:
+            known = ", ".join(sorted(REGISTRY))
+            errors.append(f"rules.{name}.type: {rtype!r} is not a rule type (known: {known})")
+            continue
+        try:
+            REGISTRY[rtype].options_model.model_validate(dict(body))
+        except ValidationError as exc:
+            errors.extend(_format_errors(name, exc))
+    return errors
+
+
+def build_rules(
+    specs: Mapping[str, Mapping[str, Any]], context: RuleContext
+) -> list[Rule[Any]]:
+    """Instantiate the enabled rules (specs already checked)."""
+    _load_builtin()
+    rules: list[Rule[Any]] = []
+    for name, body in specs.items():
+        cls = REGISTRY[str(body["type"])]
+        options = cls.options_model.model_validate(dict(body))
+        if options.enabled:
+            rules.append(cls(name, options, context))
+    return rules
+
+
+def _load_builtin() -> None:
+    from rules import builtin  # noqa: F401  (registers the shipped rule types)
+

@@ -1,0 +1,47 @@
+"""concurrent: at least N international calls up at the same time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from rules.base import Rule, RuleOptions, register
+from rules.builtin._window import GroupBy, group_key
+from rules.model import Call, Finding
+
+
+class ConcurrentOptions(RuleOptions):
+    score: int = 40
+    group_by: GroupBy = "pbx"
+    count: int = Field(default=5, ge=2)
+
+
+@register
+class Concurrent(Rule[ConcurrentOptions]):
+    type = "concurrent"
+    options_model = ConcurrentOptions
+
+    def setup(self) -> None:
+        self.active: dict[str, dict[str, Call]] = {}
+
+    def on_start(self, call: Call, now: datetime) -> list[Finding]:
+        o = self.options
+        key = group_key(call, o.group_by)
+        up = self.active.setdefault(key, {})
+        up[call.call_id] = call
+        if len(up) < o.count:
+            return []
+        calls = list(up.values())
+        who = f"from {call.source}" if o.group_by == "source" else "PBX-wide"
+        reason = f"{len(calls)} international calls up at once {who} (threshold {o.count})"
+        return [self.finding(now, call, calls, reason, pbx_wide=o.group_by == "pbx")]
+
+    def on_end(self, call: Call, now: datetime) -> list[Finding]:
+        key = group_key(call, self.options.group_by)
+        up = self.active.get(key)
+        if up is not None:
+            up.pop(call.call_id, None)
+            if not up:
+                del self.active[key]
+        return []

@@ -1,0 +1,42 @@
+"""off_hours: international calls outside business hours, at weekends, on holidays."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from config.types import Duration, format_duration
+from rules.base import Rule, RuleOptions, register
+from rules.builtin._window import Windows
+from rules.model import Call, Finding
+
+
+class OffHoursOptions(RuleOptions):
+    score: int = 30
+    many: int = Field(default=5, ge=2)  # this many off-hours calls from one source ...
+    many_window: Duration = timedelta(hours=6)  # ... within this span ...
+    many_score: int = Field(default=70, ge=0)  # ... score this instead
+
+
+@register
+class OffHours(Rule[OffHoursOptions]):
+    type = "off_hours"
+    options_model = OffHoursOptions
+
+    def setup(self) -> None:
+        self.windows = Windows(self.options.many_window)
+
+    def on_start(self, call: Call, now: datetime) -> list[Finding]:
+        why = self.context.calendar.closed_reason(call.start)
+        if why is None:
+            return []
+        recent = self.windows.add(call.source, now, call)
+        o = self.options
+        if len(recent) >= o.many:
+            reason = (
+                f"{len(recent)} international calls outside business hours within "
+                f"{format_duration(o.many_window)} (latest {why})"
+            )
+            return [self.finding(now, call, recent, reason, score=o.many_score)]
+        return [self.finding(now, call, [call], f"international call on {why}")]

@@ -1,0 +1,51 @@
+"""sequential_dialing: many numbers in one block that differ only in their last digits."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from config.types import Duration, format_duration
+from rules.base import Rule, RuleOptions, register
+from rules.builtin._window import GroupBy, Windows, group_key
+from rules.model import Call, Finding
+
+
+class SequentialOptions(RuleOptions):
+    score: int = 60
+    group_by: GroupBy = "source"
+    varying_digits: int = Field(default=2, ge=1, le=4)
+    count: int = Field(default=5, ge=2)  # distinct numbers in one block
+    window: Duration = timedelta(hours=1)
+
+
+@register
+class SequentialDialing(Rule[SequentialOptions]):
+    type = "sequential_dialing"
+    options_model = SequentialOptions
+
+    def setup(self) -> None:
+        self.windows = Windows(self.options.window)
+        self._seen = 0
+
+    def on_start(self, call: Call, now: datetime) -> list[Finding]:
+        o = self.options
+        e164 = call.dest.e164
+        if not e164 or len(e164) <= o.varying_digits + 4:
+            return []
+        block = e164[: -o.varying_digits]
+        key = f"{group_key(call, o.group_by)}|{block}"
+        recent = self.windows.add(key, now, call)
+        self._seen += 1
+        if self._seen % 1024 == 0:
+            self.windows.prune(now)
+        numbers = {c.dest.e164 for c in recent}
+        if len(numbers) < o.count:
+            return []
+        mask = block + "x" * o.varying_digits
+        reason = (
+            f"{len(numbers)} different numbers in block {mask} dialed within "
+            f"{format_duration(o.window)} (threshold {o.count})"
+        )
+        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by == "pbx")]

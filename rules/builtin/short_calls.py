@@ -1,0 +1,45 @@
+"""short_call_flood: many very short international calls (test calls before an attack)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from config.types import Duration, format_duration
+from rules.base import Rule, RuleOptions, register
+from rules.builtin._window import GroupBy, Windows, group_key
+from rules.model import Call, Finding
+
+
+class ShortCallOptions(RuleOptions):
+    score: int = 40
+    group_by: GroupBy = "source"
+    shorter_than: Duration = timedelta(seconds=10)
+    include_unanswered: bool = True
+    count: int = Field(default=10, ge=2)
+    window: Duration = timedelta(minutes=10)
+
+
+@register
+class ShortCallFlood(Rule[ShortCallOptions]):
+    type = "short_call_flood"
+    options_model = ShortCallOptions
+
+    def setup(self) -> None:
+        self.windows = Windows(self.options.window)
+
+    def on_end(self, call: Call, now: datetime) -> list[Finding]:
+        o = self.options
+        if call.answer is None and not o.include_unanswered:
+            return []
+        if call.billsec >= o.shorter_than.total_seconds():
+            return []
+        recent = self.windows.add(group_key(call, o.group_by), now, call)
+        if len(recent) < o.count:
+            return []
+        reason = (
+            f"{len(recent)} international calls shorter than {format_duration(o.shorter_than)} "
+            f"within {format_duration(o.window)} (threshold {o.count})"
+        )
+        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by == "pbx")]

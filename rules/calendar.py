@@ -1,0 +1,58 @@
+"""Business hours, weekends, public holidays and closure days, in the site's time zone."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from config.schema import Settings
+from config.types import TimeRange
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class BusinessCalendar:
+    def __init__(self, settings: Settings) -> None:
+        self.tz = ZoneInfo(settings.site.timezone)
+        h = settings.hours
+        self.week: list[list[TimeRange]] = [h.for_weekday(i) for i in range(7)]
+        self.closures = set(h.closures)
+        self._holidays: holidays.HolidayBase | None = None
+        if h.holidays_country:
+            try:
+                self._holidays = holidays.country_holidays(
+                    h.holidays_country, subdiv=h.holidays_subdivision
+                )
+            except NotImplementedError:
+                self._holidays = None
+
+    def holiday(self, day: date) -> str | None:
+        if self._holidays is None:
+            return None
+        name = self._holidays.get(day)
+        return str(name) if name else None
+
+    def local(self, when: datetime) -> datetime:
+        return when.astimezone(self.tz)
+
+    def closed_reason(self, when: datetime) -> str | None:
+        """Why the office is closed at `when`, in words, or None during business hours."""
+        local = self.local(when)
+        day = local.date()
+        stamp = local.strftime("%H:%M")
+        weekday = _DAYS[local.weekday()]
+        if day in self.closures:
+            return f"{weekday} {day.isoformat()} {stamp}, a closure day"
+        name = self.holiday(day)
+        if name:
+            return f"{weekday} {day.isoformat()} {stamp}, public holiday ({name})"
+        ranges = self.week[local.weekday()]
+        if not ranges:
+            return f"{weekday} {stamp}, office closed"
+        t = local.time()
+        if any(r.contains(t) for r in ranges):
+            return None
+        hours = ", ".join(str(r) for r in ranges)
+        return f"{weekday} {stamp}, outside business hours ({hours})"

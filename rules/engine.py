@@ -1,0 +1,111 @@
+"""The engine: feeds call events in event-time order to every rule, fires rule timers, and turns
+findings into incident changes. Batch (`rules.batch`) and the live daemon both drive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from config.schema import Settings
+from rules.base import Rule, RuleContext, build_rules
+from rules.calendar import BusinessCalendar
+from rules.incidents import IncidentChange, IncidentTracker
+from rules.model import Call, CallEvent, Finding, Kind
+
+
+def relevant(call: Call) -> bool:
+    """Rules look at international calls and at any call to a high-risk prefix."""
+    return call.dest.dest_class == "international" or call.dest.high_risk
+
+
+class Engine:
+    def __init__(self, rules: list[Rule[Any]], tracker: IncidentTracker) -> None:
+        self.rules = rules
+        self.tracker = tracker
+        self.clock: datetime | None = None
+        self._answer_rules = [r for r in rules if _overrides(r, "on_answer")]
+        self._end_rules = [r for r in rules if _overrides(r, "on_end")]
+        self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
+        self.findings = 0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, rule_specs: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> Engine:
+        context = RuleContext(
+            site=settings.site.name,
+            calendar=BusinessCalendar(settings),
+            currency=settings.rates.currency,
+        )
+        specs = rule_specs
+        if specs is None:
+            specs = {name: spec.model_dump() for name, spec in settings.rules.items()}
+        inc = settings.incidents
+        tracker = IncidentTracker(
+            settings.site.name, inc.warning_score, inc.critical_score, inc.gap
+        )
+        return cls(build_rules(specs, context), tracker)
+
+    def advance(self, now: datetime) -> list[IncidentChange]:
+        """Fire every rule timer due at or before `now`, in time order."""
+        changes: list[IncidentChange] = []
+        while True:
+            due: tuple[datetime, Rule[Any]] | None = None
+            for rule in self._timed:
+                at = rule.next_wakeup()
+                if at is not None and at <= now and (due is None or at < due[0]):
+                    due = (at, rule)
+            if due is None:
+                break
+            at, rule = due
+            self.clock = max(self.clock, at) if self.clock else at
+            changes.extend(self._apply(rule.on_tick(at)))
+        self.clock = max(self.clock, now) if self.clock else now
+        return changes
+
+    def handle(self, event: CallEvent) -> list[IncidentChange]:
+        changes = self.advance(event.at)
+        call, now = event.call, event.at
+        if event.kind == Kind.STARTED:
+            change = self.tracker.add_call(call, now)
+            if change is not None:
+                changes.append(change)
+            for rule in self.rules:
+                changes.extend(self._apply(rule.on_start(call, now)))
+        elif event.kind == Kind.ANSWERED:
+            for rule in self._answer_rules:
+                changes.extend(self._apply(rule.on_answer(call, now)))
+        else:
+            call.ended = True
+            for rule in self._end_rules:
+                changes.extend(self._apply(rule.on_end(call, now)))
+        return changes
+
+    def _apply(self, findings: Iterable[Finding]) -> list[IncidentChange]:
+        changes = []
+        for finding in findings:
+            self.findings += 1
+            change = self.tracker.add(finding)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+
+def _overrides(rule: Rule[Any], method: str) -> bool:
+    return getattr(type(rule), method) is not getattr(Rule, method)
+
+
+def events_for(call: Call) -> list[CallEvent]:
+    """The events a finished call produces, as the live daemon would have seen them."""
+    events = [CallEvent(call.start, Kind.STARTED, call)]
+    last = call.start
+    if call.answer is not None:
+        answer = max(call.answer, call.start)
+        events.append(CallEvent(answer, Kind.ANSWERED, call))
+        last = answer
+    end = call.end if call.end is not None else last
+    kind = Kind.ENDED if end > last else Kind.ENDED_SAME_INSTANT
+    events.append(CallEvent(max(end, last), kind, call))
+    return events

@@ -1,0 +1,207 @@
+"""Findings about the same attack join one incident: a source, a time span, its destinations.
+
+An incident's score is the sum, over the rules that fired, of each rule's highest score; it
+becomes a warning, then critical, as the score passes the configured thresholds. Severity only
+rises. Findings whose calls all come from one source join that source's incident; PBX-wide
+findings spanning several sources join a PBX-wide incident (source "*").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import IntEnum
+
+from rules.model import Call, Finding
+
+PBX = "*"
+
+
+class Severity(IntEnum):
+    NONE = 0
+    WARNING = 1
+    CRITICAL = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass
+class RuleHit:
+    rule: str
+    rule_type: str
+    score: int
+    reason: str
+    count: int
+    first_at: datetime
+    last_at: datetime
+    size: int = 1  # calls in the finding whose reason is kept
+
+
+@dataclass
+class Incident:
+    id: str
+    site: str
+    source: str
+    opened_at: datetime  # event time of the first finding
+    last_activity: datetime
+    calls: dict[str, Call] = field(default_factory=dict)
+    hits: dict[str, RuleHit] = field(default_factory=dict)
+    severity: Severity = Severity.NONE
+    detected_at: dict[Severity, datetime] = field(default_factory=dict)
+    version: int = 0  # bumped on every visible change
+
+    @property
+    def score(self) -> int:
+        return sum(h.score for h in self.hits.values())
+
+    @property
+    def first_call_at(self) -> datetime:
+        return min(c.start for c in self.calls.values())
+
+    @property
+    def last_call_at(self) -> datetime:
+        return max(c.start for c in self.calls.values())
+
+    @property
+    def accounts(self) -> list[str]:
+        return sorted({c.account for c in self.calls.values() if c.account})
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({c.source for c in self.calls.values()})
+
+    @property
+    def regions(self) -> list[str]:
+        return sorted({c.dest.region for c in self.calls.values() if c.dest.region})
+
+    def ordered_calls(self) -> list[Call]:
+        return sorted(self.calls.values(), key=lambda c: (c.start, c.call_id))
+
+    def minutes(self, now: datetime | None = None) -> float:
+        return sum(c.up_for(now or c.end or c.start) for c in self.calls.values()) / 60.0
+
+    def reasons(self) -> list[str]:
+        return [h.reason for h in sorted(self.hits.values(), key=lambda h: -h.score)]
+
+
+@dataclass(frozen=True)
+class IncidentChange:
+    """What alerting sees: an incident opened (reached warning), escalated, or grew."""
+
+    kind: str  # "opened" | "escalated" | "updated"
+    incident: Incident
+    at: datetime
+
+
+class IncidentTracker:
+    def __init__(
+        self, site: str, warning_score: int, critical_score: int, gap: timedelta
+    ) -> None:
+        self.site = site
+        self.warning = warning_score
+        self.critical = critical_score
+        self.gap = gap
+        self.open: dict[str, Incident] = {}
+        self.closed: list[Incident] = []  # closed incidents that reached at least a warning
+
+    def _severity(self, score: int) -> Severity:
+        if score >= self.critical:
+            return Severity.CRITICAL
+        if score >= self.warning:
+            return Severity.WARNING
+        return Severity.NONE
+
+    def _current(self, key: str, now: datetime, create: bool) -> Incident | None:
+        inc = self.open.get(key)
+        if inc is not None and now - inc.last_activity > self.gap:
+            self._close(key)
+            inc = None
+        if inc is None and create:
+            stamp = now.strftime("%Y%m%dT%H%M%SZ")
+            inc = Incident(
+                id=f"{self.site}:{key}:{stamp}",
+                site=self.site,
+                source=key,
+                opened_at=now,
+                last_activity=now,
+            )
+            self.open[key] = inc
+        return inc
+
+    def _close(self, key: str) -> None:
+        inc = self.open.pop(key)
+        if inc.severity > Severity.NONE:
+            self.closed.append(inc)
+
+    def add_call(self, call: Call, now: datetime) -> IncidentChange | None:
+        """A relevant call from a source with an open incident becomes part of it."""
+        inc = self._current(call.source, now, create=False)
+        if inc is None or call.call_id in inc.calls:
+            return None
+        inc.calls[call.call_id] = call
+        inc.last_activity = now
+        if inc.severity == Severity.NONE:
+            return None
+        inc.version += 1
+        return IncidentChange("updated", inc, now)
+
+    def add(self, finding: Finding) -> IncidentChange | None:
+        sources = finding.sources
+        key = next(iter(sources)) if len(sources) == 1 else PBX
+        now = finding.at
+        inc = self._current(key, now, create=True)
+        assert inc is not None
+        grew = False
+        for call in finding.calls:
+            if call.call_id not in inc.calls:
+                inc.calls[call.call_id] = call
+                grew = True
+        inc.last_activity = now
+        hit = inc.hits.get(finding.rule)
+        if hit is None:
+            inc.hits[finding.rule] = RuleHit(
+                finding.rule,
+                finding.rule_type,
+                finding.score,
+                finding.reason,
+                1,
+                now,
+                now,
+                len(finding.calls),
+            )
+            grew = True
+        else:
+            hit.count += 1
+            hit.last_at = now
+            size = len(finding.calls)
+            # Keep the strongest finding's words: the highest score, then the most calls.
+            if (finding.score, size) >= (hit.score, hit.size):
+                grew = grew or finding.score > hit.score or finding.reason != hit.reason
+                hit.score = finding.score
+                hit.reason = finding.reason
+                hit.size = size
+        before = inc.severity
+        after = self._severity(inc.score)
+        if after > before:
+            inc.severity = after
+            for level in Severity:
+                if before < level <= after:
+                    inc.detected_at[level] = finding.trigger.start
+            inc.version += 1
+            kind = "opened" if before == Severity.NONE else "escalated"
+            return IncidentChange(kind, inc, now)
+        if grew and after > Severity.NONE:
+            inc.version += 1
+            return IncidentChange("updated", inc, now)
+        return None
+
+    def expire(self, now: datetime) -> None:
+        for key in [k for k, inc in self.open.items() if now - inc.last_activity > self.gap]:
+            self._close(key)
+
+    def all_incidents(self) -> list[Incident]:
+        """Every incident that reached at least a warning, open or closed, oldest first."""
+        found = self.closed + [i for i in self.open.values() if i.severity > Severity.NONE]
+        return sorted(found, key=lambda i: (i.first_call_at, i.source))

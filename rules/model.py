@@ -1,0 +1,85 @@
+"""What rules see and say: calls, call events and findings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+
+from rules.destinations import Destination
+
+
+@dataclass(eq=False)
+class Call:
+    """An outbound call. Batch fills everything up front; live fills answer/end as they happen.
+
+    Rules must only read `answer` from on_answer on and `end`/`billsec` from on_end on, so that a
+    batch replay decides exactly what the live daemon decides.
+    """
+
+    call_id: str
+    source: str
+    account: str
+    dest: Destination
+    start: datetime
+    answer: datetime | None = None
+    end: datetime | None = None
+    trunk: str = ""
+    origin: str = ""
+    allowlisted: bool = False  # site-wide or per-source allowlist covers the destination
+    ended: bool = field(default=False)
+
+    @property
+    def billsec(self) -> float:
+        if self.answer is None or self.end is None:
+            return 0.0
+        return max(0.0, (self.end - self.answer).total_seconds())
+
+    def up_for(self, now: datetime) -> float:
+        """Seconds the call has been answered by `now` (or in all, once ended)."""
+        if self.answer is None:
+            return 0.0
+        stop = self.end if self.ended and self.end is not None else now
+        return max(0.0, (stop - self.answer).total_seconds())
+
+    @property
+    def risky(self) -> bool:
+        return self.dest.high_risk and not self.allowlisted
+
+    def label(self) -> str:
+        d = self.dest
+        if d.region_name and d.calling_code:
+            return f"{d.region_name} (+{d.calling_code})"
+        return d.e164 or d.dialed
+
+
+class Kind(IntEnum):
+    """Event kinds; the value orders events that share a timestamp."""
+
+    ENDED = 0
+    STARTED = 1
+    ANSWERED = 2
+    ENDED_SAME_INSTANT = 3  # a call that ends the instant it starts or is answered
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    at: datetime
+    kind: Kind
+    call: Call
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str  # the rule's name
+    rule_type: str
+    at: datetime  # event time at which it fired
+    trigger: Call  # the call whose event fired it
+    calls: tuple[Call, ...]
+    score: int
+    reason: str
+    pbx_wide: bool = False
+
+    @property
+    def sources(self) -> set[str]:
+        return {c.source for c in self.calls}
