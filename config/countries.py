@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sre_constants
 from functools import cache
 
 import phonenumbers
@@ -43,7 +42,7 @@ def expand_pattern(pattern: str, limit: int = 400) -> list[str] | None:
     """All strings a finite digit regex matches (e.g. "0[0-3]\\d"), or None if not finite/small."""
     try:
         parsed = re._parser.parse(pattern)  # type: ignore[attr-defined]
-    except (re.error, sre_constants.error):
+    except re.error:
         return None
 
     def expand(items: list[tuple[object, object]]) -> list[str] | None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from config.types import DialString, Duration, HoursRange, Prefix
+from config.types import DialString, Duration, HoursRange, Prefix, PrefixText
 
 CdrLayout = Literal[
     "auto",
@@ -90,8 +90,8 @@ class Hours(Strict):
 
 class HighRisk(Strict):
     file: Path | None = None
-    add: list[Prefix] = Field(default_factory=list)
-    remove: list[Prefix] = Field(default_factory=list)
+    add: list[PrefixText] = Field(default_factory=list)
+    remove: list[PrefixText] = Field(default_factory=list)
 
 
 class Allowlist(Strict):

@@ -70,6 +70,15 @@ def parse_prefix(value: Any) -> str:
 Prefix = Annotated[str, BeforeValidator(parse_prefix)]
 
 
+def _checked_prefix_text(value: Any) -> str:
+    parse_prefix(value)
+    return str(value).strip()
+
+
+# A prefix kept as the user wrote it ("1-876"), for showing; parse_prefix gives its digits.
+PrefixText = Annotated[str, BeforeValidator(_checked_prefix_text)]
+
+
 def parse_dial_string(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)

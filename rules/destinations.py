@@ -19,7 +19,7 @@ from phonenumbers.shortnumberinfo import is_valid_short_number_for_region
 from config.countries import country_code
 from config.schema import Settings
 from rules import numbering
-from rules.prefixes import high_risk_list, label_for, rate_table
+from rules.prefixes import high_risk_list, rate_table
 
 CLASSES = ("internal", "emergency", "service", "domestic", "international", "unknown")
 
@@ -355,4 +355,4 @@ class Classifier:
         return best > 0 and best >= risk_len
 
 
-__all__ = ["CLASSES", "DEST_COLUMNS", "Classifier", "Destination", "label_for"]
+__all__ = ["CLASSES", "DEST_COLUMNS", "Classifier", "Destination"]

@@ -19,13 +19,6 @@ class RiskEntry:
     name: str
 
 
-def label_for(prefix: str) -> str:
-    """How to show a prefix: NANP area codes as 1-876, others as digits."""
-    if prefix.startswith("1") and len(prefix) == 4:
-        return f"1-{prefix[1:]}"
-    return prefix
-
-
 def _read_tsv(text: str, source: str) -> list[RiskEntry]:
     rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     reader = csv.DictReader(io.StringIO("\n".join(rows)), delimiter="\t")
@@ -56,10 +49,14 @@ def high_risk_list(settings: Settings) -> list[RiskEntry]:
         entries = _read_tsv(Path(hr.file).read_text(encoding="utf-8"), str(hr.file))
     else:
         entries = shipped_high_risk()
-    removed = set(hr.remove)
+    removed = {parse_prefix(p) for p in hr.remove}
     out = [e for e in entries if e.prefix not in removed]
     known = {e.prefix for e in out}
-    out.extend(RiskEntry(p, label_for(p), "") for p in hr.add if p not in known)
+    for text in hr.add:
+        digits = parse_prefix(text)
+        if digits not in known:
+            out.append(RiskEntry(digits, text, ""))
+            known.add(digits)
     return out
 
 

@@ -1,0 +1,147 @@
+"""Where calls go: every dial-plan case the brief names, checked against exact results."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import given, settings as hsettings
+from hypothesis import strategies as st
+
+from rules.destinations import Classifier
+from tests.helpers import settings
+
+
+def make(country: str, access: list[str] | None = None, **extra: object) -> Classifier:
+    over: dict[str, object] = dict(extra)
+    if access is not None:
+        over["dialplan"] = {"access_codes": access}
+    return Classifier(settings(country, **over))  # type: ignore[arg-type]
+
+
+JP = [
+    # dialed, class, e164, region, high-risk label
+    ("0102327654321", "international", "+2327654321", "SL", "232"),
+    ("0105358001122", "international", "+5358001122", "CU", "53"),
+    ("01044201234567", "international", "+44201234567", "GB", None),
+    ("0112465551234", "domestic", "+81112465551234", "JP", None),  # Sapporo 011, not NANP 011
+    ("0312345678", "domestic", "+81312345678", "JP", None),
+    ("0120123456", "domestic", "+81120123456", "JP", None),  # free dial
+    ("0800123456", "domestic", "+81800123456", "JP", None),
+    ("110", "emergency", None, None, None),
+    ("118", "emergency", None, None, None),
+    ("119", "emergency", None, None, None),
+    ("104", "service", None, None, None),
+    ("201", "internal", None, None, None),
+    ("*97", "internal", None, None, None),
+    ("+77011234567", "international", "+77011234567", "KZ", "7"),
+    ("+74951234567", "international", "+74951234567", "RU", "7"),
+    ("010 1 876 555 1234", "international", "+18765551234", "JM", "1-876"),
+    ("s", "unknown", None, None, None),
+    ("", "unknown", None, None, None),
+]
+
+
+@pytest.mark.parametrize("dialed,cls,e164,region,risk", JP)
+def test_japan_without_access_code(
+    dialed: str, cls: str, e164: str | None, region: str | None, risk: str | None
+) -> None:
+    d = make("JP").classify(dialed)
+    assert (d.dest_class, d.e164, d.region, d.risk_prefix) == (cls, e164, region, risk)
+    assert d.high_risk is (risk is not None)
+
+
+JP_ACCESS = [
+    ("00102327654321", "international", "+2327654321"),  # 0 + 010 + intl
+    ("0102327654321", "international", "+2327654321"),  # 010 without the access code
+    ("00312345678", "domestic", "+81312345678"),
+    ("0312345678", "domestic", "+81312345678"),
+    ("00120123456", "domestic", "+81120123456"),
+    ("00112465551234", "domestic", "+81112465551234"),  # 0 + Sapporo
+    ("0110", "emergency", None),  # access code + 110
+]
+
+
+@pytest.mark.parametrize("dialed,cls,e164", JP_ACCESS)
+def test_japan_with_access_code_zero(dialed: str, cls: str, e164: str | None) -> None:
+    d = make("JP", ["0"]).classify(dialed)
+    assert (d.dest_class, d.e164) == (cls, e164)
+
+
+NANP = [
+    ("9011442079460000", "international", "+442079460000", "GB", None),
+    ("918765551234", "international", "+18765551234", "JM", "1-876"),
+    ("912465551234", "international", "+12465551234", "BB", "1-246"),
+    ("914415551234", "international", "+14415551234", "BM", "1-441"),
+    ("917675551234", "international", "+17675551234", "DM", "1-767"),
+    ("912645551234", "international", "+12645551234", "AI", "1-264"),
+    ("98765551234", "international", "+18765551234", "JM", "1-876"),  # 10-digit, no 1
+    ("912125551234", "domestic", "+12125551234", "US", None),
+    ("914165551234", "domestic", "+14165551234", "CA", None),  # Toronto: domestic for US
+    ("918005551234", "domestic", "+18005551234", "US", None),
+    ("95551234", "domestic", None, "US", None),  # 7-digit local
+    ("911", "emergency", None, None, None),
+    ("9911", "emergency", None, None, None),
+    ("411", "service", None, None, None),
+    ("011 232 7654321", "international", "+2327654321", "SL", "232"),
+    ("+18765551234", "international", "+18765551234", "JM", "1-876"),
+]
+
+
+@pytest.mark.parametrize("dialed,cls,e164,region,risk", NANP)
+def test_north_america_access_code_nine(
+    dialed: str, cls: str, e164: str | None, region: str | None, risk: str | None
+) -> None:
+    d = make("US", ["9"]).classify(dialed)
+    assert (d.dest_class, d.e164, d.region, d.risk_prefix) == (cls, e164, region, risk)
+
+
+def test_double_zero_countries() -> None:
+    c = make("DE")
+    d = c.classify("00442079460000")
+    assert (d.dest_class, d.e164, d.region) == ("international", "+442079460000", "GB")
+    assert c.classify("030123456").dest_class == "domestic"
+    assert c.classify("112").dest_class == "emergency"
+    it = make("IT").classify("0612345678")  # Italy keeps the 0 in E.164
+    assert (it.dest_class, it.e164) == ("domestic", "+390612345678")
+
+
+def test_allowlist_beats_list_and_finer_prefixes_win() -> None:
+    c = make("JP", high_risk={"add": ["370-5200"], "remove": ["34"]},
+             allowlist={"prefixes": ["232"]})
+    assert c.classify("0102327654321").high_risk is False
+    assert c.classify("0102327654321").allowlisted is True
+    assert c.classify("0103705200123").risk_prefix == "370-5200"
+    assert c.classify("0103706000123").risk_prefix == "370"
+    assert c.classify("01034911234567").high_risk is False  # Spain removed
+
+
+def test_finer_high_risk_entry_beats_broader_allowlist() -> None:
+    c = make("JP", high_risk={"add": ["44-70"]}, allowlist={"prefixes": ["44"]})
+    assert c.classify("0104470123456").high_risk is True
+    assert c.classify("01044201234567").high_risk is False
+
+
+def test_batch_frame_matches_single_numbers() -> None:
+    c = make("US", ["9"])
+    numbers = [n for n, *_ in NANP]
+    frame = c.classify_frame(pl.LazyFrame({"dst": numbers})).collect()
+    for row in frame.iter_rows(named=True):
+        one = c.classify(row["dst"])
+        assert (row["dest_class"], row["e164"], row["region"]) == (
+            one.dest_class, one.e164, one.region)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.text(alphabet="0123456789+ -*#", max_size=18))
+def test_classifier_never_fails_and_agrees_with_phonenumbers(dialed: str) -> None:
+    import phonenumbers
+
+    d = JP_CLASSIFIER.classify(dialed)
+    assert d.dest_class in ("internal", "emergency", "service", "domestic", "international",
+                            "unknown")
+    if d.dest_class == "international" and d.e164:
+        num = phonenumbers.parse(d.e164)
+        assert str(num.country_code) == d.calling_code
+
+
+JP_CLASSIFIER = make("JP", ["0"])

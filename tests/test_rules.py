@@ -1,0 +1,183 @@
+"""Each rule, and the scenarios the brief sets for the defaults, on event time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rules.incidents import Severity
+from tests.helpers import Traffic, at, settings
+
+SL = "0102327654321"  # Sierra Leone, high-risk
+UK = "01044201234567"  # United Kingdom, not high-risk
+ES = "01034911234567"  # Spain, on the high-risk list
+TOKYO = "0312345678"
+
+
+def jp(**extra: object) -> Traffic:
+    return Traffic(settings("JP", "Asia/Tokyo", **extra))  # type: ignore[arg-type]
+
+
+def test_salesperson_calling_spain_on_tuesday_afternoon_is_no_incident() -> None:
+    t = jp()
+    t.call("201", ES, at("2026-11-24T15:00", "Asia/Tokyo"), talk=600)
+    t.call("201", TOKYO, at("2026-11-24T15:20", "Asia/Tokyo"), talk=60)
+    assert t.run() == []
+
+
+def test_twenty_calls_to_sierra_leone_at_3am_sunday_is_critical() -> None:
+    t = jp()
+    start = at("2026-11-29T03:00", "Asia/Tokyo")  # a Sunday
+    for i in range(20):  # spread over three hours: no burst, no concurrency
+        t.call("205", f"010232765{i:04d}"[:13], start + timedelta(minutes=9 * i), talk=120)
+    [inc] = t.run()
+    assert inc.severity == Severity.CRITICAL
+    assert inc.source == "205"
+    assert len(inc.calls) == 20
+    assert {"off_hours", "high_risk_destination"} <= set(inc.hits)
+
+
+def test_burst_on_a_public_holiday_at_10am_is_critical() -> None:
+    t = jp()
+    start = at("2026-11-03T10:00", "Asia/Tokyo")  # Culture Day, a Tuesday
+    for i in range(8):
+        t.call("207", f"0104420123456{i}", start + timedelta(seconds=40 * i), talk=30)
+    [inc] = t.run()
+    assert inc.severity == Severity.CRITICAL
+    assert "burst" in inc.hits
+    assert "public holiday (Culture Day)" in inc.hits["off_hours"].reason
+
+
+def test_high_risk_alone_scores_below_warning() -> None:
+    t = jp()
+    t.call("201", SL, at("2026-11-24T11:00", "Asia/Tokyo"))
+    engine_incidents = t.run(only=["high_risk_destination"])
+    assert engine_incidents == []
+
+
+def test_off_hours_single_call_to_high_risk_is_a_warning() -> None:
+    t = jp()
+    c = t.call("201", SL, at("2026-11-24T23:30", "Asia/Tokyo"))
+    [inc] = t.run()
+    assert inc.severity == Severity.WARNING
+    assert inc.detected_at[Severity.WARNING] == c.start
+    assert "outside business hours (08:00-20:00)" in inc.hits["off_hours"].reason
+
+
+def test_closure_day_counts_as_off_hours() -> None:
+    t = jp(hours={"closures": ["2026-12-29"]})
+    t.call("201", SL, at("2026-12-29T11:00", "Asia/Tokyo"))
+    [inc] = t.run()
+    assert "closure day" in inc.hits["off_hours"].reason
+
+
+def test_burst_per_source_needs_the_count_within_the_window() -> None:
+    t = jp()
+    start = at("2026-11-24T11:00", "Asia/Tokyo")
+    for i in range(7):  # 7 < 8
+        t.call("201", UK, start + timedelta(seconds=60 * i), talk=20)
+    t.call("201", UK, start + timedelta(minutes=11), talk=20)  # first call left the window
+    assert t.run(only=["burst"]) == []
+
+
+def test_burst_pbx_wide_from_many_sources_is_one_pbx_incident() -> None:
+    t = jp(incidents={"warning_score": 50})
+    start = at("2026-11-24T11:00", "Asia/Tokyo")
+    for i in range(20):
+        t.call(f"2{i:02d}", UK, start + timedelta(seconds=20 * i), talk=10)
+    [inc] = t.run(only=["burst_pbx"])
+    assert inc.source == "*"
+    assert len(inc.sources) == 20
+    assert inc.hits["burst_pbx"].reason.startswith("20 international calls PBX-wide")
+
+
+def test_concurrent_counts_calls_up_at_once() -> None:
+    t = jp(incidents={"warning_score": 40})
+    start = at("2026-11-24T11:00", "Asia/Tokyo")
+    for i in range(5):
+        t.call("201", UK, start + timedelta(seconds=i), talk=300)
+    t.call("202", UK, start + timedelta(hours=1), talk=300)
+    [inc] = t.run(only=["concurrent"])
+    assert inc.hits["concurrent"].reason.startswith("5 international calls up at once")
+    t2 = jp(incidents={"warning_score": 40})
+    for i in range(5):  # one after another: never more than one up
+        t2.call("201", UK, start + timedelta(minutes=i), talk=30)
+    assert t2.run(only=["concurrent"]) == []
+
+
+def test_sequential_dialing_walks_a_block() -> None:
+    t = jp(incidents={"warning_score": 60})
+    start = at("2026-11-24T11:00", "Asia/Tokyo")
+    for i in range(5):
+        t.call("209", f"01023276543{i:02d}", start + timedelta(minutes=5 * i), talk=30)
+    [inc] = t.run(only=["sequential_dialing"])
+    assert "block +23276543xx" in inc.hits["sequential_dialing"].reason
+    t2 = jp(incidents={"warning_score": 60})
+    for i in range(5):  # same number again and again is not walking a range
+        t2.call("209", SL, start + timedelta(minutes=5 * i), talk=30)
+    assert t2.run(only=["sequential_dialing"]) == []
+
+
+def test_new_destination_after_min_history() -> None:
+    t = jp(incidents={"warning_score": 20})
+    day0 = at("2026-11-02T11:00", "Asia/Tokyo")
+    t.call("201", UK, day0)
+    t.call("201", UK, day0 + timedelta(days=8))
+    c = t.call("201", "0103312345678", day0 + timedelta(days=8, hours=1))  # France: new
+    [inc] = t.run(only=["new_destination"])
+    assert [x.call_id for x in inc.ordered_calls()] == [c.call_id]
+    assert "first call to France (+33)" in inc.hits["new_destination"].reason
+
+
+def test_new_destination_silent_during_warm_up() -> None:
+    t = jp(incidents={"warning_score": 20})
+    t.call("201", "0103312345678", at("2026-11-02T11:00", "Asia/Tokyo"))
+    assert t.run(only=["new_destination"]) == []
+
+
+def test_long_call_fires_while_the_call_is_still_up() -> None:
+    t = jp(incidents={"warning_score": 20})
+    c = t.call("201", UK, at("2026-11-24T11:00", "Asia/Tokyo"), talk=3 * 3600)
+    [inc] = t.run(only=["long_call"])
+    hit = inc.hits["long_call"]
+    assert c.answer is not None and c.end is not None
+    assert hit.first_at == c.answer + timedelta(minutes=30)
+    assert hit.first_at < c.end
+
+
+def test_short_call_flood() -> None:
+    t = jp(incidents={"warning_score": 40})
+    start = at("2026-11-24T11:00", "Asia/Tokyo")
+    for i in range(10):
+        t.call("203", f"0104420123{i:04d}", start + timedelta(seconds=30 * i), talk=3)
+    [inc] = t.run(only=["short_call_flood"])
+    assert inc.hits["short_call_flood"].reason.startswith("10 international calls shorter")
+
+
+def test_spend_fires_before_hangup_on_an_expensive_call() -> None:
+    t = jp(rates={"per_minute": {"232": 2.0}}, incidents={"warning_score": 60})
+    c = t.call("201", SL, at("2026-11-24T11:00", "Asia/Tokyo"), talk=3600)
+    [inc] = t.run(only=["spend"])
+    hit = inc.hits["spend"]
+    assert c.answer is not None and c.end is not None
+    assert hit.first_at == c.answer + timedelta(minutes=25)  # 25 min x 2.00 = 50.00
+    assert hit.first_at < c.end
+    assert hit.reason.startswith("estimated spend 120.00 USD within 1h")
+
+
+def test_incident_gap_splits_attacks() -> None:
+    t = jp()
+    for day in ("2026-11-29T03:00", "2026-11-29T09:00"):
+        for i in range(8):
+            t.call("205", SL, at(day, "Asia/Tokyo") + timedelta(seconds=30 * i), talk=20)
+    incidents = t.run()
+    assert len(incidents) == 2
+    assert all(i.severity == Severity.CRITICAL for i in incidents)
+
+
+def test_per_source_allowlist_exempts_destination_rules_only() -> None:
+    t = jp(allowlist={"sources": {"201": ["232"]}})
+    t.call("201", SL, at("2026-11-24T23:30", "Asia/Tokyo"))
+    t.call("202", SL, at("2026-11-24T23:30", "Asia/Tokyo"))
+    [inc] = t.run()  # 201 may call Sierra Leone: only off_hours (30) is left, below warning
+    assert inc.source == "202"
+    assert set(inc.hits) == {"high_risk_destination", "off_hours"}

@@ -1,0 +1,205 @@
+"""The `tollwatch` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cdr_ingest import IngestError
+from config import ConfigError, Settings, masked_dump
+from rules.destinations import Classifier
+from rules.incidents import Severity
+from tollwatch import report_format
+from tollwatch.scan import ScanResult, ScanStats, run_scan
+from tollwatch.settings import load, overrides
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="PBX toll-fraud monitor for Asterisk.",
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Settings file (TOML).", dir_okay=False)
+]
+CountryOpt = Annotated[
+    str | None, typer.Option("--country", help="Home country, ISO 3166 (JP, US, ...).")
+]
+TzOpt = Annotated[str | None, typer.Option("--tz", help="Site time zone (IANA).")]
+AccessOpt = Annotated[
+    list[str] | None,
+    typer.Option("--access-code", help="Outside-line access code (repeatable), e.g. 0 or 9."),
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _fail(lines: list[str]) -> typer.Exit:
+    for line in lines:
+        err.print(f"[red]error:[/red] {line}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _settings(
+    config: Path | None, country: str | None, tz: str | None, access: list[str] | None
+) -> Settings:
+    try:
+        return load(config, overrides(country, tz, access))
+    except ConfigError as exc:
+        prefix = f"{exc.source}: " if exc.source else ""
+        raise _fail([prefix + e for e in exc.errors]) from None
+
+
+def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail([f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
+                     "2026-11-24T06:00"]) from None
+    return when.replace(tzinfo=tz) if when.tzinfo is None else when
+
+
+@app.command()
+def scan(
+    files: Annotated[list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.")],
+    config: ConfigOpt = None,
+    country: CountryOpt = None,
+    tz: TzOpt = None,
+    access_code: AccessOpt = None,
+    since: Annotated[str | None, typer.Option(help="Only calls from this time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only calls before this time.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+) -> None:
+    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
+    settings = _settings(config, country, tz, access_code)
+    zone = ZoneInfo(settings.site.timezone)
+    start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
+    try:
+        result = _scan_with_progress(files, settings, start, stop, show=not quiet)
+    except IngestError as exc:
+        raise _fail([str(exc)]) from None
+    incidents = result.incidents
+    if fmt is Format.table:
+        report_format.print_table(out, incidents, zone)
+    elif fmt is Format.json:
+        sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
+    elif fmt is Format.jsonl:
+        sys.stdout.write(report_format.to_jsonl(incidents, zone))
+    else:
+        sys.stdout.write(report_format.to_csv(incidents, zone))
+    if not quiet:
+        _summary(result.stats, incidents_count=len(incidents))
+    if any(i.severity == Severity.CRITICAL for i in incidents):
+        raise typer.Exit(1)
+
+
+def _scan_with_progress(
+    files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
+    show: bool,
+) -> ScanResult:
+    total = 0
+    for f in files:
+        try:
+            total += f.stat().st_size
+        except OSError:
+            pass
+    if not show or not err.is_terminal or total < 20_000_000:
+        return run_scan(files, settings, since, until)
+    sizes = {str(f): f.stat().st_size for f in files}
+    order = [str(f) for f in files]
+    with Progress(
+        TextColumn("[bold]scanning"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=err, transient=True,
+    ) as bar:
+        task = bar.add_task("scan", total=total)
+        per_line = {name: _bytes_per_line(Path(name)) for name in order}
+
+        def update(file: str, line: int) -> None:
+            done = sum(sizes[n] for n in order[: order.index(file)]) if file in order else 0
+            bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
+
+        return run_scan(files, settings, since, until, progress=update)
+
+
+def _bytes_per_line(path: Path) -> float:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return 200.0
+    return len(head) / max(1, head.count(b"\n"))
+
+
+def _summary(stats: ScanStats, incidents_count: int) -> None:
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_class.items()))
+    err.print(
+        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound calls"
+        f" ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count} incident(s)"
+        f" in {stats.seconds:.2f}s",
+        soft_wrap=True,
+    )
+    for origin, problem in stats.problems[:20]:
+        err.print(f"[yellow]skipped[/yellow] {origin}: {problem}", soft_wrap=True)
+    if stats.skipped > 20:
+        err.print(f"... and {stats.skipped - 20} more skipped rows", soft_wrap=True)
+
+
+@app.command()
+def classify(
+    numbers: Annotated[list[str], typer.Argument(help="Numbers as dialed.")],
+    config: ConfigOpt = None,
+    country: CountryOpt = None,
+    tz: TzOpt = None,
+    access_code: AccessOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines output.")] = False,
+) -> None:
+    """Show where each dialed number goes under the site's dial plan."""
+    settings = _settings(config, country, tz, access_code)
+    classifier = Classifier(settings)
+    for number in numbers:
+        d = classifier.classify(number)
+        if as_json:
+            sys.stdout.write(json.dumps(d.__dict__, ensure_ascii=False) + "\n")
+            continue
+        where = f"{d.region_name} ({d.region}, +{d.calling_code})" if d.region else "-"
+        risk = f"HIGH RISK ({d.risk_prefix})" if d.high_risk else (
+            "allowlisted" if d.allowlisted else "")
+        out.print(f"{number:>20}  {d.dest_class:<13} {d.e164 or '-':<18} {where}  {risk}")
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path | None, typer.Argument(help="Settings file to check.")] = None,
+    config: ConfigOpt = None,
+    country: CountryOpt = None,
+    tz: TzOpt = None,
+    access_code: AccessOpt = None,
+) -> None:
+    """Validate a settings file and print the effective settings (secrets masked)."""
+    settings = _settings(file or config, country, tz, access_code)
+    out.print_json(json.dumps(masked_dump(settings)))
+    err.print("[green]settings OK[/green]")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,98 @@
+"""Render incidents for people (a rich table) and for tools (JSON, JSON lines, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.table import Table
+
+from rules.incidents import Incident, Severity
+
+
+def _iso(when: datetime | None, tz: ZoneInfo) -> str | None:
+    return when.astimezone(tz).isoformat() if when is not None else None
+
+
+def incident_dict(inc: Incident, tz: ZoneInfo) -> dict[str, Any]:
+    calls = inc.ordered_calls()
+    destinations = sorted({c.label() for c in calls})
+    accounts = inc.accounts
+    return {
+        "id": inc.id,
+        "site": inc.site,
+        "severity": inc.severity.label,
+        "score": inc.score,
+        "source": inc.source,
+        "sources": inc.sources,
+        "account": accounts[0] if len(accounts) == 1 else ",".join(accounts),
+        "rules": [h.rule for h in sorted(inc.hits.values(), key=lambda h: -h.score)],
+        "regions": inc.regions,
+        "destinations": destinations,
+        "calls": len(calls),
+        "minutes": round(inc.minutes(), 2),
+        "first_call_at": _iso(inc.first_call_at, tz),
+        "last_call_at": _iso(inc.last_call_at, tz),
+        "detected_at": _iso(inc.detected_at.get(inc.severity), tz),
+        "call_ids": [c.call_id for c in calls],
+        "reasons": inc.reasons(),
+    }
+
+
+def to_json(incidents: list[Incident], tz: ZoneInfo) -> str:
+    return json.dumps([incident_dict(i, tz) for i in incidents], indent=2, ensure_ascii=False)
+
+
+def to_jsonl(incidents: list[Incident], tz: ZoneInfo) -> str:
+    return "".join(
+        json.dumps(incident_dict(i, tz), ensure_ascii=False) + "\n" for i in incidents
+    )
+
+
+CSV_FIELDS = (
+    "id", "severity", "score", "source", "account", "rules", "regions", "destinations", "calls",
+    "minutes", "first_call_at", "last_call_at", "detected_at", "reasons", "call_ids",
+)
+
+
+def to_csv(incidents: list[Incident], tz: ZoneInfo) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for inc in incidents:
+        row = incident_dict(inc, tz)
+        for key in ("rules", "regions", "destinations", "call_ids"):
+            row[key] = " ".join(row[key])
+        row["reasons"] = "; ".join(row["reasons"])
+        writer.writerow(row)
+    return out.getvalue()
+
+
+_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow"}
+
+
+def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> None:
+    if not incidents:
+        console.print("[green]No incidents.[/green]")
+        return
+    table = Table(title=f"{len(incidents)} incident(s)", show_lines=True)
+    for col in ("severity", "score", "source", "destinations", "calls", "first call", "why"):
+        table.add_column(col, overflow="fold")
+    for inc in incidents:
+        d = incident_dict(inc, tz)
+        first = inc.first_call_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+        table.add_row(
+            f"[{_STYLE.get(inc.severity, '')}]{d['severity']}[/]",
+            str(d["score"]),
+            d["source"] + (f" ({d['account']})" if d["account"] else ""),
+            "\n".join(d["destinations"]),
+            str(d["calls"]),
+            first,
+            "\n".join(f"• {r}" for r in d["reasons"]),
+        )
+    console.print(table)

@@ -1,0 +1,51 @@
+"""Load settings for a command: the file (if any) plus command-line overrides, rules checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cdr_ingest import CdrOptions
+from config import Settings, load_settings
+from rules.base import check_rules
+
+
+def overrides(
+    country: str | None = None,
+    tz: str | None = None,
+    access_codes: list[str] | None = None,
+    site: str | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    site_over: dict[str, Any] = {}
+    if country:
+        site_over["country"] = country
+    if tz:
+        site_over["timezone"] = tz
+    if site:
+        site_over["name"] = site
+    if site_over:
+        out["site"] = site_over
+    if access_codes:
+        out["dialplan"] = {"access_codes": access_codes}
+    return out
+
+
+def load(config: Path | None, over: dict[str, Any] | None = None) -> Settings:
+    return load_settings(config, over or {}, rule_checks=check_rules)
+
+
+def rule_specs(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {name: spec.model_dump() for name, spec in settings.rules.items()}
+
+
+def cdr_options(settings: Settings) -> CdrOptions:
+    return CdrOptions(
+        timezone=settings.site.timezone,
+        usegmtime=settings.cdr.usegmtime,
+        layout=settings.cdr.layout,
+        trunks=tuple(settings.outbound.trunks),
+        phones=tuple(settings.outbound.phones),
+        contexts=tuple(settings.outbound.contexts),
+        max_extension_length=settings.dialplan.max_extension_length,
+    )
