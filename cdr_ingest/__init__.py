@@ -1,0 +1,66 @@
+"""Read Asterisk CDR files (cdr_csv, cdr_custom, FreePBX exports) into one polars LazyFrame.
+
+Gzip files are decompressed to temporary files that live until interpreter exit or
+until ``release_temp_files()`` is called (see ``_gzip``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ._gzip import release_temp_files
+from ._scan import SCHEMA, check_timezone, detect, scan_file
+from ._types import CdrOptions, IngestError
+
+__all__ = [
+    "SCHEMA",
+    "CdrOptions",
+    "IngestError",
+    "describe_layout",
+    "release_temp_files",
+    "scan_cdrs",
+]
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise IngestError(f"{path}: no such file")
+    if path.is_dir():
+        raise IngestError(f"{path}: is a directory, not a CDR file")
+    if not os.access(path, os.R_OK):
+        raise IngestError(f"{path}: permission denied")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as e:
+        raise IngestError(f"{path}: cannot open ({e.strerror or e})") from None
+
+
+def scan_cdrs(paths: Sequence[Path], options: CdrOptions) -> pl.LazyFrame:
+    """One LazyFrame (schema ``SCHEMA``) over all files, each read with its own layout."""
+    check_timezone(options)
+    for path in paths:
+        _check_readable(Path(path))
+    frames = [scan_file(Path(p), str(p), options) for p in paths]
+    if not frames:
+        return pl.LazyFrame(schema=SCHEMA)
+    return pl.concat(frames, how="vertical")
+
+
+def describe_layout(path: Path, options: CdrOptions | None = None) -> str:
+    """One line about a file's format, e.g. 'Master.csv: 18 columns (uniqueid+userfield), ...'."""
+    options = options or CdrOptions()
+    _check_readable(Path(path))
+    fmt = detect(Path(path), str(path), options)
+    if fmt is None:
+        return f"{path}: empty"
+    if options.usegmtime:
+        clock = "UTC (usegmtime)"
+    else:
+        clock = f"local time ({options.timezone})"
+    gz = ", gzip" if fmt.gzip else ""
+    return f"{path}: {fmt.description}{gz}, {clock}"
