@@ -1,0 +1,137 @@
+"""Settings: defaults, overrides merged by name, every error listed with its path."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings, masked_dump
+from config.types import parse_duration
+from rules.base import check_rules
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "tollwatch.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_country_implies_dial_plan_and_emergency_numbers() -> None:
+    jp = load_settings(None, {"site": {"country": "JP"}}, rule_checks=check_rules)
+    assert jp.dialplan.international_prefixes == ["010"]
+    assert jp.dialplan.national_prefix == "0"
+    assert {"110", "118", "119"} <= set(jp.emergency.numbers or [])
+    us = load_settings(None, {"site": {"country": "us"}}, rule_checks=check_rules)
+    assert us.site.country == "US"
+    assert (us.dialplan.international_prefixes, us.dialplan.national_prefix) == (["011"], "1")
+    assert "911" in (us.emergency.numbers or [])
+    gb = load_settings(None, {"site": {"country": "GB"}}, rule_checks=check_rules)
+    assert (gb.dialplan.international_prefixes, gb.dialplan.national_prefix) == (["00"], "0")
+
+
+def test_user_file_overrides_one_rule_option_by_name(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[site]
+country = "JP"
+timezone = "Asia/Tokyo"
+
+[[rules]]
+name = "burst"
+count = 12
+
+[[rules]]
+name = "burst_night"
+type = "burst"
+count = 3
+window = "1h"
+""")
+    s = load_settings(path, rule_checks=check_rules)
+    assert s.rules["burst"].model_dump()["count"] == 12
+    assert s.rules["burst"].model_dump()["window"] == "10m"  # shipped value kept
+    assert s.rules["burst_night"].type == "burst"
+    assert "high_risk_destination" in s.rules
+
+
+def test_all_errors_listed_at_once_with_paths(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[site]
+country = "XX"
+timezone = "Asia/Tokio"
+
+[hours]
+monday = ["9-5"]
+
+[[rules]]
+name = "burst"
+window = "10 minutes"
+
+[[rules]]
+name = "mystery"
+type = "no_such_rule"
+""")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path, rule_checks=check_rules)
+    errors = exc.value.errors
+    assert 'rules.burst.window: "10 minutes" is not a duration like "10m"' in errors
+    assert 'site.timezone: "Asia/Tokio" is not an IANA time zone like "Asia/Tokyo"' in errors
+    assert 'site.country: "XX" is not an ISO 3166 country code like "JP" or "US"' in errors
+    assert 'hours.monday.0: "9-5" is not a time range like "09:00-18:00"' in errors
+    assert any(e.startswith("rules.mystery.type: 'no_such_rule' is not a rule type") for e in errors)
+    assert exc.value.source == str(path)
+
+
+def test_unknown_setting_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(write(tmp_path, "[site]\ncountry='JP'\ncolour='red'\n"))
+    assert exc.value.errors == ["site.colour: unknown setting"]
+    with pytest.raises(ConfigError) as exc:
+        load_settings(write(tmp_path, "[site\n"))
+    assert "not valid TOML" in exc.value.errors[0]
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path / "missing.toml")
+    assert exc.value.errors == [f"{tmp_path / 'missing.toml'}: no such file"]
+
+
+def test_country_is_required() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert exc.value.errors[0].startswith("site.country: required")
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("90s", 90), ("10m", 600), ("1h30m", 5400), ("7d", 604800), (45, 45), ("2w", 1209600)],
+)
+def test_durations(text: object, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("bad", ["10 minutes", "m10", "", "1.5h", True, -3])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError, match="is not a duration like"):
+        parse_duration(bad)
+
+
+def test_rule_option_errors_name_the_rule() -> None:
+    errors = check_rules({"b": {"type": "burst", "count": 0, "colour": 1, "group_by": "x"}})
+    assert "rules.b.count: 0: Input should be greater than or equal to 2" in errors
+    assert "rules.b.colour: unknown option" in errors
+    assert any(e.startswith("rules.b.group_by:") for e in errors)
+
+
+def test_masked_dump_hides_secrets() -> None:
+    s = load_settings(None, {"site": {"country": "JP"}})
+    dumped = masked_dump(s)
+    assert dumped["site"]["country"] == "JP"
+    from config.load import SECRET_WORDS
+
+    def walk(obj: object, key: str = "") -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, k)
+        elif any(w in key.lower() for w in SECRET_WORDS):
+            assert obj in ("****", None, "")
+
+    walk(dumped)
