@@ -58,9 +58,6 @@ def describe_layout(path: Path, options: CdrOptions | None = None) -> str:
     fmt = detect(Path(path), str(path), options)
     if fmt is None:
         return f"{path}: empty"
-    if options.usegmtime:
-        clock = "UTC (usegmtime)"
-    else:
-        clock = f"local time ({options.timezone})"
+    clock = "UTC (usegmtime)" if options.usegmtime else f"local time ({options.timezone})"
     gz = ", gzip" if fmt.gzip else ""
     return f"{path}: {fmt.description}{gz}, {clock}"

@@ -6,8 +6,22 @@ import re
 from collections import Counter
 
 BASE = (
-    "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp",
-    "lastdata", "start", "answer", "end", "duration", "billsec", "disposition", "amaflags",
+    "accountcode",
+    "src",
+    "dst",
+    "dcontext",
+    "clid",
+    "channel",
+    "dstchannel",
+    "lastapp",
+    "lastdata",
+    "start",
+    "answer",
+    "end",
+    "duration",
+    "billsec",
+    "disposition",
+    "amaflags",
 )
 NEW = ("peeraccount", "linkedid", "sequence")
 
@@ -24,8 +38,12 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
 
 # The layout chosen for each column count; 17 and 20 are ambiguous (see resolve_layout).
 BY_COUNT = {
-    16: "base", 17: "uniqueid", 18: "uniqueid+userfield",
-    19: "newcdrcolumns", 20: "uniqueid+newcdrcolumns", 21: "uniqueid+userfield+newcdrcolumns",
+    16: "base",
+    17: "uniqueid",
+    18: "uniqueid+userfield",
+    19: "newcdrcolumns",
+    20: "uniqueid+newcdrcolumns",
+    21: "uniqueid+userfield+newcdrcolumns",
 }
 ALTERNATIVE = {17: "userfield", 20: "userfield+newcdrcolumns"}
 MIN_COLUMNS, MAX_COLUMNS = 16, 21

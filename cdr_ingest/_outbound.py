@@ -11,7 +11,8 @@ _CHANNEL = r"^(?P<tech>[^/]+)/(?P<ep>.*?)(?:-[0-9A-Fa-f]+)?(?:;\d+)?$"
 # First Dial target: PJSIP/0102@carrier,60 / SIP/carrier/0102 / IAX2/user:pw@peer/0102
 _DIAL = r"^(?P<tech>[^/,&]+)/(?:[^@/,&]*@)?(?P<ep>[^/@,&]*)"
 _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
-_TRUNK_TECHS = ("dahdi", "zap")
+_TRUNK_TECH = r"(?i)^(?:dahdi|zap)$"
+_LOCAL_TECH = r"(?i)^local$"
 
 
 def glob_to_regex(glob: str) -> str:
@@ -50,24 +51,30 @@ def _is_phone(tech: pl.Expr, ep: pl.Expr, name: pl.Expr, options: CdrOptions) ->
     extension = (
         ep.str.contains(r"^[0-9]+$")
         & (ep.str.len_chars() <= options.max_extension_length)
-        & ~tech.str.to_lowercase().is_in(_TRUNK_TECHS)
+        & ~tech.str.contains(_TRUNK_TECH)
     )
     return _matches(options.phones, name, tech + "/" + ep, ep) | extension
 
 
 def classify(options: CdrOptions) -> list[pl.Expr]:
     """Expressions adding outbound, source and trunk from the string columns."""
-    dst = pl.col("dstchannel").str.extract_groups(_CHANNEL)
-    dial = pl.col("lastdata").str.extract_groups(_DIAL)
     use_dst = pl.col("dstchannel") != ""
-    use_dial = pl.col("lastapp").str.to_lowercase() == "dial"
-    tech = pl.when(use_dst).then(dst.struct.field("tech")).when(use_dial)
-    tech = tech.then(dial.struct.field("tech"))
-    ep = pl.when(use_dst).then(dst.struct.field("ep")).when(use_dial)
-    ep = ep.then(dial.struct.field("ep"))
+    use_dial = ~use_dst & pl.col("lastapp").str.contains("(?i)^dial$")
+    dst = pl.col("dstchannel").str.extract_groups(_CHANNEL)
+    # Only failed dials need lastdata parsed: regex work is skipped for null rows.
+    dial = pl.when(use_dial).then(pl.col("lastdata")).str.extract_groups(_DIAL)
+    tech: pl.Expr = (
+        pl.when(use_dst)
+        .then(dst.struct.field("tech"))
+        .when(use_dial)
+        .then(dial.struct.field("tech"))
+    )
+    ep: pl.Expr = (
+        pl.when(use_dst).then(dst.struct.field("ep")).when(use_dial).then(dial.struct.field("ep"))
+    )
     name = pl.when(use_dst).then(pl.col("dstchannel")).otherwise(tech + "/" + ep + "-")
 
-    real = (tech.str.to_lowercase() != "local") & (ep != "")
+    real = ~tech.str.contains(_LOCAL_TECH) & (ep != "")
     if options.trunks:
         trunk = real & _matches(options.trunks, name, tech + "/" + ep, ep)
     else:
@@ -78,7 +85,7 @@ def classify(options: CdrOptions) -> list[pl.Expr]:
 
     chan = pl.col("channel").str.extract_groups(_CHANNEL)
     ctech, cep = chan.struct.field("tech"), chan.struct.field("ep")
-    calling_phone = (ctech.str.to_lowercase() != "local") & _is_phone(
+    calling_phone = ~ctech.str.contains(_LOCAL_TECH) & _is_phone(
         ctech, cep, pl.col("channel"), options
     )
     source = pl.when(calling_phone.fill_null(False)).then(cep).otherwise(pl.col("src"))

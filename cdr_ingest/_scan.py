@@ -2,8 +2,9 @@
 
 Each physical line is read as ONE string (separator NUL, no quoting), so line numbers are
 exact and a bad row cannot swallow its neighbours. Fields are then cut out with anchored
-regexes of at most 7 capture groups each: such a regex is one-pass, and Rust's one-pass
-DFA extracts captures several times faster than the general engine.
+regexes of at most 9 capture groups each, chained through a "rest of line" group: with
+few groups Rust's regex crate can use its fast capture engines (measured ~2x faster than
+one regex with all groups).
 """
 
 from __future__ import annotations
@@ -28,8 +29,18 @@ SCHEMA: dict[str, pl.DataType] = {
     **{
         name: pl.String()
         for name in (
-            "account", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp",
-            "lastdata", "disposition", "userfield", "linkedid",
+            "account",
+            "src",
+            "dst",
+            "dcontext",
+            "clid",
+            "channel",
+            "dstchannel",
+            "lastapp",
+            "lastdata",
+            "disposition",
+            "userfield",
+            "linkedid",
         )
     },
     "start": pl.Datetime("us", "UTC"),
@@ -42,11 +53,20 @@ SCHEMA: dict[str, pl.DataType] = {
     "trunk": pl.String(),
 }
 _STRINGS = (
-    "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
-    "disposition", "userfield", "linkedid",
+    "src",
+    "dst",
+    "dcontext",
+    "clid",
+    "channel",
+    "dstchannel",
+    "lastapp",
+    "lastdata",
+    "disposition",
+    "userfield",
+    "linkedid",
 )
 _FIELD = r'("[^"]*"(?:"[^"]*")*|[^,"]*)'
-_GROUPS_PER_REGEX = 7
+_GROUPS_PER_REGEX = 9
 _HEAD_LINES = 50
 _HEAD_BYTES = 1 << 16
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -129,9 +149,7 @@ def _extract_fields(lf: pl.LazyFrame, n: int) -> pl.LazyFrame:
 def _to_utc(naive: pl.Expr, options: CdrOptions) -> pl.Expr:
     if options.usegmtime or options.timezone == "UTC":
         return naive.dt.replace_time_zone("UTC")
-    local = naive.dt.replace_time_zone(
-        options.timezone, ambiguous="earliest", non_existent="null"
-    )
+    local = naive.dt.replace_time_zone(options.timezone, ambiguous="earliest", non_existent="null")
     return local.dt.convert_time_zone("UTC")
 
 
@@ -143,8 +161,9 @@ def _parse_time(raw: pl.Expr, header: bool) -> pl.Expr:
     return naive
 
 
-def _time_problem(name: str, raw: pl.Expr, naive: pl.Expr, zoned: pl.Expr,
-                  tz: str, required: bool) -> pl.Expr:
+def _time_problem(
+    name: str, raw: pl.Expr, naive: pl.Expr, zoned: pl.Expr, tz: str, required: bool
+) -> pl.Expr:
     present = raw != ""
     bad = naive.is_null() if required else present & naive.is_null()
     return (
@@ -167,9 +186,15 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
     data_path = _gzip.decompress(path, shown) if fmt.gzip else path
     n = len(fmt.columns)
     lf = pl.scan_csv(
-        data_path, has_header=False, separator="\x00", quote_char=None,
-        schema={"line": pl.String(), "extra": pl.String()}, truncate_ragged_lines=True,
-        missing_columns="insert", empty_string_is_null=False, encoding="utf8-lossy",
+        data_path,
+        has_header=False,
+        separator="\x00",
+        quote_char=None,
+        schema={"line": pl.String(), "extra": pl.String()},
+        truncate_ragged_lines=True,
+        missing_columns="insert",
+        empty_string_is_null=False,
+        encoding="utf8-lossy",
     )
     lf = lf.with_row_index("_ln", offset=1)
     lf = lf.filter((pl.col("line") != "") | (pl.col("extra") != ""))
@@ -182,7 +207,8 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
         if name not in fmt.columns:
             return pl.when(valid).then(pl.lit(""))
         f = pl.col(f"_f{fmt.columns.index(name)}")
-        return f.str.strip_prefix('"').str.strip_suffix('"').str.replace_all('""', '"', literal=True)
+        unquoted = f.str.strip_prefix('"').str.strip_suffix('"')
+        return unquoted.str.replace_all('""', '"', literal=True)
 
     lf = lf.with_columns(
         *[raw(name).alias(name) for name in (*_STRINGS, "accountcode", "uniqueid")],
@@ -190,10 +216,14 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
         *[raw(name).alias(f"_{name}") for name in ("duration", "billsec")],
     )
     lf = lf.with_columns(
-        *[_parse_time(pl.col(f"_{t}"), fmt.header).alias(f"_n{t}") for t in ("start", "answer",
-                                                                            "end")],
-        *[pl.col(f"_{i}").str.strip_chars().str.to_integer(strict=False).alias(i)
-          for i in ("duration", "billsec")],
+        *[
+            _parse_time(pl.col(f"_{t}"), fmt.header).alias(f"_n{t}")
+            for t in ("start", "answer", "end")
+        ],
+        *[
+            pl.col(f"_{i}").str.strip_chars().str.to_integer(strict=False).alias(i)
+            for i in ("duration", "billsec")
+        ],
     )
     lf = lf.with_columns(
         *[_to_utc(pl.col(f"_n{t}"), options).alias(t) for t in ("start", "answer", "end")]
@@ -201,28 +231,32 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
     if fmt.header and "end" not in fmt.columns:
         lf = lf.with_columns(
             end=pl.col("start") + pl.duration(seconds=pl.col("duration")),
-            _end=pl.col("_start"), _nend=pl.col("_nstart"),
+            _end=pl.col("_start"),
+            _nend=pl.col("_nstart"),
         )
     if fmt.header and "answer" not in fmt.columns:
         answered = pl.col("end") - pl.duration(seconds=pl.col("billsec"))
         lf = lf.with_columns(
             answer=pl.when(pl.col("billsec") > 0).then(answered),
-            _answer=pl.lit(""), _nanswer=pl.lit(None, pl.Datetime("us")),
+            _answer=pl.lit(""),
+            _nanswer=pl.lit(None, pl.Datetime("us")),
         )
 
     bad_line = pl.when(~valid).then(pl.col("line"))
-    count = (bad_line.str.count_matches(r'"[^"]*"|,')
-             - bad_line.str.count_matches(r'"[^"]*"') + 1)
+    count = bad_line.str.count_matches(r'"[^"]*"|,') - bad_line.str.count_matches(r'"[^"]*"') + 1
     count_problem = (
-        pl.when(valid).then(None)
-        .when(count == n).then(pl.lit(f"malformed quoting, expected {n} columns"))
+        pl.when(valid)
+        .then(None)
+        .when(count == n)
+        .then(pl.lit(f"malformed quoting, expected {n} columns"))
         .otherwise(pl.concat_str(count.cast(pl.String), pl.lit(f" columns, expected {n}")))
     )
     tz = "UTC" if options.usegmtime else options.timezone
     problem = pl.coalesce(
         pl.when(pl.col("extra") != "").then(pl.lit("NUL byte in line")),
-        pl.when(pl.col("line").str.contains("\ufffd", literal=True))
-        .then(pl.lit("bytes that are not UTF-8")),
+        pl.when(pl.col("line").str.contains("\ufffd", literal=True)).then(
+            pl.lit("bytes that are not UTF-8")
+        ),
         count_problem,
         *[
             _time_problem(t, pl.col(f"_{t}"), pl.col(f"_n{t}"), pl.col(t), tz, t != "answer")
@@ -233,7 +267,9 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
     origin = pl.concat_str(pl.lit(f"{shown}:"), pl.col("_ln").cast(pl.String))
     call_id = pl.when(pl.col("uniqueid") != "").then(pl.col("uniqueid")).otherwise(origin)
     lf = lf.with_columns(
-        origin.alias("origin"), problem.alias("problem"), call_id.alias("call_id"),
+        origin.alias("origin"),
+        problem.alias("problem"),
+        call_id.alias("call_id"),
         pl.col("accountcode").alias("account"),
     )
     lf = lf.with_columns(classify(options))

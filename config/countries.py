@@ -83,10 +83,12 @@ def expand_pattern(pattern: str, limit: int = 400) -> list[str] | None:
                 out.extend(sub)
             return out
         if op is c.MAX_REPEAT or op is c.MIN_REPEAT:
-            lo, hi, body = arg  # type: ignore[misc]
+            lo: int = arg[0]  # type: ignore[index]
+            hi: int = arg[1]  # type: ignore[index]
+            body: object = arg[2]  # type: ignore[index]
             if hi > 4:
                 return None
-            inner = expand(list(body))
+            inner = expand(list(body))  # type: ignore[call-overload]
             if inner is None:
                 return None
             out = []
@@ -123,7 +125,9 @@ def national_prefix(country: str) -> str:
 
 
 def country_code(country: str) -> int:
-    return int(metadata(country).country_code)
+    code = metadata(country).country_code
+    assert code is not None
+    return int(code)
 
 
 def emergency_numbers(country: str) -> tuple[str, ...]:

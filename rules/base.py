@@ -34,16 +34,16 @@ class RuleContext:
     currency: str = "USD"
 
 
-O = TypeVar("O", bound=RuleOptions)
+OptionsT = TypeVar("OptionsT", bound=RuleOptions)
 
 
-class Rule(Generic[O]):
+class Rule(Generic[OptionsT]):
     """Base class. Override the hooks you need; each returns the findings it makes."""
 
-    type: ClassVar[str]
+    rule_type: ClassVar[str]
     options_model: ClassVar[type[RuleOptions]]
 
-    def __init__(self, name: str, options: O, context: RuleContext) -> None:
+    def __init__(self, name: str, options: OptionsT, context: RuleContext) -> None:
         self.name = name
         self.options = options
         self.context = context
@@ -79,7 +79,7 @@ class Rule(Generic[O]):
     ) -> Finding:
         return Finding(
             rule=self.name,
-            rule_type=self.type,
+            rule_type=self.rule_type,
             at=now,
             trigger=trigger,
             calls=tuple(calls),
@@ -95,7 +95,7 @@ R = TypeVar("R", bound=type[Rule[Any]])
 
 
 def register(cls: R) -> R:
-    REGISTRY[cls.type] = cls
+    REGISTRY[cls.rule_type] = cls
     return cls
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+
 import polars as pl
 
 from rules.destinations import Classifier, Destination

@@ -86,7 +86,8 @@ class Classifier:
         self.national_prefix = dp.national_prefix or ""
         self.max_ext = dp.max_extension_length
         self.domestic = frozenset(dp.domestic_regions or [country])
-        self.emergency = sorted(set(settings.emergency.numbers or []) | set(settings.emergency.extra))
+        em = settings.emergency
+        self.emergency = sorted(set(em.numbers or []) | set(em.extra))
         self.risk = {e.prefix: e for e in high_risk_list(settings)}
         self.allow = set(settings.allowlist.prefixes)
         self.rates = rate_table(settings)

@@ -6,14 +6,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from config import Settings
+from config import Settings, load_settings
+from rules.base import check_rules
+from rules.batch import replay
 from rules.destinations import Classifier
 from rules.engine import Engine, relevant
 from rules.incidents import Incident
-from rules.batch import replay
 from rules.model import Call
-from config import load_settings
-from rules.base import check_rules
 
 UTC = ZoneInfo("UTC")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -44,7 +44,7 @@ AccessOpt = Annotated[
 ]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
@@ -117,12 +117,7 @@ def _scan_with_progress(
     files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
     show: bool,
 ) -> ScanResult:
-    total = 0
-    for f in files:
-        try:
-            total += f.stat().st_size
-        except OSError:
-            pass
+    total = sum(f.stat().st_size for f in files if f.is_file())
     if not show or not err.is_terminal or total < 20_000_000:
         return run_scan(files, settings, since, until)
     sizes = {str(f): f.stat().st_size for f in files}
@@ -184,7 +179,8 @@ def classify(
         where = f"{d.region_name} ({d.region}, +{d.calling_code})" if d.region else "-"
         risk = f"HIGH RISK ({d.risk_prefix})" if d.high_risk else (
             "allowlisted" if d.allowlisted else "")
-        out.print(f"{number:>20}  {d.dest_class:<13} {d.e164 or '-':<18} {where}  {risk}")
+        line = f"{number:>20}  {d.dest_class:<13} {d.e164 or '-':<18} {where}  {risk}"
+        sys.stdout.write(line.rstrip() + "\n")
 
 
 @app.command("check-config")

@@ -77,22 +77,29 @@ _STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow"}
 
 
 def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> None:
+    """A summary table, then each incident's reasons as a list under its number."""
     if not incidents:
         console.print("[green]No incidents.[/green]")
         return
-    table = Table(title=f"{len(incidents)} incident(s)", show_lines=True)
-    for col in ("severity", "score", "source", "destinations", "calls", "first call", "why"):
+    table = Table(title=f"{len(incidents)} incident(s)")
+    for col in ("#", "severity", "score", "source", "destinations", "calls", "first call"):
         table.add_column(col, overflow="fold")
-    for inc in incidents:
+    for n, inc in enumerate(incidents, start=1):
         d = incident_dict(inc, tz)
         first = inc.first_call_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
         table.add_row(
+            str(n),
             f"[{_STYLE.get(inc.severity, '')}]{d['severity']}[/]",
             str(d["score"]),
             d["source"] + (f" ({d['account']})" if d["account"] else ""),
-            "\n".join(d["destinations"]),
+            ", ".join(d["destinations"]),
             str(d["calls"]),
             first,
-            "\n".join(f"• {r}" for r in d["reasons"]),
         )
     console.print(table)
+    for n, inc in enumerate(incidents, start=1):
+        detected = inc.detected_at.get(inc.severity)
+        when = detected.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z") if detected else "-"
+        console.print(f"[bold]#{n}[/bold] {inc.severity.label} since {when} ({inc.id})")
+        for reason in inc.reasons():
+            console.print(f"   • {reason}", soft_wrap=True)

@@ -24,7 +24,7 @@ class BurstOptions(RuleOptions):
 
 @register
 class Burst(Rule[BurstOptions]):
-    type = "burst"
+    rule_type = "burst"
     options_model = BurstOptions
 
     def setup(self) -> None:

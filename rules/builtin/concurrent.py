@@ -19,7 +19,7 @@ class ConcurrentOptions(RuleOptions):
 
 @register
 class Concurrent(Rule[ConcurrentOptions]):
-    type = "concurrent"
+    rule_type = "concurrent"
     options_model = ConcurrentOptions
 
     def setup(self) -> None:

@@ -17,7 +17,7 @@ class HighRiskOptions(RuleOptions):
 
 @register
 class HighRiskDestination(Rule[HighRiskOptions]):
-    type = "high_risk_destination"
+    rule_type = "high_risk_destination"
     options_model = HighRiskOptions
 
     def setup(self) -> None:

@@ -17,7 +17,7 @@ class LongCallOptions(RuleOptions):
 
 @register
 class LongCall(Rule[LongCallOptions]):
-    type = "long_call"
+    rule_type = "long_call"
     options_model = LongCallOptions
 
     def setup(self) -> None:

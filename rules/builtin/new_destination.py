@@ -21,7 +21,7 @@ class NewDestinationOptions(RuleOptions):
 
 @register
 class NewDestination(Rule[NewDestinationOptions]):
-    type = "new_destination"
+    rule_type = "new_destination"
     options_model = NewDestinationOptions
 
     def setup(self) -> None:

@@ -21,7 +21,7 @@ class OffHoursOptions(RuleOptions):
 
 @register
 class OffHours(Rule[OffHoursOptions]):
-    type = "off_hours"
+    rule_type = "off_hours"
     options_model = OffHoursOptions
 
     def setup(self) -> None:

@@ -22,7 +22,7 @@ class SequentialOptions(RuleOptions):
 
 @register
 class SequentialDialing(Rule[SequentialOptions]):
-    type = "sequential_dialing"
+    rule_type = "sequential_dialing"
     options_model = SequentialOptions
 
     def setup(self) -> None:

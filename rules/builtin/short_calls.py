@@ -23,7 +23,7 @@ class ShortCallOptions(RuleOptions):
 
 @register
 class ShortCallFlood(Rule[ShortCallOptions]):
-    type = "short_call_flood"
+    rule_type = "short_call_flood"
     options_model = ShortCallOptions
 
     def setup(self) -> None:

@@ -34,7 +34,7 @@ def cost(call: Call, now: datetime) -> float:
 
 @register
 class Spend(Rule[SpendOptions]):
-    type = "spend"
+    rule_type = "spend"
     options_model = SpendOptions
 
     def setup(self) -> None:

@@ -1,0 +1,138 @@
+"""`tollwatch scan` end to end on the real Asterisk 22 recordings, and the CLI's contracts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tollwatch.cli import app
+
+runner = CliRunner()
+JP_UTC = ["--country", "JP", "--tz", "UTC"]
+
+
+def scan(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["scan", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_attack_is_one_critical_incident_for_209_covering_all_24_calls(fixtures: Path) -> None:
+    code, out, err = scan(*JP_UTC, "--format", "jsonl", str(fixtures / "Master-attack.csv"))
+    assert code == 1, err
+    [line] = out.splitlines()
+    inc = json.loads(line)
+    assert inc["severity"] == "critical"
+    assert inc["source"] == "209"
+    assert inc["account"] == "acme"
+    assert inc["regions"] == ["SL"]
+    assert {"burst", "sequential_dialing", "high_risk_destination"} <= set(inc["rules"])
+    uniqueids = [row[16] for row in csv.reader((fixtures / "Master-attack.csv").open())]
+    assert sorted(inc["call_ids"]) == sorted(uniqueids)
+    assert len(inc["call_ids"]) == 24
+    assert inc["first_call_at"] == "2026-11-24T13:30:11+00:00"
+    # critical at the 5th call (13:30:13): sequential block + burst pbx/concurrency + high risk
+    assert inc["detected_at"] == "2026-11-24T13:30:13+00:00"
+    assert any("block +23276543xx" in r for r in inc["reasons"])
+    assert "24 rows read, 0 skipped, 24 outbound calls" in err
+
+
+def test_normal_calls_give_nothing_critical(fixtures: Path) -> None:
+    code, out, err = scan(*JP_UTC, "--format", "json", str(fixtures / "Master-calls.csv"))
+    assert code == 0, err
+    assert json.loads(out) == []
+    assert "5 rows read, 0 skipped, 5 outbound calls (domestic 2, international 3)" in err
+
+
+def test_times_are_shown_in_the_site_zone(fixtures: Path) -> None:
+    code, out, _ = scan("--country", "JP", "--tz", "Asia/Tokyo", "--format", "jsonl",
+                        str(fixtures / "Master-attack.csv"))
+    # the file's wall clock is read as Tokyo time, and shown with its offset
+    assert json.loads(out)["first_call_at"] == "2026-11-24T13:30:11+09:00"
+    assert code == 1
+
+
+def test_csv_and_table_formats(fixtures: Path) -> None:
+    code, out, _ = scan(*JP_UTC, "--format", "csv", str(fixtures / "Master-attack.csv"))
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 1 and rows[0]["severity"] == "critical" and rows[0]["calls"] == "24"
+    code, out, _ = scan(*JP_UTC, str(fixtures / "Master-attack.csv"))
+    assert "critical" in out and "Sierra Leone (+232)" in out and code == 1
+
+
+def test_since_until_filter(fixtures: Path) -> None:
+    code, out, err = scan(*JP_UTC, "--format", "json", "--since", "2026-11-24T13:30:20",
+                          str(fixtures / "Master-attack.csv"))
+    [inc] = json.loads(out)
+    assert inc["calls"] == 7  # the 7 calls from 13:30:20 on
+    code, out, err = scan(*JP_UTC, "--format", "json", "--until", "2026-11-24",
+                          str(fixtures / "Master-attack.csv"))
+    assert json.loads(out) == [] and code == 0
+    code, out, err = scan(*JP_UTC, "--since", "yesterday", str(fixtures / "Master-attack.csv"))
+    assert code == 2 and "--since: 'yesterday' is not a date" in err
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    code, out, err = scan(*JP_UTC, str(tmp_path / "Master.csv.9"))
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: {tmp_path / 'Master.csv.9'}: no such file"]
+
+
+def test_config_errors_exit_2_listing_all(tmp_path: Path, fixtures: Path) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[site]\ncountry = "JP"\ntimezone = "Mars/Base"\n[[rules]]\nname = "burst"\n'
+                   'window = "10 minutes"\n')
+    code, _, err = scan("--config", str(cfg), str(fixtures / "Master-calls.csv"))
+    assert code == 2
+    assert f'{cfg}: rules.burst.window: "10 minutes" is not a duration like "10m"' in err
+    assert "site.timezone" in err
+
+
+def test_malformed_rows_are_skipped_and_reported(tmp_path: Path, fixtures: Path) -> None:
+    good = (fixtures / "Master-attack.csv").read_bytes().splitlines(keepends=True)
+    bad = tmp_path / "Master.csv"
+    bad.write_bytes(b"".join(good[:3]) + b'"acme","209","0102327654399"\n'
+                    + b"".join(good[3:10]) + b"\xff\xfe garbage line\n" + b"".join(good[10:]))
+    code, out, err = scan(*JP_UTC, "--format", "jsonl", str(bad))
+    assert code == 1
+    assert json.loads(out)["calls"] == 24
+    assert "26 rows read, 2 skipped, 24 outbound calls" in err
+    assert f"skipped {bad}:4:" in err
+    assert f"skipped {bad}:12:" in err
+
+
+def test_classify_command() -> None:
+    result = runner.invoke(app, ["classify", "--country", "US", "--access-code", "9",
+                                 "918765551234", "9911", "912125551234"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "international" in lines[0] and "Jamaica (JM, +1)" in lines[0]
+    assert "HIGH RISK (1-876)" in lines[0]
+    assert "emergency" in lines[1]
+    assert "domestic" in lines[2] and "HIGH RISK" not in lines[2]
+
+
+def test_check_config_prints_effective_settings(tmp_path: Path) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[site]\ncountry = "US"\n[dialplan]\naccess_codes = ["9"]\n')
+    result = runner.invoke(app, ["check-config", str(cfg)])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["dialplan"]["international_prefixes"] == ["011"]
+    assert data["dialplan"]["access_codes"] == ["9"]
+    assert data["rules"]["burst"]["window"] == "10m"
+
+
+def test_console_script_exit_code(fixtures: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tollwatch", "scan", *JP_UTC, "-q",
+         str(fixtures / "Master-attack.csv")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "critical" in proc.stdout
