@@ -1,0 +1,1 @@
+"""Alerters (Slack, console); arrives with the alerting issue."""
