@@ -83,13 +83,14 @@ class FileFormat:
     description: str = ""
 
 
-def _head_lines(path: Path, compressed: bool) -> list[str]:
+def _head_lines(path: Path, shown: str, compressed: bool) -> list[str]:
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as f:
             data = f.read(_HEAD_BYTES)
     except (OSError, EOFError) as e:
-        raise IngestError(f"{path}: cannot read ({e})") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise IngestError(f"{shown}: cannot read ({reason})") from None
     lines = data.decode("utf-8", errors="replace").splitlines()
     if len(data) == _HEAD_BYTES and lines:
         lines.pop()  # may be cut in the middle
@@ -106,7 +107,7 @@ def _parse(line: str) -> list[str]:
 def detect(path: Path, shown: str, options: CdrOptions) -> FileFormat | None:
     """Detect format and layout from the first lines; None for an empty file."""
     compressed = _gzip.is_gzip(path)
-    lines = _head_lines(path, compressed)
+    lines = _head_lines(path, shown, compressed)
     if not lines:
         return None
     first = _parse(lines[0])
@@ -208,7 +209,7 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
             return pl.when(valid).then(pl.lit(""))
         f = pl.col(f"_f{fmt.columns.index(name)}")
         unquoted = f.str.strip_prefix('"').str.strip_suffix('"')
-        return unquoted.str.replace_all('""', '"', literal=True)
+        return pl.when(valid).then(unquoted.str.replace_all('""', '"', literal=True))
 
     lf = lf.with_columns(
         *[raw(name).alias(name) for name in (*_STRINGS, "accountcode", "uniqueid")],
