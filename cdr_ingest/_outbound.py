@@ -56,24 +56,21 @@ def _is_phone(tech: pl.Expr, ep: pl.Expr, name: pl.Expr, options: CdrOptions) ->
     return _matches(options.phones, name, tech + "/" + ep, ep) | extension
 
 
-def classify(options: CdrOptions) -> list[pl.Expr]:
-    """Expressions adding outbound, source and trunk from the string columns."""
+def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
+    """Add outbound, source and trunk; intermediate parts are materialized once."""
     use_dst = pl.col("dstchannel") != ""
     use_dial = ~use_dst & pl.col("lastapp").str.contains("(?i)^dial$")
     dst = pl.col("dstchannel").str.extract_groups(_CHANNEL)
     # Only failed dials need lastdata parsed: regex work is skipped for null rows.
     dial = pl.when(use_dial).then(pl.col("lastdata")).str.extract_groups(_DIAL)
-    tech: pl.Expr = (
-        pl.when(use_dst)
-        .then(dst.struct.field("tech"))
-        .when(use_dial)
-        .then(dial.struct.field("tech"))
+    chan = pl.col("channel").str.extract_groups(_CHANNEL)
+    lf = lf.with_columns(
+        pl.when(use_dst).then(dst).otherwise(dial).alias("_dest"),
+        chan.alias("_chan"),
+        use_dst.alias("_use_dst"),
     )
-    ep: pl.Expr = (
-        pl.when(use_dst).then(dst.struct.field("ep")).when(use_dial).then(dial.struct.field("ep"))
-    )
-    name = pl.when(use_dst).then(pl.col("dstchannel")).otherwise(tech + "/" + ep + "-")
-
+    tech, ep = pl.col("_dest").struct.field("tech"), pl.col("_dest").struct.field("ep")
+    name = pl.when(pl.col("_use_dst")).then(pl.col("dstchannel")).otherwise(tech + "/" + ep + "-")
     real = ~tech.str.contains(_LOCAL_TECH) & (ep != "")
     if options.trunks:
         trunk = real & _matches(options.trunks, name, tech + "/" + ep, ep)
@@ -81,16 +78,13 @@ def classify(options: CdrOptions) -> list[pl.Expr]:
         trunk = real & ~_is_phone(tech, ep, name, options)
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
-    outbound = trunk.fill_null(False)
 
-    chan = pl.col("channel").str.extract_groups(_CHANNEL)
-    ctech, cep = chan.struct.field("tech"), chan.struct.field("ep")
+    ctech, cep = pl.col("_chan").struct.field("tech"), pl.col("_chan").struct.field("ep")
     calling_phone = ~ctech.str.contains(_LOCAL_TECH) & _is_phone(
         ctech, cep, pl.col("channel"), options
     )
     source = pl.when(calling_phone.fill_null(False)).then(cep).otherwise(pl.col("src"))
-    return [
-        outbound.alias("outbound"),
-        source.alias("source"),
-        pl.when(outbound).then(ep).otherwise(pl.lit("")).alias("trunk"),
-    ]
+    lf = lf.with_columns(trunk.fill_null(False).alias("outbound"), source.alias("source"))
+    return lf.with_columns(
+        pl.when(pl.col("outbound")).then(ep).otherwise(pl.lit("")).alias("trunk")
+    )

@@ -266,14 +266,13 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
         *[_int_problem(i, pl.col(f"_{i}"), pl.col(i)) for i in ("duration", "billsec")],
     )
     origin = pl.concat_str(pl.lit(f"{shown}:"), pl.col("_ln").cast(pl.String))
-    call_id = pl.when(pl.col("uniqueid") != "").then(pl.col("uniqueid")).otherwise(origin)
+    call_id = pl.when(pl.col("uniqueid") != "").then(pl.col("uniqueid")).otherwise(pl.col("origin"))
     lf = lf.with_columns(
         origin.alias("origin"),
         problem.alias("problem"),
-        call_id.alias("call_id"),
         pl.col("accountcode").alias("account"),
-    )
-    lf = lf.with_columns(classify(options))
+    ).with_columns(call_id.alias("call_id"))
+    lf = classify(lf, options)
     return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
 
 
