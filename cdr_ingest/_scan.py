@@ -162,21 +162,24 @@ def _parse_time(raw: pl.Expr, header: bool) -> pl.Expr:
     return naive
 
 
+def _message(prefix: str, raw: pl.Expr, bad: pl.Expr, suffix: str) -> pl.Expr:
+    """prefix + raw + suffix where bad, else null (only bad rows build a string)."""
+    return pl.concat_str(pl.lit(prefix), pl.when(bad).then(raw), pl.lit(suffix))
+
+
 def _time_problem(
     name: str, raw: pl.Expr, naive: pl.Expr, zoned: pl.Expr, tz: str, required: bool
 ) -> pl.Expr:
-    present = raw != ""
-    bad = naive.is_null() if required else present & naive.is_null()
-    return (
-        pl.when(bad)
-        .then(pl.concat_str(pl.lit(f"bad {name} time '"), raw, pl.lit("'")))
-        .when(naive.is_not_null() & zoned.is_null())
-        .then(pl.concat_str(pl.lit(f"{name} time '"), raw, pl.lit(f"' does not exist in {tz}")))
+    bad = naive.is_null() if required else (raw != "") & naive.is_null()
+    missing = naive.is_not_null() & zoned.is_null()
+    return pl.coalesce(
+        _message(f"bad {name} time '", raw, bad, "'"),
+        _message(f"{name} time '", raw, missing, f"' does not exist in {tz}"),
     )
 
 
 def _int_problem(name: str, raw: pl.Expr, value: pl.Expr) -> pl.Expr:
-    return pl.when(value.is_null()).then(pl.concat_str(pl.lit(f"bad {name} '"), raw, pl.lit("'")))
+    return _message(f"bad {name} '", raw, value.is_null(), "'")
 
 
 def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
