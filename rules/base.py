@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +25,8 @@ class RuleOptions(BaseModel):
     type: str
     enabled: bool = True
     score: int = Field(default=50, ge=0, le=1000)
+    # Only look at calls started outside business hours, or only within them.
+    during: Literal["any", "off_hours", "business_hours"] = "any"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class Rule(Generic[OptionsT]):
 
     def setup(self) -> None:
         """Create the rule's state (windows, timers) from its options."""
+
+    def wants(self, call: Call) -> bool:
+        """Whether this rule looks at the call at all (its `during` option)."""
+        during = self.options.during
+        if during == "any":
+            return True
+        return (call.closed is not None) == (during == "off_hours")
 
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         return []

@@ -21,9 +21,12 @@ def relevant(call: Call) -> bool:
 
 
 class Engine:
-    def __init__(self, rules: list[Rule[Any]], tracker: IncidentTracker) -> None:
+    def __init__(
+        self, rules: list[Rule[Any]], tracker: IncidentTracker, calendar: BusinessCalendar
+    ) -> None:
         self.rules = rules
         self.tracker = tracker
+        self.calendar = calendar
         self.clock: datetime | None = None
         self._answer_rules = [r for r in rules if _overrides(r, "on_answer")]
         self._end_rules = [r for r in rules if _overrides(r, "on_end")]
@@ -46,7 +49,7 @@ class Engine:
         tracker = IncidentTracker(
             settings.site.name, inc.warning_score, inc.critical_score, inc.gap
         )
-        return cls(build_rules(specs, context), tracker)
+        return cls(build_rules(specs, context), tracker, context.calendar)
 
     def advance(self, now: datetime) -> list[IncidentChange]:
         """Fire every rule timer due at or before `now`, in time order."""
@@ -69,18 +72,22 @@ class Engine:
         changes = self.advance(event.at)
         call, now = event.call, event.at
         if event.kind == Kind.STARTED:
+            call.closed = self.calendar.closed_reason(call.start)
             change = self.tracker.add_call(call, now)
             if change is not None:
                 changes.append(change)
             for rule in self.rules:
-                changes.extend(self._apply(rule.on_start(call, now)))
+                if rule.wants(call):
+                    changes.extend(self._apply(rule.on_start(call, now)))
         elif event.kind == Kind.ANSWERED:
             for rule in self._answer_rules:
-                changes.extend(self._apply(rule.on_answer(call, now)))
+                if rule.wants(call):
+                    changes.extend(self._apply(rule.on_answer(call, now)))
         else:
             call.ended = True
             for rule in self._end_rules:
-                changes.extend(self._apply(rule.on_end(call, now)))
+                if rule.wants(call):
+                    changes.extend(self._apply(rule.on_end(call, now)))
         return changes
 
     def _apply(self, findings: Iterable[Finding]) -> list[IncidentChange]:

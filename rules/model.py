@@ -28,6 +28,7 @@ class Call:
     origin: str = ""
     allowlisted: bool = False  # site-wide or per-source allowlist covers the destination
     ended: bool = field(default=False)
+    closed: str | None = None  # why the office was closed when the call started (engine sets it)
 
     @property
     def billsec(self) -> float:

@@ -33,7 +33,17 @@ def test_twenty_calls_to_sierra_leone_at_3am_sunday_is_critical() -> None:
     assert inc.severity == Severity.CRITICAL
     assert inc.source == "205"
     assert len(inc.calls) == 20
-    assert {"off_hours", "high_risk_destination"} <= set(inc.hits)
+    assert inc.hits["high_risk_destination"].score == 70  # ten or more within 6h
+    assert inc.hits["off_hours"].score == 60  # five or more within 6h
+
+
+def test_a_few_evening_calls_abroad_are_at_most_a_warning() -> None:
+    t = jp()
+    evening = at("2026-11-24T20:30", "Asia/Tokyo")
+    for i, number in enumerate([UK, ES, "0103312345678", "01049301234567", UK]):
+        t.call("214", number, evening + timedelta(minutes=15 * i), talk=300)
+    [inc] = t.run()
+    assert inc.severity == Severity.WARNING
 
 
 def test_burst_on_a_public_holiday_at_10am_is_critical() -> None:
@@ -82,24 +92,37 @@ def test_burst_per_source_needs_the_count_within_the_window() -> None:
 def test_burst_pbx_wide_from_many_sources_is_one_pbx_incident() -> None:
     t = jp(incidents={"warning_score": 50})
     start = at("2026-11-24T11:00", "Asia/Tokyo")
-    for i in range(20):
-        t.call(f"2{i:02d}", UK, start + timedelta(seconds=20 * i), talk=10)
+    for i in range(30):
+        t.call(f"2{i:02d}", UK, start + timedelta(seconds=15 * i), talk=10)
     [inc] = t.run(only=["burst_pbx"])
     assert inc.source == "*"
-    assert len(inc.sources) == 20
-    assert inc.hits["burst_pbx"].reason.startswith("20 international calls PBX-wide")
+    assert len(inc.sources) == 30
+    assert inc.hits["burst_pbx"].reason.startswith("30 international calls PBX-wide")
+
+
+def test_off_hours_pbx_burst_is_critical_and_ignores_business_hours() -> None:
+    t = jp()
+    night = at("2026-11-28T02:00", "Asia/Tokyo")  # a Saturday night
+    for i in range(10):  # ten compromised phones, one call each, within half an hour
+        t.call(f"3{i:02d}", UK, night + timedelta(minutes=3 * i), talk=60)
+    day = at("2026-11-24T11:00", "Asia/Tokyo")
+    for i in range(10):  # the same at 11 a.m. on a Tuesday: nothing
+        t.call(f"3{i:02d}", UK, day + timedelta(minutes=3 * i), talk=60)
+    [inc] = t.run(only=["burst_off_hours"])
+    assert inc.source == "*" and inc.severity == Severity.CRITICAL
+    assert len(inc.calls) == 10 and inc.first_call_at == night
 
 
 def test_concurrent_counts_calls_up_at_once() -> None:
     t = jp(incidents={"warning_score": 40})
     start = at("2026-11-24T11:00", "Asia/Tokyo")
-    for i in range(5):
+    for i in range(10):
         t.call("201", UK, start + timedelta(seconds=i), talk=300)
     t.call("202", UK, start + timedelta(hours=1), talk=300)
     [inc] = t.run(only=["concurrent"])
-    assert inc.hits["concurrent"].reason.startswith("5 international calls up at once")
+    assert inc.hits["concurrent"].reason.startswith("10 international calls up at once")
     t2 = jp(incidents={"warning_score": 40})
-    for i in range(5):  # one after another: never more than one up
+    for i in range(10):  # one after another: never more than one up
         t2.call("201", UK, start + timedelta(minutes=i), talk=30)
     assert t2.run(only=["concurrent"]) == []
 

@@ -36,8 +36,8 @@ def test_attack_is_one_critical_incident_for_209_covering_all_24_calls(fixtures:
     assert sorted(inc["call_ids"]) == sorted(uniqueids)
     assert len(inc["call_ids"]) == 24
     assert inc["first_call_at"] == "2026-11-24T13:30:11+00:00"
-    # critical at the 5th call (13:30:13): sequential block + burst pbx/concurrency + high risk
-    assert inc["detected_at"] == "2026-11-24T13:30:13+00:00"
+    # critical at the 8th call (13:30:15): high risk 30 + sequential block 60 + burst 60
+    assert inc["detected_at"] == "2026-11-24T13:30:15+00:00"
     assert any("block +23276543xx" in r for r in inc["reasons"])
     assert "24 rows read, 0 skipped, 24 outbound calls" in err
 
@@ -78,7 +78,7 @@ def test_since_until_filter(fixtures: Path) -> None:
 
 
 def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    code, out, err = scan(*JP_UTC, str(tmp_path / "Master.csv.9"))
+    code, _out, err = scan(*JP_UTC, str(tmp_path / "Master.csv.9"))
     assert code == 2
     assert err.strip().splitlines() == [f"error: {tmp_path / 'Master.csv.9'}: no such file"]
 

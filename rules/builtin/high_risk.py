@@ -1,8 +1,14 @@
-"""high_risk_destination: a call to a destination on the high-risk list (not allowlisted)."""
+"""high_risk_destination: calls to destinations on the high-risk list (not allowlisted).
+
+One such call is a weak signal (30: no incident alone); many from one source within the window
+are a strong one (70).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
+from pydantic import Field
 
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
@@ -12,7 +18,9 @@ from rules.model import Call, Finding
 
 class HighRiskOptions(RuleOptions):
     score: int = 30
-    window: Duration = timedelta(hours=6)  # how far back the reason counts this source's calls
+    window: Duration = timedelta(hours=6)  # how far back this source's calls are counted
+    many: int = Field(default=10, ge=2)  # this many high-risk calls within the window ...
+    many_score: int = Field(default=70, ge=0)  # ... score this instead
 
 
 @register
@@ -26,12 +34,14 @@ class HighRiskDestination(Rule[HighRiskOptions]):
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         if not call.risky:
             return []
+        o = self.options
         recent = self.windows.add(call.source, now, call)
-        places = sorted({c.label() for c in recent})
+        places = ", ".join(sorted({c.label() for c in recent}))
         n = len(recent)
+        span = format_duration(o.window)
+        if n >= o.many:
+            reason = f"{n} calls to high-risk destinations within {span}: {places}"
+            return [self.finding(now, call, recent, reason, score=o.many_score)]
         what = "call" if n == 1 else "calls"
-        reason = (
-            f"{n} {what} to high-risk destinations within "
-            f"{format_duration(self.options.window)}: {', '.join(places)}"
-        )
+        reason = f"{n} {what} to high-risk destinations within {span}: {places}"
         return [self.finding(now, call, [call], reason)]

@@ -16,7 +16,7 @@ class OffHoursOptions(RuleOptions):
     score: int = 30
     many: int = Field(default=5, ge=2)  # this many off-hours calls from one source ...
     many_window: Duration = timedelta(hours=6)  # ... within this span ...
-    many_score: int = Field(default=70, ge=0)  # ... score this instead
+    many_score: int = Field(default=60, ge=0)  # ... score this instead
 
 
 @register
@@ -28,7 +28,7 @@ class OffHours(Rule[OffHoursOptions]):
         self.windows = Windows(self.options.many_window)
 
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
-        why = self.context.calendar.closed_reason(call.start)
+        why = call.closed
         if why is None:
             return []
         recent = self.windows.add(call.source, now, call)
