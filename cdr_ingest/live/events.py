@@ -1,0 +1,70 @@
+"""What a live source emits: call lifecycle and authentication events, on event time.
+
+`call_id` is the calling channel's Uniqueid, which is also the `uniqueid` Asterisk writes to
+Master.csv for that call, so live and batch name the same call the same way. `pbx` names the
+Asterisk server (an MSP's daemon watches many).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    pbx: str
+    call_id: str
+    at: datetime  # UTC, aware
+    source: str  # the phone endpoint that placed it (PJSIP/209-… -> "209"), else caller id
+    account: str
+    dialed: str  # the digits as dialed (what Master.csv writes as dst)
+    trunk: str  # the trunk endpoint it goes out on ("carrier")
+    channel: str = ""  # the calling channel, e.g. PJSIP/209-0000000a (for hang-up)
+    dest_channel: str = ""  # the trunk channel, e.g. PJSIP/carrier-0000000b
+
+
+@dataclass(frozen=True)
+class CallAnswered:
+    pbx: str
+    call_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    pbx: str
+    call_id: str
+    at: datetime
+    cause: str = ""
+
+
+@dataclass(frozen=True)
+class AuthAttempt:
+    """A security event: a failed or successful authentication (SIP registration, AMI login)."""
+
+    pbx: str
+    at: datetime
+    outcome: Literal["failed", "success"]
+    account: str  # AccountID
+    address: str  # remote IP address ("" if unknown)
+    service: str  # PJSIP, AMI, ...
+    event: str  # the AMI event name, e.g. ChallengeResponseFailed
+
+
+LiveEvent = CallStarted | CallAnswered | CallEnded | AuthAttempt
+
+
+@dataclass
+class SourceStatus:
+    """What `tollwatch status` shows for a source."""
+
+    name: str
+    kind: Literal["ami", "csv"]
+    connected: bool = False
+    last_event_at: datetime | None = None
+    events: int = 0
+    errors: int = 0
+    calls_in_progress: int = 0
+    state: str = "starting"  # human words: "connected", "retrying in 4s (connection refused)"
