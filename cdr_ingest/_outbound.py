@@ -1,4 +1,8 @@
-"""Classify legs: is the destination channel a trunk, who placed the call."""
+"""Classify legs: is the destination channel a trunk, who placed the call.
+
+Checks are anchored regexes on whole channel names (no capture groups), which polars runs
+fast; endpoint names are only cut out where they are needed (masked rows skip the work).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ import polars as pl
 
 from ._types import CdrOptions
 
-# TECH/resource-suffix, e.g. PJSIP/carrier-0000000b, Local/0102@from-internal-00000001;2
-_CHANNEL = r"^(?P<tech>[^/]+)/(?P<ep>.*?)(?:-[0-9A-Fa-f]+)?(?:;\d+)?$"
+# TECH/endpoint-suffix;n, e.g. PJSIP/carrier-0000000b, Local/0102@from-internal-00000001;2.
+# The hex suffix may be empty: failed dials get a synthetic destination "TECH/endpoint-".
+_CHANNEL = r"^[^/]+/(.*?)(?:-[0-9A-Fa-f]*)?(?:;[0-9]+)?$"
 # First Dial target: PJSIP/0102@carrier,60 / SIP/carrier/0102 / IAX2/user:pw@peer/0102
 _DIAL = r"^(?P<tech>[^/,&]+)/(?:[^@/,&]*@)?(?P<ep>[^/@,&]*)"
+_LOCAL = r"(?i)^local/"
+_TDM = r"(?i)^(?:dahdi|zap)/"
+_HAS_ENDPOINT = r"^[^/]+/[^-;]"
 _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
-_TRUNK_TECH = r"(?i)^(?:dahdi|zap)$"
-_LOCAL_TECH = r"(?i)^local$"
 
 
 def glob_to_regex(glob: str) -> str:
@@ -47,44 +53,52 @@ def _matches(globs: tuple[str, ...], *names: pl.Expr) -> pl.Expr:
     return pl.any_horizontal(*[n.str.contains(rx) for n in names])
 
 
-def _is_phone(tech: pl.Expr, ep: pl.Expr, name: pl.Expr, options: CdrOptions) -> pl.Expr:
-    extension = (
-        ep.str.contains(r"^[0-9]+$")
-        & (ep.str.len_chars() <= options.max_extension_length)
-        & ~tech.str.contains(_TRUNK_TECH)
-    )
-    return _matches(options.phones, name, tech + "/" + ep, ep) | extension
+def _endpoint(channel: pl.Expr) -> pl.Expr:
+    return channel.str.extract(_CHANNEL, 1)
+
+
+def _glob_names(channel: pl.Expr) -> list[pl.Expr]:
+    """Globs match the channel name, TECH/endpoint or the bare endpoint."""
+    ep = _endpoint(channel)
+    return [channel, channel.str.extract(r"^([^/]+)/", 1) + "/" + ep, ep]
+
+
+def _is_phone(channel: pl.Expr, options: CdrOptions) -> pl.Expr:
+    """A phones glob matches, or the endpoint is a short all-digit extension (not DAHDI/ZAP)."""
+    n = options.max_extension_length
+    if n >= 1:
+        ext = rf"^[^/]+/[0-9]{{1,{n}}}(?:-[0-9A-Fa-f]*)?(?:;[0-9]+)?$"
+        phone = channel.str.contains(ext) & ~channel.str.contains(_TDM)
+    else:
+        phone = pl.lit(False)
+    if options.phones:
+        phone = phone | _matches(options.phones, *_glob_names(channel))
+    return phone
 
 
 def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
-    """Add outbound, source and trunk; intermediate parts are materialized once."""
+    """Add outbound, source and trunk from channel, dstchannel, lastapp, lastdata, dcontext."""
     use_dst = pl.col("dstchannel") != ""
-    use_dial = ~use_dst & pl.col("lastapp").str.contains("(?i)^dial$")
-    dst = pl.col("dstchannel").str.extract_groups(_CHANNEL)
-    # Only failed dials need lastdata parsed: regex work is skipped for null rows.
-    dial = pl.when(use_dial).then(pl.col("lastdata")).str.extract_groups(_DIAL)
-    chan = pl.col("channel").str.extract_groups(_CHANNEL)
+    failed_dial = ~use_dst & pl.col("lastapp").str.contains("(?i)^dial$")
+    dial = pl.when(failed_dial).then(pl.col("lastdata")).str.extract_groups(_DIAL)
+    synthetic = pl.concat_str(dial.struct.field("tech"), pl.lit("/"), dial.struct.field("ep"))
     lf = lf.with_columns(
-        pl.when(use_dst).then(dst).otherwise(dial).alias("_dest"),
-        chan.alias("_chan"),
-        use_dst.alias("_use_dst"),
+        pl.when(use_dst).then(pl.col("dstchannel")).otherwise(synthetic + "-").alias("_dest")
     )
-    tech, ep = pl.col("_dest").struct.field("tech"), pl.col("_dest").struct.field("ep")
-    name = pl.when(pl.col("_use_dst")).then(pl.col("dstchannel")).otherwise(tech + "/" + ep + "-")
-    real = ~tech.str.contains(_LOCAL_TECH) & (ep != "")
+    dest = pl.col("_dest")
+    real = dest.str.contains(_HAS_ENDPOINT) & ~dest.str.contains(_LOCAL)
     if options.trunks:
-        trunk = real & _matches(options.trunks, name, tech + "/" + ep, ep)
+        trunk = real & _matches(options.trunks, *_glob_names(dest))
     else:
-        trunk = real & ~_is_phone(tech, ep, name, options)
+        trunk = real & ~_is_phone(dest, options)
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
-
-    ctech, cep = pl.col("_chan").struct.field("tech"), pl.col("_chan").struct.field("ep")
-    calling_phone = ~ctech.str.contains(_LOCAL_TECH) & _is_phone(
-        ctech, cep, pl.col("channel"), options
+    chan = pl.col("channel")
+    calling_phone = (~chan.str.contains(_LOCAL) & _is_phone(chan, options)).fill_null(False)
+    lf = lf.with_columns(
+        trunk.fill_null(False).alias("outbound"),
+        _endpoint(pl.when(calling_phone).then(chan)).fill_null(pl.col("src")).alias("source"),
     )
-    source = pl.when(calling_phone.fill_null(False)).then(cep).otherwise(pl.col("src"))
-    lf = lf.with_columns(trunk.fill_null(False).alias("outbound"), source.alias("source"))
     return lf.with_columns(
-        pl.when(pl.col("outbound")).then(ep).otherwise(pl.lit("")).alias("trunk")
+        _endpoint(pl.when(pl.col("outbound")).then(dest)).fill_null("").alias("trunk")
     )

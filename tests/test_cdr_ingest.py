@@ -451,3 +451,25 @@ def test_trunk_phone_and_context_options(tmp_path: Path) -> None:
     short = rows([path], max_extension_length=2)
     assert short[0]["source"] == "201"  # channel 201 is not a phone now, src is used
     assert short[0]["outbound"] is True
+
+
+def test_nul_byte_is_a_problem_row(tmp_path: Path) -> None:
+    path = tmp_path / "Master.csv"
+    nul = cdr_line(lastdata="PJSIP/x\x00y@carrier,60")
+    path.write_bytes("\n".join([cdr_line(), nul, cdr_line()]).encode() + b"\n")
+    out = rows([path])
+    assert [r["problem"] for r in out] == [None, "NUL byte in line", None]
+
+
+def test_glob_special_characters(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "Master.csv",
+        [
+            cdr_line(dstchannel="SIP/my.trunk+1-00000001"),
+            cdr_line(dstchannel="SIP/myXtrunk+1-00000002"),
+            cdr_line(dstchannel="SIP/trunk7-00000003"),
+        ],
+    )
+    out = rows([path], trunks=("SIP/my.trunk+1-*", "SIP/trunk[0-9]"))
+    assert [r["outbound"] for r in out] == [True, False, True]
+    assert [r["trunk"] for r in out] == ["my.trunk+1", "", "trunk7"]
