@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.calendar import BusinessCalendar
-from rules.model import Call, Finding
+from rules.model import AuthEvent, Call, Finding
 
 
 class RuleOptions(BaseModel):
@@ -77,14 +77,26 @@ class Rule(Generic[OptionsT]):
     def on_tick(self, now: datetime) -> list[Finding]:
         return []
 
+    def on_auth(self, event: AuthEvent) -> list[Finding]:
+        """A security event (live only: CDRs have none)."""
+        return []
+
+    def snapshot(self) -> dict[str, Any]:
+        """The rule's state, to survive a daemon restart (pickled together with incidents)."""
+        return {k: v for k, v in vars(self).items() if k not in ("name", "options", "context")}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+
     def finding(
         self,
         now: datetime,
-        trigger: Call,
+        trigger: Call | None,
         calls: tuple[Call, ...] | list[Call],
         reason: str,
         score: int | None = None,
         pbx_wide: bool = False,
+        group: str | None = None,
     ) -> Finding:
         return Finding(
             rule=self.name,
@@ -95,6 +107,7 @@ class Rule(Generic[OptionsT]):
             score=self.options.score if score is None else score,
             reason=reason,
             pbx_wide=pbx_wide,
+            group=group,
         )
 
 

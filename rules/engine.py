@@ -12,7 +12,7 @@ from config.schema import Settings
 from rules.base import Rule, RuleContext, build_rules
 from rules.calendar import BusinessCalendar
 from rules.incidents import IncidentChange, IncidentTracker
-from rules.model import Call, CallEvent, Finding, Kind
+from rules.model import AuthEvent, Call, CallEvent, Finding, Kind
 
 
 def relevant(call: Call) -> bool:
@@ -31,6 +31,7 @@ class Engine:
         self._answer_rules = [r for r in rules if _overrides(r, "on_answer")]
         self._end_rules = [r for r in rules if _overrides(r, "on_end")]
         self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
+        self._auth_rules = [r for r in rules if _overrides(r, "on_auth")]
         self.findings = 0
 
     @classmethod
@@ -88,6 +89,12 @@ class Engine:
             for rule in self._end_rules:
                 if rule.wants(call):
                     changes.extend(self._apply(rule.on_end(call, now)))
+        return changes
+
+    def handle_auth(self, event: AuthEvent) -> list[IncidentChange]:
+        changes = self.advance(event.at)
+        for rule in self._auth_rules:
+            changes.extend(self._apply(rule.on_auth(event)))
         return changes
 
     def _apply(self, findings: Iterable[Finding]) -> list[IncidentChange]:

@@ -58,11 +58,12 @@ class Incident:
 
     @property
     def first_call_at(self) -> datetime:
-        return min(c.start for c in self.calls.values())
+        """The first call's start; for an incident without calls (failed logins), its opening."""
+        return min((c.start for c in self.calls.values()), default=self.opened_at)
 
     @property
     def last_call_at(self) -> datetime:
-        return max(c.start for c in self.calls.values())
+        return max((c.start for c in self.calls.values()), default=self.last_activity)
 
     @property
     def accounts(self) -> list[str]:
@@ -148,8 +149,7 @@ class IncidentTracker:
         return IncidentChange("updated", inc, now)
 
     def add(self, finding: Finding) -> IncidentChange | None:
-        sources = finding.sources
-        key = next(iter(sources)) if len(sources) == 1 else PBX
+        key = finding.key
         now = finding.at
         inc = self._current(key, now, create=True)
         assert inc is not None
@@ -188,7 +188,7 @@ class IncidentTracker:
             inc.severity = after
             for level in Severity:
                 if before < level <= after:
-                    inc.detected_at[level] = finding.trigger.start
+                    inc.detected_at[level] = finding.trigger_time
             inc.version += 1
             kind = "opened" if before == Severity.NONE else "escalated"
             return IncidentChange(kind, inc, now)

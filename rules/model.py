@@ -71,16 +71,42 @@ class CallEvent:
 
 
 @dataclass(frozen=True)
+class AuthEvent:
+    """A failed or successful authentication (from the PBX's security events)."""
+
+    at: datetime
+    outcome: str  # "failed" | "success"
+    account: str
+    address: str
+    service: str = ""
+
+
+@dataclass(frozen=True)
 class Finding:
     rule: str  # the rule's name
     rule_type: str
     at: datetime  # event time at which it fired
-    trigger: Call  # the call whose event fired it
+    trigger: Call | None  # the call whose event fired it (None for an authentication finding)
     calls: tuple[Call, ...]
     score: int
     reason: str
     pbx_wide: bool = False
+    group: str | None = None  # the incident key when there are no calls to tell it
 
     @property
     def sources(self) -> set[str]:
         return {c.source for c in self.calls}
+
+    @property
+    def key(self) -> str:
+        """Which incident it joins: its one source, else its group, else PBX-wide."""
+        sources = self.sources
+        if len(sources) == 1:
+            return next(iter(sources))
+        if not sources and self.group:
+            return self.group
+        return "*"
+
+    @property
+    def trigger_time(self) -> datetime:
+        return self.trigger.start if self.trigger is not None else self.at

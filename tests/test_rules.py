@@ -204,3 +204,32 @@ def test_per_source_allowlist_exempts_destination_rules_only() -> None:
     [inc] = t.run()  # 201 may call Sierra Leone: only off_hours (30) is left, below warning
     assert inc.source == "202"
     assert set(inc.hits) == {"high_risk_destination", "off_hours"}
+
+
+def test_auth_failures_then_success_then_calls_abroad_is_critical() -> None:
+    from rules.model import AuthEvent
+
+    t = jp()
+    s = t.settings
+    from rules.engine import Engine
+
+    engine = Engine.from_settings(s, {k: v.model_dump() for k, v in s.rules.items()})
+    t0 = at("2026-11-24T13:29:20")
+    changes = []
+    for i in range(6):
+        ev = AuthEvent(t0 + timedelta(seconds=i), "failed", "209", "198.51.100.7", "PJSIP")
+        changes += engine.handle_auth(ev)
+    incidents = engine.tracker.all_incidents()
+    assert {i.source for i in incidents} == {"209", "from 198.51.100.7"}
+    assert all(i.severity == Severity.WARNING for i in incidents)
+    engine.handle_auth(AuthEvent(t0 + timedelta(minutes=1), "success", "209", "198.51.100.7"))
+    call = t.call("209", UK, t0 + timedelta(minutes=5), talk=60)  # not high-risk, daytime
+    from rules.engine import events_for
+
+    for ev in events_for(call):
+        engine.handle(ev)
+    inc = next(i for i in engine.tracker.all_incidents() if i.source == "209")
+    assert inc.severity == Severity.CRITICAL
+    assert inc.detected_at[Severity.CRITICAL] == call.start
+    assert "logged in at 2026-11-24 13:30:20 UTC after repeated failed attempts" in (
+        inc.hits["auth_failures"].reason)

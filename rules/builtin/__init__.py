@@ -1,6 +1,7 @@
 """The shipped rule types. Importing this package registers them."""
 
 from rules.builtin import (
+    auth_failures,
     burst,
     concurrent,
     high_risk,
@@ -13,6 +14,7 @@ from rules.builtin import (
 )
 
 __all__ = [
+    "auth_failures",
     "burst",
     "concurrent",
     "high_risk",
