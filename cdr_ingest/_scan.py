@@ -81,9 +81,11 @@ class FileFormat:
     header: bool
     gzip: bool
     description: str = ""
+    header_line: int = 0  # physical line number of the header row, 0 without header
 
 
-def _head_lines(path: Path, shown: str, compressed: bool) -> list[str]:
+def _head_lines(path: Path, shown: str, compressed: bool) -> list[tuple[int, str]]:
+    """The first non-blank lines with their 1-based physical line numbers."""
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as f:
@@ -91,10 +93,11 @@ def _head_lines(path: Path, shown: str, compressed: bool) -> list[str]:
     except (OSError, EOFError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise IngestError(f"{shown}: cannot read ({reason})") from None
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if len(data) == _HEAD_BYTES and lines:
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if len(data) == _HEAD_BYTES:
         lines.pop()  # may be cut in the middle
-    return [ln for ln in lines if ln.strip()][:_HEAD_LINES]
+    numbered = [(i + 1, ln.rstrip("\r")) for i, ln in enumerate(lines) if ln.strip()]
+    return numbered[:_HEAD_LINES]
 
 
 def _parse(line: str) -> list[str]:
@@ -110,17 +113,19 @@ def detect(path: Path, shown: str, options: CdrOptions) -> FileFormat | None:
     lines = _head_lines(path, shown, compressed)
     if not lines:
         return None
-    first = _parse(lines[0])
+    first = _parse(lines[0][1])
     if _header.looks_like_header(first):
         mapping = _header.map_header(first)
         if "start" not in mapping:
             raise IngestError(f"{shown}: header has no start/calldate column")
+        if "end" not in mapping and "duration" not in mapping:
+            raise IngestError(f"{shown}: header has neither an end nor a duration column")
         cols = [f"_x{i}" for i in range(len(first))]
         for name, pos in mapping.items():
             cols[pos] = name
         desc = f"header with {len(first)} columns ({_header.kind(first)})"
-        return FileFormat(tuple(cols), "header", True, compressed, desc)
-    rows = [_parse(ln) for ln in lines]
+        return FileFormat(tuple(cols), "header", True, compressed, desc, lines[0][0])
+    rows = [_parse(ln) for _, ln in lines]
     layout = _layouts.resolve_layout(rows, options.layout)
     if layout is None:
         raise IngestError(
@@ -203,7 +208,7 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
     lf = lf.with_row_index("_ln", offset=1)
     lf = lf.filter((pl.col("line") != "") | (pl.col("extra") != ""))
     if fmt.header:
-        lf = lf.filter(pl.col("_ln") > 1)
+        lf = lf.filter(pl.col("_ln") != fmt.header_line)
     lf = _extract_fields(lf, n)
     valid = pl.col(f"_f{n - 1}").is_not_null()
 
@@ -232,6 +237,11 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
     lf = lf.with_columns(
         *[_to_utc(pl.col(f"_n{t}"), options).alias(t) for t in ("start", "answer", "end")]
     )
+    if fmt.header and "duration" not in fmt.columns:
+        lf = lf.with_columns(duration=(pl.col("end") - pl.col("start")).dt.total_seconds())
+    if fmt.header and "billsec" not in fmt.columns:
+        billed = (pl.col("end") - pl.col("answer")).dt.total_seconds().fill_null(0)
+        lf = lf.with_columns(billsec=pl.when(valid).then(billed))
     if fmt.header and "end" not in fmt.columns:
         lf = lf.with_columns(
             end=pl.col("start") + pl.duration(seconds=pl.col("duration")),

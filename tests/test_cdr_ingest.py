@@ -473,3 +473,30 @@ def test_glob_special_characters(tmp_path: Path) -> None:
     out = rows([path], trunks=("SIP/my.trunk+1-*", "SIP/trunk[0-9]"))
     assert [r["outbound"] for r in out] == [True, False, True]
     assert [r["trunk"] for r in out] == ["my.trunk+1", "", "trunk7"]
+
+
+def test_header_after_blank_line_without_duration_columns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "custom.csv",
+        [
+            "",
+            "src,dst,channel,dstchannel,lastapp,lastdata,start,answer,end,disposition",
+            "201,0102327654300,PJSIP/201-00000001,PJSIP/carrier-00000002,Dial,"
+            '"PJSIP/0102327654300@carrier,60",2026-11-24 13:30:11,2026-11-24 13:30:15,'
+            "2026-11-24 13:30:45,ANSWERED",
+            "202,0102327654301,PJSIP/202-00000003,,Dial,PJSIP/0102327654301@carrier,"
+            "2026-11-24 13:31:00,,2026-11-24 13:31:20,NO ANSWER",
+        ],
+    )
+    a, b = rows([path])
+    assert (a["origin"], a["problem"]) == (f"{path}:3", None)
+    assert (a["duration"], a["billsec"]) == (34, 30)
+    assert (b["origin"], b["problem"]) == (f"{path}:4", None)
+    assert (b["duration"], b["billsec"], b["answer"]) == (20, 0, None)
+    assert (b["outbound"], b["trunk"]) == (True, "carrier")
+
+
+def test_header_needs_start_and_end_or_duration(tmp_path: Path) -> None:
+    path = write(tmp_path / "custom.csv", ["src,dst,start", "201,0102,2026-11-24 13:30:11"])
+    with pytest.raises(IngestError, match="header has neither an end nor a duration column"):
+        scan_cdrs([path], CdrOptions())
