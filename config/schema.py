@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.types import DialString, Duration, HoursRange, Prefix, PrefixText
 
@@ -128,6 +128,37 @@ class Rates(Strict):
     per_minute: dict[Prefix, float] = Field(default_factory=dict)
 
 
+class AmiServer(Strict):
+    """An Asterisk server to watch over AMI. The secret never sits in this file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    host: str = "127.0.0.1"
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: str
+    secret_env: str | None = None  # name of an environment variable holding the secret
+    secret_file: Path | None = None  # a file (mode 0600) holding the secret
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> AmiServer:
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("set exactly one of secret_env or secret_file")
+        return self
+
+
+class CsvSource(Strict):
+    """A Master.csv to follow where AMI is not available."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    path: Path
+
+
+class Daemon(Strict):
+    data_dir: Path = Path("/var/lib/tollwatch")
+    snapshot_every: Duration = timedelta(seconds=2)
+    status_every: Duration = timedelta(seconds=5)
+    max_backoff: Duration = timedelta(seconds=60)
+
+
 class RuleSpec(BaseModel):
     """A rule as written in the file: its type, whether it runs, and its typed options."""
 
@@ -147,4 +178,7 @@ class Settings(Strict):
     cdr: Cdr = Field(default_factory=Cdr)
     incidents: Incidents = Field(default_factory=Incidents)
     rates: Rates = Field(default_factory=Rates)
+    daemon: Daemon = Field(default_factory=Daemon)
+    ami: list[AmiServer] = Field(default_factory=list)
+    csv_sources: list[CsvSource] = Field(default_factory=list)
     rules: dict[str, RuleSpec] = Field(default_factory=dict)
