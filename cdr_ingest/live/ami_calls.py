@@ -1,0 +1,371 @@
+"""Turn AMI events into call lifecycle and authentication events (pure logic, no I/O).
+
+A call is an outbound leg: a `DialBegin` whose DestChannel is a trunk under the same rules batch
+uses for Master.csv rows (`cdr_ingest._outbound`: not Local/, has an endpoint, matches the
+`trunks` globs or else is not a phone). Its id is the Uniqueid of the channel that dialed the
+trunk, which is the uniqueid Asterisk writes on that CDR row.
+
+Local channels: a chain Local/N@from-internal;2 -> Dial(Local/N@pstn-trunk) -> Local ;2 ->
+Dial(PJSIP/N@carrier) has one DialBegin whose destination is a trunk, the last one; the Local
+hops before it dial Local channels, which are never trunks. So one chain gives one call, named
+by the Local ;2 channel that dialed the trunk (the CDR row batch counts), with `source` taken
+from its caller id number as batch takes `src`. The Hangup of a Local calling channel does not
+end the call (Local channels may be optimized away while the trunk leg goes on); the trunk
+channel's Hangup does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cdr_ingest._outbound import glob_to_regex
+from cdr_ingest._types import CdrOptions
+from cdr_ingest.live.events import (
+    AuthAttempt,
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    LiveEvent,
+)
+
+# Same patterns as cdr_ingest._outbound (Rust regex there, Python re here; both leftmost-first).
+_CHANNEL = re.compile(r"^[^/]+/(.*?)(?:-[0-9A-Fa-f]*)?(?:;[0-9]+)?$")
+_LOCAL = re.compile(r"(?i)^local/")
+_TDM = re.compile(r"(?i)^(?:dahdi|zap)/")
+_HAS_ENDPOINT = re.compile(r"^[^/]+/[^-;]")
+
+FAILED_AUTH = frozenset(
+    {"ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL"}
+)
+CALL_EVENTS = frozenset({"DialBegin", "DialEnd", "Hangup"})
+# Event names the tracker acts on: what an AMI client needs to subscribe to.
+EVENTS = CALL_EVENTS | FAILED_AUTH | {"SuccessfulAuth"}
+
+_RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
+
+
+def endpoint(channel: str) -> str:
+    """PJSIP/209-0000000a -> 209, Local/0102@from-internal-00000001;2 -> 0102@from-internal."""
+    m = _CHANNEL.match(channel)
+    return m.group(1) if m else ""
+
+
+class LegRules:
+    """Batch's outbound rules (cdr_ingest._outbound.classify) for one channel name at a time."""
+
+    def __init__(self, options: CdrOptions | None = None) -> None:
+        self.options = options or CdrOptions()
+        n = self.options.max_extension_length
+        self._ext = (
+            re.compile(rf"^[^/]+/[0-9]{{1,{n}}}(?:-[0-9A-Fa-f]*)?(?:;[0-9]+)?$") if n >= 1 else None
+        )
+        self._phones = _globs(self.options.phones)
+        self._trunks = _globs(self.options.trunks)
+
+    def is_phone(self, channel: str) -> bool:
+        if self._ext is not None and self._ext.match(channel) and not _TDM.match(channel):
+            return True
+        return self._phones is not None and _glob_match(self._phones, channel)
+
+    def is_trunk(self, channel: str, context: str = "") -> bool:
+        """Is a dialed channel a trunk; `context` is the calling channel's (CDR dcontext)."""
+        if not _HAS_ENDPOINT.match(channel) or _LOCAL.match(channel):
+            return False
+        if self._trunks is not None:
+            trunk = _glob_match(self._trunks, channel)
+        else:
+            trunk = not self.is_phone(channel)
+        return trunk and (not self.options.contexts or context in self.options.contexts)
+
+    def source_of(self, channel: str, callerid: str) -> str:
+        """The phone endpoint that placed a call, else its caller id number (batch's src)."""
+        if not _LOCAL.match(channel) and self.is_phone(channel):
+            return endpoint(channel)
+        return callerid
+
+
+def _globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{glob_to_regex(g)})" for g in globs)) if globs else None
+
+
+def _glob_match(rx: re.Pattern[str], channel: str) -> bool:
+    """Globs match the channel name, TECH/endpoint or the bare endpoint."""
+    ep = endpoint(channel)
+    tech = channel.split("/", 1)[0]
+    return any(rx.match(name) for name in (channel, f"{tech}/{ep}", ep))
+
+
+def dialed_number(dial_string: str) -> str:
+    """0102@carrier -> 0102; carrier/0102 (chan_sip style) -> 0102; first target only."""
+    target = dial_string.split(",", 1)[0].split("&", 1)[0]
+    if "@" in target:
+        return target.split("@", 1)[0].rsplit("/", 1)[-1]
+    return target.rsplit("/", 1)[-1] if "/" in target else target
+
+
+def remote_ip(address: str) -> str:
+    """IPV4/UDP/127.0.0.1/5061 -> 127.0.0.1; IPV6/UDP/[::1]/5061 -> ::1."""
+    parts = address.split("/", 2)
+    if len(parts) < 3:
+        return ""
+    host = parts[2].rpartition("/")[0] or parts[2]
+    return host.strip("[]")
+
+
+def event_time(msg: Mapping[str, str], at: datetime) -> datetime:
+    """Timestamp (timestampevents=yes) or EventTV when present and valid, else `at`."""
+    stamp = msg.get("Timestamp", "")
+    if stamp:
+        try:
+            return datetime.fromtimestamp(float(stamp), UTC)
+        except (ValueError, OverflowError, OSError):
+            pass
+    tv = msg.get("EventTV", "")
+    if tv:
+        for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
+            try:
+                return datetime.strptime(tv, fmt).astimezone(UTC)
+            except ValueError:
+                continue
+    return at
+
+
+def _duration(text: str) -> timedelta:
+    """CoreShowChannel Duration HH:MM:SS (hours may exceed 24)."""
+    try:
+        h, m, s = (int(p) for p in text.split(":"))
+    except ValueError:
+        return timedelta(0)
+    return timedelta(hours=h, minutes=m, seconds=s)
+
+
+@dataclass
+class _Call:
+    started: CallStarted
+    answered: bool = False
+    dests: set[str] = field(default_factory=set)  # trunk channels dialed, not yet failed
+
+
+@dataclass
+class TrackerStats:
+    handled: int = 0  # messages that produced or changed call/auth state
+    ignored: Counter[str] = field(default_factory=Counter)  # event name -> count
+    malformed: int = 0  # relevant events missing required headers
+
+
+class AmiCallTracker:
+    """Feed AMI messages in arrival order; get `LiveEvent`s back.
+
+    State is per call (keyed by call id) and per channel of a call (channel name -> call id);
+    both are dropped when the call ends, so memory is bounded by the calls up.
+    """
+
+    def __init__(
+        self,
+        pbx: str,
+        options: CdrOptions | None = None,
+        *,
+        is_trunk: Callable[[str, str], bool] | None = None,
+        source_of: Callable[[str, str], str] | None = None,
+    ) -> None:
+        rules = LegRules(options)
+        self.pbx = pbx
+        self.is_trunk = is_trunk or rules.is_trunk
+        self.source_of = source_of or rules.source_of
+        self.stats = TrackerStats()
+        self._calls: dict[str, _Call] = {}
+        self._channels: dict[str, str] = {}  # calling and trunk channel names -> call id
+        self._gone: OrderedDict[str, None] = OrderedDict()  # recently ended call ids
+        self._own_logins: set[tuple[str, str]] = set()  # (AccountID, RemoteAddress)
+
+    # -- public ---------------------------------------------------------------------------
+
+    def ignore_own_login(self, account: str, remote_address: str) -> None:
+        """Drop the SuccessfulAuth of our own AMI session (RemoteAddress as AMI writes it)."""
+        self._own_logins.add((account, remote_address))
+
+    def in_progress(self) -> list[CallStarted]:
+        return [c.started for c in self._calls.values()]
+
+    def feed(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent]:
+        name = msg.get("Event", "")
+        when = event_time(msg, at)
+        try:
+            if name == "DialBegin":
+                out = self._dial_begin(msg, when)
+            elif name == "DialEnd":
+                out = self._dial_end(msg, when)
+            elif name == "Hangup":
+                out = self._hangup(msg, when)
+            elif name in FAILED_AUTH or name == "SuccessfulAuth":
+                out = self._auth(name, msg, when)
+            else:
+                self.stats.ignored[name or "(not an event)"] += 1
+                return []
+        except KeyError:
+            self.stats.malformed += 1
+            return []
+        if out is None:
+            self.stats.ignored[name] += 1
+            return []
+        self.stats.handled += 1
+        return out
+
+    def resync(self, channels: Sequence[Mapping[str, str]], at: datetime) -> list[LiveEvent]:
+        """Reconcile with the CoreShowChannel events of a CoreShowChannels response.
+
+        Calls we track whose channels are all gone end now; outbound calls up that we don't
+        know start now (at `at` minus the calling channel's Duration) and are answered at
+        `at` if the trunk channel is up.
+        """
+        names = {c.get("Channel", "") for c in channels}
+        out: list[LiveEvent] = []
+        for call_id, call in list(self._calls.items()):
+            if not ({call.started.channel} | call.dests) & names:
+                out.append(self._end(call_id, at, "gone at resync"))
+        by_bridge: dict[str, list[Mapping[str, str]]] = {}
+        by_linked: dict[str, list[Mapping[str, str]]] = {}
+        for c in channels:
+            if c.get("BridgeId"):
+                by_bridge.setdefault(c["BridgeId"], []).append(c)
+            by_linked.setdefault(c.get("Linkedid", ""), []).append(c)
+        for trunk in channels:
+            chan = trunk.get("Channel", "")
+            if chan in self._channels or not trunk.get("Application", "").startswith("AppDial"):
+                continue
+            peers = by_bridge.get(trunk.get("BridgeId", ""), []) if trunk.get("BridgeId") else []
+            callers = [
+                c
+                for c in [*peers, *by_linked.get(trunk.get("Linkedid", ""), [])]
+                if c.get("Application") == "Dial" and c is not trunk
+            ]
+            if not callers:
+                continue
+            caller = callers[0]
+            if not self.is_trunk(chan, caller.get("Context", "")):
+                continue
+            call_id = caller.get("Uniqueid", "")
+            if not call_id or call_id in self._calls or call_id in self._gone:
+                continue
+            started = CallStarted(
+                pbx=self.pbx,
+                call_id=call_id,
+                at=at - _duration(caller.get("Duration", "")),
+                source=self.source_of(caller["Channel"], caller.get("CallerIDNum", "")),
+                account=caller.get("AccountCode", ""),
+                dialed=dialed_number(caller.get("ApplicationData", "")) or caller.get("Exten", ""),
+                trunk=endpoint(chan),
+                channel=caller["Channel"],
+                dest_channel=chan,
+            )
+            self._start(started)
+            out.append(started)
+            if trunk.get("ChannelState") == "6":
+                self._calls[call_id].answered = True
+                out.append(CallAnswered(self.pbx, call_id, at))
+        return out
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _dial_begin(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
+        dest = msg.get("DestChannel", "")
+        chan = msg.get("Channel", "")
+        if not chan or not self.is_trunk(dest, msg.get("Context", "")):
+            return None  # originate (no caller), or a Local / phone destination
+        call_id = msg["Uniqueid"]
+        call = self._calls.get(call_id)
+        if call is not None:  # parallel or failover dial from the same channel
+            call.dests.add(dest)
+            self._channels[dest] = call_id
+            return []
+        started = CallStarted(
+            pbx=self.pbx,
+            call_id=call_id,
+            at=at,
+            source=self.source_of(chan, msg.get("CallerIDNum", "")),
+            account=msg.get("AccountCode", ""),
+            dialed=dialed_number(msg.get("DialString", ""))
+            or msg.get("DestExten", "")
+            or msg.get("Exten", ""),
+            trunk=endpoint(dest),
+            channel=chan,
+            dest_channel=dest,
+        )
+        self._start(started)
+        return [started]
+
+    def _dial_end(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
+        dest = msg.get("DestChannel", "")
+        call_id = self._channels.get(dest)
+        if call_id is None:
+            return None
+        call = self._calls[call_id]
+        status = msg.get("DialStatus", "")
+        if status == "ANSWER":
+            if call.answered:
+                return []
+            call.answered = True
+            return [CallAnswered(self.pbx, call_id, at)]
+        call.dests.discard(dest)
+        self._channels.pop(dest, None)
+        if call.answered or call.dests:
+            return []
+        return [self._end(call_id, at, status)]
+
+    def _hangup(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
+        chan = msg.get("Channel", "")
+        call_id = self._channels.get(chan)
+        if call_id is None:
+            return None
+        call = self._calls[call_id]
+        cause = msg.get("Cause-txt", "") or msg.get("Cause", "")
+        if chan == call.started.channel:
+            if _LOCAL.match(chan):  # may be Local optimization; the trunk leg decides
+                self._channels.pop(chan, None)
+                return []
+            return [self._end(call_id, at, cause)]
+        call.dests.discard(chan)
+        self._channels.pop(chan, None)
+        if call.dests and not call.answered:
+            return []
+        return [self._end(call_id, at, cause)]
+
+    def _auth(self, name: str, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
+        account = msg.get("AccountID", "")
+        remote = msg.get("RemoteAddress", "")
+        service = msg.get("Service", "")
+        if name == "SuccessfulAuth" and service == "AMI" and (account, remote) in self._own_logins:
+            return None
+        return [
+            AuthAttempt(
+                pbx=self.pbx,
+                at=at,
+                outcome="success" if name == "SuccessfulAuth" else "failed",
+                account=account,
+                address=remote_ip(remote),
+                service=service,
+                event=name,
+            )
+        ]
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _start(self, started: CallStarted) -> None:
+        self._calls[started.call_id] = _Call(started, dests={started.dest_channel})
+        self._channels[started.channel] = started.call_id
+        self._channels[started.dest_channel] = started.call_id
+        self._gone.pop(started.call_id, None)
+
+    def _end(self, call_id: str, at: datetime, cause: str) -> CallEnded:
+        call = self._calls.pop(call_id)
+        for chan in {call.started.channel, call.started.dest_channel} | call.dests:
+            if self._channels.get(chan) == call_id:
+                del self._channels[chan]
+        self._gone[call_id] = None
+        while len(self._gone) > _RECENT:
+            self._gone.popitem(last=False)
+        return CallEnded(self.pbx, call_id, at, cause)
