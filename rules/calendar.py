@@ -19,6 +19,7 @@ class BusinessCalendar:
         h = settings.hours
         self.week: list[list[TimeRange]] = [h.for_weekday(i) for i in range(7)]
         self.closures = set(h.closures)
+        self._cache: dict[datetime, str | None] = {}  # by minute: hours are minute-grained
         self._holidays: holidays.HolidayBase | None = None
         if h.holidays_country:
             try:
@@ -39,6 +40,16 @@ class BusinessCalendar:
 
     def closed_reason(self, when: datetime) -> str | None:
         """Why the office is closed at `when`, in words, or None during business hours."""
+        minute = when.replace(second=0, microsecond=0)
+        if minute in self._cache:
+            return self._cache[minute]
+        reason = self._closed_reason(minute)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[minute] = reason
+        return reason
+
+    def _closed_reason(self, when: datetime) -> str | None:
         local = self.local(when)
         day = local.date()
         stamp = local.strftime("%H:%M")

@@ -68,22 +68,18 @@ def run_scan(
     if until is not None:
         window = window & (pl.col("start") < until)
     wanted = rows.filter(pl.col("problem").is_not_null() | (pl.col("outbound") & window))
-    classified = classifier.classify_frame(wanted)
     stats = ScanStats()
-    last_line: dict[str, int] = {}
     relevant: list[pl.DataFrame] = []
-    for batch in classified.collect_batches(chunk_size=200_000):
+    for batch in wanted.collect_batches(chunk_size=200_000):
         if batch.height == 0:
             continue
-        file, line = _line_of(batch["origin"][-1])
-        last_line[file] = max(last_line.get(file, 0), line)
         bad = batch.filter(~good)
         if bad.height:
             stats.skipped += bad.height
             room = MAX_PROBLEMS - len(stats.problems)
             if room > 0:
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
-        ok = batch.filter(good)
+        ok = classifier.classify_df(batch.filter(good))
         stats.outbound += ok.height
         for cls, n, secs in ok.group_by("dest_class").agg(
             pl.len(), pl.col("billsec").sum()
@@ -95,8 +91,8 @@ def run_scan(
         if keep.height:
             relevant.append(keep.select(CALL_COLUMNS))
         if progress is not None:
-            progress(file, line)
-    stats.rows = _count_rows(rows, last_line)
+            progress(*_line_of(batch["origin"][-1]))
+    stats.rows = _count_rows(rows)
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
     stats.calls_scored = frame.height
     engine = Engine.from_settings(settings, rule_specs(settings))
@@ -107,7 +103,7 @@ def run_scan(
     return ScanResult(incidents, stats)
 
 
-def _count_rows(rows: pl.LazyFrame, seen: dict[str, int]) -> int:
+def _count_rows(rows: pl.LazyFrame) -> int:
     """Rows in all files: the streaming pass only returns outbound and bad rows, so count."""
     counted = rows.select(pl.len()).collect(engine="streaming")
     return int(counted.item())

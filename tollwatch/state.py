@@ -1,0 +1,158 @@
+"""The daemon's state in SQLite (WAL): engine snapshots, incidents, file positions, status.
+
+One file in the configured data directory. Writes are small and frequent; WAL keeps readers
+(`tollwatch status`) from blocking the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cdr_ingest.live.events import SourceStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    pbx TEXT PRIMARY KEY, taken_at TEXT NOT NULL, state BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY, pbx TEXT NOT NULL, source TEXT NOT NULL, severity TEXT NOT NULL,
+    score INTEGER NOT NULL, first_call_at TEXT NOT NULL, detected_at TEXT,
+    updated_at TEXT NOT NULL, open INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_first ON incidents(first_call_at);
+CREATE TABLE IF NOT EXISTS positions (
+    path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS status (
+    name TEXT PRIMARY KEY, updated_at TEXT NOT NULL, data TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class StateStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    @classmethod
+    def in_dir(cls, data_dir: Path) -> StateStore:
+        return cls(Path(data_dir) / "tollwatch.sqlite3")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- engine snapshots ----------------------------------------------------------------
+    def save_snapshot(self, pbx: str, state: bytes) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO snapshots(pbx, taken_at, state) VALUES (?, ?, ?) "
+                "ON CONFLICT(pbx) DO UPDATE SET taken_at=excluded.taken_at, state=excluded.state",
+                (pbx, _now(), state),
+            )
+
+    def load_snapshot(self, pbx: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM snapshots WHERE pbx=?", (pbx,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    # ---- incidents -----------------------------------------------------------------------
+    def save_incident(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO incidents(id, pbx, source, severity, score, first_call_at, "
+                "detected_at, updated_at, open, data) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, score=excluded.score,"
+                " detected_at=excluded.detected_at, updated_at=excluded.updated_at,"
+                " open=excluded.open, data=excluded.data",
+                (
+                    view["id"], pbx, view["source"], view["severity"], view["score"],
+                    view["first_call_at"], view["detected_at"], _now(), int(is_open),
+                    json.dumps(view, ensure_ascii=False),
+                ),
+            )
+
+    def incidents(
+        self, since: str | None = None, until: str | None = None, open_only: bool = False
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT data FROM incidents WHERE 1=1"
+        args: list[Any] = []
+        if since:
+            sql += " AND first_call_at >= ?"
+            args.append(since)
+        if until:
+            sql += " AND first_call_at < ?"
+            args.append(until)
+        if open_only:
+            sql += " AND open=1"
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY first_call_at", args).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    # ---- Master.csv follower positions (cdr_ingest.live.follow.PositionStore) -------------
+    def load_position(self, path: str) -> tuple[int, int, int] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT inode, offset, line FROM positions WHERE path=?", (path,)
+            ).fetchone()
+        return (int(row[0]), int(row[1]), int(row[2])) if row else None
+
+    def save_position(self, path: str, inode: int, offset: int, line: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO positions(path, inode, offset, line) VALUES (?,?,?,?) "
+                "ON CONFLICT(path) DO UPDATE SET inode=excluded.inode, offset=excluded.offset,"
+                " line=excluded.line",
+                (path, inode, offset, line),
+            )
+
+    # ---- status for `tollwatch status` -----------------------------------------------------
+    def write_status(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:
+        with self._tx() as db:
+            for st in statuses:
+                data = asdict(st)
+                data["last_event_at"] = st.last_event_at.isoformat() if st.last_event_at else None
+                db.execute(
+                    "INSERT INTO status(name, updated_at, data) VALUES (?,?,?) ON CONFLICT(name)"
+                    " DO UPDATE SET updated_at=excluded.updated_at, data=excluded.data",
+                    (f"source:{st.name}", _now(), json.dumps(data)),
+                )
+            db.execute(
+                "INSERT INTO status(name, updated_at, data) VALUES ('daemon',?,?) ON CONFLICT"
+                "(name) DO UPDATE SET updated_at=excluded.updated_at, data=excluded.data",
+                (_now(), json.dumps(extra)),
+            )
+
+    def read_status(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, updated_at, data FROM status").fetchall()
+        return {name: (updated, json.loads(data)) for name, updated, data in rows}
