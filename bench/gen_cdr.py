@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
 
+import holidays
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -117,7 +118,14 @@ def _shares(intl: float) -> npt.NDArray[np.float64]:
 def _start_times(rng: np.random.Generator, n: int, days: int) -> npt.NDArray[np.int64]:
     """n sorted local wall-clock times in seconds since START_DAY."""
     hours = np.arange(days * 24)
-    weights = HOUR_WEIGHTS[hours % 24] * np.where((hours // 24) % 7 >= 5, WEEKEND_FACTOR, 1.0)
+    day = hours // 24
+    jp_holidays = holidays.country_holidays("JP")
+    closed = np.array(
+        [(START_DAY + timedelta(days=int(d))).weekday() >= 5
+         or (START_DAY + timedelta(days=int(d))) in jp_holidays for d in range(days)]
+    )
+    # The office is closed at weekends and on Japanese public holidays.
+    weights = HOUR_WEIGHTS[hours % 24] * np.where(closed[day], WEEKEND_FACTOR, 1.0)
     per_hour = rng.multinomial(n, weights / weights.sum())
     secs = np.repeat(hours.astype(np.int64) * 3600, per_hour)
     secs += rng.integers(0, 3600, n)
