@@ -1,0 +1,143 @@
+"""The daemon with in-memory sources: incidents as they happen, restart mid-attack, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alerting.base import IncidentView
+from cdr_ingest.live import LiveEvent, SourceStatus
+from tests.helpers import settings
+from tests.test_parity import live_events
+from tollwatch.daemon import Daemon
+from tollwatch.state import StateStore
+
+UTC = ZoneInfo("UTC")
+
+
+class ListSource:
+    """Puts given events on the queue, then stays 'connected' until cancelled."""
+
+    def __init__(self, name: str, events: list[LiveEvent]) -> None:
+        self.name = name
+        self.events = events
+        self.status = SourceStatus(name, "ami")
+
+    async def run(self, queue: asyncio.Queue[LiveEvent]) -> None:
+        self.status.connected = True
+        for ev in self.events:
+            await queue.put(ev)
+        await asyncio.Event().wait()
+
+
+class FlakySource(ListSource):
+    """Fails twice before delivering: the supervisor must retry, not crash."""
+
+    def __init__(self, name: str, events: list[LiveEvent]) -> None:
+        super().__init__(name, events)
+        self.attempts = 0
+
+    async def run(self, queue: asyncio.Queue[LiveEvent]) -> None:
+        self.attempts += 1
+        if self.attempts <= 2:
+            raise ConnectionRefusedError("connection refused")
+        await super().run(queue)
+
+
+class Recorder:
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, IncidentView]] = []
+
+    async def send(self, kind: str, view: IncidentView) -> None:
+        self.sent.append((kind, view))
+
+
+def attack_events(fixtures: Path) -> list[LiveEvent]:
+    calls: list[dict[str, Any]] = []
+    for r in csv.reader((fixtures / "Master-attack.csv").open()):
+        def ts(x: str) -> datetime:
+            return datetime.strptime(x, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        calls.append({"uid": r[16], "src": "209", "dst": r[2], "start": ts(r[9]),
+                      "answer": ts(r[10]), "end": ts(r[11])})
+    return live_events(calls)
+
+
+async def run_until_idle(daemon: Daemon, until: Any, timeout: float = 10.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not until() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    stop.set()
+    await task
+
+
+def make(tmp_path: Path, sources: list[Any], rec: Recorder) -> Daemon:
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path), "max_backoff": "1s"})
+    # the recorded attack happened at 13:30 UTC; the daemon's clock says 13:31 that day
+    return Daemon(s, StateStore.in_dir(tmp_path), sources, [rec], ["pbx"],
+                  clock=lambda: datetime(2026, 11, 24, 13, 31, tzinfo=UTC))
+
+
+async def test_attack_becomes_critical_by_the_tenth_call(tmp_path: Path, fixtures: Path) -> None:
+    events = [e for e in attack_events(fixtures) if e.pbx == "pbx"]
+    rec = Recorder()
+    daemon = make(tmp_path, [ListSource("pbx", events)], rec)
+    await run_until_idle(daemon, lambda: daemon.events == len(events))
+    kinds = [(k, v["severity"]) for k, v in rec.sent]
+    assert kinds[0] == ("opened", "warning")
+    assert ("escalated", "critical") in kinds
+    crit = next(v for k, v in rec.sent if k == "escalated")
+    assert crit["source"] == "209" and len(crit["call_ids"]) <= 10
+    stored = daemon.store.incidents()
+    assert len(stored) == 1 and stored[0]["calls"] == 24
+
+
+async def test_restart_mid_attack_continues_the_same_incident(
+    tmp_path: Path, fixtures: Path
+) -> None:
+    events = attack_events(fixtures)
+    half = len(events) // 2
+    first, second = Recorder(), Recorder()
+    d1 = make(tmp_path, [ListSource("pbx", events[:half])], first)
+    await run_until_idle(d1, lambda: d1.events == half)
+    d1.store.close()
+    d2 = make(tmp_path, [ListSource("pbx", events[half:])], second)
+    await run_until_idle(d2, lambda: d2.events == len(events) - half)
+    ids = {v["id"] for _, v in first.sent} | {v["id"] for _, v in second.sent}
+    assert len(ids) == 1  # the same incident across the restart
+    opened = [k for k, _ in first.sent + second.sent if k == "opened"]
+    escalated = [k for k, _ in first.sent + second.sent if k == "escalated"]
+    assert len(opened) == 1 and len(escalated) == 1  # no duplicate alert
+    [stored] = d2.store.incidents()
+    assert stored["calls"] == 24 and stored["severity"] == "critical"
+
+
+async def test_failing_source_is_retried_and_status_written(tmp_path: Path, fixtures: Path) -> None:
+    events = attack_events(fixtures)
+    rec = Recorder()
+    src = FlakySource("pbx", events)
+    daemon = make(tmp_path, [src], rec)
+    await run_until_idle(daemon, lambda: daemon.events == len(events), timeout=20)
+    assert src.attempts == 3 and src.status.errors == 2
+    assert daemon.events == len(events)
+    status = daemon.store.read_status()
+    assert status["source:pbx"][1]["connected"] is True
+    assert status["daemon"][1]["open_incidents"] == 1
+
+
+async def test_events_for_an_unknown_pbx_are_counted_not_fatal(tmp_path: Path) -> None:
+    from cdr_ingest.live import CallEnded
+
+    rec = Recorder()
+    ev = CallEnded("elsewhere", "1.1", datetime(2026, 11, 24, tzinfo=UTC))
+    daemon = make(tmp_path, [ListSource("x", [ev])], rec)
+    await run_until_idle(daemon, lambda: daemon.errors == 1)
+    assert daemon.errors == 1 and rec.sent == []

@@ -1,0 +1,192 @@
+"""`tollwatch run`: sources -> one live pipeline per PBX -> incident changes -> alerters.
+
+Everything runs in one asyncio loop: the sources (each under a supervisor that reconnects),
+the consumer that drives the rules, a one-second ticker for rule timers, and a writer that
+snapshots state to SQLite so a restart continues the same incidents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from alerting.base import Alerter
+from cdr_ingest.live import LiveEvent
+from config import Settings
+from rules.destinations import Classifier
+from rules.incidents import Incident, IncidentChange
+from tollwatch.live import LivePipeline
+from tollwatch.report_format import incident_dict
+from tollwatch.settings import rule_specs
+from tollwatch.state import StateStore
+from tollwatch.supervisor import Source, supervise
+
+log = logging.getLogger("tollwatch.daemon")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        sources: Sequence[Source],
+        alerters: Sequence[Alerter],
+        pbx_names: Sequence[str],
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sources = list(sources)
+        self.alerters = list(alerters)
+        self.clock = clock
+        self.tz = ZoneInfo(settings.site.timezone)
+        classifier = Classifier(settings)
+        specs = rule_specs(settings)
+        self.pipelines = {
+            name: LivePipeline(name, settings, classifier, specs) for name in pbx_names
+        }
+        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=100_000)
+        self.events = 0
+        self.errors = 0
+        self._dirty: set[str] = set()
+        self._started = utcnow()
+
+    # ---- state ----------------------------------------------------------------------------
+    def restore(self) -> None:
+        for name, pipeline in self.pipelines.items():
+            blob = self.store.load_snapshot(name)
+            if blob is None:
+                continue
+            try:
+                pipeline.restore(blob)
+            except Exception as exc:  # a snapshot from another version: start afresh
+                log.warning("pbx %s: cannot restore saved state (%s); starting afresh", name, exc)
+                continue
+            open_n = len(pipeline.engine.tracker.open)
+            log.info("pbx %s: state restored (%d open incident candidates)", name, open_n)
+
+    def flush(self) -> None:
+        for name in sorted(self._dirty):
+            self.store.save_snapshot(name, self.pipelines[name].snapshot())
+        self._dirty.clear()
+
+    # ---- processing -----------------------------------------------------------------------
+    async def process(self, event: LiveEvent) -> None:
+        pipeline = self.pipelines.get(event.pbx)
+        if pipeline is None:
+            self.errors += 1
+            return
+        self.events += 1
+        try:
+            changes = pipeline.feed(event)
+        except Exception:  # a bug on one event must not stop monitoring
+            self.errors += 1
+            log.exception("pbx %s: failed to process %s", event.pbx, type(event).__name__)
+            return
+        self._dirty.add(event.pbx)
+        await self._publish(event.pbx, changes)
+
+    async def tick(self) -> None:
+        now = self.clock()
+        for name, pipeline in self.pipelines.items():
+            changes = pipeline.tick(now)
+            pipeline.engine.tracker.expire(now)
+            if changes or pipeline.engine.tracker.closed:
+                self._dirty.add(name)
+            await self._publish(name, changes)
+
+    async def _publish(self, pbx: str, changes: list[IncidentChange]) -> None:
+        seen: dict[str, tuple[str, Incident]] = {}
+        for change in changes:  # several changes of one incident in one event: say it once
+            kind = change.kind
+            if change.incident.id in seen and seen[change.incident.id][0] != "updated":
+                kind = seen[change.incident.id][0]
+            seen[change.incident.id] = (kind, change.incident)
+        for kind, incident in seen.values():
+            view = incident_dict(incident, self.tz)
+            view["pbx"] = pbx
+            self.store.save_incident(pbx, view, is_open=True)
+            for alerter in self.alerters:
+                try:
+                    await alerter.send(kind, view)
+                except Exception:
+                    log.exception("alerter %s failed for %s", alerter.name, incident.id)
+        tracker = self.pipelines[pbx].engine.tracker
+        for incident in tracker.closed:
+            view = incident_dict(incident, self.tz)
+            view["pbx"] = pbx
+            self.store.save_incident(pbx, view, is_open=False)
+        tracker.closed.clear()
+
+    def write_status(self) -> None:
+        open_incidents = sum(
+            1
+            for p in self.pipelines.values()
+            for i in p.engine.tracker.open.values()
+            if i.severity > 0
+        )
+        extra = {
+            "started_at": self._started.isoformat(),
+            "events": self.events,
+            "errors": self.errors,
+            "open_incidents": open_incidents,
+            "calls_in_progress": {n: p.in_progress for n, p in self.pipelines.items()},
+            "site": self.settings.site.name,
+        }
+        self.store.write_status([s.status for s in self.sources], extra)
+
+    # ---- the loop -------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        while True:
+            event = await self.queue.get()
+            await self.process(event)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self.tick()
+
+    async def _writer(self) -> None:
+        d = self.settings.daemon
+        since_status = 0.0
+        while True:
+            await asyncio.sleep(d.snapshot_every.total_seconds())
+            self.flush()
+            since_status += d.snapshot_every.total_seconds()
+            if since_status >= d.status_every.total_seconds():
+                self.write_status()
+                since_status = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.restore()
+        backoff = self.settings.daemon.max_backoff.total_seconds()
+        tasks = [
+            asyncio.create_task(supervise(s, self.queue, backoff), name=f"source:{s.name}")
+            for s in self.sources
+        ]
+        tasks += [
+            asyncio.create_task(self._consume(), name="consume"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._writer(), name="writer"),
+        ]
+        log.info("tollwatch running: %d source(s), %d pbx", len(self.sources), len(self.pipelines))
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            while not self.queue.empty():  # what was already read is not lost
+                await self.process(self.queue.get_nowait())
+            self.flush()
+            self.write_status()
+            log.info("tollwatch stopped; state saved")
