@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from cdr_ingest import IngestError
 from config import ConfigError, Settings, masked_dump
@@ -199,3 +200,47 @@ def check_config(
 
 def main() -> None:
     app()
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="The daemon's data directory.")
+    ] = None,
+) -> None:
+    """Show what the running daemon reports: sources, events/s, calls up, open incidents."""
+    from tollwatch.state import StateStore
+
+    directory = data_dir
+    if directory is None:
+        settings = _settings(config, None, None, None) if config else None
+        directory = settings.daemon.data_dir if settings else Path("/var/lib/tollwatch")
+    db = directory / "tollwatch.sqlite3"
+    if not db.is_file():
+        raise _fail([f"{db}: no daemon state here (is `tollwatch run` using this data dir?)"])
+    store = StateStore(db)
+    rows = store.read_status()
+    daemon = rows.get("daemon")
+    if daemon is None:
+        raise _fail([f"{db}: the daemon has not reported yet"])
+    updated, info = daemon
+    age = (datetime.now(tz=ZoneInfo("UTC")) - datetime.fromisoformat(updated)).total_seconds()
+    state = "running" if age < 30 else f"NOT RUNNING (last report {age:.0f}s ago)"
+    out.print(f"daemon: {state}; site {info.get('site')}; events {info.get('events')}; "
+              f"errors {info.get('errors')}; open incidents {info.get('open_incidents')}")
+    table = Table(title="sources")
+    for col in ("source", "kind", "connected", "events/s", "calls up", "last event", "state"):
+        table.add_column(col)
+    for name, (_, data) in sorted(rows.items()):
+        if not name.startswith("source:"):
+            continue
+        table.add_row(
+            data["name"], data["kind"], "yes" if data["connected"] else "[red]no[/red]",
+            str(data.get("events_per_s", 0)), str(data.get("calls_in_progress", 0)),
+            data.get("last_event_at") or "-", data.get("state", ""),
+        )
+    out.print(table)
+    for inc in store.incidents(open_only=True):
+        out.print(f"open: {inc['severity']} {inc['source']} {', '.join(inc['destinations'])} "
+                  f"({inc['calls']} calls since {inc['first_call_at']})")

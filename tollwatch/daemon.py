@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -59,6 +60,8 @@ class Daemon:
         self.errors = 0
         self._dirty: set[str] = set()
         self._started = utcnow()
+        self._rate_mark = time.monotonic()
+        self._rate_events: dict[str, int] = {}
 
     # ---- state ----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -128,6 +131,13 @@ class Daemon:
         tracker.closed.clear()
 
     def write_status(self) -> None:
+        now = time.monotonic()
+        elapsed = max(1e-6, now - self._rate_mark)
+        for src in self.sources:
+            before = self._rate_events.get(src.name, 0)
+            src.status.events_per_s = round((src.status.events - before) / elapsed, 1)
+            self._rate_events[src.name] = src.status.events
+        self._rate_mark = now
         open_incidents = sum(
             1
             for p in self.pipelines.values()

@@ -67,4 +67,5 @@ class SourceStatus:
     events: int = 0
     errors: int = 0
     calls_in_progress: int = 0
+    events_per_s: float = 0.0  # over the last status interval (the daemon fills it in)
     state: str = "starting"  # human words: "connected", "retrying in 4s (connection refused)"
