@@ -1,0 +1,306 @@
+"""Asterisk Manager Interface source: one connection, call and auth events out.
+
+`AmiSource.run()` connects with panoramisk, logs in, asks `CoreShowChannels` and resyncs the
+tracker, then feeds every subscribed event (arrival time, UTC) to an `AmiCallTracker` and puts
+the resulting `LiveEvent`s on `AmiSource.events` (an `asyncio.Queue`; the consumer `get()`s).
+`run()` does not reconnect: it raises `AmiConnectError` / `AmiAuthError` if it cannot get in and
+`AmiDisconnected` when the connection is lost; a supervisor decides when to call `run()` again
+(the same source and tracker may be reused, so calls up survive the reconnect via resync).
+
+panoramisk's Manager reconnects by itself (on refused connections and on connection loss) and
+silently drops frames it cannot parse. A subclass turns both off: the connection is made here,
+`connection_lost` only reports, and a protocol subclass counts bad frames. Its keep-alive Ping
+(every `ping_interval` s) is kept. The secret is only ever written to the socket: it is not
+kept in panoramisk's config, not in reprs, not in exceptions, and a failed write is logged
+without the action's content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.actions import Action
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from cdr_ingest._types import CdrOptions
+from cdr_ingest.live.ami_calls import EVENTS, AmiCallTracker
+from cdr_ingest.live.events import LiveEvent, SourceStatus
+
+log = logging.getLogger(__name__)
+
+# Login event mask: call (Dial*, Hangup), security (auth), system (FullyBooted, Shutdown).
+EVENT_MASK = "system,call,security"
+
+
+class AmiError(Exception):
+    """An AMI source failure; str() is one line and never contains the secret."""
+
+
+class AmiConnectError(AmiError):
+    """Could not open the TCP connection (refused, unreachable, timeout)."""
+
+
+class AmiAuthError(AmiError):
+    """The server rejected the login."""
+
+
+class AmiDisconnected(AmiError):
+    """The connection was lost after login."""
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol, counting frames it would drop and not logging sent actions."""
+
+    def data_received(self, data: bytes) -> None:
+        text = self.queue.popleft() + data.decode("utf-8", "replace") if self.queue else None
+        if text is None:
+            text = data.decode("utf-8", "replace")
+            if text.startswith("Asterisk Call Manager/"):
+                banner, _, text = text.partition("\r\n")
+                self.version = banner.partition("/")[2].strip()
+        frames = text.split("\r\n\r\n")
+        self.queue.append(frames.pop())
+        for frame in frames:
+            frame = frame.strip()
+            if not frame:
+                continue
+            message = Message.from_line(frame)
+            if message is None:
+                self.factory.bad_frame(frame)
+                continue
+            try:
+                self.handle_message(message)
+            except Exception:  # never let one message kill the connection
+                self.factory.bad_frame(frame, crashed=True)
+
+    def send(self, data: Any, as_list: bool | None = False) -> asyncio.Future[Any]:
+        action = data if isinstance(data, Action) else Action(data, as_list=as_list)
+        action.as_list = as_list
+        self.responses[action.id] = action
+        try:
+            self.transport.write(str(action).encode(getattr(self, "encoding", "utf-8")))
+        except Exception as exc:  # panoramisk logs the whole action here (with Secret)
+            log.error("AMI: could not send %s action: %s", action.get("Action", "?"), exc)
+        fut: asyncio.Future[Any] = action.future
+        return fut
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """One connection, no automatic reconnect, loss reported to the owner."""
+
+    pinger: Any
+
+    def __init__(self, source: AmiSource, **config: Any) -> None:
+        super().__init__(**config)
+        self.source = source
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._connected = False
+        if self.pinger:
+            self.pinger.cancel()
+            self.pinger = None
+        if not self.lost.done():
+            self.lost.set_result(exc if isinstance(exc, BaseException) else None)
+
+    def bad_frame(self, frame: str, crashed: bool = False) -> None:
+        self.source._bad_frame(frame, crashed)
+
+
+class AmiSource:
+    """Live call events from one Asterisk server over AMI (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        *,
+        options: CdrOptions | None = None,
+        tracker: AmiCallTracker | None = None,
+        events: asyncio.Queue[LiveEvent] | None = None,
+        timeout: float = 10.0,
+        ping_interval: int = 10,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.username = username
+        self.__secret = secret
+        self.tracker = tracker or AmiCallTracker(name, options)
+        self.events: asyncio.Queue[LiveEvent] = events if events is not None else asyncio.Queue()
+        self.timeout = timeout
+        self.ping_interval = ping_interval
+        self.clock = clock
+        self.status = SourceStatus(name=name, kind="ami")
+        self.bad_frames = 0
+        self._logged: set[str] = set()
+        self._manager: _Manager | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"AmiSource({self.name!r}, {self.username}@{self.host}:{self.port})"
+
+    @property
+    def _where(self) -> str:
+        return f"AMI {self.username}@{self.host}:{self.port}"
+
+    async def run(self) -> None:
+        """Connect, log in, resync, then stream until the connection is lost (raises) or
+        `close()` is called (returns)."""
+        self._closing = False
+        self.status.state = "connecting"
+        try:
+            manager = await self._connect()
+            self.status.connected = True
+            self.status.state = "connected"
+            await self._resync()
+            exc = await manager.lost
+            if self._closing:
+                return
+            why = f"{type(exc).__name__}: {exc}" if exc else "closed by server"
+            raise AmiDisconnected(f"{self._where}: connection lost ({why})")
+        except AmiError as err:
+            self.status.errors += 1
+            self.status.state = str(err)
+            raise
+        finally:
+            self.status.connected = False
+            if self._manager is not None:
+                self._manager.close()
+                self._manager = None
+
+    async def close(self) -> None:
+        """Log off and make `run()` return."""
+        self._closing = True
+        manager = self._manager
+        if manager is None:
+            return
+        if not manager.lost.done():
+            bye = manager.send_action({"Action": "Logoff"})
+            await asyncio.wait({bye, manager.lost}, timeout=2, return_when=asyncio.FIRST_COMPLETED)
+            manager.close()
+            if not manager.lost.done():
+                manager.lost.set_result(None)
+        self.status.state = "closed"
+
+    async def send_action(self, action: Mapping[str, str]) -> Message | list[Message]:
+        """Send an action (DBPut, Hangup, ...); the response, or for list responses
+        (EventList: start) every message up to and including the ...Complete event."""
+        manager = self._manager
+        if manager is None or manager.lost.done():
+            raise AmiDisconnected(f"{self._where}: not connected")
+        response = manager.send_action(dict(action))
+        done, _ = await asyncio.wait(
+            {response, manager.lost}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if response in done:
+            result: Message | list[Message] = response.result()
+            return result
+        response.cancel()
+        if manager.lost.done():
+            raise AmiDisconnected(f"{self._where}: connection lost during {action.get('Action')}")
+        raise AmiError(f"{self._where}: no answer to {action.get('Action')} in {self.timeout}s")
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _connect(self) -> _Manager:
+        loop = asyncio.get_running_loop()
+        manager = _Manager(
+            self,
+            host=self.host,
+            port=self.port,
+            loop=loop,
+            log=log,
+            events=EVENT_MASK,
+            ping_delay=self.ping_interval,
+            ping_interval=self.ping_interval,
+        )
+        for name in sorted(EVENTS):
+            manager.register_event(name, self._on_event)
+        try:
+            transport, protocol = await asyncio.wait_for(
+                loop.create_connection(_Protocol, self.host, self.port), self.timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timeout"
+            raise AmiConnectError(f"{self._where}: cannot connect ({reason})") from None
+        # Our own login's SuccessfulAuth can arrive in the same read as the login response.
+        sock = transport.get_extra_info("sockname")
+        if sock:
+            self.tracker.ignore_own_login(self.username, f"IPV4/TCP/{sock[0]}/{sock[1]}")
+        connected: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+        connected.set_result((transport, protocol))
+        manager.connection_made(connected)  # sets the protocol up and starts pinging
+        self._manager = manager
+        login = manager.send_action(
+            {
+                "Action": "Login",
+                "Username": self.username,
+                "Secret": self.__secret,
+                "Events": EVENT_MASK,
+            }
+        )
+        done, _ = await asyncio.wait({login, manager.lost}, timeout=self.timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        if login not in done:
+            login.cancel()
+            why = "connection closed" if manager.lost.done() else "no answer"
+            raise AmiAuthError(f"{self._where}: login failed ({why})")
+        resp = login.result()
+        if not resp.success:
+            raise AmiAuthError(f"{self._where}: login failed ({resp.get('Message', 'refused')})")
+        return manager
+
+    async def _resync(self) -> None:
+        resp = await self.send_action({"Action": "CoreShowChannels"})
+        msgs = resp if isinstance(resp, list) else [resp]
+        chans = [_plain(m) for m in msgs if m.get("Event") == "CoreShowChannel"]
+        self._emit(self.tracker.resync(chans, self.clock()))
+
+    def _on_event(self, _manager: Any, message: Message) -> None:
+        at = self.clock()
+        self.status.last_event_at = at
+        try:
+            self._emit(self.tracker.feed(_plain(message), at))
+        except Exception as exc:  # a tracker bug must not stop the stream
+            self.status.errors += 1
+            self._log_once(f"tracker:{type(exc).__name__}", "AMI %s: event %s failed: %r",
+                           self.name, message.get("Event"), exc)  # fmt: skip
+
+    def _emit(self, events: list[LiveEvent]) -> None:
+        for event in events:
+            self.events.put_nowait(event)
+        self.status.events += len(events)
+        self.status.calls_in_progress = len(self.tracker.in_progress())
+
+    def _bad_frame(self, frame: str, crashed: bool) -> None:
+        self.bad_frames += 1
+        self.status.errors += 1
+        kind = "crashing" if crashed else "malformed"
+        self._log_once(
+            kind, "AMI %s: %s frame ignored (logged once): %.80r", self.name, kind, frame
+        )
+
+    def _log_once(self, key: str, fmt: str, *args: object) -> None:
+        level = logging.DEBUG if key in self._logged else logging.WARNING
+        self._logged.add(key)
+        log.log(level, fmt, *args)
+
+
+def _plain(message: Mapping[str, Any]) -> dict[str, str]:
+    """panoramisk Message -> plain dict; repeated headers are joined with ','."""
+    return {
+        str(k): v if isinstance(v, str) else ",".join(map(str, v))
+        for k, v in message.items()
+        if k != "content"
+    }
