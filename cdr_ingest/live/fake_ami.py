@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -148,21 +148,23 @@ class FakeAmi:
         source: Path | str | bytes,
         pace: float = 0.0,
         start_after_login: bool = True,
-        pause_after: int | None = None,
+        pause_after: int | Iterable[int] = (),
     ) -> int:
         """Stream a transcript's events (its leading Login response skipped) to logged-in clients.
 
         Waits for a first login if `start_after_login`; `pace` seconds between messages; after
-        `pause_after` messages sets `paused` and waits for `resume()`. Returns messages sent.
+        `pause_after` messages (one count or several) sets `paused` and waits for `resume()`.
+        Returns the number of messages sent.
         """
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
         msgs = parse_frames(data)
         if msgs and "Response" in msgs[0]:
             msgs = msgs[1:]
+        pauses = {pause_after} if isinstance(pause_after, int) else set(pause_after)
         if start_after_login:
             await self._logged_in.wait()
         for i, msg in enumerate(msgs):
-            if pause_after is not None and i == pause_after:
+            if i in pauses:
                 self._running.clear()
                 self.paused.set()
             await self._running.wait()
