@@ -91,6 +91,7 @@ class FakeAmi:
         self._running = asyncio.Event()
         self._running.set()
         self._clients: set[_Client] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # connection handlers
         self._logged_in = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._up: dict[str, dict[str, str]] = {}  # channel name -> CoreShowChannel fields
@@ -113,6 +114,7 @@ class FakeAmi:
     async def close(self) -> None:
         await self.refuse(True)
         self.drop_clients()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def refuse(self, on: bool) -> None:
         """Stop listening (connections are refused) or listen again on the same port."""
@@ -226,6 +228,10 @@ class FakeAmi:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = _Client(reader, writer)
         self._clients.add(client)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         writer.write(BANNER)
         try:
             while True:
