@@ -114,7 +114,12 @@ class _Manager(Manager):  # type: ignore[misc]
 
 
 class AmiSource:
-    """Live call events from one Asterisk server over AMI (see the module docstring)."""
+    """Live call events from one Asterisk server over AMI (see the module docstring).
+
+    `status.events` counts LiveEvents put on `events`; `status.last_event_at` is the arrival
+    time of the last subscribed AMI event; `status.errors` counts bad frames, tracker failures
+    and failed runs; `bad_frames` and `tracker.stats` have the details.
+    """
 
     def __init__(
         self,
