@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TextIO
+from typing import IO
 
 from alerting.base import IncidentView
 
@@ -11,16 +11,22 @@ log = logging.getLogger("tollwatch.alert")
 
 
 class ConsoleAlerter:
+    """Openings and escalations in full; growth as one short line when the call count moves."""
+
     name = "console"
 
-    def __init__(self, stream: TextIO | None = None, updates: bool = True) -> None:
+    def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream
-        self.updates = updates
+        self._calls: dict[str, int] = {}
 
     async def send(self, kind: str, view: IncidentView) -> None:
-        if kind == "updated" and not self.updates:
-            return
-        line = format_change(kind, view)
+        if kind == "updated":
+            if self._calls.get(view["id"]) == view["calls"]:
+                return
+            line = format_update(view)
+        else:
+            line = format_change(kind, view)
+        self._calls[view["id"]] = view["calls"]
         if self.stream is not None:
             self.stream.write(line + "\n")
             self.stream.flush()
@@ -29,11 +35,18 @@ class ConsoleAlerter:
 
 
 def format_change(kind: str, view: IncidentView) -> str:
-    head = {"opened": "NEW", "escalated": "ESCALATED", "updated": "UPDATE"}.get(kind, kind)
+    head = {"opened": "NEW", "escalated": "ESCALATED"}.get(kind, kind.upper())
     dests = ", ".join(view.get("destinations", [])) or "-"
-    reasons = "; ".join(view.get("reasons", []))
+    lines = [
+        f"[{head}] {view['severity'].upper()} (score {view['score']}) source {view['source']} "
+        f"-> {dests}: {view['calls']} call(s) since {view['first_call_at']}  [{view['id']}]"
+    ]
+    lines += [f"    - {reason}" for reason in view.get("reasons", [])]
+    return "\n".join(lines)
+
+
+def format_update(view: IncidentView) -> str:
     return (
-        f"[{head}] {view['severity'].upper()} score {view['score']} source {view['source']} "
-        f"-> {dests}: {view['calls']} calls since {view['first_call_at']} ({view['id']}): "
-        f"{reasons}"
+        f"[UPDATE] {view['severity'].upper()} source {view['source']}: now {view['calls']} calls,"
+        f" {view['minutes']} min  [{view['id']}]"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from datetime import datetime
@@ -244,3 +245,43 @@ def status(
     for inc in store.incidents(open_only=True):
         out.print(f"open: {inc['severity']} {inc['source']} {', '.join(inc['destinations'])} "
                   f"({inc['calls']} calls since {inc['first_call_at']})")
+
+
+def _logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the live monitor: AMI servers and followed Master.csv files from the settings."""
+    settings = _settings(config, None, None, None)
+    if not settings.ami and not settings.csv_sources:
+        raise _fail(["no sources: add [[ami]] servers or [[csv_sources]] to the settings"])
+    _logging(verbose)
+    from config.secrets import SecretError
+    from tollwatch.runner import run_daemon
+
+    try:
+        asyncio.run(run_daemon(settings))
+    except SecretError as exc:
+        raise _fail([str(exc)]) from None
+
+
+@app.command()
+def demo(
+    pace: Annotated[float, typer.Option(help="Seconds between replayed AMI messages.")] = 0.003,
+) -> None:
+    """Replay a recorded attack through an embedded fake Asterisk and watch it caught live."""
+    from tollwatch.runner import run_demo
+
+    _logging(False)
+    code = asyncio.run(run_demo(pace, out))
+    raise typer.Exit(code)
