@@ -9,7 +9,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from cdr_ingest.live import AuthAttempt, CallAnswered, CallEnded, CallStarted, LiveEvent
+from cdr_ingest.live import (
+    AuthAttempt,
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    LiveEvent,
+    PbxBooted,
+)
 from config import Settings
 from rules.destinations import Classifier
 from rules.engine import Engine, relevant
@@ -56,6 +63,8 @@ class LivePipeline:
                 return []
             call.end = max(event.at, call.answer or call.start)
             return self.engine.handle(CallEvent(call.end, Kind.ENDED, call))
+        if isinstance(event, PbxBooted):
+            return []  # no rule cares; the daemon tells its listeners (re-applying blocks)
         if isinstance(event, AuthAttempt):
             auth = AuthEvent(event.at, event.outcome, event.account, event.address, event.service)
             return self.engine.handle_auth(auth)

@@ -6,6 +6,7 @@ from cdr_ingest.live.events import (
     CallEnded,
     CallStarted,
     LiveEvent,
+    PbxBooted,
     SourceStatus,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "CallEnded",
     "CallStarted",
     "LiveEvent",
+    "PbxBooted",
     "SourceStatus",
 ]

@@ -30,6 +30,7 @@ from cdr_ingest.live.events import (
     CallEnded,
     CallStarted,
     LiveEvent,
+    PbxBooted,
 )
 
 # Same patterns as cdr_ingest._outbound (Rust regex there, Python re here; both leftmost-first).
@@ -43,7 +44,7 @@ FAILED_AUTH = frozenset(
 )
 CALL_EVENTS = frozenset({"DialBegin", "DialEnd", "Hangup"})
 # Event names the tracker acts on: what an AMI client needs to subscribe to.
-EVENTS = CALL_EVENTS | FAILED_AUTH | {"SuccessfulAuth"}
+EVENTS = CALL_EVENTS | FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
 
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
 
@@ -203,6 +204,8 @@ class AmiCallTracker:
                 out = self._hangup(msg, when)
             elif name in FAILED_AUTH or name == "SuccessfulAuth":
                 out = self._auth(name, msg, when)
+            elif name == "FullyBooted":
+                out = [PbxBooted(self.pbx, when)]
             else:
                 self.stats.ignored[name or "(not an event)"] += 1
                 return []

@@ -53,7 +53,15 @@ class AuthAttempt:
     event: str  # the AMI event name, e.g. ChallengeResponseFailed
 
 
-LiveEvent = CallStarted | CallAnswered | CallEnded | AuthAttempt
+@dataclass(frozen=True)
+class PbxBooted:
+    """Asterisk (re)started (AMI FullyBooted): AstDB may have lost what we put there."""
+
+    pbx: str
+    at: datetime
+
+
+LiveEvent = CallStarted | CallAnswered | CallEnded | AuthAttempt | PbxBooted
 
 
 @dataclass
