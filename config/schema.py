@@ -159,6 +159,49 @@ class Daemon(Strict):
     max_backoff: Duration = timedelta(seconds=60)
 
 
+class Slack(Strict):
+    """Slack alerts: a bot token + channel (Web API) or an incoming webhook. Secrets by env/file."""
+
+    enabled: bool = False
+    channel: str | None = None  # bot mode: channel id or name
+    token_env: str | None = None
+    token_file: Path | None = None
+    webhook_env: str | None = None
+    webhook_file: Path | None = None
+    base_url: str | None = None  # Web API base, e.g. a proxy; default https://slack.com/api/
+    updates: bool = True  # thread replies when an incident grows
+    flood_threshold: int = Field(default=10, ge=2)  # this many new incidents ...
+    flood_window: Duration = timedelta(minutes=1)  # ... within this span: one summary message
+    max_retry_delay: Duration = timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _mode(self) -> Slack:
+        if not self.enabled:
+            return self
+        bot = self.token_env is not None or self.token_file is not None
+        hook = self.webhook_env is not None or self.webhook_file is not None
+        if bot == hook:
+            raise ValueError("set either token_env/token_file (with channel) or "
+                             "webhook_env/webhook_file")
+        if bot and not self.channel:
+            raise ValueError("a bot token needs a channel")
+        return self
+
+
+class Remediation(Strict):
+    """Pushing blocks into the Asterisk dialplan (AstDB). Dry run unless enabled."""
+
+    enabled: bool = False  # false: log and post what would be done, send nothing to Asterisk
+    severity: Literal["warning", "critical"] = "critical"  # block incidents this severe
+    rules: list[str] = Field(default_factory=list)  # ... and one of these fired (empty: any)
+    block: Literal["prefix", "source", "both"] = "prefix"
+    prefix: Literal["calling_code", "risk_prefix"] = "calling_code"
+    hangup: bool = True  # hang up the incident's calls still up
+    ttl: Duration = timedelta(hours=24)
+    max_per_hour: int = Field(default=10, ge=1)
+    family: str = "tollwatch"  # AstDB families <family>/block and <family>/src
+
+
 class RuleSpec(BaseModel):
     """A rule as written in the file: its type, whether it runs, and its typed options."""
 
@@ -179,6 +222,8 @@ class Settings(Strict):
     incidents: Incidents = Field(default_factory=Incidents)
     rates: Rates = Field(default_factory=Rates)
     daemon: Daemon = Field(default_factory=Daemon)
+    slack: Slack = Field(default_factory=Slack)
+    remediation: Remediation = Field(default_factory=Remediation)
     ami: list[AmiServer] = Field(default_factory=list)
     csv_sources: list[CsvSource] = Field(default_factory=list)
     rules: dict[str, RuleSpec] = Field(default_factory=dict)

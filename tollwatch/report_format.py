@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rules.incidents import Incident, Severity
+from rules.model import Call
 
 
 def _iso(when: datetime | None, tz: ZoneInfo) -> str | None:
@@ -36,12 +37,21 @@ def incident_dict(inc: Incident, tz: ZoneInfo) -> dict[str, Any]:
         "destinations": destinations,
         "calls": len(calls),
         "minutes": round(inc.minutes(), 2),
+        "spend": _spend(calls),
         "first_call_at": _iso(inc.first_call_at, tz),
         "last_call_at": _iso(inc.last_call_at, tz),
         "detected_at": _iso(inc.detected_at.get(inc.severity), tz),
         "call_ids": [c.call_id for c in calls],
         "reasons": inc.reasons(),
     }
+
+
+def _spend(calls: list[Call]) -> float | None:
+    """Estimated cost from the rate table; None when no call's destination has a rate."""
+    rated = [c for c in calls if c.dest.rate]
+    if not rated:
+        return None
+    return round(sum((c.dest.rate or 0.0) * c.up_for(c.end or c.start) / 60.0 for c in rated), 2)
 
 
 def to_json(incidents: list[Incident], tz: ZoneInfo) -> str:
