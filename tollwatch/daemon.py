@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from alerting.base import Alerter
-from cdr_ingest.live import LiveEvent
+from alerting.base import Alerter, Background
+from cdr_ingest.live import LiveEvent, PbxBooted
 from config import Settings
 from rules.destinations import Classifier
 from rules.incidents import Incident, IncidentChange
@@ -56,6 +56,8 @@ class Daemon:
             name: LivePipeline(name, settings, classifier, specs) for name in pbx_names
         }
         self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=100_000)
+        # called with the PBX name when Asterisk (re)booted (remediation re-applies blocks)
+        self.on_booted: list[Callable[[str], Awaitable[None]]] = []
         self.events = 0
         self.errors = 0
         self._dirty: set[str] = set()
@@ -89,6 +91,14 @@ class Daemon:
             self.errors += 1
             return
         self.events += 1
+        if isinstance(event, PbxBooted):
+            log.info("pbx %s: Asterisk (re)started", event.pbx)
+            for callback in self.on_booted:
+                try:
+                    await callback(event.pbx)
+                except Exception:
+                    log.exception("pbx %s: boot handler failed", event.pbx)
+            return
         try:
             changes = pipeline.feed(event)
         except Exception:  # a bug on one event must not stop monitoring
@@ -184,6 +194,11 @@ class Daemon:
             for s in self.sources
         ]
         tasks += [
+            asyncio.create_task(_guarded(a.run, a.name), name=f"alerter:{a.name}")
+            for a in self.alerters
+            if isinstance(a, Background)
+        ]
+        tasks += [
             asyncio.create_task(self._consume(), name="consume"),
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._writer(), name="writer"),
@@ -199,4 +214,20 @@ class Daemon:
                 await self.process(self.queue.get_nowait())
             self.flush()
             self.write_status()
+            for alerter in self.alerters:
+                if isinstance(alerter, Background):
+                    await alerter.close()
             log.info("tollwatch stopped; state saved")
+
+
+async def _guarded(work: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run an alerter's own loop; if it dies, say so and start it again after a pause."""
+    while True:
+        try:
+            await work()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("alerter %s stopped unexpectedly; restarting it in 5s", name)
+            await asyncio.sleep(5)
