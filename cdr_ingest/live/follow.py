@@ -8,9 +8,10 @@ last line (no newline yet) is left for the next poll.
 
 How a chunk goes through the batch pipeline: the file's layout is detected once, from a snapshot
 of its first complete lines (the "prefix", what `detect` reads: at most 50 non-blank lines of the
-first 64 KiB). Each chunk is written to a temporary file as prefix + 64 Ki blank lines + chunk:
-`detect` on that file sees only the prefix and blank lines, so it finds the same layout every
-time, and `scan_file` parses the chunk with it. Rows of the prefix and padding are dropped and
+first 64 KiB). Each chunk is written to a temporary file as prefix + a line of spaces filling
+detect's 64 KiB window + chunk: `detect` on that file sees only the prefix (blank lines are
+skipped), so it finds the same layout every time, and `scan_file` parses the chunk with it (a
+header's line number stays the same too). Rows of the prefix and padding are dropped and
 line numbers (in `origin`, and in `call_id` when a row has no uniqueid) are shifted back to the
 followed file's physical lines.
 
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 MAX_CHUNK = 8 << 20  # bytes read per iteration
 _HEAD_BYTES = 1 << 16  # what detect() reads
 _HEAD_LINES = 50
-_PADDING = b"\n" * _HEAD_BYTES  # pushes the chunk out of detect()'s window
 _ORIGIN_LINE = re.compile(r":(\d+)$")
 _T = TypeVar("_T")
 
@@ -425,7 +425,7 @@ class CsvFollower:
         prefix = b"".join(ln + b"\n" for ln in kept)
         full = final or seen == _HEAD_LINES or len(head) >= _HEAD_BYTES
         try:
-            fmt = _with_temp(prefix + _PADDING, lambda tmp: detect(tmp, str(f.path), self.options))
+            fmt = _with_temp(_padded(prefix), lambda tmp: detect(tmp, str(f.path), self.options))
         except IngestError as e:
             if full:
                 f.bad = str(e)
@@ -446,11 +446,12 @@ class CsvFollower:
         f, fmt = chunk.file, chunk.file.fmt
         assert fmt is not None
         shown = str(f.path)
-        skip = chunk.file.prefix.count(b"\n") + len(_PADDING)
+        lead = _padded(chunk.file.prefix)
+        skip = lead.count(b"\n")
         shift = chunk.start.line - skip
         try:
             frame = _with_temp(
-                chunk.file.prefix + _PADDING + chunk.data,
+                lead + chunk.data,
                 lambda tmp: _collect(scan_file(tmp, shown, self.options), skip, shift, fmt),
             )
         except (IngestError, pl.exceptions.PolarsError, OSError) as e:
@@ -490,6 +491,12 @@ class CsvFollower:
 
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
+
+
+def _padded(prefix: bytes) -> bytes:
+    """prefix, then a line of spaces up to detect()'s window: it sees only the prefix (a blank
+    line is skipped), so it detects the same layout whatever follows."""
+    return prefix + b" " * max(0, _HEAD_BYTES - len(prefix)) + b"\n"
 
 
 def _with_temp(content: bytes, use: Callable[[Path], _T]) -> _T:
