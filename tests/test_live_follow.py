@@ -419,3 +419,20 @@ def test_rows_without_uniqueid_are_named_by_file_and_line(
     assert starts(got) == [f"{path}:2", f"{path}:3", f"{path}:4"]
     assert {e.call_id for e in got if isinstance(e, CallEnded)} == set(starts(got))
     assert f.status.errors == 0
+
+
+def test_overlong_unterminated_last_line_of_a_rotated_file(
+    tmp_path: Path, attack: list[bytes]
+) -> None:
+    path = tmp_path / "Master.csv"
+    path.write_bytes(attack[0] + b"y" * 3000)
+    clock = Clock()
+    f = follower(path, clock=clock, max_chunk=1000, rotate_grace=1.0)
+    assert len(starts(f.poll_once())) == 1
+    assert f.poll_once() == [] and f.status.errors == 0  # may still be written
+    os.rename(path, tmp_path / "Master.csv.1")
+    path.write_bytes(attack[1])
+    assert f.poll_once() == []
+    clock.t += 2
+    assert starts(f.poll_once()) == ["1795527012.12"]
+    assert f.status.errors == 1

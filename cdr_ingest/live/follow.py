@@ -38,7 +38,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -129,7 +129,6 @@ class _Row:
 class _Delivery:
     chunk: _Chunk
     done: Position | None = None  # after the last row fully handed over
-    rows: list[_Row] = field(default_factory=list)
 
 
 class CsvFollower:
@@ -384,28 +383,37 @@ class CsvFollower:
                 # the unterminated last line of a finished file: a row, as in batch
                 end = Position(f.inode, size, f.line + 1)
                 return _Chunk(f, data + b"\n", f.position, end)
-            if len(data) == self.max_chunk:
-                self._skip_long_line(f, size)
-                return self._read(f) if f.offset < size else None
+            if len(data) == self.max_chunk and self._skip_long_line(f, size, final):
+                return self._read(f)
             return None
+        self.status.connected = True
+        self.status.state = f"{'finishing rotated' if f.rotated else 'following'} {f.path}"
         data = data[:cut]
         end = Position(f.inode, f.offset + cut, f.line + data.count(b"\n"))
         return _Chunk(f, data, f.position, end)
 
-    def _skip_long_line(self, f: _File, size: int) -> None:
-        """A line longer than max_chunk: count it as bad and go past it (once it has ended)."""
+    def _skip_long_line(self, f: _File, size: int, final: bool) -> bool:
+        """A line longer than max_chunk: count it as bad and go past it once it has ended
+        (or the file is finished); False while it goes on."""
         at = f.offset + self.max_chunk
-        while at < size:
+        end = -1
+        while at < size and end < 0:
             block = os.pread(f.fh.fileno(), min(1 << 20, size - at), at)
+            if not block:
+                break
             nl = block.find(b"\n")
-            if nl >= 0:
-                line, length = f.line + 1, at + nl - f.offset
-                self._commit(f, Position(f.inode, at + nl + 1, line))
-                log.warning("%s:%d: line of %d bytes, skipped", f.path, line, length)
-                self.status.errors += 1
-                return
+            end = at + nl + 1 if nl >= 0 else -1
             at += len(block)
-        f.size_seen = -1  # not ended yet: look again next poll
+        length = end - 1 - f.offset
+        if end < 0 and final:
+            end, length = size, size - f.offset
+        if end < 0:
+            return False
+        line = f.line + 1
+        self._commit(f, Position(f.inode, end, line))
+        log.warning("%s:%d: line of %d bytes, skipped", f.path, line, length)
+        self.status.errors += 1
+        return True
 
     def _detect(self, f: _File, final: bool) -> bool:
         """Detect the layout from the file's first complete lines; False to wait."""
