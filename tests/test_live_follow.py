@@ -436,3 +436,51 @@ def test_overlong_unterminated_last_line_of_a_rotated_file(
     clock.t += 2
     assert starts(f.poll_once()) == ["1795527012.12"]
     assert f.status.errors == 1
+
+
+def test_not_a_cdr_file_waits_then_gives_up_until_rotated(
+    tmp_path: Path, attack: list[bytes]
+) -> None:
+    path = tmp_path / "Master.csv"
+    path.write_bytes(b"hello,world\n")
+    f = follower(path, rotate_grace=0.0)
+    assert f.poll_once() == [] and f.status.errors == 0  # few lines yet: waits
+    assert "detect" in f.status.state
+    append(path, b"hello,world\n" * 60)
+    assert f.poll_once() == [] and f.status.errors == 1
+    assert "not a CDR file" in f.status.state
+    assert f.poll_once() == [] and f.status.errors == 1  # said once
+    os.rename(path, tmp_path / "Master.csv.1")
+    path.write_bytes(attack[0])
+    assert len(starts(f.poll_once())) == 1
+
+
+def test_restart_when_the_old_file_is_gone(
+    tmp_path: Path, attack: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "Master.csv"
+    store = MemoryPositions()
+    path.write_bytes(attack[0])
+    assert len(starts(follower(path, store).poll_once())) == 1
+    # rotated and compressed away while stopped (the new file is made first: with the old one
+    # deleted first, its inode number may be reused, see the next test)
+    (tmp_path / "new").write_bytes(b"".join(attack[1:3]))
+    path.unlink()
+    f = follower(path, store)
+    assert f.poll_once() == [] and "waiting" in f.status.state
+    os.rename(tmp_path / "new", path)
+    caplog.set_level(logging.WARNING, logger="cdr_ingest.live.follow")
+    assert len(starts(f.poll_once())) == 2
+    assert "is gone" in caplog.text
+
+
+def test_restart_when_the_file_was_replaced_in_place(tmp_path: Path, attack: list[bytes]) -> None:
+    """Same inode, new content, a line end at the saved offset: the line count tells."""
+    path = tmp_path / "Master.csv"
+    store = MemoryPositions()
+    path.write_bytes(attack[0])
+    assert len(starts(follower(path, store).poll_once())) == 1
+    short = attack[1].replace(b"0102327654301", b"010232765430", 1)
+    assert len(b"\n" + short) == len(attack[0])
+    path.write_bytes(b"\n" + short + attack[2])  # truncated in place and rewritten
+    assert starts(follower(path, store).poll_once()) == ["1795527012.12", "1795527012.14"]

@@ -266,15 +266,19 @@ class CsvFollower:
             if f is not None and f.inode != saved.inode:  # rotated between stat and open
                 f.fh.close()
                 return None
-            if f is not None and self._truncated(f):
-                log.info("%s: truncated while stopped, reading from the start", self.path)
+            if f is not None and (self._truncated(f) or not self._lines_match(f)):
+                log.warning(
+                    "%s: truncated or replaced (inode reused) while stopped, reading it from "
+                    "the start",
+                    self.path,
+                )
                 f.offset = f.line = 0
             return f
         sibling = self._find_inode(saved.inode)
         if sibling is not None:
             log.info("%s: rotated to %s while stopped, finishing it first", self.path, sibling)
             f = self._open(sibling, saved, rotated=True)
-            if f is not None and f.inode == saved.inode:
+            if f is not None and f.inode == saved.inode and self._lines_match(f):
                 return f
             if f is not None:
                 f.fh.close()
@@ -305,6 +309,23 @@ class CsvFollower:
             except OSError:
                 continue
         return None
+
+    def _lines_match(self, f: _File) -> bool:
+        """The file has `line` line ends before `offset` (a cheap check, once per open, that a
+        saved position still belongs to this file: inode numbers are reused)."""
+        count, at = 0, 0
+        try:
+            while at < f.offset:
+                block = os.pread(f.fh.fileno(), min(self.max_chunk, f.offset - at), at)
+                if not block:
+                    return False
+                count += block.count(b"\n")
+                at += len(block)
+        except OSError:
+            return False
+        # the unterminated last line of a finished rotated file counts as a line
+        tail = f.rotated and f.offset > 0 and not _ends_line(f)
+        return count + tail == f.line
 
     def _truncated(self, f: _File) -> bool:
         """Smaller than the position, or no longer a line end just before it."""
@@ -499,6 +520,10 @@ class CsvFollower:
 
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
+
+
+def _ends_line(f: _File) -> bool:
+    return os.pread(f.fh.fileno(), 1, f.offset - 1) == b"\n"
 
 
 def _padded(prefix: bytes) -> bytes:
