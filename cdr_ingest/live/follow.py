@@ -25,7 +25,15 @@ reading in a `PositionStore` under `str(path)`. Rotation:
 * copytruncate: same inode, but the size is below the saved offset (or the byte before the
   offset is no longer a newline): read again from 0, detecting the layout again.
 * restart: the saved inode is looked up at `path`, then among its siblings (`Master.csv.1`,
-  `Master.csv-20261124`, ...); a rotated sibling is finished first.
+  `Master.csv-20261124`, ...); a rotated sibling is finished first. As inode numbers are
+  reused, the file must also still have `line` line ends before `offset`, else it is read
+  from the start (and a vanished sibling means the new file is read from the start).
+
+Order: events come in file order, a row's CallStarted, CallAnswered, CallEnded together; an old
+file's rows all come before the new file's. `run()` saves the position once a chunk's events
+are all on the queue; if cancelled while a bounded queue is full, it saves the position after
+the last row handed over whole, so a restart gives at most that one row's events again, and
+never skips one. `status.last_event_at` is the wall-clock time of the last event handed over.
 """
 
 from __future__ import annotations
