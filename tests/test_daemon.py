@@ -141,3 +141,28 @@ async def test_events_for_an_unknown_pbx_are_counted_not_fatal(tmp_path: Path) -
     daemon = make(tmp_path, [ListSource("x", [ev])], rec)
     await run_until_idle(daemon, lambda: daemon.errors == 1)
     assert daemon.errors == 1 and rec.sent == []
+
+
+async def test_followed_master_csv_feeds_the_daemon(tmp_path: Path, fixtures: Path) -> None:
+    """A PBX without AMI: old rows are history (skipped), appended rows are live."""
+    from tollwatch.sources import csv_sources
+
+    master = tmp_path / "Master.csv"
+    calls = (fixtures / "Master-calls.csv").read_bytes()
+    attack = (fixtures / "Master-attack.csv").read_bytes()
+    master.write_bytes(attack)  # yesterday's attack, already in the file at first start
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path / "state")},
+                 csv_sources=[{"name": "pbx", "path": str(master)}])
+    rec = Recorder()
+    store = StateStore.in_dir(tmp_path / "state")
+    daemon = Daemon(s, store, [], [rec], ["pbx"],
+                    clock=lambda: datetime(2026, 11, 24, 13, 31, tzinfo=UTC))
+    [feed] = csv_sources(s, store)
+    feed.follower.poll = 0.05
+    daemon.sources.append(feed)
+    with master.open("ab") as fh:
+        fh.write(calls)  # today's normal calls arrive
+    await run_until_idle(daemon, lambda: daemon.pipelines["pbx"].calls_seen == 5)
+    assert daemon.pipelines["pbx"].calls_seen == 5  # the 24 old rows were not replayed
+    assert rec.sent == []
+    assert store.load_position(str(master)) is not None

@@ -16,7 +16,7 @@ from alerting.console import ConsoleAlerter
 from config import Settings
 from tollwatch.daemon import Daemon
 from tollwatch.settings import load, overrides
-from tollwatch.sources import ami_sources, source_names
+from tollwatch.sources import ami_sources, csv_sources, source_names
 from tollwatch.state import StateStore
 
 
@@ -25,6 +25,7 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     alerter = ConsoleAlerter(stream=console.file if console is not None else None)
     daemon = Daemon(settings, store, [], [alerter], source_names(settings))
     daemon.sources.extend(ami_sources(settings, daemon.queue))
+    daemon.sources.extend(csv_sources(settings, store))
     return daemon
 
 
