@@ -1,0 +1,408 @@
+"""Benchmark the live daemon: a busy PBX's AMI stream over TCP into AmiSource -> Daemon.
+
+Two processes. The sender (a `FakeAmi` subclass, in a child process pinned to the other core)
+logs the daemon in and streams a `gen_ami.py` file's frames as they are, in batches, as fast as
+the socket takes them (`--rate 0`) or paced to `--rate` messages/s; it records `time.time()`
+right after writing each DialBegin and ships those times back at the end. The daemon (this
+process, pinned to core 0) is the real thing: panoramisk + AmiSource + AmiCallTracker ->
+Daemon (classification, rule engine, SQLite store in a temp dir) with a no-op alerter; its
+`process` is wrapped to record `time.time()` when the `CallStarted` of each call returns.
+
+Figures: AMI messages/s end to end (every frame sent / wall time from the first write to the
+moment the end marker, a final FullyBooted, is processed), LiveEvents/s, DialBegin -> rule
+decision latency (median, p95, p99, max), peak RSS. `--direct` measures the daemon side alone
+(no sockets): panoramisk parsing, the tracker, and `Daemon.process`, stage by stage.
+`--profile FILE` runs the end-to-end daemon under cProfile and prints time by component.
+
+    python bench/gen_ami.py --calls 20000
+    python bench/bench_daemon.py bench/data/ami-busy-20000.txt              # full speed
+    python bench/bench_daemon.py bench/data/ami-busy-20000.txt --rate 5000  # latency
+    python bench/bench_daemon.py bench/data/ami-busy-20000.txt --direct
+    python bench/bench_daemon.py bench/data/ami-busy-20000.txt --profile bench/data/prof.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import multiprocessing as mp
+import os
+import pstats
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+SECRET = "bench-secret"
+_SEP = b"\r\n\r\n"
+_UID = b"\r\nUniqueid: "
+
+
+def pin(core: int) -> str:
+    """Pin this process to one core if the machine has it; say what happened."""
+    try:
+        cores = list(range(os.cpu_count() or 1))  # not getaffinity: a child inherits our pin
+        if len(cores) < 2:
+            return "not pinned (1 core)"
+        os.sched_setaffinity(0, {cores[core % len(cores)]})
+        return f"core {cores[core % len(cores)]}"
+    except (AttributeError, OSError) as exc:
+        return f"not pinned ({exc})"
+
+
+def frames(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The file's messages, each with its trailing blank line, read a chunk at a time."""
+    rest = b""
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            parts = (rest + block).split(_SEP)
+            rest = parts.pop()
+            for p in parts:
+                if p:
+                    yield p + _SEP
+    if rest.strip():
+        yield rest + _SEP
+
+
+def dial_uid(frame: bytes) -> str | None:
+    if not frame.startswith(b"Event: DialBegin\r\n"):
+        return None
+    i = frame.find(_UID) + len(_UID)
+    return frame[i : frame.find(b"\r\n", i)].decode()
+
+
+# -- the sender (child process) ---------------------------------------------------------------
+
+
+def sender_main(path: str, rate: float, conn: Connection) -> None:
+    pinned = pin(1)
+    asyncio.run(_send(Path(path), rate, conn, pinned))
+
+
+async def _send(path: Path, rate: float, conn: Connection, pinned: str) -> None:
+    from cdr_ingest.live.fake_ami import FakeAmi
+
+    class BenchAmi(FakeAmi):
+        async def stream(self) -> dict[str, Any]:
+            await self._logged_in.wait()
+            [client] = [c for c in self._clients if c.logged_in]
+            writer = client.writer
+            dial: list[tuple[str, float]] = []
+            batch_n = 64 if rate <= 0 else max(1, int(rate / 1000))  # ~1 ms of traffic
+            sent = nbytes = 0
+            batch: list[bytes] = []
+            uids: list[str] = []
+            first = 0.0
+            t0 = time.perf_counter()
+            for frame in frames(path):
+                batch.append(frame)
+                uid = dial_uid(frame)
+                if uid is not None:
+                    uids.append(uid)
+                if len(batch) < batch_n:
+                    continue
+                if rate > 0:  # wait for this batch's slot
+                    ahead = t0 + sent / rate - time.perf_counter()
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+                data = b"".join(batch)
+                writer.write(data)
+                now = time.time()
+                first = first or now
+                dial += [(u, now) for u in uids]
+                sent += len(batch)
+                nbytes += len(data)
+                batch.clear()
+                uids.clear()
+                if writer.transport.get_write_buffer_size() > 1 << 18:
+                    await writer.drain()  # backpressure, as a socket would give
+            data = b"".join(batch)
+            writer.write(data)
+            now = time.time()
+            dial += [(u, now) for u in uids]
+            sent += len(batch)
+            nbytes += len(data)
+            await writer.drain()
+            return {"sent": sent, "bytes": nbytes, "first": first, "last": time.time(),
+                    "dial": dial, "pinned": pinned}  # fmt: skip
+
+    async with BenchAmi("tollwatch", SECRET) as ami:
+        conn.send(ami.port)
+        result = await ami.stream()
+        conn.send(result)
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "bye"
+
+
+# -- the daemon (this process) ----------------------------------------------------------------
+
+
+def bench_settings(port: int, data_dir: str) -> Any:
+    from config import load_settings
+    from rules.base import check_rules
+
+    os.environ["BENCH_AMI_SECRET"] = SECRET
+    over = {
+        "site": {"country": "JP", "timezone": "Asia/Tokyo"},
+        "daemon": {"data_dir": data_dir, "max_backoff": "1s"},
+        "ami": [{"name": "pbx", "port": port, "username": "tollwatch",
+                 "secret_env": "BENCH_AMI_SECRET"}],
+    }  # fmt: skip
+    return load_settings(None, over, rule_checks=check_rules)
+
+
+class NullAlerter:
+    name = "null"
+
+    def __init__(self) -> None:
+        self.sent = defaultdict(int)
+
+    async def send(self, kind: str, view: dict[str, Any]) -> None:
+        self.sent[kind] += 1
+
+
+def make_daemon(settings: Any, data_dir: str) -> Any:
+    from cdr_ingest.live import CallStarted, PbxBooted
+    from tollwatch.daemon import Daemon
+    from tollwatch.state import StateStore
+
+    class BenchDaemon(Daemon):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self.decided: dict[str, float] = {}
+            self.booted = 0
+            self.done = asyncio.Event()
+
+        async def process(self, event: Any) -> None:
+            await super().process(event)
+            if type(event) is CallStarted:
+                self.decided[event.call_id] = time.time()
+            elif type(event) is PbxBooted:
+                self.booted += 1
+                if self.booted >= 2:  # the login's FullyBooted, then the end marker
+                    self.done.set()
+
+    alerter = NullAlerter()
+    return BenchDaemon(settings, StateStore.in_dir(Path(data_dir)), [], [alerter], ["pbx"])
+
+
+def percentiles(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {}
+    xs = sorted(xs)
+
+    def q(p: float) -> float:
+        return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+    return {"n": len(xs), "median_ms": statistics.median(xs) * 1e3, "p95_ms": q(0.95) * 1e3,
+            "p99_ms": q(0.99) * 1e3, "max_ms": xs[-1] * 1e3}  # fmt: skip
+
+
+async def end_to_end(path: Path, rate: float, data_dir: str, timeout: float) -> dict[str, Any]:
+    from tollwatch.sources import ami_sources
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=sender_main, args=(str(path), rate, child), daemon=True)
+    proc.start()
+    loop = asyncio.get_running_loop()
+    port = await loop.run_in_executor(None, parent.recv)
+    settings = bench_settings(port, data_dir)
+    daemon = make_daemon(settings, data_dir)
+    daemon.sources.extend(ami_sources(settings, daemon.queue))
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    result_f = loop.run_in_executor(None, parent.recv)
+    try:
+        await asyncio.wait_for(daemon.done.wait(), timeout)
+    finally:
+        t_done = time.time()
+        stop.set()
+        await task
+    sent = await result_f
+    parent.send("bye")
+    proc.join(10)
+    lat = [daemon.decided[u] - t for u, t in sent["dial"] if u in daemon.decided]
+    wall = t_done - sent["first"]
+    src = daemon.sources[0].source
+    return {
+        "mode": "end-to-end",
+        "rate_asked": rate,
+        "sender": {k: v for k, v in sent.items() if k != "dial"},
+        "messages": sent["sent"],
+        "mb": sent["bytes"] / 1e6,
+        "wall_s": wall,
+        "sender_s": sent["last"] - sent["first"],
+        "msgs_per_s": sent["sent"] / wall,
+        "live_events": daemon.events,
+        "live_events_per_s": daemon.events / wall,
+        "calls_seen": daemon.pipelines["pbx"].calls_seen,
+        "dialbegins": len(sent["dial"]),
+        "latency": percentiles(lat),
+        "errors": {"daemon": daemon.errors, "source": src.status.errors,
+                   "bad_frames": src.bad_frames, "tracker_malformed": src.tracker.stats.malformed},
+        "incidents": len(daemon.store.incidents()),
+        "alerts": dict(daemon.alerters[0].sent),
+    }  # fmt: skip
+
+
+async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
+    """The daemon side without sockets: parse (panoramisk, as _Protocol does), dispatch to the
+    tracker (only the subscribed events, as panoramisk's dispatch does), Daemon.process."""
+    from panoramisk.message import Message
+
+    from cdr_ingest.live.ami import _plain
+    from cdr_ingest.live.ami_calls import EVENTS, AmiCallTracker
+    from tollwatch.sources import cdr_options
+
+    settings = bench_settings(1, data_dir)
+    daemon = make_daemon(settings, data_dir)
+    tracker = AmiCallTracker("pbx", cdr_options(settings))
+    t_parse = t_track = t_proc = 0.0
+    n = fed = 0
+    batch: list[str] = []
+    it = frames(path)
+    pc = time.perf_counter
+    while True:
+        batch = [f.decode("utf-8", "replace").strip() for f in _take(it, 10000)]
+        if not batch or n >= limit:
+            break
+        n += len(batch)
+        t = pc()
+        msgs = [Message.from_line(f) for f in batch]
+        t_parse += pc() - t
+        t = pc()
+        out = []
+        for m in msgs:
+            if m is not None and m["Event"] in EVENTS:
+                fed += 1
+                out += tracker.feed(_plain(m), datetime.now(UTC))
+        t_track += pc() - t
+        t = pc()
+        for ev in out:
+            await daemon.process(ev)
+        t_proc += pc() - t
+    total = t_parse + t_track + t_proc
+    return {
+        "mode": "direct", "messages": n, "subscribed": fed, "live_events": daemon.events,
+        "parse_s": t_parse, "tracker_s": t_track, "process_s": t_proc, "total_s": total,
+        "msgs_per_s": n / total, "parse_msgs_per_s": n / t_parse,
+        "process_live_events_per_s": daemon.events / t_proc if t_proc else 0.0,
+        "calls_seen": daemon.pipelines["pbx"].calls_seen,
+        "incidents": len(daemon.store.incidents()),
+    }  # fmt: skip
+
+
+def _take(it: Iterator[bytes], n: int) -> list[bytes]:
+    out = []
+    for x in it:
+        out.append(x)
+        if len(out) >= n:
+            break
+    return out
+
+
+COMPONENTS = (  # (label, substring of the code's file name), first match wins
+    ("panoramisk (parse, dispatch)", "panoramisk"),
+    ("AmiSource glue (ami.py)", "cdr_ingest/live/ami.py"),
+    ("tracker (ami_calls.py)", "ami_calls.py"),
+    ("classification (rules/destinations, numbering)", "rules/destinations"),
+    ("classification (rules/destinations, numbering)", "rules/numbering"),
+    ("classification (rules/destinations, numbering)", "rules/prefixes"),
+    ("classification (rules/destinations, numbering)", "phonenumbers"),
+    ("incident view (report_format)", "report_format"),
+    ("SQLite store (state.py, sqlite3, json)", "tollwatch/state.py"),
+    ("SQLite store (state.py, sqlite3, json)", "sqlite3"),
+    ("SQLite store (state.py, sqlite3, json)", "json/"),
+    ("snapshot pickle (live.py)", "pickle"),
+    ("live pipeline (tollwatch/live.py)", "tollwatch/live.py"),
+    ("daemon (tollwatch/daemon.py)", "tollwatch/daemon.py"),
+    ("rule engine (rules/)", "/rules/"),
+    ("events, dataclasses", "cdr_ingest/live/events.py"),
+    ("asyncio loop, sockets", "asyncio"),
+    ("asyncio loop, sockets", "selectors"),
+)
+
+
+def by_component(prof: cProfile.Profile) -> list[tuple[str, float]]:
+    st = pstats.Stats(prof)
+    total: dict[str, float] = defaultdict(float)
+    for (file, _line, func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        label = "other"
+        if file == "~":  # C builtins: name them by function
+            label = "builtins (str/re/dict ops called from the above)"
+            if "sqlite3" in func or "execute" in func:
+                label = "SQLite store (state.py, sqlite3, json)"
+            elif "select" in func or "poll" in func:
+                label = "asyncio loop, sockets"
+            elif "pickle" in func or "dumps" in func:
+                label = "snapshot pickle (live.py)"
+        else:
+            for name, needle in COMPONENTS:
+                if needle in file:
+                    label = name
+                    break
+        total[label] += tt
+    return sorted(total.items(), key=lambda kv: -kv[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("file", type=Path, help="an AMI stream from gen_ami.py")
+    ap.add_argument("--rate", type=float, default=0.0, help="messages/s, 0: as fast as possible")
+    ap.add_argument("--direct", action="store_true", help="daemon side alone, no sockets")
+    ap.add_argument("--limit", type=int, default=10**9, help="--direct: messages at most")
+    ap.add_argument("--profile", type=Path, help="cProfile the daemon process, stats to FILE")
+    ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--json", type=Path, help="append the result as one JSON line to FILE")
+    args = ap.parse_args(argv)
+    pinned = pin(0)
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="tollwatch-bench-") as data_dir:
+        prof = cProfile.Profile() if args.profile else None
+        if prof:
+            prof.enable()
+        t0 = time.perf_counter()
+        if args.direct:
+            res = asyncio.run(direct(args.file, data_dir, args.limit))
+        else:
+            res = asyncio.run(end_to_end(args.file, args.rate, data_dir, args.timeout))
+        res["run_s"] = time.perf_counter() - t0
+        if prof:
+            prof.disable()
+    res["daemon_pinned"] = pinned
+    res["loadavg_before"] = load
+    res["loadavg_after"] = os.getloadavg()
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    print(json.dumps(res, indent=1, default=str))
+    if args.json:
+        with args.json.open("a") as f:
+            f.write(json.dumps(res, default=str) + "\n")
+    if prof:
+        buf = io.StringIO()
+        comps = by_component(prof)
+        total = sum(t for _, t in comps)
+        buf.write(f"time by component (tottime, {total:.1f} s in the daemon process)\n")
+        for name, t in comps:
+            buf.write(f"  {name:52} {t:7.2f} s  {100 * t / total:5.1f}%\n")
+        buf.write("\n")
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(40)
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(40)
+        args.profile.write_text(buf.getvalue())
+        print(buf.getvalue()[:6000])
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main(sys.argv[1:])
