@@ -1,0 +1,282 @@
+"""Slack Block Kit messages for incidents: pure functions from incident views to messages.
+
+Every message is a dict `{"text": ..., "blocks": [...]}`: `text` is the plain fallback that
+notifications, screen readers and incoming webhooks without blocks show. Views are the dicts of
+`tollwatch.report_format.incident_dict` (plus `pbx`, maybe `currency`, and for block changes a
+`blocks` list of `{"kind", "value", "expires_at", "lift", "dry_run"}`).
+
+Slack's limits are respected: header text 150 characters, a section's text 3000, 10 fields a
+section, 50 blocks a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+Message = dict[str, Any]
+View = dict[str, Any]
+
+HEADER_MAX = 150
+SECTION_MAX = 3000
+FIELD_MAX = 2000
+SUMMARY_LINES_MAX = 40
+
+_SEVERITY = {
+    "critical": (":rotating_light:", "CRITICAL"),
+    "warning": (":warning:", "WARNING"),
+}
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+def escape(text: object) -> str:
+    """Escape Slack mrkdwn control characters (&, <, >) in text from the outside."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def severity_label(view: View) -> str:
+    emoji, name = _SEVERITY.get(str(view.get("severity")), (":grey_question:", ""))
+    name = name or str(view.get("severity", "")).upper()
+    return f"{emoji} {name}"
+
+
+def _severity_word(view: View) -> str:
+    return str(view.get("severity", "")).upper()
+
+
+def when(iso: str | None) -> str:
+    """An ISO time as "2024-05-01 02:13:05 +02:00" (the site's time, as the view has it)."""
+    if not iso:
+        return "-"
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    text = at.strftime("%Y-%m-%d %H:%M:%S")
+    offset = at.strftime("%z")
+    if offset:
+        text += f" {offset[:3]}:{offset[3:]}"
+    return text
+
+
+def money(view: View) -> str:
+    spend = view.get("spend")
+    if spend is None:
+        return "unknown (no rate)"
+    currency = view.get("currency")
+    return f"≈ {spend:,.2f} {currency}" if currency else f"≈ {spend:,.2f}"
+
+
+def source_text(view: View) -> str:
+    source = str(view.get("source", "?"))
+    text = "all sources (PBX-wide)" if source == "*" else source
+    account = view.get("account")
+    if account:
+        text += f" (account {account})"
+    return text
+
+
+def destinations_text(view: View, limit: int = 6) -> str:
+    dests = [str(d) for d in view.get("destinations") or []]
+    if not dests:
+        return "-"
+    shown = ", ".join(dests[:limit])
+    if len(dests) > limit:
+        shown += f" and {len(dests) - limit} more"
+    return shown
+
+
+def where_text(view: View) -> str:
+    site, pbx = view.get("site"), view.get("pbx")
+    if site and pbx and site != pbx:
+        return f"{site} / {pbx}"
+    return str(site or pbx or "-")
+
+
+def figures(view: View) -> str:
+    return f"{view.get('calls', 0)} call(s), {view.get('minutes', 0)} min, spend {money(view)}"
+
+
+def reasons_lines(view: View) -> list[str]:
+    """The rules that fired, each with its reason in words (strongest first)."""
+    rules = [str(r) for r in view.get("rules") or []]
+    reasons = [str(r) for r in view.get("reasons") or []]
+    if len(rules) == len(reasons):
+        return [f"• *{escape(rule)}*: {escape(reason)}" for rule, reason in zip(rules, reasons,
+                                                                                 strict=True)]
+    lines = [f"• {escape(reason)}" for reason in reasons]
+    if rules:
+        lines.append("Rules: " + ", ".join(f"*{escape(r)}*" for r in rules))
+    return lines
+
+
+def block_line(block: dict[str, Any], *, lifted: bool = False, now: datetime | None = None) -> str:
+    kind = "prefix" if block.get("kind") == "prefix" else "source"
+    value = escape(block.get("value", "?"))
+    target = f"calls to +{value}" if kind == "prefix" else f"calls from {value}"
+    if lifted:
+        expired = False
+        expires = block.get("expires_at")
+        if now is not None and expires:
+            try:
+                expired = datetime.fromisoformat(str(expires)) <= now
+            except (TypeError, ValueError):
+                expired = False
+        return f"{target}: block {'expired' if expired else 'lifted'}"
+    until = when(block.get("expires_at"))
+    lift = block.get("lift")
+    head = "would block (dry run)" if block.get("dry_run") else "blocked"
+    text = f"{target}: {head} until {until}"
+    if lift and not block.get("dry_run"):
+        text += f"; lift with `{escape(lift)}`"
+    return text
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SECTION_MAX)}}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": _cut(text, HEADER_MAX),
+                                       "emoji": True}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(text, SECTION_MAX)}]}
+
+
+def _field(label: str, value: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": _cut(f"*{label}*\n{value}", FIELD_MAX)}
+
+
+def headline(view: View) -> str:
+    """One line: severity, source and destinations."""
+    return (f"{_severity_word(view)} toll fraud at {where_text(view)}: "
+            f"{source_text(view)} → {destinations_text(view, 3)}")
+
+
+# ---- the parent message ----------------------------------------------------------------------
+def parent_message(view: View, blocks: Sequence[dict[str, Any]] = ()) -> Message:
+    """The incident's own message (a thread's parent): everything known now.
+
+    `blocks`: the remediation blocks in force for this incident (empty: none applied)."""
+    emoji, _ = _SEVERITY.get(str(view.get("severity")), (":grey_question:", ""))
+    fields = [
+        _field("Severity", f"{severity_label(view)} (score {view.get('score', '?')})"),
+        _field("Site / PBX", escape(where_text(view))),
+        _field("Source", escape(source_text(view))),
+        _field("Destinations", escape(destinations_text(view, 10))),
+        _field("Calls", str(view.get("calls", 0))),
+        _field("Minutes", str(view.get("minutes", 0))),
+        _field("Estimated spend", escape(money(view))),
+        _field("First call", when(view.get("first_call_at"))),
+    ]
+    out: list[dict[str, Any]] = [
+        _header(f"{emoji} {headline(view)}"),
+        {"type": "section", "fields": fields},
+    ]
+    why = reasons_lines(view)
+    if why:
+        out.append(_section("*Why*\n" + "\n".join(why)))
+    if blocks:
+        out.append(_section("*Blocked*\n" + "\n".join(f"• {block_line(b)}" for b in blocks)))
+    else:
+        out.append(_context("No block applied."))
+    out.append(_context(
+        f"Incident `{escape(view.get('id', '?'))}` · last call {when(view.get('last_call_at'))}"
+        f" · detected {when(view.get('detected_at'))}"
+    ))
+    text = f"[{_severity_word(view)}] {headline(view)}: {figures(view)}, since " \
+           f"{when(view.get('first_call_at'))}"
+    if blocks:
+        text += "; blocked: " + "; ".join(block_line(b) for b in blocks)
+    text += f" [{view.get('id', '?')}]"
+    return {"text": text, "blocks": out}
+
+
+# ---- thread replies --------------------------------------------------------------------------
+def reply_message(kind: str, view: View, *, now: datetime | None = None) -> Message:
+    """A reply in the incident's thread: grew, severity raised, block applied or lifted."""
+    iid = view.get("id", "?")
+    if kind == "escalated":
+        head = (f":arrow_double_up: Severity raised to *{_severity_word(view)}* "
+                f"(score {view.get('score', '?')})")
+        lines = [head, figures(view), *reasons_lines(view)]
+        text = (f"[{iid}] severity raised to {_severity_word(view)} "
+                f"(score {view.get('score', '?')}): {figures(view)}")
+    elif kind == "blocked":
+        blocks = view.get("blocks") or []
+        dry = bool(blocks) and all(b.get("dry_run") for b in blocks)
+        head = ":test_tube: Block *not* applied (dry run)" if dry else ":no_entry: Block applied"
+        lines = [head, *(f"• {block_line(b)}" for b in blocks)]
+        text = f"[{iid}] " + ("dry run, would block: " if dry else "blocked: ") + "; ".join(
+            block_line(b) for b in blocks)
+    elif kind == "unblocked":
+        blocks = view.get("blocks") or []
+        lines = [":white_check_mark: Block ended",
+                 *(f"• {block_line(b, lifted=True, now=now)}" for b in blocks)]
+        text = f"[{iid}] " + "; ".join(block_line(b, lifted=True, now=now) for b in blocks)
+    else:  # updated
+        lines = [f":chart_with_upwards_trend: Now {figures(view)}",
+                 f"Destinations: {escape(destinations_text(view, 10))}",
+                 f"Last call {when(view.get('last_call_at'))}"]
+        rules = view.get("rules") or []
+        if rules:
+            lines.append("Rules: " + ", ".join(f"*{escape(r)}*" for r in rules))
+        text = f"[{iid}] now {figures(view)}"
+    return {"text": text, "blocks": [_section("\n".join(lines))]}
+
+
+def flood_reply(kind: str, view: View, *, now: datetime | None = None) -> Message:
+    """A reply in a flood summary's thread: like `reply_message`, naming the incident."""
+    msg = reply_message(kind, view, now=now)
+    name = f"`{escape(view.get('id', '?'))}` {escape(source_text(view))} → " \
+           f"{escape(destinations_text(view, 3))}"
+    if kind == "opened":
+        return {"text": f"[{view.get('id', '?')}] {headline(view)}: {figures(view)}",
+                "blocks": [_section(f"{severity_label(view)} {name}\n{figures(view)}")]}
+    first = msg["blocks"][0]["text"]["text"]
+    msg["blocks"] = [_section(f"{name}\n{first}")]
+    return msg
+
+
+# ---- flood summary ---------------------------------------------------------------------------
+def summary_line(view: View) -> str:
+    return (f"• {severity_label(view)} {escape(source_text(view))} → "
+            f"{escape(destinations_text(view, 2))}: {view.get('calls', 0)} call(s) "
+            f"`{escape(view.get('id', '?'))}`")
+
+
+def summary_message(views: Sequence[View], window: str | None = None) -> Message:
+    """One message for many new incidents at once (a flood): a compact list."""
+    n = len(views)
+    crit = sum(1 for v in views if v.get("severity") == "critical")
+    sites = sorted({where_text(v) for v in views})
+    span = f" within {window}" if window else ""
+    head = f":rotating_light: {n} new toll-fraud incidents{span}"
+    lines = [summary_line(v) for v in views[:SUMMARY_LINES_MAX]]
+    if n > SUMMARY_LINES_MAX:
+        lines.append(f"… and {n - SUMMARY_LINES_MAX} more")
+    out: list[dict[str, Any]] = [
+        _header(head),
+        _section(f"*{crit} critical*, {n - crit} warning · at {escape(', '.join(sites))}"),
+    ]
+    chunk: list[str] = []
+    for line in lines:  # several sections, each within Slack's limit
+        if chunk and len("\n".join([*chunk, line])) > SECTION_MAX:
+            out.append(_section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        out.append(_section("\n".join(chunk)))
+    out = out[:49]
+    out.append(_context("Too many incidents at once for one message each: "
+                        "their updates follow in this thread."))
+    ids = ", ".join(str(v.get("id", "?")) for v in views)
+    text = f"{n} new toll-fraud incidents{span} ({crit} critical): {ids}"
+    return {"text": text, "blocks": out}
