@@ -1,0 +1,8 @@
+"""Daily reports: figures, incidents and reconciliation with the live monitor, as HTML/CSV/JSON."""
+
+from __future__ import annotations
+
+from tollwatch.report.build import ReportResult, build_report, prune
+from tollwatch.report.period import Period
+
+__all__ = ["Period", "ReportResult", "build_report", "prune"]

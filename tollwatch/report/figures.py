@@ -1,0 +1,308 @@
+"""One streaming pass over the CDRs: the report's figures, aggregated batch by batch.
+
+The lazy plan is the one `run_scan` streams (read, filter on time, nothing else); every batch
+is classified in memory and folded into small per-day / per-hour / per-country / per-source
+counters, so memory stays flat whatever the number of rows. Only the calls rules look at
+(international or high-risk) in the period plus a warm-up are kept, for the engine replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cdr_ingest import scan_cdrs
+from config import Settings
+from rules.batch import CALL_COLUMNS
+from rules.calendar import BusinessCalendar
+from rules.destinations import Classifier
+from tollwatch.report.period import Period
+from tollwatch.settings import cdr_options
+
+KINDS = ("domestic", "international", "high-risk", "other")
+MAX_PROBLEMS = 20
+BATCH_ROWS = 200_000
+KEEP_COLUMNS = (*CALL_COLUMNS, "billsec")
+
+
+@dataclass
+class Totals:
+    calls: int = 0
+    answered: int = 0
+    international: int = 0
+    high_risk: int = 0
+    off_hours_international: int = 0
+    minutes: float = 0.0
+    spend: float = 0.0
+    rated_calls: int = 0  # calls whose destination has a rate (spend is estimated over these)
+
+    def add(self, other: Totals) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["minutes"] = round(self.minutes, 2)
+        d["spend"] = round(self.spend, 2) if self.rated_calls else None
+        return d
+
+
+@dataclass
+class Country:
+    region: str
+    name: str
+    calling_code: str
+    calls: int = 0
+    answered: int = 0
+    minutes: float = 0.0
+    spend: float = 0.0
+    high_risk: int = 0
+
+
+@dataclass
+class Source:
+    source: str
+    calls: int = 0
+    international: int = 0
+    high_risk: int = 0
+    minutes: float = 0.0
+    spend: float = 0.0
+
+
+@dataclass
+class Figures:
+    """Everything counted in the pass (the incidents come from the engine afterwards)."""
+
+    period: Period
+    totals: Totals = field(default_factory=Totals)
+    daily: dict[date, Totals] = field(default_factory=dict)  # local date -> totals (window)
+    hourly: dict[tuple[int, str], int] = field(default_factory=dict)  # (hour, kind) -> calls
+    countries: dict[str, Country] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+    earlier_regions: set[str] = field(default_factory=set)  # called in the baseline window
+    first_seen: datetime | None = None  # earliest outbound call in the window read
+    malformed: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    relevant: pl.DataFrame | None = None  # international/high-risk calls from the warm-up on
+    prior_last_seen: dict[str, datetime] = field(default_factory=dict)  # region -> last start
+    history_start: datetime | None = None  # first international/high-risk call in the window
+
+    def baseline(self, days: int = 7) -> tuple[Totals, int]:
+        """Sum over the `days` local days before the period that the CDRs cover, and how many."""
+        total = Totals()
+        first = self.first_seen.astimezone(self.period.tz).date() if self.first_seen else None
+        covered = 0
+        for back in range(1, days + 1):
+            d = self.period.first_date - timedelta(days=back)
+            if first is None or d < first:
+                continue
+            covered += 1
+            if d in self.daily:
+                total.add(self.daily[d])
+        return total, covered
+
+    def first_time_countries(self) -> list[Country]:
+        return sorted(
+            (c for r, c in self.countries.items() if r not in self.earlier_regions),
+            key=lambda c: (-c.calls, c.region),
+        )
+
+
+def collect(
+    paths: Sequence[Path],
+    settings: Settings,
+    period: Period,
+    classifier: Classifier,
+    calendar: BusinessCalendar,
+    history: timedelta = timedelta(days=30),
+    warmup: timedelta = timedelta(days=1),
+    batch_rows: int = BATCH_ROWS,
+) -> Figures:
+    """Read the CDRs once from `period.start - history` to `period.end` and count."""
+    tz = period.tz
+    window_start = period.utc_start - history
+    replay_start = period.utc_start - warmup
+    figs = Figures(period)
+    rows = scan_cdrs(paths, cdr_options(settings))
+    wanted = rows.filter(
+        pl.col("problem").is_not_null()
+        | (
+            pl.col("outbound")
+            & (pl.col("start") >= window_start)
+            & (pl.col("start") < period.utc_end)
+        )
+    )
+    kept: list[pl.DataFrame] = []
+    closed_cache: dict[datetime, bool] = {}
+    for batch in wanted.collect_batches(chunk_size=batch_rows):
+        if batch.height == 0:
+            continue
+        good = pl.col("problem").is_null()
+        bad = batch.filter(~good)
+        if bad.height:
+            figs.malformed += bad.height
+            room = MAX_PROBLEMS - len(figs.problems)
+            if room > 0:
+                figs.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
+        ok = batch.filter(good)
+        if ok.height == 0:
+            continue
+        ok = classifier.classify_df(ok)
+        ok = _derive(ok, tz, period, calendar, closed_cache)
+        _fold_daily(figs, ok)
+        _fold_period(figs, ok.filter(pl.col("_in")))
+        rel = ok.filter(pl.col("_relevant"))
+        if rel.height:
+            early = rel.filter(pl.col("start") < replay_start)
+            if early.height:
+                _fold_prior(figs, early)
+            late = rel.filter(pl.col("start") >= replay_start)
+            if late.height:
+                kept.append(late.select(KEEP_COLUMNS))
+            first = rel["start"].min()
+            if isinstance(first, datetime) and (
+                figs.history_start is None or first < figs.history_start
+            ):
+                figs.history_start = first
+        first_call = ok["start"].min()
+        if isinstance(first_call, datetime) and (
+            figs.first_seen is None or first_call < figs.first_seen
+        ):
+            figs.first_seen = first_call
+    figs.relevant = pl.concat(kept) if kept else None
+    return figs
+
+
+def _derive(
+    ok: pl.DataFrame,
+    tz: Any,
+    period: Period,
+    calendar: BusinessCalendar,
+    cache: dict[datetime, bool],
+) -> pl.DataFrame:
+    local = pl.col("start").dt.convert_time_zone(str(tz))
+    intl = pl.col("dest_class") == "international"
+    risky = pl.col("high_risk").fill_null(False)
+    kind = (
+        pl.when(risky)
+        .then(pl.lit("high-risk"))
+        .when(intl)
+        .then(pl.lit("international"))
+        .when(pl.col("dest_class") == "domestic")
+        .then(pl.lit("domestic"))
+        .otherwise(pl.lit("other"))
+    )
+    billsec = pl.col("billsec").fill_null(0).clip(lower_bound=0)
+    ok = ok.with_columns(
+        local.dt.date().alias("_date"),
+        local.dt.hour().alias("_hour"),
+        kind.alias("_kind"),
+        intl.alias("_intl"),
+        risky.alias("_risky"),
+        (intl | risky).alias("_relevant"),
+        pl.col("answer").is_not_null().alias("_answered"),
+        (billsec / 60.0).alias("_minutes"),
+        (pl.col("rate") * billsec / 60.0).alias("_spend"),
+        ((pl.col("start") >= period.utc_start) & (pl.col("start") < period.utc_end)).alias("_in"),
+        pl.col("start").dt.truncate("1m").alias("_minute"),
+    )
+    # Off hours: the calendar decides per start minute, only for international calls.
+    minutes = ok.filter(pl.col("_intl")).get_column("_minute").unique().to_list()
+    for m in minutes:
+        if m not in cache:
+            cache[m] = calendar.closed_reason(m) is not None
+    closed = [m for m in minutes if cache[m]]
+    return ok.with_columns(
+        (pl.col("_intl") & pl.col("_minute").is_in(closed)).alias("_offhours")
+    )
+
+
+_DAILY = (
+    pl.len().alias("calls"),
+    pl.col("_answered").sum().alias("answered"),
+    pl.col("_intl").sum().alias("international"),
+    pl.col("_risky").sum().alias("high_risk"),
+    pl.col("_offhours").sum().alias("off_hours_international"),
+    pl.col("_minutes").sum().alias("minutes"),
+    pl.col("_spend").fill_null(0.0).sum().alias("spend"),
+    pl.col("_spend").is_not_null().sum().alias("rated_calls"),
+)
+
+
+def _totals(row: dict[str, Any]) -> Totals:
+    return Totals(**{k: row[k] or 0 for k in asdict(Totals())})
+
+
+def _fold_daily(figs: Figures, ok: pl.DataFrame) -> None:
+    for row in ok.group_by("_date").agg(*_DAILY).iter_rows(named=True):
+        figs.daily.setdefault(row["_date"], Totals()).add(_totals(row))
+    before = ok.filter(pl.col("_relevant") & ~pl.col("_in") & pl.col("region").is_not_null())
+    figs.earlier_regions.update(before.get_column("region").unique().to_list())
+
+
+def _fold_period(figs: Figures, day: pl.DataFrame) -> None:
+    if day.height == 0:
+        return
+    row = day.select(*_DAILY).row(0, named=True)
+    figs.totals.add(_totals(row))
+    for hour, kind, n in day.group_by("_hour", "_kind").len().iter_rows():
+        figs.hourly[(hour, kind)] = figs.hourly.get((hour, kind), 0) + n
+    dest = day.filter(pl.col("_relevant") & pl.col("region").is_not_null())
+    for r in (
+        dest.group_by("region")
+        .agg(
+            pl.col("region_name").first(),
+            pl.col("calling_code").first(),
+            pl.len().alias("calls"),
+            pl.col("_answered").sum().alias("answered"),
+            pl.col("_minutes").sum().alias("minutes"),
+            pl.col("_spend").fill_null(0.0).sum().alias("spend"),
+            pl.col("_risky").sum().alias("high_risk"),
+        )
+        .iter_rows(named=True)
+    ):
+        c = figs.countries.get(r["region"])
+        if c is None:
+            c = figs.countries[r["region"]] = Country(
+                r["region"], r["region_name"] or r["region"], r["calling_code"] or ""
+            )
+        c.calls += r["calls"]
+        c.answered += r["answered"]
+        c.minutes += r["minutes"] or 0.0
+        c.spend += r["spend"] or 0.0
+        c.high_risk += r["high_risk"]
+    for r in (
+        day.group_by("source")
+        .agg(
+            pl.len().alias("calls"),
+            pl.col("_intl").sum().alias("international"),
+            pl.col("_risky").sum().alias("high_risk"),
+            pl.col("_minutes").sum().alias("minutes"),
+            pl.col("_spend").fill_null(0.0).sum().alias("spend"),
+        )
+        .iter_rows(named=True)
+    ):
+        name = r["source"] or "?"
+        s = figs.sources.get(name)
+        if s is None:
+            s = figs.sources[name] = Source(name)
+        s.calls += r["calls"]
+        s.international += r["international"]
+        s.high_risk += r["high_risk"]
+        s.minutes += r["minutes"] or 0.0
+        s.spend += r["spend"] or 0.0
+
+
+def _fold_prior(figs: Figures, early: pl.DataFrame) -> None:
+    last = early.filter(pl.col("region").is_not_null()).group_by("region").agg(
+        pl.col("start").max()
+    )
+    for region, when in last.iter_rows():
+        prev = figs.prior_last_seen.get(region)
+        if prev is None or when > prev:
+            figs.prior_last_seen[region] = when
