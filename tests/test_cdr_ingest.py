@@ -500,3 +500,56 @@ def test_header_needs_start_and_end_or_duration(tmp_path: Path) -> None:
     path = write(tmp_path / "custom.csv", ["src,dst,start", "201,0102,2026-11-24 13:30:11"])
     with pytest.raises(IngestError, match="header has neither an end nor a duration column"):
         scan_cdrs([path], CdrOptions())
+
+
+def _tricky_lines() -> list[bytes]:
+    good = cdr_line()
+    return [
+        good.encode(),
+        good.replace('"from-internal"', 'x"from-internal"').encode(),  # quote in bare field
+        cdr_line(clid='a,"b" <2>').encode(),
+        cdr_line(userfield="two\nlines").encode(),  # a quoted newline: two physical lines
+        b"",
+        (good + ",").encode(),
+        cdr_line(src="M\xfcller").encode(),
+        cdr_line(src="20\xff1").encode("latin-1"),
+        cdr_line(lastdata="x\x00y").encode(),
+        b"   ",
+        good.replace('"ANSWERED"', '"ANSWERED"x').encode(),
+        cdr_line(answer="").encode(),
+        good.replace(',"uf"', ",").encode(),  # unquoted empty last field
+        good.encode(),
+    ]
+
+
+@pytest.mark.parametrize("piece", [1 << 24, 700, 64])
+def test_pieces_and_fallbacks_keep_line_numbers_and_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    from cdr_ingest import _scan
+
+    monkeypatch.setattr(_scan, "_PIECE_BYTES", piece)
+    monkeypatch.setattr(_scan, "_MIN_PIECE_BYTES", 1)
+    path = tmp_path / "Master.csv"
+    path.write_bytes(b"\n".join(_tricky_lines() * 3) + b"\n")
+    out = rows([path])
+    per_copy = 15  # physical lines of one copy of _tricky_lines() (one has a newline)
+    expected = [
+        (2, "malformed quoting, expected 18 columns"),
+        (4, "malformed quoting, expected 18 columns"),
+        (5, "1 columns, expected 18"),
+        (7, "19 columns, expected 18"),
+        (9, "bytes that are not UTF-8"),
+        (10, "NUL byte in line"),
+        (11, "1 columns, expected 18"),
+        (12, "malformed quoting, expected 18 columns"),
+    ]
+    got = {(r["origin"], r["problem"]) for r in out if r["problem"] is not None}
+    assert got == {(f"{path}:{k * per_copy + ln}", msg) for k in range(3) for ln, msg in expected}
+    assert len(out) == 3 * (per_copy - 1)  # the blank line is skipped
+    fine = [r for r in out if r["problem"] is None]
+    assert {r["clid"] for r in fine} >= {'a,"b" <2>', '"Desk 201" <201>'}
+    assert "M\xfcller" in {r["src"] for r in fine}
+    assert [r["userfield"] for r in fine if r["origin"] == f"{path}:14"] == [""]
+    assert [r["src"] for r in out if r["origin"] == f"{path}:9"] == ["20\ufffd1"]
+    assert all(r["src"] is None for r in out if r["problem"] and "columns" in r["problem"])
