@@ -196,7 +196,7 @@ def parent_message(view: View, blocks: Sequence[dict[str, Any]] = ()) -> Message
     if blocks:
         text += "; blocked: " + "; ".join(block_line(b) for b in blocks)
     text += f" [{view.get('id', '?')}]"
-    return {"text": text, "blocks": out}
+    return {"text": escape(text), "blocks": out}
 
 
 # ---- thread replies --------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def reply_message(kind: str, view: View, *, now: datetime | None = None) -> Mess
         if rules:
             lines.append("Rules: " + ", ".join(f"*{escape(r)}*" for r in rules))
         text = f"[{iid}] now {figures(view)}"
-    return {"text": text, "blocks": [_section("\n".join(lines))]}
+    return {"text": escape(text), "blocks": [_section("\n".join(lines))]}
 
 
 def flood_reply(kind: str, view: View, *, now: datetime | None = None) -> Message:
@@ -238,7 +238,7 @@ def flood_reply(kind: str, view: View, *, now: datetime | None = None) -> Messag
     name = f"`{escape(view.get('id', '?'))}` {escape(source_text(view))} → " \
            f"{escape(destinations_text(view, 3))}"
     if kind == "opened":
-        return {"text": f"[{view.get('id', '?')}] {headline(view)}: {figures(view)}",
+        return {"text": escape(f"[{view.get('id', '?')}] {headline(view)}: {figures(view)}"),
                 "blocks": [_section(f"{severity_label(view)} {name}\n{figures(view)}")]}
     first = msg["blocks"][0]["text"]["text"]
     msg["blocks"] = [_section(f"{name}\n{first}")]
@@ -279,4 +279,4 @@ def summary_message(views: Sequence[View], window: str | None = None) -> Message
                         "their updates follow in this thread."))
     ids = ", ".join(str(v.get("id", "?")) for v in views)
     text = f"{n} new toll-fraud incidents{span} ({crit} critical): {ids}"
-    return {"text": text, "blocks": out}
+    return {"text": escape(text), "blocks": out}

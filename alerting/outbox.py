@@ -174,9 +174,13 @@ class Outbox:
         return [_item(r) for r in rows]
 
     def next_due_at(self) -> float | None:
+        """When the next item (an incident's oldest pending one) is due; None: nothing pending."""
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = ?", (PENDING,)
+                "SELECT MIN(o.next_attempt_at) FROM outbox o JOIN ("
+                "  SELECT MIN(id) AS head FROM outbox WHERE state = ? GROUP BY incident_id"
+                ") h ON o.id = h.head",
+                (PENDING,),
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 

@@ -54,9 +54,10 @@ from config.types import format_duration
 
 log = logging.getLogger("tollwatch.alert.slack")
 
-# slack-sdk logs request URLs (a webhook URL is a secret) at debug level: keep it quiet
+# slack-sdk logs request URLs (a webhook URL is a secret) at debug level and every failed
+# attempt at error level: keep it quiet
 _SDK_LOG = logging.getLogger("tollwatch.alert.slack.sdk")
-_SDK_LOG.setLevel(logging.WARNING)
+_SDK_LOG.setLevel(logging.CRITICAL)  # we log failures ourselves, once per state
 
 DEFAULT_BASE_URL = "https://slack.com/api/"
 KINDS = ("opened", "escalated", "updated", "blocked", "unblocked")
