@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -232,7 +233,7 @@ class SlackAlerter:
                 return None if nxt is None else max(0.0, nxt - now)
             wait_flood: float | None = None
             opens = [i for i in items if i.kind == "opened"]
-            if opens and self._flooding(now):
+            if opens and self._flooding(now, len(opens)):
                 ready_at = min(i.created_at for i in opens) + min(FLOOD_GATHER, self._window)
                 if now >= ready_at:
                     if not await self._guarded(self._post_flood(opens)):
@@ -246,8 +247,11 @@ class SlackAlerter:
             if not items:
                 return wait_flood
 
-    def _flooding(self, now: float) -> bool:
-        return self.outbox.count_opened_since(now - self._window) > self.settings.flood_threshold
+    def _flooding(self, now: float, due_openings: int) -> bool:
+        """More openings than the threshold arrived within the window, or are waiting now
+        (a backlog after an outage or a restart)."""
+        limit = self.settings.flood_threshold
+        return due_openings > limit or self.outbox.count_opened_since(now - self._window) > limit
 
     async def _guarded(self, work: Awaitable[None]) -> bool:
         """Run one delivery to its end even if the sender is cancelled meanwhile (so a post
@@ -321,7 +325,8 @@ class SlackAlerter:
 
     async def _post_flood(self, opens: Sequence[Item]) -> None:
         views = [i.payload for i in opens]
-        window = format_duration(self.settings.flood_window)
+        span = max(i.created_at for i in opens) - min(i.created_at for i in opens)
+        window = format_duration(timedelta(seconds=max(1, math.ceil(span))))
         if self.webhook_mode:
             await self._webhook_post(blockkit.summary_message(views, window))
             self.outbox.mark_sent([i.id for i in opens], self.clock(), None)

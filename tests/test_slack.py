@@ -454,10 +454,10 @@ async def test_flood_of_openings_is_one_summary(stub: SlackStub, fake: FakeTime,
     [summary] = stub.calls()
     assert summary.api == "chat.postMessage" and summary.body["channel"] == "#fraud"
     assert summary.body["text"].startswith(
-        "50 new toll-fraud incidents within 1m (0 critical): inc-00, inc-01,")
+        "50 new toll-fraud incidents within 1s (0 critical): inc-00, inc-01,")
     blocks = summary.body["blocks"]
     assert len(blocks) <= 50
-    assert blocks[0]["text"]["text"] == ":rotating_light: 50 new toll-fraud incidents within 1m"
+    assert blocks[0]["text"]["text"] == ":rotating_light: 50 new toll-fraud incidents within 1s"
     listed = "\n".join(b["text"]["text"] for b in blocks[2:] if b["type"] == "section")
     assert listed.count("\n• ") == 39 and "… and 10 more" in listed
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
@@ -493,6 +493,21 @@ async def test_openings_up_to_the_threshold_are_posted_one_by_one(
         await alerter.send("opened", view(f"inc-{n}"))
     await alerter.step()
     assert len(stub.posts()) == 13
+    await alerter.close()
+
+
+async def test_backlog_after_an_outage_is_one_summary(stub: SlackStub, fake: FakeTime,
+                                                      tmp_path: Path) -> None:
+    alerter = make(bot_settings(stub), tmp_path, fake)
+    stub.down()
+    for n in range(12):
+        await alerter.send("opened", view(f"inc-{n}"))
+        fake.advance(30)  # one every 30 s: no flood by the window
+        await alerter.step()
+    stub.up()
+    await drain(alerter, fake)
+    [summary] = stub.posts()
+    assert summary.body["text"].startswith("12 new toll-fraud incidents within 5m30s")
     await alerter.close()
 
 
