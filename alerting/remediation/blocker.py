@@ -1,0 +1,363 @@
+"""The Blocker: incident changes in, AstDB blocks and hang-ups out (see the package docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from alerting.base import IncidentView
+from alerting.remediation import astdb
+from alerting.remediation.astdb import ActionSender
+from alerting.remediation.policy import Guard, Target, qualifies, targets
+from alerting.remediation.store import BlockRecord, BlockStore
+from config.schema import Settings
+from rules.destinations import Classifier
+
+log = logging.getLogger("tollwatch.remediation")
+
+Notify = Callable[[str, IncidentView], Awaitable[None]]
+_WATCHED = ("opened", "escalated", "updated")
+_HOUR = 3600
+_SAFE_REGEX_SOURCE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+class BlockRefused(Exception):
+    """A block the safety rules or the rate limit forbid; str() says why."""
+
+
+@dataclass
+class BlockResult:
+    """What one `block()` call did on each PBX."""
+
+    target: Target
+    records: list[BlockRecord] = field(default_factory=list)  # new rows
+    existing: list[BlockRecord] = field(default_factory=list)  # already blocked there
+    failed: dict[str, str] = field(default_factory=dict)  # pbx -> error (recorded anyway)
+
+
+def iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def block_entry(rec: BlockRecord) -> dict[str, Any]:
+    """One item of a notification view's "blocks" list."""
+    target = Target(rec.kind, rec.value)
+    return {
+        "kind": rec.kind,
+        "value": rec.value,
+        "pbx": rec.pbx,
+        "expires_at": iso(rec.expires_at),
+        "lift": target.lift,
+        "dry_run": rec.dry_run,
+        "reason": rec.reason,
+        "origin": rec.origin,
+    }
+
+
+class Blocker:
+    """An alerter that blocks: hand it incident changes like any alerter (`send`).
+
+    `senders` maps PBX names to anything with `async send_action(Mapping) -> Any` (the daemon's
+    AmiSource objects). `notify(kind, view)` is called with kind "blocked"/"unblocked" and a view
+    whose "blocks" list says what was (or in dry run, would be) done; the daemon points it at its
+    other alerters. `run()` lifts expired blocks every `interval` seconds (or call `expire()`);
+    `on_booted(pbx)` re-applies active blocks after Asterisk restarted.
+    """
+
+    name = "remediation"
+
+    def __init__(
+        self,
+        settings: Settings,
+        senders: Mapping[str, ActionSender],
+        store: BlockStore | None = None,
+        *,
+        classifier: Classifier | None = None,
+        notify: Notify | None = None,
+        clock: Callable[[], float] = time.time,
+        interval: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.rem = settings.remediation
+        self.senders = dict(senders)
+        self.store = store if store is not None else BlockStore.in_dir(settings.daemon.data_dir)
+        self.classifier = classifier or Classifier(settings)
+        self.guard = Guard(settings, self.classifier)
+        self.notify = notify
+        self.clock = clock
+        self.interval = interval
+        self.families = astdb.families(self.rem.family)
+        self._told: set[tuple[str, str, str]] = set()  # (incident, target, why) refusals said
+        self._stop = asyncio.Event()
+
+    @property
+    def dry_run(self) -> bool:
+        return not self.rem.enabled
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    # ---- the Alerter side ---------------------------------------------------------------
+    async def send(self, kind: str, view: IncidentView) -> None:
+        if kind not in _WATCHED or not qualifies(self.settings, view):
+            return
+        pbx = str(view.get("pbx", ""))
+        incident = str(view.get("id", ""))
+        dry = self.dry_run
+        new: list[BlockRecord] = []
+        refused: list[dict[str, str]] = []
+        for target in targets(self.settings, self.classifier, view):
+            if self.store.active(pbx, target.kind, target.value, dry_run=dry):
+                continue  # already blocked for this (or an earlier) incident
+            reason = _reason(view)
+            try:
+                result = await self.block(target, [pbx], reason=reason, origin="auto",
+                                          incident_id=incident, dry_run=dry)  # fmt: skip
+            except BlockRefused as exc:
+                key = (incident, str(target), str(exc))
+                if key not in self._told:
+                    self._told.add(key)
+                    log.warning("incident %s: not blocking %s: %s", incident, target, exc)
+                    refused.append({"kind": target.kind, "value": target.value, "why": str(exc)})
+                continue
+            new.extend(result.records)
+        hung: list[str] = []
+        if self.rem.hangup and (new or view.get("call_ids")):
+            hung = await self._hangup(pbx, view, dry)
+        if new or refused or hung:
+            out = dict(view)
+            out["blocks"] = [block_entry(r) for r in new]
+            out["refused"] = refused
+            out["hung_up"] = hung
+            out["dry_run"] = dry
+            await self._notify("blocked", out)
+
+    async def run(self) -> None:
+        """Lift expired blocks every `interval` seconds until `close()`."""
+        self._stop.clear()
+        while not self._stop.is_set():
+            try:
+                await self.expire()
+            except Exception:
+                log.exception("remediation: expiry pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+
+    async def close(self) -> None:
+        self._stop.set()
+
+    # ---- blocking -------------------------------------------------------------------------
+    async def block(
+        self,
+        target: Target,
+        pbxes: list[str],
+        *,
+        reason: str,
+        origin: str,
+        ttl: float | None = None,
+        incident_id: str | None = None,
+        dry_run: bool = False,
+    ) -> BlockResult:
+        """Block a prefix or a source on these PBXes (raises BlockRefused). An automatic block
+        counts against max_per_hour; an admin's (origin "cli:...") does not. A PBX that cannot
+        be reached now gets the block recorded anyway: `on_booted` applies it on reconnect."""
+        why = self.guard.check(target)
+        if why:
+            raise BlockRefused(why)
+        now = self._now()
+        if origin == "auto":
+            done = self.store.auto_since(now - _HOUR)
+            if done >= self.rem.max_per_hour:
+                raise BlockRefused(
+                    f"rate limit: {done} automatic blocks in the last hour "
+                    f"(remediation.max_per_hour = {self.rem.max_per_hour})"
+                )
+        seconds = int(ttl if ttl is not None else self.rem.ttl.total_seconds())
+        expires = now + max(1, seconds)
+        result = BlockResult(target)
+        family = self.families[target.kind]
+        for pbx in pbxes:
+            old = self.store.active(pbx, target.kind, target.value, dry_run=dry_run)
+            if old and origin == "auto":
+                result.existing.extend(old)
+                continue
+            value = astdb.block_value(expires, reason)
+            if not dry_run:
+                try:
+                    await astdb.db_put(self._sender(pbx), family, target.value, value)
+                except Exception as exc:
+                    result.failed[pbx] = str(exc) or type(exc).__name__
+                    log.warning(
+                        "pbx %s: block %s recorded but not applied yet (%s); it will "
+                        "be applied when AMI is back",
+                        pbx,
+                        target,
+                        result.failed[pbx],
+                    )
+            for rec in old:  # an admin's block replaces the old one
+                self.store.lift(rec.id, now, f"replaced:{origin}")
+            rec = self.store.add(target.kind, target.value, pbx, reason, incident_id, origin,
+                                 now, expires, dry_run)  # fmt: skip
+            result.records.append(rec)
+            log.warning(
+                "%spbx %s: blocked %s until %s (%s, %s)%s",
+                "DRY RUN (would do): " if dry_run else "",
+                pbx,
+                target,
+                iso(expires),
+                origin,
+                reason,
+                f" [incident {incident_id}]" if incident_id else "",
+            )
+        return result
+
+    async def unblock(self, target: Target, pbxes: list[str], by: str) -> list[BlockRecord]:
+        """Lift a block now on these PBXes (DBDel even if tollwatch has no record of it)."""
+        now = self._now()
+        lifted: list[BlockRecord] = []
+        for pbx in pbxes:
+            records = self.store.active(pbx, target.kind, target.value)
+            if any(not r.dry_run for r in records) or not records:
+                await astdb.db_del(self._sender(pbx), self.families[target.kind], target.value)
+            for rec in records:
+                lifted.append(self.store.lift(rec.id, now, by))
+            log.warning("pbx %s: unblocked %s (%s)", pbx, target, by)
+        if lifted:
+            await self._notify("unblocked", self._unblock_view(lifted))
+        return lifted
+
+    async def expire(self, now: float | None = None) -> list[BlockRecord]:
+        """Lift the blocks whose expiry has come (DBDel). A DBDel that fails is harmless: the
+        dialplan compares the stored expiry with the clock."""
+        at = int(now if now is not None else self.clock())
+        lifted: list[BlockRecord] = []
+        for rec in self.store.due(at):
+            if not rec.dry_run and rec.pbx in self.senders:
+                try:
+                    await astdb.db_del(self.senders[rec.pbx], self.families[rec.kind], rec.value)
+                except Exception as exc:
+                    log.warning(
+                        "pbx %s: could not delete expired %s (%s); it is expired anyway",
+                        rec.pbx,
+                        Target(rec.kind, rec.value),
+                        exc,
+                    )
+            lifted.append(self.store.lift(rec.id, at, "expiry"))
+            log.warning(
+                "%spbx %s: block of %s expired and lifted",
+                "DRY RUN: " if rec.dry_run else "",
+                rec.pbx,
+                Target(rec.kind, rec.value),
+            )
+        if lifted:
+            await self._notify("unblocked", self._unblock_view(lifted))
+        return lifted
+
+    async def on_booted(self, pbx: str) -> list[BlockRecord]:
+        """Asterisk (re)started or we reconnected: put back active blocks AstDB lost."""
+        await self.expire()
+        sender = self.senders.get(pbx)
+        if sender is None:
+            return []
+        restored: list[BlockRecord] = []
+        for rec in self.store.active(pbx, dry_run=False):
+            family = self.families[rec.kind]
+            try:
+                if await astdb.db_get(sender, family, rec.value) is None:
+                    await astdb.db_put(
+                        sender, family, rec.value, astdb.block_value(rec.expires_at, rec.reason)
+                    )
+                    restored.append(rec)
+            except Exception as exc:
+                log.warning(
+                    "pbx %s: could not re-apply %s (%s)", pbx, Target(rec.kind, rec.value), exc
+                )
+        if restored:
+            log.warning(
+                "pbx %s: re-applied %d block(s) after restart: %s",
+                pbx,
+                len(restored),
+                ", ".join(str(Target(r.kind, r.value)) for r in restored),
+            )
+        return restored
+
+    # ---- hang-up --------------------------------------------------------------------------
+    async def _hangup(self, pbx: str, view: IncidentView, dry: bool) -> list[str]:
+        """Hang up the incident's calls still up: their channels by name (from
+        CoreShowChannels, matched on Uniqueid/Linkedid = call id), else a /regex/ on the source."""
+        call_ids = {str(c) for c in view.get("call_ids") or []}
+        source = str(view.get("source", ""))
+        if dry:
+            if call_ids:
+                log.warning(
+                    "DRY RUN (would do): pbx %s: hang up calls still up of incident %s",
+                    pbx,
+                    view.get("id"),
+                )
+            return []
+        sender = self.senders.get(pbx)
+        if sender is None:
+            return []
+        try:
+            up = await astdb.channels(sender)
+        except Exception as exc:
+            log.warning("pbx %s: cannot list channels (%s)", pbx, exc)
+            if not set(source) <= _SAFE_REGEX_SOURCE or not source:
+                return []
+            return await self._try_hangup(pbx, sender, f"/^[A-Za-z0-9]+/{source}-/")
+        mine = [c["Channel"] for c in up if c.get("Uniqueid") in call_ids]
+        if not mine:
+            mine = [c["Channel"] for c in up if c.get("Linkedid") in call_ids]
+        hung: list[str] = []
+        for chan in mine:
+            hung.extend(await self._try_hangup(pbx, sender, chan))
+        return hung
+
+    async def _try_hangup(self, pbx: str, sender: ActionSender, channel: str) -> list[str]:
+        try:
+            hung = await astdb.hangup(sender, channel)
+        except Exception as exc:
+            log.warning("pbx %s: hang-up of %s failed (%s)", pbx, channel, exc)
+            return []
+        if hung:
+            log.warning("pbx %s: hung up %s", pbx, ", ".join(hung))
+        return hung
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _sender(self, pbx: str) -> ActionSender:
+        sender = self.senders.get(pbx)
+        if sender is None:
+            raise KeyError(f"no AMI connection for pbx {pbx!r}")
+        return sender
+
+    def _unblock_view(self, records: list[BlockRecord]) -> IncidentView:
+        first = records[0]
+        return {
+            "id": first.incident_id or "",
+            "site": self.settings.site.name,
+            "pbx": first.pbx,
+            "severity": "none",
+            "source": first.value if first.kind == "source" else "",
+            "reasons": [f"{Target(r.kind, r.value)} unblocked ({r.lifted_by})" for r in records],
+            "blocks": [block_entry(r) for r in records],
+            "dry_run": all(r.dry_run for r in records),
+        }
+
+    async def _notify(self, kind: str, view: IncidentView) -> None:
+        if self.notify is None:
+            return
+        try:
+            await self.notify(kind, view)
+        except Exception:
+            log.exception("remediation: notify %s failed", kind)
+
+
+def _reason(view: IncidentView) -> str:
+    rules = ",".join(str(r) for r in view.get("rules") or [])
+    return f"incident {view.get('id', '?')} {view.get('severity', '')} {rules}".strip()

@@ -1,0 +1,165 @@
+"""Every block and unblock, in SQLite (`<data_dir>/blocks.sqlite3`, table `blocks`).
+
+One row per block on one PBX. A row is active until `lifted_at` is set (by the expiry loop,
+`tollwatch unblock`, or a refusal to re-apply). Times are UTC epoch seconds. The daemon and the
+CLI share the file (WAL, short transactions).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FILENAME = "blocks.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,            -- "prefix" (E.164 digits) or "source" (extension)
+    value TEXT NOT NULL,
+    pbx TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    incident_id TEXT,
+    origin TEXT NOT NULL,          -- "auto" or "cli:<user>"
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    lifted_at INTEGER,
+    lifted_by TEXT,                -- "expiry", "cli:<user>"
+    dry_run INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS blocks_active ON blocks (lifted_at, expires_at);
+"""
+
+_COLUMNS = (
+    "id", "kind", "value", "pbx", "reason", "incident_id", "origin", "created_at",
+    "expires_at", "lifted_at", "lifted_by", "dry_run",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    id: int
+    kind: str
+    value: str
+    pbx: str
+    reason: str
+    incident_id: str | None
+    origin: str
+    created_at: int
+    expires_at: int
+    lifted_at: int | None
+    lifted_by: str | None
+    dry_run: bool
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None
+
+
+class BlockStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def in_dir(cls, data_dir: Path) -> BlockStore:
+        return cls(Path(data_dir) / FILENAME)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _rows(self, where: str, args: tuple[object, ...] = ()) -> list[BlockRecord]:
+        cur = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM blocks {where}", args)
+        return [_record(row) for row in cur.fetchall()]
+
+    def add(
+        self, kind: str, value: str, pbx: str, reason: str, incident_id: str | None,
+        origin: str, created_at: int, expires_at: int, dry_run: bool,
+    ) -> BlockRecord:  # fmt: skip
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO blocks (kind, value, pbx, reason, incident_id, origin, created_at,"
+                " expires_at, dry_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, value, pbx, reason, incident_id, origin, created_at, expires_at,
+                 int(dry_run)),
+            )  # fmt: skip
+            rowid = cur.lastrowid
+        return self.get(int(rowid or 0))
+
+    def get(self, block_id: int) -> BlockRecord:
+        rows = self._rows("WHERE id = ?", (block_id,))
+        if not rows:
+            raise KeyError(block_id)
+        return rows[0]
+
+    def active(
+        self, pbx: str | None = None, kind: str | None = None, value: str | None = None,
+        dry_run: bool | None = None,
+    ) -> list[BlockRecord]:  # fmt: skip
+        where, args = ["lifted_at IS NULL"], []
+        for column, wanted in (("pbx", pbx), ("kind", kind), ("value", value)):
+            if wanted is not None:
+                where.append(f"{column} = ?")
+                args.append(wanted)
+        if dry_run is not None:
+            where.append("dry_run = ?")
+            args.append(str(int(dry_run)))
+        return self._rows("WHERE " + " AND ".join(where) + " ORDER BY id", tuple(args))
+
+    def due(self, now: int) -> list[BlockRecord]:
+        """Active blocks whose expiry has come."""
+        return self._rows("WHERE lifted_at IS NULL AND expires_at <= ? ORDER BY id", (now,))
+
+    def lift(self, block_id: int, at: int, by: str) -> BlockRecord:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE blocks SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL",
+                (at, by, block_id),
+            )
+        return self.get(block_id)
+
+    def auto_since(self, since: int) -> int:
+        """Automatic blocks created since `since` (dry-run ones included): the rate limit."""
+        cur = self._db.execute(
+            "SELECT COUNT(*) FROM blocks WHERE origin = 'auto' AND created_at > ?", (since,)
+        )
+        return int(cur.fetchone()[0])
+
+    def history(self, limit: int = 100) -> list[BlockRecord]:
+        return self._rows("ORDER BY id DESC LIMIT ?", (limit,))
+
+
+def _record(row: Any) -> BlockRecord:
+    (ident, kind, value, pbx, reason, incident, origin, created, expires, lifted, by, dry) = row
+    return BlockRecord(
+        id=int(ident),
+        kind=str(kind),
+        value=str(value),
+        pbx=str(pbx),
+        reason=str(reason),
+        incident_id=None if incident is None else str(incident),
+        origin=str(origin),
+        created_at=int(created),
+        expires_at=int(expires),
+        lifted_at=None if lifted is None else int(lifted),
+        lifted_by=None if by is None else str(by),
+        dry_run=bool(dry),
+    )

@@ -1,0 +1,252 @@
+"""`tollwatch block`, `unblock`, `blocks` and `dialplan`: plain functions for the main app.
+
+Register them with `app.command()(block)`, `app.command()(unblock)`, `app.command()(blocks)`,
+`app.command()(dialplan)`. Block and unblock connect to the configured AMI servers (all, or
+`--pbx NAME`) with a short direct session, act, record in `<data_dir>/blocks.sqlite3` and print
+one line. They act even when `remediation.enabled` is false: dry run only holds back the
+daemon's automatic blocks, an admin's explicit command is carried out. The safety rules
+(emergency, service, allowlisted, home country) apply to them as well; the hourly rate limit
+does not. A block's expiry is lifted by the running daemon; if none runs, the dialplan still
+ignores an expired entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+
+from alerting.remediation import AmiClient, Blocker, BlockRefused, BlockStore, Target
+from alerting.remediation.astdb import ActionSender
+from alerting.remediation.dialplan import render
+from config import ConfigError, Settings
+from config.schema import AmiServer
+from config.secrets import SecretError, read_secret
+from config.types import parse_duration, parse_prefix
+from tollwatch.settings import load
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Settings file (TOML).", dir_okay=False)
+]
+PbxOpt = Annotated[
+    str | None, typer.Option("--pbx", help="Only this AMI server (default: every one).")
+]
+SourceOpt = Annotated[
+    str | None, typer.Option("--source", help="A source extension instead of a prefix.")
+]
+PrefixArg = Annotated[
+    str | None, typer.Argument(help="E.164 prefix: 232, +232, 1-876.", show_default=False)
+]
+
+
+def _say(line: str) -> None:
+    typer.echo(line)
+
+
+def _fail(line: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {line}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load(config)
+    except ConfigError as exc:
+        prefix = f"{exc.source}: " if exc.source else ""
+        raise _fail(prefix + "; ".join(exc.errors)) from None
+
+
+def _user() -> str:
+    name = os.environ.get("SUDO_USER")
+    if not name:
+        try:
+            name = getpass.getuser()
+        except Exception:
+            name = "unknown"
+    return name
+
+
+def _target(prefix: str | None, source: str | None) -> Target:
+    if (prefix is None) == (source is None):
+        raise _fail("give a PREFIX or --source EXT (one of them)")
+    if source is not None:
+        return Target("source", source)
+    try:
+        return Target("prefix", parse_prefix(prefix))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _servers(settings: Settings, pbx: str | None) -> list[AmiServer]:
+    servers = [s for s in settings.ami if pbx is None or s.name == pbx]
+    if not servers:
+        raise _fail(f"no AMI server named {pbx!r} in [[ami]]" if pbx else
+                    "no AMI server configured ([[ami]] in the settings)")  # fmt: skip
+    return servers
+
+
+async def _connect(stack: AsyncExitStack, servers: Sequence[AmiServer]) -> dict[str, ActionSender]:
+    senders: dict[str, ActionSender] = {}
+    for srv in servers:
+        secret = read_secret(srv.secret_env, srv.secret_file, f"AMI {srv.name}")
+        client = AmiClient(srv.name, srv.host, srv.port, srv.username, secret)
+        senders[srv.name] = await stack.enter_async_context(client)
+    return senders
+
+
+def _when(epoch: int, settings: Settings) -> str:
+    zone = ZoneInfo(settings.site.timezone)
+    return datetime.fromtimestamp(epoch, zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+async def block_async(
+    settings: Settings, target: Target, pbx: str | None, ttl: float | None, reason: str,
+    user: str,
+) -> str:  # fmt: skip
+    """Block on the PBX(es) now; the line to print. Raises BlockRefused, ConnectionError,
+    SecretError."""
+    servers = _servers(settings, pbx)
+    store = BlockStore.in_dir(settings.daemon.data_dir)
+    try:
+        blocker = Blocker(settings, {}, store)
+        why = blocker.guard.check(target)  # refuse before connecting anywhere
+        if why:
+            raise BlockRefused(why)
+        async with AsyncExitStack() as stack:
+            blocker.senders = await _connect(stack, servers)
+            result = await blocker.block(target, [s.name for s in servers], reason=reason,
+                                         origin=f"cli:{user}", ttl=ttl)  # fmt: skip
+    finally:
+        store.close()
+    rec = result.records[0]
+    names = ",".join(r.pbx for r in result.records)
+    line = (f"blocked {target} on {names} until {_when(rec.expires_at, settings)} "
+            f"(lift: {target.lift})")  # fmt: skip
+    if result.failed:
+        line += "; NOT applied on " + ", ".join(f"{k} ({v})" for k, v in result.failed.items())
+    return line
+
+
+async def unblock_async(settings: Settings, target: Target, pbx: str | None, user: str) -> str:
+    servers = _servers(settings, pbx)
+    store = BlockStore.in_dir(settings.daemon.data_dir)
+    try:
+        async with AsyncExitStack() as stack:
+            senders = await _connect(stack, servers)
+            blocker = Blocker(settings, senders, store)
+            lifted = await blocker.unblock(target, [s.name for s in servers], f"cli:{user}")
+    finally:
+        store.close()
+    names = ",".join(s.name for s in servers)
+    if not lifted:
+        return f"unblocked {target} on {names} (tollwatch had no active block of it)"
+    return f"unblocked {target} on {names}"
+
+
+def block(
+    prefix: PrefixArg = None,
+    source: SourceOpt = None,
+    ttl: Annotated[
+        str | None, typer.Option("--ttl", help="How long: 30m, 24h, 7d. Default: remediation.ttl.")
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in AstDB and the log).")] = (
+        "blocked by an administrator"
+    ),
+    pbx: PbxOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Block calls to an E.164 prefix (or from a source extension) in Asterisk now."""
+    settings = _settings(config)
+    target = _target(prefix, source)
+    try:
+        seconds = parse_duration(ttl).total_seconds() if ttl is not None else None
+    except ValueError as exc:
+        raise _fail(f"--ttl: {exc}") from None
+    if seconds is not None and seconds <= 0:
+        raise _fail("--ttl must be longer than 0s")
+    try:
+        line = asyncio.run(block_async(settings, target, pbx, seconds, reason, _user()))
+    except BlockRefused as exc:
+        raise _fail(f"refused to block {target}: {exc}") from None
+    except (ConnectionError, SecretError, OSError) as exc:
+        raise _fail(str(exc), 1) from None
+    _say(line)
+    if "NOT applied" in line:
+        raise typer.Exit(1)
+
+
+def unblock(
+    prefix: PrefixArg = None,
+    source: SourceOpt = None,
+    pbx: PbxOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Lift a block now (AMI DBDel) and record who lifted it."""
+    settings = _settings(config)
+    target = _target(prefix, source)
+    try:
+        line = asyncio.run(unblock_async(settings, target, pbx, _user()))
+    except (ConnectionError, SecretError, OSError) as exc:
+        raise _fail(str(exc), 1) from None
+    _say(line)
+
+
+def blocks(
+    show_all: Annotated[bool, typer.Option("--all", help="History too (lifted blocks).")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List active blocks (or all, with --all): what, where, until when, who."""
+    settings = _settings(config)
+    store = BlockStore.in_dir(settings.daemon.data_dir)
+    try:
+        rows = store.history(1000) if show_all else store.active()
+    finally:
+        store.close()
+    if not rows:
+        _say("no active blocks" if not show_all else "no blocks recorded")
+        return
+    for rec in rows:
+        target = Target(rec.kind, rec.value)
+        state = (
+            "active"
+            if rec.active
+            else f"lifted {_when(rec.lifted_at or 0, settings)} by {rec.lifted_by}"
+        )
+        dry = " DRY RUN" if rec.dry_run else ""
+        _say(f"{target!s:<16} {rec.pbx:<12} until {_when(rec.expires_at, settings)}  "
+             f"{rec.origin:<14} {state}{dry}  {rec.reason}  (lift: {target.lift})")  # fmt: skip
+
+
+def dialplan(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write here (default: stdout).", dir_okay=False),
+    ] = None,
+    sound: Annotated[
+        str | None, typer.Option("--sound", help="Play this before rejecting, e.g. ss-noservice.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write the dialplan snippet that enforces blocks (for #include in extensions.conf)."""
+    settings = _settings(config)
+    try:
+        text = render(settings, sound=sound)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    _say(f"wrote {out} (include it in extensions.conf and call "
+         "Gosub(tollwatch-check,s,1(${EXTEN})) in outbound routes)")  # fmt: skip
+
+
+__all__ = ["block", "block_async", "blocks", "dialplan", "unblock", "unblock_async"]
