@@ -12,7 +12,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from alerting.base import Alerter
 from alerting.console import ConsoleAlerter
+from alerting.slack import SlackAlerter
 from config import Settings
 from tollwatch.daemon import Daemon
 from tollwatch.settings import load, overrides
@@ -20,10 +22,17 @@ from tollwatch.sources import ami_sources, csv_sources, source_names
 from tollwatch.state import StateStore
 
 
+def alerters(settings: Settings, console: Console | None = None) -> list[Alerter]:
+    """The console/log always; Slack when enabled (its token or webhook read here)."""
+    found: list[Alerter] = [ConsoleAlerter(stream=console.file if console is not None else None)]
+    if settings.slack.enabled:
+        found.append(SlackAlerter(settings.slack, Path(settings.daemon.data_dir)))
+    return found
+
+
 def build(settings: Settings, console: Console | None = None) -> Daemon:
     store = StateStore.in_dir(Path(settings.daemon.data_dir))
-    alerter = ConsoleAlerter(stream=console.file if console is not None else None)
-    daemon = Daemon(settings, store, [], [alerter], source_names(settings))
+    daemon = Daemon(settings, store, [], alerters(settings, console), source_names(settings))
     daemon.sources.extend(ami_sources(settings, daemon.queue))
     daemon.sources.extend(csv_sources(settings, store))
     return daemon
