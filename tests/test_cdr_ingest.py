@@ -489,6 +489,7 @@ def test_header_after_blank_line_without_duration_columns(tmp_path: Path) -> Non
         ],
     )
     a, b = rows([path])
+    assert scan_cdrs([path], CdrOptions()).select(pl.len()).collect().item() == 2
     assert (a["origin"], a["problem"]) == (f"{path}:3", None)
     assert (a["duration"], a["billsec"]) == (34, 30)
     assert (b["origin"], b["problem"]) == (f"{path}:4", None)
@@ -547,6 +548,8 @@ def test_pieces_and_fallbacks_keep_line_numbers_and_problems(
     got = {(r["origin"], r["problem"]) for r in out if r["problem"] is not None}
     assert got == {(f"{path}:{k * per_copy + ln}", msg) for k in range(3) for ln, msg in expected}
     assert len(out) == 3 * (per_copy - 1)  # the blank line is skipped
+    counted = scan_cdrs([path], CdrOptions()).select(pl.len()).collect(engine="streaming")
+    assert counted.item() == len(out)
     fine = [r for r in out if r["problem"] is None]
     assert {r["clid"] for r in fine} >= {'a,"b" <2>', '"Desk 201" <201>'}
     assert "M\xfcller" in {r["src"] for r in fine}
