@@ -17,7 +17,7 @@ import pytest
 
 from config import Settings
 from tests.helpers import settings as make_settings
-from tollwatch.report import ReportResult, build_report
+from tollwatch.report import ReportResult, build_report, summary_text
 from tollwatch.report.build import folder_date, prune
 from tollwatch.report.period import Period
 from tollwatch.report.schedule import ReportScheduler
@@ -240,6 +240,9 @@ def test_the_attack_is_an_incident_alerted_live(golden: Built) -> None:
     assert rec["available"] and rec["unseen"] == [] and rec["live_only"] == []
     assert golden.result.summary["not_alerted_live"] == 0
     assert golden.result.summary["critical"] == 1
+    text = summary_text(golden.result.summary)
+    assert "45 outbound calls (7-day avg 12)" in text and "1 critical" in text
+    assert "first-time countries: SL, FR" in text
 
 
 def test_flagged_csv_rows(golden: Built) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tollwatch.report.build import ReportResult, build_report, prune
+from tollwatch.report.build import ReportResult, build_report, prune, summary_text
 from tollwatch.report.period import Period
 
-__all__ = ["Period", "ReportResult", "build_report", "prune"]
+__all__ = ["Period", "ReportResult", "build_report", "prune", "summary_text"]

@@ -319,3 +319,23 @@ def folder_date(name: str) -> date | None:
         return date.fromisoformat(part)
     except ValueError:
         return None
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The summary as a few lines of plain text (e.g. a Slack message)."""
+    s = summary
+    avg = s.get("avg_7d") or {}
+    vs = f" (7-day avg {avg['calls']:g})" if avg.get("calls") is not None else ""
+    spend = f", est. spend {s['spend']:g} {s['currency']}" if s.get("spend") is not None else ""
+    lines = [
+        f"tollwatch daily report {s['site']} {s['period']}: {s['calls']} outbound calls{vs}, "
+        f"{s['international']} international, {s['high_risk']} high-risk, "
+        f"{s['off_hours_international']} international off hours{spend}",
+        f"{s['incidents']} incident(s), {s['critical']} critical; {s['reconciliation']}",
+    ]
+    if s.get("first_time_countries"):
+        lines.append("first-time countries: " + ", ".join(s["first_time_countries"]))
+    if s.get("malformed_rows"):
+        lines.append(f"{s['malformed_rows']} malformed CDR row(s) skipped")
+    lines.append(s["report"])
+    return "\n".join(lines)
