@@ -128,7 +128,7 @@ class Blocker:
                 continue
             new.extend(result.records)
         hung: list[str] = []
-        if self.rem.hangup and (new or view.get("call_ids")):
+        if self.rem.hangup and view.get("call_ids") and (new or not dry):
             hung = await self._hangup(pbx, view, dry)
         if new or refused or hung:
             out = dict(view)
