@@ -98,12 +98,12 @@ async def test_block_sends_exact_dbput_for_prefix_and_source(tmp_path: Path, clo
     async with FakeAmi() as ami, AmiClient("acme", "127.0.0.1", ami.port, "tollwatch",
                                            "secret") as client:  # fmt: skip
         blocker = Blocker(s, {"acme": client}, notify=told, clock=clock)
-        await blocker.send("escalated", view())
+        await blocker.handle("escalated", view())
         val = f"{NOW + DAY}|incident inc-1 critical burst,high_risk"
         assert sent(ami) == [put("tollwatch/block", "232", val), put("tollwatch/src", "209", val)]
         assert ami.db == {("tollwatch/block", "232"): val, ("tollwatch/src", "209"): val}
         # the same incident growing does not block again
-        await blocker.send("updated", view(calls=30))
+        await blocker.handle("updated", view(calls=30))
         assert len(sent(ami)) == 2
     assert told.kinds() == ["blocked"]
     blocks = told.calls[0][1]["blocks"]
@@ -126,12 +126,12 @@ async def test_policy_severity_rules_and_prefix_modes(tmp_path: Path, clock: Clo
     async with FakeAmi() as ami, AmiClient("acme", "127.0.0.1", ami.port, "tollwatch",
                                            "secret") as client:  # fmt: skip
         blocker = Blocker(s, {"acme": client}, clock=clock)
-        await blocker.send("opened", view(severity="warning"))
-        await blocker.send("escalated", view(rules=["night"]))
-        await blocker.send("blocked", view())  # our own notifications come back: ignored
+        await blocker.handle("opened", view(severity="warning"))
+        await blocker.handle("escalated", view(rules=["night"]))
+        await blocker.handle("blocked", view())  # our own notifications come back: ignored
         assert sent(ami) == []
         # Jamaica: high-risk entry 1-876; the UK (+44) is not on the list: its calling code
-        await blocker.send("escalated", view(numbers=["+18765551234", "+441234567890"]))
+        await blocker.handle("escalated", view(numbers=["+18765551234", "+441234567890"]))
         assert [(a["Family"], a["Key"]) for a in sent(ami)] == [
             ("tollwatch/block", "1876"), ("tollwatch/block", "44")
         ]  # fmt: skip
@@ -143,7 +143,7 @@ async def test_dry_run_sends_nothing_but_records_and_notifies(tmp_path: Path, cl
     async with FakeAmi() as ami, AmiClient("acme", "127.0.0.1", ami.port, "tollwatch",
                                            "secret") as client:  # fmt: skip
         blocker = Blocker(s, {"acme": client}, notify=told, clock=clock)
-        await blocker.send("escalated", view(call_ids=["1795526553.8"]))
+        await blocker.handle("escalated", view(call_ids=["1795526553.8"]))
         clock.t += DAY
         lifted = await blocker.expire()
         assert [a["Action"] for a in ami.actions] == ["Login"]
@@ -190,11 +190,11 @@ async def test_source_refusals_and_pbx_wide_incident(tmp_path: Path, clock: Cloc
     for bad in ("*", "", "PJSIP/209", "110"):
         with pytest.raises(BlockRefused):
             await blocker.block(Target("source", bad), ["acme"], reason="x", origin="auto")
-    await blocker.send("escalated", view(source="*"))
+    await blocker.handle("escalated", view(source="*"))
     assert told.kinds() == ["blocked"]
     assert told.calls[0][1]["blocks"] == []
     assert "no single source" in told.calls[0][1]["refused"][0]["why"]
-    await blocker.send("updated", view(source="*"))  # a refusal is said once
+    await blocker.handle("updated", view(source="*"))  # a refusal is said once
     assert told.kinds() == ["blocked"]
 
 
@@ -204,7 +204,7 @@ async def test_expiry_lifts_with_dbdel(tmp_path: Path, clock: Clock) -> None:
     async with FakeAmi() as ami, AmiClient("acme", "127.0.0.1", ami.port, "tollwatch",
                                            "secret") as client:  # fmt: skip
         blocker = Blocker(s, {"acme": client}, notify=told, clock=clock)
-        await blocker.send("escalated", view())
+        await blocker.handle("escalated", view())
         clock.t += 7199
         assert await blocker.expire() == []
         clock.t += 1
@@ -245,9 +245,9 @@ async def test_rate_limit(tmp_path: Path, clock: Clock) -> None:
     async with FakeAmi() as ami, AmiClient("acme", "127.0.0.1", ami.port, "tollwatch",
                                            "secret") as client:  # fmt: skip
         blocker = Blocker(s, {"acme": client}, notify=told, clock=clock)
-        await blocker.send("escalated", view(id="a", numbers=["+2327654300"]))
-        await blocker.send("escalated", view(id="b", numbers=["+5371234567"]))
-        await blocker.send("escalated", view(id="c", numbers=["+37052001234"]))
+        await blocker.handle("escalated", view(id="a", numbers=["+2327654300"]))
+        await blocker.handle("escalated", view(id="b", numbers=["+5371234567"]))
+        await blocker.handle("escalated", view(id="c", numbers=["+37052001234"]))
         assert [a["Key"] for a in sent(ami)] == ["232", "53"]
         refused = told.calls[-1][1]["refused"]
         assert refused[0]["value"] == "370"
@@ -256,7 +256,7 @@ async def test_rate_limit(tmp_path: Path, clock: Clock) -> None:
         await blocker.block(Target("prefix", "882"), ["acme"], reason="r", origin="cli:root")
         # an hour later automatic blocks go again
         clock.t += 3601
-        await blocker.send("updated", view(id="c", numbers=["+37052001234"]))
+        await blocker.handle("updated", view(id="c", numbers=["+37052001234"]))
         assert [a["Key"] for a in sent(ami)] == ["232", "53", "882", "370"]
 
 
@@ -265,17 +265,17 @@ async def test_reapply_after_restart(tmp_path: Path, clock: Clock) -> None:
     async with FakeAmi() as ami, AmiClient("acme", "127.0.0.1", ami.port, "tollwatch",
                                            "secret") as client:  # fmt: skip
         blocker = Blocker(s, {"acme": client}, clock=clock)
-        await blocker.send("escalated", view())
+        await blocker.handle("escalated", view())
         before = dict(ami.db)
         ami.actions.clear()
-        assert await blocker.on_booted("acme") == []  # AstDB kept them: only looked
+        assert await blocker.reapply("acme") == []  # AstDB kept them: only looked
         assert sent(ami) == [
             {"Action": "DBGet", "Family": "tollwatch/block", "Key": "232"},
             {"Action": "DBGet", "Family": "tollwatch/src", "Key": "209"},
         ]
         del ami.db["tollwatch/block", "232"]  # Asterisk restarted without it
         ami.actions.clear()
-        restored = await blocker.on_booted("acme")
+        restored = await blocker.reapply("acme")
         assert [r.value for r in restored] == ["232"]
         assert sent(ami) == [
             {"Action": "DBGet", "Family": "tollwatch/block", "Key": "232"},
@@ -293,9 +293,9 @@ async def test_with_the_daemons_ami_source(tmp_path: Path, clock: Clock) -> None
         task = asyncio.create_task(source.run())
         await until(lambda: source.status.connected)
         blocker = Blocker(s, {"acme": source}, clock=clock)
-        await blocker.send("escalated", view())
+        await blocker.handle("escalated", view())
         ami.db.clear()
-        assert [r.value for r in await blocker.on_booted("acme")] == ["232"]
+        assert [r.value for r in await blocker.reapply("acme")] == ["232"]
         assert ami.db["tollwatch/block", "232"].startswith(f"{NOW + DAY}|")
         clock.t += DAY
         await blocker.expire()
@@ -327,8 +327,8 @@ async def test_real_asterisk_responses(tmp_path: Path, clock: Clock) -> None:
     real = Recorded()
     assert real.answers["DBPut"]["Message"] == PUT_OK
     blocker = Blocker(s, {"acme": real}, clock=clock)
-    await blocker.send("escalated", view())
-    assert await blocker.on_booted("acme") == []  # DBGet list answer: the key is there
+    await blocker.handle("escalated", view())
+    assert await blocker.reapply("acme") == []  # DBGet list answer: the key is there
     clock.t += DAY
     assert [r.value for r in await blocker.expire()] == ["232"]
     assert [a["Action"] for a in real.actions] == ["DBPut", "DBGet", "DBDel"]
@@ -344,7 +344,7 @@ async def test_hangup_of_the_incidents_calls_still_up(tmp_path: Path, clock: Clo
         up = ami.channels_up()
         caller = next(c for c in up if c["Channel"].startswith("PJSIP/201-"))
         blocker = Blocker(s, {"acme": client}, notify=told, clock=clock)
-        await blocker.send("escalated", view(source="201", call_ids=[caller["Uniqueid"], "x.1"]))
+        await blocker.handle("escalated", view(source="201", call_ids=[caller["Uniqueid"], "x.1"]))
         assert [a["Action"] for a in sent(ami)] == ["DBPut", "CoreShowChannels", "Hangup"]
         assert sent(ami)[-1] == {"Action": "Hangup", "Channel": caller["Channel"]}
         assert ami.hung_up == [caller["Channel"]]
@@ -374,7 +374,7 @@ async def test_hangup_falls_back_to_a_source_regex(tmp_path: Path, clock: Clock)
     s = make(tmp_path, enabled=True, hangup=True)
     sender = NoList()
     blocker = Blocker(s, {"acme": sender}, clock=clock)
-    await blocker.send("escalated", view(call_ids=["1795526553.8"]))
+    await blocker.handle("escalated", view(call_ids=["1795526553.8"]))
     assert sender.actions[-1] == {"Action": "Hangup", "Channel": "/^[A-Za-z0-9]+/209-/"}
 
 
@@ -385,10 +385,10 @@ async def test_unreachable_pbx_block_recorded_then_applied_on_boot(
     async with FakeAmi() as ami:
         client = AmiClient("acme", "127.0.0.1", ami.port, "tollwatch", "secret")  # not connected
         blocker = Blocker(s, {"acme": client}, clock=clock)
-        await blocker.send("escalated", view())
+        await blocker.handle("escalated", view())
         assert BlockStore.in_dir(tmp_path).active()[0].value == "232"
         async with client:
-            assert [r.value for r in await blocker.on_booted("acme")] == ["232"]
+            assert [r.value for r in await blocker.reapply("acme")] == ["232"]
         assert ("tollwatch/block", "232") in ami.db
 
 
@@ -477,3 +477,22 @@ def test_cli_dialplan_writes_the_snippet(tmp_path: Path) -> None:
     assert "[tollwatch-check]" in text and "Hangup(21)" in text
     res = CliRunner().invoke(cli_app(), ["dialplan", "--config", str(cfg)])
     assert res.output == text
+
+
+async def test_send_only_queues_and_run_acts(tmp_path: Path, clock: Clock) -> None:
+    s = make(tmp_path, enabled=True, hangup=False)
+    async with FakeAmi() as ami, AmiClient("acme", "127.0.0.1", ami.port, "tollwatch",
+                                           "secret") as client:  # fmt: skip
+        blocker = Blocker(s, {"acme": client}, clock=clock, interval=0.05)
+        await blocker.send("escalated", view())
+        await blocker.send("opened", view(id="w", severity="warning"))  # dropped at once
+        assert sent(ami) == []
+        task = asyncio.create_task(blocker.run())
+        await until(lambda: ("tollwatch/block", "232") in ami.db)
+        await blocker.send("escalated", view(id="z", numbers=["+5371234567"]))
+        await blocker.close()  # what is queued is handled before close returns
+        await asyncio.wait_for(task, 2)
+        assert [a["Key"] for a in sent(ami)] == ["232", "53"]
+        ami.db.clear()
+        await blocker.on_booted("acme")
+        assert len(ami.db) == 2

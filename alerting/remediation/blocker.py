@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -95,6 +94,7 @@ class Blocker:
         self.families = astdb.families(self.rem.family)
         self._told: set[tuple[str, str, str]] = set()  # (incident, target, why) refusals said
         self._stop = asyncio.Event()
+        self._queue: asyncio.Queue[tuple[str, IncidentView] | None] = asyncio.Queue()
 
     @property
     def dry_run(self) -> bool:
@@ -105,6 +105,26 @@ class Blocker:
 
     # ---- the Alerter side ---------------------------------------------------------------
     async def send(self, kind: str, view: IncidentView) -> None:
+        """Queue an incident change for `run()` (the Alerter contract: never wait on the
+        network here). Changes that do not qualify are dropped at once."""
+        if kind in _WATCHED and qualifies(self.settings, view):
+            self._queue.put_nowait((kind, dict(view)))
+
+    async def drain(self) -> None:
+        """Handle every queued change now (tests; shutdown)."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                await self._handle_logged(*item)
+
+    async def _handle_logged(self, kind: str, view: IncidentView) -> None:
+        try:
+            await self.handle(kind, view)
+        except Exception:
+            log.exception("remediation: incident %s failed", view.get("id"))
+
+    async def handle(self, kind: str, view: IncidentView) -> None:
+        """Act on one incident change now: block per policy, hang up, notify."""
         if kind not in _WATCHED or not qualifies(self.settings, view):
             return
         pbx = str(view.get("pbx", ""))
@@ -139,18 +159,30 @@ class Blocker:
             await self._notify("blocked", out)
 
     async def run(self) -> None:
-        """Lift expired blocks every `interval` seconds until `close()`."""
+        """Handle queued incident changes, and lift expired blocks every `interval` seconds,
+        until `close()`."""
         self._stop.clear()
+        loop = asyncio.get_running_loop()
+        next_expiry = loop.time()
         while not self._stop.is_set():
+            if loop.time() >= next_expiry:
+                try:
+                    await self.expire()
+                except Exception:
+                    log.exception("remediation: expiry pass failed")
+                next_expiry = loop.time() + self.interval
             try:
-                await self.expire()
-            except Exception:
-                log.exception("remediation: expiry pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval)
+                item = await asyncio.wait_for(self._queue.get(), next_expiry - loop.time())
+            except TimeoutError:
+                continue
+            if item is not None:
+                await self._handle_logged(*item)
 
     async def close(self) -> None:
+        """Stop `run()`; changes still queued are handled first."""
         self._stop.set()
+        self._queue.put_nowait(None)
+        await self.drain()
 
     # ---- blocking -------------------------------------------------------------------------
     async def block(
@@ -259,8 +291,12 @@ class Blocker:
             await self._notify("unblocked", self._unblock_view(lifted))
         return lifted
 
-    async def on_booted(self, pbx: str) -> list[BlockRecord]:
-        """Asterisk (re)started or we reconnected: put back active blocks AstDB lost."""
+    async def on_booted(self, pbx: str) -> None:
+        """For `Daemon.on_booted`: Asterisk (re)started or AMI reconnected."""
+        await self.reapply(pbx)
+
+    async def reapply(self, pbx: str) -> list[BlockRecord]:
+        """Put back the active blocks AstDB lost (DBGet each, DBPut the missing ones)."""
         await self.expire()
         sender = self.senders.get(pbx)
         if sender is None:
