@@ -99,6 +99,9 @@ class ThreadedWebClient:
     async def chat_update(self, **kwargs: Any) -> Any:
         return await asyncio.to_thread(lambda: self._client.chat_update(**kwargs))
 
+    async def files_upload_v2(self, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(lambda: self._client.files_upload_v2(**kwargs))
+
 
 class ThreadedWebhook:
     """`slack_sdk.webhook.WebhookClient` behind `AsyncWebhookClient.send_dict`."""
@@ -179,6 +182,13 @@ class SlackAlerter:
             self._wake.set()
 
     # ---- the sender ----------------------------------------------------------------------
+    async def post_report(self, key: str, text: str, chart: Path | None = None) -> None:
+        """Queue a report summary (and its chart) through the same outbox as alerts; `key`
+        (e.g. the report's day) makes it post once even if the report is made again."""
+        view = {"id": f"report:{key}", "text": text, "chart": str(chart) if chart else None}
+        if self.outbox.add("report", view, self.clock(), key=f"report:{key}"):
+            self._wake.set()
+
     async def run(self) -> None:
         """Post what is due, wait, repeat; runs until cancelled."""
         self.outbox.retry_now(self.clock())
@@ -274,6 +284,9 @@ class SlackAlerter:
     async def _deliver(self, item: Item) -> None:
         self._current = item
         view = item.payload
+        if item.kind == "report":
+            await self._deliver_report(item)
+            return
         thread = self.outbox.thread(item.incident_id)
         if self.webhook_mode:
             await self._deliver_webhook(item)
@@ -310,6 +323,29 @@ class SlackAlerter:
         self.outbox.mark_sent([ids[-1]], now, reply_ts)
         if len(ids) > 1:
             self.outbox.mark_sent(ids[:-1], now, reply_ts, state=COALESCED)
+
+    async def _deliver_report(self, item: Item) -> None:
+        """A nightly report: its summary as a message, the chart uploaded in its thread."""
+        text = str(item.payload["text"])
+        message = {"text": text,
+                   "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+        if self.webhook_mode:
+            await self._webhook_post(message)
+            self.outbox.mark_sent([item.id], self.clock(), None)
+            return
+        thread = self.outbox.thread(item.incident_id)
+        if thread is None:  # the summary first (kept, so a failed upload does not repeat it)
+            resp = await self._api("chat_postMessage", channel=self.channel, text=text,
+                                   blocks=message["blocks"], unfurl_links=False)
+            self.outbox.set_thread(item.incident_id, str(resp["channel"]), str(resp["ts"]),
+                                   self.clock())
+            thread = self.outbox.thread(item.incident_id)
+            assert thread is not None
+        chart = item.payload.get("chart")
+        if chart and Path(chart).is_file():
+            await self._api("files_upload_v2", channel=thread.channel, thread_ts=thread.ts,
+                            file=chart, filename=Path(chart).name, title="Calls per hour")
+        self.outbox.mark_sent([item.id], self.clock(), thread.ts)
 
     async def _deliver_webhook(self, item: Item) -> None:
         view = item.payload

@@ -202,6 +202,17 @@ class Remediation(Strict):
     family: str = "tollwatch"  # AstDB families <family>/block and <family>/src
 
 
+class Report(Strict):
+    """The nightly CDR report the daemon writes (and `tollwatch report` by hand)."""
+
+    enabled: bool = True  # in the daemon, when [cdr] files are set
+    at: str = Field(default="06:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # site time
+    out_dir: Path | None = None  # default: <data_dir>/reports
+    keep_days: int = Field(default=90, ge=0)  # 0: keep all
+    misfire_grace: Duration = timedelta(hours=6)
+    slack: bool = True  # post the summary to Slack when Slack is enabled
+
+
 class RuleSpec(BaseModel):
     """A rule as written in the file: its type, whether it runs, and its typed options."""
 
@@ -224,6 +235,7 @@ class Settings(Strict):
     daemon: Daemon = Field(default_factory=Daemon)
     slack: Slack = Field(default_factory=Slack)
     remediation: Remediation = Field(default_factory=Remediation)
+    report: Report = Field(default_factory=Report)
     ami: list[AmiServer] = Field(default_factory=list)
     csv_sources: list[CsvSource] = Field(default_factory=list)
     rules: dict[str, RuleSpec] = Field(default_factory=dict)

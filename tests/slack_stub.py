@@ -131,10 +131,10 @@ class SlackStub:
         body: dict[str, Any] = {}
         if "json" in ctype and raw:
             body = json.loads(raw)
-        elif "x-www-form-urlencoded" in ctype and raw:
+        path = urlsplit(h.path).path
+        if "x-www-form-urlencoded" in ctype and raw and not path.startswith("/upload/"):
             body = {k: v[0] if len(v) == 1 else v
                     for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
-        path = urlsplit(h.path).path
         request = Request(h.command, path, {k: v for k, v in h.headers.items()}, body, raw)
         with self._lock:
             self.requests.append(request)

@@ -199,6 +199,15 @@ def check_config(
     err.print("[green]settings OK[/green]")
 
 
+def _register() -> None:
+    from tollwatch.report.cli import report
+
+    app.command("report")(report)
+
+
+_register()
+
+
 def main() -> None:
     app()
 

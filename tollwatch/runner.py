@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import signal
 import tempfile
+from datetime import time as dtime
 from importlib import resources
 from pathlib import Path
 
@@ -17,9 +19,14 @@ from alerting.console import ConsoleAlerter
 from alerting.slack import SlackAlerter
 from config import Settings
 from tollwatch.daemon import Daemon
+from tollwatch.report.build import ReportResult
+from tollwatch.report.post import queue_report
+from tollwatch.report.schedule import ReportScheduler
 from tollwatch.settings import load, overrides
 from tollwatch.sources import ami_sources, csv_sources, source_names
 from tollwatch.state import StateStore
+
+log = logging.getLogger("tollwatch")
 
 
 def alerters(settings: Settings, console: Console | None = None) -> list[Alerter]:
@@ -38,15 +45,40 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     return daemon
 
 
+def report_scheduler(settings: Settings, daemon: Daemon) -> ReportScheduler | None:
+    """The nightly report, when enabled and there are CDR files to read."""
+    rep = settings.report
+    if not rep.enabled or not settings.cdr.files:
+        return None
+    slack = next((a for a in daemon.alerters if isinstance(a, SlackAlerter)), None)
+
+    async def on_report(result: ReportResult) -> None:
+        log.info("report written: %s", result.html)
+        if slack is not None and rep.slack:
+            await queue_report(slack, result)
+
+    hour, minute = (int(x) for x in rep.at.split(":"))
+    out_dir = rep.out_dir or Path(settings.daemon.data_dir) / "reports"
+    return ReportScheduler.for_settings(
+        settings, out_dir, store=daemon.store, at=dtime(hour, minute),
+        keep_days=rep.keep_days or None, on_report=on_report, misfire_grace=rep.misfire_grace,
+    )
+
+
 async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> None:
     daemon = build(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    scheduler = report_scheduler(settings, daemon)
+    if scheduler is not None:
+        scheduler.start()
     try:
         await daemon.run(stop)
     finally:
+        if scheduler is not None:
+            await scheduler.stop()
         daemon.store.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from datetime import date, datetime
@@ -125,6 +126,9 @@ def report(
             soft_wrap=True,
         )
         sys.stdout.write(str(result.html) + "\n")
-    if not no_slack and settings.slack.enabled:
-        # Posting belongs to the alerting package; until it offers a report hook, say so.
-        err.print("[yellow]note:[/yellow] Slack summary not sent (no report hook in alerting yet)")
+    if not no_slack and settings.slack.enabled and settings.report.slack:
+        from tollwatch.report.post import post_to_slack
+
+        sent = asyncio.run(post_to_slack(settings, result))
+        err.print("Slack summary sent" if sent else
+                  "[yellow]note:[/yellow] Slack summary queued in the outbox; the daemon sends it")
