@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -85,12 +85,34 @@ def dial_uid(frame: bytes) -> str | None:
 # -- the sender (child process) ---------------------------------------------------------------
 
 
-def sender_main(path: str, rate: float, conn: Connection) -> None:
+def sender_main(path: str, rate: float, masked: bool, conn: Connection) -> None:
     pinned = pin(1)
-    asyncio.run(_send(Path(path), rate, conn, pinned))
+    asyncio.run(_send(Path(path), rate, masked, conn, pinned))
 
 
-async def _send(path: Path, rate: float, conn: Connection, pinned: str) -> None:
+def _mask(events: str) -> Callable[[bytes], bool]:
+    """Asterisk's per-session event filter: the frame's Privilege classes vs the login's
+    Events mask (as FakeAmi's broadcast does), on the raw bytes."""
+    if events in ("on", "all"):
+        return lambda _f: True
+    wanted = {c.strip().encode() for c in events.split(",")}
+    seen: dict[bytes, bool] = {}
+
+    def wants(frame: bytes) -> bool:
+        i = frame.find(b"\r\nPrivilege: ")
+        if i < 0:
+            return False
+        j = frame.find(b"\r\n", i + 13)
+        priv = frame[i + 13 : j]
+        hit = seen.get(priv)
+        if hit is None:
+            hit = seen[priv] = bool({c.strip() for c in priv.split(b",")} & wanted)
+        return hit
+
+    return wants
+
+
+async def _send(path: Path, rate: float, masked: bool, conn: Connection, pinned: str) -> None:
     from cdr_ingest.live.fake_ami import FakeAmi
 
     class BenchAmi(FakeAmi):
@@ -105,7 +127,10 @@ async def _send(path: Path, rate: float, conn: Connection, pinned: str) -> None:
             uids: list[str] = []
             first = 0.0
             t0 = time.perf_counter()
+            wants = _mask(client.events) if masked else (lambda _f: True)
             for frame in frames(path):
+                if not wants(frame):
+                    continue
                 batch.append(frame)
                 uid = dial_uid(frame)
                 if uid is not None:
@@ -208,12 +233,14 @@ def percentiles(xs: list[float]) -> dict[str, float]:
             "p99_ms": q(0.99) * 1e3, "max_ms": xs[-1] * 1e3}  # fmt: skip
 
 
-async def end_to_end(path: Path, rate: float, data_dir: str, timeout: float) -> dict[str, Any]:
+async def end_to_end(
+    path: Path, rate: float, masked: bool, data_dir: str, timeout: float
+) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=sender_main, args=(str(path), rate, child), daemon=True)
+    proc = ctx.Process(target=sender_main, args=(str(path), rate, masked, child), daemon=True)
     proc.start()
     loop = asyncio.get_running_loop()
     port = await loop.run_in_executor(None, parent.recv)
@@ -238,6 +265,7 @@ async def end_to_end(path: Path, rate: float, data_dir: str, timeout: float) -> 
     return {
         "mode": "end-to-end",
         "rate_asked": rate,
+        "event_mask": "login mask (system,call,security)" if masked else "all events",
         "sender": {k: v for k, v in sent.items() if k != "dial"},
         "messages": sent["sent"],
         "mb": sent["bytes"] / 1e6,
@@ -320,6 +348,7 @@ COMPONENTS = (  # (label, substring of the code's file name), first match wins
     ("classification (rules/destinations, numbering)", "rules/numbering"),
     ("classification (rules/destinations, numbering)", "rules/prefixes"),
     ("classification (rules/destinations, numbering)", "phonenumbers"),
+    ("classification (rules/destinations, numbering)", "polars"),
     ("incident view (report_format)", "report_format"),
     ("SQLite store (state.py, sqlite3, json)", "tollwatch/state.py"),
     ("SQLite store (state.py, sqlite3, json)", "sqlite3"),
@@ -341,7 +370,9 @@ def by_component(prof: cProfile.Profile) -> list[tuple[str, float]]:
         label = "other"
         if file == "~":  # C builtins: name them by function
             label = "builtins (str/re/dict ops called from the above)"
-            if "sqlite3" in func or "execute" in func:
+            if "PyLazyFrame" in func or "PyDataFrame" in func or "PyExpr" in func:
+                label = "classification (rules/destinations, numbering)"
+            elif "sqlite3" in func or "execute" in func:
                 label = "SQLite store (state.py, sqlite3, json)"
             elif "select" in func or "poll" in func:
                 label = "asyncio loop, sockets"
@@ -360,6 +391,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("file", type=Path, help="an AMI stream from gen_ami.py")
     ap.add_argument("--rate", type=float, default=0.0, help="messages/s, 0: as fast as possible")
+    ap.add_argument(
+        "--all-events",
+        action="store_true",
+        help="send every message, ignoring the login's event mask (VarSet, ...)",
+    )
     ap.add_argument("--direct", action="store_true", help="daemon side alone, no sockets")
     ap.add_argument("--limit", type=int, default=10**9, help="--direct: messages at most")
     ap.add_argument("--profile", type=Path, help="cProfile the daemon process, stats to FILE")
@@ -376,7 +412,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.direct:
             res = asyncio.run(direct(args.file, data_dir, args.limit))
         else:
-            res = asyncio.run(end_to_end(args.file, args.rate, data_dir, args.timeout))
+            res = asyncio.run(
+                end_to_end(args.file, args.rate, not args.all_events, data_dir, args.timeout)
+            )
         res["run_s"] = time.perf_counter() - t0
         if prof:
             prof.disable()

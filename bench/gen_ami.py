@@ -12,7 +12,10 @@ message, no banner, no Timestamp header: timestampevents=no as recorded) and end
 Traffic mix (of `--calls`): 70% domestic (Japanese dial plan, as the recordings: 0 + national
 number), 25% international (010 + one of 16 ordinary countries), 0.5% high-risk (Sierra Leone,
 Cuba, Jamaica, Russia), the rest internal phone-to-phone calls (their DialBegin goes to a phone,
-not the trunk: no call for the rules). 800 phones, extensions 200-999.
+not the trunk: no call for the rules). 800 phones, extensions 200-999. Numbers are drawn
+(Zipf, s = 1.05) from a pool per kind of `--distinct` x that kind's calls, so customers are called
+again and again as in `gen_cdr.py`; `--distinct 0` dials a fresh number every call (the
+classifier's cache never hits).
 
     python bench/gen_ami.py --calls 20000            # -> bench/data/ami-busy-20000.txt
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import random
 import re
 import time
@@ -150,11 +154,20 @@ def dial(rng: random.Random, kind: str) -> str:
 
 
 def generate(
-    calls: int, concurrent: int = 400, seed: int = 1, start: float | None = None
+    calls: int,
+    concurrent: int = 400,
+    seed: int = 1,
+    start: float | None = None,
+    distinct: float = 0.1,
 ) -> Iterator[bytes]:
     """The stream, message by message (encoded), end marker included."""
     rng = random.Random(seed)
     templates = load_templates()
+    share = {"domestic": 0.70, "international": 0.25, "high_risk": 0.005}
+    pool_n = {k: max(1, int(calls * v * distinct)) for k, v in share.items()}
+    zipf = {k: list(itertools.accumulate(1 / (j + 1) ** 1.05 for j in range(n)))
+            for k, n in pool_n.items()}  # fmt: skip
+    pools: dict[str, list[str]] = {}
     start = time.time() if start is None else start
     mean_hold = 150.0  # s: ring ~10 s + talk log-normal median ~100 s
     rate = concurrent / mean_hold  # calls/s
@@ -172,6 +185,9 @@ def generate(
         if kind == "internal":
             other = str(rng.randrange(200, 1000))
             num, peer = other, other
+        elif distinct > 0:  # customers are called again and again (Zipf over a pool)
+            pool = pools.setdefault(kind, [dial(rng, kind) for _ in range(pool_n[kind])])
+            num, peer = rng.choices(pool, cum_weights=zipf[kind])[0], "carrier"
         else:
             num, peer = dial(rng, kind), "carrier"
         tpl = templates[i % len(templates)]
@@ -206,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--concurrent", type=int, default=400, help="calls up at once on average")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--distinct", type=float, default=0.1,
+                    help="numbers dialed: a pool of DISTINCT x calls of each kind, Zipf-drawn;"
+                         " 0: a fresh random number for every call")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     out = args.out or DATA / f"ami-busy-{args.calls}.txt"
@@ -214,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     n = 0
     with out.open("wb") as f:
         buf: list[bytes] = []
-        for msg in generate(args.calls, args.concurrent, args.seed):
+        for msg in generate(args.calls, args.concurrent, args.seed, distinct=args.distinct):
             buf.append(msg)
             n += 1
             if len(buf) >= 10000:
