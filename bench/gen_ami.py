@@ -186,7 +186,9 @@ def generate(
             other = str(rng.randrange(200, 1000))
             num, peer = other, other
         elif distinct > 0:  # customers are called again and again (Zipf over a pool)
-            pool = pools.setdefault(kind, [dial(rng, kind) for _ in range(pool_n[kind])])
+            if kind not in pools:
+                pools[kind] = [dial(rng, kind) for _ in range(pool_n[kind])]
+            pool = pools[kind]
             num, peer = rng.choices(pool, cum_weights=zipf[kind])[0], "carrier"
         else:
             num, peer = dial(rng, kind), "carrier"
