@@ -200,9 +200,12 @@ def check_config(
 
 
 def _register() -> None:
+    from tollwatch import cli_blocks
     from tollwatch.report.cli import report
 
     app.command("report")(report)
+    for command in (cli_blocks.block, cli_blocks.unblock, cli_blocks.blocks, cli_blocks.dialplan):
+        app.command()(command)
 
 
 _register()

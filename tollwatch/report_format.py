@@ -35,6 +35,7 @@ def incident_dict(inc: Incident, tz: ZoneInfo) -> dict[str, Any]:
         "rules": [h.rule for h in sorted(inc.hits.values(), key=lambda h: -h.score)],
         "regions": inc.regions,
         "destinations": destinations,
+        "numbers": sorted({c.dest.e164 for c in calls if c.dest.e164}),
         "calls": len(calls),
         "minutes": round(inc.minutes(), 2),
         "spend": _spend(calls),

@@ -11,11 +11,13 @@ import tempfile
 from datetime import time as dtime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from alerting.base import Alerter
 from alerting.console import ConsoleAlerter
+from alerting.remediation import Blocker
 from alerting.slack import SlackAlerter
 from config import Settings
 from tollwatch.daemon import Daemon
@@ -38,10 +40,22 @@ def alerters(settings: Settings, console: Console | None = None) -> list[Alerter
 
 
 def build(settings: Settings, console: Console | None = None) -> Daemon:
+    """The daemon with its sources, alerters, and the blocker (a dry run unless enabled)."""
     store = StateStore.in_dir(Path(settings.daemon.data_dir))
-    daemon = Daemon(settings, store, [], alerters(settings, console), source_names(settings))
-    daemon.sources.extend(ami_sources(settings, daemon.queue))
+    told = alerters(settings, console)
+    daemon = Daemon(settings, store, [], told, source_names(settings))
+    feeds = ami_sources(settings, daemon.queue)
+    daemon.sources.extend(feeds)
     daemon.sources.extend(csv_sources(settings, store))
+    blocker = Blocker(settings, {f.name: f.source for f in feeds})
+
+    async def notify(kind: str, view: dict[str, Any]) -> None:  # blocks and lifts, in words
+        for alerter in told:
+            await alerter.send(kind, view)
+
+    blocker.notify = notify
+    daemon.alerters.append(blocker)
+    daemon.on_booted.append(blocker.on_booted)
     return daemon
 
 
