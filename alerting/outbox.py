@@ -20,13 +20,12 @@ Times are seconds since the epoch (the sender's clock), so tests can inject a fa
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from config.sqlite import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -103,35 +102,13 @@ def alert_key(kind: str, view: dict[str, Any]) -> str:
     return f"{iid}:{kind}:{view.get('severity')}:{view.get('calls')}:{rules}"
 
 
-class Outbox:
+class Outbox(SqliteFile):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        super().__init__(path, SCHEMA)
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> Outbox:
         return cls(Path(data_dir) / "slack-outbox.sqlite3")
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     # ---- queue -----------------------------------------------------------------------------
     def add(self, kind: str, view: dict[str, Any], now: float, key: str | None = None) -> bool:

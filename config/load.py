@@ -86,15 +86,18 @@ def merge(base: dict[str, Any], override: Mapping[str, Any], errors: list[str]) 
     return result
 
 
-def format_validation_error(exc: ValidationError) -> list[str]:
+def format_validation_error(
+    exc: ValidationError, prefix: str = "", unknown: str = "unknown setting"
+) -> list[str]:
+    """One line per problem: its dotted path, then what is wrong in words."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = prefix + ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         elif err["type"] == "extra_forbidden":
-            msg = "unknown setting"
+            msg = unknown
         elif "input" in err and not isinstance(err["input"], dict | list):
             msg = f"{err['input']!r}: {msg}"
         lines.append(f"{loc}: {msg}")

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from config.load import format_validation_error
 from rules.calendar import BusinessCalendar
 from rules.model import AuthEvent, Call, Finding
 
@@ -121,21 +122,6 @@ def register(cls: R) -> R:
     return cls
 
 
-def _format_errors(name: str, exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown option"
-        elif "input" in err and not isinstance(err["input"], dict | list):
-            msg = f"{err['input']!r}: {msg}"
-        out.append(f"rules.{name}.{loc}: {msg}")
-    return out
-
-
 def check_rules(specs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Validate every rule's options by its type; list every problem."""
     _load_builtin()
@@ -149,7 +135,7 @@ def check_rules(specs: Mapping[str, Mapping[str, Any]]) -> list[str]:
         try:
             REGISTRY[rtype].options_model.model_validate(dict(body))
         except ValidationError as exc:
-            errors.extend(_format_errors(name, exc))
+            errors.extend(format_validation_error(exc, f"rules.{name}.", "unknown option"))
     return errors
 
 

@@ -26,18 +26,7 @@ def calls_from_frame(
 ) -> Iterator[Call]:
     """Build Call objects from classified CDR rows (sorted by start)."""
     for row in frame.sort("start", maintain_order=True).iter_rows(named=True):
-        dest = Destination(
-            dialed=row["dst"],
-            dest_class=row["dest_class"],
-            e164=row["e164"],
-            calling_code=row["calling_code"],
-            region=row["region"],
-            region_name=row["region_name"],
-            high_risk=bool(row["high_risk"]),
-            risk_prefix=row["risk_prefix"],
-            allowlisted=bool(row["allowlisted"]),
-            rate=row["rate"],
-        )
+        dest = Destination.from_row(row["dst"], row)
         allow = dest.allowlisted or classifier.source_allowlisted(
             source_allow.get(row["source"], []), dest.e164
         )

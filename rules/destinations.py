@@ -56,6 +56,22 @@ class Destination:
     def international(self) -> bool:
         return self.dest_class == "international"
 
+    @classmethod
+    def from_row(cls, dialed: str, row: dict[str, Any]) -> Destination:
+        """From a row with DEST_COLUMNS (what classify_df adds)."""
+        return cls(
+            dialed=dialed,
+            dest_class=row["dest_class"],
+            e164=row["e164"],
+            calling_code=row["calling_code"],
+            region=row["region"],
+            region_name=row["region_name"],
+            high_risk=bool(row["high_risk"]),
+            risk_prefix=row["risk_prefix"],
+            allowlisted=bool(row["allowlisted"]),
+            rate=row["rate"],
+        )
+
 
 @dataclass(frozen=True)
 class _Entry:
@@ -330,18 +346,7 @@ class Classifier:
             self._cache.move_to_end(dialed)
             return hit
         row = self._apply(pl.DataFrame({"dst": [dialed]}), "dst").row(0, named=True)
-        dest = Destination(
-            dialed=dialed,
-            dest_class=row["dest_class"],
-            e164=row["e164"],
-            calling_code=row["calling_code"],
-            region=row["region"],
-            region_name=row["region_name"],
-            high_risk=bool(row["high_risk"]),
-            risk_prefix=row["risk_prefix"],
-            allowlisted=bool(row["allowlisted"]),
-            rate=row["rate"],
-        )
+        dest = Destination.from_row(dialed, row)
         self._cache[dialed] = dest
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

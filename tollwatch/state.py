@@ -7,16 +7,13 @@ One file in the configured data directory. Writes are small and frequent; WAL ke
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cdr_ingest.live.events import SourceStatus
+from config.sqlite import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -41,35 +38,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class StateStore:
+class StateStore(SqliteFile):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        super().__init__(path, SCHEMA)
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> StateStore:
         return cls(Path(data_dir) / "tollwatch.sqlite3")
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     # ---- engine snapshots ----------------------------------------------------------------
     def save_snapshot(self, pbx: str, state: bytes) -> None:

@@ -7,12 +7,11 @@ CLI share the file (WAL, short transactions).
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from config.sqlite import SqliteFile
 
 FILENAME = "blocks.sqlite3"
 
@@ -60,31 +59,13 @@ class BlockRecord:
         return self.lifted_at is None
 
 
-class BlockStore:
+class BlockStore(SqliteFile):
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        super().__init__(path, _SCHEMA)
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> BlockStore:
         return cls(Path(data_dir) / FILENAME)
-
-    def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _rows(self, where: str, args: tuple[object, ...] = ()) -> list[BlockRecord]:
         cur = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM blocks {where}", args)
