@@ -205,13 +205,17 @@ def make_daemon(settings: Any, data_dir: str) -> Any:
         def __init__(self, *a: Any, **kw: Any) -> None:
             super().__init__(*a, **kw)
             self.decided: dict[str, float] = {}
+            self.alerted: set[str] = set()  # calls whose CallStarted changed an incident
             self.booted = 0
             self.done = asyncio.Event()
 
         async def process(self, event: Any) -> None:
+            before = sum(alerter.sent.values())
             await super().process(event)
             if type(event) is CallStarted:
                 self.decided[event.call_id] = time.time()
+                if sum(alerter.sent.values()) != before:
+                    self.alerted.add(event.call_id)
             elif type(event) is PbxBooted:
                 self.booted += 1
                 if self.booted >= 2:  # the login's FullyBooted, then the end marker
@@ -260,6 +264,9 @@ async def end_to_end(
     parent.send("bye")
     proc.join(10)
     lat = [daemon.decided[u] - t for u, t in sent["dial"] if u in daemon.decided]
+    hit = [daemon.decided[u] - t for u, t in sent["dial"] if u in daemon.alerted]
+    quiet = [daemon.decided[u] - t for u, t in sent["dial"]
+             if u in daemon.decided and u not in daemon.alerted]  # fmt: skip
     wall = t_done - sent["first"]
     src = daemon.sources[0].source
     return {
@@ -277,6 +284,8 @@ async def end_to_end(
         "calls_seen": daemon.pipelines["pbx"].calls_seen,
         "dialbegins": len(sent["dial"]),
         "latency": percentiles(lat),
+        "latency_incident_changed": percentiles(hit),
+        "latency_no_change": percentiles(quiet),
         "errors": {"daemon": daemon.errors, "source": src.status.errors,
                    "bad_frames": src.bad_frames, "tracker_malformed": src.tracker.stats.malformed},
         "incidents": len(daemon.store.incidents()),
