@@ -61,6 +61,7 @@ class Daemon:
         self.events = 0
         self.errors = 0
         self._dirty: set[str] = set()
+        self._updates: dict[str, dict[str, Incident]] = {}  # growth not yet published, per pbx
         self._started = utcnow()
         self._rate_mark = time.monotonic()
         self._rate_events: dict[str, int] = {}
@@ -115,15 +116,27 @@ class Daemon:
             pipeline.engine.tracker.expire(now)
             if changes or pipeline.engine.tracker.closed:
                 self._dirty.add(name)
-            await self._publish(name, changes)
+            await self._publish(name, changes, flush=True)
 
-    async def _publish(self, pbx: str, changes: list[IncidentChange]) -> None:
+    async def _publish(self, pbx: str, changes: list[IncidentChange], flush: bool = False) -> None:
+        """Openings and escalations go out at once; growth ("updated") at most once per
+        incident per tick, so a busy attack costs one view and one write per second."""
         seen: dict[str, tuple[str, Incident]] = {}
+        pending = self._updates.setdefault(pbx, {})
         for change in changes:  # several changes of one incident in one event: say it once
+            iid = change.incident.id
+            if change.kind == "updated" and iid not in seen:
+                pending[iid] = change.incident
+                continue
             kind = change.kind
-            if change.incident.id in seen and seen[change.incident.id][0] != "updated":
-                kind = seen[change.incident.id][0]
-            seen[change.incident.id] = (kind, change.incident)
+            if iid in seen and seen[iid][0] != "updated":
+                kind = seen[iid][0]
+            seen[iid] = (kind, change.incident)
+            pending.pop(iid, None)  # the opening/escalation carries the growth too
+        if flush:
+            for iid, incident in pending.items():
+                seen.setdefault(iid, ("updated", incident))
+            pending.clear()
         for kind, incident in seen.values():
             view = incident_dict(incident, self.tz)
             view["pbx"] = pbx
@@ -212,6 +225,8 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             while not self.queue.empty():  # what was already read is not lost
                 await self.process(self.queue.get_nowait())
+            for name in self.pipelines:
+                await self._publish(name, [], flush=True)
             self.flush()
             self.write_status()
             for alerter in self.alerters:

@@ -286,7 +286,7 @@ class AmiSource:
         for event in events:
             self.events.put_nowait(event)
         self.status.events += len(events)
-        self.status.calls_in_progress = len(self.tracker.in_progress())
+        self.status.calls_in_progress = self.tracker.calls_up
 
     def _bad_frame(self, frame: str, crashed: bool) -> None:
         self.bad_frames += 1

@@ -192,6 +192,10 @@ class AmiCallTracker:
     def in_progress(self) -> list[CallStarted]:
         return [c.started for c in self._calls.values()]
 
+    @property
+    def calls_up(self) -> int:
+        return len(self._calls)
+
     def feed(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent]:
         name = msg.get("Event", "")
         when = event_time(msg, at)
