@@ -352,6 +352,10 @@ class Classifier:
             self._cache.popitem(last=False)
         return dest
 
+    def batches(self, column: str = "dst", limit: int = 2_000_000) -> BatchClassifier:
+        """A classifier for the batches of one scan that remembers the numbers it has seen."""
+        return BatchClassifier(self, column, limit)
+
     def source_allowlisted(self, allow: list[str], e164: str | None) -> bool:
         """Whether a per-source allowlist covers this number (longest prefix beats the list)."""
         if not e164 or not allow:
@@ -362,4 +366,28 @@ class Classifier:
         return best > 0 and best >= risk_len
 
 
-__all__ = ["CLASSES", "DEST_COLUMNS", "Classifier", "Destination"]
+class BatchClassifier:
+    """classify_df for a stream of batches: each distinct number is classified once per scan
+    (numbers repeat: customers are called again and again), up to `limit` remembered."""
+
+    def __init__(self, classifier: Classifier, column: str, limit: int) -> None:
+        self.classifier = classifier
+        self.column = column
+        self.limit = limit
+        self.known: pl.DataFrame | None = None
+
+    def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
+        col = self.column
+        distinct = frame.select(pl.col(col).cast(pl.String)).unique()
+        known = self.known
+        new = distinct if known is None else distinct.join(
+            known, on=col, how="anti", nulls_equal=True)
+        if known is None or known.height + new.height > self.limit:
+            known = self.classifier._apply(distinct, col)  # start over with this batch's
+        elif new.height:
+            known = pl.concat([known, self.classifier._apply(new, col)], rechunk=False)
+        self.known = known
+        return frame.join(known, on=col, how="left", nulls_equal=True)
+
+
+__all__ = ["CLASSES", "DEST_COLUMNS", "BatchClassifier", "Classifier", "Destination"]

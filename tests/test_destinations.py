@@ -147,3 +147,15 @@ def test_classifier_never_fails_and_agrees_with_phonenumbers(dialed: str) -> Non
 
 
 JP_CLASSIFIER = make("JP", ["0"])
+
+
+def test_batch_classifier_remembers_and_matches() -> None:
+    c = make("US", ["9"])
+    numbers = [n for n, *_ in NANP]
+    batches = c.batches(limit=5)
+    first = batches(pl.DataFrame({"dst": numbers[:8]}))
+    second = batches(pl.DataFrame({"dst": numbers}))  # 8 known, 8 new: the limit resets it
+    for frame in (first, second):
+        for row in frame.iter_rows(named=True):
+            assert row["e164"] == c.classify(row["dst"]).e164
+    assert second.height == len(numbers)

@@ -69,6 +69,7 @@ def run_scan(
         window = window & (pl.col("start") < until)
     wanted = rows.filter(pl.col("problem").is_not_null() | (pl.col("outbound") & window))
     stats = ScanStats()
+    classify = classifier.batches()
     relevant: list[pl.DataFrame] = []
     for batch in wanted.collect_batches(chunk_size=200_000):
         if batch.height == 0:
@@ -79,7 +80,7 @@ def run_scan(
             room = MAX_PROBLEMS - len(stats.problems)
             if room > 0:
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
-        ok = classifier.classify_df(batch.filter(good))
+        ok = classify(batch.filter(good))
         stats.outbound += ok.height
         for cls, n, secs in ok.group_by("dest_class").agg(
             pl.len(), pl.col("billsec").sum()
