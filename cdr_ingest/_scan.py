@@ -37,36 +37,6 @@ from . import _gzip, _header, _layouts
 from ._outbound import classify
 from ._types import CdrOptions, IngestError
 
-SCHEMA: dict[str, pl.DataType] = {
-    "origin": pl.String(),
-    "problem": pl.String(),
-    "call_id": pl.String(),
-    **{
-        name: pl.String()
-        for name in (
-            "account",
-            "src",
-            "dst",
-            "dcontext",
-            "clid",
-            "channel",
-            "dstchannel",
-            "lastapp",
-            "lastdata",
-            "disposition",
-            "userfield",
-            "linkedid",
-        )
-    },
-    "start": pl.Datetime("us", "UTC"),
-    "answer": pl.Datetime("us", "UTC"),
-    "end": pl.Datetime("us", "UTC"),
-    "duration": pl.Int64(),
-    "billsec": pl.Int64(),
-    "outbound": pl.Boolean(),
-    "source": pl.String(),
-    "trunk": pl.String(),
-}
 _STRINGS = (
     "src",
     "dst",
@@ -80,6 +50,21 @@ _STRINGS = (
     "userfield",
     "linkedid",
 )
+SCHEMA: dict[str, pl.DataType] = {
+    "origin": pl.String(),
+    "problem": pl.String(),
+    "call_id": pl.String(),
+    "account": pl.String(),
+    **{name: pl.String() for name in _STRINGS},
+    "start": pl.Datetime("us", "UTC"),
+    "answer": pl.Datetime("us", "UTC"),
+    "end": pl.Datetime("us", "UTC"),
+    "duration": pl.Int64(),
+    "billsec": pl.Int64(),
+    "outbound": pl.Boolean(),
+    "source": pl.String(),
+    "trunk": pl.String(),
+}
 _FIELD = r'("[^"]*"(?:"[^"]*")*|[^,"]*)'
 _GROUPS_PER_REGEX = 9
 _HEAD_LINES = 50

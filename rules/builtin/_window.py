@@ -23,11 +23,16 @@ class Windows:
         self.span = span
         self._groups: dict[str, deque[tuple[datetime, Call]]] = {}
 
-    def add(self, key: str, at: datetime, call: Call) -> list[Call]:
+    def add(self, key: str, at: datetime, call: Call) -> int:
+        """Add a call; returns how many calls the group's window now holds."""
         window = self._groups.setdefault(key, deque())
         window.append((at, call))
         self._evict(window, at)
-        return [c for _, c in window]
+        return len(window)
+
+    def held(self, key: str) -> list[Call]:
+        """The calls in a group's window as of the last add (no eviction)."""
+        return [c for _, c in self._groups.get(key, ())]
 
     def calls(self, key: str, now: datetime) -> list[Call]:
         window = self._groups.get(key)

@@ -33,9 +33,9 @@ class Burst(Rule[BurstOptions]):
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         o = self.options
         key = group_key(call, o.group_by)
-        recent = self.windows.add(key, now, call)
-        if len(recent) < o.count:
+        if self.windows.add(key, now, call) < o.count:
             return []
+        recent = self.windows.held(key)
         who = f"from {call.source}" if o.group_by == "source" else "PBX-wide"
         reason = (
             f"{len(recent)} international calls {who} within {format_duration(o.window)} "

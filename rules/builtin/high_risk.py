@@ -35,7 +35,8 @@ class HighRiskDestination(Rule[HighRiskOptions]):
         if not call.risky:
             return []
         o = self.options
-        recent = self.windows.add(call.source, now, call)
+        self.windows.add(call.source, now, call)
+        recent = self.windows.held(call.source)
         places = ", ".join(sorted({c.label() for c in recent}))
         n = len(recent)
         span = format_duration(o.window)

@@ -31,9 +31,9 @@ class OffHours(Rule[OffHoursOptions]):
         why = call.closed
         if why is None:
             return []
-        recent = self.windows.add(call.source, now, call)
         o = self.options
-        if len(recent) >= o.many:
+        if self.windows.add(call.source, now, call) >= o.many:
+            recent = self.windows.held(call.source)
             reason = (
                 f"{len(recent)} international calls outside business hours within "
                 f"{format_duration(o.many_window)} (latest {why})"

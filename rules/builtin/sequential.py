@@ -36,7 +36,8 @@ class SequentialDialing(Rule[SequentialOptions]):
             return []
         block = e164[: -o.varying_digits]
         key = f"{group_key(call, o.group_by)}|{block}"
-        recent = self.windows.add(key, now, call)
+        self.windows.add(key, now, call)
+        recent = self.windows.held(key)
         self._seen += 1
         if self._seen % 1024 == 0:
             self.windows.prune(now)

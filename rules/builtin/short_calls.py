@@ -35,9 +35,10 @@ class ShortCallFlood(Rule[ShortCallOptions]):
             return []
         if call.billsec >= o.shorter_than.total_seconds():
             return []
-        recent = self.windows.add(group_key(call, o.group_by), now, call)
-        if len(recent) < o.count:
+        key = group_key(call, o.group_by)
+        if self.windows.add(key, now, call) < o.count:
             return []
+        recent = self.windows.held(key)
         reason = (
             f"{len(recent)} international calls shorter than {format_duration(o.shorter_than)} "
             f"within {format_duration(o.window)} (threshold {o.count})"
