@@ -55,7 +55,9 @@ class Daemon:
         self.pipelines = {
             name: LivePipeline(name, settings, classifier, specs) for name in pbx_names
         }
-        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=100_000)
+        # Unbounded on purpose: the AMI callback cannot wait, and a dropped event could be the
+        # call that makes an incident critical. A backlog costs memory, not alerts.
+        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue()
         # called with the PBX name when Asterisk (re)booted (remediation re-applies blocks)
         self.on_booted: list[Callable[[str], Awaitable[None]]] = []
         self.events = 0
