@@ -1,4 +1,4 @@
-"""Alerters: where incident changes go (console/log now; Slack with the alerting issue)."""
+"""Alerters: where incident changes go (console/log, Slack) and remediation (blocks)."""
 
 from alerting.base import Alerter, IncidentView
 from alerting.console import ConsoleAlerter
