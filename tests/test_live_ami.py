@@ -418,3 +418,18 @@ async def test_db_and_hangup_actions_recorded_exactly() -> None:
         await replay
         await source.close()
         await task
+
+
+async def test_a_peer_that_stops_answering_counts_as_disconnected() -> None:
+    async with FakeAmi() as ami:
+        source = AmiSource("acme", "127.0.0.1", ami.port, "tollwatch", "secret",
+                           keepalive=0.1, timeout=0.3)
+        task = asyncio.create_task(source.run())
+        await until(lambda: source.status.connected)
+        await asyncio.sleep(0.3)  # answered pings keep it up
+        assert not task.done()
+        ami.muted = True  # TCP stays open, nothing answers any more
+        with pytest.raises(AmiDisconnected, match="no answer to Ping"):
+            await asyncio.wait_for(task, 5)
+        assert not source.status.connected
+        assert any(a.get("Action") == "Ping" for a in ami.actions)

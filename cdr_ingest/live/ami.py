@@ -134,6 +134,7 @@ class AmiSource:
         events: asyncio.Queue[LiveEvent] | None = None,
         timeout: float = 10.0,
         ping_interval: int = 10,
+        keepalive: float = 20.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.name = name
@@ -145,6 +146,7 @@ class AmiSource:
         self.events: asyncio.Queue[LiveEvent] = events if events is not None else asyncio.Queue()
         self.timeout = timeout
         self.ping_interval = ping_interval
+        self.keepalive = keepalive
         self.clock = clock
         self.status = SourceStatus(name=name, kind="ami")
         self.bad_frames = 0
@@ -169,7 +171,8 @@ class AmiSource:
             self.status.connected = True
             self.status.state = "connected"
             await self._resync()
-            exc = await manager.lost
+            await self._watch(manager)
+            exc = manager.lost.result()
             if self._closing:
                 return
             why = f"{type(exc).__name__}: {exc}" if exc else "closed by server"
@@ -183,6 +186,23 @@ class AmiSource:
             if self._manager is not None:
                 self._manager.close()
                 self._manager = None
+
+    async def _watch(self, manager: _Manager) -> None:
+        """Wait for the connection to end; every `keepalive` seconds without that, Ping: a
+        peer that stops answering (hung Asterisk, dead NAT path) counts as disconnected."""
+        while True:
+            done, _ = await asyncio.wait({manager.lost}, timeout=self.keepalive)
+            if done:
+                return
+            try:
+                await self.send_action({"Action": "Ping"})
+            except AmiError:
+                if manager.lost.done():
+                    return
+                raise AmiDisconnected(
+                    f"{self._where}: no answer to Ping within {self.timeout:g}s; "
+                    "connection presumed dead"
+                ) from None
 
     async def close(self) -> None:
         """Log off and make `run()` return."""

@@ -80,6 +80,7 @@ class FakeAmi:
     """`async with FakeAmi("tollwatch", "s3cret") as ami:` ... `ami.port` ..."""
 
     def __init__(self, username: str = "tollwatch", secret: str = "secret", port: int = 0) -> None:
+        self.muted = False  # set: stop answering actions (a hung Asterisk, a dead NAT path)
         self.username = username
         self._secret = secret
         self.port = port
@@ -240,6 +241,8 @@ class FakeAmi:
                 if action is None:
                     continue
                 self.actions.append(action)
+                if self.muted:  # a silently dead peer: the TCP session stays, nothing answers
+                    continue
                 if not self._answer(client, action):
                     break
                 await writer.drain()
