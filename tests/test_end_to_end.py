@@ -78,6 +78,7 @@ async def test_attack_is_alerted_once_in_slack_blocked_and_hung_up(
     fake, seen = await run_attack(tmp_path, fixtures, slack, monkeypatch, enabled=True)
     [incident] = seen["incidents"]
     assert incident["severity"] == "critical"
+    assert [(b["kind"], b["value"]) for b in incident["blocks"]] == [("prefix", "232")]
     # Slack: one parent message for the incident, everything else in its thread
     posts = slack.calls("chat.postMessage")
     parents = [p for p in posts if not p.body.get("thread_ts")]

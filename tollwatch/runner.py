@@ -50,6 +50,8 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     blocker = Blocker(settings, {f.name: f.source for f in feeds})
 
     async def notify(kind: str, view: dict[str, Any]) -> None:  # blocks and lifts, in words
+        if kind == "blocked" and view.get("pbx") and view.get("blocks"):  # for the report
+            store.save_incident(str(view["pbx"]), view, is_open=True)
         for alerter in told:
             await alerter.send(kind, view)
 

@@ -62,7 +62,13 @@ class StateStore(SqliteFile):
 
     # ---- incidents -----------------------------------------------------------------------
     def save_incident(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
+        """Insert or update an incident's view; blocks recorded on it earlier are kept."""
         with self._tx() as db:
+            if not view.get("blocks"):
+                row = db.execute("SELECT data FROM incidents WHERE id=?", (view["id"],)).fetchone()
+                blocks = json.loads(row[0]).get("blocks") if row else None
+                if blocks:
+                    view = {**view, "blocks": blocks}
             db.execute(
                 "INSERT INTO incidents(id, pbx, source, severity, score, first_call_at, "
                 "detected_at, updated_at, open, data) VALUES (?,?,?,?,?,?,?,?,?,?) "
