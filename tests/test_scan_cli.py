@@ -42,6 +42,12 @@ def test_attack_is_one_critical_incident_for_209_covering_all_24_calls(fixtures:
     assert "24 rows read, 0 skipped, 24 outbound calls" in err
 
 
+def test_verbose_says_how_each_file_is_read(fixtures: Path) -> None:
+    code, _, err = scan(*JP_UTC, "-v", "-q", str(fixtures / "Master-calls.csv"))
+    assert code == 0
+    assert "Master-calls.csv: 18 columns (uniqueid+userfield)" in err
+
+
 def test_normal_calls_give_nothing_critical(fixtures: Path) -> None:
     code, out, err = scan(*JP_UTC, "--format", "json", str(fixtures / "Master-calls.csv"))
     assert code == 0, err

@@ -16,13 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cdr_ingest import IngestError
+from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from tollwatch import report_format
 from tollwatch.scan import ScanResult, ScanStats, run_scan
-from tollwatch.settings import load, overrides
+from tollwatch.settings import cdr_options, load, overrides
 
 app = typer.Typer(
     add_completion=False,
@@ -91,12 +91,18 @@ def scan(
     until: Annotated[str | None, typer.Option(help="Only calls before this time.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say how each file was read (its layout).")
+    ] = False,
 ) -> None:
     """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
     settings = _settings(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
     try:
+        if verbose:
+            for f in files:
+                err.print(describe_layout(f, cdr_options(settings)), soft_wrap=True)
         result = _scan_with_progress(files, settings, start, stop, show=not quiet)
     except IngestError as exc:
         raise _fail([str(exc)]) from None
