@@ -1,8 +1,9 @@
-"""AstDB and Hangup actions over AMI, and a tiny direct AMI connection for the CLI.
+"""AstDB and Hangup actions over AMI, and a short AMI session for the CLI.
 
 Anything with `async send_action(Mapping[str, str]) -> Any` can carry the actions: the daemon's
-`AmiSource` (answers are panoramisk Messages, or a list of them for EventList responses) or
-`AmiClient` here (plain dicts). Both shapes are read through `messages()`.
+`AmiSource` (answers are panoramisk Messages, or a list of them for EventList responses), or
+`AmiClient` here, which runs an AmiSource for one command. Answers are read through
+`messages()`.
 
 AstDB layout (what the dialplan snippet reads):
     <family>/block/<E.164 prefix digits> = "<expiry epoch>|<reason>"
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+from cdr_ingest.live.ami import AmiError, AmiSource
 
 
 class ActionSender(Protocol):
@@ -126,42 +128,24 @@ async def hangup(sender: ActionSender, channel: str) -> list[str]:
     return [channel]
 
 
-# -- a tiny direct connection ------------------------------------------------------------
-
-
-def _encode(msg: Mapping[str, str]) -> bytes:
-    return "".join(f"{k}: {v}\r\n" for k, v in msg.items()).encode() + b"\r\n"
-
-
-def _parse(frame: bytes) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in frame.decode("utf-8", "replace").split("\r\n"):
-        key, sep, value = line.partition(":")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
+# -- a short session for a command, over the same AMI source the daemon uses ----------------
 
 
 class AmiClient:
     """One short AMI session for a command: `async with AmiClient(...) as ami:` then
-    `await ami.send_action({...})`. Logs in with events off; list responses (EventList: start)
-    are collected up to their ...Complete event. The secret is only written to the socket."""
+    `await ami.send_action({...})`. It runs an `AmiSource` (panoramisk, the secret only ever
+    written to the socket) for the length of the block; failures are ConnectionError."""
 
     def __init__(
         self, name: str, host: str, port: int, username: str, secret: str, timeout: float = 10.0
     ) -> None:
         self.name = name
-        self.host = host
-        self.port = port
-        self.username = username
-        self.__secret = secret
-        self.timeout = timeout
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._ids = itertools.count(1)
+        self._source = AmiSource(name, host, port, username, secret, timeout=timeout,
+                                 watch=False)
+        self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"AmiClient({self.name!r}, {self.username}@{self.host}:{self.port})"
+        return f"AmiClient({self._source!r})"
 
     async def __aenter__(self) -> AmiClient:
         await self.connect()
@@ -171,54 +155,27 @@ class AmiClient:
         await self.close()
 
     async def connect(self) -> None:
-        where = f"AMI {self.username}@{self.host}:{self.port}"
-        try:
-            reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout
-            )
-            self._reader = reader
-            await asyncio.wait_for(reader.readline(), self.timeout)  # banner
-        except (OSError, TimeoutError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timeout"
-            raise ConnectionError(f"{where}: cannot connect ({why})") from None
-        resp = await self.send_action({"Action": "Login", "Username": self.username,
-                                       "Secret": self.__secret, "Events": "off"})  # fmt: skip
-        if not succeeded(resp):
-            await self.close()
-            raise ConnectionError(f"{where}: login failed ({error_text(resp)})")
+        source = self._source
+        self._task = asyncio.create_task(source.run())
+        while not source.status.connected and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            try:
+                self._task.result()
+            except AmiError as exc:
+                raise ConnectionError(str(exc)) from None
+            raise ConnectionError(f"AMI {self.name}: session ended at once")
 
     async def close(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is None:
+        task, self._task = self._task, None
+        if task is None:
             return
+        await self._source.close()
         with contextlib.suppress(Exception):
-            writer.write(_encode({"Action": "Logoff", "ActionID": "tw-bye"}))
-            await asyncio.wait_for(writer.drain(), 2)
-        writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), 2)
+            await asyncio.wait_for(task, 5)
 
-    async def send_action(self, action: Mapping[str, str]) -> dict[str, str] | list[dict[str, str]]:
-        return await asyncio.wait_for(self._send(action), self.timeout)
-
-    async def _send(self, action: Mapping[str, str]) -> dict[str, str] | list[dict[str, str]]:
-        reader, writer = self._reader, self._writer
-        if reader is None or writer is None:
-            raise ConnectionError(f"AMI {self.name}: not connected")
-        aid = f"tw-{next(self._ids)}"
-        writer.write(_encode({**action, "ActionID": aid}))
-        await writer.drain()
-        out: list[dict[str, str]] = []
-        while True:
-            try:
-                frame = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                raise ConnectionError(f"AMI {self.name}: connection closed") from None
-            msg = _parse(frame[:-4])
-            if msg.get("ActionID") != aid:
-                continue  # an event or someone else's answer
-            out.append(msg)
-            if out[0].get("EventList", "").lower() != "start":
-                return out[0]
-            if msg.get("EventList", "").lower() == "complete":
-                return out
+    async def send_action(self, action: Mapping[str, str]) -> Any:
+        try:
+            return await self._source.send_action(action)
+        except AmiError as exc:
+            raise ConnectionError(str(exc)) from None

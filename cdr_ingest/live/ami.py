@@ -135,6 +135,7 @@ class AmiSource:
         timeout: float = 10.0,
         ping_interval: int = 10,
         keepalive: float = 20.0,
+        watch: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.name = name
@@ -147,6 +148,7 @@ class AmiSource:
         self.timeout = timeout
         self.ping_interval = ping_interval
         self.keepalive = keepalive
+        self.watch = watch  # False: a session for actions only (no events, no resync)
         self.clock = clock
         self.status = SourceStatus(name=name, kind="ami")
         self.bad_frames = 0
@@ -170,7 +172,8 @@ class AmiSource:
             manager = await self._connect()
             self.status.connected = True
             self.status.state = "connected"
-            await self._resync()
+            if self.watch:
+                await self._resync()
             await self._watch(manager)
             exc = manager.lost.result()
             if self._closing:
@@ -272,7 +275,7 @@ class AmiSource:
                 "Action": "Login",
                 "Username": self.username,
                 "Secret": self.__secret,
-                "Events": EVENT_MASK,
+                "Events": EVENT_MASK if self.watch else "off",
             }
         )
         done, _ = await asyncio.wait({login, manager.lost}, timeout=self.timeout,
