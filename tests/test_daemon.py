@@ -166,3 +166,44 @@ async def test_followed_master_csv_feeds_the_daemon(tmp_path: Path, fixtures: Pa
     assert daemon.pipelines["pbx"].calls_seen == 5  # the 24 old rows were not replayed
     assert rec.sent == []
     assert store.load_position(str(master)) is not None
+
+
+async def test_a_quiet_hour_closes_the_incident_in_the_store(
+    tmp_path: Path, fixtures: Path
+) -> None:
+    events = attack_events(fixtures)
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
+    # the daemon's clock is three hours after the attack: the first tick closes it
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [ListSource("pbx", events)], [Recorder()],
+                    ["pbx"], clock=lambda: datetime(2026, 11, 24, 16, 30, tzinfo=UTC))
+    await run_until_idle(
+        daemon, lambda: daemon.events == len(events) and not daemon.store.incidents(
+            open_only=True) and bool(daemon.store.incidents()))
+    [stored] = daemon.store.incidents()
+    assert stored["severity"] == "critical" and stored["calls"] == 24
+    assert daemon.store.incidents(open_only=True) == []
+    assert daemon.pipelines["pbx"].engine.tracker.open == {}
+
+
+async def test_live_views_count_minutes_of_calls_still_up(tmp_path: Path) -> None:
+    from cdr_ingest.live import CallAnswered, CallStarted
+
+    t0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # night: off-hours
+    events: list[LiveEvent] = []
+    for i in range(5):  # five calls to Sierra Leone, answered, still up
+        uid = f"1795500000.{i}"
+        events.append(CallStarted("pbx", uid, t0, "209", "acme", f"01023276543{i:02d}",
+                                  "carrier"))
+        events.append(CallAnswered("pbx", uid, t0))
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)},
+                 rates={"per_minute": {"232": 1.5}})
+    rec = Recorder()
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [ListSource("pbx", events)], [rec], ["pbx"],
+                    clock=lambda: datetime(2026, 11, 24, 2, 10, tzinfo=UTC))
+    await run_until_idle(daemon, lambda: daemon.events == len(events) and bool(rec.sent))
+    kind, view = rec.sent[-1]
+    # critical at the 5th call's start (a walked number block): the 4 calls answered before it
+    # have been up 10 minutes each by the daemon's clock
+    assert (kind, view["calls"]) == ("escalated", 5)
+    assert view["minutes"] == 40.0
+    assert view["spend"] == 60.0

@@ -140,7 +140,7 @@ class Daemon:
                 seen.setdefault(iid, ("updated", incident))
             pending.clear()
         for kind, incident in seen.values():
-            view = incident_dict(incident, self.tz)
+            view = incident_dict(incident, self.tz, self.clock())
             view["pbx"] = pbx
             self.store.save_incident(pbx, view, is_open=True)
             for alerter in self.alerters:
@@ -150,7 +150,7 @@ class Daemon:
                     log.exception("alerter %s failed for %s", alerter.name, incident.id)
         tracker = self.pipelines[pbx].engine.tracker
         for incident in tracker.closed:
-            view = incident_dict(incident, self.tz)
+            view = incident_dict(incident, self.tz, self.clock())
             view["pbx"] = pbx
             self.store.save_incident(pbx, view, is_open=False)
         tracker.closed.clear()

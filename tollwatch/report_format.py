@@ -20,7 +20,8 @@ def _iso(when: datetime | None, tz: ZoneInfo) -> str | None:
     return when.astimezone(tz).isoformat() if when is not None else None
 
 
-def incident_dict(inc: Incident, tz: ZoneInfo) -> dict[str, Any]:
+def incident_dict(inc: Incident, tz: ZoneInfo, now: datetime | None = None) -> dict[str, Any]:
+    """The incident as data. `now` (live): minutes and spend count calls still up until now."""
     calls = inc.ordered_calls()
     destinations = sorted({c.label() for c in calls})
     accounts = inc.accounts
@@ -37,8 +38,8 @@ def incident_dict(inc: Incident, tz: ZoneInfo) -> dict[str, Any]:
         "destinations": destinations,
         "numbers": sorted({c.dest.e164 for c in calls if c.dest.e164}),
         "calls": len(calls),
-        "minutes": round(inc.minutes(), 2),
-        "spend": _spend(calls),
+        "minutes": round(inc.minutes(now), 2),
+        "spend": _spend(calls, now),
         "first_call_at": _iso(inc.first_call_at, tz),
         "last_call_at": _iso(inc.last_call_at, tz),
         "detected_at": _iso(inc.detected_at.get(inc.severity), tz),
@@ -47,12 +48,14 @@ def incident_dict(inc: Incident, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def _spend(calls: list[Call]) -> float | None:
+def _spend(calls: list[Call], now: datetime | None = None) -> float | None:
     """Estimated cost from the rate table; None when no call's destination has a rate."""
     rated = [c for c in calls if c.dest.rate]
     if not rated:
         return None
-    return round(sum((c.dest.rate or 0.0) * c.up_for(c.end or c.start) / 60.0 for c in rated), 2)
+    return round(
+        sum((c.dest.rate or 0.0) * c.up_for(now or c.end or c.start) / 60.0 for c in rated), 2
+    )
 
 
 def to_json(incidents: list[Incident], tz: ZoneInfo) -> str:
