@@ -32,7 +32,6 @@ class Engine:
         self._end_rules = [r for r in rules if _overrides(r, "on_end")]
         self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
         self._auth_rules = [r for r in rules if _overrides(r, "on_auth")]
-        self.findings = 0
 
     @classmethod
     def from_settings(
@@ -100,7 +99,6 @@ class Engine:
     def _apply(self, findings: Iterable[Finding]) -> list[IncidentChange]:
         changes = []
         for finding in findings:
-            self.findings += 1
             change = self.tracker.add(finding)
             if change is not None:
                 changes.append(change)

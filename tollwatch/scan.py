@@ -34,7 +34,6 @@ class ScanStats:
     skipped: int = 0
     outbound: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
-    international_minutes: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
     seconds: float = 0.0
     calls_scored: int = 0
@@ -82,12 +81,8 @@ def run_scan(
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
         ok = classify(batch.filter(good))
         stats.outbound += ok.height
-        for cls, n, secs in ok.group_by("dest_class").agg(
-            pl.len(), pl.col("billsec").sum()
-        ).iter_rows():
+        for cls, n in ok.group_by("dest_class").len().iter_rows():
             stats.by_class[cls] = stats.by_class.get(cls, 0) + n
-            if cls == "international":
-                stats.international_minutes += (secs or 0) / 60.0
         keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
         if keep.height:
             relevant.append(keep.select(CALL_COLUMNS))
