@@ -99,10 +99,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 def sample_transcript() -> Path:
-    here = Path(__file__).resolve().parent.parent / "samples" / "ami-attack.txt"
-    if here.is_file():
-        return here
-    return Path(str(resources.files("tollwatch").joinpath("ami-attack.txt")))
+    """The recorded attack's AMI stream, shipped with the package (for `demo`)."""
+    return Path(str(resources.files("tollwatch").joinpath("data/ami-attack.txt")))
 
 
 async def run_demo(pace: float, console: Console) -> int:
