@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from cdr_ingest._outbound import glob_to_regex
 from cdr_ingest._types import CdrOptions
+from cdr_ingest.dialed import dialed_number, evidence_of
 from cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
@@ -72,14 +73,20 @@ class LegRules:
             return True
         return self._phones is not None and _glob_match(self._phones, channel)
 
-    def is_trunk(self, channel: str, context: str = "") -> bool:
-        """Is a dialed channel a trunk; `context` is the calling channel's (CDR dcontext)."""
+    def is_trunk(self, channel: str, context: str = "", lastdata: str = "") -> bool:
+        """Is a dialed channel a trunk (batch's rule, cdr_ingest._outbound.classify);
+        `context` is the calling channel's (CDR dcontext), `lastdata` its Dial data
+        (``TECH/`` + the AMI DialString): a target that carries a number makes the channel
+        a trunk, a bare endpoint a device, and without one its name decides."""
         if not _HAS_ENDPOINT.match(channel) or _LOCAL.match(channel):
             return False
         if self._trunks is not None:
             trunk = _glob_match(self._trunks, channel)
+        elif self._phones is not None and _glob_match(self._phones, channel):
+            trunk = False
         else:
-            trunk = not self.is_phone(channel)
+            evidence = evidence_of("Dial", lastdata, channel) if lastdata else None
+            trunk = evidence == "number" if evidence else not self.is_phone(channel)
         return trunk and (not self.options.contexts or context in self.options.contexts)
 
     def source_of(self, channel: str, callerid: str) -> str:
@@ -100,12 +107,11 @@ def _glob_match(rx: re.Pattern[str], channel: str) -> bool:
     return any(rx.match(name) for name in (channel, f"{tech}/{ep}", ep))
 
 
-def dialed_number(dial_string: str) -> str:
-    """0102@carrier -> 0102; carrier/0102 (chan_sip style) -> 0102; first target only."""
-    target = dial_string.split(",", 1)[0].split("&", 1)[0]
-    if "@" in target:
-        return target.split("@", 1)[0].rsplit("/", 1)[-1]
-    return target.rsplit("/", 1)[-1] if "/" in target else target
+def lastdata_of(dest_channel: str, dial_string: str) -> str:
+    """What Master.csv writes as lastdata for a Dial: TECH/ + the AMI DialString."""
+    if not dial_string:
+        return ""
+    return f"{dest_channel.split('/', 1)[0]}/{dial_string}"
 
 
 def remote_ip(address: str) -> str:
@@ -170,7 +176,7 @@ class AmiCallTracker:
         pbx: str,
         options: CdrOptions | None = None,
         *,
-        is_trunk: Callable[[str, str], bool] | None = None,
+        is_trunk: Callable[[str, str, str], bool] | None = None,
         source_of: Callable[[str, str], str] | None = None,
     ) -> None:
         rules = LegRules(options)
@@ -253,7 +259,8 @@ class AmiCallTracker:
             if not callers:
                 continue
             caller = callers[0]
-            if not self.is_trunk(chan, caller.get("Context", "")):
+            data = caller.get("ApplicationData", "")
+            if not self.is_trunk(chan, caller.get("Context", ""), data):
                 continue
             call_id = caller.get("Uniqueid", "")
             if not call_id or call_id in self._calls or call_id in self._gone:
@@ -264,7 +271,7 @@ class AmiCallTracker:
                 at=at - _duration(caller.get("Duration", "")),
                 source=self.source_of(caller["Channel"], caller.get("CallerIDNum", "")),
                 account=caller.get("AccountCode", ""),
-                dialed=dialed_number(caller.get("ApplicationData", "")) or caller.get("Exten", ""),
+                dialed=dialed_number("Dial", data, caller.get("Exten", "")),
                 trunk=endpoint(chan),
                 channel=caller["Channel"],
                 dest_channel=chan,
@@ -281,7 +288,8 @@ class AmiCallTracker:
     def _dial_begin(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         dest = msg.get("DestChannel", "")
         chan = msg.get("Channel", "")
-        if not chan or not self.is_trunk(dest, msg.get("Context", "")):
+        data = lastdata_of(dest, msg.get("DialString", ""))
+        if not chan or not self.is_trunk(dest, msg.get("Context", ""), data):
             return None  # originate (no caller), or a Local / phone destination
         call_id = msg["Uniqueid"]
         call = self._calls.get(call_id)
@@ -295,9 +303,7 @@ class AmiCallTracker:
             at=at,
             source=self.source_of(chan, msg.get("CallerIDNum", "")),
             account=msg.get("AccountCode", ""),
-            dialed=dialed_number(msg.get("DialString", ""))
-            or msg.get("DestExten", "")
-            or msg.get("Exten", ""),
+            dialed=dialed_number("Dial", data, msg.get("Exten", "")),
             trunk=endpoint(dest),
             channel=chan,
             dest_channel=dest,
