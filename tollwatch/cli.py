@@ -310,17 +310,25 @@ def status(
     out.print(f"daemon: {state}; site {info.get('site')}; events {info.get('events')}; "
               f"errors {info.get('errors')}; open incidents {info.get('open_incidents')}")
     table = Table(title="sources")
-    for col in ("source", "kind", "connected", "events/s", "calls up", "last event", "state"):
+    for col in ("source", "kind", "connected", "events/s", "calls up", "last event", "state",
+                "dialect", "unknown events"):  # fmt: skip
         table.add_column(col)
+    warnings = []
     for name, (_, data) in sorted(rows.items()):
         if not name.startswith("source:"):
             continue
         table.add_row(
-            data["name"], data["kind"], "yes" if data["connected"] else "[red]no[/red]",
+            markup(data["name"]), data["kind"], "yes" if data["connected"] else "[red]no[/red]",
             str(data.get("events_per_s", 0)), str(data.get("calls_in_progress", 0)),
-            data.get("last_event_at") or "-", data.get("state", ""),
+            data.get("last_event_at") or "-", markup(data.get("state", "")),
+            markup(data.get("dialect", "")), str(data.get("unknown_events", 0)),
         )
+        if data.get("warning"):
+            warnings.append(f"[yellow]warning[/yellow] {markup(data['name'])}: "
+                            f"{markup(data['warning'])}")  # fmt: skip
     out.print(table)
+    for line in warnings:
+        out.print(line, soft_wrap=True)
     for inc in store.incidents(open_only=True):
         out.print(f"open: {inc['severity']} {inc['source']} {', '.join(inc['destinations'])} "
                   f"({inc['calls']} calls since {inc['first_call_at']})")

@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from cdr_ingest._outbound import glob_to_regex
 from cdr_ingest._types import CdrOptions
 from cdr_ingest.dialed import dialed_number, evidence_of
+from cdr_ingest.live import ami_dialects
+from cdr_ingest.live.ami_dialects import AmiDialect
 from cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
@@ -43,9 +45,9 @@ _HAS_ENDPOINT = re.compile(r"^[^/]+/[^-;]")
 FAILED_AUTH = frozenset(
     {"ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL"}
 )
-CALL_EVENTS = frozenset({"DialBegin", "DialEnd", "Hangup"})
-# Event names the tracker acts on: what an AMI client needs to subscribe to.
-EVENTS = CALL_EVENTS | FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+# Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
+EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
 
@@ -162,6 +164,8 @@ class TrackerStats:
     handled: int = 0  # messages that produced or changed call/auth state
     ignored: Counter[str] = field(default_factory=Counter)  # event name -> count
     malformed: int = 0  # relevant events missing required headers
+    call_events: int = 0  # events of the dialect's call vocabulary seen (any outcome)
+    unknown: int = 0  # valid events no dialect uses (VarSet, Newexten, ...): counted only
 
 
 class AmiCallTracker:
@@ -181,6 +185,10 @@ class AmiCallTracker:
     ) -> None:
         rules = LegRules(options)
         self.pbx = pbx
+        self.dialect: AmiDialect = ami_dialects.by_name("asterisk12")
+        self.dialect_chosen = False  # by the banner; until then an Asterisk 11 Dial switches
+        self.dialect_text = "not known yet (no banner)"
+        self._standby = ami_dialects.by_name("asterisk11")
         self.is_trunk = is_trunk or rules.is_trunk
         self.source_of = source_of or rules.source_of
         self.stats = TrackerStats()
@@ -202,22 +210,41 @@ class AmiCallTracker:
     def calls_up(self) -> int:
         return len(self._calls)
 
+    def use_version(self, version: str) -> None:
+        """Pick the dialect for the AMI protocol version of the login banner ("11.0.0")."""
+        dialect = ami_dialects.for_version(version)
+        if dialect is not None:
+            self.dialect = dialect
+            self.dialect_chosen = True
+            self.dialect_text = dialect.release(version)
+        else:
+            self.dialect_text = f"unknown AMI version {version!r}; reading it as Asterisk 12+"
+
     def feed(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent]:
         name = msg.get("Event", "")
         when = event_time(msg, at)
+        if not self.dialect_chosen and name == "Newchannel":
+            self._standby.translate(msg)  # in case this turns out to be an Asterisk 11
+        if name == "Dial" and "SubEvent" in msg and not self.dialect_chosen:
+            # no banner seen, but this is Asterisk 11's Dial event
+            self.dialect, self.dialect_chosen = self._standby, True
+            self.dialect_text = self._standby.release("1.x, from its events")
         try:
-            if name == "DialBegin":
-                out = self._dial_begin(msg, when)
-            elif name == "DialEnd":
-                out = self._dial_end(msg, when)
-            elif name == "Hangup":
-                out = self._hangup(msg, when)
+            if name in self.dialect.events:
+                self.stats.call_events += 1
+                out: list[LiveEvent] | None = None
+                for canonical in self.dialect.translate(msg):
+                    got = self._call_event(canonical, when)
+                    if got is not None:
+                        out = (out or []) + got
             elif name in FAILED_AUTH or name == "SuccessfulAuth":
                 out = self._auth(name, msg, when)
             elif name == "FullyBooted":
                 out = [PbxBooted(self.pbx, when)]
             else:
                 self.stats.ignored[name or "(not an event)"] += 1
+                if name and name not in EVENTS:
+                    self.stats.unknown += 1
                 return []
         except KeyError:
             self.stats.malformed += 1
@@ -227,6 +254,31 @@ class AmiCallTracker:
             return []
         self.stats.handled += 1
         return out
+
+    def _call_event(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
+        name = msg.get("Event", "")
+        if name == "DialBegin":
+            return self._dial_begin(msg, at)
+        if name == "DialEnd":
+            return self._dial_end(msg, at)
+        if name == "Hangup":
+            return self._hangup(msg, at)
+        if name == "Rename":
+            return self._rename(msg)
+        return None
+
+    def _rename(self, msg: Mapping[str, str]) -> list[LiveEvent] | None:
+        """A channel of a call got a new name (masquerade, pickup): follow it."""
+        old, new = msg.get("Channel", ""), msg.get("Newname", "")
+        call_id = self._channels.pop(old, None)
+        if call_id is None or not new:
+            return None
+        self._channels[new] = call_id
+        call = self._calls[call_id]
+        if old in call.dests:
+            call.dests.discard(old)
+            call.dests.add(new)
+        return []
 
     def resync(self, channels: Sequence[Mapping[str, str]], at: datetime) -> list[LiveEvent]:
         """Reconcile with the CoreShowChannel events of a CoreShowChannels response.

@@ -77,3 +77,6 @@ class SourceStatus:
     calls_in_progress: int = 0
     events_per_s: float = 0.0  # over the last status interval (the daemon fills it in)
     state: str = "starting"  # human words: "connected", "retrying in 4s (connection refused)"
+    dialect: str = ""  # AMI: which Asterisk the banner says, e.g. "Asterisk 22 (AMI 11.0.0)"
+    unknown_events: int = 0  # AMI: valid events no dialect uses (counted, not an error)
+    warning: str = ""  # something the administrator should look at, in plain words
