@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alerting.textsafe import csv_cell
 from config import Settings
 from rules.calendar import BusinessCalendar
 from rules.destinations import Classifier
@@ -260,7 +261,7 @@ def _write_csv(path: Path, flagged: list[FlaggedCall], tz: ZoneInfo) -> None:
             row["reasons"] = "; ".join(fc.reasons)
             row["off_hours"] = fc.off_hours or ""
             row["spend"] = "" if fc.spend is None else fc.spend
-            writer.writerow(row)
+            writer.writerow({k: csv_cell(v) if isinstance(v, str) else v for k, v in row.items()})
 
 
 def _summary(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
