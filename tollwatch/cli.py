@@ -14,14 +14,15 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from alerting.textsafe import markup
 from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
 from rules.destinations import Classifier
 from rules.incidents import Severity
-from tollwatch import report_format
-from tollwatch.scan import ScanResult, ScanStats, run_scan
+from tollwatch import report_format, status_view
+from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
+from tollwatch.scan_problems import ProblemFile
 from tollwatch.settings import cdr_options, load, overrides
 
 app = typer.Typer(
@@ -55,7 +56,7 @@ class Format(StrEnum):
 
 def _fail(lines: list[str]) -> typer.Exit:
     for line in lines:
-        err.print(f"[red]error:[/red] {line}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -94,6 +95,11 @@ def scan(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Say how each file was read (its layout).")
     ] = False,
+    problems: Annotated[
+        Path | None,
+        typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
+                     "CSV file; the summary lists only the first 20.", dir_okay=False),
+    ] = None,
 ) -> None:
     """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
     settings = _settings(config, country, tz, access_code)
@@ -102,10 +108,14 @@ def scan(
     try:
         if verbose:
             for f in files:
-                err.print(describe_layout(f, cdr_options(settings)), soft_wrap=True)
-        result = _scan_with_progress(files, settings, start, stop, show=not quiet)
+                err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
+        with ProblemFile(problems) as sink:
+            result = _scan_with_progress(files, settings, start, stop, show=not quiet,
+                                         problems=sink.write if problems else None)
     except IngestError as exc:
         raise _fail([str(exc)]) from None
+    except OSError as exc:
+        raise _fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
     incidents = result.incidents
     if fmt is Format.table:
         report_format.print_table(out, incidents, zone)
@@ -123,11 +133,11 @@ def scan(
 
 def _scan_with_progress(
     files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
-    show: bool,
+    show: bool, problems: Problems | None = None,
 ) -> ScanResult:
     total = sum(f.stat().st_size for f in files if f.is_file())
     if not show or not err.is_terminal or total < 20_000_000:
-        return run_scan(files, settings, since, until)
+        return run_scan(files, settings, since, until, problems=problems)
     sizes = {str(f): f.stat().st_size for f in files}
     order = [str(f) for f in files]
     with Progress(
@@ -141,7 +151,7 @@ def _scan_with_progress(
             done = sum(sizes[n] for n in order[: order.index(file)]) if file in order else 0
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
-        return run_scan(files, settings, since, until, progress=update)
+        return run_scan(files, settings, since, until, progress=update, problems=problems)
 
 
 def _bytes_per_line(path: Path) -> float:
@@ -162,9 +172,10 @@ def _summary(stats: ScanStats, incidents_count: int) -> None:
         soft_wrap=True,
     )
     for origin, problem in stats.problems[:20]:
-        err.print(f"[yellow]skipped[/yellow] {origin}: {problem}", soft_wrap=True)
+        err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}", soft_wrap=True)
     if stats.skipped > 20:
-        err.print(f"... and {stats.skipped - 20} more skipped rows", soft_wrap=True)
+        err.print(f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",
+                  soft_wrap=True)
 
 
 @app.command()
@@ -244,34 +255,20 @@ def status(
     if daemon is None:
         raise _fail([f"{db}: the daemon has not reported yet"])
     updated, info = daemon
-    age = (datetime.now(tz=ZoneInfo("UTC")) - datetime.fromisoformat(updated)).total_seconds()
-    state = "running" if age < 30 else f"NOT RUNNING (last report {age:.0f}s ago)"
-    out.print(f"daemon: {state}; site {info.get('site')}; events {info.get('events')}; "
-              f"errors {info.get('errors')}; open incidents {info.get('open_incidents')}")
-    table = Table(title="sources")
-    for col in ("source", "kind", "connected", "events/s", "calls up", "last event", "state"):
-        table.add_column(col)
-    for name, (_, data) in sorted(rows.items()):
-        if not name.startswith("source:"):
-            continue
-        table.add_row(
-            data["name"], data["kind"], "yes" if data["connected"] else "[red]no[/red]",
-            str(data.get("events_per_s", 0)), str(data.get("calls_in_progress", 0)),
-            data.get("last_event_at") or "-", data.get("state", ""),
-        )
-    out.print(table)
-    for inc in store.incidents(open_only=True):
-        out.print(f"open: {inc['severity']} {inc['source']} {', '.join(inc['destinations'])} "
-                  f"({inc['calls']} calls since {inc['first_call_at']})")
+    sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
+    status_view.render(out, updated, info, sources, store.incidents(open_only=True))
 
 
 def _logging(verbose: bool) -> None:
     import logging
 
+    from tollwatch import logsafe
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logsafe.install()
 
 
 @app.command()

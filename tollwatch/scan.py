@@ -26,6 +26,7 @@ from tollwatch.settings import cdr_options, rule_specs
 MAX_PROBLEMS = 1000
 
 Progress = Callable[[str, int], None]  # (file, rows read so far in it)
+Problems = Callable[[list[tuple[str, str]]], None]  # every bad row: (file:line, reason)
 
 
 @dataclass
@@ -56,6 +57,7 @@ def run_scan(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
+    problems: Problems | None = None,
 ) -> ScanResult:
     started = time.perf_counter()
     classifier = Classifier(settings)
@@ -76,6 +78,8 @@ def run_scan(
         bad = batch.filter(~good)
         if bad.height:
             stats.skipped += bad.height
+            if problems is not None:
+                problems(list(bad.select("origin", "problem").iter_rows()))
             room = MAX_PROBLEMS - len(stats.problems)
             if room > 0:
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())

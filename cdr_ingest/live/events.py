@@ -78,3 +78,6 @@ class SourceStatus:
     calls_in_progress: int = 0
     events_per_s: float = 0.0  # over the last status interval (the daemon fills it in)
     state: str = "starting"  # human words: "connected", "retrying in 4s (connection refused)"
+    bad_frames: int = 0  # AMI frames that could not be parsed or handled
+    backlog: int = 0  # events received but not yet handed to the daemon (AMI reader queue)
+    backlog_age: float = 0.0  # seconds the oldest of them has waited
