@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from datetime import datetime
@@ -110,10 +111,8 @@ def scan(
     try:
         if verbose:
             for f in files:
-                try:
+                with contextlib.suppress(IngestError):  # reported after the scan if so
                     err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
-                except IngestError:
-                    pass  # reported after the scan, with the other unreadable files
         with ProblemFile(problems) as sink:
             result = _scan_with_progress(files, settings, start, stop, show=not quiet,
                                          problems=sink.write if problems else None)
