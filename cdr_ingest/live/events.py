@@ -23,6 +23,7 @@ class CallStarted:
     trunk: str  # the trunk endpoint it goes out on ("carrier")
     channel: str = ""  # the calling channel, e.g. PJSIP/209-0000000a (for hang-up)
     dest_channel: str = ""  # the trunk channel, e.g. PJSIP/carrier-0000000b
+    linkedid: str = ""  # the Asterisk call it belongs to (Master.csv linkedid)
 
 
 @dataclass(frozen=True)
