@@ -36,6 +36,7 @@ class ScanStats:
     outbound: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
+    file_problems: list[str] = field(default_factory=list)  # "path: why it was not (all) read"
     seconds: float = 0.0
     calls_scored: int = 0
 
@@ -61,7 +62,8 @@ def run_scan(
 ) -> ScanResult:
     started = time.perf_counter()
     classifier = Classifier(settings)
-    rows = scan_cdrs(paths, cdr_options(settings))
+    stats = ScanStats()
+    rows = scan_cdrs(paths, cdr_options(settings), on_file_error=stats.file_problems.append)
     good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
@@ -69,7 +71,6 @@ def run_scan(
     if until is not None:
         window = window & (pl.col("start") < until)
     wanted = rows.filter(pl.col("problem").is_not_null() | (pl.col("outbound") & window))
-    stats = ScanStats()
     classify = classifier.batches()
     relevant: list[pl.DataFrame] = []
     for batch in wanted.collect_batches(chunk_size=200_000):
