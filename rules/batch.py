@@ -16,6 +16,7 @@ from rules.model import Call, CallEvent, Kind
 # Columns rules need from the CDR frame (cdr_ingest) after classification (Classifier).
 CALL_COLUMNS = (
     "call_id", "origin", "source", "account", "dialed", "trunk", "start", "answer", "end",
+    "linkedid",
     "dest_class", "e164", "calling_code", "region", "region_name", "high_risk", "risk_prefix",
     "allowlisted", "rate",
 )
@@ -41,6 +42,7 @@ def calls_from_frame(
             trunk=row["trunk"] or "",
             origin=row["origin"],
             allowlisted=allow,
+            linkedid=row["linkedid"] or "",
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -15,15 +16,15 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from alerting.textsafe import markup
 from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
 from rules.destinations import Classifier
 from rules.incidents import Severity
-from tollwatch import report_format
-from tollwatch.scan import ScanResult, ScanStats, run_scan
+from tollwatch import report_format, status_view
+from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
+from tollwatch.scan_problems import ProblemFile
 from tollwatch.settings import cdr_options, load, overrides
 
 app = typer.Typer(
@@ -84,7 +85,9 @@ def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
 
 @app.command()
 def scan(
-    files: Annotated[list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False)
+    ],
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -104,6 +107,11 @@ def scan(
             "the rows read (0.1%).",
         ),
     ] = "0",
+    problems: Annotated[
+        Path | None,
+        typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
+                     "CSV file; the summary lists only the first 20.", dir_okay=False),
+    ] = None,
 ) -> None:
     """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input
     (including rows that cannot be read, beyond --max-skipped)."""
@@ -114,10 +122,17 @@ def scan(
     try:
         if verbose:
             for f in files:
-                err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
-        result = _scan_with_progress(files, settings, start, stop, show=not quiet)
+                with contextlib.suppress(IngestError):  # reported after the scan if so
+                    err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
+        with ProblemFile(problems) as sink:
+            result = _scan_with_progress(files, settings, start, stop, show=not quiet,
+                                         problems=sink.write if problems else None)
     except IngestError as exc:
         raise _fail([str(exc)]) from None
+    except OSError as exc:
+        raise _fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
+    if len(result.stats.file_problems) >= len(files) and not result.stats.rows:
+        raise _fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents
     try:
         if fmt is Format.table:
@@ -134,13 +149,15 @@ def scan(
     too_many = _too_many_skipped(result.stats, tolerance)
     if not quiet:
         _summary(result.stats, incidents_count=len(incidents))
-        if too_many:
-            err.print(f"[red]error:[/red] {result.stats.skipped} row(s) could not be read "
-                      f"(tolerated: {markup(max_skipped)}): see above; --max-skipped N or P% "
-                      "tolerates known noise", soft_wrap=True)  # fmt: skip
+    if too_many:  # even with -q: rows were not read
+        err.print(f"[red]error:[/red] {result.stats.skipped} row(s) could not be read "
+                  f"(tolerated: {markup(max_skipped)}); --max-skipped N or P% tolerates "
+                  "known noise", soft_wrap=True)  # fmt: skip
+    for line in result.stats.file_problems:  # even with -q: input was not (all) read
+        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     if any(i.severity == Severity.CRITICAL for i in incidents):
         raise typer.Exit(1)
-    if too_many:
+    if result.stats.file_problems or too_many:
         raise typer.Exit(2)
 
 
@@ -166,19 +183,23 @@ def _too_many_skipped(stats: ScanStats, tolerance: tuple[float, bool]) -> bool:
 
 def _stdout_gone() -> None:
     """Point stdout at /dev/null so that nothing more (nor the exit flush) fails on it."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test runner's buffer)
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
     os.close(devnull)
 
 
 def _scan_with_progress(
     files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
-    show: bool,
+    show: bool, problems: Problems | None = None,
 ) -> ScanResult:
-    total = sum(f.stat().st_size for f in files if f.is_file())
+    total = sum(_size(f) for f in files)
     if not show or not err.is_terminal or total < 20_000_000:
-        return run_scan(files, settings, since, until)
-    sizes = {str(f): f.stat().st_size for f in files}
+        return run_scan(files, settings, since, until, problems=problems)
+    sizes = {str(f): _size(f) for f in files}
     order = [str(f) for f in files]
     with Progress(
         TextColumn("[bold]scanning"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -191,7 +212,14 @@ def _scan_with_progress(
             done = sum(sizes[n] for n in order[: order.index(file)]) if file in order else 0
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
-        return run_scan(files, settings, since, until, progress=update)
+        return run_scan(files, settings, since, until, progress=update, problems=problems)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _bytes_per_line(path: Path) -> float:
@@ -223,7 +251,8 @@ def _summary(stats: ScanStats, incidents_count: int) -> None:
     for origin, problem in stats.problems[:20]:
         err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}", soft_wrap=True)
     if stats.skipped > 20:
-        err.print(f"... and {stats.skipped - 20} more skipped rows", soft_wrap=True)
+        err.print(f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",
+                  soft_wrap=True)
     for note in stats.notes[:10]:
         err.print(f"note: {markup(note)}", soft_wrap=True)
 
@@ -305,42 +334,20 @@ def status(
     if daemon is None:
         raise _fail([f"{db}: the daemon has not reported yet"])
     updated, info = daemon
-    age = (datetime.now(tz=ZoneInfo("UTC")) - datetime.fromisoformat(updated)).total_seconds()
-    state = "running" if age < 30 else f"NOT RUNNING (last report {age:.0f}s ago)"
-    out.print(f"daemon: {state}; site {info.get('site')}; events {info.get('events')}; "
-              f"errors {info.get('errors')}; open incidents {info.get('open_incidents')}")
-    table = Table(title="sources")
-    for col in ("source", "kind", "connected", "events/s", "calls up", "last event", "state",
-                "dialect", "unknown events"):  # fmt: skip
-        table.add_column(col)
-    warnings = []
-    for name, (_, data) in sorted(rows.items()):
-        if not name.startswith("source:"):
-            continue
-        table.add_row(
-            markup(data["name"]), data["kind"], "yes" if data["connected"] else "[red]no[/red]",
-            str(data.get("events_per_s", 0)), str(data.get("calls_in_progress", 0)),
-            data.get("last_event_at") or "-", markup(data.get("state", "")),
-            markup(data.get("dialect", "")), str(data.get("unknown_events", 0)),
-        )
-        if data.get("warning"):
-            warnings.append(f"[yellow]warning[/yellow] {markup(data['name'])}: "
-                            f"{markup(data['warning'])}")  # fmt: skip
-    out.print(table)
-    for line in warnings:
-        out.print(line, soft_wrap=True)
-    for inc in store.incidents(open_only=True):
-        out.print(f"open: {inc['severity']} {inc['source']} {', '.join(inc['destinations'])} "
-                  f"({inc['calls']} calls since {inc['first_call_at']})")
+    sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
+    status_view.render(out, updated, info, sources, store.incidents(open_only=True))
 
 
 def _logging(verbose: bool) -> None:
     import logging
 
+    from tollwatch import logsafe
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logsafe.install()
 
 
 @app.command()

@@ -26,6 +26,7 @@ from tollwatch.settings import cdr_options, rule_specs
 MAX_PROBLEMS = 1000
 
 Progress = Callable[[str, int], None]  # (file, rows read so far in it)
+Problems = Callable[[list[tuple[str, str]]], None]  # every bad row: (file:line, reason)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ScanStats:
     outbound: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
+    file_problems: list[str] = field(default_factory=list)  # "path: why it was not (all) read"
     seconds: float = 0.0
     calls_scored: int = 0
     skipped_by_file: dict[str, int] = field(default_factory=dict)
@@ -62,10 +64,12 @@ def run_scan(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
+    problems: Problems | None = None,
 ) -> ScanResult:
     started = time.perf_counter()
     classifier = Classifier(settings)
-    rows = scan_cdrs(paths, cdr_options(settings))
+    stats = ScanStats()
+    rows = scan_cdrs(paths, cdr_options(settings), on_file_error=stats.file_problems.append)
     good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
@@ -79,7 +83,6 @@ def run_scan(
         | (pl.col("replaced") > 0)
         | (pl.col("trunk_basis") == "device")
     )
-    stats = ScanStats()
     classify = classifier.batches("dialed")
     relevant: list[pl.DataFrame] = []
     legs = _Legs()
@@ -90,6 +93,8 @@ def run_scan(
         if bad.height:
             stats.skipped += bad.height
             _by_file(stats.skipped_by_file, bad)
+            if problems is not None:
+                problems(list(bad.select("origin", "problem").iter_rows()))
             room = MAX_PROBLEMS - len(stats.problems)
             if room > 0:
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())

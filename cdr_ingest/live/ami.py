@@ -354,6 +354,7 @@ class AmiSource:
 
     def _bad_frame(self, frame: str, crashed: bool) -> None:
         self.bad_frames += 1
+        self.status.bad_frames = self.bad_frames
         self.status.errors += 1
         kind = "crashing" if crashed else "malformed"
         self._log_once(

@@ -327,6 +327,7 @@ class AmiCallTracker:
                 trunk=endpoint(chan),
                 channel=caller["Channel"],
                 dest_channel=chan,
+                linkedid=caller.get("Linkedid", ""),
             )
             self._start(started)
             out.append(started)
@@ -359,6 +360,7 @@ class AmiCallTracker:
             trunk=endpoint(dest),
             channel=chan,
             dest_channel=dest,
+            linkedid=msg.get("Linkedid", ""),
         )
         self._start(started)
         return [started]

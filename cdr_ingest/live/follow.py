@@ -519,6 +519,7 @@ class CsvFollower:
             trunk=r["trunk"] or "",
             channel=r["channel"] or "",
             dest_channel=r["dstchannel"] or "",
+            linkedid=r["linkedid"] or "",
         )
         ended = CallEnded(self.pbx, call_id, _utc(r["end"]), r["disposition"] or "")
         if r["answer"] is None:
