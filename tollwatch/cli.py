@@ -234,14 +234,14 @@ def _bytes_per_line(path: Path) -> float:
 def _summary(stats: ScanStats, incidents_count: int) -> None:
     classes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_class.items()))
     replaced = (
-        f", {stats.replaced} byte(s) not UTF-8 replaced in {stats.replaced_rows} row(s) (kept)"
+        f"{stats.replaced} byte(s) not UTF-8 replaced in {stats.replaced_rows} row(s), rows kept"
         if stats.replaced
-        else ", 0 bytes replaced"
+        else "0 bytes replaced"
     )
     err.print(
-        f"{stats.rows} rows read, {stats.skipped} skipped{replaced}, {stats.outbound} outbound"
+        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound"
         f" calls ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count}"
-        f" incident(s) in {stats.seconds:.2f}s",
+        f" incident(s) in {stats.seconds:.2f}s; {replaced}",
         soft_wrap=True,
     )
     for name, n in sorted(stats.skipped_by_file.items()):
