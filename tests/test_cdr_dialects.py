@@ -220,3 +220,20 @@ def test_configured_columns_and_cdr_custom_conf(tmp_path: Path) -> None:
     assert "10 columns (configured [cdr] columns)" in describe_layout(
         path, CdrOptions(columns=tuple(cols))
     )
+
+
+def test_cdr_columns_settings(tmp_path: Path) -> None:
+    from config import ConfigError
+    from tollwatch.settings import cdr_options, load
+
+    good = tmp_path / "good.toml"
+    good.write_text('[site]\ncountry = "JP"\n[cdr]\ncolumns = ["calldate", "src", "dst", ""]\n')
+    assert cdr_options(load(good)).columns == ("calldate", "src", "dst", "")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[site]\ncountry = "JP"\n[cdr]\ncolumns = ["src", "dsst"]\n')
+    with pytest.raises(ConfigError, match="unknown CDR column.*'dsst'"):
+        load(bad)
+    missing = tmp_path / "missing.toml"
+    missing.write_text(f'[site]\ncountry = "JP"\n[cdr]\ncustom_conf = "{tmp_path}/nope.conf"\n')
+    with pytest.raises(ConfigError, match="cdr.custom_conf: .*nope.conf: No such file"):
+        load(missing)
