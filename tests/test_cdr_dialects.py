@@ -135,7 +135,8 @@ def test_forwarded_disa_and_long_phone_names_give_the_dial_target() -> None:
     assert df["dst"].to_list() == ["211553", "s", "150010002", "030123456"]
     assert df["trunk_basis"].to_list() == ["number", "number", "device", "number"]
     # configured trunks take over, and a configured trunk is never the source as a phone
-    df = scan_cdrs([path], CdrOptions(trunks=("SIP/carrier", "PJSIP/carrier", "*/211553"))).collect()
+    trunks = ("SIP/carrier", "PJSIP/carrier", "*/211553")
+    df = scan_cdrs([path], CdrOptions(trunks=trunks)).collect()
     assert df["outbound"].to_list() == [True, True, False, True]
     assert df["source"].to_list() == ["0301234567", "0301234567", "150010001", "150010001"]
 
@@ -231,9 +232,9 @@ def test_cdr_columns_settings(tmp_path: Path) -> None:
     assert cdr_options(load(good)).columns == ("calldate", "src", "dst", "")
     bad = tmp_path / "bad.toml"
     bad.write_text('[site]\ncountry = "JP"\n[cdr]\ncolumns = ["src", "dsst"]\n')
-    with pytest.raises(ConfigError, match="unknown CDR column.*'dsst'"):
+    with pytest.raises(ConfigError, match=r"unknown CDR column.*'dsst'"):
         load(bad)
     missing = tmp_path / "missing.toml"
     missing.write_text(f'[site]\ncountry = "JP"\n[cdr]\ncustom_conf = "{tmp_path}/nope.conf"\n')
-    with pytest.raises(ConfigError, match="cdr.custom_conf: .*nope.conf: No such file"):
+    with pytest.raises(ConfigError, match=r"cdr\.custom_conf: .*nope\.conf: No such file"):
         load(missing)
