@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from alerting.textsafe import markup
 from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
+from config.fleet import is_fleet_file
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from tollwatch import report_format, status_view
@@ -71,7 +72,8 @@ def _settings(
         raise _fail([prefix + e for e in exc.errors]) from None
 
 
-def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
+def _parse_time(value: str | None, tz: ZoneInfo | None, name: str) -> datetime | None:
+    """An ISO date or time; without an offset it is in `tz` (None: left naive)."""
     if value is None:
         return None
     try:
@@ -79,14 +81,15 @@ def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
     except ValueError:
         raise _fail([f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
                      "2026-11-24T06:00"]) from None
-    return when.replace(tzinfo=tz) if when.tzinfo is None else when
+    return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when
 
 
 @app.command()
 def scan(
     files: Annotated[
-        list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False)
-    ],
+        list[Path] | None,
+        typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False),
+    ] = None,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -103,8 +106,36 @@ def scan(
         typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
                      "CSV file; the summary lists only the first 20.", dir_okay=False),
     ] = None,
+    fleet: Annotated[
+        Path | None,
+        typer.Option("--fleet", help="Scan a fleet: a settings file with [[pbx]] entries, or a "
+                     "directory ROOT/<pbx>/Master.csv* (--config: shared settings)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=0, help="--fleet: local Dask worker processes "
+                     "(default: CPU count; 0: no Dask, one PBX after another)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="--fleet: an existing Dask scheduler, "
+                     "e.g. tcp://host:8786."),
+    ] = None,
+    parquet: Annotated[
+        Path | None,
+        typer.Option("--parquet", help="--fleet: write classified calls as Parquet under "
+                     "DIR/pbx=<pbx>/day=<date>/.", file_okay=False),
+    ] = None,
 ) -> None:
     """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
+    if fleet is not None:
+        _scan_fleet(fleet, files, config, overrides(country, tz, access_code), since, until,
+                    fmt, quiet, verbose, problems, workers, scheduler, parquet)
+        return
+    if workers is not None or scheduler or parquet:
+        raise _fail(["--workers, --scheduler and --parquet go with --fleet"])
+    if not files:
+        raise _fail(["give CDR files to scan (or --fleet FLEET.toml|DIR)"])
     settings = _settings(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
@@ -139,6 +170,24 @@ def scan(
         raise typer.Exit(1)
     if result.stats.file_problems:
         raise typer.Exit(2)
+
+
+def _scan_fleet(
+    path: Path, files: list[Path] | None, config: Path | None, over: dict[str, object],
+    since: str | None, until: str | None, fmt: Format, quiet: bool, verbose: bool,
+    problems: Path | None, workers: int | None, scheduler: str | None, parquet: Path | None,
+) -> None:
+    from tollwatch import cli_fleet
+
+    if files:
+        raise _fail(["--fleet takes the files from each PBX's settings, not the command line"])
+    if problems or verbose:
+        raise _fail(["--problems and --verbose work on a single-PBX scan, not with --fleet"])
+    fleet = cli_fleet.fleet_settings(path, config, over)
+    # without an offset, each PBX reads --since/--until in its own time zone
+    start, stop = _parse_time(since, None, "since"), _parse_time(until, None, "until")
+    code = cli_fleet.scan_fleet(fleet, start, stop, fmt.value, quiet, workers, scheduler, parquet)
+    raise typer.Exit(code)
 
 
 def _scan_with_progress(
@@ -221,14 +270,30 @@ def classify(
 
 @app.command("check-config")
 def check_config(
-    file: Annotated[Path | None, typer.Argument(help="Settings file to check.")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="Settings file (or fleet file/directory) to check.")
+    ] = None,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
     access_code: AccessOpt = None,
+    pbx: Annotated[
+        str | None, typer.Option("--pbx", help="Fleet: show this PBX's effective settings.")
+    ] = None,
 ) -> None:
-    """Validate a settings file and print the effective settings (secrets masked)."""
-    settings = _settings(file or config, country, tz, access_code)
+    """Validate a settings file and print the effective settings (secrets masked).
+
+    A fleet (a file with [[pbx]] entries, or a directory of PBXes) is shown as a table;
+    --pbx NAME prints that PBX's effective settings."""
+    path = file or config
+    if path is not None and (path.is_dir() or is_fleet_file(path) or pbx):
+        from tollwatch import cli_fleet
+
+        shared = config if file is not None and path.is_dir() else None
+        fleet = cli_fleet.fleet_settings(path, shared, overrides(country, tz, access_code))
+        cli_fleet.check_fleet(fleet, pbx)
+        return
+    settings = _settings(path, country, tz, access_code)
     out.print_json(json.dumps(masked_dump(settings)))
     err.print("[green]settings OK[/green]")
 

@@ -27,6 +27,7 @@ MAX_PROBLEMS = 1000
 
 Progress = Callable[[str, int], None]  # (file, rows read so far in it)
 Problems = Callable[[list[tuple[str, str]]], None]  # every bad row: (file:line, reason)
+Calls = Callable[[pl.DataFrame], None]  # every batch of classified outbound calls
 
 
 @dataclass
@@ -59,6 +60,7 @@ def run_scan(
     until: datetime | None = None,
     progress: Progress | None = None,
     problems: Problems | None = None,
+    calls: Calls | None = None,
 ) -> ScanResult:
     started = time.perf_counter()
     classifier = Classifier(settings)
@@ -86,6 +88,8 @@ def run_scan(
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
         ok = classify(batch.filter(good))
         stats.outbound += ok.height
+        if calls is not None and ok.height:
+            calls(ok)
         for cls, n in ok.group_by("dest_class").len().iter_rows():
             stats.by_class[cls] = stats.by_class.get(cls, 0) + n
         keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
