@@ -226,7 +226,9 @@ def _resolve_entry(
 
 
 def _prefixed(head: str, error: str) -> str:
-    return error if error.startswith(head) else head + error.replace("ami.0.", "ami.", 1)
+    if error.startswith(head):
+        return error
+    return head + re.sub(r"^ami\.0(?=[.:])", "ami", error)
 
 
 def _files(data: dict[str, Any], entry: Entry) -> None:

@@ -58,7 +58,7 @@ def scan_fleet(
     """Run the fleet scan, print incidents on stdout and progress on stderr; the exit code."""
 
     def progress(p: Progress) -> None:
-        if not quiet or (p.pbx is not None and p.scan is None):  # failures even with -q
+        if not quiet:  # with -q, failures are still listed at the end
             err.print(fleet_output.progress_line(p), soft_wrap=True)
 
     n = default_workers() if workers is None else workers
@@ -124,7 +124,7 @@ def check_fleet(fleet: Fleet, pbx: str | None) -> None:
     table = Table(title=f"{markup(fleet.source)}: {len(fleet.order)} PBX(es)")
     for col in ("pbx", "site", "country", "time zone", "CDR files", "AMI", "Slack",
                 "remediation", "settings"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("pbx", "country", "AMI"))
     for name in fleet.order:
         s = fleet.settings.get(name)
         if s is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -69,9 +69,9 @@ def run_scan(
     good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
-        window = window & (pl.col("start") >= since)
+        window = window & (pl.col("start") >= _utc(since))
     if until is not None:
-        window = window & (pl.col("start") < until)
+        window = window & (pl.col("start") < _utc(until))
     wanted = rows.filter(pl.col("problem").is_not_null() | (pl.col("outbound") & window))
     classify = classifier.batches()
     relevant: list[pl.DataFrame] = []
@@ -106,6 +106,11 @@ def run_scan(
     )
     stats.seconds = time.perf_counter() - started
     return ScanResult(incidents, stats)
+
+
+def _utc(when: datetime) -> datetime:
+    """Call times are UTC: a bound in another zone compares as the same instant."""
+    return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _count_rows(rows: pl.LazyFrame) -> int:
