@@ -135,7 +135,7 @@ def test_scan_fleet_cli_jsonl_carries_the_pbx_and_exit_codes(
     assert csv_run.stdout.splitlines() == [",".join(("pbx", *report_format.CSV_FIELDS))]
     assert "[1/5]" not in csv_run.stderr and "error: pbx[broken]" in csv_run.stderr
     bad = CliRunner().invoke(app, ["scan", "--fleet", str(path), "x.csv"])
-    assert bad.exit_code == 2 and "not the command line" in bad.stderr
+    assert bad.exit_code == 2 and "files from its settings" in bad.stderr
 
 
 def _gen_fleet() -> Any:

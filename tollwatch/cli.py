@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +24,7 @@ from config.fleet import is_fleet_file
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from tollwatch import report_format, status_view
+from tollwatch.cli_fleet import FleetOpt, ParquetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
 from tollwatch.scan_problems import ProblemFile
 from tollwatch.settings import cdr_options, load, overrides
@@ -101,37 +103,36 @@ def scan(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Say how each file was read (its layout).")
     ] = False,
+    max_skipped: Annotated[
+        str,
+        typer.Option(
+            "--max-skipped",
+            help="Rows that cannot be read tolerated before exit 2: a count (5) or a share of "
+            "the rows read (0.1%).",
+        ),
+    ] = "0",
     problems: Annotated[
         Path | None,
         typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
                      "CSV file; the summary lists only the first 20.", dir_okay=False),
     ] = None,
-    fleet: Annotated[
-        Path | None,
-        typer.Option("--fleet", help="Scan a fleet: a settings file with [[pbx]] entries, or a "
-                     "directory ROOT/<pbx>/Master.csv* (--config: shared settings)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", min=0, help="--fleet: local Dask worker processes "
-                     "(default: CPU count; 0: no Dask, one PBX after another)."),
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="--fleet: an existing Dask scheduler, "
-                     "e.g. tcp://host:8786."),
-    ] = None,
-    parquet: Annotated[
-        Path | None,
-        typer.Option("--parquet", help="--fleet: write classified calls as Parquet under "
-                     "DIR/pbx=<pbx>/day=<date>/.", file_okay=False),
-    ] = None,
+    fleet: FleetOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    parquet: ParquetOpt = None,
 ) -> None:
-    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
+    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input
+    (including rows that cannot be read, beyond --max-skipped)."""
+    tolerance = _tolerance(max_skipped)
     if fleet is not None:
-        _scan_fleet(fleet, files, config, overrides(country, tz, access_code), since, until,
-                    fmt, quiet, verbose, problems, workers, scheduler, parquet)
-        return
+        from tollwatch import cli_fleet
+
+        if files or problems or verbose:
+            raise _fail(["--fleet takes each PBX's files from its settings; --problems and "
+                         "--verbose work on a single-PBX scan"])
+        raise typer.Exit(cli_fleet.scan_command(
+            fleet, config, overrides(country, tz, access_code), since, until, fmt.value, quiet,
+            workers, scheduler, parquet, lambda stats: _too_many_skipped(stats, tolerance)))
     if workers is not None or scheduler or parquet:
         raise _fail(["--workers, --scheduler and --parquet go with --fleet"])
     if not files:
@@ -154,40 +155,62 @@ def scan(
     if len(result.stats.file_problems) >= len(files) and not result.stats.rows:
         raise _fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents
-    if fmt is Format.table:
-        report_format.print_table(out, incidents, zone)
-    elif fmt is Format.json:
-        sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
-    elif fmt is Format.jsonl:
-        sys.stdout.write(report_format.to_jsonl(incidents, zone))
-    else:
-        sys.stdout.write(report_format.to_csv(incidents, zone))
+    try:
+        if fmt is Format.table:
+            report_format.print_table(out, incidents, zone)
+        elif fmt is Format.json:
+            sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
+        elif fmt is Format.jsonl:
+            sys.stdout.write(report_format.to_jsonl(incidents, zone))
+        else:
+            sys.stdout.write(report_format.to_csv(incidents, zone))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `scan | head`: the reader has what it wanted
+        _stdout_gone()
+    too_many = _too_many_skipped(result.stats, tolerance)
     if not quiet:
         _summary(result.stats, incidents_count=len(incidents))
+    if too_many:  # even with -q: rows were not read
+        err.print(f"[red]error:[/red] {result.stats.skipped} row(s) could not be read "
+                  f"(tolerated: {markup(max_skipped)}); --max-skipped N or P% tolerates "
+                  "known noise", soft_wrap=True)  # fmt: skip
     for line in result.stats.file_problems:  # even with -q: input was not (all) read
         err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     if any(i.severity == Severity.CRITICAL for i in incidents):
         raise typer.Exit(1)
-    if result.stats.file_problems:
+    if result.stats.file_problems or too_many:
         raise typer.Exit(2)
 
 
-def _scan_fleet(
-    path: Path, files: list[Path] | None, config: Path | None, over: dict[str, object],
-    since: str | None, until: str | None, fmt: Format, quiet: bool, verbose: bool,
-    problems: Path | None, workers: int | None, scheduler: str | None, parquet: Path | None,
-) -> None:
-    from tollwatch import cli_fleet
+def _tolerance(text: str) -> tuple[float, bool]:
+    """--max-skipped: (value, is a percentage)."""
+    raw = text.strip()
+    pct = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if pct else raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (not pct and value != int(value)):
+        raise _fail([f"--max-skipped: {text!r} is not a row count like 5 or a share like 0.1%"])
+    return value, pct
 
-    if files:
-        raise _fail(["--fleet takes the files from each PBX's settings, not the command line"])
-    if problems or verbose:
-        raise _fail(["--problems and --verbose work on a single-PBX scan, not with --fleet"])
-    fleet = cli_fleet.fleet_settings(path, config, over)
-    # without an offset, each PBX reads --since/--until in its own time zone
-    start, stop = _parse_time(since, None, "since"), _parse_time(until, None, "until")
-    code = cli_fleet.scan_fleet(fleet, start, stop, fmt.value, quiet, workers, scheduler, parquet)
-    raise typer.Exit(code)
+
+def _too_many_skipped(stats: ScanStats, tolerance: tuple[float, bool]) -> bool:
+    value, pct = tolerance
+    if pct:
+        return stats.skipped > stats.rows * value / 100
+    return stats.skipped > value
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so that nothing more (nor the exit flush) fails on it."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test runner's buffer)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _scan_with_progress(
@@ -231,17 +254,28 @@ def _bytes_per_line(path: Path) -> float:
 
 def _summary(stats: ScanStats, incidents_count: int) -> None:
     classes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_class.items()))
+    replaced = (
+        f"{stats.replaced} byte(s) not UTF-8 replaced in {stats.replaced_rows} row(s), rows kept"
+        if stats.replaced
+        else "0 bytes replaced"
+    )
     err.print(
-        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound calls"
-        f" ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count} incident(s)"
-        f" in {stats.seconds:.2f}s",
+        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound"
+        f" calls ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count}"
+        f" incident(s) in {stats.seconds:.2f}s; {replaced}",
         soft_wrap=True,
     )
+    for name, n in sorted(stats.skipped_by_file.items()):
+        err.print(f"[yellow]skipped[/yellow] {n} row(s) in {markup(name)}", soft_wrap=True)
+    for name, n in sorted(stats.replaced_by_file.items()):
+        err.print(f"replaced {n} byte(s) that are not UTF-8 in {markup(name)}", soft_wrap=True)
     for origin, problem in stats.problems[:20]:
         err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}", soft_wrap=True)
     if stats.skipped > 20:
         err.print(f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",
                   soft_wrap=True)
+    for note in stats.notes[:10]:
+        err.print(f"note: {markup(note)}", soft_wrap=True)
 
 
 @app.command()

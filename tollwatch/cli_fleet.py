@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +20,28 @@ from config.fleet import Fleet, load_fleet
 from rules.base import check_rules
 from tollwatch import fleet_output
 from tollwatch.fleet_scan import Progress, run_fleet
+from tollwatch.scan import ScanStats
+
+FleetOpt = Annotated[
+    Path | None,
+    typer.Option("--fleet", help="Scan a fleet: a settings file with [[pbx]] entries, or a "
+                 "directory ROOT/<pbx>/Master.csv* (--config: shared settings)."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=0, help="--fleet: local Dask worker processes "
+                 "(default: CPU count; 0: no Dask, one PBX after another)."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="--fleet: an existing Dask scheduler, e.g. "
+                 "tcp://host:8786."),
+]
+ParquetOpt = Annotated[
+    Path | None,
+    typer.Option("--parquet", help="--fleet: write classified calls as Parquet under "
+                 "DIR/pbx=<pbx>/day=<date>/.", file_okay=False),
+]
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -41,6 +64,29 @@ def fleet_settings(path: Path, shared: Path | None, over: dict[str, Any]) -> Fle
         raise _fail([prefix + e for e in exc.errors]) from None
 
 
+def _when(value: str | None, name: str) -> datetime | None:
+    """--since/--until: without an offset, each PBX reads them in its own time zone."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail([f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
+                     "2026-11-24T06:00"]) from None
+
+
+def scan_command(
+    path: Path, shared: Path | None, over: dict[str, Any], since: str | None,
+    until: str | None, fmt: str, quiet: bool, workers: int | None, scheduler: str | None,
+    parquet: Path | None, too_many_skipped: Callable[[ScanStats], bool],
+) -> int:
+    """`tollwatch scan --fleet PATH`: the exit code."""
+    fleet = fleet_settings(path, shared, over)
+    start, stop = _when(since, "since"), _when(until, "until")
+    return scan_fleet(fleet, start, stop, fmt, quiet, workers, scheduler, parquet,
+                      too_many_skipped)
+
+
 def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -54,6 +100,7 @@ def scan_fleet(
     workers: int | None,
     scheduler: str | None,
     parquet: Path | None,
+    too_many_skipped: Callable[[ScanStats], bool] = lambda stats: stats.skipped > 0,
 ) -> int:
     """Run the fleet scan, print incidents on stdout and progress on stderr; the exit code."""
 
@@ -83,16 +130,24 @@ def scan_fleet(
     sys.stdout.flush()
     if not quiet:
         err.print(fleet_output.summary_line(result, len(fleet.order), len(rows)), soft_wrap=True)
+    skipped = False
     for name in fleet.order:  # even with -q: what was not scanned, or not all of it
         if name in result.failed:
             why = result.failed[name]
             head = "" if why.startswith(f"pbx[{name}]") else f"pbx[{name}]: "
             err.print(f"[red]error:[/red] {markup(head + why)}", soft_wrap=True)
-        elif name in result.scans:
-            for line in result.scans[name].stats.file_problems:
-                err.print(f"[red]error:[/red] pbx\\[{markup(name)}]: {markup(line)}",
-                          soft_wrap=True)
-    return result.exit_code()
+            continue
+        stats = result.scans[name].stats
+        lines = list(stats.file_problems)
+        if too_many_skipped(stats):
+            skipped = True
+            lines.append(f"{stats.skipped} row(s) could not be read (first: "
+                         f"{' '.join(stats.problems[0]) if stats.problems else '-'}); "
+                         "--max-skipped N or P% tolerates known noise")
+        for line in lines:
+            err.print(f"[red]error:[/red] {markup(f'pbx[{name}]: {line}')}", soft_wrap=True)
+    code = result.exit_code()
+    return 2 if code == 0 and skipped else code
 
 
 def _ami(s: Settings) -> str:
