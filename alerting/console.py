@@ -38,7 +38,8 @@ class ConsoleAlerter:
             self.stream.write(line + "\n")
             self.stream.flush()
         else:
-            log.warning("%s", line)
+            for part in line.split("\n"):  # one log line each (the parts are escaped)
+                log.warning("%s", part)
 
 
 def _refused(view: IncidentView) -> str:
@@ -50,9 +51,10 @@ def format_change(kind: str, view: IncidentView) -> str:
     head = {"opened": "NEW", "escalated": "ESCALATED"}.get(kind, kind.upper())
     dests = ", ".join(plain(d) for d in view.get("destinations", [])) or "-"
     lines = [
-        f"[{head}] {str(view.get('severity', '?')).upper()} (score {view.get('score', '?')}) "
+        f"[{head}] {plain(view.get('severity', '?')).upper()} (score {view.get('score', '?')}) "
         f"source {plain(view.get('source', '?'))} -> {dests}: {view.get('calls', 0)} call(s)"
-        f"{_refused(view)} since {view.get('first_call_at', '?')}  [{plain(view.get('id', '?'))}]"
+        f"{_refused(view)} since {plain(view.get('first_call_at', '?'))}  "
+        f"[{plain(view.get('id', '?'))}]"
     ]
     lines += [f"    - {plain(reason)}" for reason in view.get("reasons", [])]
     return "\n".join(lines)
@@ -60,7 +62,7 @@ def format_change(kind: str, view: IncidentView) -> str:
 
 def format_update(view: IncidentView) -> str:
     return (
-        f"[UPDATE] {str(view.get('severity', '?')).upper()} source "
+        f"[UPDATE] {plain(view.get('severity', '?')).upper()} source "
         f"{plain(view.get('source', '?'))}: now {view.get('calls', 0)} calls{_refused(view)}, "
         f"{view.get('minutes', 0)} min  [{plain(view.get('id', '?'))}]"
     )
