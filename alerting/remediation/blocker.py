@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.base import IncidentView
@@ -178,7 +178,7 @@ class Blocker:
         known = self._covered.setdefault((incident, target), now)  # a restart forgot: now
         return bool(now - known)
 
-    def _covers(self, blocks: list[Target], dialed: str, source: str) -> Target | None:
+    def _covers(self, blocks: Sequence[Target], dialed: str, source: str) -> Target | None:
         """The block in force that applies to a call from `source` dialing `dialed`."""
         dest = self.classifier.classify(dialed)
         if not dest.e164:

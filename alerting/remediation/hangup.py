@@ -14,7 +14,7 @@ from typing import Any
 from alerting.remediation import astdb
 from alerting.remediation.astdb import ActionSender
 from alerting.remediation.policy import Target
-from cdr_ingest.live.ami_calls import dialed_number
+from cdr_ingest.dialed import dialed_number
 
 log = logging.getLogger("tollwatch.remediation")
 
@@ -29,12 +29,9 @@ def chosen(up: list[dict[str, str]], call_ids: set[str]) -> list[dict[str, str]]
 
 
 def number_of(channel: Mapping[str, str]) -> str:
-    data = channel.get("ApplicationData", "")
-    if channel.get("Application") == "Dial" and data:
-        found = dialed_number(data)
-        if found:
-            return found
-    return channel.get("Exten", "")
+    """The Dial target's number (as batch reads lastdata), else the extension."""
+    return dialed_number(channel.get("Application", ""), channel.get("ApplicationData", ""),
+                         channel.get("Exten", ""))  # fmt: skip
 
 
 async def hang_up(
