@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from ._types import CdrOptions
-from .dialed import dial_evidence, dialed_expr
+from .dialed import with_dial_columns
 
 # TECH/endpoint-suffix;n, e.g. PJSIP/carrier-0000000b, Local/0102@from-internal-00000001;2.
 # The hex suffix may be empty: failed dials get a synthetic destination "TECH/endpoint-".
@@ -102,13 +102,14 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     lf = lf.with_columns(
         pl.when(use_dst).then(pl.col("dstchannel")).otherwise(synthetic + "-").alias("_dest")
     )
-    lf = lf.with_columns(
-        dial_evidence(pl.col("lastapp"), pl.col("lastdata"), pl.col("_dest")).alias("_evidence")
-    )
+    lf = with_dial_columns(lf, "_dest")
     dest = pl.col("_dest")
-    real = dest.str.contains(_HAS_ENDPOINT) & ~dest.str.contains(_LOCAL)
+    lf = lf.with_columns(  # columns, so that each regex runs once whatever the engine
+        _real=dest.str.contains(_HAS_ENDPOINT) & ~dest.str.contains(_LOCAL),
+        _by_name=~_is_phone(dest, options),
+    )
+    real, by_name = pl.col("_real"), pl.col("_by_name")
     ev = pl.col("_evidence")
-    by_name = ~_is_phone(dest, options)
     if options.trunks:
         trunk = real & _matches(options.trunks, *_glob_names(dest))
         basis = pl.lit("configured")
@@ -126,7 +127,6 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     lf = lf.with_columns(
         trunk.fill_null(False).alias("outbound"),
         _endpoint(pl.when(calling_phone).then(chan)).fill_null(pl.col("src")).alias("source"),
-        dialed_expr().alias("dialed"),
     )
     device = (real & (ev == "device") & by_name).fill_null(False)
     if options.trunks:

@@ -11,9 +11,10 @@ A target "carries a number" when it names a user part (``NUMBER@peer``) or a pat
 peer (``peer/NUMBER``, ``peer/sip:NUMBER@host``) made of digits (``+``, ``*``, ``#``
 allowed). A bare endpoint (``PJSIP/201``, ``SIP/150010001``) is a device, not a number.
 
-``dialed_expr`` builds the polars expression batch runs over whole files; ``dialed_number``
-runs that same expression for one live call (AMI gives the Dial string without the channel
-technology, so the tracker passes ``TECH/`` + DialString, as Asterisk writes ``lastdata``).
+``with_dial_columns`` adds the columns batch needs over whole files (one regex pass for the
+first target's number and peer); ``dialed_number`` and ``evidence_of`` run that same plan for
+one live call (AMI gives the Dial string without the channel technology, so the tracker passes
+``TECH/`` + DialString, as Asterisk writes ``lastdata``).
 """
 
 from __future__ import annotations
@@ -22,82 +23,67 @@ from functools import lru_cache
 
 import polars as pl
 
-_TARGET = r"^[^/,&()]+/([^,&]*)"  # first Dial target, after TECH/
+# First Dial target after TECH/: NUMBER@peer[:port][/opts] (n1, p1), or
+# [user[:secret]@]peer[:port]/[sip:]NUMBER[@host] (p2, n2).
+_TARGET = (
+    r"^(?P<tech>[^/,&()]+)/(?:(?P<n1>[^@/,&]*)@(?P<p1>[^/,&:]*)(?::[0-9]+)?(?:/[A-Za-z]*)?"
+    r"|(?:[^@/,&]*@)?(?P<p2>[^/,&:]*)(?::[0-9]+)?/(?:sips?:)?(?P<n2>[^@/,&]*)[^,&]*)(?:[,&]|$)"
+)
 _NUMBER = r"^\+?[0-9*#]+$"
+# Every target of the Dial a bare endpoint: TECH/ep&TECH/ep... (a phone, a ring group).
+_ALL_BARE = r"^[^/&@,]+/[^/&@,]+(?:&[^/&@,]+/[^/&@,]+)*(?:,|$)"
+_IS_DIAL = "(?i)^dial$"
 
 
-def dial_target_number(lastapp: pl.Expr, lastdata: pl.Expr) -> pl.Expr:
-    """The number the first Dial target of lastdata carries, else null."""
-    target = lastdata.str.extract(_TARGET, 1)
-    segment = (
-        pl.when(lastdata.str.contains("(?i)^local/"))  # Local/NUMBER@context/n
-        .then(target.str.extract(r"^([^@/]*)@", 1))
-        .when(target.str.contains("/", literal=True))
-        .then(target.str.extract(r"/([^/]*)$", 1))
-        .otherwise(target)
+def with_dial_columns(lf: pl.LazyFrame, dest: str | None = None) -> pl.LazyFrame:
+    """Add `dialed` (from columns lastapp, lastdata, dst) and, given the column holding each
+    leg's destination channel, `_evidence`: "number" when the first Dial target sends a
+    number to that channel's peer, "device" when every target is a bare endpoint, else null
+    (no evidence: another app, or a target for another endpoint such as a DAHDI group)."""
+    dial = pl.col("lastapp").str.contains(_IS_DIAL)
+    lf = lf.with_columns(
+        _dial_parts=pl.when(dial).then(pl.col("lastdata")).str.extract_groups(_TARGET)
     )
-    user = segment.str.replace(r"^sips?:", "").str.replace(r"@.*$", "")
-    carries = lastapp.str.contains("(?i)^dial$") & target.str.contains(r"[/@]")
-    return pl.when(carries & user.str.contains(_NUMBER)).then(user)
+    parts = pl.col("_dial_parts")  # a column: the regex runs once, whatever the engine
+    number = pl.coalesce(parts.struct.field("n1"), parts.struct.field("n2"))
+    peer = pl.coalesce(parts.struct.field("p1"), parts.struct.field("p2"))
+    lf = lf.with_columns(
+        pl.when(number.str.contains(_NUMBER)).then(number).alias("_dial_number"),
+        pl.concat_str(parts.struct.field("tech"), pl.lit("/"), peer, pl.lit("-")).alias(
+            "_dial_peer"
+        ),
+    )
+    lf = lf.with_columns(pl.coalesce(pl.col("_dial_number"), pl.col("dst")).alias("dialed"))
+    if dest is None:
+        return lf
+    has_number = pl.col("_dial_number").is_not_null()
+    to_dest = pl.col(dest).str.starts_with(pl.col("_dial_peer"))
+    bare = pl.when(dial & ~has_number).then(pl.col("lastdata")).str.contains(_ALL_BARE)
+    return lf.with_columns(
+        pl.when(has_number & to_dest)
+        .then(pl.lit("number"))
+        .when(bare)
+        .then(pl.lit("device"))
+        .alias("_evidence")
+    )
 
 
-def dialed_expr(
-    lastapp: pl.Expr | None = None, lastdata: pl.Expr | None = None, dst: pl.Expr | None = None
-) -> pl.Expr:
-    """The dialed number of each row: the Dial target's number, else dst (default columns)."""
-    app = pl.col("lastapp") if lastapp is None else lastapp
-    data = pl.col("lastdata") if lastdata is None else lastdata
-    ext = pl.col("dst") if dst is None else dst
-    return pl.coalesce(dial_target_number(app, data), ext)
+def _one(lastapp: str, lastdata: str, dst: str, dest: str) -> tuple[str, str | None]:
+    frame = pl.LazyFrame(
+        {"lastapp": [lastapp], "lastdata": [lastdata], "dst": [dst], "_d": [dest]},
+        schema=dict.fromkeys(("lastapp", "lastdata", "dst", "_d"), pl.String()),
+    )
+    row = with_dial_columns(frame, "_d").select("dialed", "_evidence").collect().row(0)
+    return str(row[0] or ""), row[1]
 
 
 @lru_cache(maxsize=4096)
 def dialed_number(lastapp: str, lastdata: str, dst: str) -> str:
-    """dialed_expr for one call (the live tracker): the same expression on a one-row frame."""
-    frame = pl.DataFrame({"lastapp": [lastapp], "lastdata": [lastdata], "dst": [dst]})
-    value = frame.select(dialed_expr()).item()
-    return str(value) if value is not None else ""
-
-
-_ENDPOINT = r"^[^/]+/(.*?)(?:-[0-9A-Fa-f]*)?(?:;[0-9]+)?$"
-# Every target of the Dial a bare endpoint: TECH/ep&TECH/ep... (a phone, a ring group).
-_ALL_BARE = r"(?i)^[^/&@,]+/[^/&@,]+(?:&[^/&@,]+/[^/&@,]+)*(?:,|$)"
-
-
-def target_endpoint(lastdata: pl.Expr) -> pl.Expr:
-    """The peer the first Dial target goes to: 0102@carrier, carrier/0102,
-    user:pw@peer/0102 -> carrier, carrier, peer (a port after the peer is dropped)."""
-    target = lastdata.str.extract(_TARGET, 1)
-    peer = (
-        pl.when(target.str.contains("/", literal=True))
-        .then(target.str.extract(r"^(?:[^/@]*@)?([^/]*)/", 1))
-        .otherwise(target.str.extract(r"@([^/]*)$", 1))
-    )
-    return peer.str.replace(r":[0-9]+$", "")
-
-
-def dial_evidence(lastapp: pl.Expr, lastdata: pl.Expr, dest: pl.Expr) -> pl.Expr:
-    """What the Dial says about its destination channel `dest` (e.g. PJSIP/carrier-0000000b):
-    "number" when its first target sends a number to that channel's endpoint, "device" when
-    every target is a bare endpoint (``PJSIP/201``, ``SIP/150010001&SIP/150010002``), else
-    null (no evidence: another app, or a target for another endpoint such as a DAHDI group).
-    """
-    dial = lastapp.str.contains("(?i)^dial$")
-    endpoint = dest.str.extract(_ENDPOINT, 1)
-    number = dial_target_number(lastapp, lastdata).is_not_null() & (
-        target_endpoint(lastdata) == endpoint
-    )
-    return (
-        pl.when(dial & number)
-        .then(pl.lit("number"))
-        .when(dial & lastdata.str.contains(_ALL_BARE))
-        .then(pl.lit("device"))
-    )
+    """The dialed number of one call (the live tracker): the batch plan on a one-row frame."""
+    return _one(lastapp, lastdata, dst, "")[0]
 
 
 @lru_cache(maxsize=4096)
 def evidence_of(lastapp: str, lastdata: str, dest: str) -> str | None:
-    """dial_evidence for one live leg: the same expression on a one-row frame."""
-    frame = pl.DataFrame({"a": [lastapp], "d": [lastdata], "c": [dest]})
-    value = frame.select(dial_evidence(pl.col("a"), pl.col("d"), pl.col("c"))).item()
-    return str(value) if value is not None else None
+    """What one Dial says about its destination channel: "number", "device" or None."""
+    return _one(lastapp, lastdata, "", dest)[1]

@@ -65,3 +65,36 @@ def test_same_call_from_cdr_and_ami(name: str) -> None:
 )
 def test_dialed_number(lastapp: str, lastdata: str, dst: str, dialed: str) -> None:
     assert dialed_number(lastapp, lastdata, dst) == dialed
+
+
+def test_live_notes_how_trunks_and_phones_were_told_apart() -> None:
+    data = (HERE / "ami-18.txt").read_bytes()
+    tracker = AmiCallTracker("pbx")
+    for m in parse_frames(data)[1:]:
+        tracker.feed(m, AT)
+    assert tracker.rules.notes == [
+        "treated SIP/carrier as a trunk because numbers were dialed through it "
+        "(Dial SIP/carrier/0023276543210); set [outbound] trunks to be sure",
+        "treated PJSIP/carrier as a trunk because numbers were dialed through it "
+        "(Dial PJSIP/0023276543211@carrier); set [outbound] trunks to be sure",
+        "treated SIP/150010002 as a phone, not a trunk, because it was dialed without a "
+        "number (Dial SIP/150010002); set [outbound] phones to be sure",
+    ]
+
+
+def test_registered_endpoints_are_phones_when_no_dial_tells() -> None:
+    begin = {"Event": "DialBegin", "Channel": "SIP/150010001-00000001",
+             "Uniqueid": "1795527011.1", "CallerIDNum": "150010001", "Exten": "150010002",
+             "Context": "from-internal", "DestChannel": "SIP/150010002-00000002"}  # fmt: skip
+    tracker = AmiCallTracker("pbx")
+    assert [type(e) for e in tracker.feed(begin, AT)] == [CallStarted]  # 9 digits: a trunk?
+    assert tracker.rules.notes[-1].startswith("treated SIP/150010002 as a trunk because its name")
+    tracker = AmiCallTracker("pbx")
+    reg = {"Event": "PeerStatus", "ChannelType": "SIP", "Peer": "SIP/150010002",
+           "PeerStatus": "Registered", "Address": "192.0.2.10:5060"}  # fmt: skip
+    assert tracker.feed(reg, AT) == [] and tracker.stats.unknown == 0
+    assert tracker.feed(begin, AT) == []  # it registers: a phone
+    assert tracker.rules.notes == [
+        "treated SIP/150010002 as a phone, not a trunk, because it registered (PeerStatus "
+        "Registered); set [outbound] phones to be sure"
+    ]

@@ -68,6 +68,8 @@ def render(
             markup(data.get("last_event_at") or "-"), markup(data.get("state", "")),
             markup(data.get("dialect", "")), str(data.get("unknown_events", 0)),
         )
+        for note in (data.get("notes") or [])[:5]:
+            warnings.append(f"note: {markup(data.get('name', ''))}: {markup(note)}")
         if data.get("warning"):
             warnings.append(f"[yellow]warning:[/yellow] {markup(data.get('name', ''))}: "
                             f"{markup(data['warning'])}")  # fmt: skip

@@ -28,6 +28,7 @@ from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from alerting.textsafe import plain
 from cdr_ingest._types import CdrOptions
 from cdr_ingest.live.ami_calls import AmiCallTracker
 from cdr_ingest.live.events import LiveEvent, SourceStatus
@@ -351,6 +352,12 @@ class AmiSource:
         self.status.calls_in_progress = self.tracker.calls_up
         self.status.unknown_events = self.tracker.stats.unknown
         self.status.dialect = self.tracker.dialect_text
+        notes = self.tracker.rules.notes
+        while notes:
+            note = plain(notes.pop(0))
+            log.info("AMI %s: %s", self.name, note)
+            if len(self.status.notes) < 20:
+                self.status.notes.append(note)
 
     def _bad_frame(self, frame: str, crashed: bool) -> None:
         self.bad_frames += 1

@@ -16,15 +16,13 @@ channel's Hangup does.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from cdr_ingest._outbound import glob_to_regex
 from cdr_ingest._types import CdrOptions
-from cdr_ingest.dialed import dialed_number, evidence_of
+from cdr_ingest.dialed import dialed_number
 from cdr_ingest.live import ami_dialects
 from cdr_ingest.live.ami_dialects import AmiDialect
 from cdr_ingest.live.events import (
@@ -35,80 +33,16 @@ from cdr_ingest.live.events import (
     LiveEvent,
     PbxBooted,
 )
-
-# Same patterns as cdr_ingest._outbound (Rust regex there, Python re here; both leftmost-first).
-_CHANNEL = re.compile(r"^[^/]+/(.*?)(?:-[0-9A-Fa-f]*)?(?:;[0-9]+)?$")
-_LOCAL = re.compile(r"(?i)^local/")
-_TDM = re.compile(r"(?i)^(?:dahdi|zap)/")
-_HAS_ENDPOINT = re.compile(r"^[^/]+/[^-;]")
+from cdr_ingest.live.legs import LOCAL, LegRules, endpoint
 
 FAILED_AUTH = frozenset(
     {"ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL"}
 )
-OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted", "PeerStatus", "ContactStatus"}
 # Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
 EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
-
-
-def endpoint(channel: str) -> str:
-    """PJSIP/209-0000000a -> 209, Local/0102@from-internal-00000001;2 -> 0102@from-internal."""
-    m = _CHANNEL.match(channel)
-    return m.group(1) if m else ""
-
-
-class LegRules:
-    """Batch's outbound rules (cdr_ingest._outbound.classify) for one channel name at a time."""
-
-    def __init__(self, options: CdrOptions | None = None) -> None:
-        self.options = options or CdrOptions()
-        n = self.options.max_extension_length
-        self._ext = (
-            re.compile(rf"^[^/]+/[0-9]{{1,{n}}}(?:-[0-9A-Fa-f]*)?(?:;[0-9]+)?$") if n >= 1 else None
-        )
-        self._phones = _globs(self.options.phones)
-        self._trunks = _globs(self.options.trunks)
-
-    def is_phone(self, channel: str) -> bool:
-        if self._ext is not None and self._ext.match(channel) and not _TDM.match(channel):
-            return True
-        return self._phones is not None and _glob_match(self._phones, channel)
-
-    def is_trunk(self, channel: str, context: str = "", lastdata: str = "") -> bool:
-        """Is a dialed channel a trunk (batch's rule, cdr_ingest._outbound.classify);
-        `context` is the calling channel's (CDR dcontext), `lastdata` its Dial data
-        (``TECH/`` + the AMI DialString): a target that carries a number makes the channel
-        a trunk, a bare endpoint a device, and without one its name decides."""
-        if not _HAS_ENDPOINT.match(channel) or _LOCAL.match(channel):
-            return False
-        if self._trunks is not None:
-            trunk = _glob_match(self._trunks, channel)
-        elif self._phones is not None and _glob_match(self._phones, channel):
-            trunk = False
-        else:
-            evidence = evidence_of("Dial", lastdata, channel) if lastdata else None
-            trunk = evidence == "number" if evidence else not self.is_phone(channel)
-        return trunk and (not self.options.contexts or context in self.options.contexts)
-
-    def source_of(self, channel: str, callerid: str) -> str:
-        """The phone endpoint that placed a call, else its caller id number (batch's src)."""
-        if _LOCAL.match(channel) or not self.is_phone(channel):
-            return callerid
-        if self._trunks is not None and _glob_match(self._trunks, channel):
-            return callerid  # a configured trunk never places a call as a phone
-        return endpoint(channel)
-
-
-def _globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
-    return re.compile("|".join(f"(?:{glob_to_regex(g)})" for g in globs)) if globs else None
-
-
-def _glob_match(rx: re.Pattern[str], channel: str) -> bool:
-    """Globs match the channel name, TECH/endpoint or the bare endpoint."""
-    ep = endpoint(channel)
-    tech = channel.split("/", 1)[0]
-    return any(rx.match(name) for name in (channel, f"{tech}/{ep}", ep))
 
 
 def lastdata_of(dest_channel: str, dial_string: str) -> str:
@@ -186,6 +120,7 @@ class AmiCallTracker:
         source_of: Callable[[str, str], str] | None = None,
     ) -> None:
         rules = LegRules(options)
+        self.rules = rules
         self.pbx = pbx
         self.dialect: AmiDialect = ami_dialects.by_name("asterisk12")
         self.dialect_chosen = False  # by the banner; until then an Asterisk 11 Dial switches
@@ -243,6 +178,8 @@ class AmiCallTracker:
                 out = self._auth(name, msg, when)
             elif name == "FullyBooted":
                 out = [PbxBooted(self.pbx, when)]
+            elif name in ("PeerStatus", "ContactStatus"):
+                out = [] if self.rules.learn(msg) else None
             else:
                 self.stats.ignored[name or "(not an event)"] += 1
                 if name and name not in EVENTS:
@@ -393,7 +330,7 @@ class AmiCallTracker:
         call = self._calls[call_id]
         cause = msg.get("Cause-txt", "") or msg.get("Cause", "")
         if chan == call.started.channel:
-            if _LOCAL.match(chan):  # may be Local optimization; the trunk leg decides
+            if LOCAL.match(chan):  # may be Local optimization; the trunk leg decides
                 self._channels.pop(chan, None)
                 return []
             return [self._end(call_id, at, cause)]

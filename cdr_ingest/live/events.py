@@ -7,7 +7,7 @@ Asterisk server (an MSP's daemon watches many).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -84,3 +84,5 @@ class SourceStatus:
     dialect: str = ""  # AMI: which Asterisk the banner says, e.g. "Asterisk 22 (AMI 11.0.0)"
     unknown_events: int = 0  # AMI: valid events no dialect uses (counted, not an error)
     warning: str = ""  # something the administrator should look at, in plain words
+    # How trunks were told from phones without configuration (first few, once each).
+    notes: list[str] = field(default_factory=list)
