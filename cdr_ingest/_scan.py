@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
+import polars.selectors as cs
 from polars.io.plugins import register_io_source
 
 from . import _gzip
@@ -280,6 +281,7 @@ def scan_file(
             for i in range(n)
         ]
     ).with_columns(_valid=pl.col(f"_f{n - 1}").is_not_null())
+    lf = lf.drop(cs.starts_with("_g"), "_again", "_strict")  # not carried through the plan
     lf = classify(typed(lf, fmt, shown, options), options)
     return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
 

@@ -23,49 +23,57 @@ from functools import lru_cache
 
 import polars as pl
 
-# First Dial target after TECH/: NUMBER@peer[:port][/opts] (n1, p1), or
-# [user[:secret]@]peer[:port]/[sip:]NUMBER[@host] (p2, n2).
-_TARGET = (
-    r"^(?P<tech>[^/,&()]+)/(?:(?P<n1>[^@/,&]*)@(?P<p1>[^/,&:]*)(?::[0-9]+)?(?:/[A-Za-z]*)?"
-    r"|(?:[^@/,&]*@)?(?P<p2>[^/,&:]*)(?::[0-9]+)?/(?:sips?:)?(?P<n2>[^@/,&]*)[^,&]*)(?:[,&]|$)"
+# First Dial target after TECH/: NUMBER@peer (PJSIP, SIP, Local/NUMBER@context/n), tried
+# first; where that gives no number: [user[:secret]@]peer[:port]/[sip:]NUMBER[@host] (chan_sip,
+# IAX2, DAHDI groups, PJSIP/peer/URI). Two simple regexes run faster than one with both.
+_USER_AT = r"^(?P<tech>[^/,&()]+)/(?P<number>[^@/,&]*)@(?P<peer>[^/,&:]*)"
+_PEER_PATH = (
+    r"^(?P<tech>[^/,&()]+)/(?:[^@/,&]*@)?(?P<peer>[^/,&:]*)(?::[0-9]+)?/(?:sips?:)?"
+    r"(?P<number>[^@/,&]*)"
 )
+_MAY_CARRY = r"^[^/,&()]+/[^,&]*[@/]"
 _NUMBER = r"^\+?[0-9*#]+$"
-# Every target of the Dial a bare endpoint: TECH/ep&TECH/ep... (a phone, a ring group).
-_ALL_BARE = r"^[^/&@,]+/[^/&@,]+(?:&[^/&@,]+/[^/&@,]+)*(?:,|$)"
-_IS_DIAL = "(?i)^dial$"
+_DIAL_APP = ["Dial", "dial", "DIAL"]
 
 
 def with_dial_columns(lf: pl.LazyFrame, dest: str | None = None) -> pl.LazyFrame:
     """Add `dialed` (from columns lastapp, lastdata, dst) and, given the column holding each
     leg's destination channel, `_evidence`: "number" when the first Dial target sends a
-    number to that channel's peer, "device" when every target is a bare endpoint, else null
+    number to that channel's peer, "device" when it is a bare endpoint, else null
     (no evidence: another app, or a target for another endpoint such as a DAHDI group)."""
-    dial = pl.col("lastapp").str.contains(_IS_DIAL)
-    lf = lf.with_columns(
-        _dial_parts=pl.when(dial).then(pl.col("lastdata")).str.extract_groups(_TARGET)
-    )
-    parts = pl.col("_dial_parts")  # a column: the regex runs once, whatever the engine
-    number = pl.coalesce(parts.struct.field("n1"), parts.struct.field("n2"))
-    peer = pl.coalesce(parts.struct.field("p1"), parts.struct.field("p2"))
+    dial = pl.col("lastapp").is_in(_DIAL_APP)
+    # Only a target with "@" or a second "/" can carry a number: a capture-free check first
+    # keeps the capturing regex off the rows that dial a bare endpoint (internal calls).
+    may_carry = dial & pl.col("lastdata").str.contains(_MAY_CARRY)
+    data = pl.col("lastdata")
+    lf = lf.with_columns(_dial_parts=pl.when(may_carry).then(data).str.extract_groups(_USER_AT))
+    first = pl.col("_dial_parts")  # a column: the regex runs once, whatever the engine
+    first_ok = first.struct.field("number").str.contains(_NUMBER).fill_null(False)
+    second = pl.when(may_carry & ~first_ok).then(data).str.extract_groups(_PEER_PATH)
+    lf = lf.with_columns(_dial_parts=pl.when(first_ok).then(first).otherwise(second))
+    parts = pl.col("_dial_parts")
+    number = parts.struct.field("number")
     lf = lf.with_columns(
         pl.when(number.str.contains(_NUMBER)).then(number).alias("_dial_number"),
-        pl.concat_str(parts.struct.field("tech"), pl.lit("/"), peer, pl.lit("-")).alias(
-            "_dial_peer"
-        ),
+        pl.concat_str(
+            parts.struct.field("tech"), pl.lit("/"), parts.struct.field("peer"), pl.lit("-")
+        ).alias("_dial_peer"),
     )
-    lf = lf.with_columns(pl.coalesce(pl.col("_dial_number"), pl.col("dst")).alias("dialed"))
+    lf = lf.with_columns(
+        pl.coalesce(pl.col("_dial_number"), pl.col("dst")).alias("dialed")
+    ).drop("_dial_parts")
     if dest is None:
         return lf
     has_number = pl.col("_dial_number").is_not_null()
     to_dest = pl.col(dest).str.starts_with(pl.col("_dial_peer"))
-    bare = pl.when(dial & ~has_number).then(pl.col("lastdata")).str.contains(_ALL_BARE)
+    bare = dial & ~may_carry & pl.col("lastdata").str.contains("/", literal=True)
     return lf.with_columns(
         pl.when(has_number & to_dest)
         .then(pl.lit("number"))
         .when(bare)
         .then(pl.lit("device"))
         .alias("_evidence")
-    )
+    ).drop("_dial_number", "_dial_peer")
 
 
 def _one(lastapp: str, lastdata: str, dst: str, dest: str) -> tuple[str, str | None]:

@@ -159,13 +159,19 @@ class _Legs:
         picked = frame.filter(basis.is_in(["number", "name", "device"]))
         if picked.height == 0:
             return
+        # one row per (basis, trunk endpoint or dialed channel) first, then names: cheap
+        key = pl.when(pl.col("outbound")).then(pl.col("trunk")).otherwise(pl.col("dstchannel"))
+        firsts = picked.group_by(basis.alias("b"), key.alias("k")).agg(
+            pl.col("outbound").first(), pl.col("dstchannel").first(), pl.col("lastdata").first()
+        )
         has_dest = pl.col("dstchannel") != ""
         dest = pl.when(has_dest).then(pl.col("dstchannel")).otherwise(pl.col("lastdata"))
-        trunk = pl.concat_str(dest.str.extract(r"^([^/]+/)", 1), pl.col("trunk"))
+        trunk = pl.concat_str(dest.str.extract(r"^([^/]+/)", 1), pl.col("k"))
         bare = dest.str.extract(r"^([^/]+/[^-;,@/&]*)", 1)
-        name = pl.when(pl.col("outbound")).then(trunk).otherwise(bare)
-        firsts = picked.group_by(basis.alias("b"), name.alias("n")).agg(pl.col("lastdata").first())
-        for b, n, example in firsts.iter_rows():
+        named = firsts.select(
+            "b", pl.when(pl.col("outbound")).then(trunk).otherwise(bare).alias("n"), "lastdata"
+        )
+        for b, n, example in named.iter_rows():
             if n and len(self.seen) < 200:
                 self.seen.setdefault((b, n), example or "")
 
