@@ -7,9 +7,10 @@ U+FFFD first, one per byte, and counted per row (``replaced``): never a reason t
 
 * fast path (``_fast``): polars' own CSV parser reads the piece, and the piece is also read
   as one string per line. It is taken only when each physical line is exactly one record
-  (no quoted newline, lone CR, quoting error or line with too many fields); the lazy plan then
-  checks each line against ``strict_regex`` (no captures, so a DFA runs it, in parallel) and
-  re-reads a line that fails it with the lenient field regexes of ``_fields``.
+  (no quoted newline, lone CR, quoting error or line with too many fields); each line is then
+  checked against ``strict_regex`` (no captures, so a DFA runs it), and the few lines that
+  fail it are read again with the lenient field regexes of ``_fields``, in the source: clean
+  pieces never pay for the lenient machinery.
 * line-by-line path (``_slow``): each physical line is read as ONE string (separator NUL,
   no quoting), so a bad row cannot swallow its neighbours, and its lenient fields are cut out
   with regexes. A piece the fast path refuses is halved down to ``_MIN_PIECE_BYTES`` before it
@@ -28,7 +29,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
-import polars.selectors as cs
 from polars.io.plugins import register_io_source
 
 from . import _gzip
@@ -99,7 +99,6 @@ def _slow(lines: pl.DataFrame, n: int, skip_line: int, dirty: bool) -> pl.DataFr
     return lf.select(
         "_ln",
         pl.lit(dirty).alias("_dirty"),
-        pl.lit(True).alias("_checked"),
         "line",
         *[unquote(pl.col(f"_f{i}")).alias(f"_f{i}") for i in range(n)],
     ).collect()
@@ -110,7 +109,7 @@ def _line_rows(piece: bytes, first_line: int, skip_line: int, dirty: bool) -> pl
     lines = _numbered(_lines(piece), first_line)
     keep = (pl.col("line") != "") & (pl.col("_ln") != skip_line)
     return lines.filter(keep).select(
-        "_ln", pl.lit(dirty).alias("_dirty"), pl.lit(True).alias("_checked"), "line"
+        "_ln", pl.lit(dirty).alias("_dirty"), "line"
     )
 
 
@@ -125,8 +124,8 @@ def _fast(
 ) -> pl.DataFrame | None:
     """polars' CSV parser on piece; None when the piece needs the line-by-line path.
 
-    Rows come out unchecked (_checked false): whether each line really is n strict fields is
-    left to the lazy plan (a regex without captures, run in parallel there).
+    A line that is not n strict CSV fields (a stray or unescaped quote that polars' parser
+    took its own way) is read again leniently, as the line-by-line path reads it.
     """
     if b"\r" in piece and piece.count(b"\r") != piece.count(b"\r\n"):
         return None
@@ -153,7 +152,6 @@ def _fast(
             lines.select(
                 pl.int_range(first_line, first_line + pl.len(), dtype=pl.Int64).alias("_ln"),
                 pl.lit(dirty).alias("_dirty"),
-                pl.lit(False).alias("_checked"),
                 "line",
             ),
             native.select(pl.col(c).fill_null("") for c in names),
@@ -163,7 +161,12 @@ def _fast(
     keep = pl.col("line") != ""
     if first_line <= skip_line < first_line + out.height:
         keep = keep & (pl.col("_ln") != skip_line)
-    return out.filter(keep)
+    out = out.filter(keep)
+    strict = out.get_column("line").str.contains(strict_regex(n))
+    if strict.all():
+        return out
+    again = _slow(out.filter(~strict).select("_ln", "line"), n, skip_line, dirty)
+    return pl.concat([out.filter(strict), again]).sort("_ln")
 
 
 def _pieces(data: mmap.mmap, size: int) -> Iterator[tuple[int, int]]:
@@ -213,7 +216,6 @@ def _source_schema(n: int) -> dict[str, pl.DataType]:
     return {
         "_ln": pl.Int64(),
         "_dirty": pl.Boolean(),
-        "_checked": pl.Boolean(),
         "line": pl.String(),
         **{f"_f{i}": pl.String() for i in range(n)},
     }
@@ -271,17 +273,7 @@ def scan_file(
         data_path = _gzip.cr_to_lf(data_path, shown)
     n = len(fmt.columns)
     lf = _source(data_path, n, fmt.header_line if fmt.header else 0)
-    # Lines polars parsed that are not strict CSV: read again with the lenient regexes.
-    strict = pl.col("_checked") | pl.col("line").str.contains(strict_regex(n))
-    lf = lf.with_columns(_strict=strict, _again=pl.when(~strict).then(pl.col("line")))
-    lf = extract_fields(lf, n, "_again", "_g")
-    lf = lf.with_columns(
-        *[
-            pl.when(pl.col("_strict")).then(pl.col(f"_f{i}")).otherwise(unquote(pl.col(f"_g{i}")))
-            for i in range(n)
-        ]
-    ).with_columns(_valid=pl.col(f"_f{n - 1}").is_not_null())
-    lf = lf.drop(cs.starts_with("_g"), "_again", "_strict")  # not carried through the plan
+    lf = lf.with_columns(_valid=pl.col(f"_f{n - 1}").is_not_null())
     lf = classify(typed(lf, fmt, shown, options), options)
     return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
 

@@ -34,46 +34,58 @@ _PEER_PATH = (
 _MAY_CARRY = r"^[^/,&()]+/[^,&]*[@/]"
 _NUMBER = r"^\+?[0-9*#]+$"
 _DIAL_APP = ["Dial", "dial", "DIAL"]
+_TARGETS = r"^([^/,&@]+/[^/,&@]+(?:&[^/,&@]+/[^/,&@]+)*)(?:,|$)"  # all bare: TECH/ep&TECH/ep
+_CHANNEL_SUFFIX = r"-[0-9A-Fa-f]*(?:;[0-9]+)?$"
 
 
 def with_dial_columns(lf: pl.LazyFrame, dest: str | None = None) -> pl.LazyFrame:
     """Add `dialed` (from columns lastapp, lastdata, dst) and, given the column holding each
     leg's destination channel, `_evidence`: "number" when the first Dial target sends a
-    number to that channel's peer, "device" when it is a bare endpoint, else null
-    (no evidence: another app, or a target for another endpoint such as a DAHDI group)."""
+    number to that channel's peer, "device" when the Dial's targets are bare endpoints and that
+    channel is one of them, else null (no evidence: another app, or a target for another
+    endpoint such as a DAHDI group)."""
     dial = pl.col("lastapp").is_in(_DIAL_APP)
-    # Only a target with "@" or a second "/" can carry a number: a capture-free check first
-    # keeps the capturing regex off the rows that dial a bare endpoint (internal calls).
-    may_carry = dial & pl.col("lastdata").str.contains(_MAY_CARRY)
     data = pl.col("lastdata")
-    lf = lf.with_columns(_dial_parts=pl.when(may_carry).then(data).str.extract_groups(_USER_AT))
-    first = pl.col("_dial_parts")  # a column: the regex runs once, whatever the engine
-    first_ok = first.struct.field("number").str.contains(_NUMBER).fill_null(False)
-    second = pl.when(may_carry & ~first_ok).then(data).str.extract_groups(_PEER_PATH)
-    lf = lf.with_columns(_dial_parts=pl.when(first_ok).then(first).otherwise(second))
-    parts = pl.col("_dial_parts")
-    number = parts.struct.field("number")
+    # Only a target with "@" or a second "/" can carry a number: a capture-free check first
+    # keeps the capturing regexes off the rows that dial bare endpoints (internal calls).
+    lf = lf.with_columns(_may=dial & data.str.contains(_MAY_CARRY))
+    may = pl.col("_may")
+    lf = lf.with_columns(_a=pl.when(may).then(data).str.extract_groups(_USER_AT))
+    a_ok = pl.col("_a").struct.field("number").str.contains(_NUMBER).fill_null(False)
+    lf = lf.with_columns(_a_ok=a_ok)
+    lf = lf.with_columns(
+        _b=pl.when(may & ~pl.col("_a_ok")).then(data).str.extract_groups(_PEER_PATH)
+    )
+
+    def part(name: str) -> pl.Expr:
+        a, b = pl.col("_a").struct.field(name), pl.col("_b").struct.field(name)
+        return pl.when(pl.col("_a_ok")).then(a).otherwise(b)
+
+    number = part("number")
     lf = lf.with_columns(
         pl.when(number.str.contains(_NUMBER)).then(number).alias("_dial_number"),
-        pl.concat_str(
-            parts.struct.field("tech"), pl.lit("/"), parts.struct.field("peer"), pl.lit("-")
-        ).alias("_dial_peer"),
+        pl.concat_str(part("tech"), pl.lit("/"), part("peer"), pl.lit("-")).alias("_dial_peer"),
     )
     lf = lf.with_columns(
         pl.coalesce(pl.col("_dial_number"), pl.col("dst")).alias("dialed")
-    ).drop("_dial_parts")
+    ).drop("_a", "_b", "_a_ok")
     if dest is None:
-        return lf
+        return lf.drop("_may", "_dial_number", "_dial_peer")
     has_number = pl.col("_dial_number").is_not_null()
     to_dest = pl.col(dest).str.starts_with(pl.col("_dial_peer"))
-    bare = dial & ~may_carry & pl.col("lastdata").str.contains("/", literal=True)
+    # bare targets: is the destination one of them ("&PJSIP/201&PJSIP/202&" holds "&PJSIP/202&")
+    targets = pl.when(dial & ~may).then(data).str.extract(_TARGETS, 1)
+    channel = pl.col(dest).str.replace(_CHANNEL_SUFFIX, "")
+    listed = pl.concat_str(pl.lit("&"), targets, pl.lit("&")).str.contains(
+        pl.concat_str(pl.lit("&"), channel, pl.lit("&")), literal=True
+    )
     return lf.with_columns(
         pl.when(has_number & to_dest)
         .then(pl.lit("number"))
-        .when(bare)
+        .when(listed)
         .then(pl.lit("device"))
         .alias("_evidence")
-    ).drop("_dial_number", "_dial_peer")
+    ).drop("_may", "_dial_number", "_dial_peer")
 
 
 def _one(lastapp: str, lastdata: str, dst: str, dest: str) -> tuple[str, str | None]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cdr_ingest import CdrOptions, scan_cdrs
-from cdr_ingest.dialed import dialed_number
+from cdr_ingest.dialed import dialed_number, evidence_of
 from cdr_ingest.live import CallStarted
 from cdr_ingest.live.ami_calls import AmiCallTracker
 from cdr_ingest.live.fake_ami import parse_frames
@@ -98,3 +98,21 @@ def test_registered_endpoints_are_phones_when_no_dial_tells() -> None:
         "treated SIP/150010002 as a phone, not a trunk, because it registered (PeerStatus "
         "Registered); set [outbound] phones to be sure"
     ]
+
+
+@pytest.mark.parametrize(
+    ("lastdata", "dest", "evidence"),
+    [
+        ("PJSIP/0044207946@carrier,60", "PJSIP/carrier-0000000b", "number"),
+        ("PJSIP/0044207946@carrier,60", "PJSIP/203-0000000c", None),  # not that peer
+        ("SIP/carrier/0044207946", "SIP/carrier-", "number"),  # a failed dial's synthetic dest
+        ("SIP/150010001&SIP/150010002,20", "SIP/150010002-0000001f", "device"),  # ring group
+        ("SIP/150010002,20", "SIP/150010002-0000001f", "device"),
+        ("SIP/201&SIP/carrier/0044207946,60", "SIP/carrier-00000002", None),  # mixed: by name
+        ("SIP/201,20", "SIP/carrier-00000002", None),
+        ("DAHDI/g0/0044207946", "DAHDI/1-1", None),  # a group: by name
+        ("Local/0044207946@from-internal/n", "Local/0044207946@from-internal-0001;1", None),
+    ],
+)
+def test_dial_evidence(lastdata: str, dest: str, evidence: str | None) -> None:
+    assert evidence_of("Dial", lastdata, dest) == evidence
