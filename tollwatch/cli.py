@@ -20,12 +20,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from alerting.textsafe import markup
 from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
-<<<<<<< HEAD
+from config.fleet import is_fleet_file
 from rules.baseline import Baseline
 from rules.baseline_io import BaselineError, load_file
-=======
-from config.fleet import is_fleet_file
->>>>>>> main
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from tollwatch import report_format, status_view
@@ -121,19 +118,16 @@ def scan(
         typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
                      "CSV file; the summary lists only the first 20.", dir_okay=False),
     ] = None,
-<<<<<<< HEAD
     baseline: Annotated[
         Path | None,
         typer.Option("--baseline", help="The site's baseline from `tollwatch learn` (default: "
                      "[baseline] file; without one it is learned as the scan goes).",
                      dir_okay=False),
     ] = None,
-=======
     fleet: FleetOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     parquet: ParquetOpt = None,
->>>>>>> main
 ) -> None:
     """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input
     (including rows that cannot be read, beyond --max-skipped)."""
