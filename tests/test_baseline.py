@@ -212,3 +212,39 @@ def test_daemon_starts_from_a_learned_file(tmp_path: Path) -> None:
 
 def _when(d: datetime) -> str:
     return d.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_exposure_counts_cost_where_rates_are_set() -> None:
+    rules = {"long_call": {"exposure_minutes": 0, "exposure_pbx_minutes": 0,
+                           "exposure_amount": 40.0}}
+    s = settings("GB", "UTC", rates={"per_minute": {"252": 2.0}},
+                 rules=[{"name": k, **v} for k, v in rules.items()])
+    t = Traffic(s)
+    office(t, weeks=4)
+    tuesday = SCORED + timedelta(days=1, hours=14)
+    t.call("207", "0025261234000", tuesday, talk=25 * 60)  # 50.00 after 25 min
+    engine = Engine.from_settings(s, {"long_call": {"type": "long_call", **rules["long_call"],
+                                                    "score": 20, "exposure_score": 60}})
+    from rules.batch import replay
+
+    found = replay(engine, sorted(t.calls, key=lambda c: c.start))
+    [inc] = found
+    [reason] = inc.reasons()
+    assert "estimated" in reason and "threshold 40.00 USD" in reason
+    call = t.calls[-1]
+    assert call.end is not None
+    first = inc.hits["long_call"].first_at  # fired while the call was up, at 40.00
+    assert call.start + timedelta(minutes=19) <= first <= call.start + timedelta(minutes=21)
+
+
+def test_pair_never_seen_scores_a_little_more_if_high_risk() -> None:
+    t = Traffic(settings("GB", "UTC", incidents={"warning_score": 5}))
+    office(t, weeks=4)
+    tuesday = SCORED + timedelta(days=1, hours=11)
+    t.call("299", "0052551234599", tuesday)  # Mexico: known to the PBX, new for 299
+    t.call("298", us(4242), tuesday)  # the US: known, new for 298
+    t.call("200", us(4343), tuesday)  # the US from a desk that calls it: nothing
+    by_source = {i.source: i for i in t.run(only=["new_destination"])}
+    assert by_source["299"].score == 10 and by_source["298"].score == 5
+    assert "200" not in by_source
+    assert "299 never called Mexico (+52) before" in by_source["299"].reasons()
