@@ -248,3 +248,24 @@ def test_pair_never_seen_scores_a_little_more_if_high_risk() -> None:
     assert by_source["299"].score == 10 and by_source["298"].score == 5
     assert "200" not in by_source
     assert "299 never called Mexico (+52) before" in by_source["299"].reasons()
+
+
+def test_concurrent_threshold_follows_the_usual_calls_up() -> None:
+    s = settings("GB", "UTC", incidents={"warning_score": 30})
+    t = Traffic(s)
+    n = 0
+    for day in range(28):  # every weekday 15:00: 14 calls up at once for 20 minutes
+        start = MONDAY + timedelta(days=day, hours=15)
+        if start.weekday() < 5:
+            for k in range(14):
+                n += 1
+                t.call(f"2{k:02d}", us(n), start + timedelta(seconds=k), talk=1200)
+    tuesday = SCORED + timedelta(days=1, hours=15)
+    for k in range(14):  # the same on an ordinary Tuesday: usual, no finding
+        t.call(f"2{k:02d}", us(9000 + k), tuesday + timedelta(seconds=k), talk=1200)
+    assert t.run(only=["concurrent"]) == [] or all(
+        i.first_call_at < SCORED for i in t.run(only=["concurrent"]))
+    for k in range(30):  # 44 up at once: above 2 x 14
+        t.call(f"4{k:02d}", us(9500 + k), tuesday + timedelta(minutes=5, seconds=k), talk=600)
+    late = [i for i in t.run(only=["concurrent"]) if i.first_call_at >= SCORED]
+    assert late and any("usual for Tuesday 15:00 is ≤ 14" in r for r in late[0].reasons())
