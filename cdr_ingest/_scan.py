@@ -34,42 +34,13 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from . import _gzip, _header, _layouts
-from ._outbound import classify
+from ._normalize import SCHEMA, normalize
 from ._types import CdrOptions, IngestError
 
-_STRINGS = (
-    "src",
-    "dst",
-    "dcontext",
-    "clid",
-    "channel",
-    "dstchannel",
-    "lastapp",
-    "lastdata",
-    "disposition",
-    "userfield",
-    "linkedid",
-)
-SCHEMA: dict[str, pl.DataType] = {
-    "origin": pl.String(),
-    "problem": pl.String(),
-    "call_id": pl.String(),
-    "account": pl.String(),
-    **{name: pl.String() for name in _STRINGS},
-    "start": pl.Datetime("us", "UTC"),
-    "answer": pl.Datetime("us", "UTC"),
-    "end": pl.Datetime("us", "UTC"),
-    "duration": pl.Int64(),
-    "billsec": pl.Int64(),
-    "outbound": pl.Boolean(),
-    "source": pl.String(),
-    "trunk": pl.String(),
-}
 _FIELD = r'("[^"]*"(?:"[^"]*")*|[^,"]*)'
 _GROUPS_PER_REGEX = 9
 _HEAD_LINES = 50
 _HEAD_BYTES = 1 << 16
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _PIECE_BYTES = 1 << 24
 _MIN_PIECE_BYTES = 1 << 16
 
@@ -158,41 +129,6 @@ def _extract_fields(lf: pl.LazyFrame, n: int) -> pl.LazyFrame:
         rest = f"_r{i}"
         i += m
     return lf
-
-
-def _to_utc(naive: pl.Expr, options: CdrOptions) -> pl.Expr:
-    if options.usegmtime or options.timezone == "UTC":
-        return naive.dt.replace_time_zone("UTC")
-    local = naive.dt.replace_time_zone(options.timezone, ambiguous="earliest", non_existent="null")
-    return local.dt.convert_time_zone("UTC")
-
-
-def _parse_time(raw: pl.Expr, header: bool) -> pl.Expr:
-    naive = raw.str.strptime(pl.Datetime("us"), _TIME_FORMAT, strict=False)
-    if header:
-        for fmt in ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"):
-            naive = naive.fill_null(raw.str.strptime(pl.Datetime("us"), fmt, strict=False))
-    return naive
-
-
-def _message(prefix: str, raw: pl.Expr, bad: pl.Expr, suffix: str) -> pl.Expr:
-    """prefix + raw + suffix where bad, else null (only bad rows build a string)."""
-    return pl.concat_str(pl.lit(prefix), pl.when(bad).then(raw), pl.lit(suffix))
-
-
-def _time_problem(
-    name: str, raw: pl.Expr, naive: pl.Expr, zoned: pl.Expr, tz: str, required: bool
-) -> pl.Expr:
-    bad = naive.is_null() if required else (raw != "") & naive.is_null()
-    missing = naive.is_not_null() & zoned.is_null()
-    return pl.coalesce(
-        _message(f"bad {name} time '", raw, bad, "'"),
-        _message(f"{name} time '", raw, missing, f"' does not exist in {tz}"),
-    )
-
-
-def _int_problem(name: str, raw: pl.Expr, value: pl.Expr) -> pl.Expr:
-    return _message(f"bad {name} '", raw, value.is_null(), "'")
 
 
 def _lines(piece: bytes) -> pl.DataFrame:
@@ -412,81 +348,8 @@ def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
     lf = _source(data_path, n, fmt.header_line if fmt.header else 0)
     checked = pl.col("_checked") | pl.col("line").str.contains(_valid_regex(n))
     lf = lf.with_columns(_valid=checked & pl.col(f"_f{n - 1}").is_not_null())
-    valid = pl.col("_valid")
-
-    def raw(name: str) -> pl.Expr:
-        if name not in fmt.columns:
-            return pl.when(valid).then(pl.lit(""))
-        return pl.when(valid).then(pl.col(f"_f{fmt.columns.index(name)}"))
-
-    lf = lf.with_columns(
-        *[raw(name).alias(name) for name in (*_STRINGS, "accountcode", "uniqueid")],
-        *[raw(name).alias(f"_{name}") for name in ("start", "answer", "end")],
-        *[raw(name).alias(f"_{name}") for name in ("duration", "billsec")],
-    )
-    lf = lf.with_columns(
-        *[
-            _parse_time(pl.col(f"_{t}"), fmt.header).alias(f"_n{t}")
-            for t in ("start", "answer", "end")
-        ],
-        *[
-            pl.col(f"_{i}").str.strip_chars().str.to_integer(strict=False).alias(i)
-            for i in ("duration", "billsec")
-        ],
-    )
-    lf = lf.with_columns(
-        *[_to_utc(pl.col(f"_n{t}"), options).alias(t) for t in ("start", "answer", "end")]
-    )
-    if fmt.header and "duration" not in fmt.columns:
-        lf = lf.with_columns(duration=(pl.col("end") - pl.col("start")).dt.total_seconds())
-    if fmt.header and "billsec" not in fmt.columns:
-        billed = (pl.col("end") - pl.col("answer")).dt.total_seconds().fill_null(0)
-        lf = lf.with_columns(billsec=pl.when(valid).then(billed))
-    if fmt.header and "end" not in fmt.columns:
-        lf = lf.with_columns(
-            end=pl.col("start") + pl.duration(seconds=pl.col("duration")),
-            _end=pl.col("_start"),
-            _nend=pl.col("_nstart"),
-        )
-    if fmt.header and "answer" not in fmt.columns:
-        answered = pl.col("end") - pl.duration(seconds=pl.col("billsec"))
-        lf = lf.with_columns(
-            answer=pl.when(pl.col("billsec") > 0).then(answered),
-            _answer=pl.lit(""),
-            _nanswer=pl.lit(None, pl.Datetime("us")),
-        )
-
-    bad_line = pl.when(~valid).then(pl.col("line"))
-    count = bad_line.str.count_matches(r'"[^"]*"|,') - bad_line.str.count_matches(r'"[^"]*"') + 1
-    count_problem = (
-        pl.when(valid)
-        .then(None)
-        .when(count == n)
-        .then(pl.lit(f"malformed quoting, expected {n} columns"))
-        .otherwise(pl.concat_str(count.cast(pl.String), pl.lit(f" columns, expected {n}")))
-    )
-    tz = "UTC" if options.usegmtime else options.timezone
-    problem = pl.coalesce(
-        pl.when(pl.col("_nul")).then(pl.lit("NUL byte in line")),
-        pl.when(pl.col("line").str.contains("\ufffd", literal=True)).then(
-            pl.lit("bytes that are not UTF-8")
-        ),
-        count_problem,
-        *[
-            _time_problem(t, pl.col(f"_{t}"), pl.col(f"_n{t}"), pl.col(t), tz, t != "answer")
-            for t in ("start", "answer", "end")
-        ],
-        *[_int_problem(i, pl.col(f"_{i}"), pl.col(i)) for i in ("duration", "billsec")],
-    )
     origin = pl.concat_str(pl.lit(f"{shown}:"), pl.col("_ln").cast(pl.String))
-    call_id = pl.when(pl.col("uniqueid") != "").then(pl.col("uniqueid")).otherwise(pl.col("origin"))
-    lf = lf.with_columns(
-        origin.alias("origin"),
-        problem.alias("problem"),
-        pl.col("accountcode").alias("account"),
-    ).with_columns(call_id.alias("call_id"))
-    lf = classify(lf, options)
-    return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
+    return normalize(lf, fmt.columns, fmt.header, origin, options)
 
 
 def check_timezone(options: CdrOptions) -> None:
