@@ -13,7 +13,8 @@ from pathlib import Path
 import polars as pl
 
 from ._gzip import release_temp_files
-from ._scan import SCHEMA, check_timezone, detect, scan_file
+from ._normalize import SCHEMA
+from ._scan import check_timezone, detect, scan_file
 from ._types import CdrOptions, IngestError
 
 __all__ = [

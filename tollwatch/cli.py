@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
+from config.secrets import SecretError
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from tollwatch import report_format
@@ -82,7 +83,12 @@ def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
 
 @app.command()
 def scan(
-    files: Annotated[list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="CDR files: Master.csv, rotated, .gz.")
+    ] = None,
+    db: Annotated[
+        bool, typer.Option("--db", help="Read the [cdr] database table instead of files.")
+    ] = False,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -99,12 +105,18 @@ def scan(
     settings = _settings(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
+    if bool(files) == db:
+        raise _fail(["give CDR files, or --db to read the [cdr] database table"])
     try:
-        if verbose:
-            for f in files:
-                err.print(describe_layout(f, cdr_options(settings)), soft_wrap=True)
-        result = _scan_with_progress(files, settings, start, stop, show=not quiet)
-    except IngestError as exc:
+        if db:
+            result = _scan_database(settings, start, stop, verbose)
+        else:
+            files = list(files or [])
+            if verbose:
+                for f in files:
+                    err.print(describe_layout(f, cdr_options(settings)), soft_wrap=True)
+            result = _scan_with_progress(files, settings, start, stop, show=not quiet)
+    except (IngestError, SecretError) as exc:
         raise _fail([str(exc)]) from None
     incidents = result.incidents
     if fmt is Format.table:
@@ -142,6 +154,17 @@ def _scan_with_progress(
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
         return run_scan(files, settings, since, until, progress=update)
+
+
+def _scan_database(
+    settings: Settings, since: datetime | None, until: datetime | None, verbose: bool
+) -> ScanResult:
+    from tollwatch.dbsource import settings_database
+
+    database = settings_database(settings)
+    if verbose:
+        err.print(database.describe(cdr_options(settings)), soft_wrap=True)
+    return run_scan([], settings, since, until, database=database)
 
 
 def _bytes_per_line(path: Path) -> float:
@@ -279,12 +302,12 @@ def run(
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the live monitor: AMI servers and followed Master.csv files from the settings."""
+    """Run the live monitor: AMI servers, followed Master.csv files and CDR tables."""
     settings = _settings(config, None, None, None)
-    if not settings.ami and not settings.csv_sources:
-        raise _fail(["no sources: add [[ami]] servers or [[csv_sources]] to the settings"])
+    if not settings.ami and not settings.csv_sources and not settings.db_sources:
+        raise _fail(["no sources: add [[ami]] servers, [[csv_sources]] or [[db_sources]] to "
+                     "the settings"])
     _logging(verbose)
-    from config.secrets import SecretError
     from tollwatch.runner import run_daemon
 
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from cdr_ingest import scan_cdrs
+from cdr_ingest.database import CdrDatabase
 from config import Settings
 from rules.batch import CALL_COLUMNS, run_frame
 from rules.destinations import Classifier
@@ -56,10 +57,16 @@ def run_scan(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
+    database: CdrDatabase | None = None,
 ) -> ScanResult:
+    """Score the CDR files, or with `database` the rows of that table in [since, until)."""
     started = time.perf_counter()
     classifier = Classifier(settings)
-    rows = scan_cdrs(paths, cdr_options(settings))
+    if database is not None:
+        rows = database.scan(cdr_options(settings), since, until)
+        read_before = database.rows_read
+    else:
+        rows = scan_cdrs(paths, cdr_options(settings))
     good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
@@ -88,7 +95,10 @@ def run_scan(
             relevant.append(keep.select(CALL_COLUMNS))
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
-    stats.rows = _count_rows(rows)
+    if database is not None:  # counted as read: a second pass would query the table again
+        stats.rows = database.rows_read - read_before
+    else:
+        stats.rows = _count_rows(rows)
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
     stats.calls_scored = frame.height
     engine = Engine.from_settings(settings, rule_specs(settings))
