@@ -28,15 +28,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import polars as pl
 
 from cdr_ingest._types import CdrOptions
-from cdr_ingest.database import CdrDatabase, Table
+from cdr_ingest.database import CdrDatabase, DbError, Table
 from cdr_ingest.database._read import normalized, raw_frame
 from cdr_ingest.live.events import LiveEvent, SourceStatus
 from cdr_ingest.live.follow import call_events
@@ -44,6 +46,7 @@ from cdr_ingest.live.follow import call_events
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 50_000  # rows per query; a full batch is followed at once by the next
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -105,9 +108,10 @@ class DbFollower:
         settle: timedelta = timedelta(minutes=10),
         longest_call: timedelta = timedelta(hours=24),
         max_rows: int = MAX_ROWS,
-        timeout: float = 120.0,
+        timeout: float = 60.0,
     ) -> None:
         self.pbx = pbx
+        self.name = pbx
         self.database = database
         self.table: Table = database.table
         self.options = database.options(options)
@@ -120,6 +124,7 @@ class DbFollower:
         self.status = SourceStatus(name=pbx, kind="db")
         self.key = f"{self.table.conn.url.shown}/{self.table.name}"
         self._end_sql, self._end_kind = self.table.end_expr()
+        self._full = False  # the last query returned max_rows rows
 
     def __repr__(self) -> str:
         return f"DbFollower({self.pbx!r}, {self.key!r})"
@@ -136,7 +141,7 @@ class DbFollower:
                 out.extend(row.events)
                 self._account(pos, row)
             self._save(pos)
-            strict = len(rows) >= self.max_rows
+            strict = self._full
             if not strict:
                 return out
 
@@ -146,9 +151,14 @@ class DbFollower:
         try:
             strict = False
             while True:
-                pos, rows = await asyncio.wait_for(
-                    asyncio.to_thread(self._next, strict), self.timeout
-                )
+                try:
+                    pos, rows = await asyncio.wait_for(
+                        _in_thread(self._next, strict), self.timeout
+                    )
+                except TimeoutError:
+                    raise DbError(
+                        f"{self.key}: no answer within {self.timeout:.0f}s"
+                    ) from None
                 try:
                     for row in rows:
                         for event in row.events:
@@ -156,7 +166,7 @@ class DbFollower:
                         self._account(pos, row)
                 finally:
                     self._save(pos)
-                strict = len(rows) >= self.max_rows  # more to come: read on at once
+                strict = self._full  # more to come: read on at once
                 if not strict:
                     await asyncio.sleep(self.poll)
         finally:
@@ -257,6 +267,7 @@ class DbFollower:
                 log.warning("%s: lost %s", self.pbx, self.key)
             self.status.connected = False
             raise
+        self._full = df.height >= self.max_rows
         if not self.status.connected:
             log.info("%s: reading %s", self.pbx, self.key)
         self.status.connected = True
@@ -284,6 +295,33 @@ class DbFollower:
             else:
                 out.append(_Row(key, end))
         return out
+
+
+async def _in_thread(work: Callable[[bool], _T], arg: bool) -> _T:
+    """Run a blocking query in a daemon thread. The driver's pool keeps retrying a server that
+    is down for up to 30 s: on timeout the caller moves on (the supervisor retries), and the
+    thread, abandoned, can neither change the position nor delay the daemon's exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: _T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            result = work(arg)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=target, name="db-follow", daemon=True).start()
+    return await future
 
 
 def _fold(naive: datetime, zone: str) -> timedelta:
