@@ -142,14 +142,16 @@ class SlackAlerter:
         self.channel = settings.channel or ""
         if self.webhook_mode:
             if webhook is None:
-                url = read_secret(settings.webhook_env, settings.webhook_file, "Slack webhook")
+                url = read_secret(settings.webhook_env, settings.webhook_file, "slack",
+                                  "webhook_env", "webhook_file")
                 self._add_secret(url)
                 webhook = ThreadedWebhook(url)
             self._webhook: Any = webhook
             self._client: Any = None
         else:
             if client is None:
-                token = read_secret(settings.token_env, settings.token_file, "Slack token")
+                token = read_secret(settings.token_env, settings.token_file, "slack",
+                                    "token_env", "token_file")
                 self._add_secret(token)
                 base = settings.base_url or DEFAULT_BASE_URL
                 client = ThreadedWebClient(token, base if base.endswith("/") else base + "/")

@@ -1,144 +1,74 @@
 """Scan one CDR file lazily into the normalized schema.
 
 A polars IO source (``_source``) reads the file in pieces of about ``_PIECE_BYTES`` that end
-at a line end, so memory stays flat and physical line numbers stay exact:
+at a line end, so memory stays flat and physical line numbers stay exact. Bytes that are not
+UTF-8 (a caller name cut mid-character, Latin-1 from old phones) and NUL bytes are replaced by
+U+FFFD first, one per byte, and counted per row (``replaced``): never a reason to drop a row.
 
 * fast path (``_fast``): polars' own CSV parser reads the piece, and the piece is also read
   as one string per line. It is taken only when each physical line is exactly one record
-  (no quoted newline, NUL byte, lone CR, quoting error or line with too many fields); the
-  lazy plan then checks each line against ``_valid_regex`` (no captures, so a DFA runs it,
-  in parallel) and a line that fails it is a problem row, as in the line-by-line path.
+  (no quoted newline, lone CR, quoting error or line with too many fields); the lazy plan then
+  checks each line against ``strict_regex`` (no captures, so a DFA runs it, in parallel) and
+  re-reads a line that fails it with the lenient field regexes of ``_fields``.
 * line-by-line path (``_slow``): each physical line is read as ONE string (separator NUL,
-  no quoting), so a bad row cannot swallow its neighbours, and fields are cut out with
-  anchored regexes of at most 9 capture groups each, chained through a "rest of line" group
-  (with few groups Rust's regex crate can use its fast capture engines). A piece the fast
-  path refuses is halved down to ``_MIN_PIECE_BYTES`` before it is read this way.
+  no quoting), so a bad row cannot swallow its neighbours, and its lenient fields are cut out
+  with regexes. A piece the fast path refuses is halved down to ``_MIN_PIECE_BYTES`` before it
+  is read this way.
 
 Both paths give the columns of ``_source_schema``; typing, problem checks and outbound
-classification are lazy expressions on top.
+classification are lazy expressions on top (``_typed``, ``_outbound``).
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import mmap
 import os
 import zoneinfo
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from . import _gzip, _header, _layouts
-from ._normalize import SCHEMA, normalize
-from ._types import CdrOptions, IngestError
+from . import _gzip
+from ._detect import FileFormat, detect
+from ._fields import clean, extract_fields, strict_regex, unquote
+from ._outbound import classify
+from ._typed import STRINGS, typed
+from ._types import CdrOptions
 
-_FIELD = r'("[^"]*"(?:"[^"]*")*|[^,"]*)'
-_GROUPS_PER_REGEX = 9
-_HEAD_LINES = 50
-_HEAD_BYTES = 1 << 16
+__all__ = ["SCHEMA", "FileFormat", "check_timezone", "detect", "scan_file"]
+
+SCHEMA: dict[str, pl.DataType] = {
+    "origin": pl.String(),
+    "problem": pl.String(),
+    "call_id": pl.String(),
+    "account": pl.String(),
+    **{name: pl.String() for name in STRINGS},
+    "start": pl.Datetime("us", "UTC"),
+    "answer": pl.Datetime("us", "UTC"),
+    "end": pl.Datetime("us", "UTC"),
+    "duration": pl.Int64(),
+    "billsec": pl.Int64(),
+    "outbound": pl.Boolean(),
+    "source": pl.String(),
+    "trunk": pl.String(),
+    "dialed": pl.String(),
+    "trunk_basis": pl.String(),
+    "replaced": pl.Int64(),
+}
 _PIECE_BYTES = 1 << 24
 _MIN_PIECE_BYTES = 1 << 16
 
 
-@dataclass(frozen=True)
-class FileFormat:
-    """What a file holds: its columns (by name, in order) and how it was detected."""
-
-    columns: tuple[str, ...]
-    layout: str  # a layout name, or "header"
-    header: bool
-    gzip: bool
-    description: str = ""
-    header_line: int = 0  # physical line number of the header row, 0 without header
-
-
-def _head_lines(path: Path, shown: str, compressed: bool) -> list[tuple[int, str]]:
-    """The first non-blank lines with their 1-based physical line numbers."""
-    opener = gzip.open if compressed else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read(_HEAD_BYTES)
-    except (OSError, EOFError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise IngestError(f"{shown}: cannot read ({reason})") from None
-    lines = data.decode("utf-8", errors="replace").split("\n")
-    if len(data) == _HEAD_BYTES:
-        lines.pop()  # may be cut in the middle
-    numbered = [(i + 1, ln.rstrip("\r")) for i, ln in enumerate(lines) if ln.strip()]
-    return numbered[:_HEAD_LINES]
-
-
-def _parse(line: str) -> list[str]:
-    try:
-        return next(csv.reader(io.StringIO(line)), [])
-    except csv.Error:
-        return []
-
-
-def detect(path: Path, shown: str, options: CdrOptions) -> FileFormat | None:
-    """Detect format and layout from the first lines; None for an empty file."""
-    compressed = _gzip.is_gzip(path)
-    lines = _head_lines(path, shown, compressed)
-    if not lines:
-        return None
-    first = _parse(lines[0][1])
-    if _header.looks_like_header(first):
-        mapping = _header.map_header(first)
-        if "start" not in mapping:
-            raise IngestError(f"{shown}: header has no start/calldate column")
-        if "end" not in mapping and "duration" not in mapping:
-            raise IngestError(f"{shown}: header has neither an end nor a duration column")
-        cols = [f"_x{i}" for i in range(len(first))]
-        for name, pos in mapping.items():
-            cols[pos] = name
-        desc = f"header with {len(first)} columns ({_header.kind(first)})"
-        return FileFormat(tuple(cols), "header", True, compressed, desc, lines[0][0])
-    rows = [_parse(ln) for _, ln in lines]
-    layout = _layouts.resolve_layout(rows, options.layout)
-    if layout is None:
-        raise IngestError(
-            f"{shown}: not a CDR file (first line has {len(first)} columns, "
-            f"expected {_layouts.MIN_COLUMNS}-{_layouts.MAX_COLUMNS} or a header with src,dst)"
-        )
-    columns = _layouts.LAYOUTS[layout]
-    return FileFormat(columns, layout, False, compressed, f"{len(columns)} columns ({layout})")
-
-
-def _valid_regex(n: int) -> str:
-    """Whole line of exactly n CSV fields (no captures, so a DFA can run it)."""
-    field = '(?:"(?:[^"]|"")*"|[^,"]*)'
-    return f"^{field}(?:,{field}){{{n - 1}}}$"
-
-
-def _extract_fields(lf: pl.LazyFrame, n: int) -> pl.LazyFrame:
-    """Add columns _f0.._f{n-1}, all null unless the line has exactly n CSV fields."""
-    rest = "line"
-    i = 0
-    while i < n:
-        m = min(_GROUPS_PER_REGEX, n - i)
-        last = i + m == n
-        rx = "^" + ",".join([_FIELD] * m) + ("$" if last else ",(.*)$")
-        names = [f"_f{j}" for j in range(i, i + m)] + ([] if last else [f"_r{i}"])
-        groups = pl.col(rest).str.extract_groups(rx).struct.rename_fields(names)
-        lf = lf.with_columns(groups.struct.unnest())
-        rest = f"_r{i}"
-        i += m
-    return lf
-
-
 def _lines(piece: bytes) -> pl.DataFrame:
-    """Each physical line as one string (line), anything after a NUL byte in extra."""
+    """Each physical line as one string (line); piece is clean (no NUL byte)."""
     return pl.read_csv(
         piece,
         has_header=False,
         separator="\x00",
         quote_char=None,
-        schema={"line": pl.String(), "extra": pl.String()},
+        schema={"line": pl.String()},
         truncate_ragged_lines=True,
         missing_columns="insert",
         extra_columns="ignore",
@@ -161,37 +91,25 @@ def _line_count(piece: bytes) -> int:
     return int(lf.select(pl.len()).collect().item())
 
 
-def _slow(lines: pl.DataFrame, n: int, skip_line: int) -> pl.DataFrame:
-    """The line-by-line path over columns _ln, line, extra: fields null unless valid."""
-    lf = lines.lazy().filter(
-        ((pl.col("line") != "") | (pl.col("extra") != "")) & (pl.col("_ln") != skip_line)
-    )
-    lf = _extract_fields(lf, n)
-    valid = pl.col(f"_f{n - 1}").is_not_null()
-    unquoted = [
-        pl.when(valid)
-        .then(pl.col(f"_f{i}"))
-        .str.strip_prefix('"')
-        .str.strip_suffix('"')
-        .str.replace_all('""', '"', literal=True)
-        .alias(f"_f{i}")
-        for i in range(n)
-    ]
+def _slow(lines: pl.DataFrame, n: int, skip_line: int, dirty: bool) -> pl.DataFrame:
+    """The line-by-line path over columns _ln, line: lenient fields, null unless n of them."""
+    lf = lines.lazy().filter((pl.col("line") != "") & (pl.col("_ln") != skip_line))
+    lf = extract_fields(lf, n, "line", "_f")
     return lf.select(
         "_ln",
-        (pl.col("extra") != "").alias("_nul"),
+        pl.lit(dirty).alias("_dirty"),
         pl.lit(True).alias("_checked"),
         "line",
-        *unquoted,
+        *[unquote(pl.col(f"_f{i}")).alias(f"_f{i}") for i in range(n)],
     ).collect()
 
 
-def _line_rows(piece: bytes, first_line: int, skip_line: int) -> pl.DataFrame:
+def _line_rows(piece: bytes, first_line: int, skip_line: int, dirty: bool) -> pl.DataFrame:
     """The rows of piece without their fields (_f* columns left out): for counting rows."""
     lines = _numbered(_lines(piece), first_line)
-    keep = ((pl.col("line") != "") | (pl.col("extra") != "")) & (pl.col("_ln") != skip_line)
+    keep = (pl.col("line") != "") & (pl.col("_ln") != skip_line)
     return lines.filter(keep).select(
-        "_ln", (pl.col("extra") != "").alias("_nul"), pl.lit(True).alias("_checked"), "line"
+        "_ln", pl.lit(dirty).alias("_dirty"), pl.lit(True).alias("_checked"), "line"
     )
 
 
@@ -201,14 +119,14 @@ def _numbered(df: pl.DataFrame, first_line: int) -> pl.DataFrame:
     )
 
 
-def _fast(piece: bytes, first_line: int, n: int, skip_line: int) -> pl.DataFrame | None:
+def _fast(
+    piece: bytes, first_line: int, n: int, skip_line: int, dirty: bool
+) -> pl.DataFrame | None:
     """polars' CSV parser on piece; None when the piece needs the line-by-line path.
 
-    Rows come out unchecked (_checked false): whether each line really has the n fields of
-    _VALID is left to the lazy plan (a regex without captures, run in parallel there).
+    Rows come out unchecked (_checked false): whether each line really is n strict fields is
+    left to the lazy plan (a regex without captures, run in parallel there).
     """
-    if b"\x00" in piece:
-        return None
     if b"\r" in piece and piece.count(b"\r") != piece.count(b"\r\n"):
         return None
     names = [f"_f{i}" for i in range(n)]
@@ -233,7 +151,7 @@ def _fast(piece: bytes, first_line: int, n: int, skip_line: int) -> pl.DataFrame
         [
             lines.select(
                 pl.int_range(first_line, first_line + pl.len(), dtype=pl.Int64).alias("_ln"),
-                pl.lit(False).alias("_nul"),
+                pl.lit(dirty).alias("_dirty"),
                 pl.lit(False).alias("_checked"),
                 "line",
             ),
@@ -273,25 +191,27 @@ def _split(piece: bytes) -> tuple[bytes, bytes] | None:
     return piece[: nl + 1], piece[nl + 1 :]
 
 
-def _rows_of(piece: bytes, first_line: int, n: int, skip_line: int) -> Iterator[pl.DataFrame]:
+def _rows_of(
+    piece: bytes, first_line: int, n: int, skip_line: int, dirty: bool
+) -> Iterator[pl.DataFrame]:
     """Rows of piece: fast path, or halves of it, or line by line; line numbers from first_line."""
-    fast = _fast(piece, first_line, n, skip_line)
+    fast = _fast(piece, first_line, n, skip_line, dirty)
     if fast is not None:
         yield fast
         return
     halves = _split(piece) if len(piece) >= _MIN_PIECE_BYTES else None
     if halves is not None:
         head, tail = halves
-        yield from _rows_of(head, first_line, n, skip_line)
-        yield from _rows_of(tail, first_line + _line_count(head), n, skip_line)
+        yield from _rows_of(head, first_line, n, skip_line, dirty)
+        yield from _rows_of(tail, first_line + _line_count(head), n, skip_line, dirty)
         return
-    yield _slow(_numbered(_lines(piece), first_line), n, skip_line)
+    yield _slow(_numbered(_lines(piece), first_line), n, skip_line, dirty)
 
 
 def _source_schema(n: int) -> dict[str, pl.DataType]:
     return {
         "_ln": pl.Int64(),
-        "_nul": pl.Boolean(),
+        "_dirty": pl.Boolean(),
         "_checked": pl.Boolean(),
         "line": pl.String(),
         **{f"_f{i}": pl.String() for i in range(n)},
@@ -318,11 +238,11 @@ def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:
                 first_line = 1
                 fields = with_columns is None or any(c.startswith("_f") for c in with_columns)
                 for start, end in _pieces(data, size):
-                    piece = os.pread(fd, end - start, start)
+                    piece, dirty = clean(os.pread(fd, end - start, start))
                     if fields:
-                        frames = _rows_of(piece, first_line, n, skip_line)
+                        frames = _rows_of(piece, first_line, n, skip_line, dirty)
                     else:  # e.g. counting rows: no field is looked at
-                        frames = iter([_line_rows(piece, first_line, skip_line)])
+                        frames = iter([_line_rows(piece, first_line, skip_line, dirty)])
                     for df in frames:
                         if predicate is not None:
                             df = df.filter(predicate)
@@ -338,18 +258,30 @@ def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:
     return register_io_source(rows, schema=schema, explain_name="cdr_ingest")
 
 
-def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
-    """Return the normalized LazyFrame of one file."""
+def scan_file(
+    path: Path, shown: str, options: CdrOptions, partial: Callable[[str], None] | None = None
+) -> pl.LazyFrame:
+    """Return the normalized LazyFrame of one file. `partial`: see `_gzip.decompress`."""
     fmt = detect(path, shown, options)
     if fmt is None:
         return pl.LazyFrame(schema=SCHEMA)
-    data_path = _gzip.decompress(path, shown) if fmt.gzip else path
+    data_path = _gzip.decompress(path, shown, partial) if fmt.gzip else path
+    if fmt.cr_lines:
+        data_path = _gzip.cr_to_lf(data_path, shown)
     n = len(fmt.columns)
     lf = _source(data_path, n, fmt.header_line if fmt.header else 0)
-    checked = pl.col("_checked") | pl.col("line").str.contains(_valid_regex(n))
-    lf = lf.with_columns(_valid=checked & pl.col(f"_f{n - 1}").is_not_null())
-    origin = pl.concat_str(pl.lit(f"{shown}:"), pl.col("_ln").cast(pl.String))
-    return normalize(lf, fmt.columns, fmt.header, origin, options)
+    # Lines polars parsed that are not strict CSV: read again with the lenient regexes.
+    strict = pl.col("_checked") | pl.col("line").str.contains(strict_regex(n))
+    lf = lf.with_columns(_strict=strict, _again=pl.when(~strict).then(pl.col("line")))
+    lf = extract_fields(lf, n, "_again", "_g")
+    lf = lf.with_columns(
+        *[
+            pl.when(pl.col("_strict")).then(pl.col(f"_f{i}")).otherwise(unquote(pl.col(f"_g{i}")))
+            for i in range(n)
+        ]
+    ).with_columns(_valid=pl.col(f"_f{n - 1}").is_not_null())
+    lf = classify(typed(lf, fmt, shown, options), options)
+    return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
 
 
 def check_timezone(options: CdrOptions) -> None:

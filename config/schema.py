@@ -21,6 +21,7 @@ CdrLayout = Literal[
     "uniqueid+newcdrcolumns",
     "userfield+newcdrcolumns",
     "uniqueid+userfield+newcdrcolumns",
+    "cdr_custom",
 ]
 
 
@@ -121,7 +122,7 @@ class CdrDatabase(Strict):
                        r"(\.[A-Za-z_][A-Za-z0-9_$]{0,63})?$")
     password_env: str | None = None  # the database password: an environment variable ...
     password_file: Path | None = None  # ... or a file (mode 0600); none: no password
-    columns: dict[str, str] = Field(default_factory=dict)  # canonical name -> table column
+    db_columns: dict[str, str] = Field(default_factory=dict)  # CDR field -> table column
     db_timezone: str | None = None  # zone of naive times in the table (default: site's)
     poll: Duration = timedelta(seconds=5)  # follow: how often new rows are looked for
     settle: Duration = timedelta(minutes=10)  # follow: how late a row may be inserted
@@ -134,7 +135,7 @@ class CdrDatabase(Strict):
             Site._tz(value)
         return value
 
-    @field_validator("columns")
+    @field_validator("db_columns")
     @classmethod
     def _columns(cls, value: dict[str, str]) -> dict[str, str]:
         import re
@@ -170,6 +171,23 @@ class Cdr(CdrDatabase):
     files: list[Path] = Field(default_factory=list)
     layout: CdrLayout = "auto"
     usegmtime: bool = False
+    # A headerless file's columns in order (a cdr_custom mapping); "" for a column to ignore.
+    columns: list[str] = Field(default_factory=list)
+    # Or the cdr_custom.conf to read that mapping from.
+    custom_conf: Path | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: list[str]) -> list[str]:
+        from cdr_ingest.dialects import CANONICAL, canonical_column
+
+        unknown = [c for c in value if c and canonical_column(c) is None]
+        if unknown:
+            raise ValueError(
+                f"unknown CDR column(s) {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(CANONICAL)}, calldate, ...)"
+            )
+        return value
 
 
 class Incidents(Strict):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sys
 from datetime import datetime
 from enum import StrEnum
@@ -14,15 +16,16 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from alerting.textsafe import markup
 from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
 from config.secrets import SecretError
 from rules.destinations import Classifier
 from rules.incidents import Severity
-from tollwatch import report_format
-from tollwatch.scan import ScanResult, ScanStats, run_scan
+from tollwatch import report_format, status_view
+from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
+from tollwatch.scan_problems import ProblemFile
 from tollwatch.settings import cdr_options, load, overrides
 
 app = typer.Typer(
@@ -56,7 +59,7 @@ class Format(StrEnum):
 
 def _fail(lines: list[str]) -> typer.Exit:
     for line in lines:
-        err.print(f"[red]error:[/red] {line}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -84,7 +87,8 @@ def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
 @app.command()
 def scan(
     files: Annotated[
-        list[Path] | None, typer.Argument(help="CDR files: Master.csv, rotated, .gz.")
+        list[Path] | None,
+        typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False),
     ] = None,
     db: Annotated[
         bool, typer.Option("--db", help="Read the [cdr] database table instead of files.")
@@ -100,47 +104,114 @@ def scan(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Say how each file was read (its layout).")
     ] = False,
+    max_skipped: Annotated[
+        str,
+        typer.Option(
+            "--max-skipped",
+            help="Rows that cannot be read tolerated before exit 2: a count (5) or a share of "
+            "the rows read (0.1%).",
+        ),
+    ] = "0",
+    problems: Annotated[
+        Path | None,
+        typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
+                     "CSV file; the summary lists only the first 20.", dir_okay=False),
+    ] = None,
 ) -> None:
-    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
+    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input
+    (including rows that cannot be read, beyond --max-skipped)."""
+    tolerance = _tolerance(max_skipped)
     settings = _settings(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
     if bool(files) == db:
         raise _fail(["give CDR files, or --db to read the [cdr] database table"])
+    files = list(files or [])
     try:
-        if db:
-            result = _scan_database(settings, start, stop, verbose)
-        else:
-            files = list(files or [])
-            if verbose:
-                for f in files:
-                    err.print(describe_layout(f, cdr_options(settings)), soft_wrap=True)
-            result = _scan_with_progress(files, settings, start, stop, show=not quiet)
+        if verbose:
+            for f in files:
+                with contextlib.suppress(IngestError):  # reported after the scan if so
+                    err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
+        with ProblemFile(problems) as sink:
+            if db:
+                result = _scan_database(settings, start, stop, verbose,
+                                        sink.write if problems else None)
+            else:
+                result = _scan_with_progress(files, settings, start, stop, show=not quiet,
+                                             problems=sink.write if problems else None)
     except (IngestError, SecretError) as exc:
         raise _fail([str(exc)]) from None
+    except OSError as exc:
+        raise _fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
+    if files and len(result.stats.file_problems) >= len(files) and not result.stats.rows:
+        raise _fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents
-    if fmt is Format.table:
-        report_format.print_table(out, incidents, zone)
-    elif fmt is Format.json:
-        sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
-    elif fmt is Format.jsonl:
-        sys.stdout.write(report_format.to_jsonl(incidents, zone))
-    else:
-        sys.stdout.write(report_format.to_csv(incidents, zone))
+    try:
+        if fmt is Format.table:
+            report_format.print_table(out, incidents, zone)
+        elif fmt is Format.json:
+            sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
+        elif fmt is Format.jsonl:
+            sys.stdout.write(report_format.to_jsonl(incidents, zone))
+        else:
+            sys.stdout.write(report_format.to_csv(incidents, zone))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `scan | head`: the reader has what it wanted
+        _stdout_gone()
+    too_many = _too_many_skipped(result.stats, tolerance)
     if not quiet:
         _summary(result.stats, incidents_count=len(incidents))
+    if too_many:  # even with -q: rows were not read
+        err.print(f"[red]error:[/red] {result.stats.skipped} row(s) could not be read "
+                  f"(tolerated: {markup(max_skipped)}); --max-skipped N or P% tolerates "
+                  "known noise", soft_wrap=True)  # fmt: skip
+    for line in result.stats.file_problems:  # even with -q: input was not (all) read
+        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     if any(i.severity == Severity.CRITICAL for i in incidents):
         raise typer.Exit(1)
+    if result.stats.file_problems or too_many:
+        raise typer.Exit(2)
+
+
+def _tolerance(text: str) -> tuple[float, bool]:
+    """--max-skipped: (value, is a percentage)."""
+    raw = text.strip()
+    pct = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if pct else raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (not pct and value != int(value)):
+        raise _fail([f"--max-skipped: {text!r} is not a row count like 5 or a share like 0.1%"])
+    return value, pct
+
+
+def _too_many_skipped(stats: ScanStats, tolerance: tuple[float, bool]) -> bool:
+    value, pct = tolerance
+    if pct:
+        return stats.skipped > stats.rows * value / 100
+    return stats.skipped > value
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so that nothing more (nor the exit flush) fails on it."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test runner's buffer)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _scan_with_progress(
     files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
-    show: bool,
+    show: bool, problems: Problems | None = None,
 ) -> ScanResult:
-    total = sum(f.stat().st_size for f in files if f.is_file())
+    total = sum(_size(f) for f in files)
     if not show or not err.is_terminal or total < 20_000_000:
-        return run_scan(files, settings, since, until)
-    sizes = {str(f): f.stat().st_size for f in files}
+        return run_scan(files, settings, since, until, problems=problems)
+    sizes = {str(f): _size(f) for f in files}
     order = [str(f) for f in files]
     with Progress(
         TextColumn("[bold]scanning"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -153,18 +224,26 @@ def _scan_with_progress(
             done = sum(sizes[n] for n in order[: order.index(file)]) if file in order else 0
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
-        return run_scan(files, settings, since, until, progress=update)
+        return run_scan(files, settings, since, until, progress=update, problems=problems)
 
 
 def _scan_database(
-    settings: Settings, since: datetime | None, until: datetime | None, verbose: bool
+    settings: Settings, since: datetime | None, until: datetime | None, verbose: bool,
+    problems: Problems | None,
 ) -> ScanResult:
     from tollwatch.dbsource import settings_database
 
     database = settings_database(settings)
     if verbose:
-        err.print(database.describe(cdr_options(settings)), soft_wrap=True)
-    return run_scan([], settings, since, until, database=database)
+        err.print(markup(database.describe(cdr_options(settings))), soft_wrap=True)
+    return run_scan([], settings, since, until, problems=problems, database=database)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _bytes_per_line(path: Path) -> float:
@@ -178,16 +257,28 @@ def _bytes_per_line(path: Path) -> float:
 
 def _summary(stats: ScanStats, incidents_count: int) -> None:
     classes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_class.items()))
+    replaced = (
+        f"{stats.replaced} byte(s) not UTF-8 replaced in {stats.replaced_rows} row(s), rows kept"
+        if stats.replaced
+        else "0 bytes replaced"
+    )
     err.print(
-        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound calls"
-        f" ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count} incident(s)"
-        f" in {stats.seconds:.2f}s",
+        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound"
+        f" calls ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count}"
+        f" incident(s) in {stats.seconds:.2f}s; {replaced}",
         soft_wrap=True,
     )
+    for name, n in sorted(stats.skipped_by_file.items()):
+        err.print(f"[yellow]skipped[/yellow] {n} row(s) in {markup(name)}", soft_wrap=True)
+    for name, n in sorted(stats.replaced_by_file.items()):
+        err.print(f"replaced {n} byte(s) that are not UTF-8 in {markup(name)}", soft_wrap=True)
     for origin, problem in stats.problems[:20]:
-        err.print(f"[yellow]skipped[/yellow] {origin}: {problem}", soft_wrap=True)
+        err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}", soft_wrap=True)
     if stats.skipped > 20:
-        err.print(f"... and {stats.skipped - 20} more skipped rows", soft_wrap=True)
+        err.print(f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",
+                  soft_wrap=True)
+    for note in stats.notes[:10]:
+        err.print(f"note: {markup(note)}", soft_wrap=True)
 
 
 @app.command()
@@ -267,34 +358,20 @@ def status(
     if daemon is None:
         raise _fail([f"{db}: the daemon has not reported yet"])
     updated, info = daemon
-    age = (datetime.now(tz=ZoneInfo("UTC")) - datetime.fromisoformat(updated)).total_seconds()
-    state = "running" if age < 30 else f"NOT RUNNING (last report {age:.0f}s ago)"
-    out.print(f"daemon: {state}; site {info.get('site')}; events {info.get('events')}; "
-              f"errors {info.get('errors')}; open incidents {info.get('open_incidents')}")
-    table = Table(title="sources")
-    for col in ("source", "kind", "connected", "events/s", "calls up", "last event", "state"):
-        table.add_column(col)
-    for name, (_, data) in sorted(rows.items()):
-        if not name.startswith("source:"):
-            continue
-        table.add_row(
-            data["name"], data["kind"], "yes" if data["connected"] else "[red]no[/red]",
-            str(data.get("events_per_s", 0)), str(data.get("calls_in_progress", 0)),
-            data.get("last_event_at") or "-", data.get("state", ""),
-        )
-    out.print(table)
-    for inc in store.incidents(open_only=True):
-        out.print(f"open: {inc['severity']} {inc['source']} {', '.join(inc['destinations'])} "
-                  f"({inc['calls']} calls since {inc['first_call_at']})")
+    sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
+    status_view.render(out, updated, info, sources, store.incidents(open_only=True))
 
 
 def _logging(verbose: bool) -> None:
     import logging
 
+    from tollwatch import logsafe
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logsafe.install()
 
 
 @app.command()

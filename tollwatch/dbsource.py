@@ -33,7 +33,7 @@ def open_database(spec: DbSettings, what: str = "cdr") -> CdrDatabase:
     if spec.password_env is not None or spec.password_file is not None:
         password = read_secret(spec.password_env, spec.password_file, f"{what}.password")
     return CdrDatabase.open(
-        spec.database, spec.table, password, dict(spec.columns), spec.db_timezone
+        spec.database, spec.table, password, dict(spec.db_columns), spec.db_timezone
     )
 
 

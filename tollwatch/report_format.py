@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
+from alerting.textsafe import csv_cell, markup
 from rules.incidents import Incident, Severity
 from rules.model import Call
 
@@ -83,7 +84,7 @@ def to_csv(incidents: list[Incident], tz: ZoneInfo) -> str:
         for key in ("rules", "regions", "destinations", "call_ids"):
             row[key] = " ".join(row[key])
         row["reasons"] = "; ".join(row["reasons"])
-        writer.writerow(row)
+        writer.writerow({k: csv_cell(v) if isinstance(v, str) else v for k, v in row.items()})
     return out.getvalue()
 
 
@@ -105,8 +106,8 @@ def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> No
             str(n),
             f"[{_STYLE.get(inc.severity, '')}]{d['severity']}[/]",
             str(d["score"]),
-            d["source"] + (f" ({d['account']})" if d["account"] else ""),
-            ", ".join(d["destinations"]),
+            markup(d["source"] + (f" ({d['account']})" if d["account"] else "")),
+            markup(", ".join(d["destinations"])),
             str(d["calls"]),
             first,
         )
@@ -114,6 +115,6 @@ def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> No
     for n, inc in enumerate(incidents, start=1):
         detected = inc.detected_at.get(inc.severity)
         when = detected.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z") if detected else "-"
-        console.print(f"[bold]#{n}[/bold] {inc.severity.label} since {when} ({inc.id})")
+        console.print(f"[bold]#{n}[/bold] {inc.severity.label} since {when} ({markup(inc.id)})")
         for reason in inc.reasons():
-            console.print(f"   • {reason}", soft_wrap=True)
+            console.print(f"   • {markup(reason)}", soft_wrap=True)

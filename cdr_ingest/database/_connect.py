@@ -9,6 +9,7 @@ against the table's own column list and quoted).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -17,6 +18,10 @@ from urllib.parse import quote, unquote, urlsplit
 import polars as pl
 
 from .._types import IngestError
+
+# ConnectorX's connection pool logs every failed connection attempt straight to stderr (up to
+# 30 s of retries): the one-line DbError says it all. RUST_LOG set by the user wins.
+os.environ.setdefault("RUST_LOG", "r2d2=off")
 
 Dialect = Literal["mysql", "postgresql"]
 _SCHEMES: dict[str, Dialect] = {

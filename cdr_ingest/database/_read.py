@@ -17,7 +17,10 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from .._normalize import normalize
+from .._detect import FileFormat
+from .._outbound import classify
+from .._scan import SCHEMA
+from .._typed import typed
 from .._types import CdrOptions
 from ._table import TIMES, Table
 
@@ -52,8 +55,9 @@ def raw_frame(table: Table, df: pl.DataFrame) -> pl.DataFrame:
         *out,
         *[k.alias(f"_k{i}") for i, k in enumerate(keys)],
         pl.lit(True).alias("_valid"),
-        pl.lit(False).alias("_nul"),
+        pl.lit(False).alias("_dirty"),
         pl.lit("").alias("line"),
+        pl.lit(0, pl.Int64).alias("_ln"),
         *extra,
     )
 
@@ -67,7 +71,16 @@ def origin_expr(table: Table) -> pl.Expr:
 
 
 def normalized(table: Table, lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
-    return normalize(lf, table.columns, True, origin_expr(table), options)
+    """The rows in SCHEMA, through the typing and outbound classification files go through;
+    a row is named by its key (there is no line number)."""
+    fmt = FileFormat(table.columns, "database", True, False, table.shown)
+    lf = typed(lf, fmt, table.shown, options)
+    call_id = pl.when(pl.col("uniqueid") != "").then(pl.col("uniqueid")).otherwise(
+        pl.col("origin")
+    )
+    lf = lf.with_columns(origin_expr(table).alias("origin")).with_columns(call_id.alias("call_id"))
+    lf = classify(lf, options)
+    return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
 
 
 @dataclass
@@ -148,8 +161,9 @@ def raw_schema(table: Table) -> dict[str, pl.DataType]:
         **{f"_f{i}": pl.String() for i in range(len(table.columns))},
         **{f"_k{i}": pl.String() for i in range(len(table.keys))},
         "_valid": pl.Boolean(),
-        "_nul": pl.Boolean(),
+        "_dirty": pl.Boolean(),
         "line": pl.String(),
+        "_ln": pl.Int64(),
     }
 
 

@@ -1,9 +1,9 @@
 """A CDR table: its columns (read from information_schema), their CDR meaning, and its SQL.
 
-Column names are recognized with the same aliases as header CSVs (`cdr_ingest._header`: FreePBX
-`calldate` is the start, ODBC layouts have `start`/`answer`/`end`, ...); `columns` in the
-settings overrides or adds to that. Rows are told apart by an auto-increment id when the table
-has one, else by uniqueid + sequence (FreePBX and cdr_pgsql tables have no key).
+Column names are recognized by the dialect registry's `canonical_columns` (the names header CSVs
+use: FreePBX `calldate` is the start, ODBC layouts have `start`/`answer`/`end`, ...); `columns`
+in the settings overrides or adds to that. Rows are told apart by an auto-increment id when the
+table has one, else by uniqueid + sequence (FreePBX and cdr_pgsql tables have no key).
 
 Times: a column that stores instants (PostgreSQL `timestamp with time zone`, MySQL `TIMESTAMP`)
 is read as UTC; a plain DATETIME / `timestamp` column holds the PBX's local wall clock (what
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .. import _header
+from ..dialects import canonical_columns
 from ._connect import Connection, DbError, Dialect, quote_ident, quote_text
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
@@ -155,15 +155,15 @@ def open_table(conn: Connection, name: str, overrides: dict[str, str] | None = N
         raise DbError(f"{conn.url.shown}: no table {name!r} (or no SELECT privilege on it)")
     names = [str(v) for v in rows.to_series(0)]
     types = {n: str(k).lower() for n, k in zip(names, rows.to_series(1), strict=True)}
-    mapping = {f: names[i] for f, i in _header.map_header(names).items()}
+    mapping = {c: n for n, c in zip(names, canonical_columns(names), strict=True) if c in FIELDS}
     lower = {n.lower(): n for n in names}
     for canonical, column in (overrides or {}).items():
         if column.lower() not in lower:
-            raise DbError(f"{shown}: columns.{canonical} = {column!r}: no such column "
+            raise DbError(f"{shown}: db_columns.{canonical} = {column!r}: no such column "
                           f"(the table has {', '.join(names)})")
         mapping[canonical] = lower[column.lower()]
     if "start" not in mapping:
-        raise DbError(f"{shown}: no start/calldate column (set [cdr] columns.start)")
+        raise DbError(f"{shown}: no start/calldate column (set [cdr] db_columns.start)")
     if "end" not in mapping and "duration" not in mapping:
         raise DbError(f"{shown}: neither an end nor a duration column")
     for t in TIMES:

@@ -158,7 +158,7 @@ def collect(
         ok = batch.filter(good)
         if ok.height == 0:
             continue
-        ok = classifier.classify_df(ok)
+        ok = classifier.classify_df(ok, "dialed")
         ok = _derive(ok, tz, period, calendar, closed_cache)
         _fold_daily(figs, ok)
         _fold_period(figs, ok.filter(pl.col("_in")))
