@@ -205,3 +205,20 @@ def test_report_reads_the_table(freepbx: Server, fixtures_dir: Path, tmp_path: P
     for key in ("totals", "incidents", "top_countries", "hourly", "malformed"):
         assert by_db.figures[key] == by_file.figures[key], key
     assert by_db.figures["files"] == [f"{freepbx.database}.cdr"]
+
+
+def test_learn_reads_the_table(freepbx: Server, fixtures_dir: Path, tmp_path: Path) -> None:
+    from rules.baseline_io import load_file
+    from tollwatch.settings import load
+
+    config = _config(tmp_path, freepbx)
+    runner = CliRunner()
+    files = [str(fixtures_dir / f) for f in FILES]
+    by_file = runner.invoke(app, ["learn", *files, "-c", str(config), "-o", str(tmp_path / "f")])
+    by_db = runner.invoke(app, ["learn", "--db", "-c", str(config), "-o", str(tmp_path / "d")])
+    assert by_file.exit_code == 0 and by_db.exit_code == 0, by_db.output
+    assert "29 rows read" in by_db.stderr
+    s = load(config)
+    a, b = load_file(tmp_path / "f", s), load_file(tmp_path / "d", s)
+    assert a.dest_days == b.dest_days and a.src_dests == b.src_dests
+    assert a.first_day == b.first_day and a.dest_days

@@ -18,6 +18,7 @@ import polars as pl
 from cdr_ingest import scan_cdrs
 from cdr_ingest.database import CdrDatabase
 from config import Settings
+from rules.baseline import Baseline
 from rules.batch import CALL_COLUMNS, run_frame
 from rules.destinations import Classifier
 from rules.engine import Engine
@@ -53,6 +54,7 @@ class ScanStats:
 class ScanResult:
     incidents: list[Incident]
     stats: ScanStats
+    baseline: Baseline | None = None  # what the site's baseline holds after the scan
 
 
 def _line_of(origin: str) -> tuple[str, int]:
@@ -68,9 +70,13 @@ def run_scan(
     progress: Progress | None = None,
     problems: Problems | None = None,
     calls: Calls | None = None,
+    baseline: Baseline | None = None,
+    rules: bool = True,
     database: CdrDatabase | None = None,
 ) -> ScanResult:
-    """Score the CDR files, or with `database` the rows of that table in [since, until)."""
+    """Score the files. `baseline`: what the site learned before (else it is learned as the
+    calls go by, each call scored against the days before it); `rules=False` only learns.
+    With `database`, the rows of that table in [since, until) instead of files."""
     started = time.perf_counter()
     classifier = Classifier(settings)
     stats = ScanStats()
@@ -131,12 +137,13 @@ def run_scan(
     stats.notes = legs.notes()
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
     stats.calls_scored = frame.height
-    engine = Engine.from_settings(settings, rule_specs(settings))
+    specs = rule_specs(settings) if rules else {}
+    engine = Engine.from_settings(settings, specs, baseline)
     incidents = (
         run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
     )
     stats.seconds = time.perf_counter() - started
-    return ScanResult(incidents, stats)
+    return ScanResult(incidents, stats, engine.baseline)
 
 
 def _utc(when: datetime) -> datetime:
