@@ -134,9 +134,17 @@ def scan_pbx(
     if not files and not missing:
         raise PbxError("no CDR files ([cdr] files, or <pbx>/Master.csv* in a fleet directory)")
     sink = ParquetSink(parquet, pbx, zone) if parquet is not None else None
+    learned = None
+    if settings.baseline.file is not None:  # this PBX's `tollwatch learn` file
+        from rules.baseline_io import BaselineError, load_file
+
+        try:
+            learned = load_file(settings.baseline.file, settings)
+        except BaselineError as exc:
+            raise PbxError(str(exc)) from None
     try:
         result = run_scan(files, settings, _bound(since, zone), _bound(until, zone),
-                          calls=sink.write if sink is not None else None)
+                          calls=sink.write if sink is not None else None, baseline=learned)
     finally:
         release_temp_files()  # decompressed .gz copies: a worker lives on after this task
     stats = result.stats
