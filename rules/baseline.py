@@ -4,7 +4,8 @@ Fed the calls rules look at (international or high-risk), in event-time order, b
 after the rules have scored each one (batch and live alike). It keeps, over `period`:
 
 * PBX-wide volume per local day in 5-minute buckets (all such calls, and high-risk calls to
-  destinations not routine at the time, counted once the history allows judging that) and the most calls up at once per hour;
+  destinations not routine at the time, counted once the history allows judging that) and the
+  most calls up at once per hour;
 * per destination (region, else calling code): the days it was called and by which sources;
 * per source: the destinations it called and the hours of day it called abroad, by day.
 
