@@ -15,11 +15,13 @@ import polars as pl
 from ._gzip import release_temp_files
 from ._scan import SCHEMA, check_timezone, detect, scan_file
 from ._types import CdrOptions, IngestError
+from .dialects import canonical_columns
 
 __all__ = [
     "SCHEMA",
     "CdrOptions",
     "IngestError",
+    "canonical_columns",
     "describe_layout",
     "release_temp_files",
     "scan_cdrs",
