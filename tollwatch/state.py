@@ -73,12 +73,11 @@ class StateStore(SqliteFile):
 
     # ---- learned baselines (rules.baseline, as rules.baseline_io JSON) ---------------------
     def save_baseline(self, pbx: str, data: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO baselines(pbx, updated_at, data) VALUES (?, ?, ?) "
-                "ON CONFLICT(pbx) DO UPDATE SET updated_at=excluded.updated_at, data=excluded.data",
-                (pbx, _now(), data),
-            )
+        self._write(lambda db: db.execute(
+            "INSERT INTO baselines(pbx, updated_at, data) VALUES (?, ?, ?) "
+            "ON CONFLICT(pbx) DO UPDATE SET updated_at=excluded.updated_at, data=excluded.data",
+            (pbx, _now(), data),
+        ))
 
     def baselines(self) -> dict[str, str]:
         with self._lock:
