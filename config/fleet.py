@@ -63,6 +63,7 @@ class Fleet:
     settings: dict[str, Settings] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    shared: dict[str, Any] = field(default_factory=dict)  # defaults + top level + overrides
 
     @property
     def ok(self) -> bool:
@@ -176,7 +177,7 @@ def resolve_fleet(
         base = merge(base, overrides, errors)
     if errors:
         raise ConfigError(errors, source)
-    fleet = Fleet(source)
+    fleet = Fleet(source, shared=base)
     for entry in entries:
         fleet.order.append(entry.name)
         settings, problems = _resolve_entry(base, entry, rule_checks)
