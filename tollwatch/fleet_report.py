@@ -33,11 +33,18 @@ SUMS = ("calls", "international", "high_risk", "off_hours_international", "incid
 def report_pbx(
     pbx: str, settings: Settings, span: Span, out_dir: Path, keep_days: int | None
 ) -> dict[str, Any]:
-    """One PBX's report (files from its `[cdr] files`, globs expanded); its summary."""
+    """One PBX's report (its `[cdr] files`, globs expanded, or its `[cdr] database` table when
+    it has no files); its summary."""
     files, missing = expand_files(list(settings.cdr.files))
-    if not files:
+    database = None
+    if not settings.cdr.files and settings.cdr.database:
+        from tollwatch.dbsource import settings_database
+
+        database = settings_database(settings)
+    elif not files:
         raise PbxError("; ".join(missing) or "no CDR files ([cdr] files)")
-    result = build_report(settings, files, span, out_dir / pbx, None, keep_days=keep_days)
+    result = build_report(settings, files, span, out_dir / pbx, None, keep_days=keep_days,
+                          database=database)
     return {"pbx": pbx, **result.summary, "folder": str(result.folder),
             "problems": missing, "worker": worker_name()}
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from cdr_ingest import release_temp_files
 from config import Settings
 from config.fleet import Fleet
+from rules.baseline_io import load_file
 from rules.incidents import Incident, Severity
 from tollwatch.fleet_exec import PbxError, run_tasks, worker_name
 from tollwatch.fleet_parquet import ParquetSink
@@ -114,25 +115,34 @@ def scan_pbx(
     until: datetime | None = None,
     parquet: Path | None = None,
 ) -> PbxScan:
-    """Scan one PBX's `[cdr] files` (globs expanded) exactly as `tollwatch scan` would.
+    """Scan one PBX exactly as `tollwatch scan` would: its `[cdr] files` (globs expanded), or
+    its `[cdr] database` table when it has no files; its learned `[baseline] file` if set.
 
     `since`/`until` without a UTC offset are in this PBX's time zone. `parquet`: write its
     classified outbound calls under DIR/pbx=<pbx>/day=<YYYY-MM-DD>/ (replacing earlier ones).
-    Raises PbxError when no file could be read at all.
+    Raises PbxError when nothing could be read at all.
     """
     zone = settings.site.timezone
     files, missing = expand_files(list(settings.cdr.files))
-    if not files and not missing:
+    database = None
+    if not settings.cdr.files and settings.cdr.database:
+        from tollwatch.dbsource import settings_database
+
+        database = settings_database(settings)  # the password: from this worker's env/file
+    elif not files and not missing:
         raise PbxError("no CDR files ([cdr] files, or <pbx>/Master.csv* in a fleet directory)")
+    baseline = load_file(settings.baseline.file, settings) if settings.baseline.file else None
     sink = ParquetSink(parquet, pbx, zone) if parquet is not None else None
     try:
         result = run_scan(files, settings, _bound(since, zone), _bound(until, zone),
-                          calls=sink.write if sink is not None else None)
+                          calls=sink.write if sink is not None else None, baseline=baseline,
+                          database=database)
     finally:
         release_temp_files()  # decompressed .gz copies: a worker lives on after this task
     stats = result.stats
     stats.file_problems[:0] = missing
-    if stats.file_problems and not stats.rows and len(stats.file_problems) >= len(files):
+    if (database is None and stats.file_problems and not stats.rows
+            and len(stats.file_problems) >= len(files)):
         raise PbxError("; ".join(stats.file_problems))
     return PbxScan(pbx, zone, result.incidents, stats, worker_name())
 
