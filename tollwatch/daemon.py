@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from alerting.base import Alerter, Background
-from cdr_ingest.live import LiveEvent, PbxBooted
+from cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected
 from config import Settings
 from rules.destinations import Classifier
 from rules.incidents import Incident, IncidentChange
 from tollwatch.live import LivePipeline
+from tollwatch.recovery import CdrRecovery
 from tollwatch.report_format import incident_dict
 from tollwatch.settings import rule_specs
 from tollwatch.state import StateStore
@@ -67,6 +68,9 @@ class Daemon:
         self._started = utcnow()
         self._rate_mark = time.monotonic()
         self._rate_events: dict[str, int] = {}
+        self._startup: dict[str, datetime | None] = {}  # Asterisk's start, per pbx
+        # each AMI server's paired CDR file: calls of an AMI outage are recovered from it
+        self.recovery: dict[str, CdrRecovery] = {}
 
     # ---- state ----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -94,9 +98,11 @@ class Daemon:
             self.errors += 1
             return
         self.events += 1
-        if isinstance(event, PbxBooted):
-            log.info("pbx %s: Asterisk (re)started", event.pbx)
-            for callback in self.on_booted:
+        if isinstance(event, PbxConnected):
+            self._say_connected(event)
+            await self._recover(event)
+        if isinstance(event, PbxBooted | PbxConnected):
+            for callback in self.on_booted:  # re-applies blocks AstDB may have lost
                 try:
                     await callback(event.pbx)
                 except Exception:
@@ -110,6 +116,57 @@ class Daemon:
             return
         self._dirty.add(event.pbx)
         await self._publish(event.pbx, changes)
+
+    def _say_connected(self, event: PbxConnected) -> None:
+        """Log, in words, whether this is a first connection, a reconnect, or a restart."""
+        pbx, started = event.pbx, event.started_at
+        up = ""
+        if started is not None:
+            since = started.replace(tzinfo=self.tz)  # the PBX's clock: the site's zone
+            up = f"Asterisk up since {since.isoformat()} (uptime {_span(event.at - since)})"
+        known = pbx in self._startup
+        before = self._startup.get(pbx)
+        self._startup[pbx] = started
+        gap = f" after {_span(event.at - event.down_since)}" if event.down_since else ""
+        if not known:
+            log.info("pbx %s: AMI connected; %s", pbx, up or "Asterisk's start time unknown")
+        elif started is None or before is None:
+            log.warning("pbx %s: AMI reconnected%s (cannot tell whether Asterisk restarted); "
+                        "checking blocks in AstDB", pbx, gap)  # fmt: skip
+        elif started != before:
+            log.warning("pbx %s: Asterisk restarted; AMI reconnected%s; %s; checking blocks "
+                        "in AstDB", pbx, gap, up)  # fmt: skip
+        else:
+            log.warning("pbx %s: AMI reconnected%s; Asterisk did not restart (%s)", pbx, gap,
+                        up)  # fmt: skip
+
+    async def _recover(self, event: PbxConnected) -> None:
+        """After an outage: the calls of the gap from the paired CDR file, each counted once."""
+        rec = self.recovery.get(event.pbx)
+        if rec is None:
+            return
+        if event.down_since is None:
+            await rec.skip()
+            return
+        try:
+            found = await rec.read()
+        except Exception as exc:
+            log.warning("pbx %s: cannot recover the outage's calls from %s (%s)", event.pbx,
+                        rec.path, exc)  # fmt: skip
+            return
+        pipeline = self.pipelines[event.pbx]
+        before = pipeline.calls_seen
+        for ev in found:
+            await self.process(ev)
+        log.warning("pbx %s: %d call(s) of the AMI outage recovered from %s", event.pbx,
+                    pipeline.calls_seen - before, rec.path)  # fmt: skip
+
+    async def skip_recovered(self) -> None:
+        """While AMI is connected, move the paired CDR files past what AMI already saw."""
+        for src in self.sources:
+            rec = self.recovery.get(src.name)
+            if rec is not None and src.status.connected:
+                await rec.skip()
 
     async def tick(self) -> None:
         now = self.clock()
@@ -186,9 +243,13 @@ class Daemon:
             await self.process(event)
 
     async def _ticker(self) -> None:
+        n = 0
         while True:
             await asyncio.sleep(1.0)
             await self.tick()
+            n += 1
+            if n % 30 == 0:
+                await self.skip_recovered()
 
     async def _writer(self) -> None:
         d = self.settings.daemon
@@ -235,6 +296,17 @@ class Daemon:
                 if isinstance(alerter, Background):
                     await alerter.close()
             log.info("tollwatch stopped; state saved")
+
+
+def _span(delta: object) -> str:
+    seconds = int(getattr(delta, "total_seconds", lambda: 0)())
+    if seconds < 120:
+        return f"{max(0, seconds)} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172_800:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} days"
 
 
 async def _guarded(work: Callable[[], Awaitable[None]], name: str) -> None:
