@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import signal
@@ -37,7 +38,8 @@ LOCK = Path("/tmp/asterisk.lock")
 AMI_PORT = 5038
 AMI_USER = "tollwatch"
 AMI_SECRET = "tollwatch-test-secret"
-PHONE_PORT = 5061
+PHONE_PORT = 5061  # the fixture's phones; sipp UACs use PHONE_PORTS (never the carrier's 5070)
+PHONE_PORTS = range(5100, 5200)
 
 
 def skip_reason() -> str | None:
@@ -67,7 +69,7 @@ class Pbx:
         self.dir = scratch
         self.etc = etc
         self.carrier: subprocess.Popen[bytes] | None = None
-        self._n = 0
+        self._count = itertools.count(1)  # thread-safe: calls may be placed from threads
 
     @property
     def cdr(self) -> Path:
@@ -123,18 +125,18 @@ class Pbx:
         wait: bool = True,
     ) -> subprocess.Popen[bytes]:  # fmt: skip
         """Place calls from phone `source` to `numbers`, `rate` per second, each ~3 s long."""
-        self._n += 1
-        inf = self.dir / f"calls-{self._n}.csv"
+        n = next(self._count)
+        inf = self.dir / f"calls-{n}.csv"
         lines = ["SEQUENTIAL"] + [
             f"{source};{n};[authentication username={source} password=secret{source}]"
             for n in numbers
         ]
         inf.write_text("\n".join(lines) + "\n", encoding="utf-8")
         cmd = ["sipp", "127.0.0.1:5060", "-sf", str(UAC), "-inf", str(inf), "-i", "127.0.0.1",
-               "-p", str(PHONE_PORT + self._n % 50), "-r", str(rate), "-m", str(len(numbers)),
+               "-p", str(PHONE_PORTS[n % len(PHONE_PORTS)]), "-r", str(rate), "-m", str(len(numbers)),
                "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
                "-recv_timeout", "20000", "-trace_stat", "-trace_err", "-max_socket", "200"]
-        log = (self.dir / f"calls-{self._n}.log").open("wb")
+        log = (self.dir / f"calls-{n}.log").open("wb")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
                                 start_new_session=True)  # fmt: skip
         if wait:
