@@ -21,6 +21,7 @@ from cdr_ingest.live import (
     PbxConnected,
 )
 from config import Settings
+from rules.baseline import Baseline
 from rules.destinations import Classifier
 from rules.engine import Engine, relevant
 from rules.incidents import IncidentChange
@@ -37,11 +38,12 @@ class LivePipeline:
         settings: Settings,
         classifier: Classifier,
         rule_specs: Mapping[str, Mapping[str, Any]],
+        baseline: Baseline | None = None,
     ) -> None:
         self.pbx = pbx
         self.settings = settings
         self.classifier = classifier
-        self.engine = Engine.from_settings(settings, rule_specs)
+        self.engine = Engine.from_settings(settings, rule_specs, baseline)
         self.engine.tracker.site = f"{settings.site.name}/{pbx}"
         self.up: dict[str, Call] = {}  # calls in progress that rules look at
         self.other_up: set[str] = set()  # calls in progress that rules ignore (domestic, ...)
@@ -49,6 +51,11 @@ class LivePipeline:
         # call ids seen lately (calls and refused attempts): a call recovered from the CDR file
         # after an AMI outage, or seen again at a resync, is counted once
         self.seen: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def baseline(self) -> Baseline:
+        assert self.engine.baseline is not None  # from_settings always makes one
+        return self.engine.baseline
 
     @property
     def in_progress(self) -> int:

@@ -26,7 +26,7 @@ from tollwatch.report.build import ReportResult
 from tollwatch.report.post import queue_report
 from tollwatch.report.schedule import ReportScheduler
 from tollwatch.settings import cdr_options, load, overrides
-from tollwatch.sources import ami_sources, csv_sources, source_names
+from tollwatch.sources import ami_sources, csv_sources, db_sources, source_names
 from tollwatch.state import StateStore
 
 log = logging.getLogger("tollwatch")
@@ -48,6 +48,7 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     feeds = ami_sources(settings, daemon.queue)
     daemon.sources.extend(feeds)
     daemon.sources.extend(csv_sources(settings, store))
+    daemon.sources.extend(db_sources(settings, store))
     for server in settings.ami:
         if server.cdr_file is not None:
             daemon.recovery[server.name] = CdrRecovery(server.name, server.cdr_file,
@@ -67,9 +68,9 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
 
 
 def report_scheduler(settings: Settings, daemon: Daemon) -> ReportScheduler | None:
-    """The nightly report, when enabled and there are CDR files to read."""
+    """The nightly report, when enabled and there are CDR files or a CDR table to read."""
     rep = settings.report
-    if not rep.enabled or not settings.cdr.files:
+    if not rep.enabled or not (settings.cdr.files or settings.cdr.database):
         return None
     slack = next((a for a in daemon.alerters if isinstance(a, SlackAlerter)), None)
 

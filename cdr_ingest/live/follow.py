@@ -516,27 +516,33 @@ class CsvFollower:
         return rows
 
     def _events(self, r: dict[str, Any]) -> tuple[LiveEvent, ...]:
-        call_id: str = r["call_id"]
-        mark = r.get("userfield") or ""
-        if not r["outbound"] and mark.startswith(REFUSED_MARK):  # refused by a block
-            return (CallRefused(self.pbx, call_id, _utc(r["start"]), r["source"] or "",
-                                r["dst"] or "", mark[len(REFUSED_MARK):]),)  # fmt: skip
-        started = CallStarted(
-            pbx=self.pbx,
-            call_id=call_id,
-            at=_utc(r["start"]),
-            source=r["source"] or "",
-            account=r["account"] or "",
-            dialed=r["dialed"] or "",
-            trunk=r["trunk"] or "",
-            channel=r["channel"] or "",
-            dest_channel=r["dstchannel"] or "",
-            linkedid=r["linkedid"] or "",
-        )
-        ended = CallEnded(self.pbx, call_id, _utc(r["end"]), r["disposition"] or "")
-        if r["answer"] is None:
-            return (started, ended)
-        return (started, CallAnswered(self.pbx, call_id, _utc(r["answer"])), ended)
+        return call_events(self.pbx, r)
+
+
+def call_events(pbx: str, r: dict[str, Any]) -> tuple[LiveEvent, ...]:
+    """A good outbound row (cdr_ingest.SCHEMA) as CallStarted, CallAnswered, CallEnded; a row
+    the dialplan snippet refused (userfield tollwatch-blocked:...) as CallRefused."""
+    call_id: str = r["call_id"]
+    mark = r.get("userfield") or ""
+    if not r["outbound"] and mark.startswith(REFUSED_MARK):  # refused by a block
+        return (CallRefused(pbx, call_id, _utc(r["start"]), r["source"] or "",
+                            r["dialed"] or r["dst"] or "", mark[len(REFUSED_MARK):]),)  # fmt: skip
+    started = CallStarted(
+        pbx=pbx,
+        call_id=call_id,
+        at=_utc(r["start"]),
+        source=r["source"] or "",
+        account=r["account"] or "",
+        dialed=r["dialed"] or "",
+        trunk=r["trunk"] or "",
+        channel=r["channel"] or "",
+        dest_channel=r["dstchannel"] or "",
+        linkedid=r["linkedid"] or "",
+    )
+    ended = CallEnded(pbx, call_id, _utc(r["end"]), r["disposition"] or "")
+    if r["answer"] is None:
+        return (started, ended)
+    return (started, CallAnswered(pbx, call_id, _utc(r["answer"])), ended)
 
 
 def _utc(value: datetime) -> datetime:
