@@ -132,8 +132,9 @@ class Pbx:
             for n in numbers
         ]
         inf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        port = PHONE_PORTS[n % len(PHONE_PORTS)]
         cmd = ["sipp", "127.0.0.1:5060", "-sf", str(UAC), "-inf", str(inf), "-i", "127.0.0.1",
-               "-p", str(PHONE_PORTS[n % len(PHONE_PORTS)]), "-r", str(rate), "-m", str(len(numbers)),
+               "-p", str(port), "-r", str(rate), "-m", str(len(numbers)),
                "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
                "-recv_timeout", "20000", "-trace_stat", "-trace_err", "-max_socket", "200"]
         log = (self.dir / f"calls-{n}.log").open("wb")
