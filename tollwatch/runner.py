@@ -51,8 +51,8 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     daemon.sources.extend(db_sources(settings, store))
     for server in settings.ami:
         if server.cdr_file is not None:
-            daemon.recovery[server.name] = CdrRecovery(server.name, server.cdr_file,
-                                                       cdr_options(settings))  # fmt: skip
+            daemon.sessions.recovery[server.name] = CdrRecovery(server.name, server.cdr_file,
+                                                                cdr_options(settings))  # fmt: skip
     blocker = Blocker(settings, {f.name: f.source for f in feeds})
 
     async def notify(kind: str, view: dict[str, Any]) -> None:  # blocks and lifts, in words
