@@ -21,6 +21,9 @@ from alerting.textsafe import markup
 from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
 from config.fleet import is_fleet_file
+from config.secrets import SecretError
+from rules.baseline import Baseline
+from rules.baseline_io import BaselineError, load_file
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from tollwatch import report_format, status_view
@@ -92,6 +95,9 @@ def scan(
         list[Path] | None,
         typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False),
     ] = None,
+    db: Annotated[
+        bool, typer.Option("--db", help="Read the [cdr] database table instead of files.")
+    ] = False,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -116,6 +122,12 @@ def scan(
         typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
                      "CSV file; the summary lists only the first 20.", dir_okay=False),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="The site's baseline from `tollwatch learn` (default: "
+                     "[baseline] file; without one it is learned as the scan goes).",
+                     dir_okay=False),
+    ] = None,
     fleet: FleetOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
@@ -135,24 +147,32 @@ def scan(
             workers, scheduler, parquet, lambda stats: _too_many_skipped(stats, tolerance)))
     if workers is not None or scheduler or parquet:
         raise _fail(["--workers, --scheduler and --parquet go with --fleet"])
-    if not files:
-        raise _fail(["give CDR files to scan (or --fleet FLEET.toml|DIR)"])
+    if bool(files) == db:
+        raise _fail(["give CDR files to scan, or --db to read the [cdr] database table (or "
+                     "--fleet FLEET.toml|DIR)"])
     settings = _settings(config, country, tz, access_code)
+    learned = _baseline(baseline or settings.baseline.file, settings)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
+    files = list(files or [])
     try:
         if verbose:
             for f in files:
                 with contextlib.suppress(IngestError):  # reported after the scan if so
                     err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
         with ProblemFile(problems) as sink:
-            result = _scan_with_progress(files, settings, start, stop, show=not quiet,
-                                         problems=sink.write if problems else None)
-    except IngestError as exc:
+            if db:
+                result = _scan_database(settings, start, stop, verbose,
+                                        sink.write if problems else None, learned)
+            else:
+                result = _scan_with_progress(files, settings, start, stop, show=not quiet,
+                                             problems=sink.write if problems else None,
+                                             baseline=learned)
+    except (IngestError, SecretError) as exc:
         raise _fail([str(exc)]) from None
     except OSError as exc:
         raise _fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
-    if len(result.stats.file_problems) >= len(files) and not result.stats.rows:
+    if files and len(result.stats.file_problems) >= len(files) and not result.stats.rows:
         raise _fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents
     try:
@@ -215,11 +235,11 @@ def _stdout_gone() -> None:
 
 def _scan_with_progress(
     files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
-    show: bool, problems: Problems | None = None,
+    show: bool, problems: Problems | None = None, baseline: Baseline | None = None,
 ) -> ScanResult:
     total = sum(_size(f) for f in files)
     if not show or not err.is_terminal or total < 20_000_000:
-        return run_scan(files, settings, since, until, problems=problems)
+        return run_scan(files, settings, since, until, problems=problems, baseline=baseline)
     sizes = {str(f): _size(f) for f in files}
     order = [str(f) for f in files]
     with Progress(
@@ -233,7 +253,30 @@ def _scan_with_progress(
             done = sum(sizes[n] for n in order[: order.index(file)]) if file in order else 0
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
-        return run_scan(files, settings, since, until, progress=update, problems=problems)
+        return run_scan(files, settings, since, until, progress=update, problems=problems,
+                        baseline=baseline)
+
+
+def _baseline(path: Path | None, settings: Settings) -> Baseline | None:
+    if path is None:
+        return None
+    try:
+        return load_file(path, settings)
+    except BaselineError as exc:
+        raise _fail([str(exc)]) from None
+
+
+def _scan_database(
+    settings: Settings, since: datetime | None, until: datetime | None, verbose: bool,
+    problems: Problems | None, baseline: Baseline | None = None,
+) -> ScanResult:
+    from tollwatch.dbsource import settings_database
+
+    database = settings_database(settings)
+    if verbose:
+        err.print(markup(database.describe(cdr_options(settings))), soft_wrap=True)
+    return run_scan([], settings, since, until, problems=problems, database=database,
+                    baseline=baseline)
 
 
 def _size(path: Path) -> int:
@@ -337,6 +380,10 @@ def _register() -> None:
     from tollwatch.report.cli import report
 
     app.command("report")(report)
+    from tollwatch.cli_baseline import baseline_app, learn
+
+    app.command()(learn)
+    app.add_typer(baseline_app, name="baseline")
     for command in (cli_blocks.block, cli_blocks.unblock, cli_blocks.blocks, cli_blocks.dialplan):
         app.command()(command)
 
@@ -356,23 +403,30 @@ def status(
     ] = None,
 ) -> None:
     """Show what the running daemon reports: sources, events/s, calls up, open incidents."""
-    from tollwatch.state import StateStore
+    from tollwatch.state import StateStore, read_status_file
 
     directory = data_dir
     if directory is None:
         settings = _settings(config, None, None, None) if config else None
         directory = settings.daemon.data_dir if settings else Path("/var/lib/tollwatch")
     db = directory / "tollwatch.sqlite3"
-    if not db.is_file():
+    doc = read_status_file(directory)
+    if not db.is_file() and doc is None:
         raise _fail([f"{db}: no daemon state here (is `tollwatch run` using this data dir?)"])
-    store = StateStore(db)
-    rows = store.read_status()
-    daemon = rows.get("daemon")
-    if daemon is None:
-        raise _fail([f"{db}: the daemon has not reported yet"])
-    updated, info = daemon
-    sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
-    status_view.render(out, updated, info, sources, store.incidents(open_only=True))
+    store = StateStore(db) if db.is_file() else None
+    if doc is not None:  # written in place, so it is current even when the disk is full
+        updated, info = str(doc.get("updated_at")), dict(doc.get("daemon") or {})
+        sources = [dict(d) for d in doc.get("sources") or []]
+    else:
+        assert store is not None
+        rows = store.read_status()
+        daemon = rows.get("daemon")
+        if daemon is None:
+            raise _fail([f"{db}: the daemon has not reported yet"])
+        updated, info = daemon
+        sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
+    incidents = store.incidents(open_only=True) if store is not None else []
+    status_view.render(out, updated, info, sources, incidents)
 
 
 def _logging(verbose: bool) -> None:
@@ -392,12 +446,12 @@ def run(
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the live monitor: AMI servers and followed Master.csv files from the settings."""
+    """Run the live monitor: AMI servers, followed Master.csv files and CDR tables."""
     settings = _settings(config, None, None, None)
-    if not settings.ami and not settings.csv_sources:
-        raise _fail(["no sources: add [[ami]] servers or [[csv_sources]] to the settings"])
+    if not settings.ami and not settings.csv_sources and not settings.db_sources:
+        raise _fail(["no sources: add [[ami]] servers, [[csv_sources]] or [[db_sources]] to "
+                     "the settings"])
     _logging(verbose)
-    from config.secrets import SecretError
     from tollwatch.runner import run_daemon
 
     try:
