@@ -76,7 +76,13 @@ def test_cdr_pgsql_table_with_time_zone_gives_what_the_csv_gives(
         insert_freepbx(postgres, "cdr", rows)
     s = settings("JP", "Asia/Tokyo")
     from_csv = run_scan([fixtures_dir / f for f in FILES], s)
-    db = CdrDatabase.open(postgres.url, "cdr")
+    role = f"tw_ro_{postgres.database}"  # README's grants, and nothing more
+    postgres.execute(f"CREATE ROLE {role} LOGIN")
+    for grant in (f"CONNECT ON DATABASE {postgres.database}", "USAGE ON SCHEMA public",
+                  "SELECT ON public.cdr"):
+        postgres.execute(f"GRANT {grant} TO {role}")
+    url = postgres.url.replace("//postgres@", f"//{role}@")
+    db = CdrDatabase.open(url, "cdr")
     assert db.table.aware
     _same(run_scan([], s, database=db), from_csv, "Asia/Tokyo")
     # a period: only the attack's first half (the exact cut is on the UTC start)
