@@ -228,3 +228,18 @@ def test_learn_reads_the_table(freepbx: Server, fixtures_dir: Path, tmp_path: Pa
     a, b = load_file(tmp_path / "f", s), load_file(tmp_path / "d", s)
     assert a.dest_days == b.dest_days and a.src_dests == b.src_dests
     assert a.first_day == b.first_day and a.dest_days
+
+
+def test_small_chunks_cut_no_start_time_in_two(freepbx: Server) -> None:
+    """Chunks end between start times: 2 rows per chunk over calls that share their second
+    (the attack dials 2 per second), 1 row per chunk (every chunk one start time)."""
+    from cdr_ingest import CdrOptions
+
+    db = CdrDatabase.open(freepbx.url, "cdr")
+    whole = db.scan(CdrOptions()).collect().sort("call_id")
+    assert whole.height == 29
+    for n in (1, 2, 3):
+        before = db.rows_read
+        part = db.scan(CdrOptions(), chunk_rows=n).collect().sort("call_id")
+        assert part.equals(whole), n
+        assert db.rows_read - before == 29
