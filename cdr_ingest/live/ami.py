@@ -30,13 +30,15 @@ from panoramisk.message import Message
 from cdr_ingest._types import CdrOptions
 from cdr_ingest.live.ami_calls import AmiCallTracker
 from cdr_ingest.live.ami_framing import _Protocol
+from cdr_ingest.live.ami_login import session_start
 from cdr_ingest.live.backlog import EventQueue
 from cdr_ingest.live.events import LiveEvent, SourceStatus
 
 log = logging.getLogger(__name__)
 
-# Login event mask: call (Dial*, Hangup), security (auth), system (FullyBooted, Shutdown).
-EVENT_MASK = "system,call,security"
+# Login event mask: call (Dial*, Hangup), security (auth), system (FullyBooted, Shutdown),
+# user (the dialplan snippet's UserEvent TollwatchRefused for a refused call).
+EVENT_MASK = "system,call,security,user"
 
 
 class AmiError(Exception):
@@ -129,6 +131,8 @@ class AmiSource:
         self._last_rx = time.monotonic()  # when bytes last came from the peer
         self._paused = False  # reading paused: the daemon's backlog is at its limit
         self._transport: Any = None
+        self._lost_at: datetime | None = None  # when the last session was lost
+        self._told: set[str] = set()  # login check findings already logged
 
     def __repr__(self) -> str:
         return f"AmiSource({self.name!r}, {self.username}@{self.host}:{self.port})"
@@ -149,6 +153,8 @@ class AmiSource:
             if isinstance(self.events, EventQueue):
                 self.events.add_pressure_listener(self._pressure)
             if self.watch:
+                self._emit([await session_start(self.name, self.send_action, self.clock(),
+                                                self._lost_at, self._told)])  # fmt: skip
                 await self._resync()
             await self._watch(manager)
             exc = manager.lost.result()
@@ -161,6 +167,8 @@ class AmiSource:
             self.status.state = str(err)
             raise
         finally:
+            if self.status.connected and not self._closing:
+                self._lost_at = self.clock()  # calls of the gap: recovered on reconnect
             self.status.connected = False
             if isinstance(self.events, EventQueue):
                 self.events.remove_pressure_listener(self._pressure)
