@@ -208,11 +208,12 @@ def test_local_channel_chain_is_one_call_named_by_the_trunk_leg() -> None:
 )
 def test_leg_rules_agree_with_batch(channel: str, dest: str, options: CdrOptions) -> None:
     row = {"channel": channel, "dstchannel": dest, "lastapp": "Dial", "lastdata": "",
-           "dcontext": "from-internal", "src": "cid"}  # fmt: skip
+           "dcontext": "from-internal", "src": "cid", "dst": ""}  # fmt: skip
     batch = classify(pl.LazyFrame([row]), options).collect().row(0, named=True)
     rules = LegRules(options)
     assert rules.is_trunk(dest, "from-internal") == batch["outbound"]
-    assert rules.source_of(channel, "cid") == batch["source"]
+    if batch["outbound"]:  # live attributes trunk legs only
+        assert rules.source_of(channel, "cid", "from-internal") == batch["source"]
 
 
 # -- resync ---------------------------------------------------------------------------------

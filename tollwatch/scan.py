@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cdr_ingest import scan_cdrs
+from cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
 from config import Settings
 from rules.batch import CALL_COLUMNS, run_frame
 from rules.destinations import Classifier
@@ -68,13 +68,21 @@ def run_scan(
         window = window & (pl.col("start") >= since)
     if until is not None:
         window = window & (pl.col("start") < until)
-    wanted = rows.filter(pl.col("problem").is_not_null() | (pl.col("outbound") & window))
+    # Also the rows that dial Local channels: Local chains are followed back to their start.
+    wanted = rows.filter(
+        pl.col("problem").is_not_null() | (pl.col("outbound") & window) | dials_local()
+    )
     stats = ScanStats()
     classify = classifier.batches()
     relevant: list[pl.DataFrame] = []
+    dials: list[pl.DataFrame] = []
     for batch in wanted.collect_batches(chunk_size=200_000):
         if batch.height == 0:
             continue
+        local = batch.filter(good & dials_local())
+        if local.height:
+            dials.append(local_dials(local))
+            batch = batch.filter(~good | ~dials_local())
         bad = batch.filter(~good)
         if bad.height:
             stats.skipped += bad.height
@@ -89,11 +97,15 @@ def run_scan(
             stats.by_class[cls] = stats.by_class.get(cls, 0) + n
         keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
         if keep.height:
-            relevant.append(keep.select(CALL_COLUMNS))
+            relevant.append(keep.select(*CALL_COLUMNS, "channel", "lastdata"))
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
     stats.rows = _count_rows(rows)
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
+    if frame.height:
+        if dials:
+            frame = resolve_local_chains(frame, pl.concat(dials), cdr_options(settings))
+        frame = frame.select(CALL_COLUMNS)
     stats.calls_scored = frame.height
     engine = Engine.from_settings(settings, rule_specs(settings))
     incidents = (

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from cdr_ingest import attribution
 from cdr_ingest._outbound import glob_to_regex
 from cdr_ingest._types import CdrOptions
 from cdr_ingest.live.events import (
@@ -47,6 +48,8 @@ CALL_EVENTS = frozenset({"DialBegin", "DialEnd", "Hangup"})
 EVENTS = CALL_EVENTS | FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
 
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
+_LOCAL_DIALERS = 8192  # Local channels up whose dialer is remembered (bound against leaks)
+_MAX_HOPS = 8
 
 
 def endpoint(channel: str) -> str:
@@ -82,11 +85,28 @@ class LegRules:
             trunk = not self.is_phone(channel)
         return trunk and (not self.options.contexts or context in self.options.contexts)
 
-    def source_of(self, channel: str, callerid: str) -> str:
-        """The phone endpoint that placed a call, else its caller id number (batch's src)."""
-        if not _LOCAL.match(channel) and self.is_phone(channel):
-            return endpoint(channel)
-        return callerid
+    def source_of(
+        self,
+        channel: str,
+        callerid: str,
+        context: str = "",
+        exten: str = "",
+        dialed: str = "",
+        *,
+        via_local: bool = False,
+    ) -> str:
+        """Who sent a leg out (cdr_ingest.attribution) from the channel at the start of its
+        chain and where its dial plan was (context, exten); a Local channel: its caller id."""
+        return attribution.source_of(
+            None if _LOCAL.match(channel) else channel,
+            via_local,
+            context,
+            exten,
+            dialed,
+            callerid,
+            is_phone=self.is_phone,
+            max_ext=self.options.max_extension_length,
+        )
 
 
 def _globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
@@ -171,12 +191,14 @@ class AmiCallTracker:
         options: CdrOptions | None = None,
         *,
         is_trunk: Callable[[str, str], bool] | None = None,
-        source_of: Callable[[str, str], str] | None = None,
     ) -> None:
         rules = LegRules(options)
         self.pbx = pbx
         self.is_trunk = is_trunk or rules.is_trunk
-        self.source_of = source_of or rules.source_of
+        self.rules = rules
+        # Local/…;1 base name -> (channel that dialed it, its context, its exten): to follow a
+        # Local chain back to the channel that started it (attribution of forwarded calls).
+        self._local_dialers: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self.stats = TrackerStats()
         self._calls: dict[str, _Call] = {}
         self._channels: dict[str, str] = {}  # calling and trunk channel names -> call id
@@ -262,7 +284,13 @@ class AmiCallTracker:
                 pbx=self.pbx,
                 call_id=call_id,
                 at=at - _duration(caller.get("Duration", "")),
-                source=self.source_of(caller["Channel"], caller.get("CallerIDNum", "")),
+                source=self._source(
+                    caller["Channel"],
+                    caller.get("CallerIDNum", ""),
+                    caller.get("Context", ""),
+                    caller.get("Exten", ""),
+                    attribution.target_number(caller.get("ApplicationData", "")),
+                ),
                 account=caller.get("AccountCode", ""),
                 dialed=dialed_number(caller.get("ApplicationData", "")) or caller.get("Exten", ""),
                 trunk=endpoint(chan),
@@ -282,6 +310,11 @@ class AmiCallTracker:
     def _dial_begin(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         dest = msg.get("DestChannel", "")
         chan = msg.get("Channel", "")
+        if chan and _LOCAL.match(dest):
+            self._local_dialers[attribution.local_base(dest)] = (
+                chan, msg.get("Context", ""), msg.get("Exten", ""))
+            while len(self._local_dialers) > _LOCAL_DIALERS:
+                self._local_dialers.popitem(last=False)
         if not chan or not self.is_trunk(dest, msg.get("Context", "")):
             return None  # originate (no caller), or a Local / phone destination
         call_id = msg["Uniqueid"]
@@ -294,7 +327,13 @@ class AmiCallTracker:
             pbx=self.pbx,
             call_id=call_id,
             at=at,
-            source=self.source_of(chan, msg.get("CallerIDNum", "")),
+            source=self._source(
+                chan,
+                msg.get("CallerIDNum", ""),
+                msg.get("Context", ""),
+                msg.get("Exten", ""),
+                attribution.target_number(msg.get("DialString", "")),
+            ),
             account=msg.get("AccountCode", ""),
             dialed=dialed_number(msg.get("DialString", ""))
             or msg.get("DestExten", "")
@@ -325,8 +364,23 @@ class AmiCallTracker:
             return []
         return [self._end(call_id, at, status)]
 
+    def _source(self, chan: str, callerid: str, context: str, exten: str, dialed: str) -> str:
+        """Follow a Local chain back through the DialBegins of its ;1 halves, then attribute."""
+        via_local = False
+        for _ in range(_MAX_HOPS):
+            if not _LOCAL.match(chan):
+                break
+            dialer = self._local_dialers.get(attribution.local_base(chan))
+            if dialer is None:
+                break  # chain start not seen (an Originate): the caller id, as batch
+            chan, context, exten = dialer
+            via_local = True
+        return self.rules.source_of(chan, callerid, context, exten, dialed, via_local=via_local)
+
     def _hangup(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         chan = msg.get("Channel", "")
+        if chan.endswith(";2") and _LOCAL.match(chan):
+            self._local_dialers.pop(attribution.local_base(chan), None)
         call_id = self._channels.get(chan)
         if call_id is None:
             return None
