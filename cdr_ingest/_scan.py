@@ -26,7 +26,7 @@ import io
 import mmap
 import os
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -402,12 +402,14 @@ def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:
     return register_io_source(rows, schema=schema, explain_name="cdr_ingest")
 
 
-def scan_file(path: Path, shown: str, options: CdrOptions) -> pl.LazyFrame:
-    """Return the normalized LazyFrame of one file."""
+def scan_file(
+    path: Path, shown: str, options: CdrOptions, partial: Callable[[str], None] | None = None
+) -> pl.LazyFrame:
+    """Return the normalized LazyFrame of one file. `partial`: see `_gzip.decompress`."""
     fmt = detect(path, shown, options)
     if fmt is None:
         return pl.LazyFrame(schema=SCHEMA)
-    data_path = _gzip.decompress(path, shown) if fmt.gzip else path
+    data_path = _gzip.decompress(path, shown, partial) if fmt.gzip else path
     n = len(fmt.columns)
     lf = _source(data_path, n, fmt.header_line if fmt.header else 0)
     checked = pl.col("_checked") | pl.col("line").str.contains(_valid_regex(n))

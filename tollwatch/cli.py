@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from datetime import datetime
@@ -83,7 +84,9 @@ def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
 
 @app.command()
 def scan(
-    files: Annotated[list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False)
+    ],
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -108,7 +111,8 @@ def scan(
     try:
         if verbose:
             for f in files:
-                err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
+                with contextlib.suppress(IngestError):  # reported after the scan if so
+                    err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
         with ProblemFile(problems) as sink:
             result = _scan_with_progress(files, settings, start, stop, show=not quiet,
                                          problems=sink.write if problems else None)
@@ -116,6 +120,8 @@ def scan(
         raise _fail([str(exc)]) from None
     except OSError as exc:
         raise _fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
+    if len(result.stats.file_problems) >= len(files) and not result.stats.rows:
+        raise _fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents
     if fmt is Format.table:
         report_format.print_table(out, incidents, zone)
@@ -127,18 +133,22 @@ def scan(
         sys.stdout.write(report_format.to_csv(incidents, zone))
     if not quiet:
         _summary(result.stats, incidents_count=len(incidents))
+    for line in result.stats.file_problems:  # even with -q: input was not (all) read
+        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     if any(i.severity == Severity.CRITICAL for i in incidents):
         raise typer.Exit(1)
+    if result.stats.file_problems:
+        raise typer.Exit(2)
 
 
 def _scan_with_progress(
     files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
     show: bool, problems: Problems | None = None,
 ) -> ScanResult:
-    total = sum(f.stat().st_size for f in files if f.is_file())
+    total = sum(_size(f) for f in files)
     if not show or not err.is_terminal or total < 20_000_000:
         return run_scan(files, settings, since, until, problems=problems)
-    sizes = {str(f): f.stat().st_size for f in files}
+    sizes = {str(f): _size(f) for f in files}
     order = [str(f) for f in files]
     with Progress(
         TextColumn("[bold]scanning"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -152,6 +162,13 @@ def _scan_with_progress(
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
         return run_scan(files, settings, since, until, progress=update, problems=problems)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _bytes_per_line(path: Path) -> float:

@@ -36,6 +36,7 @@ class ScanStats:
     outbound: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
+    file_problems: list[str] = field(default_factory=list)  # "path: why it was not (all) read"
     seconds: float = 0.0
     calls_scored: int = 0
 
@@ -61,7 +62,8 @@ def run_scan(
 ) -> ScanResult:
     started = time.perf_counter()
     classifier = Classifier(settings)
-    rows = scan_cdrs(paths, cdr_options(settings))
+    stats = ScanStats()
+    rows = scan_cdrs(paths, cdr_options(settings), on_file_error=stats.file_problems.append)
     good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
@@ -72,13 +74,13 @@ def run_scan(
     wanted = rows.filter(
         pl.col("problem").is_not_null() | (pl.col("outbound") & window) | dials_local()
     )
-    stats = ScanStats()
     classify = classifier.batches()
     relevant: list[pl.DataFrame] = []
     dials: list[pl.DataFrame] = []
     for batch in wanted.collect_batches(chunk_size=200_000):
         if batch.height == 0:
             continue
+        last_origin = batch["origin"][-1]
         local = batch.filter(good & dials_local())
         if local.height:
             dials.append(local_dials(local))
@@ -99,7 +101,7 @@ def run_scan(
         if keep.height:
             relevant.append(keep.select(*CALL_COLUMNS, "channel", "lastdata"))
         if progress is not None:
-            progress(*_line_of(batch["origin"][-1]))
+            progress(*_line_of(last_origin))
     stats.rows = _count_rows(rows)
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
     if frame.height:
