@@ -16,11 +16,13 @@ from ._gzip import release_temp_files
 from ._outbound import dials_local, local_dials, resolve_local_chains
 from ._scan import SCHEMA, check_timezone, detect, scan_file
 from ._types import CdrOptions, IngestError
+from .dialects import canonical_columns
 
 __all__ = [
     "SCHEMA",
     "CdrOptions",
     "IngestError",
+    "canonical_columns",
     "describe_layout",
     "dials_local",
     "local_dials",

@@ -98,3 +98,17 @@ def release_temp_files() -> None:
 
 
 atexit.register(release_temp_files)
+
+
+def cr_to_lf(path: Path, shown: str) -> Path:
+    """A registered temporary copy of a file whose lines end in a lone CR, with LF ends."""
+    fd, name = tempfile.mkstemp(prefix="tollwatch-cdr-", suffix=".csv")
+    tmp = Path(name)
+    _TEMP_FILES.append(tmp)
+    try:
+        with path.open("rb") as src, os.fdopen(fd, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk.replace(b"\r", b"\n"))
+    except OSError as e:
+        raise IngestError(f"{shown}: cannot read ({e.strerror or e})") from None
+    return tmp

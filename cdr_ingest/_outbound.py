@@ -9,7 +9,8 @@ from __future__ import annotations
 import polars as pl
 
 from ._types import CdrOptions
-from .attribution import local_base_expr, source_expr, target_number_expr
+from .attribution import local_base_expr, source_expr
+from .dialed import dial_evidence, dialed_expr
 
 # TECH/endpoint-suffix;n, e.g. PJSIP/carrier-0000000b, Local/0102@from-internal-00000001;2.
 # The hex suffix may be empty: failed dials get a synthetic destination "TECH/endpoint-".
@@ -85,7 +86,16 @@ def _is_phone(channel: pl.Expr, options: CdrOptions) -> pl.Expr:
 
 
 def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
-    """Add outbound, source and trunk from channel, dstchannel, lastapp, lastdata, dcontext."""
+    """Add outbound, source, trunk, dialed and trunk_basis.
+
+    The destination channel (dstchannel, or the Dial target when the dial failed) is a trunk:
+    by ``[outbound] trunks`` when configured ("configured"); else not when a ``phones`` glob
+    matches; else when the Dial target sent it a number (``PJSIP/0023...@carrier``: "number");
+    not when the Dial target is the bare endpoint (``SIP/150010001``: a device); and with no
+    Dial to tell, when its name does not look like an extension ("name", a guess).
+    trunk_basis is that reason for outbound legs, and "device" for legs a name guess would
+    have taken for trunks but the Dial target shows are devices (the scan reports both).
+    """
     use_dst = pl.col("dstchannel") != ""
     failed_dial = ~use_dst & pl.col("lastapp").str.contains("(?i)^dial$")
     dial = pl.when(failed_dial).then(pl.col("lastdata")).str.extract_groups(_DIAL)
@@ -93,20 +103,27 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     lf = lf.with_columns(
         pl.when(use_dst).then(pl.col("dstchannel")).otherwise(synthetic + "-").alias("_dest")
     )
+    lf = lf.with_columns(
+        dial_evidence(pl.col("lastapp"), pl.col("lastdata"), pl.col("_dest")).alias("_evidence")
+    )
     dest = pl.col("_dest")
     real = dest.str.contains(_HAS_ENDPOINT) & ~dest.str.contains(_LOCAL)
+    ev = pl.col("_evidence")
+    by_name = ~_is_phone(dest, options)
     if options.trunks:
         trunk = real & _matches(options.trunks, *_glob_names(dest))
+        basis = pl.lit("configured")
     else:
-        trunk = real & ~_is_phone(dest, options)
+        named_phone = _matches(options.phones, *_glob_names(dest))
+        trunk = real & ~named_phone & ((ev == "number") | (ev.is_null() & by_name))
+        basis = pl.when(ev == "number").then(pl.lit("number")).otherwise(pl.lit("name"))
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
     chan = pl.col("channel")
     calling_phone = (~chan.str.contains(_LOCAL) & _is_phone(chan, options)).fill_null(False)
-    lf = lf.with_columns(trunk.fill_null(False).alias("outbound"))
+    lf = lf.with_columns(trunk.fill_null(False).alias("outbound"), dialed_expr().alias("dialed"))
     # Who sent it out (cdr_ingest.attribution), from this row alone: a Local chain is followed
-    # back to its start later (tollwatch.scan), where the rows that dialed it are at hand.
-    # Inputs only a trunk-side leg needs are masked elsewhere (regexes run on nulls, cheaply).
+    # back to its start later (resolve_local_chains), where the rows that dialed it are at hand.
     other = pl.col("outbound") & ~calling_phone & ~chan.str.contains(_LOCAL)
     lf = lf.with_columns(
         pl.when(calling_phone)
@@ -118,7 +135,7 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
                 pl.lit(False),
                 pl.col("dcontext"),
                 pl.col("dst"),
-                target_number_expr(pl.when(other).then(pl.col("lastdata"))),
+                pl.col("dialed"),
                 pl.col("src"),
                 is_phone=lambda c: _is_phone(c, options),
                 max_ext=options.max_extension_length,
@@ -127,8 +144,16 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
         .otherwise(pl.col("src"))
         .alias("source")
     )
+    device = (real & (ev == "device") & by_name).fill_null(False)
+    if options.trunks:
+        device = pl.lit(False)
     return lf.with_columns(
-        _endpoint(pl.when(pl.col("outbound")).then(dest)).fill_null("").alias("trunk")
+        _endpoint(pl.when(pl.col("outbound")).then(dest)).fill_null("").alias("trunk"),
+        pl.when(pl.col("outbound"))
+        .then(basis)
+        .when(device)
+        .then(pl.lit("device"))
+        .alias("trunk_basis"),
     )
 
 
@@ -185,7 +210,7 @@ def resolve_local_chains(
         pl.lit(True),
         pl.col("_dcontext"),
         pl.col("_dst"),
-        target_number_expr(pl.col("lastdata")),
+        pl.col("dialed"),
         pl.col("source"),
         is_phone=lambda c: _is_phone(c, options),
         max_ext=options.max_extension_length,

@@ -11,7 +11,7 @@ they agree. The inputs:
   start is not seen (e.g. an AMI Originate into a Local channel).
 * context, exten: where the dialer's dial plan was when it dialed (CDR dcontext/dst of that row,
   DialBegin Context/Exten): the DID of an inbound call, the extension whose forward ran.
-* dialed: the number of the outbound Dial target (lastdata / DialString).
+* dialed: the number the leg dialed (cdr_ingest.dialed: the Dial target's number, else dst).
 
 The source, in this order:
 
@@ -33,6 +33,7 @@ cannot spread a forwarding attack over many "sources".
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 
 import polars as pl
@@ -69,24 +70,6 @@ def _endpoint(channel: str) -> str:
 
 def _endpoint_expr(channel: pl.Expr) -> pl.Expr:
     return channel.str.extract(_AFTER_TECH, 1).str.replace(_SUFFIX, "")
-
-
-def target_number(dial: str) -> str:
-    """The number of the first Dial target: PJSIP/0102@carrier,60 and 0102@carrier -> 0102,
-    SIP/carrier/0102 -> 0102."""
-    target = re.split(r"[,&]", dial, maxsplit=1)[0]
-    if "@" in target:
-        return target.split("@", 1)[0].rsplit("/", 1)[-1]
-    return target.rsplit("/", 1)[-1]
-
-
-def target_number_expr(dial: pl.Expr) -> pl.Expr:
-    target = dial.str.extract(r"^([^,&]*)", 1)
-    return (
-        pl.when(target.str.contains("@", literal=True))
-        .then(target.str.extract(r"^(?:.*/)?([^/@]*)@", 1))
-        .otherwise(target.str.extract(r"([^/]*)$", 1))
-    )
 
 
 def _internal(exten: str, max_ext: int) -> bool:
@@ -161,6 +144,45 @@ def source_expr(
     )
 
 
+class LocalChains:
+    """Live: who dialed each Local channel up (from DialBegin events), to follow a Local chain
+    back to its start as batch does from the rows that dialed its `;1` halves."""
+
+    def __init__(self, limit: int = 8192, max_hops: int = 8) -> None:
+        self.limit = limit
+        self.max_hops = max_hops
+        # Local base name -> (channel that dialed its ;1 half, that channel's context, exten)
+        self._dialers: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+
+    def dialed(self, dest: str, channel: str, context: str, exten: str) -> None:
+        """A DialBegin from `channel` (in context/exten) to `dest`: remember Local dests."""
+        if channel and is_local(dest):
+            self._dialers[local_base(dest)] = (channel, context, exten)
+            while len(self._dialers) > self.limit:
+                self._dialers.popitem(last=False)
+
+    def hungup(self, channel: str) -> None:
+        if is_local(channel) and channel.endswith(";2"):
+            self._dialers.pop(local_base(channel), None)
+
+    def start(self, channel: str, context: str, exten: str) -> tuple[str, str, str, bool]:
+        """(dialer, context, exten, via_local) for a leg dialed by `channel` in context/exten;
+        the dialer stays a Local channel when the chain's start was not seen."""
+        via_local = False
+        for _ in range(self.max_hops):
+            if not is_local(channel):
+                break
+            found = self._dialers.get(local_base(channel))
+            if found is None:
+                break
+            channel, context, exten = found
+            via_local = True
+        return channel, context, exten, via_local
+
+    def __len__(self) -> int:
+        return len(self._dialers)
+
+
 __all__ = [
     "is_local",
     "is_local_expr",
@@ -168,6 +190,5 @@ __all__ = [
     "local_base_expr",
     "source_expr",
     "source_of",
-    "target_number",
-    "target_number_expr",
+    "LocalChains",
 ]

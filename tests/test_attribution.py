@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from cdr_ingest import CdrOptions, scan_cdrs
 from cdr_ingest._outbound import _is_phone
-from cdr_ingest.attribution import source_expr, source_of, target_number, target_number_expr
+from cdr_ingest.attribution import source_expr, source_of
 from cdr_ingest.live.ami_calls import AmiCallTracker, LegRules
 from cdr_ingest.live.events import CallStarted, LiveEvent
 from cdr_ingest.live.fake_ami import parse_frames
@@ -79,20 +79,6 @@ def test_twelve_forwarded_calls_to_sierra_leone_are_critical_for_the_forward() -
         Severity.CRITICAL]  # AMI has sub-second times, Master.csv whole seconds
     live.detected_at = inc.detected_at
     assert summary([live]) == summary([inc])
-
-
-def test_target_number() -> None:
-    for dial, number in [
-        ("PJSIP/0102327654321@carrier,60", "0102327654321"),
-        ("0102327654321@carrier", "0102327654321"),
-        ("SIP/carrier/0102,30", "0102"),
-        ("PJSIP/201&PJSIP/202,20", "201"),
-        ("IAX2/user:pw@peer/0102", "user:pw"),
-        ("", ""),
-    ]:
-        assert target_number(dial) == number
-        got = pl.select(target_number_expr(pl.lit(dial))).item()
-        assert (got or "") == number
 
 
 # -- the decision, CDR row and AMI event alike ---------------------------------------------

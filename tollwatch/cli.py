@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from datetime import datetime
 from enum import StrEnum
@@ -98,13 +99,23 @@ def scan(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Say how each file was read (its layout).")
     ] = False,
+    max_skipped: Annotated[
+        str,
+        typer.Option(
+            "--max-skipped",
+            help="Rows that cannot be read tolerated before exit 2: a count (5) or a share of "
+            "the rows read (0.1%).",
+        ),
+    ] = "0",
     problems: Annotated[
         Path | None,
         typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
                      "CSV file; the summary lists only the first 20.", dir_okay=False),
     ] = None,
 ) -> None:
-    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
+    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input
+    (including rows that cannot be read, beyond --max-skipped)."""
+    tolerance = _tolerance(max_skipped)
     settings = _settings(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
@@ -123,22 +134,62 @@ def scan(
     if len(result.stats.file_problems) >= len(files) and not result.stats.rows:
         raise _fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents
-    if fmt is Format.table:
-        report_format.print_table(out, incidents, zone)
-    elif fmt is Format.json:
-        sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
-    elif fmt is Format.jsonl:
-        sys.stdout.write(report_format.to_jsonl(incidents, zone))
-    else:
-        sys.stdout.write(report_format.to_csv(incidents, zone))
+    try:
+        if fmt is Format.table:
+            report_format.print_table(out, incidents, zone)
+        elif fmt is Format.json:
+            sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
+        elif fmt is Format.jsonl:
+            sys.stdout.write(report_format.to_jsonl(incidents, zone))
+        else:
+            sys.stdout.write(report_format.to_csv(incidents, zone))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `scan | head`: the reader has what it wanted
+        _stdout_gone()
+    too_many = _too_many_skipped(result.stats, tolerance)
     if not quiet:
         _summary(result.stats, incidents_count=len(incidents))
+    if too_many:  # even with -q: rows were not read
+        err.print(f"[red]error:[/red] {result.stats.skipped} row(s) could not be read "
+                  f"(tolerated: {markup(max_skipped)}); --max-skipped N or P% tolerates "
+                  "known noise", soft_wrap=True)  # fmt: skip
     for line in result.stats.file_problems:  # even with -q: input was not (all) read
         err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     if any(i.severity == Severity.CRITICAL for i in incidents):
         raise typer.Exit(1)
-    if result.stats.file_problems:
+    if result.stats.file_problems or too_many:
         raise typer.Exit(2)
+
+
+def _tolerance(text: str) -> tuple[float, bool]:
+    """--max-skipped: (value, is a percentage)."""
+    raw = text.strip()
+    pct = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if pct else raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (not pct and value != int(value)):
+        raise _fail([f"--max-skipped: {text!r} is not a row count like 5 or a share like 0.1%"])
+    return value, pct
+
+
+def _too_many_skipped(stats: ScanStats, tolerance: tuple[float, bool]) -> bool:
+    value, pct = tolerance
+    if pct:
+        return stats.skipped > stats.rows * value / 100
+    return stats.skipped > value
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so that nothing more (nor the exit flush) fails on it."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test runner's buffer)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _scan_with_progress(
@@ -182,17 +233,28 @@ def _bytes_per_line(path: Path) -> float:
 
 def _summary(stats: ScanStats, incidents_count: int) -> None:
     classes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_class.items()))
+    replaced = (
+        f"{stats.replaced} byte(s) not UTF-8 replaced in {stats.replaced_rows} row(s), rows kept"
+        if stats.replaced
+        else "0 bytes replaced"
+    )
     err.print(
-        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound calls"
-        f" ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count} incident(s)"
-        f" in {stats.seconds:.2f}s",
+        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound"
+        f" calls ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count}"
+        f" incident(s) in {stats.seconds:.2f}s; {replaced}",
         soft_wrap=True,
     )
+    for name, n in sorted(stats.skipped_by_file.items()):
+        err.print(f"[yellow]skipped[/yellow] {n} row(s) in {markup(name)}", soft_wrap=True)
+    for name, n in sorted(stats.replaced_by_file.items()):
+        err.print(f"replaced {n} byte(s) that are not UTF-8 in {markup(name)}", soft_wrap=True)
     for origin, problem in stats.problems[:20]:
         err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}", soft_wrap=True)
     if stats.skipped > 20:
         err.print(f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",
                   soft_wrap=True)
+    for note in stats.notes[:10]:
+        err.print(f"note: {markup(note)}", soft_wrap=True)
 
 
 @app.command()

@@ -39,6 +39,12 @@ class ScanStats:
     file_problems: list[str] = field(default_factory=list)  # "path: why it was not (all) read"
     seconds: float = 0.0
     calls_scored: int = 0
+    skipped_by_file: dict[str, int] = field(default_factory=dict)
+    replaced: int = 0  # bytes that were not UTF-8 (or NUL), replaced by U+FFFD; rows kept
+    replaced_rows: int = 0
+    replaced_by_file: dict[str, int] = field(default_factory=dict)
+    # How phones and trunks were told apart where nothing was configured, one line each.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -70,39 +76,50 @@ def run_scan(
         window = window & (pl.col("start") >= since)
     if until is not None:
         window = window & (pl.col("start") < until)
-    # Also the rows that dial Local channels: Local chains are followed back to their start.
+    outbound = pl.col("outbound") & window
     wanted = rows.filter(
-        pl.col("problem").is_not_null() | (pl.col("outbound") & window) | dials_local()
+        pl.col("problem").is_not_null()
+        | outbound
+        | (pl.col("replaced") > 0)
+        | (pl.col("trunk_basis") == "device")
+        | dials_local()  # to follow Local chains back to who sent a call out
     )
-    classify = classifier.batches()
+    classify = classifier.batches("dialed")
     relevant: list[pl.DataFrame] = []
     dials: list[pl.DataFrame] = []
+    legs = _Legs()
     for batch in wanted.collect_batches(chunk_size=200_000):
         if batch.height == 0:
             continue
-        last_origin = batch["origin"][-1]
-        local = batch.filter(good & dials_local())
-        if local.height:
-            dials.append(local_dials(local))
-            batch = batch.filter(~good | ~dials_local())
         bad = batch.filter(~good)
         if bad.height:
             stats.skipped += bad.height
+            _by_file(stats.skipped_by_file, bad)
             if problems is not None:
                 problems(list(bad.select("origin", "problem").iter_rows()))
             room = MAX_PROBLEMS - len(stats.problems)
             if room > 0:
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
-        ok = classify(batch.filter(good))
+        dirty = batch.filter(pl.col("replaced") > 0)
+        if dirty.height:
+            stats.replaced += int(dirty["replaced"].sum())
+            stats.replaced_rows += dirty.height
+            _by_file(stats.replaced_by_file, dirty, "replaced")
+        legs.add(batch.filter(good))
+        local = local_dials(batch.filter(good))
+        if local.height:
+            dials.append(local)
+        ok = classify(batch.filter(good & outbound))
         stats.outbound += ok.height
         for cls, n in ok.group_by("dest_class").len().iter_rows():
             stats.by_class[cls] = stats.by_class.get(cls, 0) + n
         keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
         if keep.height:
-            relevant.append(keep.select(*CALL_COLUMNS, "channel", "lastdata"))
+            relevant.append(keep.select(*CALL_COLUMNS, "channel"))
         if progress is not None:
-            progress(*_line_of(last_origin))
+            progress(*_line_of(batch["origin"][-1]))
     stats.rows = _count_rows(rows)
+    stats.notes = legs.notes()
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
     if frame.height:
         if dials:
@@ -121,3 +138,49 @@ def _count_rows(rows: pl.LazyFrame) -> int:
     """Rows in all files: the streaming pass only returns outbound and bad rows, so count."""
     counted = rows.select(pl.len()).collect(engine="streaming")
     return int(counted.item())
+
+
+def _by_file(counts: dict[str, int], frame: pl.DataFrame, column: str | None = None) -> None:
+    """Add each file's rows (or sum of `column`) of frame to counts."""
+    value = pl.col(column).sum() if column else pl.len()
+    files = frame.group_by(pl.col("origin").str.replace(r":[0-9]+$", "").alias("f")).agg(value)
+    for name, n in files.iter_rows():
+        counts[name] = counts.get(name, 0) + int(n)
+
+
+class _Legs:
+    """Which channels the scan took for trunks or phones without configuration, and why."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], str] = {}  # (basis, TECH/endpoint) -> example Dial
+
+    def add(self, frame: pl.DataFrame) -> None:
+        basis = pl.col("trunk_basis")
+        picked = frame.filter(basis.is_in(["number", "name", "device"]))
+        if picked.height == 0:
+            return
+        has_dest = pl.col("dstchannel") != ""
+        dest = pl.when(has_dest).then(pl.col("dstchannel")).otherwise(pl.col("lastdata"))
+        trunk = pl.concat_str(dest.str.extract(r"^([^/]+/)", 1), pl.col("trunk"))
+        bare = dest.str.extract(r"^([^/]+/[^-;,@/&]*)", 1)
+        name = pl.when(pl.col("outbound")).then(trunk).otherwise(bare)
+        firsts = picked.group_by(basis.alias("b"), name.alias("n")).agg(pl.col("lastdata").first())
+        for b, n, example in firsts.iter_rows():
+            if n and len(self.seen) < 200:
+                self.seen.setdefault((b, n), example or "")
+
+    def notes(self) -> list[str]:
+        out = []
+        for (basis, name), example in sorted(self.seen.items()):
+            if basis == "number":
+                out.append(f"treated {name} as a trunk because numbers were dialed through "
+                           f"it (Dial {example}); set [outbound] trunks to be sure")  # fmt: skip
+            elif basis == "name":
+                out.append(f"treated {name} as a trunk because its name is not an extension "
+                           "number (no Dial showed a number sent to it); set [outbound] trunks "
+                           "to be sure")  # fmt: skip
+            else:
+                out.append(f"treated {name} as a phone, not a trunk, because it was dialed "
+                           f"without a number (Dial {example}); set [outbound] phones to be "
+                           "sure")  # fmt: skip
+        return out

@@ -54,8 +54,9 @@ def render(
         )
     table = Table(title="sources")
     for col in ("source", "kind", "connected", "events/s", "calls up", "bad frames",
-                "backlog", "last event", "state"):
+                "backlog", "last event", "state", "dialect", "unknown events"):
         table.add_column(col)
+    warnings = []
     for data in sources:
         bad = int(data.get("bad_frames", 0) or 0)
         table.add_row(
@@ -65,8 +66,14 @@ def render(
             f"[red]{bad}[/red]" if bad else "0",
             str(data.get("backlog", 0)),
             markup(data.get("last_event_at") or "-"), markup(data.get("state", "")),
+            markup(data.get("dialect", "")), str(data.get("unknown_events", 0)),
         )
+        if data.get("warning"):
+            warnings.append(f"[yellow]warning:[/yellow] {markup(data.get('name', ''))}: "
+                            f"{markup(data['warning'])}")  # fmt: skip
     out.print(table)
+    for line in warnings:
+        out.print(line, soft_wrap=True)
     for inc in incidents:
         dests = ", ".join(str(d) for d in inc.get("destinations") or [])
         out.print(

@@ -25,6 +25,9 @@ from datetime import UTC, datetime, timedelta
 from cdr_ingest import attribution
 from cdr_ingest._outbound import glob_to_regex
 from cdr_ingest._types import CdrOptions
+from cdr_ingest.dialed import dialed_number, evidence_of
+from cdr_ingest.live import ami_dialects
+from cdr_ingest.live.ami_dialects import AmiDialect
 from cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
@@ -43,13 +46,11 @@ _HAS_ENDPOINT = re.compile(r"^[^/]+/[^-;]")
 FAILED_AUTH = frozenset(
     {"ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL"}
 )
-CALL_EVENTS = frozenset({"DialBegin", "DialEnd", "Hangup"})
-# Event names the tracker acts on: what an AMI client needs to subscribe to.
-EVENTS = CALL_EVENTS | FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+# Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
+EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
-_LOCAL_DIALERS = 8192  # Local channels up whose dialer is remembered (bound against leaks)
-_MAX_HOPS = 8
 
 
 def endpoint(channel: str) -> str:
@@ -75,14 +76,20 @@ class LegRules:
             return True
         return self._phones is not None and _glob_match(self._phones, channel)
 
-    def is_trunk(self, channel: str, context: str = "") -> bool:
-        """Is a dialed channel a trunk; `context` is the calling channel's (CDR dcontext)."""
+    def is_trunk(self, channel: str, context: str = "", lastdata: str = "") -> bool:
+        """Is a dialed channel a trunk (batch's rule, cdr_ingest._outbound.classify);
+        `context` is the calling channel's (CDR dcontext), `lastdata` its Dial data
+        (``TECH/`` + the AMI DialString): a target that carries a number makes the channel
+        a trunk, a bare endpoint a device, and without one its name decides."""
         if not _HAS_ENDPOINT.match(channel) or _LOCAL.match(channel):
             return False
         if self._trunks is not None:
             trunk = _glob_match(self._trunks, channel)
+        elif self._phones is not None and _glob_match(self._phones, channel):
+            trunk = False
         else:
-            trunk = not self.is_phone(channel)
+            evidence = evidence_of("Dial", lastdata, channel) if lastdata else None
+            trunk = evidence == "number" if evidence else not self.is_phone(channel)
         return trunk and (not self.options.contexts or context in self.options.contexts)
 
     def source_of(
@@ -120,12 +127,11 @@ def _glob_match(rx: re.Pattern[str], channel: str) -> bool:
     return any(rx.match(name) for name in (channel, f"{tech}/{ep}", ep))
 
 
-def dialed_number(dial_string: str) -> str:
-    """0102@carrier -> 0102; carrier/0102 (chan_sip style) -> 0102; first target only."""
-    target = dial_string.split(",", 1)[0].split("&", 1)[0]
-    if "@" in target:
-        return target.split("@", 1)[0].rsplit("/", 1)[-1]
-    return target.rsplit("/", 1)[-1] if "/" in target else target
+def lastdata_of(dest_channel: str, dial_string: str) -> str:
+    """What Master.csv writes as lastdata for a Dial: TECH/ + the AMI DialString."""
+    if not dial_string:
+        return ""
+    return f"{dest_channel.split('/', 1)[0]}/{dial_string}"
 
 
 def remote_ip(address: str) -> str:
@@ -176,6 +182,8 @@ class TrackerStats:
     handled: int = 0  # messages that produced or changed call/auth state
     ignored: Counter[str] = field(default_factory=Counter)  # event name -> count
     malformed: int = 0  # relevant events missing required headers
+    call_events: int = 0  # events of the dialect's call vocabulary seen (any outcome)
+    unknown: int = 0  # valid events no dialect uses (VarSet, Newexten, ...): counted only
 
 
 class AmiCallTracker:
@@ -190,15 +198,17 @@ class AmiCallTracker:
         pbx: str,
         options: CdrOptions | None = None,
         *,
-        is_trunk: Callable[[str, str], bool] | None = None,
+        is_trunk: Callable[[str, str, str], bool] | None = None,
     ) -> None:
         rules = LegRules(options)
         self.pbx = pbx
+        self.dialect: AmiDialect = ami_dialects.by_name("asterisk12")
+        self.dialect_chosen = False  # by the banner; until then an Asterisk 11 Dial switches
+        self.dialect_text = "not known yet (no banner)"
+        self._standby = ami_dialects.by_name("asterisk11")
         self.is_trunk = is_trunk or rules.is_trunk
         self.rules = rules
-        # Local/…;1 base name -> (channel that dialed it, its context, its exten): to follow a
-        # Local chain back to the channel that started it (attribution of forwarded calls).
-        self._local_dialers: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        self.chains = attribution.LocalChains()  # who dialed the Local channels up
         self.stats = TrackerStats()
         self._calls: dict[str, _Call] = {}
         self._channels: dict[str, str] = {}  # calling and trunk channel names -> call id
@@ -218,22 +228,41 @@ class AmiCallTracker:
     def calls_up(self) -> int:
         return len(self._calls)
 
+    def use_version(self, version: str) -> None:
+        """Pick the dialect for the AMI protocol version of the login banner ("11.0.0")."""
+        dialect = ami_dialects.for_version(version)
+        if dialect is not None:
+            self.dialect = dialect
+            self.dialect_chosen = True
+            self.dialect_text = dialect.release(version)
+        else:
+            self.dialect_text = f"unknown AMI version {version!r}; reading it as Asterisk 12+"
+
     def feed(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent]:
         name = msg.get("Event", "")
         when = event_time(msg, at)
+        if not self.dialect_chosen and name == "Newchannel":
+            self._standby.translate(msg)  # in case this turns out to be an Asterisk 11
+        if name == "Dial" and "SubEvent" in msg and not self.dialect_chosen:
+            # no banner seen, but this is Asterisk 11's Dial event
+            self.dialect, self.dialect_chosen = self._standby, True
+            self.dialect_text = self._standby.release("1.x, from its events")
         try:
-            if name == "DialBegin":
-                out = self._dial_begin(msg, when)
-            elif name == "DialEnd":
-                out = self._dial_end(msg, when)
-            elif name == "Hangup":
-                out = self._hangup(msg, when)
+            if name in self.dialect.events:
+                self.stats.call_events += 1
+                out: list[LiveEvent] | None = None
+                for canonical in self.dialect.translate(msg):
+                    got = self._call_event(canonical, when)
+                    if got is not None:
+                        out = (out or []) + got
             elif name in FAILED_AUTH or name == "SuccessfulAuth":
                 out = self._auth(name, msg, when)
             elif name == "FullyBooted":
                 out = [PbxBooted(self.pbx, when)]
             else:
                 self.stats.ignored[name or "(not an event)"] += 1
+                if name and name not in EVENTS:
+                    self.stats.unknown += 1
                 return []
         except KeyError:
             self.stats.malformed += 1
@@ -243,6 +272,31 @@ class AmiCallTracker:
             return []
         self.stats.handled += 1
         return out
+
+    def _call_event(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
+        name = msg.get("Event", "")
+        if name == "DialBegin":
+            return self._dial_begin(msg, at)
+        if name == "DialEnd":
+            return self._dial_end(msg, at)
+        if name == "Hangup":
+            return self._hangup(msg, at)
+        if name == "Rename":
+            return self._rename(msg)
+        return None
+
+    def _rename(self, msg: Mapping[str, str]) -> list[LiveEvent] | None:
+        """A channel of a call got a new name (masquerade, pickup): follow it."""
+        old, new = msg.get("Channel", ""), msg.get("Newname", "")
+        call_id = self._channels.pop(old, None)
+        if call_id is None or not new:
+            return None
+        self._channels[new] = call_id
+        call = self._calls[call_id]
+        if old in call.dests:
+            call.dests.discard(old)
+            call.dests.add(new)
+        return []
 
     def resync(self, channels: Sequence[Mapping[str, str]], at: datetime) -> list[LiveEvent]:
         """Reconcile with the CoreShowChannel events of a CoreShowChannels response.
@@ -275,24 +329,20 @@ class AmiCallTracker:
             if not callers:
                 continue
             caller = callers[0]
-            if not self.is_trunk(chan, caller.get("Context", "")):
+            data = caller.get("ApplicationData", "")
+            if not self.is_trunk(chan, caller.get("Context", ""), data):
                 continue
             call_id = caller.get("Uniqueid", "")
             if not call_id or call_id in self._calls or call_id in self._gone:
                 continue
+            dialed = dialed_number("Dial", data, caller.get("Exten", ""))
             started = CallStarted(
                 pbx=self.pbx,
                 call_id=call_id,
                 at=at - _duration(caller.get("Duration", "")),
-                source=self._source(
-                    caller["Channel"],
-                    caller.get("CallerIDNum", ""),
-                    caller.get("Context", ""),
-                    caller.get("Exten", ""),
-                    attribution.target_number(caller.get("ApplicationData", "")),
-                ),
+                source=self._source(caller, dialed),
                 account=caller.get("AccountCode", ""),
-                dialed=dialed_number(caller.get("ApplicationData", "")) or caller.get("Exten", ""),
+                dialed=dialed,
                 trunk=endpoint(chan),
                 channel=caller["Channel"],
                 dest_channel=chan,
@@ -310,12 +360,9 @@ class AmiCallTracker:
     def _dial_begin(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         dest = msg.get("DestChannel", "")
         chan = msg.get("Channel", "")
-        if chan and _LOCAL.match(dest):
-            self._local_dialers[attribution.local_base(dest)] = (
-                chan, msg.get("Context", ""), msg.get("Exten", ""))
-            while len(self._local_dialers) > _LOCAL_DIALERS:
-                self._local_dialers.popitem(last=False)
-        if not chan or not self.is_trunk(dest, msg.get("Context", "")):
+        data = lastdata_of(dest, msg.get("DialString", ""))
+        self.chains.dialed(dest, chan, msg.get("Context", ""), msg.get("Exten", ""))
+        if not chan or not self.is_trunk(dest, msg.get("Context", ""), data):
             return None  # originate (no caller), or a Local / phone destination
         call_id = msg["Uniqueid"]
         call = self._calls.get(call_id)
@@ -323,21 +370,14 @@ class AmiCallTracker:
             call.dests.add(dest)
             self._channels[dest] = call_id
             return []
+        dialed = dialed_number("Dial", data, msg.get("Exten", ""))
         started = CallStarted(
             pbx=self.pbx,
             call_id=call_id,
             at=at,
-            source=self._source(
-                chan,
-                msg.get("CallerIDNum", ""),
-                msg.get("Context", ""),
-                msg.get("Exten", ""),
-                attribution.target_number(msg.get("DialString", "")),
-            ),
+            source=self._source(msg, dialed),
             account=msg.get("AccountCode", ""),
-            dialed=dialed_number(msg.get("DialString", ""))
-            or msg.get("DestExten", "")
-            or msg.get("Exten", ""),
+            dialed=dialed,
             trunk=endpoint(dest),
             channel=chan,
             dest_channel=dest,
@@ -364,23 +404,16 @@ class AmiCallTracker:
             return []
         return [self._end(call_id, at, status)]
 
-    def _source(self, chan: str, callerid: str, context: str, exten: str, dialed: str) -> str:
-        """Follow a Local chain back through the DialBegins of its ;1 halves, then attribute."""
-        via_local = False
-        for _ in range(_MAX_HOPS):
-            if not _LOCAL.match(chan):
-                break
-            dialer = self._local_dialers.get(attribution.local_base(chan))
-            if dialer is None:
-                break  # chain start not seen (an Originate): the caller id, as batch
-            chan, context, exten = dialer
-            via_local = True
+    def _source(self, caller: Mapping[str, str], dialed: str) -> str:
+        """Who sent out the leg `caller` (a DialBegin or CoreShowChannel) dialed."""
+        chan, context, exten, via_local = self.chains.start(
+            caller.get("Channel", ""), caller.get("Context", ""), caller.get("Exten", ""))
+        callerid = caller.get("CallerIDNum", "")
         return self.rules.source_of(chan, callerid, context, exten, dialed, via_local=via_local)
 
     def _hangup(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         chan = msg.get("Channel", "")
-        if chan.endswith(";2") and _LOCAL.match(chan):
-            self._local_dialers.pop(attribution.local_base(chan), None)
+        self.chains.hungup(chan)
         call_id = self._channels.get(chan)
         if call_id is None:
             return None

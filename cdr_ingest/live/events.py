@@ -81,3 +81,6 @@ class SourceStatus:
     bad_frames: int = 0  # AMI frames that could not be parsed or handled
     backlog: int = 0  # events received but not yet handed to the daemon (AMI reader queue)
     backlog_age: float = 0.0  # seconds the oldest of them has waited
+    dialect: str = ""  # AMI: which Asterisk the banner says, e.g. "Asterisk 22 (AMI 11.0.0)"
+    unknown_events: int = 0  # AMI: valid events no dialect uses (counted, not an error)
+    warning: str = ""  # something the administrator should look at, in plain words

@@ -515,7 +515,7 @@ class CsvFollower:
             at=_utc(r["start"]),
             source=r["source"] or "",
             account=r["account"] or "",
-            dialed=r["dst"] or "",
+            dialed=r["dialed"] or "",
             trunk=r["trunk"] or "",
             channel=r["channel"] or "",
             dest_channel=r["dstchannel"] or "",

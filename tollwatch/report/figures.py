@@ -158,7 +158,7 @@ def collect(
         ok = batch.filter(good)
         if ok.height == 0:
             continue
-        ok = classifier.classify_df(ok)
+        ok = classifier.classify_df(ok, "dialed")
         ok = _derive(ok, tz, period, calendar, closed_cache)
         _fold_daily(figs, ok)
         _fold_period(figs, ok.filter(pl.col("_in")))
@@ -169,7 +169,7 @@ def collect(
                 _fold_prior(figs, early)
             late = rel.filter(pl.col("start") >= replay_start)
             if late.height:
-                kept.append(late.select(*KEEP_COLUMNS, "channel", "lastdata"))
+                kept.append(late.select(*KEEP_COLUMNS, "channel"))
             first = rel["start"].min()
             if isinstance(first, datetime) and (
                 figs.history_start is None or first < figs.history_start
