@@ -184,11 +184,11 @@ class LocalChains:
 
 
 __all__ = [
+    "LocalChains",
     "is_local",
     "is_local_expr",
     "local_base",
     "local_base_expr",
     "source_expr",
     "source_of",
-    "LocalChains",
 ]
