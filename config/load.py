@@ -143,7 +143,11 @@ def load_settings(
     data = shipped_defaults()
     source = str(path) if path else None
     if path is not None:
-        data = merge(data, read_toml(path), errors)
+        own = read_toml(path)
+        if "pbx" in own:
+            raise ConfigError(["pbx: a fleet file ([[pbx]] entries): use `tollwatch scan --fleet "
+                               "FILE`, or `tollwatch check-config FILE` to see each PBX"], source)
+        data = merge(data, own, errors)
     if overrides:
         data = merge(data, overrides, errors)
     data["rules"] = _rules_by_name(data.get("rules", {}), errors)

@@ -20,9 +20,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from alerting.textsafe import markup
 from cdr_ingest import IngestError, describe_layout
 from config import ConfigError, Settings, masked_dump
+from config.fleet import is_fleet_file
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from tollwatch import report_format, status_view
+from tollwatch.cli_fleet import FleetOpt, ParquetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
 from tollwatch.scan_problems import ProblemFile
 from tollwatch.settings import cdr_options, load, overrides
@@ -72,7 +74,8 @@ def _settings(
         raise _fail([prefix + e for e in exc.errors]) from None
 
 
-def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
+def _parse_time(value: str | None, tz: ZoneInfo | None, name: str) -> datetime | None:
+    """An ISO date or time; without an offset it is in `tz` (None: left naive)."""
     if value is None:
         return None
     try:
@@ -80,14 +83,15 @@ def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
     except ValueError:
         raise _fail([f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
                      "2026-11-24T06:00"]) from None
-    return when.replace(tzinfo=tz) if when.tzinfo is None else when
+    return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when
 
 
 @app.command()
 def scan(
     files: Annotated[
-        list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False)
-    ],
+        list[Path] | None,
+        typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False),
+    ] = None,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -112,10 +116,27 @@ def scan(
         typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
                      "CSV file; the summary lists only the first 20.", dir_okay=False),
     ] = None,
+    fleet: FleetOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    parquet: ParquetOpt = None,
 ) -> None:
     """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input
     (including rows that cannot be read, beyond --max-skipped)."""
     tolerance = _tolerance(max_skipped)
+    if fleet is not None:
+        from tollwatch import cli_fleet
+
+        if files or problems or verbose:
+            raise _fail(["--fleet takes each PBX's files from its settings; --problems and "
+                         "--verbose work on a single-PBX scan"])
+        raise typer.Exit(cli_fleet.scan_command(
+            fleet, config, overrides(country, tz, access_code), since, until, fmt.value, quiet,
+            workers, scheduler, parquet, lambda stats: _too_many_skipped(stats, tolerance)))
+    if workers is not None or scheduler or parquet:
+        raise _fail(["--workers, --scheduler and --parquet go with --fleet"])
+    if not files:
+        raise _fail(["give CDR files to scan (or --fleet FLEET.toml|DIR)"])
     settings = _settings(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
@@ -283,14 +304,30 @@ def classify(
 
 @app.command("check-config")
 def check_config(
-    file: Annotated[Path | None, typer.Argument(help="Settings file to check.")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="Settings file (or fleet file/directory) to check.")
+    ] = None,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
     access_code: AccessOpt = None,
+    pbx: Annotated[
+        str | None, typer.Option("--pbx", help="Fleet: show this PBX's effective settings.")
+    ] = None,
 ) -> None:
-    """Validate a settings file and print the effective settings (secrets masked)."""
-    settings = _settings(file or config, country, tz, access_code)
+    """Validate a settings file and print the effective settings (secrets masked).
+
+    A fleet (a file with [[pbx]] entries, or a directory of PBXes) is shown as a table;
+    --pbx NAME prints that PBX's effective settings."""
+    path = file or config
+    if path is not None and (path.is_dir() or is_fleet_file(path) or pbx):
+        from tollwatch import cli_fleet
+
+        shared = config if file is not None and path.is_dir() else None
+        fleet = cli_fleet.fleet_settings(path, shared, overrides(country, tz, access_code))
+        cli_fleet.check_fleet(fleet, pbx)
+        return
+    settings = _settings(path, country, tz, access_code)
     out.print_json(json.dumps(masked_dump(settings)))
     err.print("[green]settings OK[/green]")
 
