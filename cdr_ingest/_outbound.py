@@ -85,6 +85,14 @@ def _is_phone(channel: pl.Expr, options: CdrOptions) -> pl.Expr:
     return phone
 
 
+def _calling_phone(chan: pl.Expr, options: CdrOptions) -> pl.Expr:
+    """A phone placing a call: not Local, a phone, and never a configured trunk."""
+    phone = ~chan.str.contains(_LOCAL) & _is_phone(chan, options)
+    if options.trunks:
+        phone = phone & ~_matches(options.trunks, *_glob_names(chan))
+    return phone.fill_null(False)
+
+
 def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     """Add outbound, source, trunk, dialed and trunk_basis.
 
@@ -120,7 +128,7 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
     chan = pl.col("channel")
-    calling_phone = (~chan.str.contains(_LOCAL) & _is_phone(chan, options)).fill_null(False)
+    calling_phone = _calling_phone(chan, options)
     lf = lf.with_columns(trunk.fill_null(False).alias("outbound"), dialed_expr().alias("dialed"))
     # Who sent it out (cdr_ingest.attribution), from this row alone: a Local chain is followed
     # back to its start later (resolve_local_chains), where the rows that dialed it are at hand.
@@ -137,7 +145,7 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
                 pl.col("dst"),
                 pl.col("dialed"),
                 pl.col("src"),
-                is_phone=lambda c: _is_phone(c, options),
+                is_phone=lambda c: _calling_phone(c, options),
                 max_ext=options.max_extension_length,
             )
         )
@@ -212,7 +220,7 @@ def resolve_local_chains(
         pl.col("_dst"),
         pl.col("dialed"),
         pl.col("source"),
-        is_phone=lambda c: _is_phone(c, options),
+        is_phone=lambda c: _calling_phone(c, options),
         max_ext=options.max_extension_length,
     )
     return joined.with_columns(

@@ -111,9 +111,15 @@ class LegRules:
             exten,
             dialed,
             callerid,
-            is_phone=self.is_phone,
+            is_phone=self.is_calling_phone,
             max_ext=self.options.max_extension_length,
         )
+
+    def is_calling_phone(self, channel: str) -> bool:
+        """A phone placing a call: a phone that is not a configured trunk."""
+        if not self.is_phone(channel):
+            return False
+        return self._trunks is None or not _glob_match(self._trunks, channel)
 
 
 def _globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
