@@ -17,13 +17,14 @@ The source, in this order:
 
 * `201`: a phone placed the call itself (its channel dialed the trunk).
 * `fwd:202`: the call reached extension 202 (an internal number: digits, at most
-  `max_extension_length`) whose dial plan sent it out: call forward, follow-me, a DID routed to
-  a desk that forwards.
+  `max_extension_length`) whose dial plan sent it out through a Local channel: call forward,
+  follow-me, a DID routed to a desk that forwards.
 * `201`: a phone's own call that went out through Local channels (exten not another extension).
-* `did:0312345678`: an inbound call on that DID was sent out by the inbound context itself.
-* `carrier@disa`: an endpoint that is not a phone (a trunk) sent the call out from that context,
-  the number itself being the exten there (DISA, a blind transfer into an outbound context);
-  also a phone not recognized as one (`lobby@from-internal`: list it in `[outbound] phones`).
+* `did:0312345678`: an inbound call was sent out by its dial plan at exten 0312345678 (its DID,
+  or the exten it was routed to) with another number dialed: a forward in the inbound context.
+* `carrier`: an endpoint that is not a phone (a trunk) sent the call out where the number
+  itself was the exten (DISA, a blind transfer into an outbound context); also a phone not
+  recognized as one by its name (`lobby`, a 9-digit `150010001`): its endpoint.
 * the caller id number: a Local chain whose start was not seen (as before).
 
 An inbound caller id never names the source of a call from a trunk, so rotating caller ids
@@ -101,12 +102,11 @@ def source_of(
         if via_local and _internal(exten, max_ext) and exten != phone:
             return f"fwd:{exten}"
         return phone
-    if _internal(exten, max_ext):
+    if via_local and _internal(exten, max_ext):
         return f"fwd:{exten}"
     if exten not in ("", "s") and exten != dialed:
         return f"did:{exten}"
-    ep = _endpoint(dialer)
-    return f"{ep}@{context}" if context else ep
+    return _endpoint(dialer)
 
 
 def source_expr(
@@ -134,12 +134,10 @@ def source_expr(
         .then(pl.lit("fwd:") + exten)
         .when(phone)
         .then(_endpoint_expr(dialer))
-        .when(internal)
+        .when(via_local & internal)
         .then(pl.lit("fwd:") + exten)
         .when(~exten.is_in(["", "s"]) & (exten != dialed))
         .then(pl.lit("did:") + exten)
-        .when(context != "")
-        .then(_endpoint_expr(dialer) + "@" + context)
         .otherwise(_endpoint_expr(dialer))
     )
 

@@ -105,13 +105,16 @@ CASES = [
                "PJSIP/0102327654300@carrier,60", "209"], None, "209"),
     # blind transfer: the inbound trunk channel redirected into from-internal dials out
     ("transfer", ["PJSIP/carrier-00000001", "0102327654300", "from-internal",
-                  "PJSIP/0102327654300@carrier,60", "+4420555"], None, "carrier@from-internal"),
+                  "PJSIP/0102327654300@carrier,60", "+4420555"], None, "carrier"),
     # DISA: the caller dialed the number in context disa
     ("disa", ["PJSIP/carrier-00000001", "0102327654300", "disa",
-              "PJSIP/0102327654300@carrier,60", "+4420555"], None, "carrier@disa"),
+              "PJSIP/0102327654300@carrier,60", "+4420555"], None, "carrier"),
     # a DID routed to desk 202 whose forward dials out directly from the trunk channel
     ("desk forward", ["PJSIP/carrier-00000001", "202", "from-internal",
-                      "PJSIP/0102327654300@carrier,60", "+4420555"], None, "fwd:202"),
+                      "PJSIP/0102327654300@carrier,60", "+4420555"], None, "did:202"),
+    # a forward written into the inbound context at the DID
+    ("did forward", ["PJSIP/carrier-00000001", "0312345679", "from-carrier",
+                     "PJSIP/0102327654300@carrier,60", "+4420555"], None, "did:0312345679"),
     # phone 201 calls 202, whose forward goes out through a Local channel
     ("internal forward", ["Local/0102327654300@from-internal-00000001;2", "0102327654300",
                           "from-internal", "PJSIP/0102327654300@carrier,60", "201"],
