@@ -17,6 +17,7 @@ import polars as pl
 
 from cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
 from config import Settings
+from rules.baseline import Baseline
 from rules.batch import CALL_COLUMNS, run_frame
 from rules.destinations import Classifier
 from rules.engine import Engine
@@ -52,6 +53,7 @@ class ScanStats:
 class ScanResult:
     incidents: list[Incident]
     stats: ScanStats
+    baseline: Baseline | None = None  # what the site's baseline holds after the scan
 
 
 def _line_of(origin: str) -> tuple[str, int]:
@@ -67,7 +69,11 @@ def run_scan(
     progress: Progress | None = None,
     problems: Problems | None = None,
     calls: Calls | None = None,
+    baseline: Baseline | None = None,
+    rules: bool = True,
 ) -> ScanResult:
+    """Score the files. `baseline`: what the site learned before (else it is learned as the
+    calls go by, each call scored against the days before it); `rules=False` only learns."""
     started = time.perf_counter()
     classifier = Classifier(settings)
     stats = ScanStats()
@@ -130,12 +136,13 @@ def run_scan(
             frame = resolve_local_chains(frame, pl.concat(dials), cdr_options(settings))
         frame = frame.select(CALL_COLUMNS)
     stats.calls_scored = frame.height
-    engine = Engine.from_settings(settings, rule_specs(settings))
+    specs = rule_specs(settings) if rules else {}
+    engine = Engine.from_settings(settings, specs, baseline)
     incidents = (
         run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
     )
     stats.seconds = time.perf_counter() - started
-    return ScanResult(incidents, stats)
+    return ScanResult(incidents, stats, engine.baseline)
 
 
 def _utc(when: datetime) -> datetime:
