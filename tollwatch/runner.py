@@ -25,7 +25,7 @@ from tollwatch.report.build import ReportResult
 from tollwatch.report.post import queue_report
 from tollwatch.report.schedule import ReportScheduler
 from tollwatch.settings import load, overrides
-from tollwatch.sources import ami_sources, csv_sources, source_names
+from tollwatch.sources import ami_sources, csv_sources, db_sources, source_names
 from tollwatch.state import StateStore
 
 log = logging.getLogger("tollwatch")
@@ -47,6 +47,7 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     feeds = ami_sources(settings, daemon.queue)
     daemon.sources.extend(feeds)
     daemon.sources.extend(csv_sources(settings, store))
+    daemon.sources.extend(db_sources(settings, store))
     blocker = Blocker(settings, {f.name: f.source for f in feeds})
 
     async def notify(kind: str, view: dict[str, Any]) -> None:  # blocks and lifts, in words
@@ -62,9 +63,9 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
 
 
 def report_scheduler(settings: Settings, daemon: Daemon) -> ReportScheduler | None:
-    """The nightly report, when enabled and there are CDR files to read."""
+    """The nightly report, when enabled and there are CDR files or a CDR table to read."""
     rep = settings.report
-    if not rep.enabled or not settings.cdr.files:
+    if not rep.enabled or not (settings.cdr.files or settings.cdr.database):
         return None
     slack = next((a for a in daemon.alerters if isinstance(a, SlackAlerter)), None)
 

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerting.textsafe import csv_cell
+from cdr_ingest.database import CdrDatabase
 from config import Settings
 from rules.calendar import BusinessCalendar
 from rules.destinations import Classifier
@@ -62,6 +63,7 @@ def build_report(
     *,
     keep_days: int | None = 90,
     now: datetime | None = None,
+    database: CdrDatabase | None = None,
 ) -> ReportResult:
     """Write `<out_dir>/<label>/{report.html, flagged.csv, figures.json, *.png}`.
 
@@ -74,11 +76,15 @@ def build_report(
     now = now or datetime.now(UTC)
     period = _period(day_or_range, tz, now)
     paths = [Path(f) for f in (files or settings.cdr.files)]
+    if database is None and not paths and settings.cdr.database:
+        from tollwatch.dbsource import settings_database
+
+        database = settings_database(settings)
     classifier = Classifier(settings)
     calendar = BusinessCalendar(settings)
     figs = collect(
         paths, settings, period, classifier, calendar,
-        history=timedelta(days=FIRST_TIME_DAYS),
+        history=timedelta(days=FIRST_TIME_DAYS), database=database,
     )
     incidents = period_incidents(settings, figs, classifier)
     flagged = flagged_calls(figs, incidents, calendar)
@@ -92,7 +98,8 @@ def build_report(
         view["live_ids"] = status.live_ids if status else []
         view["blocked"] = status.blocked if status else None
         views.append(view)
-    doc = _document(settings, period, figs, views, flagged, rec_dict(rec), paths, now)
+    read: list[Path | str] = [database.shown] if database is not None else list(paths)
+    doc = _document(settings, period, figs, views, flagged, rec_dict(rec), read, now)
 
     png_hourly = charts.hourly_chart(
         figs.hourly, f"Outbound calls per hour — {period.label}"
@@ -189,7 +196,7 @@ def _document(
     incidents: list[dict[str, Any]],
     flagged: list[FlaggedCall],
     rec: dict[str, Any],
-    paths: list[Path],
+    paths: list[Path | str],
     now: datetime,
 ) -> dict[str, Any]:
     tz = period.tz
