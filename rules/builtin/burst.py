@@ -1,6 +1,7 @@
 """burst: at least N international or high-risk calls within a sliding window.
 
-Sigma-correlation shape: group by (one source, or the whole PBX), a timespan, a count.
+Sigma-correlation shape: group by (one source, the whole PBX, or one destination number or
+number block called from any sources), a timespan, a count (and at least `min_sources`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic import Field
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
 from rules.builtin._learned import novel_high_risk, threshold
-from rules.builtin._window import GroupBy, Windows, group_key
+from rules.builtin._window import GroupBy, Windows, group_key, incident_group, who
 from rules.model import Call, Finding
 
 
@@ -28,6 +29,7 @@ class BurstOptions(RuleOptions):
     # max(count, factor x the most such calls usually seen in `window` at this hour of week).
     factor: float = Field(default=0.0, ge=0)
     learned_only: bool = False  # silent until the baseline has its min_history
+    min_sources: int = Field(default=1, ge=1)  # ... from at least this many sources
 
 
 @register
@@ -54,7 +56,15 @@ class Burst(Rule[BurstOptions]):
         if n < limit:
             return []
         recent = self.windows.held(key)
-        who = f"from {call.source}" if o.group_by == "source" else "PBX-wide"
+        sources = len({c.source for c in recent})
+        if sources < o.min_sources:
+            return []
         what = "international" if o.calls == "international" else "high-risk"
-        reason = f"{n} {what} calls {who} within {format_duration(o.window)} ({words})"
-        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by == "pbx")]
+        span = format_duration(o.window)
+        reason = f"{n} {what} calls {who(call, key, o.group_by, sources)} within {span} ({words})"
+        return [
+            self.finding(
+                now, call, recent, reason,
+                pbx_wide=o.group_by != "source", group=incident_group(key, o.group_by),
+            )
+        ]
