@@ -28,13 +28,11 @@ CREATE INDEX IF NOT EXISTS incidents_first ON incidents(first_call_at);
 CREATE TABLE IF NOT EXISTS positions (
     path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL
 );
-<<<<<<< HEAD
 CREATE TABLE IF NOT EXISTS db_positions (
     source TEXT PRIMARY KEY, data TEXT NOT NULL
-=======
+);
 CREATE TABLE IF NOT EXISTS baselines (
     pbx TEXT PRIMARY KEY, updated_at TEXT NOT NULL, data TEXT NOT NULL
->>>>>>> main
 );
 CREATE TABLE IF NOT EXISTS status (
     name TEXT PRIMARY KEY, updated_at TEXT NOT NULL, data TEXT NOT NULL

@@ -16,6 +16,7 @@ from rich.console import Console
 from cdr_ingest import IngestError
 from config import ConfigError
 from config.secrets import SecretError
+from tollwatch.cli_fleet import FleetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.report.build import build_report
 from tollwatch.settings import load, overrides
 from tollwatch.state import StateStore
@@ -73,12 +74,29 @@ def report(
         bool, typer.Option("--no-slack", help="Do not post the summary to Slack.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fleet: FleetOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
     use_db: Annotated[
         bool, typer.Option("--db", help="Read the [cdr] database table (the default without "
                            "files when [cdr] database is set).")
     ] = False,
 ) -> None:
-    """Write the daily report (HTML, flagged.csv, figures.json) for a day or a range."""
+    """Write the daily report (HTML, flagged.csv, figures.json) for a day or a range.
+
+    --fleet: every PBX's report (OUT/<pbx>/<day>/), then one fleet summary (OUT/fleet/<day>/)
+    posted to the shared Slack channel."""
+    if fleet is not None:
+        from tollwatch import cli_fleet
+
+        if files or data_dir:
+            raise _fail("--fleet takes each PBX's files from its settings (and has no "
+                        "--data-dir)")
+        raise typer.Exit(cli_fleet.report_command(
+            fleet, config, overrides(country, tz, access_code), day, since, until, out,
+            keep_days, no_slack, as_json, workers, scheduler))
+    if workers is not None or scheduler:
+        raise _fail("--workers and --scheduler go with --fleet")
     try:
         settings = load(config, overrides(country, tz, access_code))
     except ConfigError as exc:
