@@ -249,6 +249,8 @@ class Daemon(Strict):
     snapshot_every: Duration = timedelta(seconds=2)
     status_every: Duration = timedelta(seconds=5)
     max_backoff: Duration = timedelta(seconds=60)
+    max_backlog: int = Field(default=200_000, ge=100)  # events queued before sources pause
+    stall_after: Duration = timedelta(seconds=30)  # no progress this long: stop the watchdog
 
 
 class Slack(Strict):
