@@ -6,6 +6,7 @@ number block called from any sources), a timespan, a count (and at least `min_so
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -29,7 +30,9 @@ class BurstOptions(RuleOptions):
     # max(count, factor x the most such calls usually seen in `window` at this hour of week).
     factor: float = Field(default=0.0, ge=0)
     learned_only: bool = False  # silent until the baseline has its min_history
-    min_sources: int = Field(default=1, ge=1)  # ... from at least this many sources
+    # ... from at least this many sources; above 1, the count must be reached even without the
+    # busiest source's calls (many sources, not one source's burst with a few others around)
+    min_sources: int = Field(default=1, ge=1)
 
 
 @register
@@ -56,9 +59,12 @@ class Burst(Rule[BurstOptions]):
         if n < limit:
             return []
         recent = self.windows.held(key)
-        sources = len({c.source for c in recent})
+        per_source = Counter(c.source for c in recent)
+        sources = len(per_source)
         if sources < o.min_sources:
             return []
+        if o.min_sources > 1 and n - max(per_source.values()) < limit:
+            return []  # one source's burst with a few others around: per-source rules' case
         what = "international" if o.calls == "international" else "high-risk"
         span = format_duration(o.window)
         reason = f"{n} {what} calls {who(call, key, o.group_by, sources)} within {span} ({words})"
