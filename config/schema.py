@@ -211,6 +211,8 @@ class AmiServer(Strict):
     username: str
     secret_env: str | None = None  # name of an environment variable holding the secret
     secret_file: Path | None = None  # a file (mode 0600) holding the secret
+    # This PBX's Master.csv: calls made while AMI was down are recovered from it on reconnect
+    cdr_file: Path | None = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> AmiServer:

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerting.base import Alerter, Background
-from cdr_ingest.live import LiveEvent, PbxBooted
+from cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected
 from cdr_ingest.live.backlog import EventQueue
 from config import Settings
 from config.sqlite import HEALTH, recover_all
@@ -26,6 +26,7 @@ from rules.destinations import Classifier
 from rules.incidents import Incident, IncidentChange
 from tollwatch.live import LivePipeline
 from tollwatch.notify import Notifier
+from tollwatch.recovery import Sessions
 from tollwatch.report_format import incident_dict
 from tollwatch.settings import rule_specs
 from tollwatch.state import StateStore, StatusFile
@@ -82,6 +83,8 @@ class Daemon:
         self._started = utcnow()
         self._rate_mark = time.monotonic()
         self._rate_events: dict[str, int] = {}
+        # AMI sessions: restart vs reconnect, and the calls of an outage from the CDR file
+        self.sessions = Sessions(self.tz)
 
     # ---- state ----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -131,9 +134,12 @@ class Daemon:
             self.errors += 1
             return
         self.events += 1
-        if isinstance(event, PbxBooted):
-            log.info("pbx %s: Asterisk (re)started", event.pbx)
-            for callback in self.on_booted:
+        if isinstance(event, PbxConnected):
+            self.sessions.say(event)
+            for ev in await self.sessions.recover(event):
+                await self.process(ev)
+        if isinstance(event, PbxBooted | PbxConnected):
+            for callback in self.on_booted:  # re-applies blocks AstDB may have lost
                 try:
                     await callback(event.pbx)
                 except Exception:
@@ -147,6 +153,12 @@ class Daemon:
             return
         self._dirty.add(event.pbx)
         await self._publish(event.pbx, changes)
+
+    async def skip_recovered(self) -> None:
+        """While AMI is connected, move the paired CDR files past what AMI already saw."""
+        for src in self.sources:
+            if src.status.connected:
+                await self.sessions.skip(src.name)
 
     async def tick(self) -> None:
         now = self.clock()
@@ -279,6 +291,7 @@ class Daemon:
                 yielded = time.monotonic()
 
     async def _ticker(self) -> None:
+        n = 0
         while True:
             await asyncio.sleep(1.0)
             try:
@@ -287,6 +300,9 @@ class Daemon:
                 self.errors += 1
                 log.exception("rule timers failed")
             self._tick_at = time.monotonic()
+            n += 1
+            if n % 30 == 0:
+                await self.skip_recovered()
 
     async def _writer(self) -> None:
         d = self.settings.daemon

@@ -32,6 +32,7 @@ from cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
     CallEnded,
+    CallRefused,
     CallStarted,
     LiveEvent,
     PbxBooted,
@@ -46,7 +47,8 @@ _HAS_ENDPOINT = re.compile(r"^[^/]+/[^-;]")
 FAILED_AUTH = frozenset(
     {"ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL"}
 )
-OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted", "UserEvent"}
+REFUSED_EVENT = "TollwatchRefused"  # the dialplan snippet's UserEvent for a refused call
 # Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
 EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
@@ -265,6 +267,8 @@ class AmiCallTracker:
                 out = self._auth(name, msg, when)
             elif name == "FullyBooted":
                 out = [PbxBooted(self.pbx, when)]
+            elif name == "UserEvent" and msg.get("UserEvent") == REFUSED_EVENT:
+                out = [self._refused(msg, when)]
             else:
                 self.stats.ignored[name or "(not an event)"] += 1
                 if name and name not in EVENTS:
@@ -278,6 +282,17 @@ class AmiCallTracker:
             return []
         self.stats.handled += 1
         return out
+
+    def _refused(self, msg: Mapping[str, str], at: datetime) -> CallRefused:
+        dialed = msg.get("Dialed", "") or msg.get("Exten", "")
+        return CallRefused(
+            pbx=self.pbx,
+            call_id=msg.get("Uniqueid", ""),
+            at=at,
+            source=self._source(msg, dialed),
+            dialed=dialed,
+            hit=msg.get("Hit", ""),
+        )
 
     def _call_event(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         name = msg.get("Event", "")
