@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from cdr_ingest import attribution
 from cdr_ingest._outbound import glob_to_regex
 from cdr_ingest._types import CdrOptions
 from cdr_ingest.dialed import evidence_of
@@ -113,13 +114,34 @@ class LegRules:
         article = "a trunk" if kind == "trunk" else "a phone, not a trunk,"
         self.notes.append(f"treated {who} as {article} because {why}; {TO_BE_SURE[kind]}")
 
-    def source_of(self, channel: str, callerid: str) -> str:
-        """The phone endpoint that placed a call, else its caller id number (batch's src)."""
-        if LOCAL.match(channel) or not self.is_phone(channel):
-            return callerid
-        if self._trunks is not None and _glob_match(self._trunks, channel):
-            return callerid  # a configured trunk never places a call as a phone
-        return endpoint(channel)
+    def source_of(
+        self,
+        channel: str,
+        callerid: str,
+        context: str = "",
+        exten: str = "",
+        dialed: str = "",
+        *,
+        via_local: bool = False,
+    ) -> str:
+        """Who sent a leg out (cdr_ingest.attribution) from the channel at the start of its
+        chain and where its dial plan was (context, exten); a Local channel: its caller id."""
+        return attribution.source_of(
+            None if LOCAL.match(channel) else channel,
+            via_local,
+            context,
+            exten,
+            dialed,
+            callerid,
+            is_phone=self.is_calling_phone,
+            max_ext=self.options.max_extension_length,
+        )
+
+    def is_calling_phone(self, channel: str) -> bool:
+        """A phone placing a call: a phone that is not a configured trunk."""
+        if not self.is_phone(channel):
+            return False
+        return self._trunks is None or not _glob_match(self._trunks, channel)
 
 
 def _globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
