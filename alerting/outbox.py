@@ -20,6 +20,7 @@ Times are seconds since the epoch (the sender's clock), so tests can inject a fa
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,13 +116,12 @@ class Outbox(SqliteFile):
         """Queue one alert; False when its key was already queued (sent or not)."""
         key = key if key is not None else alert_key(kind, view)
         payload = json.dumps(view, ensure_ascii=False, default=str)
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO outbox(incident_id, kind, key, payload, created_at, "
-                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (str(view["id"]), kind, key, payload, now, now),
-            )
-            return cur.rowcount == 1
+        cur = self._write(lambda db: db.execute(
+            "INSERT OR IGNORE INTO outbox(incident_id, kind, key, payload, created_at, "
+            "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (str(view["id"]), kind, key, payload, now, now),
+        ))
+        return cur.rowcount == 1
 
     def due(self, now: float, limit: int = 500) -> list[Item]:
         """Pending items whose time has come, oldest first, only the oldest of each incident
@@ -173,41 +173,49 @@ class Outbox(SqliteFile):
 
     def mark_sent(self, ids: Sequence[int], now: float, ts: str | None,
                   state: str = SENT) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.executemany(
                 "UPDATE outbox SET state = ?, sent_at = ?, slack_ts = ?, error = NULL "
                 "WHERE id = ?",
                 [(state, now, ts, i) for i in ids],
             )
 
+        self._write(work)
+
     def mark_failed(self, item_id: int, error: str, next_attempt_at: float) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, error = ?, next_attempt_at = ? "
                 "WHERE id = ?",
                 (error, next_attempt_at, item_id),
             )
 
+        self._write(work)
+
     def postpone_all(self, until: float) -> None:
         """Every pending item waits until then (a rate limit or an outage is global)."""
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?) WHERE state = ?",
                 (until, PENDING),
             )
 
+        self._write(work)
+
     def retry_now(self, now: float) -> None:
         """On start: whatever waited for a backoff is due again."""
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE outbox SET next_attempt_at = ? WHERE state = ? AND next_attempt_at > ?",
                 (now, PENDING, now),
             )
 
+        self._write(work)
+
     def prune(self, before: float) -> int:
         """Forget sent rows older than `before` (their keys too: keep this well past the
         incidents' lifetime)."""
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> int:
             cur = db.execute(
                 "DELETE FROM outbox WHERE state != ? AND sent_at < ?", (PENDING, before)
             )
@@ -217,6 +225,8 @@ class Outbox(SqliteFile):
                 (before,),
             )
             return cur.rowcount
+
+        return self._write(work)
 
     # ---- threads ---------------------------------------------------------------------------
     def thread(self, incident_id: str) -> Thread | None:
@@ -232,7 +242,7 @@ class Outbox(SqliteFile):
 
     def set_thread(self, incident_id: str, channel: str, ts: str, now: float,
                    summary: bool = False) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO threads(incident_id, channel, ts, summary, created_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(incident_id) DO UPDATE SET "
@@ -240,13 +250,16 @@ class Outbox(SqliteFile):
                 (incident_id, channel, ts, int(summary), now),
             )
 
+        self._write(work)
+
     def set_blocks(self, incident_id: str, blocks: list[dict[str, Any]]) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE threads SET blocks = ? WHERE incident_id = ?",
                 (json.dumps(blocks, ensure_ascii=False), incident_id),
             )
 
+        self._write(work)
 
 def _item(row: tuple[Any, ...]) -> Item:
     (iid, incident_id, kind, key, payload, created_at, _state, attempts, next_at,

@@ -403,23 +403,30 @@ def status(
     ] = None,
 ) -> None:
     """Show what the running daemon reports: sources, events/s, calls up, open incidents."""
-    from tollwatch.state import StateStore
+    from tollwatch.state import StateStore, read_status_file
 
     directory = data_dir
     if directory is None:
         settings = _settings(config, None, None, None) if config else None
         directory = settings.daemon.data_dir if settings else Path("/var/lib/tollwatch")
     db = directory / "tollwatch.sqlite3"
-    if not db.is_file():
+    doc = read_status_file(directory)
+    if not db.is_file() and doc is None:
         raise _fail([f"{db}: no daemon state here (is `tollwatch run` using this data dir?)"])
-    store = StateStore(db)
-    rows = store.read_status()
-    daemon = rows.get("daemon")
-    if daemon is None:
-        raise _fail([f"{db}: the daemon has not reported yet"])
-    updated, info = daemon
-    sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
-    status_view.render(out, updated, info, sources, store.incidents(open_only=True))
+    store = StateStore(db) if db.is_file() else None
+    if doc is not None:  # written in place, so it is current even when the disk is full
+        updated, info = str(doc.get("updated_at")), dict(doc.get("daemon") or {})
+        sources = [dict(d) for d in doc.get("sources") or []]
+    else:
+        assert store is not None
+        rows = store.read_status()
+        daemon = rows.get("daemon")
+        if daemon is None:
+            raise _fail([f"{db}: the daemon has not reported yet"])
+        updated, info = daemon
+        sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
+    incidents = store.incidents(open_only=True) if store is not None else []
+    status_view.render(out, updated, info, sources, incidents)
 
 
 def _logging(verbose: bool) -> None:

@@ -21,10 +21,11 @@ from alerting.remediation import Blocker
 from alerting.slack import SlackAlerter
 from config import Settings
 from tollwatch.daemon import Daemon
+from tollwatch.recovery import CdrRecovery
 from tollwatch.report.build import ReportResult
 from tollwatch.report.post import queue_report
 from tollwatch.report.schedule import ReportScheduler
-from tollwatch.settings import load, overrides
+from tollwatch.settings import cdr_options, load, overrides
 from tollwatch.sources import ami_sources, csv_sources, db_sources, source_names
 from tollwatch.state import StateStore
 
@@ -48,6 +49,10 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     daemon.sources.extend(feeds)
     daemon.sources.extend(csv_sources(settings, store))
     daemon.sources.extend(db_sources(settings, store))
+    for server in settings.ami:
+        if server.cdr_file is not None:
+            daemon.sessions.recovery[server.name] = CdrRecovery(server.name, server.cdr_file,
+                                                                cdr_options(settings))  # fmt: skip
     blocker = Blocker(settings, {f.name: f.source for f in feeds})
 
     async def notify(kind: str, view: dict[str, Any]) -> None:  # blocks and lifts, in words
