@@ -12,38 +12,37 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from alerting.textsafe import markup, plain
 from cdr_ingest import IngestError, describe_layout
-from config import ConfigError, Settings, masked_dump
+from config import Settings, masked_dump
 from rules.destinations import Classifier
 from rules.incidents import Severity
-from tollwatch import report_format
+from rules.validity import valid_e164
+from tollwatch import __version__, report_format
+from tollwatch.cli_common import (
+    AccessOpt,
+    ConfigOpt,
+    CountryOpt,
+    TzOpt,
+    err,
+    fail,
+    out,
+    parse_time,
+    settings_for,
+    warn,
+)
 from tollwatch.scan import ScanResult, ScanStats, run_scan
-from tollwatch.settings import cdr_options, load, overrides
+from tollwatch.settings import cdr_options
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="PBX toll-fraud monitor for Asterisk.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is shown as written: "[cdr]" is a settings section
 )
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Settings file (TOML).", dir_okay=False)
-]
-CountryOpt = Annotated[
-    str | None, typer.Option("--country", help="Home country, ISO 3166 (JP, US, ...).")
-]
-TzOpt = Annotated[str | None, typer.Option("--tz", help="Site time zone (IANA).")]
-AccessOpt = Annotated[
-    list[str] | None,
-    typer.Option("--access-code", help="Outside-line access code (repeatable), e.g. 0 or 9."),
-]
 
 
 class Format(StrEnum):
@@ -53,31 +52,20 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def _fail(lines: list[str]) -> typer.Exit:
-    for line in lines:
-        err.print(f"[red]error:[/red] {line}", soft_wrap=True)
-    return typer.Exit(2)
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"tollwatch {__version__}\n")
+        raise typer.Exit()
 
 
-def _settings(
-    config: Path | None, country: str | None, tz: str | None, access: list[str] | None
-) -> Settings:
-    try:
-        return load(config, overrides(country, tz, access))
-    except ConfigError as exc:
-        prefix = f"{exc.source}: " if exc.source else ""
-        raise _fail([prefix + e for e in exc.errors]) from None
-
-
-def _parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail([f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
-                     "2026-11-24T06:00"]) from None
-    return when.replace(tzinfo=tz) if when.tzinfo is None else when
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    """PBX toll-fraud monitor for Asterisk."""
 
 
 @app.command()
@@ -96,16 +84,16 @@ def scan(
     ] = False,
 ) -> None:
     """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
-    settings = _settings(config, country, tz, access_code)
+    settings = settings_for(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
-    start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
+    start, stop = parse_time(since, zone, "since"), parse_time(until, zone, "until")
     try:
         if verbose:
             for f in files:
-                err.print(describe_layout(f, cdr_options(settings)), soft_wrap=True)
+                err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
         result = _scan_with_progress(files, settings, start, stop, show=not quiet)
     except IngestError as exc:
-        raise _fail([str(exc)]) from None
+        raise fail(str(exc)) from None
     incidents = result.incidents
     if fmt is Format.table:
         report_format.print_table(out, incidents, zone)
@@ -116,7 +104,10 @@ def scan(
     else:
         sys.stdout.write(report_format.to_csv(incidents, zone))
     if not quiet:
-        _summary(result.stats, incidents_count=len(incidents))
+        _summary(result.stats, incidents_count=len(incidents), settings=settings)
+    warning = result.validity.warning(settings)
+    if warning:
+        warn(warning)
     if any(i.severity == Severity.CRITICAL for i in incidents):
         raise typer.Exit(1)
 
@@ -153,16 +144,17 @@ def _bytes_per_line(path: Path) -> float:
     return len(head) / max(1, head.count(b"\n"))
 
 
-def _summary(stats: ScanStats, incidents_count: int) -> None:
+def _summary(stats: ScanStats, incidents_count: int, settings: Settings) -> None:
     classes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_class.items()))
     err.print(
         f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound calls"
         f" ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count} incident(s)"
-        f" in {stats.seconds:.2f}s",
+        f" in {stats.seconds:.2f}s; times in {markup(settings.site.zone_label)}",
         soft_wrap=True,
     )
     for origin, problem in stats.problems[:20]:
-        err.print(f"[yellow]skipped[/yellow] {origin}: {problem}", soft_wrap=True)
+        err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}",
+                  soft_wrap=True)
     if stats.skipped > 20:
         err.print(f"... and {stats.skipped - 20} more skipped rows", soft_wrap=True)
 
@@ -176,18 +168,24 @@ def classify(
     access_code: AccessOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines output.")] = False,
 ) -> None:
-    """Show where each dialed number goes under the site's dial plan."""
-    settings = _settings(config, country, tz, access_code)
+    """Show where each dialed number goes under the site's dial plan, and whether it is a valid
+    number there ("invalid": check --country and --access-code)."""
+    settings = settings_for(config, country, tz, access_code)
     classifier = Classifier(settings)
     for number in numbers:
         d = classifier.classify(number)
+        outbound = d.dest_class in ("domestic", "international", "unknown")
+        valid = valid_e164(d.e164) if outbound else None
         if as_json:
-            sys.stdout.write(json.dumps(d.__dict__, ensure_ascii=False) + "\n")
+            row = {**d.__dict__, "valid": valid}
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
             continue
         where = f"{d.region_name} ({d.region}, +{d.calling_code})" if d.region else "-"
         risk = f"HIGH RISK ({d.risk_prefix})" if d.high_risk else (
             "allowlisted" if d.allowlisted else "")
-        line = f"{number:>20}  {d.dest_class:<13} {d.e164 or '-':<18} {where}  {risk}"
+        check = "invalid" if valid is False else ""
+        line = (f"{plain(number):>20}  {d.dest_class:<13} {d.e164 or '-':<18} {check:<7} "
+                f"{where}  {risk}")
         sys.stdout.write(line.rstrip() + "\n")
 
 
@@ -198,99 +196,78 @@ def check_config(
     country: CountryOpt = None,
     tz: TzOpt = None,
     access_code: AccessOpt = None,
+    sample: Annotated[
+        list[Path] | None,
+        typer.Option("--sample", help="A CDR file: check its dialed numbers are valid under "
+                     "the settings (up to 10k distinct numbers; repeatable)."),
+    ] = None,
 ) -> None:
-    """Validate a settings file and print the effective settings (secrets masked)."""
-    settings = _settings(file or config, country, tz, access_code)
+    """Validate a settings file (every error at once, referenced secrets included) and print
+    the effective settings (secrets masked)."""
+    settings = settings_for(file or config, country, tz, access_code, check_secrets=True)
     out.print_json(json.dumps(masked_dump(settings)))
-    err.print("[green]settings OK[/green]")
+    for line in _config_warnings(settings):
+        warn(line)
+    if sample:
+        from tollwatch.check_sample import sample_numbers
+
+        try:
+            validity = sample_numbers(settings, sample)
+        except IngestError as exc:
+            raise fail(str(exc)) from None
+        warning = validity.warning(settings)
+        if warning:
+            warn(warning)
+            raise typer.Exit(1)
+        err.print(f"{validity.checked} distinct outbound numbers checked, "
+                  f"{validity.invalid} invalid")
+    err.print(f"[green]settings OK[/green] (times in {markup(settings.site.zone_label)})")
+
+
+def _config_warnings(settings: Settings) -> list[str]:
+    found = []
+    if settings.hours.holidays_country == "" and settings.site.country:
+        found.append(f"hours.holidays_country: the holidays package has no calendar for "
+                     f"{settings.site.country}: public holidays are not known (list them in "
+                     "hours.closures)")
+    return found
 
 
 def _register() -> None:
-    from tollwatch import cli_blocks
+    from tollwatch import cli_blocks, cli_status
     from tollwatch.report.cli import report
 
     app.command("report")(report)
-    for command in (cli_blocks.block, cli_blocks.unblock, cli_blocks.blocks, cli_blocks.dialplan):
+    for command in (cli_blocks.block, cli_blocks.unblock, cli_blocks.blocks, cli_blocks.dialplan,
+                    cli_status.status):
         app.command()(command)
-
-
-_register()
-
-
-def main() -> None:
-    app()
-
-
-@app.command()
-def status(
-    config: ConfigOpt = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="The daemon's data directory.")
-    ] = None,
-) -> None:
-    """Show what the running daemon reports: sources, events/s, calls up, open incidents."""
-    from tollwatch.state import StateStore
-
-    directory = data_dir
-    if directory is None:
-        settings = _settings(config, None, None, None) if config else None
-        directory = settings.daemon.data_dir if settings else Path("/var/lib/tollwatch")
-    db = directory / "tollwatch.sqlite3"
-    if not db.is_file():
-        raise _fail([f"{db}: no daemon state here (is `tollwatch run` using this data dir?)"])
-    store = StateStore(db)
-    rows = store.read_status()
-    daemon = rows.get("daemon")
-    if daemon is None:
-        raise _fail([f"{db}: the daemon has not reported yet"])
-    updated, info = daemon
-    age = (datetime.now(tz=ZoneInfo("UTC")) - datetime.fromisoformat(updated)).total_seconds()
-    state = "running" if age < 30 else f"NOT RUNNING (last report {age:.0f}s ago)"
-    out.print(f"daemon: {state}; site {info.get('site')}; events {info.get('events')}; "
-              f"errors {info.get('errors')}; open incidents {info.get('open_incidents')}")
-    table = Table(title="sources")
-    for col in ("source", "kind", "connected", "events/s", "calls up", "last event", "state"):
-        table.add_column(col)
-    for name, (_, data) in sorted(rows.items()):
-        if not name.startswith("source:"):
-            continue
-        table.add_row(
-            data["name"], data["kind"], "yes" if data["connected"] else "[red]no[/red]",
-            str(data.get("events_per_s", 0)), str(data.get("calls_in_progress", 0)),
-            data.get("last_event_at") or "-", data.get("state", ""),
-        )
-    out.print(table)
-    for inc in store.incidents(open_only=True):
-        out.print(f"open: {inc['severity']} {inc['source']} {', '.join(inc['destinations'])} "
-                  f"({inc['calls']} calls since {inc['first_call_at']})")
-
-
-def _logging(verbose: bool) -> None:
-    import logging
-
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    app.command("slack-test")(cli_status.slack_test)
 
 
 @app.command()
 def run(
     config: ConfigOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="text or json (default: text; no timestamps when "
+                     "journald adds its own)."),
+    ] = None,
 ) -> None:
     """Run the live monitor: AMI servers and followed Master.csv files from the settings."""
-    settings = _settings(config, None, None, None)
+    settings = settings_for(config)
     if not settings.ami and not settings.csv_sources:
-        raise _fail(["no sources: add [[ami]] servers or [[csv_sources]] to the settings"])
-    _logging(verbose)
+        raise fail("no sources: add [[ami]] servers or [[csv_sources]] to the settings")
+    from tollwatch.logs import setup_logging
+
+    setup_logging(verbose, log_format)
     from config.secrets import SecretError
     from tollwatch.runner import run_daemon
 
     try:
         asyncio.run(run_daemon(settings))
     except SecretError as exc:
-        raise _fail([str(exc)]) from None
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -298,8 +275,16 @@ def demo(
     pace: Annotated[float, typer.Option(help="Seconds between replayed AMI messages.")] = 0.003,
 ) -> None:
     """Replay a recorded attack through an embedded fake Asterisk and watch it caught live."""
+    from tollwatch.logs import setup_logging
     from tollwatch.runner import run_demo
 
-    _logging(False)
+    setup_logging(False, None)
     code = asyncio.run(run_demo(pace, out))
     raise typer.Exit(code)
+
+
+_register()
+
+
+def main() -> None:
+    app()

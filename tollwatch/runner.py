@@ -87,6 +87,14 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:  # SIGHUP (systemctl reload): Slack settings fixed, secrets renewed
+        log.info("SIGHUP: resuming alert delivery")
+        for alerter in daemon.alerters:
+            if isinstance(alerter, SlackAlerter):
+                alerter.resume()
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     scheduler = report_scheduler(settings, daemon)
     if scheduler is not None:
         scheduler.start()
@@ -95,6 +103,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     finally:
         if scheduler is not None:
             await scheduler.stop()
+        daemon.store.mark_stopped()
         daemon.store.close()
 
 
@@ -116,7 +125,7 @@ async def run_demo(pace: float, console: Console) -> int:
                 "daemon": {"data_dir": tmp},
                 "ami": [{"name": "demo-pbx", "host": "127.0.0.1", "port": fake.port,
                          "username": "tollwatch", "secret_env": "TOLLWATCH_DEMO_SECRET"}],
-            })
+            }, use_default=False)
             console.print(f"[bold]tollwatch demo[/bold]: a fake Asterisk on 127.0.0.1:{fake.port} "
                           "replays a recorded attack (phone 209 calling Sierra Leone numbers).")
             daemon = build(settings, console)

@@ -21,6 +21,7 @@ from rules.batch import CALL_COLUMNS, run_frame
 from rules.destinations import Classifier
 from rules.engine import Engine
 from rules.incidents import Incident
+from rules.validity import SAMPLE, Validity, check_numbers
 from tollwatch.settings import cdr_options, rule_specs
 
 MAX_PROBLEMS = 1000
@@ -37,12 +38,14 @@ class ScanStats:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
     seconds: float = 0.0
     calls_scored: int = 0
+    numbers: set[str] = field(default_factory=set, repr=False)  # distinct dialed, a sample
 
 
 @dataclass
 class ScanResult:
     incidents: list[Incident]
     stats: ScanStats
+    validity: Validity = field(default_factory=Validity)
 
 
 def _line_of(origin: str) -> tuple[str, int]:
@@ -81,6 +84,9 @@ def run_scan(
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
         ok = classify(batch.filter(good))
         stats.outbound += ok.height
+        if len(stats.numbers) < SAMPLE:
+            room = SAMPLE - len(stats.numbers)
+            stats.numbers.update(ok.get_column("dst").unique().drop_nulls().head(room).to_list())
         for cls, n in ok.group_by("dest_class").len().iter_rows():
             stats.by_class[cls] = stats.by_class.get(cls, 0) + n
         keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
@@ -95,8 +101,15 @@ def run_scan(
     incidents = (
         run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
     )
+    incidents = sort_incidents(incidents)
+    validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
     stats.seconds = time.perf_counter() - started
-    return ScanResult(incidents, stats)
+    return ScanResult(incidents, stats, validity)
+
+
+def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
+    """Most severe first, then by the time of the first call."""
+    return sorted(incidents, key=lambda i: (-int(i.severity), i.first_call_at, i.id))
 
 
 def _count_rows(rows: pl.LazyFrame) -> int:

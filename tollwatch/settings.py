@@ -7,6 +7,7 @@ from typing import Any
 
 from cdr_ingest import CdrOptions
 from config import Settings, load_settings
+from config.load import default_path
 from rules.base import check_rules
 
 
@@ -31,8 +32,19 @@ def overrides(
     return out
 
 
-def load(config: Path | None, over: dict[str, Any] | None = None) -> Settings:
-    return load_settings(config, over or {}, rule_checks=check_rules)
+def load(
+    config: Path | None,
+    over: dict[str, Any] | None = None,
+    *,
+    use_default: bool = True,
+    check_secrets: bool = False,
+) -> Settings:
+    """`config`, else (use_default) $TOLLWATCH_CONFIG or /etc/tollwatch/tollwatch.toml if it
+    exists; then the overrides; rules checked by type."""
+    if config is None and use_default:
+        config = default_path()
+    return load_settings(config, over or {}, rule_checks=check_rules,
+                         check_secrets=check_secrets)
 
 
 def rule_specs(settings: Settings) -> dict[str, dict[str, Any]]:
