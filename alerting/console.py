@@ -6,6 +6,7 @@ import logging
 from typing import IO
 
 from alerting.base import IncidentView
+from alerting.textsafe import plain
 
 log = logging.getLogger("tollwatch.alert")
 
@@ -31,22 +32,24 @@ class ConsoleAlerter:
             self.stream.write(line + "\n")
             self.stream.flush()
         else:
-            log.warning("%s", line)
+            for part in line.split("\n"):  # one log line each (the parts are escaped)
+                log.warning("%s", part)
 
 
 def format_change(kind: str, view: IncidentView) -> str:
     head = {"opened": "NEW", "escalated": "ESCALATED"}.get(kind, kind.upper())
-    dests = ", ".join(view.get("destinations", [])) or "-"
+    dests = plain(", ".join(view.get("destinations", [])) or "-")
     lines = [
-        f"[{head}] {view['severity'].upper()} (score {view['score']}) source {view['source']} "
-        f"-> {dests}: {view['calls']} call(s) since {view['first_call_at']}  [{view['id']}]"
+        f"[{head}] {plain(view['severity']).upper()} (score {view.get('score', '-')}) source "
+        f"{plain(view['source'])} -> {dests}: {view.get('calls', '-')} call(s) since "
+        f"{plain(view.get('first_call_at', '-'))}  [{plain(view['id'])}]"
     ]
-    lines += [f"    - {reason}" for reason in view.get("reasons", [])]
+    lines += [f"    - {plain(reason)}" for reason in view.get("reasons", [])]
     return "\n".join(lines)
 
 
 def format_update(view: IncidentView) -> str:
     return (
-        f"[UPDATE] {view['severity'].upper()} source {view['source']}: now {view['calls']} calls,"
-        f" {view['minutes']} min  [{view['id']}]"
+        f"[UPDATE] {plain(view['severity']).upper()} source {plain(view['source'])}: now "
+        f"{view['calls']} calls, {view['minutes']} min  [{plain(view['id'])}]"
     )

@@ -128,11 +128,13 @@ class SlackAlerter:
         settings = self.settings
         if self.webhook_mode:
             if self._webhook is None or self._own_clients:
-                url = read_secret(settings.webhook_env, settings.webhook_file, "Slack webhook")
+                url = read_secret(settings.webhook_env, settings.webhook_file, "slack",
+                                  "webhook_env", "webhook_file")
                 self._add_secret(url)
                 self._webhook = ThreadedWebhook(url)
         elif self._client is None or self._own_clients:
-            token = read_secret(settings.token_env, settings.token_file, "Slack token")
+            token = read_secret(settings.token_env, settings.token_file, "slack",
+                                "token_env", "token_file")
             self._add_secret(token)
             base = settings.base_url or DEFAULT_BASE_URL
             self._client = ThreadedWebClient(token, base if base.endswith("/") else base + "/")

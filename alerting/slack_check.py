@@ -113,7 +113,9 @@ def _webhook(url: str, message: str) -> CheckResult:
 async def check_slack(settings: Slack, message: str) -> CheckResult:
     """Raises config.secrets.SecretError when the token/webhook cannot be read."""
     if settings.webhook_env is not None or settings.webhook_file is not None:
-        url = read_secret(settings.webhook_env, settings.webhook_file, "Slack webhook")
+        url = read_secret(settings.webhook_env, settings.webhook_file, "slack", "webhook_env",
+                          "webhook_file")
         return await asyncio.to_thread(_webhook, url, message)
-    token = read_secret(settings.token_env, settings.token_file, "Slack token")
+    token = read_secret(settings.token_env, settings.token_file, "slack", "token_env",
+                        "token_file")
     return await asyncio.to_thread(_bot, settings, token, message)

@@ -7,7 +7,7 @@ until ``release_temp_files()`` is called (see ``_gzip``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -15,11 +15,13 @@ import polars as pl
 from ._gzip import release_temp_files
 from ._scan import SCHEMA, check_timezone, detect, scan_file
 from ._types import CdrOptions, IngestError
+from .dialects import canonical_columns
 
 __all__ = [
     "SCHEMA",
     "CdrOptions",
     "IngestError",
+    "canonical_columns",
     "describe_layout",
     "release_temp_files",
     "scan_cdrs",
@@ -40,12 +42,29 @@ def _check_readable(path: Path) -> None:
         raise IngestError(f"{path}: cannot open ({e.strerror or e})") from None
 
 
-def scan_cdrs(paths: Sequence[Path], options: CdrOptions) -> pl.LazyFrame:
-    """One LazyFrame (schema ``SCHEMA``) over all files, each read with its own layout."""
+def scan_cdrs(
+    paths: Sequence[Path], options: CdrOptions, on_file_error: Callable[[str], None] | None = None
+) -> pl.LazyFrame:
+    """One LazyFrame (schema ``SCHEMA``) over all files, each read with its own layout.
+
+    A file that cannot be read (missing, a directory, permission denied, not a CDR file,
+    damaged gzip) raises IngestError; with `on_file_error`, it is reported there instead (one
+    line: "path: reason") and the other files are read. Of a damaged gzip file, the complete
+    lines before the damage are read (and the damage reported)."""
     check_timezone(options)
-    for path in paths:
-        _check_readable(Path(path))
-    frames = [scan_file(Path(p), str(p), options) for p in paths]
+    if on_file_error is None:
+        for path in paths:
+            _check_readable(Path(path))
+    frames = []
+    for p in paths:
+        try:
+            if on_file_error is not None:
+                _check_readable(Path(p))
+            frames.append(scan_file(Path(p), str(p), options, on_file_error))
+        except IngestError as e:
+            if on_file_error is None:
+                raise
+            on_file_error(str(e))
     if not frames:
         return pl.LazyFrame(schema=SCHEMA)
     return pl.concat(frames, how="vertical")

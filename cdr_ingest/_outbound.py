@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from ._types import CdrOptions
+from .dialed import dial_evidence, dialed_expr
 
 # TECH/endpoint-suffix;n, e.g. PJSIP/carrier-0000000b, Local/0102@from-internal-00000001;2.
 # The hex suffix may be empty: failed dials get a synthetic destination "TECH/endpoint-".
@@ -84,7 +85,16 @@ def _is_phone(channel: pl.Expr, options: CdrOptions) -> pl.Expr:
 
 
 def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
-    """Add outbound, source and trunk from channel, dstchannel, lastapp, lastdata, dcontext."""
+    """Add outbound, source, trunk, dialed and trunk_basis.
+
+    The destination channel (dstchannel, or the Dial target when the dial failed) is a trunk:
+    by ``[outbound] trunks`` when configured ("configured"); else not when a ``phones`` glob
+    matches; else when the Dial target sent it a number (``PJSIP/0023...@carrier``: "number");
+    not when the Dial target is the bare endpoint (``SIP/150010001``: a device); and with no
+    Dial to tell, when its name does not look like an extension ("name", a guess).
+    trunk_basis is that reason for outbound legs, and "device" for legs a name guess would
+    have taken for trunks but the Dial target shows are devices (the scan reports both).
+    """
     use_dst = pl.col("dstchannel") != ""
     failed_dial = ~use_dst & pl.col("lastapp").str.contains("(?i)^dial$")
     dial = pl.when(failed_dial).then(pl.col("lastdata")).str.extract_groups(_DIAL)
@@ -92,12 +102,20 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     lf = lf.with_columns(
         pl.when(use_dst).then(pl.col("dstchannel")).otherwise(synthetic + "-").alias("_dest")
     )
+    lf = lf.with_columns(
+        dial_evidence(pl.col("lastapp"), pl.col("lastdata"), pl.col("_dest")).alias("_evidence")
+    )
     dest = pl.col("_dest")
     real = dest.str.contains(_HAS_ENDPOINT) & ~dest.str.contains(_LOCAL)
+    ev = pl.col("_evidence")
+    by_name = ~_is_phone(dest, options)
     if options.trunks:
         trunk = real & _matches(options.trunks, *_glob_names(dest))
+        basis = pl.lit("configured")
     else:
-        trunk = real & ~_is_phone(dest, options)
+        named_phone = _matches(options.phones, *_glob_names(dest))
+        trunk = real & ~named_phone & ((ev == "number") | (ev.is_null() & by_name))
+        basis = pl.when(ev == "number").then(pl.lit("number")).otherwise(pl.lit("name"))
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
     chan = pl.col("channel")
@@ -105,7 +123,16 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     lf = lf.with_columns(
         trunk.fill_null(False).alias("outbound"),
         _endpoint(pl.when(calling_phone).then(chan)).fill_null(pl.col("src")).alias("source"),
+        dialed_expr().alias("dialed"),
     )
+    device = (real & (ev == "device") & by_name).fill_null(False)
+    if options.trunks:
+        device = pl.lit(False)
     return lf.with_columns(
-        _endpoint(pl.when(pl.col("outbound")).then(dest)).fill_null("").alias("trunk")
+        _endpoint(pl.when(pl.col("outbound")).then(dest)).fill_null("").alias("trunk"),
+        pl.when(pl.col("outbound"))
+        .then(basis)
+        .when(device)
+        .then(pl.lit("device"))
+        .alias("trunk_basis"),
     )

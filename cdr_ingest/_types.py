@@ -12,6 +12,7 @@ class CdrOptions:
     timezone: str = "UTC"
     usegmtime: bool = False
     layout: str = "auto"
+    columns: tuple[str, ...] = ()  # a headerless file's columns, as configured ([cdr] columns)
     trunks: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
     contexts: tuple[str, ...] = ()

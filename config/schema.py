@@ -21,6 +21,7 @@ CdrLayout = Literal[
     "uniqueid+newcdrcolumns",
     "userfield+newcdrcolumns",
     "uniqueid+userfield+newcdrcolumns",
+    "cdr_custom",
 ]
 
 
@@ -138,6 +139,23 @@ class Cdr(Strict):
     files: list[Path] = Field(default_factory=list)
     layout: CdrLayout = "auto"
     usegmtime: bool = False
+    # A headerless file's columns in order (a cdr_custom mapping); "" for a column to ignore.
+    columns: list[str] = Field(default_factory=list)
+    # Or the cdr_custom.conf to read that mapping from.
+    custom_conf: Path | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: list[str]) -> list[str]:
+        from cdr_ingest.dialects import CANONICAL, canonical_column
+
+        unknown = [c for c in value if c and canonical_column(c) is None]
+        if unknown:
+            raise ValueError(
+                f"unknown CDR column(s) {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(CANONICAL)}, calldate, ...)"
+            )
+        return value
 
 
 class Incidents(Strict):

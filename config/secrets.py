@@ -1,5 +1,9 @@
 """Read secrets from the environment or a file. Never from argv; never logged or shown.
 
+An error names the setting (`secret_env`, `token_file`, ...), never what it holds: a user who
+writes the secret itself where its variable name or file path belongs must not see it echoed in
+a terminal, a log or a systemd journal.
+
 A relative `*_file` is looked up in systemd's credentials directory (`$CREDENTIALS_DIRECTORY`,
 set by `LoadCredential=NAME:/path` in the unit) when there is one: `secret_file = "ami-secret"`
 with `LoadCredential=ami-secret:/etc/tollwatch/ami.secret`.
@@ -8,15 +12,18 @@ with `LoadCredential=ami-secret:/etc/tollwatch/ami.secret`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 class SecretError(Exception):
-    """A secret could not be read. The message names where it was looked for, never a value."""
+    """A secret could not be read. The message names the setting, never its value."""
 
 
 def secret_path(file: Path | str) -> Path:
@@ -28,37 +35,56 @@ def secret_path(file: Path | str) -> Path:
     return path
 
 
-def read_secret(env: str | None, file: Path | None, what: str) -> str:
+def read_secret(
+    env: str | None,
+    file: Path | None,
+    what: str,
+    env_key: str = "secret_env",
+    file_key: str = "secret_file",
+) -> str:
+    """The secret from the environment variable named by `env`, else from the file `file`.
+
+    `what` says whose secret it is (e.g. "ami.0.secret"); `env_key`/`file_key` are the names of
+    the settings that hold `env`/`file`, used in errors instead of their values."""
     if env is not None:
+        if not _ENV_NAME.fullmatch(env):
+            raise SecretError(
+                f"{what}: {env_key} is not an environment variable name (did you write the "
+                f"secret itself there? put the secret in the environment and its name in "
+                f"{env_key}; the value is not shown)"
+            )
         value = os.environ.get(env)
         if not value:
-            raise SecretError(f"{what}: environment variable {env} is not set")
+            raise SecretError(
+                f"{what}: the environment variable named by {env_key} is not set or empty "
+                f"(its name is not shown, in case it is the secret)"
+            )
         return value
     if file is not None:
-        path = secret_path(file)
         try:
-            value = path.read_text(encoding="utf-8").strip()
+            value = secret_path(file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise SecretError(f"{what}: cannot read {path} ({exc.strerror})") from None
+            raise SecretError(
+                f"{what}: cannot read the file named by {file_key} ({exc.strerror or 'error'};"
+                f" its path is not shown, in case it is the secret)"
+            ) from None
+        except UnicodeDecodeError:
+            raise SecretError(f"{what}: the file named by {file_key} is not UTF-8 text") from None
         if not value:
-            raise SecretError(f"{what}: {path} is empty")
+            raise SecretError(f"{what}: the file named by {file_key} is empty")
         return value
-    raise SecretError(f"{what}: no secret_env or secret_file configured")
+    raise SecretError(f"{what}: neither {env_key} nor {file_key} is configured")
 
 
-def _check(where: str, key: str, value: Any) -> str | None:
+def _problem(where: str, key: str, value: Any) -> str | None:
     if not isinstance(value, str | Path) or not str(value):
         return None
-    if key.endswith("_env"):
-        if not os.environ.get(str(value)):
-            return f"{where}.{key}: environment variable {value} is not set (or empty)"
-        return None
-    path = secret_path(value)
+    env = str(value) if key.endswith("_env") else None
+    file = None if env is not None else Path(value)
     try:
-        if not path.read_text(encoding="utf-8").strip():
-            return f"{where}.{key}: {path} is empty"
-    except OSError as exc:
-        return f"{where}.{key}: cannot read {path} ({exc.strerror})"
+        read_secret(env, file, where, key, key)
+    except SecretError as exc:
+        return str(exc)
     return None
 
 
@@ -70,13 +96,13 @@ def missing_secrets(data: Mapping[str, Any]) -> list[str]:
     for i, server in enumerate(ami if isinstance(ami, list) else []):
         if isinstance(server, Mapping):
             for key in ("secret_env", "secret_file"):
-                line = _check(f"ami[{i}]", key, server.get(key))
+                line = _problem(f"ami[{i}].{key}", key, server.get(key))
                 if line:
                     found.append(line)
     slack = data.get("slack")
     if isinstance(slack, Mapping) and slack.get("enabled"):
         for key in ("token_env", "token_file", "webhook_env", "webhook_file"):
-            line = _check("slack", key, slack.get(key))
+            line = _problem(f"slack.{key}", key, slack.get(key))
             if line:
                 found.append(line)
     return found

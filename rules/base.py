@@ -45,6 +45,9 @@ class Rule(Generic[OptionsT]):
 
     rule_type: ClassVar[str]
     options_model: ClassVar[type[RuleOptions]]
+    # Whether the rule sees failover legs and forks of an attempt it saw already (rules.attempts):
+    # volume rules count an attempt once; rules about talk time and cost see every leg.
+    counts_repeats: ClassVar[bool] = False
 
     def __init__(self, name: str, options: OptionsT, context: RuleContext) -> None:
         self.name = name
@@ -56,7 +59,9 @@ class Rule(Generic[OptionsT]):
         """Create the rule's state (windows, timers) from its options."""
 
     def wants(self, call: Call) -> bool:
-        """Whether this rule looks at the call at all (its `during` option)."""
+        """Whether this rule looks at the call at all (its `during` option, repeat legs)."""
+        if call.repeat and not self.counts_repeats:
+            return False
         during = self.options.during
         if during == "any":
             return True

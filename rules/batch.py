@@ -15,7 +15,8 @@ from rules.model import Call, CallEvent, Kind
 
 # Columns rules need from the CDR frame (cdr_ingest) after classification (Classifier).
 CALL_COLUMNS = (
-    "call_id", "origin", "source", "account", "dst", "trunk", "start", "answer", "end",
+    "call_id", "origin", "source", "account", "dialed", "trunk", "start", "answer", "end",
+    "linkedid",
     "dest_class", "e164", "calling_code", "region", "region_name", "high_risk", "risk_prefix",
     "allowlisted", "rate",
 )
@@ -26,7 +27,7 @@ def calls_from_frame(
 ) -> Iterator[Call]:
     """Build Call objects from classified CDR rows (sorted by start)."""
     for row in frame.sort("start", maintain_order=True).iter_rows(named=True):
-        dest = Destination.from_row(row["dst"], row)
+        dest = Destination.from_row(row["dialed"], row)
         allow = dest.allowlisted or classifier.source_allowlisted(
             source_allow.get(row["source"], []), dest.e164
         )
@@ -41,6 +42,7 @@ def calls_from_frame(
             trunk=row["trunk"] or "",
             origin=row["origin"],
             allowlisted=allow,
+            linkedid=row["linkedid"] or "",
         )
 
 

@@ -308,14 +308,20 @@ class Classifier:
                 "calling_code"
             ),
             pl.when(e164.is_not_null()).then(pl.lit("+") + e164).otherwise(None).alias("e164"),
-            pl.col("risk_prefix").is_not_null().alias("high_risk"),
+            # High-risk means international: a number at home (or in a domestic region) never
+            # is, whatever the list holds (+7 for a Moscow office, +1 876 for a Jamaican one).
+            pl.when(dest_class == "domestic")
+            .then(None)
+            .otherwise(pl.col("risk_prefix"))
+            .alias("risk_prefix"),
         ]
+        step6b = [pl.col("risk_prefix").is_not_null().alias("high_risk")]
         step7 = [
             pl.col("region")
             .replace_strict(self._names, default=pl.col("region"), return_dtype=pl.String)
             .alias("region_name"),
         ]
-        return [step1, step2, step3, step4, step5, step6, step7]
+        return [step1, step2, step3, step4, step5, step6, step6b, step7]
 
     def _steps_for(self, column: str) -> list[list[pl.Expr]]:
         steps = self._steps.get(column)

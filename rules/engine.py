@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from config.schema import Settings
+from rules.attempts import AttemptTracker
 from rules.base import Rule, RuleContext, build_rules
 from rules.calendar import BusinessCalendar
 from rules.incidents import IncidentChange, IncidentTracker
@@ -28,6 +29,7 @@ class Engine:
         self.tracker = tracker
         self.calendar = calendar
         self.clock: datetime | None = None
+        self.attempts = AttemptTracker()
         self._answer_rules = [r for r in rules if _overrides(r, "on_answer")]
         self._end_rules = [r for r in rules if _overrides(r, "on_end")]
         self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
@@ -73,6 +75,7 @@ class Engine:
         call, now = event.call, event.at
         if event.kind == Kind.STARTED:
             call.closed = self.calendar.closed_reason(call.start)
+            self.attempts.started(call, now)
             change = self.tracker.add_call(call, now)
             if change is not None:
                 changes.append(change)
@@ -80,11 +83,13 @@ class Engine:
                 if rule.wants(call):
                     changes.extend(self._apply(rule.on_start(call, now)))
         elif event.kind == Kind.ANSWERED:
+            self.attempts.answered(call)
             for rule in self._answer_rules:
                 if rule.wants(call):
                     changes.extend(self._apply(rule.on_answer(call, now)))
         else:
             call.ended = True
+            self.attempts.ended(call, now)
             for rule in self._end_rules:
                 if rule.wants(call):
                     changes.extend(self._apply(rule.on_end(call, now)))

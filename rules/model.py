@@ -29,6 +29,8 @@ class Call:
     allowlisted: bool = False  # site-wide or per-source allowlist covers the destination
     ended: bool = field(default=False)
     closed: str | None = None  # why the office was closed when the call started (engine sets it)
+    linkedid: str = ""  # the Asterisk call this leg belongs to ("" when the CDR has no linkedid)
+    repeat: bool = False  # a failover leg or parallel fork of an attempt counted already
 
     @property
     def billsec(self) -> float:

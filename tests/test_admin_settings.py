@@ -154,11 +154,12 @@ secret_file = "{tmp_path}/missing.secret"
         "incidents: warning_score (120) must be below critical_score (100)",
         'hours.holidays_country: "QQ" is not a country the holidays package knows',
         "emergency.numbers: leaves out 118, 119, 112, 999, 911",
-        "ami[0].secret_env: environment variable TW_NOPE is not set",
-        "ami[1].secret_file: cannot read",
+        "ami[0].secret_env: the environment variable named by secret_env is not set",
+        "ami[1].secret_file: cannot read the file named by secret_file",
     ):
         assert needle in err, (needle, err)
     assert err.count("error:") == 6
+    assert "TW_NOPE" not in err and "missing.secret" not in err  # named by key only
 
 
 def test_check_config_ok_prints_zone(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from cdr_ingest import SCHEMA, CdrOptions, IngestError, describe_layout, scan_cdrs
 from cdr_ingest._gzip import _TEMP_FILES
-from cdr_ingest._layouts import LAYOUTS
+from cdr_ingest.dialects.cdr_csv import LAYOUTS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/asterisk-22"
 INTS = {"duration", "billsec", "sequence"}
@@ -212,7 +212,7 @@ def test_freepbx_export(tmp_path: Path) -> None:
     assert b["answer"] is None
     assert b["end"] == utc(2026, 11, 24, 12, 31, 20)
     assert (b["outbound"], b["trunk"]) == (True, "carrier")
-    assert "header with 26 columns (FreePBX cdr export)" in describe_layout(path)
+    assert "header with 26 columns (asteriskcdrdb cdr table export)" in describe_layout(path)
 
 
 def test_cdr_custom_header(tmp_path: Path) -> None:
@@ -306,10 +306,10 @@ def test_malformed_rows_become_problem_rows(tmp_path: Path) -> None:
         (f"{path}:1", None),
         (f"{path}:2", "17 columns, expected 18"),
         (f"{path}:3", "bad start time '2026-13-45 99:00'"),
-        (f"{path}:4", "bytes that are not UTF-8"),
+        (f"{path}:4", None),  # a byte that is not UTF-8 is replaced, the row is read
         (f"{path}:5", "bad duration 'x3'"),
         (f"{path}:6", "bad billsec ''"),
-        (f"{path}:7", "malformed quoting, expected 18 columns"),
+        (f"{path}:7", None),  # "201"x: lenient quoting reads it as written
         (f"{path}:8", "bad answer time 'not a time'"),
         (f"{path}:9", None),
     ]
@@ -317,9 +317,11 @@ def test_malformed_rows_become_problem_rows(tmp_path: Path) -> None:
     assert out[1]["call_id"] == f"{path}:2"
     assert out[2]["start"] is None and out[2]["src"] == "201"
     assert out[3]["src"] == "20\ufffd1"
+    assert [r["replaced"] for r in out] == [0, 0, 0, 1, 0, 0, 0, 0, 0]
+    assert out[6]["src"] == '"201"x'
     assert out[8]["src"] == "202"
     ok = scan_cdrs([path], CdrOptions()).filter(pl.col("problem").is_null()).collect()
-    assert ok["origin"].to_list() == [f"{path}:1", f"{path}:9"]
+    assert ok["origin"].to_list() == [f"{path}:{n}" for n in (1, 4, 7, 9)]
 
 
 def test_blank_lines_and_crlf_keep_physical_line_numbers(tmp_path: Path) -> None:
@@ -346,8 +348,9 @@ def test_not_a_cdr_file(tmp_path: Path) -> None:
     with pytest.raises(IngestError) as err:
         scan_cdrs([path], CdrOptions())
     assert str(err.value) == (
-        f"{path}: not a CDR file (first line has 2 columns, expected 16-21 or a header "
-        "with src,dst)"
+        f"{path}: not a CDR file in a known layout (first lines: 2 columns x1, 1 columns x1; "
+        "first line 'hello, world'); expected Master.csv (16-21 columns), the "
+        "cdr_custom.conf.sample mapping, a header with src,dst, or set [cdr] columns"
     )
 
 
@@ -453,12 +456,14 @@ def test_trunk_phone_and_context_options(tmp_path: Path) -> None:
     assert short[0]["outbound"] is True
 
 
-def test_nul_byte_is_a_problem_row(tmp_path: Path) -> None:
+def test_nul_byte_is_replaced_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "Master.csv"
     nul = cdr_line(lastdata="PJSIP/x\x00y@carrier,60")
     path.write_bytes("\n".join([cdr_line(), nul, cdr_line()]).encode() + b"\n")
     out = rows([path])
-    assert [r["problem"] for r in out] == [None, "NUL byte in line", None]
+    assert [r["problem"] for r in out] == [None, None, None]
+    assert out[1]["lastdata"] == "PJSIP/x\ufffdy@carrier,60"
+    assert [r["replaced"] for r in out] == [0, 1, 0]
 
 
 def test_glob_special_characters(tmp_path: Path) -> None:
@@ -535,15 +540,11 @@ def test_pieces_and_fallbacks_keep_line_numbers_and_problems(
     path.write_bytes(b"\n".join(_tricky_lines() * 3) + b"\n")
     out = rows([path])
     per_copy = 15  # physical lines of one copy of _tricky_lines() (one has a newline)
-    expected = [
-        (2, "malformed quoting, expected 18 columns"),
+    expected = [  # lines 2 and 12 (a stray quote), 9 (not UTF-8), 10 (NUL) are read
         (4, "malformed quoting, expected 18 columns"),
         (5, "1 columns, expected 18"),
         (7, "19 columns, expected 18"),
-        (9, "bytes that are not UTF-8"),
-        (10, "NUL byte in line"),
         (11, "1 columns, expected 18"),
-        (12, "malformed quoting, expected 18 columns"),
     ]
     got = {(r["origin"], r["problem"]) for r in out if r["problem"] is not None}
     assert got == {(f"{path}:{k * per_copy + ln}", msg) for k in range(3) for ln, msg in expected}
@@ -555,4 +556,7 @@ def test_pieces_and_fallbacks_keep_line_numbers_and_problems(
     assert "M\xfcller" in {r["src"] for r in fine}
     assert [r["userfield"] for r in fine if r["origin"] == f"{path}:14"] == [""]
     assert [r["src"] for r in out if r["origin"] == f"{path}:9"] == ["20\ufffd1"]
+    assert [r["dcontext"] for r in out if r["origin"] == f"{path}:2"] == ['x"from-internal"']
+    assert [r["disposition"] for r in out if r["origin"] == f"{path}:12"] == ['"ANSWERED"x']
+    assert sum(r["replaced"] for r in out) == 3 * 2
     assert all(r["src"] is None for r in out if r["problem"] and "columns" in r["problem"])

@@ -206,12 +206,18 @@ def test_local_channel_chain_is_one_call_named_by_the_trunk_leg() -> None:
 @pytest.mark.parametrize(
     "options", [CdrOptions(), CdrOptions(trunks=("voip*",), phones=("PJSIP/sales",))]
 )
-def test_leg_rules_agree_with_batch(channel: str, dest: str, options: CdrOptions) -> None:
-    row = {"channel": channel, "dstchannel": dest, "lastapp": "Dial", "lastdata": "",
-           "dcontext": "from-internal", "src": "cid"}  # fmt: skip
+@pytest.mark.parametrize(
+    "lastdata",
+    ["", "PJSIP/0102@carrier,60", "PJSIP/202&PJSIP/203,20", "DAHDI/g0/0102", "IAX2/9999/0102"],
+)
+def test_leg_rules_agree_with_batch(
+    channel: str, dest: str, options: CdrOptions, lastdata: str
+) -> None:
+    row = {"channel": channel, "dstchannel": dest, "lastapp": "Dial", "lastdata": lastdata,
+           "dcontext": "from-internal", "src": "cid", "dst": "s"}  # fmt: skip
     batch = classify(pl.LazyFrame([row]), options).collect().row(0, named=True)
     rules = LegRules(options)
-    assert rules.is_trunk(dest, "from-internal") == batch["outbound"]
+    assert rules.is_trunk(dest, "from-internal", lastdata) == batch["outbound"]
     assert rules.source_of(channel, "cid") == batch["source"]
 
 

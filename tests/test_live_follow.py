@@ -74,6 +74,7 @@ def batch_events(path: Path) -> list[LiveEvent]:
                 r["trunk"],
                 r["channel"],
                 r["dstchannel"],
+                r["linkedid"],
             )
         )
         if r["answer"] is not None:

@@ -65,7 +65,8 @@ def test_journald_lines_have_priority_not_time(restore_root: None, tmp_path: Pat
 def test_json_lines_and_verbose_chatter(restore_root: None) -> None:
     lines = _log(io.StringIO(), "json", verbose=True)
     docs = [json.loads(line) for line in lines]
-    assert docs[0]["message"] == "caller evil\nname\x1b[31m" and docs[0]["level"] == "warning"
+    assert docs[0]["message"] == "caller evil\\x0aname\\x1b[31m"  # one line, no ESC
+    assert docs[0]["level"] == "warning"
     assert docs[1]["logger"] == "panoramisk.manager"
     assert "boom" in docs[2]["exception"]
     with pytest.raises(ValueError):

@@ -34,6 +34,7 @@ call_strategy = st.fixed_dictionaries({
     "ring": st.integers(0, 20),
     "talk": st.integers(0, 2400),
     "answered": st.booleans(),
+    "failover": st.booleans(),  # a further leg of the previous call (same uniqueid and number)
 })
 
 
@@ -41,20 +42,35 @@ def q(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
+def legs(calls: list[dict[str, Any]]) -> None:
+    """Turn calls marked `failover` into further legs of the call before them: same uniqueid,
+    source and number, on the next trunk, starting when (or a little after) that leg ended."""
+    prev: dict[str, Any] | None = None
+    for i, c in enumerate(calls):
+        c.setdefault("trunk", "carrier")
+        c.setdefault("uid", f"1795527000.{i}")
+        if c.get("failover") and prev is not None and "prev_end" in prev:
+            c.update(uid=prev["uid"], src=prev["src"], dst=prev["dst"],
+                     trunk=f"carrier{i}", offset=prev["prev_end"] + 1 + c["offset"] % 3)
+        c["prev_end"] = c["offset"] + c["ring"] + (c["talk"] if c["answered"] else 0)
+        prev = c
+
+
 def write_master(calls: list[dict[str, Any]], path: Path) -> None:
+    legs(calls)
     lines = []
     for i, c in enumerate(calls):
         start = BASE + timedelta(seconds=c["offset"])
         answer = start + timedelta(seconds=c["ring"]) if c["answered"] else None
         end = (answer + timedelta(seconds=c["talk"])) if answer else start + timedelta(
             seconds=c["ring"])
-        c.update(start=start, answer=answer, end=end, uid=f"1795527000.{i}")
+        c.update(start=start, answer=answer, end=end)
         fmt = "%Y-%m-%d %H:%M:%S"
         billsec = int((end - answer).total_seconds()) if answer else 0
         fields = [
             q("acme"), q(c["src"]), q(c["dst"]), q("from-internal"), q(f'"Desk" <{c["src"]}>'),
-            q(f"PJSIP/{c['src']}-{i:08x}"), q(f"PJSIP/carrier-{i:08x}"), q("Dial"),
-            q(f"PJSIP/{c['dst']}@carrier,60"), q(start.strftime(fmt)),
+            q(f"PJSIP/{c['src']}-{i:08x}"), q(f"PJSIP/{c['trunk']}-{i:08x}"), q("Dial"),
+            q(f"PJSIP/{c['dst']}@{c['trunk']},60"), q(start.strftime(fmt)),
             q(answer.strftime(fmt)) if answer else "", q(end.strftime(fmt)),
             str(int((end - start).total_seconds())), str(billsec),
             q("ANSWERED" if answer else "NO ANSWER"), q("DOCUMENTATION"), q(c["uid"]), q(""),
@@ -73,7 +89,7 @@ def live_events(calls: list[dict[str, Any]]) -> list[LiveEvent]:
         assert start is not None and end is not None
         items: list[tuple[datetime, int, LiveEvent]] = [
             (start, 1, CallStarted("pbx", c["uid"], start, c["src"], "acme", c["dst"],
-                                   "carrier")),
+                                   c.get("trunk", "carrier"))),
         ]
         if answer is not None:
             items.append((answer, 2, CallAnswered("pbx", c["uid"], answer)))

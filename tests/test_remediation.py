@@ -458,7 +458,7 @@ async def test_cli_connection_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
         cfg = write_config(tmp_path, ami.port)
         monkeypatch.delenv("TW_TEST_AMI_SECRET", raising=False)
         res = await asyncio.to_thread(runner.invoke, app, ["block", "232", "-c", str(cfg)])
-        assert res.exit_code == 1 and "TW_TEST_AMI_SECRET is not set" in res.output
+        assert res.exit_code == 1 and "named by secret_env is not set" in res.output
         monkeypatch.setenv("TW_TEST_AMI_SECRET", "wrong")
         res = await asyncio.to_thread(runner.invoke, app, ["block", "232", "-c", str(cfg)])
         assert res.exit_code == 1 and "login failed" in res.output and "wrong" not in res.output

@@ -582,8 +582,9 @@ async def test_no_secret_in_logs_or_errors(stub: SlackStub, fake: FakeTime, tmp_
 def test_missing_secret_names_no_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from config.secrets import SecretError
     monkeypatch.delenv("TW_SLACK_TOKEN")
-    with pytest.raises(SecretError, match="TW_SLACK_TOKEN is not set"):
+    with pytest.raises(SecretError, match="named by token_env is not set") as err:
         SlackAlerter(Slack(enabled=True, channel="#x", token_env="TW_SLACK_TOKEN"), tmp_path)
+    assert "TW_SLACK_TOKEN" not in str(err.value)
 
 
 # ---- run / close with real time ----------------------------------------------------------------

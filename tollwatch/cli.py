@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sys
 from datetime import datetime
 from enum import StrEnum
@@ -33,7 +35,8 @@ from tollwatch.cli_common import (
     settings_for,
     warn,
 )
-from tollwatch.scan import ScanResult, ScanStats, run_scan
+from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
+from tollwatch.scan_problems import ProblemFile
 from tollwatch.settings import cdr_options
 
 app = typer.Typer(
@@ -50,6 +53,10 @@ class Format(StrEnum):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+
+
+def _fail(lines: list[str]) -> typer.Exit:
+    return fail(lines)
 
 
 def _version(value: bool) -> None:
@@ -70,7 +77,9 @@ def _main(
 
 @app.command()
 def scan(
-    files: Annotated[list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False)
+    ],
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -82,44 +91,110 @@ def scan(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Say how each file was read (its layout).")
     ] = False,
+    max_skipped: Annotated[
+        str,
+        typer.Option(
+            "--max-skipped",
+            help="Rows that cannot be read tolerated before exit 2: a count (5) or a share of "
+            "the rows read (0.1%).",
+        ),
+    ] = "0",
+    problems: Annotated[
+        Path | None,
+        typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
+                     "CSV file; the summary lists only the first 20.", dir_okay=False),
+    ] = None,
 ) -> None:
-    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input."""
+    """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input
+    (including rows that cannot be read, beyond --max-skipped)."""
+    tolerance = _tolerance(max_skipped)
     settings = settings_for(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = parse_time(since, zone, "since"), parse_time(until, zone, "until")
     try:
         if verbose:
             for f in files:
-                err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
-        result = _scan_with_progress(files, settings, start, stop, show=not quiet)
+                with contextlib.suppress(IngestError):  # reported after the scan if so
+                    err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
+        with ProblemFile(problems) as sink:
+            result = _scan_with_progress(files, settings, start, stop, show=not quiet,
+                                         problems=sink.write if problems else None)
     except IngestError as exc:
-        raise fail(str(exc)) from None
+        raise _fail([str(exc)]) from None
+    except OSError as exc:
+        raise _fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
+    if len(result.stats.file_problems) >= len(files) and not result.stats.rows:
+        raise _fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents
-    if fmt is Format.table:
-        report_format.print_table(out, incidents, zone)
-    elif fmt is Format.json:
-        sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
-    elif fmt is Format.jsonl:
-        sys.stdout.write(report_format.to_jsonl(incidents, zone))
-    else:
-        sys.stdout.write(report_format.to_csv(incidents, zone))
+    try:
+        if fmt is Format.table:
+            report_format.print_table(out, incidents, zone)
+        elif fmt is Format.json:
+            sys.stdout.write(report_format.to_json(incidents, zone) + "\n")
+        elif fmt is Format.jsonl:
+            sys.stdout.write(report_format.to_jsonl(incidents, zone))
+        else:
+            sys.stdout.write(report_format.to_csv(incidents, zone))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `scan | head`: the reader has what it wanted
+        _stdout_gone()
+    too_many = _too_many_skipped(result.stats, tolerance)
     if not quiet:
         _summary(result.stats, incidents_count=len(incidents), settings=settings)
     warning = result.validity.warning(settings)
-    if warning:
+    if warning:  # even with -q: the settings may hide fraud
         warn(warning)
+    if too_many:  # even with -q: rows were not read
+        err.print(f"[red]error:[/red] {result.stats.skipped} row(s) could not be read "
+                  f"(tolerated: {markup(max_skipped)}); --max-skipped N or P% tolerates "
+                  "known noise", soft_wrap=True)  # fmt: skip
+    for line in result.stats.file_problems:  # even with -q: input was not (all) read
+        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     if any(i.severity == Severity.CRITICAL for i in incidents):
         raise typer.Exit(1)
+    if result.stats.file_problems or too_many:
+        raise typer.Exit(2)
+
+
+def _tolerance(text: str) -> tuple[float, bool]:
+    """--max-skipped: (value, is a percentage)."""
+    raw = text.strip()
+    pct = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if pct else raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (not pct and value != int(value)):
+        raise _fail([f"--max-skipped: {text!r} is not a row count like 5 or a share like 0.1%"])
+    return value, pct
+
+
+def _too_many_skipped(stats: ScanStats, tolerance: tuple[float, bool]) -> bool:
+    value, pct = tolerance
+    if pct:
+        return stats.skipped > stats.rows * value / 100
+    return stats.skipped > value
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so that nothing more (nor the exit flush) fails on it."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test runner's buffer)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _scan_with_progress(
     files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
-    show: bool,
+    show: bool, problems: Problems | None = None,
 ) -> ScanResult:
-    total = sum(f.stat().st_size for f in files if f.is_file())
+    total = sum(_size(f) for f in files)
     if not show or not err.is_terminal or total < 20_000_000:
-        return run_scan(files, settings, since, until)
-    sizes = {str(f): f.stat().st_size for f in files}
+        return run_scan(files, settings, since, until, problems=problems)
+    sizes = {str(f): _size(f) for f in files}
     order = [str(f) for f in files]
     with Progress(
         TextColumn("[bold]scanning"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -132,7 +207,14 @@ def _scan_with_progress(
             done = sum(sizes[n] for n in order[: order.index(file)]) if file in order else 0
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
-        return run_scan(files, settings, since, until, progress=update)
+        return run_scan(files, settings, since, until, progress=update, problems=problems)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _bytes_per_line(path: Path) -> float:
@@ -146,17 +228,29 @@ def _bytes_per_line(path: Path) -> float:
 
 def _summary(stats: ScanStats, incidents_count: int, settings: Settings) -> None:
     classes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_class.items()))
+    replaced = (
+        f"{stats.replaced} byte(s) not UTF-8 replaced in {stats.replaced_rows} row(s), rows kept"
+        if stats.replaced
+        else "0 bytes replaced"
+    )
     err.print(
-        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound calls"
-        f" ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count} incident(s)"
-        f" in {stats.seconds:.2f}s; times in {markup(settings.site.zone_label)}",
+        f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound"
+        f" calls ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count}"
+        f" incident(s) in {stats.seconds:.2f}s; {replaced}; times in "
+        f"{markup(settings.site.zone_label)}",
         soft_wrap=True,
     )
+    for name, n in sorted(stats.skipped_by_file.items()):
+        err.print(f"[yellow]skipped[/yellow] {n} row(s) in {markup(name)}", soft_wrap=True)
+    for name, n in sorted(stats.replaced_by_file.items()):
+        err.print(f"replaced {n} byte(s) that are not UTF-8 in {markup(name)}", soft_wrap=True)
     for origin, problem in stats.problems[:20]:
-        err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}",
-                  soft_wrap=True)
+        err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}", soft_wrap=True)
     if stats.skipped > 20:
-        err.print(f"... and {stats.skipped - 20} more skipped rows", soft_wrap=True)
+        err.print(f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",
+                  soft_wrap=True)
+    for note in stats.notes[:10]:
+        err.print(f"note: {markup(note)}", soft_wrap=True)
 
 
 @app.command()

@@ -27,6 +27,7 @@ import typer
 from alerting.remediation import AmiClient, Blocker, BlockRefused, BlockStore, Target
 from alerting.remediation.astdb import ActionSender
 from alerting.remediation.dialplan import render
+from alerting.textsafe import plain
 from config import ConfigError, Settings
 from config.schema import AmiServer
 from config.secrets import SecretError, read_secret
@@ -48,11 +49,11 @@ PrefixArg = Annotated[
 
 
 def _say(line: str) -> None:
-    typer.echo(line)
+    typer.echo(plain(line))
 
 
 def _fail(line: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {line}", err=True)
+    typer.echo(f"error: {plain(line)}", err=True)
     return typer.Exit(code)
 
 
@@ -96,7 +97,7 @@ def _servers(settings: Settings, pbx: str | None) -> list[AmiServer]:
 async def _connect(stack: AsyncExitStack, servers: Sequence[AmiServer]) -> dict[str, ActionSender]:
     senders: dict[str, ActionSender] = {}
     for srv in servers:
-        secret = read_secret(srv.secret_env, srv.secret_file, f"AMI {srv.name}")
+        secret = read_secret(srv.secret_env, srv.secret_file, f"ami {srv.name}")
         client = AmiClient(srv.name, srv.host, srv.port, srv.username, secret)
         senders[srv.name] = await stack.enter_async_context(client)
     return senders

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
 from alerting.textsafe import markup
 from config import Settings
+from tollwatch import status_view
 from tollwatch.cli_common import ConfigOpt, err, fail, out, settings_for
 from tollwatch.report_format import human_time
 
@@ -38,6 +38,11 @@ def daemon_state(updated: str, info: dict[str, Any], settings: Settings | None,
         return True, f"running since {human_time(info.get('started_at'), tz)}"
     return False, (f"NOT RUNNING: no report for {age:.0f}s (last at {human_time(updated, tz)}; "
                    "crashed or killed?)")
+
+
+def _local(source: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    """A source's status with its times for people (local time with the zone's name)."""
+    return {**source, "last_event_at": human_time(source.get("last_event_at"), tz)}
 
 
 def _slack_line(directory: Path, tz: ZoneInfo) -> str | None:
@@ -92,29 +97,13 @@ def status(
                "open_incidents": incidents}
         out.print_json(json.dumps(doc, default=str))
         raise typer.Exit(0 if running else NOT_RUNNING)
-    out.print(f"daemon: {words}; site {markup(info.get('site'))}; events {info.get('events')};"
-              f" errors {info.get('errors')}; open incidents {info.get('open_incidents')}")
     slack = _slack_line(directory, tz)
-    if slack:
-        out.print(markup(slack))
-    table = Table(title=f"sources (times in {tz.key})")
-    for col in ("source", "kind", "connected", "events/s", "calls up", "last event", "state"):
-        table.add_column(col)
-    for name, (_, data) in sorted(rows.items()):
-        if not name.startswith("source:"):
-            continue
-        connected = "yes" if data.get("connected") else "[red]no[/red]"
-        table.add_row(
-            markup(data.get("name")), markup(data.get("kind")),
-            connected if running else "-",
-            str(data.get("events_per_s", 0)), str(data.get("calls_in_progress", 0)),
-            human_time(data.get("last_event_at"), tz), markup(data.get("state", "")),
-        )
-    out.print(table)
-    for inc in incidents:
-        out.print(f"open: {inc['severity']} {markup(inc['source'])} "
-                  f"{markup(', '.join(inc['destinations']))} ({inc['calls']} calls since "
-                  f"{human_time(inc['first_call_at'], tz)})")
+    sources = [_local(data, tz) for name, (_, data) in sorted(rows.items())
+               if name.startswith("source:")]
+    incidents = [{**inc, "first_call_at": human_time(inc.get("first_call_at"), tz)}
+                 for inc in incidents]
+    status_view.render(out, updated, info, sources, incidents, state=words,
+                       extra=[markup(slack)] if slack else None)
     if not running:
         raise typer.Exit(NOT_RUNNING)
 

@@ -84,6 +84,7 @@ class LivePipeline:
             start=event.at,
             trunk=event.trunk,
             origin=f"{self.pbx}:{event.channel}",
+            linkedid=event.linkedid,
             allowlisted=dest.allowlisted or self.classifier.source_allowlisted(allow, dest.e164),
         )
         if not relevant(call):
@@ -106,6 +107,7 @@ class LivePipeline:
             "closed": self.engine.tracker.closed,
             "clock": self.engine.clock,
             "up": self.up,
+            "attempts": self.engine.attempts,
             "other_up": self.other_up,
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -123,4 +125,6 @@ class LivePipeline:
         self.engine.tracker.closed = state["closed"]
         self.engine.clock = state["clock"]
         self.up = state["up"]
+        if "attempts" in state:
+            self.engine.attempts = state["attempts"]
         self.other_up = state["other_up"]

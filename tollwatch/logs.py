@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from alerting.textsafe import plain
+from tollwatch import logsafe
 
 CHATTY = ("panoramisk", "apscheduler", "asyncio")
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
@@ -102,3 +103,4 @@ def setup_logging(verbose: bool, fmt: str | None, stream: TextIO | None = None,
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logsafe.install()

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
-from alerting.textsafe import markup
+from alerting.textsafe import csv_cell, markup
 from rules.incidents import Incident, Severity
 from rules.model import Call
 
@@ -107,7 +107,7 @@ def to_csv(incidents: list[Incident], tz: ZoneInfo) -> str:
         for key in ("rules", "regions", "destinations", "call_ids"):
             row[key] = " ".join(row[key])
         row["reasons"] = "; ".join(row["reasons"])
-        writer.writerow(row)
+        writer.writerow({k: csv_cell(v) if isinstance(v, str) else v for k, v in row.items()})
     return out.getvalue()
 
 

@@ -27,6 +27,7 @@ from tollwatch.settings import cdr_options, rule_specs
 MAX_PROBLEMS = 1000
 
 Progress = Callable[[str, int], None]  # (file, rows read so far in it)
+Problems = Callable[[list[tuple[str, str]]], None]  # every bad row: (file:line, reason)
 
 
 @dataclass
@@ -36,8 +37,15 @@ class ScanStats:
     outbound: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
+    file_problems: list[str] = field(default_factory=list)  # "path: why it was not (all) read"
     seconds: float = 0.0
     calls_scored: int = 0
+    skipped_by_file: dict[str, int] = field(default_factory=dict)
+    replaced: int = 0  # bytes that were not UTF-8 (or NUL), replaced by U+FFFD; rows kept
+    replaced_rows: int = 0
+    replaced_by_file: dict[str, int] = field(default_factory=dict)
+    # How phones and trunks were told apart where nothing was configured, one line each.
+    notes: list[str] = field(default_factory=list)
     numbers: set[str] = field(default_factory=set, repr=False)  # distinct dialed, a sample
 
 
@@ -59,34 +67,52 @@ def run_scan(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
+    problems: Problems | None = None,
 ) -> ScanResult:
     started = time.perf_counter()
     classifier = Classifier(settings)
-    rows = scan_cdrs(paths, cdr_options(settings))
+    stats = ScanStats()
+    rows = scan_cdrs(paths, cdr_options(settings), on_file_error=stats.file_problems.append)
     good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
         window = window & (pl.col("start") >= since)
     if until is not None:
         window = window & (pl.col("start") < until)
-    wanted = rows.filter(pl.col("problem").is_not_null() | (pl.col("outbound") & window))
-    stats = ScanStats()
-    classify = classifier.batches()
+    outbound = pl.col("outbound") & window
+    wanted = rows.filter(
+        pl.col("problem").is_not_null()
+        | outbound
+        | (pl.col("replaced") > 0)
+        | (pl.col("trunk_basis") == "device")
+    )
+    classify = classifier.batches("dialed")
     relevant: list[pl.DataFrame] = []
+    legs = _Legs()
     for batch in wanted.collect_batches(chunk_size=200_000):
         if batch.height == 0:
             continue
         bad = batch.filter(~good)
         if bad.height:
             stats.skipped += bad.height
+            _by_file(stats.skipped_by_file, bad)
+            if problems is not None:
+                problems(list(bad.select("origin", "problem").iter_rows()))
             room = MAX_PROBLEMS - len(stats.problems)
             if room > 0:
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
-        ok = classify(batch.filter(good))
+        dirty = batch.filter(pl.col("replaced") > 0)
+        if dirty.height:
+            stats.replaced += int(dirty["replaced"].sum())
+            stats.replaced_rows += dirty.height
+            _by_file(stats.replaced_by_file, dirty, "replaced")
+        legs.add(batch.filter(good))
+        ok = classify(batch.filter(good & outbound))
         stats.outbound += ok.height
         if len(stats.numbers) < SAMPLE:
             room = SAMPLE - len(stats.numbers)
-            stats.numbers.update(ok.get_column("dst").unique().drop_nulls().head(room).to_list())
+            dialed = ok.get_column("dialed").unique().drop_nulls()
+            stats.numbers.update(dialed.head(room).to_list())
         for cls, n in ok.group_by("dest_class").len().iter_rows():
             stats.by_class[cls] = stats.by_class.get(cls, 0) + n
         keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
@@ -95,6 +121,7 @@ def run_scan(
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
     stats.rows = _count_rows(rows)
+    stats.notes = legs.notes()
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
     stats.calls_scored = frame.height
     engine = Engine.from_settings(settings, rule_specs(settings))
@@ -116,3 +143,49 @@ def _count_rows(rows: pl.LazyFrame) -> int:
     """Rows in all files: the streaming pass only returns outbound and bad rows, so count."""
     counted = rows.select(pl.len()).collect(engine="streaming")
     return int(counted.item())
+
+
+def _by_file(counts: dict[str, int], frame: pl.DataFrame, column: str | None = None) -> None:
+    """Add each file's rows (or sum of `column`) of frame to counts."""
+    value = pl.col(column).sum() if column else pl.len()
+    files = frame.group_by(pl.col("origin").str.replace(r":[0-9]+$", "").alias("f")).agg(value)
+    for name, n in files.iter_rows():
+        counts[name] = counts.get(name, 0) + int(n)
+
+
+class _Legs:
+    """Which channels the scan took for trunks or phones without configuration, and why."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], str] = {}  # (basis, TECH/endpoint) -> example Dial
+
+    def add(self, frame: pl.DataFrame) -> None:
+        basis = pl.col("trunk_basis")
+        picked = frame.filter(basis.is_in(["number", "name", "device"]))
+        if picked.height == 0:
+            return
+        has_dest = pl.col("dstchannel") != ""
+        dest = pl.when(has_dest).then(pl.col("dstchannel")).otherwise(pl.col("lastdata"))
+        trunk = pl.concat_str(dest.str.extract(r"^([^/]+/)", 1), pl.col("trunk"))
+        bare = dest.str.extract(r"^([^/]+/[^-;,@/&]*)", 1)
+        name = pl.when(pl.col("outbound")).then(trunk).otherwise(bare)
+        firsts = picked.group_by(basis.alias("b"), name.alias("n")).agg(pl.col("lastdata").first())
+        for b, n, example in firsts.iter_rows():
+            if n and len(self.seen) < 200:
+                self.seen.setdefault((b, n), example or "")
+
+    def notes(self) -> list[str]:
+        out = []
+        for (basis, name), example in sorted(self.seen.items()):
+            if basis == "number":
+                out.append(f"treated {name} as a trunk because numbers were dialed through "
+                           f"it (Dial {example}); set [outbound] trunks to be sure")  # fmt: skip
+            elif basis == "name":
+                out.append(f"treated {name} as a trunk because its name is not an extension "
+                           "number (no Dial showed a number sent to it); set [outbound] trunks "
+                           "to be sure")  # fmt: skip
+            else:
+                out.append(f"treated {name} as a phone, not a trunk, because it was dialed "
+                           f"without a number (Dial {example}); set [outbound] phones to be "
+                           "sure")  # fmt: skip
+        return out

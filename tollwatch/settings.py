@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from cdr_ingest import CdrOptions
-from config import Settings, load_settings
+from cdr_ingest.dialects.cdr_custom import columns_from_conf
+from config import ConfigError, Settings, load_settings
 from config.load import default_path
 from rules.base import check_rules
 
@@ -43,12 +44,30 @@ def load(
     exists; then the overrides; rules checked by type."""
     if config is None and use_default:
         config = default_path()
-    return load_settings(config, over or {}, rule_checks=check_rules,
-                         check_secrets=check_secrets)
+    settings = load_settings(config, over or {}, rule_checks=check_rules,
+                             check_secrets=check_secrets)
+    try:
+        cdr_columns(settings)  # a [cdr] custom_conf that cannot be read is a settings error
+    except ConfigError as exc:
+        raise ConfigError(exc.errors, str(config) if config else None) from None
+    return settings
 
 
 def rule_specs(settings: Settings) -> dict[str, dict[str, Any]]:
     return {name: spec.model_dump() for name, spec in settings.rules.items()}
+
+
+def cdr_columns(settings: Settings) -> tuple[str, ...]:
+    """[cdr] columns, else the mapping of [cdr] custom_conf (ConfigError if unreadable)."""
+    if settings.cdr.columns:
+        return tuple(settings.cdr.columns)
+    if settings.cdr.custom_conf is None:
+        return ()
+    try:
+        return tuple(columns_from_conf(settings.cdr.custom_conf))
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"cdr.custom_conf: {settings.cdr.custom_conf}: {why}"]) from None
 
 
 def cdr_options(settings: Settings) -> CdrOptions:
@@ -56,6 +75,7 @@ def cdr_options(settings: Settings) -> CdrOptions:
         timezone=settings.site.timezone,
         usegmtime=settings.cdr.usegmtime,
         layout=settings.cdr.layout,
+        columns=cdr_columns(settings),
         trunks=tuple(settings.outbound.trunks),
         phones=tuple(settings.outbound.phones),
         contexts=tuple(settings.outbound.contexts),

@@ -29,7 +29,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from cdr_ingest._types import CdrOptions
-from cdr_ingest.live.ami_calls import EVENTS, AmiCallTracker
+from cdr_ingest.live.ami_calls import AmiCallTracker
 from cdr_ingest.live.events import LiveEvent, SourceStatus
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class AmiSource:
         timeout: float = 10.0,
         ping_interval: int = 10,
         keepalive: float = 20.0,
+        silence: float = 600.0,
         watch: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -148,6 +149,7 @@ class AmiSource:
         self.timeout = timeout
         self.ping_interval = ping_interval
         self.keepalive = keepalive
+        self.silence = silence  # no call event for this long while channels are up: say so
         self.watch = watch  # False: a session for actions only (no events, no resync)
         self.clock = clock
         self.status = SourceStatus(name=name, kind="ami")
@@ -155,6 +157,8 @@ class AmiSource:
         self._logged: set[str] = set()
         self._manager: _Manager | None = None
         self._closing = False
+        self._last_call_events = 0
+        self._quiet_since: datetime | None = None
 
     def __repr__(self) -> str:
         return f"AmiSource({self.name!r}, {self.username}@{self.host}:{self.port})"
@@ -197,6 +201,8 @@ class AmiSource:
             done, _ = await asyncio.wait({manager.lost}, timeout=self.keepalive)
             if done:
                 return
+            if self.watch:
+                await self._check_silence()
             try:
                 await self.send_action({"Action": "Ping"})
             except AmiError:
@@ -206,6 +212,35 @@ class AmiSource:
                     f"{self._where}: no answer to Ping within {self.timeout:g}s; "
                     "connection presumed dead"
                 ) from None
+
+    async def _check_silence(self) -> None:
+        """AMI traffic but no call event for `silence` seconds: ask Asterisk for its channels;
+        if calls are up that we do not see, say so (the account's read= or an event filter
+        hides call events, or an AMI dialect we do not read)."""
+        now = self.clock()
+        if self.tracker.stats.call_events != self._last_call_events or self._quiet_since is None:
+            self._last_call_events = self.tracker.stats.call_events
+            self._quiet_since = now
+            self.status.warning = ""
+            return
+        quiet = (now - self._quiet_since).total_seconds()
+        if quiet < self.silence or self.status.last_event_at is None:
+            return
+        try:
+            resp = await self.send_action({"Action": "CoreShowChannels"})
+        except AmiError:
+            return
+        msgs = resp if isinstance(resp, list) else [resp]
+        up = sum(1 for m in msgs if m.get("Event") == "CoreShowChannel")
+        if up == 0:
+            self.status.warning = ""
+            return
+        self.status.warning = (
+            f"AMI events arrive but no call event for {quiet / 60:.0f} min while Asterisk "
+            f"reports {up} channel(s) up: check the AMI account's read= (needs call) and any "
+            f"eventfilter; dialect {self.tracker.dialect_text}"
+        )
+        self._log_once("silence", "AMI %s: %s", self.name, self.status.warning)
 
     async def close(self) -> None:
         """Log off and make `run()` return."""
@@ -253,8 +288,8 @@ class AmiSource:
             ping_delay=self.ping_interval,
             ping_interval=self.ping_interval,
         )
-        for name in sorted(EVENTS):
-            manager.register_event(name, self._on_event)
+        # Every event: the dialect's call events, auth, and the rest counted as unknown.
+        manager.register_event("*", self._on_event)
         try:
             transport, protocol = await asyncio.wait_for(
                 loop.create_connection(_Protocol, self.host, self.port), self.timeout
@@ -287,6 +322,10 @@ class AmiSource:
         resp = login.result()
         if not resp.success:
             raise AmiAuthError(f"{self._where}: login failed ({resp.get('Message', 'refused')})")
+        version = str(getattr(protocol, "version", "") or "")
+        if version:
+            self.tracker.use_version(version)
+        self.status.dialect = self.tracker.dialect_text
         return manager
 
     async def _resync(self) -> None:
@@ -310,9 +349,12 @@ class AmiSource:
             self.events.put_nowait(event)
         self.status.events += len(events)
         self.status.calls_in_progress = self.tracker.calls_up
+        self.status.unknown_events = self.tracker.stats.unknown
+        self.status.dialect = self.tracker.dialect_text
 
     def _bad_frame(self, frame: str, crashed: bool) -> None:
         self.bad_frames += 1
+        self.status.bad_frames = self.bad_frames
         self.status.errors += 1
         kind = "crashing" if crashed else "malformed"
         self._log_once(

@@ -24,6 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from cdr_ingest._outbound import glob_to_regex
 from cdr_ingest._types import CdrOptions
+from cdr_ingest.dialed import dialed_number, evidence_of
+from cdr_ingest.live import ami_dialects
+from cdr_ingest.live.ami_dialects import AmiDialect
 from cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
@@ -42,9 +45,9 @@ _HAS_ENDPOINT = re.compile(r"^[^/]+/[^-;]")
 FAILED_AUTH = frozenset(
     {"ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL"}
 )
-CALL_EVENTS = frozenset({"DialBegin", "DialEnd", "Hangup"})
-# Event names the tracker acts on: what an AMI client needs to subscribe to.
-EVENTS = CALL_EVENTS | FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+# Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
+EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
 
@@ -72,14 +75,20 @@ class LegRules:
             return True
         return self._phones is not None and _glob_match(self._phones, channel)
 
-    def is_trunk(self, channel: str, context: str = "") -> bool:
-        """Is a dialed channel a trunk; `context` is the calling channel's (CDR dcontext)."""
+    def is_trunk(self, channel: str, context: str = "", lastdata: str = "") -> bool:
+        """Is a dialed channel a trunk (batch's rule, cdr_ingest._outbound.classify);
+        `context` is the calling channel's (CDR dcontext), `lastdata` its Dial data
+        (``TECH/`` + the AMI DialString): a target that carries a number makes the channel
+        a trunk, a bare endpoint a device, and without one its name decides."""
         if not _HAS_ENDPOINT.match(channel) or _LOCAL.match(channel):
             return False
         if self._trunks is not None:
             trunk = _glob_match(self._trunks, channel)
+        elif self._phones is not None and _glob_match(self._phones, channel):
+            trunk = False
         else:
-            trunk = not self.is_phone(channel)
+            evidence = evidence_of("Dial", lastdata, channel) if lastdata else None
+            trunk = evidence == "number" if evidence else not self.is_phone(channel)
         return trunk and (not self.options.contexts or context in self.options.contexts)
 
     def source_of(self, channel: str, callerid: str) -> str:
@@ -100,12 +109,11 @@ def _glob_match(rx: re.Pattern[str], channel: str) -> bool:
     return any(rx.match(name) for name in (channel, f"{tech}/{ep}", ep))
 
 
-def dialed_number(dial_string: str) -> str:
-    """0102@carrier -> 0102; carrier/0102 (chan_sip style) -> 0102; first target only."""
-    target = dial_string.split(",", 1)[0].split("&", 1)[0]
-    if "@" in target:
-        return target.split("@", 1)[0].rsplit("/", 1)[-1]
-    return target.rsplit("/", 1)[-1] if "/" in target else target
+def lastdata_of(dest_channel: str, dial_string: str) -> str:
+    """What Master.csv writes as lastdata for a Dial: TECH/ + the AMI DialString."""
+    if not dial_string:
+        return ""
+    return f"{dest_channel.split('/', 1)[0]}/{dial_string}"
 
 
 def remote_ip(address: str) -> str:
@@ -156,6 +164,8 @@ class TrackerStats:
     handled: int = 0  # messages that produced or changed call/auth state
     ignored: Counter[str] = field(default_factory=Counter)  # event name -> count
     malformed: int = 0  # relevant events missing required headers
+    call_events: int = 0  # events of the dialect's call vocabulary seen (any outcome)
+    unknown: int = 0  # valid events no dialect uses (VarSet, Newexten, ...): counted only
 
 
 class AmiCallTracker:
@@ -170,11 +180,15 @@ class AmiCallTracker:
         pbx: str,
         options: CdrOptions | None = None,
         *,
-        is_trunk: Callable[[str, str], bool] | None = None,
+        is_trunk: Callable[[str, str, str], bool] | None = None,
         source_of: Callable[[str, str], str] | None = None,
     ) -> None:
         rules = LegRules(options)
         self.pbx = pbx
+        self.dialect: AmiDialect = ami_dialects.by_name("asterisk12")
+        self.dialect_chosen = False  # by the banner; until then an Asterisk 11 Dial switches
+        self.dialect_text = "not known yet (no banner)"
+        self._standby = ami_dialects.by_name("asterisk11")
         self.is_trunk = is_trunk or rules.is_trunk
         self.source_of = source_of or rules.source_of
         self.stats = TrackerStats()
@@ -196,22 +210,41 @@ class AmiCallTracker:
     def calls_up(self) -> int:
         return len(self._calls)
 
+    def use_version(self, version: str) -> None:
+        """Pick the dialect for the AMI protocol version of the login banner ("11.0.0")."""
+        dialect = ami_dialects.for_version(version)
+        if dialect is not None:
+            self.dialect = dialect
+            self.dialect_chosen = True
+            self.dialect_text = dialect.release(version)
+        else:
+            self.dialect_text = f"unknown AMI version {version!r}; reading it as Asterisk 12+"
+
     def feed(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent]:
         name = msg.get("Event", "")
         when = event_time(msg, at)
+        if not self.dialect_chosen and name == "Newchannel":
+            self._standby.translate(msg)  # in case this turns out to be an Asterisk 11
+        if name == "Dial" and "SubEvent" in msg and not self.dialect_chosen:
+            # no banner seen, but this is Asterisk 11's Dial event
+            self.dialect, self.dialect_chosen = self._standby, True
+            self.dialect_text = self._standby.release("1.x, from its events")
         try:
-            if name == "DialBegin":
-                out = self._dial_begin(msg, when)
-            elif name == "DialEnd":
-                out = self._dial_end(msg, when)
-            elif name == "Hangup":
-                out = self._hangup(msg, when)
+            if name in self.dialect.events:
+                self.stats.call_events += 1
+                out: list[LiveEvent] | None = None
+                for canonical in self.dialect.translate(msg):
+                    got = self._call_event(canonical, when)
+                    if got is not None:
+                        out = (out or []) + got
             elif name in FAILED_AUTH or name == "SuccessfulAuth":
                 out = self._auth(name, msg, when)
             elif name == "FullyBooted":
                 out = [PbxBooted(self.pbx, when)]
             else:
                 self.stats.ignored[name or "(not an event)"] += 1
+                if name and name not in EVENTS:
+                    self.stats.unknown += 1
                 return []
         except KeyError:
             self.stats.malformed += 1
@@ -221,6 +254,31 @@ class AmiCallTracker:
             return []
         self.stats.handled += 1
         return out
+
+    def _call_event(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
+        name = msg.get("Event", "")
+        if name == "DialBegin":
+            return self._dial_begin(msg, at)
+        if name == "DialEnd":
+            return self._dial_end(msg, at)
+        if name == "Hangup":
+            return self._hangup(msg, at)
+        if name == "Rename":
+            return self._rename(msg)
+        return None
+
+    def _rename(self, msg: Mapping[str, str]) -> list[LiveEvent] | None:
+        """A channel of a call got a new name (masquerade, pickup): follow it."""
+        old, new = msg.get("Channel", ""), msg.get("Newname", "")
+        call_id = self._channels.pop(old, None)
+        if call_id is None or not new:
+            return None
+        self._channels[new] = call_id
+        call = self._calls[call_id]
+        if old in call.dests:
+            call.dests.discard(old)
+            call.dests.add(new)
+        return []
 
     def resync(self, channels: Sequence[Mapping[str, str]], at: datetime) -> list[LiveEvent]:
         """Reconcile with the CoreShowChannel events of a CoreShowChannels response.
@@ -253,7 +311,8 @@ class AmiCallTracker:
             if not callers:
                 continue
             caller = callers[0]
-            if not self.is_trunk(chan, caller.get("Context", "")):
+            data = caller.get("ApplicationData", "")
+            if not self.is_trunk(chan, caller.get("Context", ""), data):
                 continue
             call_id = caller.get("Uniqueid", "")
             if not call_id or call_id in self._calls or call_id in self._gone:
@@ -264,10 +323,11 @@ class AmiCallTracker:
                 at=at - _duration(caller.get("Duration", "")),
                 source=self.source_of(caller["Channel"], caller.get("CallerIDNum", "")),
                 account=caller.get("AccountCode", ""),
-                dialed=dialed_number(caller.get("ApplicationData", "")) or caller.get("Exten", ""),
+                dialed=dialed_number("Dial", data, caller.get("Exten", "")),
                 trunk=endpoint(chan),
                 channel=caller["Channel"],
                 dest_channel=chan,
+                linkedid=caller.get("Linkedid", ""),
             )
             self._start(started)
             out.append(started)
@@ -281,7 +341,8 @@ class AmiCallTracker:
     def _dial_begin(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         dest = msg.get("DestChannel", "")
         chan = msg.get("Channel", "")
-        if not chan or not self.is_trunk(dest, msg.get("Context", "")):
+        data = lastdata_of(dest, msg.get("DialString", ""))
+        if not chan or not self.is_trunk(dest, msg.get("Context", ""), data):
             return None  # originate (no caller), or a Local / phone destination
         call_id = msg["Uniqueid"]
         call = self._calls.get(call_id)
@@ -295,12 +356,11 @@ class AmiCallTracker:
             at=at,
             source=self.source_of(chan, msg.get("CallerIDNum", "")),
             account=msg.get("AccountCode", ""),
-            dialed=dialed_number(msg.get("DialString", ""))
-            or msg.get("DestExten", "")
-            or msg.get("Exten", ""),
+            dialed=dialed_number("Dial", data, msg.get("Exten", "")),
             trunk=endpoint(dest),
             channel=chan,
             dest_channel=dest,
+            linkedid=msg.get("Linkedid", ""),
         )
         self._start(started)
         return [started]

@@ -23,6 +23,7 @@ class CallStarted:
     trunk: str  # the trunk endpoint it goes out on ("carrier")
     channel: str = ""  # the calling channel, e.g. PJSIP/209-0000000a (for hang-up)
     dest_channel: str = ""  # the trunk channel, e.g. PJSIP/carrier-0000000b
+    linkedid: str = ""  # the Asterisk call it belongs to (Master.csv linkedid)
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,9 @@ class SourceStatus:
     calls_in_progress: int = 0
     events_per_s: float = 0.0  # over the last status interval (the daemon fills it in)
     state: str = "starting"  # human words: "connected", "retrying in 4s (connection refused)"
+    bad_frames: int = 0  # AMI frames that could not be parsed or handled
+    backlog: int = 0  # events received but not yet handed to the daemon (AMI reader queue)
+    backlog_age: float = 0.0  # seconds the oldest of them has waited
+    dialect: str = ""  # AMI: which Asterisk the banner says, e.g. "Asterisk 22 (AMI 11.0.0)"
+    unknown_events: int = 0  # AMI: valid events no dialect uses (counted, not an error)
+    warning: str = ""  # something the administrator should look at, in plain words

@@ -79,7 +79,11 @@ class _Client:
 class FakeAmi:
     """`async with FakeAmi("tollwatch", "s3cret") as ami:` ... `ami.port` ..."""
 
-    def __init__(self, username: str = "tollwatch", secret: str = "secret", port: int = 0) -> None:
+    def __init__(
+        self, username: str = "tollwatch", secret: str = "secret", port: int = 0,
+        banner: bytes = BANNER,
+    ) -> None:
+        self.banner = banner  # e.g. b"Asterisk Call Manager/1.3\r\n" to play an Asterisk 11
         self.muted = False  # set: stop answering actions (a hung Asterisk, a dead NAT path)
         self.username = username
         self._secret = secret
@@ -233,7 +237,7 @@ class FakeAmi:
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        writer.write(BANNER)
+        writer.write(self.banner)
         try:
             while True:
                 frame = await reader.readuntil(_SEP)

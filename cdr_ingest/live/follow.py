@@ -515,10 +515,11 @@ class CsvFollower:
             at=_utc(r["start"]),
             source=r["source"] or "",
             account=r["account"] or "",
-            dialed=r["dst"] or "",
+            dialed=r["dialed"] or "",
             trunk=r["trunk"] or "",
             channel=r["channel"] or "",
             dest_channel=r["dstchannel"] or "",
+            linkedid=r["linkedid"] or "",
         )
         ended = CallEnded(self.pbx, call_id, _utc(r["end"]), r["disposition"] or "")
         if r["answer"] is None:

@@ -19,6 +19,7 @@ class LongCallOptions(RuleOptions):
 class LongCall(Rule[LongCallOptions]):
     rule_type = "long_call"
     options_model = LongCallOptions
+    counts_repeats = True
 
     def setup(self) -> None:
         self._timers: list[tuple[datetime, int, Call]] = []

@@ -36,6 +36,7 @@ def cost(call: Call, now: datetime) -> float:
 class Spend(Rule[SpendOptions]):
     rule_type = "spend"
     options_model = SpendOptions
+    counts_repeats = True
 
     def setup(self) -> None:
         self.calls: dict[str, list[Call]] = {}  # rated calls answered within the window

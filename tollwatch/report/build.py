@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alerting.textsafe import csv_cell
 from config import Settings
 from rules.calendar import BusinessCalendar
 from rules.destinations import Classifier
@@ -260,6 +261,9 @@ def _daily_series(figs: Figures) -> list[tuple[date, int, int]]:
     return out
 
 
+_OURS = ("e164",)  # "+232…" is ours (normalized digits); every other text cell may be input
+
+
 def _write_csv(path: Path, flagged: list[FlaggedCall], tz: ZoneInfo) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -269,7 +273,8 @@ def _write_csv(path: Path, flagged: list[FlaggedCall], tz: ZoneInfo) -> None:
             row["reasons"] = "; ".join(fc.reasons)
             row["off_hours"] = fc.off_hours or ""
             row["spend"] = "" if fc.spend is None else fc.spend
-            writer.writerow(row)
+            writer.writerow({k: csv_cell(v) if isinstance(v, str) and k not in _OURS else v
+                             for k, v in row.items()})
 
 
 def _summary(doc: dict[str, Any], folder: Path) -> dict[str, Any]:

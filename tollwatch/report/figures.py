@@ -156,12 +156,12 @@ def collect(
         if ok.height == 0:
             continue
         if len(figs.numbers) < NUMBERS_SAMPLE:
-            figs.numbers.update(ok.get_column("dst").unique().drop_nulls()
+            figs.numbers.update(ok.get_column("dialed").unique().drop_nulls()
                                 .head(NUMBERS_SAMPLE - len(figs.numbers)).to_list())
         latest = ok.get_column("start").max()
         if isinstance(latest, datetime) and (figs.last_seen is None or latest > figs.last_seen):
             figs.last_seen = latest
-        ok = classifier.classify_df(ok)
+        ok = classifier.classify_df(ok, "dialed")
         ok = _derive(ok, tz, period, calendar, closed_cache)
         _fold_daily(figs, ok)
         _fold_period(figs, ok.filter(pl.col("_in")))

@@ -64,7 +64,7 @@ def period_incidents(settings: Settings, figs: Figures, classifier: Classifier) 
 def _label(row: dict[str, Any]) -> str:
     if row["region_name"] and row["calling_code"]:
         return f"{row['region_name']} (+{row['calling_code']})"
-    return str(row["e164"] or row["dst"] or "")
+    return str(row["e164"] or row["dialed"] or "")
 
 
 def flagged_calls(
@@ -95,7 +95,7 @@ def flagged_calls(
             start=row["start"],
             source=row["source"] or "",
             account=row["account"] or "",
-            dialed=row["dst"] or "",
+            dialed=row["dialed"] or "",
             e164=row["e164"],
             region=row["region"],
             destination=_label(row),
