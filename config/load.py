@@ -164,7 +164,8 @@ def resolve(settings: Settings) -> list[str]:
     errors: list[str] = []
     country = settings.site.country
     if country is None:
-        return []  # raw_checks said so
+        return ["site.country: required (an ISO 3166 code such as JP or US); "
+                "set it in the config file or pass --country"]
     if not settings.site.timezone:
         if len(settings.ami) + len(settings.csv_sources) > 1:
             errors.append("site.timezone: required when several PBXes are watched (a fleet): "
@@ -217,7 +218,11 @@ def load_settings(
     data = shipped_defaults()
     source = str(path) if path else None
     if path is not None:
-        data = merge(data, read_toml(path), errors)
+        own = read_toml(path)
+        if "pbx" in own:
+            raise ConfigError(["pbx: a fleet file ([[pbx]] entries): use `tollwatch scan --fleet "
+                               "FILE`, or `tollwatch check-config FILE` to see each PBX"], source)
+        data = merge(data, own, errors)
     if overrides:
         data = merge(data, overrides, errors)
     data["rules"] = _rules_by_name(data.get("rules", {}), errors)
@@ -233,6 +238,7 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(errors + format_validation_error(exc), source) from None
     errors.extend(resolve(settings))
+    errors = list(dict.fromkeys(errors))  # raw_checks and resolve may say the same
     if errors:
         raise ConfigError(errors, source)
     return settings

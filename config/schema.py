@@ -247,8 +247,8 @@ class Remediation(Strict):
     enabled: bool = False  # false: log and post what would be done, send nothing to Asterisk
     severity: Literal["warning", "critical"] = "critical"  # block incidents this severe
     rules: list[str] = Field(default_factory=list)  # ... and one of these fired (empty: any)
-    block: Literal["prefix", "source", "both"] = "prefix"
-    prefix: Literal["calling_code", "risk_prefix"] = "calling_code"
+    block: Literal["prefix", "source", "both"] = "prefix"  # source: its international calls
+    prefix: Literal["range", "calling_code", "risk_prefix"] = "range"  # see remediation.scope
     hangup: bool = True  # hang up the incident's calls still up
     ttl: Duration = timedelta(hours=24)
     max_per_hour: int = Field(default=10, ge=1)

@@ -47,6 +47,7 @@ class Told:
 
 
 def make(tmp: Path, port: int = 5038, **rem: Any) -> Settings:
+    rem.setdefault("prefix", "calling_code")  # the scope's own tests use the default "range"
     return settings(
         "JP",
         remediation=rem,
@@ -130,11 +131,10 @@ async def test_policy_severity_rules_and_prefix_modes(tmp_path: Path, clock: Clo
         await blocker.handle("escalated", view(rules=["night"]))
         await blocker.handle("blocked", view())  # our own notifications come back: ignored
         assert sent(ami) == []
-        # Jamaica: high-risk entry 1-876; the UK (+44) is not on the list: its calling code
+        # Jamaica: high-risk entry 1-876; the UK (+44) is neither high-risk nor known to be
+        # new for the site (no baseline): not blocked
         await blocker.handle("escalated", view(numbers=["+18765551234", "+441234567890"]))
-        assert [(a["Family"], a["Key"]) for a in sent(ami)] == [
-            ("tollwatch/block", "1876"), ("tollwatch/block", "44")
-        ]  # fmt: skip
+        assert [(a["Family"], a["Key"]) for a in sent(ami)] == [("tollwatch/block", "1876")]
 
 
 async def test_dry_run_sends_nothing_but_records_and_notifies(tmp_path: Path, clock: Clock) -> None:
@@ -169,7 +169,9 @@ async def test_dry_run_sends_nothing_but_records_and_notifies(tmp_path: Path, cl
         ("US", "1", "home country"),
         ("JP", "44", "allowlisted"),
         ("JP", "4420", "allowlisted"),
-        ("JP", "4", r"allowlisted prefix \+44"),
+        ("JP", "4", "shorter than a calling code"),
+        ("JP", "2", "shorter than a calling code"),
+        ("JP", "0232", "looks dialed"),
         ("JP", "123456789", "longer than 8"),
         ("JP", "23x", "not an E.164 prefix"),
     ],
@@ -334,27 +336,29 @@ async def test_real_asterisk_responses(tmp_path: Path, clock: Clock) -> None:
     assert [a["Action"] for a in real.actions] == ["DBPut", "DBGet", "DBDel"]
 
 
-async def test_hangup_of_the_incidents_calls_still_up(tmp_path: Path, clock: Clock) -> None:
+async def test_hangup_only_of_calls_a_block_applies_to(tmp_path: Path, clock: Clock) -> None:
     s = make(tmp_path, enabled=True, hangup=True)
     told = Told()
     async with FakeAmi() as ami, AmiClient("acme", "127.0.0.1", ami.port, "tollwatch",
                                            "secret") as client:  # fmt: skip
-        replay = asyncio.create_task(ami.replay(FIXTURES / "ami-calls.txt", pause_after=50))
+        replay = asyncio.create_task(ami.replay(FIXTURES / "ami-calls.txt", pause_after=150))
         await until(ami.paused.is_set)
-        up = ami.channels_up()
-        caller = next(c for c in up if c["Channel"].startswith("PJSIP/201-"))
+        up = {c["Channel"].split("/")[1].split("-")[0]: c for c in ami.channels_up()
+              if c["Channel"].startswith("PJSIP/2")}  # fmt: skip
+        # 201 dialed a Tokyo number, 203 Sierra Leone: the incident (both calls) blocks +232
+        ids = [up["201"]["Uniqueid"], up["203"]["Uniqueid"], "x.1"]
         blocker = Blocker(s, {"acme": client}, notify=told, clock=clock)
-        await blocker.handle("escalated", view(source="201", call_ids=[caller["Uniqueid"], "x.1"]))
+        await blocker.handle("escalated", view(source="203", call_ids=ids))
         assert [a["Action"] for a in sent(ami)] == ["DBPut", "CoreShowChannels", "Hangup"]
-        assert sent(ami)[-1] == {"Action": "Hangup", "Channel": caller["Channel"]}
-        assert ami.hung_up == [caller["Channel"]]
-        assert told.calls[0][1]["hung_up"] == [caller["Channel"]]
+        assert sent(ami)[-1] == {"Action": "Hangup", "Channel": up["203"]["Channel"]}
+        assert ami.hung_up == [up["203"]["Channel"]]
+        assert told.calls[0][1]["hung_up"] == [up["203"]["Channel"]]
         ami.resume()
         await replay
 
 
 class NoList:
-    """A sender whose CoreShowChannels fails: the source's channels go by regex."""
+    """A sender whose CoreShowChannels fails."""
 
     def __init__(self) -> None:
         self.actions: list[Mapping[str, str]] = []
@@ -363,19 +367,17 @@ class NoList:
         self.actions.append(action)
         if action["Action"] == "CoreShowChannels":
             return {"Response": "Error", "Message": "Permission denied"}
-        if action["Action"] == "Hangup":
-            return [{"Response": "Success", "EventList": "start"},
-                    {"Event": "ChannelHungup", "Channel": "PJSIP/209-0000000a"},
-                    {"Event": "ChannelsHungupListComplete", "ListItems": "1"}]  # fmt: skip
         return {"Response": "Success", "Message": PUT_OK}
 
 
-async def test_hangup_falls_back_to_a_source_regex(tmp_path: Path, clock: Clock) -> None:
+async def test_no_hangup_without_the_channel_list(tmp_path: Path, clock: Clock) -> None:
+    """Without CoreShowChannels nothing says which calls a block applies to: none is hung up
+    (a regex on the source would also end its calls to destinations nobody blocked)."""
     s = make(tmp_path, enabled=True, hangup=True)
     sender = NoList()
     blocker = Blocker(s, {"acme": sender}, clock=clock)
     await blocker.handle("escalated", view(call_ids=["1795526553.8"]))
-    assert sender.actions[-1] == {"Action": "Hangup", "Channel": "/^[A-Za-z0-9]+/209-/"}
+    assert [a["Action"] for a in sender.actions] == ["DBPut", "CoreShowChannels"]
 
 
 async def test_unreachable_pbx_block_recorded_then_applied_on_boot(
@@ -427,13 +429,20 @@ async def test_cli_block_unblock_list(tmp_path: Path, monkeypatch: pytest.Monkey
         cfg = write_config(tmp_path, ami.port)  # dry run: an admin's command still acts
         res = await asyncio.to_thread(run, "block", "+232", "--ttl", "2h", "--reason", "fraud")
         assert res.exit_code == 0, res.output
-        assert res.output.startswith("blocked +232 on acme until ")
+        assert res.output.startswith("blocked the whole of Sierra Leone (+232) on acme until ")
         assert "(lift: tollwatch unblock 232)" in res.output
         (action,) = sent(ami)
         assert action["Action"] == "DBPut" and action["Family"] == "tollwatch/block"
         assert action["Key"] == "232" and action["Val"].endswith("|fraud")
         res = await asyncio.to_thread(run, "block", "--source", "209")
-        assert res.exit_code == 0 and "blocked source 209" in res.output
+        assert res.exit_code == 0 and "blocked international calls from 209" in res.output
+        # the dialed form (international prefix 010) is converted, with a note
+        res = await asyncio.to_thread(run, "block", "0102327654", "--ttl", "1h")
+        assert res.exit_code == 0, res.output
+        assert "note: 0102327654 is the dialed form (international prefix 010); using " \
+               "+2327654" in res.output
+        assert "blocked numbers starting +232 7654 (Sierra Leone)" in res.output
+        res = await asyncio.to_thread(run, "unblock", "+2327654")
         res = await asyncio.to_thread(run, "blocks")
         lines = res.output.splitlines()
         assert len(lines) == 2 and "cli:alice" in lines[0] and "+232" in lines[0]
@@ -446,6 +455,10 @@ async def test_cli_block_unblock_list(tmp_path: Path, monkeypatch: pytest.Monkey
         n = len(ami.actions)
         res = await asyncio.to_thread(run, "block", "110")
         assert res.exit_code == 2 and "emergency" in res.output
+        for bad, why in (("2", "shorter than a calling code"), ("+0232", "not E.164"),
+                         ("0232", "looks dialed")):
+            res = await asyncio.to_thread(run, "block", bad)
+            assert res.exit_code == 2 and why in res.output, res.output
         res = await asyncio.to_thread(run, "block", "44", "--source", "209")
         assert res.exit_code == 2
         assert len(ami.actions) == n  # refused before connecting

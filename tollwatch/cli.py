@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from alerting.textsafe import markup, plain
 from cdr_ingest import IngestError, describe_layout
 from config import Settings, masked_dump
+from config.fleet import is_fleet_file
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from rules.validity import valid_e164
@@ -35,9 +36,10 @@ from tollwatch.cli_common import (
     settings_for,
     warn,
 )
+from tollwatch.cli_fleet import FleetOpt, ParquetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
 from tollwatch.scan_problems import ProblemFile
-from tollwatch.settings import cdr_options
+from tollwatch.settings import cdr_options, overrides
 
 app = typer.Typer(
     add_completion=False,
@@ -78,8 +80,9 @@ def _main(
 @app.command()
 def scan(
     files: Annotated[
-        list[Path], typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False)
-    ],
+        list[Path] | None,
+        typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False),
+    ] = None,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -104,10 +107,27 @@ def scan(
         typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
                      "CSV file; the summary lists only the first 20.", dir_okay=False),
     ] = None,
+    fleet: FleetOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    parquet: ParquetOpt = None,
 ) -> None:
     """Score CDR files for toll fraud. Exit 0: nothing critical; 1: critical; 2: bad input
     (including rows that cannot be read, beyond --max-skipped)."""
     tolerance = _tolerance(max_skipped)
+    if fleet is not None:
+        from tollwatch import cli_fleet
+
+        if files or problems or verbose:
+            raise _fail(["--fleet takes each PBX's files from its settings; --problems and "
+                         "--verbose work on a single-PBX scan"])
+        raise typer.Exit(cli_fleet.scan_command(
+            fleet, config, overrides(country, tz, access_code), since, until, fmt.value, quiet,
+            workers, scheduler, parquet, lambda stats: _too_many_skipped(stats, tolerance)))
+    if workers is not None or scheduler or parquet:
+        raise _fail(["--workers, --scheduler and --parquet go with --fleet"])
+    if not files:
+        raise _fail(["give CDR files to scan (or --fleet FLEET.toml|DIR)"])
     settings = settings_for(config, country, tz, access_code)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = parse_time(since, zone, "since"), parse_time(until, zone, "until")
@@ -285,11 +305,16 @@ def classify(
 
 @app.command("check-config")
 def check_config(
-    file: Annotated[Path | None, typer.Argument(help="Settings file to check.")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="Settings file (or fleet file/directory) to check.")
+    ] = None,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
     access_code: AccessOpt = None,
+    pbx: Annotated[
+        str | None, typer.Option("--pbx", help="Fleet: show this PBX's effective settings.")
+    ] = None,
     sample: Annotated[
         list[Path] | None,
         typer.Option("--sample", help="A CDR file: check its dialed numbers are valid under "
@@ -297,8 +322,19 @@ def check_config(
     ] = None,
 ) -> None:
     """Validate a settings file (every error at once, referenced secrets included) and print
-    the effective settings (secrets masked)."""
-    settings = settings_for(file or config, country, tz, access_code, check_secrets=True)
+    the effective settings (secrets masked).
+
+    A fleet (a file with [[pbx]] entries, or a directory of PBXes) is shown as a table;
+    --pbx NAME prints that PBX's effective settings."""
+    path = file or config
+    if path is not None and (path.is_dir() or is_fleet_file(path) or pbx):
+        from tollwatch import cli_fleet
+
+        shared = config if file is not None and path.is_dir() else None
+        fleet = cli_fleet.fleet_settings(path, shared, overrides(country, tz, access_code))
+        cli_fleet.check_fleet(fleet, pbx)
+        return
+    settings = settings_for(path, country, tz, access_code, check_secrets=True)
     out.print_json(json.dumps(masked_dump(settings)))
     for line in _config_warnings(settings):
         warn(line)

@@ -24,14 +24,23 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from alerting.remediation import AmiClient, Blocker, BlockRefused, BlockStore, Target
+from alerting.remediation import (
+    AmiClient,
+    Blocker,
+    BlockRefused,
+    BlockStore,
+    PrefixError,
+    Target,
+    read_prefix,
+)
 from alerting.remediation.astdb import ActionSender
 from alerting.remediation.dialplan import render
 from alerting.textsafe import plain
 from config import ConfigError, Settings
 from config.schema import AmiServer
 from config.secrets import SecretError, read_secret
-from config.types import parse_duration, parse_prefix
+from config.types import parse_duration
+from rules.destinations import Classifier
 from tollwatch.settings import load
 
 ConfigOpt = Annotated[
@@ -44,7 +53,9 @@ SourceOpt = Annotated[
     str | None, typer.Option("--source", help="A source extension instead of a prefix.")
 ]
 PrefixArg = Annotated[
-    str | None, typer.Argument(help="E.164 prefix: 232, +232, 1-876.", show_default=False)
+    str | None,
+    typer.Argument(help="E.164 prefix, a calling code or longer: 232, +232, 1-876.",
+                   show_default=False),
 ]
 
 
@@ -75,15 +86,20 @@ def _user() -> str:
     return name
 
 
-def _target(prefix: str | None, source: str | None) -> Target:
+def _target(settings: Settings, prefix: str | None, source: str | None) -> Target:
+    """The target named on the command line; a converted dialed form is said on stderr."""
     if (prefix is None) == (source is None):
         raise _fail("give a PREFIX or --source EXT (one of them)")
     if source is not None:
         return Target("source", source)
+    assert prefix is not None
     try:
-        return Target("prefix", parse_prefix(prefix))
-    except ValueError as exc:
+        check = read_prefix(prefix, Classifier(settings))
+    except PrefixError as exc:
         raise _fail(str(exc)) from None
+    if check.note:
+        typer.echo(f"note: {check.note}", err=True)
+    return Target("prefix", check.digits)
 
 
 def _servers(settings: Settings, pbx: str | None) -> list[AmiServer]:
@@ -129,7 +145,7 @@ async def block_async(
         store.close()
     rec = result.records[0]
     names = ",".join(r.pbx for r in result.records)
-    line = (f"blocked {target} on {names} until {_when(rec.expires_at, settings)} "
+    line = (f"blocked {target.what} on {names} until {_when(rec.expires_at, settings)} "
             f"(lift: {target.lift})")  # fmt: skip
     if result.failed:
         line += "; NOT applied on " + ", ".join(f"{k} ({v})" for k, v in result.failed.items())
@@ -166,7 +182,7 @@ def block(
 ) -> None:
     """Block calls to an E.164 prefix (or from a source extension) in Asterisk now."""
     settings = _settings(config)
-    target = _target(prefix, source)
+    target = _target(settings, prefix, source)
     try:
         seconds = parse_duration(ttl).total_seconds() if ttl is not None else None
     except ValueError as exc:
@@ -192,7 +208,7 @@ def unblock(
 ) -> None:
     """Lift a block now (AMI DBDel) and record who lifted it."""
     settings = _settings(config)
-    target = _target(prefix, source)
+    target = _target(settings, prefix, source)
     try:
         line = asyncio.run(unblock_async(settings, target, pbx, _user()))
     except (ConnectionError, SecretError, OSError) as exc:

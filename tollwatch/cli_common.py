@@ -64,7 +64,8 @@ def settings_for(
         raise fail([prefix + e for e in exc.errors]) from None
 
 
-def parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
+def parse_time(value: str | None, tz: ZoneInfo | None, name: str) -> datetime | None:
+    """An ISO date or time; without an offset it is in `tz` (None: left naive)."""
     if value is None:
         return None
     try:
@@ -72,4 +73,4 @@ def parse_time(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
     except ValueError:
         raise fail(f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
                    "2026-11-24T06:00") from None
-    return when.replace(tzinfo=tz) if when.tzinfo is None else when
+    return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when

@@ -68,6 +68,7 @@ def incident_dict(inc: Incident, tz: ZoneInfo, now: datetime | None = None) -> d
         "last_call_at": _iso(inc.last_call_at, tz),
         "detected_at": _iso(inc.detected_at.get(inc.severity), tz),
         "call_ids": [c.call_id for c in calls],
+        "call_numbers": [c.dest.e164 or "" for c in calls],  # parallel to call_ids
         "reasons": inc.reasons(),
     }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -28,6 +28,7 @@ MAX_PROBLEMS = 1000
 
 Progress = Callable[[str, int], None]  # (file, rows read so far in it)
 Problems = Callable[[list[tuple[str, str]]], None]  # every bad row: (file:line, reason)
+Calls = Callable[[pl.DataFrame], None]  # every batch of classified outbound calls
 
 
 @dataclass
@@ -68,6 +69,7 @@ def run_scan(
     until: datetime | None = None,
     progress: Progress | None = None,
     problems: Problems | None = None,
+    calls: Calls | None = None,
 ) -> ScanResult:
     started = time.perf_counter()
     classifier = Classifier(settings)
@@ -76,9 +78,9 @@ def run_scan(
     good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
-        window = window & (pl.col("start") >= since)
+        window = window & (pl.col("start") >= _utc(since))
     if until is not None:
-        window = window & (pl.col("start") < until)
+        window = window & (pl.col("start") < _utc(until))
     outbound = pl.col("outbound") & window
     wanted = rows.filter(
         pl.col("problem").is_not_null()
@@ -113,6 +115,8 @@ def run_scan(
             room = SAMPLE - len(stats.numbers)
             dialed = ok.get_column("dialed").unique().drop_nulls()
             stats.numbers.update(dialed.head(room).to_list())
+        if calls is not None and ok.height:
+            calls(ok)
         for cls, n in ok.group_by("dest_class").len().iter_rows():
             stats.by_class[cls] = stats.by_class.get(cls, 0) + n
         keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
@@ -137,6 +141,11 @@ def run_scan(
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
     """Most severe first, then by the time of the first call."""
     return sorted(incidents, key=lambda i: (-int(i.severity), i.first_call_at, i.id))
+
+
+def _utc(when: datetime) -> datetime:
+    """Call times are UTC: a bound in another zone compares as the same instant."""
+    return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _count_rows(rows: pl.LazyFrame) -> int:

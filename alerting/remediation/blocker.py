@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 from alerting.base import IncidentView
-from alerting.remediation import astdb
+from alerting.remediation import astdb, sync
 from alerting.remediation.astdb import ActionSender
-from alerting.remediation.policy import Guard, Target, qualifies, targets
+from alerting.remediation.hangup import hang_up
+from alerting.remediation.policy import Guard, Target, qualifies
+from alerting.remediation.scope import Scope, SiteProfile
 from alerting.remediation.store import BlockRecord, BlockStore
+from alerting.remediation.views import block_entry, iso, reason_of, unblock_view
 from config.schema import Settings
 from rules.destinations import Classifier
 
@@ -23,7 +24,6 @@ log = logging.getLogger("tollwatch.remediation")
 Notify = Callable[[str, IncidentView], Awaitable[None]]
 _WATCHED = ("opened", "escalated", "updated")
 _HOUR = 3600
-_SAFE_REGEX_SOURCE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 class BlockRefused(Exception):
@@ -40,33 +40,16 @@ class BlockResult:
     failed: dict[str, str] = field(default_factory=dict)  # pbx -> error (recorded anyway)
 
 
-def iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
-def block_entry(rec: BlockRecord) -> dict[str, Any]:
-    """One item of a notification view's "blocks" list."""
-    target = Target(rec.kind, rec.value)
-    return {
-        "kind": rec.kind,
-        "value": rec.value,
-        "pbx": rec.pbx,
-        "expires_at": iso(rec.expires_at),
-        "lift": target.lift,
-        "dry_run": rec.dry_run,
-        "reason": rec.reason,
-        "origin": rec.origin,
-    }
-
-
 class Blocker:
     """An alerter that blocks: hand it incident changes like any alerter (`send`).
 
     `senders` maps PBX names to anything with `async send_action(Mapping) -> Any` (the daemon's
     AmiSource objects). `notify(kind, view)` is called with kind "blocked"/"unblocked" and a view
     whose "blocks" list says what was (or in dry run, would be) done; the daemon points it at its
-    other alerters. `run()` lifts expired blocks every `interval` seconds (or call `expire()`);
-    `on_booted(pbx)` re-applies active blocks after Asterisk restarted.
+    other alerters. `run()` lifts expired blocks every `interval` seconds (or call `expire()`)
+    and checks AstDB every `check_every` seconds, putting back what it lost; `on_booted(pbx)`
+    does that check at once (Asterisk restarted or AMI reconnected). `profile` is the site's
+    baseline (what is routine, what is new) for the block scope (`scope.Scope`).
     """
 
     name = "remediation"
@@ -81,6 +64,8 @@ class Blocker:
         notify: Notify | None = None,
         clock: Callable[[], float] = time.time,
         interval: float = 5.0,
+        check_every: float = 30.0,
+        profile: SiteProfile | None = None,
     ) -> None:
         self.settings = settings
         self.rem = settings.remediation
@@ -88,11 +73,16 @@ class Blocker:
         self.store = store if store is not None else BlockStore.in_dir(settings.daemon.data_dir)
         self.classifier = classifier or Classifier(settings)
         self.guard = Guard(settings, self.classifier)
+        self.scope = Scope(settings, self.classifier, profile)
+        self.check_every = check_every
         self.notify = notify
         self.clock = clock
         self.interval = interval
         self.families = astdb.families(self.rem.family)
         self._told: set[tuple[str, str, str]] = set()  # (incident, target, why) refusals said
+        # (incident, target) -> call ids of the fraudulent calls a block of it answered; once
+        # that block expired or was lifted, only new such calls block it again
+        self._covered: dict[tuple[str, Target], set[str]] = {}
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[tuple[str, IncidentView] | None] = asyncio.Queue()
 
@@ -132,12 +122,14 @@ class Blocker:
         dry = self.dry_run
         new: list[BlockRecord] = []
         refused: list[dict[str, str]] = []
-        for target in targets(self.settings, self.classifier, view):
+        for target in self.scope.targets(view):
             if self.store.active(pbx, target.kind, target.value, dry_run=dry):
+                self._covered[incident, target] = self._calls_for(target, view)
                 continue  # already blocked for this (or an earlier) incident
-            reason = _reason(view)
+            if not self._fresh_evidence(pbx, incident, target, view):
+                continue
             try:
-                result = await self.block(target, [pbx], reason=reason, origin="auto",
+                result = await self.block(target, [pbx], reason=reason_of(view), origin="auto",
                                           incident_id=incident, dry_run=dry)  # fmt: skip
             except BlockRefused as exc:
                 key = (incident, str(target), str(exc))
@@ -146,10 +138,15 @@ class Blocker:
                     log.warning("incident %s: not blocking %s: %s", incident, target, exc)
                     refused.append({"kind": target.kind, "value": target.value, "why": str(exc)})
                 continue
+            self._covered[incident, target] = self._calls_for(target, view)
             new.extend(result.records)
         hung: list[str] = []
-        if self.rem.hangup and view.get("call_ids") and (new or not dry):
-            hung = await self._hangup(pbx, view, dry)
+        if self.rem.hangup and view.get("call_ids") and new and dry:
+            log.warning("DRY RUN (would do): pbx %s: hang up the calls of incident %s still up "
+                        "that these blocks apply to", pbx, incident)  # fmt: skip
+        elif self.rem.hangup and view.get("call_ids") and not dry:
+            force = [Target(r.kind, r.value) for r in self.store.active(pbx, dry_run=False)]
+            hung = await hang_up(pbx, self.senders.get(pbx), view, force, self._covers, dry)
         if new or refused or hung:
             out = dict(view)
             out["blocks"] = [block_entry(r) for r in new]
@@ -158,12 +155,49 @@ class Blocker:
             out["dry_run"] = dry
             await self._notify("blocked", out)
 
+    def _calls_for(self, target: Target, view: IncidentView) -> set[str]:
+        """The incident's fraudulent calls a block of `target` applies to."""
+        source = str(view.get("source", ""))
+        out = set()
+        for call_id, number in zip(view.get("call_ids") or [], view.get("call_numbers") or [],
+                                   strict=False):  # fmt: skip
+            if not number:
+                continue
+            dest = self.scope.destination(str(number))
+            if self.scope.fraudulent(dest, source) and self.scope.covers(target, number, source):
+                out.add(str(call_id))
+        return out
+
+    def _fresh_evidence(self, pbx: str, incident: str, target: Target, view: IncidentView) -> bool:
+        """False when this incident already had `target` blocked (since expired or lifted) and
+        no new fraudulent call to it came since: the expiry stands."""
+        before = self.store.for_incident(incident, target.kind, target.value, pbx)
+        if not before:
+            return True
+        now = self._calls_for(target, view)
+        known = self._covered.setdefault((incident, target), now)  # a restart forgot: now
+        return bool(now - known)
+
+    def _covers(self, blocks: Sequence[Target], dialed: str, source: str) -> Target | None:
+        """The block in force that applies to a call from `source` dialing `dialed`."""
+        dest = self.classifier.classify(dialed)
+        if not dest.e164:
+            return None
+        digits = dest.e164.lstrip("+")
+        for target in sorted(blocks, key=lambda t: (t.kind != "prefix", -len(t.value))):
+            if target.kind == "prefix" and digits.startswith(target.value):
+                return target
+            if target.kind == "source" and target.value == source and dest.international:
+                return target
+        return None
+
     async def run(self) -> None:
         """Handle queued incident changes, and lift expired blocks every `interval` seconds,
         until `close()`."""
         self._stop.clear()
         loop = asyncio.get_running_loop()
         next_expiry = loop.time()
+        next_check = loop.time() + self.check_every
         while not self._stop.is_set():
             if loop.time() >= next_expiry:
                 try:
@@ -171,6 +205,10 @@ class Blocker:
                 except Exception:
                     log.exception("remediation: expiry pass failed")
                 next_expiry = loop.time() + self.interval
+            if loop.time() >= next_check:
+                for pbx in list(self.senders):
+                    await self._check_logged(pbx)
+                next_check = loop.time() + self.check_every
             try:
                 item = await asyncio.wait_for(self._queue.get(), next_expiry - loop.time())
             except TimeoutError:
@@ -261,7 +299,7 @@ class Blocker:
                 lifted.append(self.store.lift(rec.id, now, by))
             log.warning("pbx %s: unblocked %s (%s)", pbx, target, by)
         if lifted:
-            await self._notify("unblocked", self._unblock_view(lifted))
+            await self._notify("unblocked", unblock_view(self.settings, lifted))
         return lifted
 
     async def expire(self, now: float | None = None) -> list[BlockRecord]:
@@ -288,12 +326,18 @@ class Blocker:
                 Target(rec.kind, rec.value),
             )
         if lifted:
-            await self._notify("unblocked", self._unblock_view(lifted))
+            await self._notify("unblocked", unblock_view(self.settings, lifted))
         return lifted
 
     async def on_booted(self, pbx: str) -> None:
         """For `Daemon.on_booted`: Asterisk (re)started or AMI reconnected."""
-        await self.reapply(pbx)
+        await self._check_logged(pbx)
+
+    async def _check_logged(self, pbx: str) -> None:
+        try:
+            await self.reapply(pbx)
+        except Exception as exc:
+            log.warning("pbx %s: AstDB check failed (%s)", pbx, exc)
 
     async def reapply(self, pbx: str) -> list[BlockRecord]:
         """Put back the active blocks AstDB lost (DBGet each, DBPut the missing ones)."""
@@ -301,69 +345,16 @@ class Blocker:
         sender = self.senders.get(pbx)
         if sender is None:
             return []
-        restored: list[BlockRecord] = []
-        for rec in self.store.active(pbx, dry_run=False):
-            family = self.families[rec.kind]
-            try:
-                if await astdb.db_get(sender, family, rec.value) is None:
-                    await astdb.db_put(
-                        sender, family, rec.value, astdb.block_value(rec.expires_at, rec.reason)
-                    )
-                    restored.append(rec)
-            except Exception as exc:
-                log.warning(
-                    "pbx %s: could not re-apply %s (%s)", pbx, Target(rec.kind, rec.value), exc
-                )
+        records = self.store.active(pbx, dry_run=False)
+        restored = await sync.reapply(pbx, sender, records, self.families)
         if restored:
             log.warning(
-                "pbx %s: re-applied %d block(s) after restart: %s",
+                "pbx %s: AstDB had lost %d block(s); re-applied: %s",
                 pbx,
                 len(restored),
                 ", ".join(str(Target(r.kind, r.value)) for r in restored),
             )
         return restored
-
-    # ---- hang-up --------------------------------------------------------------------------
-    async def _hangup(self, pbx: str, view: IncidentView, dry: bool) -> list[str]:
-        """Hang up the incident's calls still up: their channels by name (from
-        CoreShowChannels, matched on Uniqueid/Linkedid = call id), else a /regex/ on the source."""
-        call_ids = {str(c) for c in view.get("call_ids") or []}
-        source = str(view.get("source", ""))
-        if dry:
-            if call_ids:
-                log.warning(
-                    "DRY RUN (would do): pbx %s: hang up calls still up of incident %s",
-                    pbx,
-                    view.get("id"),
-                )
-            return []
-        sender = self.senders.get(pbx)
-        if sender is None:
-            return []
-        try:
-            up = await astdb.channels(sender)
-        except Exception as exc:
-            log.warning("pbx %s: cannot list channels (%s)", pbx, exc)
-            if not set(source) <= _SAFE_REGEX_SOURCE or not source:
-                return []
-            return await self._try_hangup(pbx, sender, f"/^[A-Za-z0-9]+/{source}-/")
-        mine = [c["Channel"] for c in up if c.get("Uniqueid") in call_ids]
-        if not mine:
-            mine = [c["Channel"] for c in up if c.get("Linkedid") in call_ids]
-        hung: list[str] = []
-        for chan in mine:
-            hung.extend(await self._try_hangup(pbx, sender, chan))
-        return hung
-
-    async def _try_hangup(self, pbx: str, sender: ActionSender, channel: str) -> list[str]:
-        try:
-            hung = await astdb.hangup(sender, channel)
-        except Exception as exc:
-            log.warning("pbx %s: hang-up of %s failed (%s)", pbx, channel, exc)
-            return []
-        if hung:
-            log.warning("pbx %s: hung up %s", pbx, ", ".join(hung))
-        return hung
 
     # ---- helpers --------------------------------------------------------------------------
     def _sender(self, pbx: str) -> ActionSender:
@@ -371,19 +362,6 @@ class Blocker:
         if sender is None:
             raise KeyError(f"no AMI connection for pbx {pbx!r}")
         return sender
-
-    def _unblock_view(self, records: list[BlockRecord]) -> IncidentView:
-        first = records[0]
-        return {
-            "id": first.incident_id or "",
-            "site": self.settings.site.name,
-            "pbx": first.pbx,
-            "severity": "none",
-            "source": first.value if first.kind == "source" else "",
-            "reasons": [f"{Target(r.kind, r.value)} unblocked ({r.lifted_by})" for r in records],
-            "blocks": [block_entry(r) for r in records],
-            "dry_run": all(r.dry_run for r in records),
-        }
 
     async def _notify(self, kind: str, view: IncidentView) -> None:
         if self.notify is None:
@@ -393,7 +371,3 @@ class Blocker:
         except Exception:
             log.exception("remediation: notify %s failed", kind)
 
-
-def _reason(view: IncidentView) -> str:
-    rules = ",".join(str(r) for r in view.get("rules") or [])
-    return f"incident {view.get('id', '?')} {view.get('severity', '')} {rules}".strip()

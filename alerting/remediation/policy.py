@@ -1,8 +1,10 @@
-"""What may be blocked, and what an incident asks to block.
+"""What may be blocked (`Guard`), and when an incident is severe enough (`qualifies`).
 
 Safety first: `Guard.check_prefix` / `Guard.check_source` return a refusal reason (a sentence
-for people) or None. Never blocked: emergency and service numbers, allowlisted prefixes (or a
-prefix that would cover one), the home country as a whole, the PBX-wide incident key "*".
+for people) or None. Never blocked: anything but an E.164 prefix at least a calling code long
+(`prefixes.read_prefix`), emergency and service numbers, allowlisted prefixes (or a prefix that
+would cover one), the home country as a whole, the PBX-wide incident key "*". What an incident
+asks to block is `scope.targets`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from alerting.remediation.prefixes import PrefixError, describe, read_prefix
 from config.schema import Settings
-from config.types import parse_prefix
 from rules.destinations import Classifier
 
-MAX_PREFIX = 8  # the dialplan looks up prefixes of 1..8 digits
 _SOURCE = re.compile(r"^[A-Za-z0-9_.+@-]{1,40}$")
-_CODE_IN_LABEL = re.compile(r"\(\+(\d{1,4})\)$")  # "Sierra Leone (+232)"
 _SEVERITY = {"none": 0, "warning": 1, "critical": 2}
 
 
@@ -37,6 +37,13 @@ class Target:
     def __str__(self) -> str:
         return f"+{self.value}" if self.kind == "prefix" else f"source {self.value}"
 
+    @property
+    def what(self) -> str:
+        """In words: "the whole of Sierra Leone (+232)", "international calls from 209"."""
+        if self.kind == "source":
+            return f"international calls from {self.value}"
+        return describe(self.value)
+
 
 class Guard:
     """Refusals, with the site's classifier (the same one the rules use)."""
@@ -51,8 +58,10 @@ class Guard:
     def check_prefix(self, prefix: str) -> str | None:
         if not prefix.isdigit():
             return f"{prefix!r} is not an E.164 prefix (digits only, like 232 or 1876)"
-        if len(prefix) > MAX_PREFIX:
-            return f"{prefix} is longer than {MAX_PREFIX} digits (the dialplan checks 1..8)"
+        try:
+            read_prefix(prefix, self.classifier)
+        except PrefixError as exc:
+            return str(exc)
         if prefix in self.emergency:
             return f"{prefix} is an emergency number here; emergency numbers are never blocked"
         kind = self.classifier.classify(prefix).dest_class
@@ -89,53 +98,3 @@ def qualifies(settings: Settings, view: Mapping[str, Any]) -> bool:
     if _SEVERITY.get(str(view.get("severity", "")), 0) < _SEVERITY[rem.severity]:
         return False
     return not rem.rules or bool(set(rem.rules) & set(view.get("rules") or []))
-
-
-def prefix_of(classifier: Classifier, number: str, mode: str) -> str | None:
-    """The prefix to block for one E.164 number: the high-risk entry's prefix (mode
-    "risk_prefix", when the number is on the list), else its calling code; NANP (+1) numbers
-    use 1 + area code, since +1 alone is the whole of North America."""
-    dest = classifier.classify(number if number.startswith("+") else "+" + number)
-    if dest.dest_class != "international" or not dest.e164:
-        return None
-    if mode == "risk_prefix" and dest.risk_prefix:
-        return parse_prefix(dest.risk_prefix)
-    code = dest.calling_code
-    if not code:
-        return None
-    if code == "1":
-        return dest.e164.lstrip("+")[:4]
-    return code
-
-
-def targets(settings: Settings, classifier: Classifier, view: Mapping[str, Any]) -> list[Target]:
-    """What the policy says to block for an incident view.
-
-    Numbers come from `view["numbers"]` (the E.164 numbers its calls dialed); without it, the
-    calling codes shown in `view["destinations"]` ("Sierra Leone (+232)") are used.
-    """
-    rem = settings.remediation
-    out: list[Target] = []
-    if rem.block in ("prefix", "both"):
-        prefixes: list[str] = []
-        numbers = view.get("numbers")
-        if numbers:
-            for number in numbers:
-                p = prefix_of(classifier, str(number), rem.prefix)
-                if p:
-                    prefixes.append(p)
-        else:
-            for label in view.get("destinations") or []:
-                label = str(label)
-                m = _CODE_IN_LABEL.search(label)
-                if m and m.group(1) != "1":
-                    prefixes.append(m.group(1))
-                elif label.startswith("+"):
-                    p = prefix_of(classifier, label, rem.prefix)
-                    if p:
-                        prefixes.append(p)
-        for p in sorted(set(prefixes)):
-            out.append(Target("prefix", p))
-    if rem.block in ("source", "both"):
-        out.append(Target("source", str(view.get("source", ""))))
-    return out

@@ -105,6 +105,13 @@ class BlockStore(SqliteFile):
             args.append(str(int(dry_run)))
         return self._rows("WHERE " + " AND ".join(where) + " ORDER BY id", tuple(args))
 
+    def for_incident(self, incident: str, kind: str, value: str, pbx: str) -> list[BlockRecord]:
+        """Every block (active or lifted) of this target made for this incident."""
+        return self._rows(
+            "WHERE incident_id = ? AND kind = ? AND value = ? AND pbx = ? ORDER BY id",
+            (incident, kind, value, pbx),
+        )
+
     def due(self, now: int) -> list[BlockRecord]:
         """Active blocks whose expiry has come."""
         return self._rows("WHERE lifted_at IS NULL AND expires_at <= ? ORDER BY id", (now,))

@@ -1,0 +1,197 @@
+"""The fleet side of the command line: `scan --fleet` and `check-config` of a fleet."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alerting.textsafe import markup
+from config import ConfigError, Settings, masked_dump
+from config.fleet import Fleet, load_fleet
+from rules.base import check_rules
+from tollwatch import fleet_output
+from tollwatch.fleet_scan import Progress, run_fleet
+from tollwatch.scan import ScanStats
+
+FleetOpt = Annotated[
+    Path | None,
+    typer.Option("--fleet", help="Scan a fleet: a settings file with [[pbx]] entries, or a "
+                 "directory ROOT/<pbx>/Master.csv* (--config: shared settings)."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=0, help="--fleet: local Dask worker processes "
+                 "(default: CPU count; 0: no Dask, one PBX after another)."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="--fleet: an existing Dask scheduler, e.g. "
+                 "tcp://host:8786."),
+]
+ParquetOpt = Annotated[
+    Path | None,
+    typer.Option("--parquet", help="--fleet: write classified calls as Parquet under "
+                 "DIR/pbx=<pbx>/day=<date>/.", file_okay=False),
+]
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _fail(lines: list[str]) -> typer.Exit:
+    for line in lines:
+        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def fleet_settings(path: Path, shared: Path | None, over: dict[str, Any]) -> Fleet:
+    """The fleet's per-PBX settings; whole-fleet problems exit 2 (one line each)."""
+    if not path.exists():
+        raise _fail([f"{path}: no such file or directory"])
+    try:
+        return load_fleet(path, over, rule_checks=check_rules, shared=shared)
+    except ConfigError as exc:
+        prefix = f"{exc.source}: " if exc.source else ""
+        raise _fail([prefix + e for e in exc.errors]) from None
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    """--since/--until: without an offset, each PBX reads them in its own time zone."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail([f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
+                     "2026-11-24T06:00"]) from None
+
+
+def scan_command(
+    path: Path, shared: Path | None, over: dict[str, Any], since: str | None,
+    until: str | None, fmt: str, quiet: bool, workers: int | None, scheduler: str | None,
+    parquet: Path | None, too_many_skipped: Callable[[ScanStats], bool],
+) -> int:
+    """`tollwatch scan --fleet PATH`: the exit code."""
+    fleet = fleet_settings(path, shared, over)
+    start, stop = _when(since, "since"), _when(until, "until")
+    return scan_fleet(fleet, start, stop, fmt, quiet, workers, scheduler, parquet,
+                      too_many_skipped)
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def scan_fleet(
+    fleet: Fleet,
+    since: datetime | None,
+    until: datetime | None,
+    fmt: str,
+    quiet: bool,
+    workers: int | None,
+    scheduler: str | None,
+    parquet: Path | None,
+    too_many_skipped: Callable[[ScanStats], bool] = lambda stats: stats.skipped > 0,
+) -> int:
+    """Run the fleet scan, print incidents on stdout and progress on stderr; the exit code."""
+
+    def progress(p: Progress) -> None:
+        if not quiet:  # with -q, failures are still listed at the end
+            err.print(fleet_output.progress_line(p), soft_wrap=True)
+
+    n = default_workers() if workers is None else workers
+    if not quiet:
+        where = (f"the Dask scheduler at {scheduler}" if scheduler else
+                 f"a local Dask cluster of {n} worker process(es)" if n > 0 else "this process")
+        err.print(f"scanning {len(fleet.order)} PBX(es) on {markup(where)}", soft_wrap=True)
+    try:
+        result = run_fleet(fleet, since, until, workers=n, scheduler=scheduler,
+                           parquet=parquet, progress=progress)
+    except OSError as exc:  # the scheduler cannot be reached
+        raise _fail([f"{scheduler or 'local cluster'}: {exc}"]) from None
+    rows = fleet_output.incident_rows(result, fleet.order)
+    if fmt == "table":
+        fleet_output.print_tables(out, result, fleet.order)
+    elif fmt == "json":
+        sys.stdout.write(fleet_output.to_json(rows))
+    elif fmt == "jsonl":
+        sys.stdout.write(fleet_output.to_jsonl(rows))
+    else:
+        sys.stdout.write(fleet_output.to_csv(rows))
+    sys.stdout.flush()
+    if not quiet:
+        err.print(fleet_output.summary_line(result, len(fleet.order), len(rows)), soft_wrap=True)
+    skipped = False
+    for name in fleet.order:  # even with -q: what was not scanned, or not all of it
+        if name in result.failed:
+            why = result.failed[name]
+            head = "" if why.startswith(f"pbx[{name}]") else f"pbx[{name}]: "
+            err.print(f"[red]error:[/red] {markup(head + why)}", soft_wrap=True)
+            continue
+        stats = result.scans[name].stats
+        lines = list(stats.file_problems)
+        if too_many_skipped(stats):
+            skipped = True
+            lines.append(f"{stats.skipped} row(s) could not be read (first: "
+                         f"{' '.join(stats.problems[0]) if stats.problems else '-'}); "
+                         "--max-skipped N or P% tolerates known noise")
+        for line in lines:
+            err.print(f"[red]error:[/red] {markup(f'pbx[{name}]: {line}')}", soft_wrap=True)
+    code = result.exit_code()
+    return 2 if code == 0 and skipped else code
+
+
+def _ami(s: Settings) -> str:
+    return ", ".join(f"{a.username}@{a.host}:{a.port}" for a in s.ami) or "-"
+
+
+def _slack(s: Settings) -> str:
+    if not s.slack.enabled:
+        return "off"
+    return s.slack.channel or "webhook"
+
+
+def _remediation(s: Settings) -> str:
+    r = s.remediation
+    return f"{'ON' if r.enabled else 'dry run'} ({r.severity}, {r.block})"
+
+
+def check_fleet(fleet: Fleet, pbx: str | None) -> None:
+    """A table of the fleet (or one PBX's effective settings as JSON); exit 2 on errors."""
+    if pbx is not None:
+        if pbx in fleet.errors:
+            raise _fail(fleet.errors[pbx])
+        if pbx not in fleet.settings:
+            raise _fail([f"pbx[{pbx}]: no such PBX in {fleet.source} "
+                         f"(have: {', '.join(fleet.order)})"])
+        out.print_json(json.dumps(masked_dump(fleet.settings[pbx])))
+        err.print(f"[green]pbx\\[{markup(pbx)}]: settings OK[/green]")
+        return
+    table = Table(title=f"{markup(fleet.source)}: {len(fleet.order)} PBX(es)")
+    for col in ("pbx", "site", "country", "time zone", "CDR files", "AMI", "Slack",
+                "remediation", "settings"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("pbx", "country", "AMI"))
+    for name in fleet.order:
+        s = fleet.settings.get(name)
+        if s is None:
+            table.add_row(markup(name), *["-"] * 7, "[red]errors[/red]")
+            continue
+        files = ", ".join(str(f) for f in s.cdr.files[:2]) + (
+            f" (+{len(s.cdr.files) - 2})" if len(s.cdr.files) > 2 else "")
+        table.add_row(markup(name), markup(s.site.name), s.site.country or "-",
+                      s.site.timezone, markup(files or "-"), markup(_ami(s)),
+                      markup(_slack(s)), _remediation(s), "[green]OK[/green]")
+    out.print(table)
+    problems = [e for name in fleet.order for e in fleet.errors.get(name, [])]
+    if problems:
+        raise _fail([f"{fleet.source}: {e}" for e in problems])
+    err.print(f"[green]settings OK: {len(fleet.order)} PBX(es)[/green]")
