@@ -42,9 +42,9 @@ FIXED_SEEDS = {"small": [1001, 1002, 1003], "medium": [1001, 1002], "large": [10
 
 
 def _baseline_for(history: Path, settings: Any) -> Any:
-    from rules.baseline_learn import learn_files
+    from tollwatch.learn import learn_files
 
-    return learn_files([history], settings)
+    return learn_files([history], settings)[0]
 
 
 def score_site(site: str, seed: int, data: Path, use_baseline: bool) -> dict[str, Any]:

@@ -119,7 +119,10 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
     chan = pl.col("channel")
-    calling_phone = (~chan.str.contains(_LOCAL) & _is_phone(chan, options)).fill_null(False)
+    calling_phone = ~chan.str.contains(_LOCAL) & _is_phone(chan, options)
+    if options.trunks:  # a configured trunk never places a call as a phone
+        calling_phone = calling_phone & ~_matches(options.trunks, *_glob_names(chan))
+    calling_phone = calling_phone.fill_null(False)
     lf = lf.with_columns(
         trunk.fill_null(False).alias("outbound"),
         _endpoint(pl.when(calling_phone).then(chan)).fill_null(pl.col("src")).alias("source"),

@@ -30,7 +30,9 @@ def dial_target_number(lastapp: pl.Expr, lastdata: pl.Expr) -> pl.Expr:
     """The number the first Dial target of lastdata carries, else null."""
     target = lastdata.str.extract(_TARGET, 1)
     segment = (
-        pl.when(target.str.contains("/", literal=True))
+        pl.when(lastdata.str.contains("(?i)^local/"))  # Local/NUMBER@context/n
+        .then(target.str.extract(r"^([^@/]*)@", 1))
+        .when(target.str.contains("/", literal=True))
         .then(target.str.extract(r"/([^/]*)$", 1))
         .otherwise(target)
     )

@@ -201,6 +201,18 @@ class CsvSource(Strict):
     path: Path
 
 
+class Baseline(Strict):
+    """What is learned per site (rules.baseline) and how much history it needs."""
+
+    period: Duration = timedelta(days=28)  # how far back the baseline looks
+    min_history: Duration = timedelta(days=14)  # until then the absolute floors apply alone
+    quantile: float = Field(default=0.9, gt=0, le=1)  # the "usual" of a slot: this quantile
+    routine_days: int = Field(default=6, ge=1)  # a destination called on this many days ...
+    routine_sources: int = Field(default=2, ge=1)  # ... from this many sources is routine
+    usual_hour_days: int = Field(default=4, ge=1)  # a source calls abroad at an hour this often
+    file: Path | None = None  # learned by `tollwatch learn`; the daemon starts from it
+
+
 class Daemon(Strict):
     data_dir: Path = Path("/var/lib/tollwatch")
     snapshot_every: Duration = timedelta(seconds=2)
@@ -294,6 +306,7 @@ class Settings(Strict):
     incidents: Incidents = Field(default_factory=Incidents)
     rates: Rates = Field(default_factory=Rates)
     daemon: Daemon = Field(default_factory=Daemon)
+    baseline: Baseline = Field(default_factory=Baseline)
     slack: Slack = Field(default_factory=Slack)
     remediation: Remediation = Field(default_factory=Remediation)
     report: Report = Field(default_factory=Report)

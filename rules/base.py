@@ -8,15 +8,18 @@ rule objects the same way, so a replayed file scores exactly as live traffic wou
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.load import format_validation_error
 from rules.calendar import BusinessCalendar
 from rules.model import AuthEvent, Call, Finding
+
+if TYPE_CHECKING:
+    from rules.baseline import Baseline
 
 
 class RuleOptions(BaseModel):
@@ -35,6 +38,8 @@ class RuleContext:
     site: str
     calendar: BusinessCalendar
     currency: str = "USD"
+    # What the site normally does (rules.baseline), learned by the engine as calls go by.
+    baseline: Baseline | None = field(default=None, compare=False)
 
 
 OptionsT = TypeVar("OptionsT", bound=RuleOptions)

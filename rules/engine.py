@@ -11,6 +11,7 @@ from typing import Any
 from config.schema import Settings
 from rules.attempts import AttemptTracker
 from rules.base import Rule, RuleContext, build_rules
+from rules.baseline import Baseline
 from rules.calendar import BusinessCalendar
 from rules.incidents import IncidentChange, IncidentTracker
 from rules.model import AuthEvent, Call, CallEvent, Finding, Kind
@@ -23,9 +24,14 @@ def relevant(call: Call) -> bool:
 
 class Engine:
     def __init__(
-        self, rules: list[Rule[Any]], tracker: IncidentTracker, calendar: BusinessCalendar
+        self,
+        rules: list[Rule[Any]],
+        tracker: IncidentTracker,
+        calendar: BusinessCalendar,
+        baseline: Baseline | None = None,
     ) -> None:
         self.rules = rules
+        self.baseline = baseline
         self.tracker = tracker
         self.calendar = calendar
         self.clock: datetime | None = None
@@ -37,12 +43,21 @@ class Engine:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, rule_specs: Mapping[str, Mapping[str, Any]] | None = None
+        cls,
+        settings: Settings,
+        rule_specs: Mapping[str, Mapping[str, Any]] | None = None,
+        baseline: Baseline | None = None,
     ) -> Engine:
+        """An engine with the site's rules. `baseline`: what was learned before (from
+        `tollwatch learn` or the state store); without one it starts empty and learns."""
+        calendar = baseline.calendar if baseline is not None else BusinessCalendar(settings)
+        if baseline is None:
+            baseline = Baseline(settings.baseline, calendar)
         context = RuleContext(
             site=settings.site.name,
-            calendar=BusinessCalendar(settings),
+            calendar=calendar,
             currency=settings.rates.currency,
+            baseline=baseline,
         )
         specs = rule_specs
         if specs is None:
@@ -51,7 +66,7 @@ class Engine:
         tracker = IncidentTracker(
             settings.site.name, inc.warning_score, inc.critical_score, inc.gap
         )
-        return cls(build_rules(specs, context), tracker, context.calendar)
+        return cls(build_rules(specs, context), tracker, context.calendar, baseline)
 
     def advance(self, now: datetime) -> list[IncidentChange]:
         """Fire every rule timer due at or before `now`, in time order."""
@@ -82,6 +97,8 @@ class Engine:
             for rule in self.rules:
                 if rule.wants(call):
                     changes.extend(self._apply(rule.on_start(call, now)))
+            if self.baseline is not None:  # learned after scoring: never its own normal
+                self.baseline.observe_start(call)
         elif event.kind == Kind.ANSWERED:
             self.attempts.answered(call)
             for rule in self._answer_rules:
@@ -90,6 +107,8 @@ class Engine:
         else:
             call.ended = True
             self.attempts.ended(call, now)
+            if self.baseline is not None:
+                self.baseline.observe_end(call)
             for rule in self._end_rules:
                 if rule.wants(call):
                     changes.extend(self._apply(rule.on_end(call, now)))

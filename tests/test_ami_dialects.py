@@ -14,7 +14,7 @@ from cdr_ingest.live import CallAnswered, CallEnded, CallStarted, LiveEvent
 from cdr_ingest.live.ami import AmiSource
 from cdr_ingest.live.ami_calls import AmiCallTracker
 from cdr_ingest.live.ami_dialects import for_version
-from cdr_ingest.live.fake_ami import FakeAmi, parse_frames
+from cdr_ingest.live.fake_ami import FakeAmi, encode, parse_frames
 from rules.destinations import Classifier
 from rules.incidents import Incident
 from tests.helpers import settings
@@ -177,5 +177,32 @@ async def test_asterisk11_over_tcp_sees_the_attack() -> None:
         assert len(started) == 24
         assert source.status.dialect == "Asterisk 11 or older (AMI 1.3)"
         assert source.status.unknown_events == 48  # NewCallerid, ChallengeSent
+        await source.close()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_traffic_without_call_events_while_channels_are_up_is_reported() -> None:
+    up = encode({"Event": "Newchannel", "Privilege": "call,all", "Channel": "PJSIP/201-00000001",
+                 "ChannelState": "6", "ChannelStateDesc": "Up", "CallerIDNum": "201",
+                 "CallerIDName": "Desk", "ConnectedLineNum": "", "ConnectedLineName": "",
+                 "Language": "en", "AccountCode": "", "Context": "from-internal",
+                 "Exten": "0044", "Priority": "1", "Uniqueid": "1795527011.1",
+                 "Linkedid": "1795527011.1"})  # fmt: skip
+    noise = encode({"Event": "NewCallerid", "Privilege": "call,all",
+                    "Channel": "PJSIP/201-00000001", "CallerIDNum": "201"})  # fmt: skip
+    async with FakeAmi("tollwatch", "pa55") as ami:
+        source = AmiSource("quiet", "127.0.0.1", ami.port, "tollwatch", "pa55",
+                           keepalive=0.05, silence=0.2)  # fmt: skip
+        task = asyncio.create_task(source.run())
+        await ami.replay(up + noise)
+        for _ in range(100):
+            if source.status.warning:
+                break
+            await ami.replay(noise, start_after_login=False)
+            await asyncio.sleep(0.05)
+        assert source.status.warning.startswith("AMI events arrive but no call event for ")
+        assert "reports 1 channel(s) up" in source.status.warning
+        assert "read= (needs call)" in source.status.warning
+        assert source.status.unknown_events >= 2  # NewCallerid: known to no dialect
         await source.close()
         await asyncio.wait_for(task, 5)

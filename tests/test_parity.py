@@ -153,3 +153,54 @@ def test_fixture_attack_replayed_live_equals_scan(fixtures: Path) -> None:
         pipeline.feed(ev)
     assert summary(pipeline.engine.tracker.all_incidents()) == summary(batch)
     assert len(batch) == 1 and batch[0].severity.label == "critical"
+
+
+def _history(path: Path) -> Path:
+    """Three weeks before BASE: UK and France daily, Cuba (high risk) daily from two desks."""
+    calls: list[dict[str, Any]] = []
+    for day in range(1, 22):
+        for k, (src, dst) in enumerate([("201", "01044201234567"), ("202", "01033123456789"),
+                                        ("203", "0105358001122"), ("204", "0105358001122")]):
+            calls.append({"src": src, "dst": dst, "offset": -day * 86400 + 3600 * (k + 1),
+                          "ring": 3, "talk": 200, "answered": True})
+    write_master(calls, path)
+    return path
+
+
+_LEARNED: dict[str, str] = {}
+
+
+def _learned_copy(tmp: Path) -> Any:
+    from rules.baseline_io import dumps, loads, new_baseline
+    from tollwatch.learn import learn_files
+
+    if "b" not in _LEARNED:
+        baseline, _ = learn_files([_history(tmp / "history.csv")], S)
+        _LEARNED["b"] = dumps(baseline)
+    return loads(new_baseline(S), _LEARNED["b"])
+
+
+@hsettings(max_examples=15, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(call_strategy, min_size=1, max_size=40))
+def test_live_replay_equals_scan_with_a_learned_baseline(
+    tmp_path_factory: Any, calls: list[dict[str, Any]]
+) -> None:
+    """Baselines are consulted and updated the same way in scan and in the daemon."""
+    tmp = tmp_path_factory.mktemp("cdr")
+    path = tmp / "Master.csv"
+    write_master(calls, path)
+    learned = _learned_copy(tmp)
+    assert learned.ready(BASE) and learned.is_routine("CU", BASE)
+    batch = run_scan([path], S, baseline=learned).incidents
+    pipeline = LivePipeline("pbx", S, CLASSIFIER, rule_specs(S), baseline=_learned_copy(tmp))
+    clock: datetime | None = None
+    for ev in live_events(calls):
+        if clock is not None:
+            t = clock + timedelta(seconds=1)
+            while t < ev.at:
+                pipeline.tick(t)
+                t += timedelta(seconds=1)
+        pipeline.feed(ev)
+        clock = ev.at
+    assert summary(pipeline.engine.tracker.all_incidents()) == summary(batch)

@@ -270,6 +270,24 @@ def test_malformed_rows_are_counted_and_shown(golden: Built) -> None:
     problems = [p for _, p in mal["examples"]]
     assert "bad start time '2026-13-45 99:00'" in problems
     assert golden.result.summary["malformed_rows"] == 2
+    assert mal["by_file"] == {str(golden.path): 2}
+    assert mal["replaced_bytes"] == 0
+    html = golden.result.html.read_text(encoding="utf-8")
+    assert "rows skipped" in html and "No bytes needed replacing" in html
+
+
+def test_replaced_bytes_are_shown_and_their_rows_counted(tmp_path: Path) -> None:
+    cdr = traffic()
+    cdr.bad_lines = []
+    path = cdr.write(tmp_path / "Master.csv")
+    data = path.read_bytes().replace(b"Desk 240", b"Desk \xe6\x97", 1)  # a name cut mid-char
+    path.write_bytes(data)
+    result = build_report(site(), [path], DAY, tmp_path / "out", None)
+    mal = result.figures["malformed"]
+    assert (mal["rows"], mal["replaced_bytes"], mal["replaced_by_file"]) == (0, 2, {str(path): 2})
+    assert "2 byte(s) that are not UTF-8" in result.html.read_text(encoding="utf-8")
+    clean = build_report(site(), [cdr.write(tmp_path / "clean.csv")], DAY, tmp_path / "o2", None)
+    assert result.figures["totals"] == clean.figures["totals"]  # the row with it still counts
 
 
 def test_outputs_in_a_dated_folder_and_old_ones_pruned(golden: Built) -> None:

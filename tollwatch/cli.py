@@ -20,6 +20,8 @@ from alerting.textsafe import markup, plain
 from cdr_ingest import IngestError, describe_layout
 from config import Settings, masked_dump
 from config.fleet import is_fleet_file
+from rules.baseline import Baseline
+from rules.baseline_io import BaselineError, load_file
 from rules.destinations import Classifier
 from rules.incidents import Severity
 from rules.validity import valid_e164
@@ -107,6 +109,12 @@ def scan(
         typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
                      "CSV file; the summary lists only the first 20.", dir_okay=False),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="The site's baseline from `tollwatch learn` (default: "
+                     "[baseline] file; without one it is learned as the scan goes).",
+                     dir_okay=False),
+    ] = None,
     fleet: FleetOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
@@ -129,6 +137,7 @@ def scan(
     if not files:
         raise _fail(["give CDR files to scan (or --fleet FLEET.toml|DIR)"])
     settings = settings_for(config, country, tz, access_code)
+    learned = _baseline(baseline or settings.baseline.file, settings)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = parse_time(since, zone, "since"), parse_time(until, zone, "until")
     try:
@@ -138,7 +147,8 @@ def scan(
                     err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
         with ProblemFile(problems) as sink:
             result = _scan_with_progress(files, settings, start, stop, show=not quiet,
-                                         problems=sink.write if problems else None)
+                                         problems=sink.write if problems else None,
+                                         baseline=learned)
     except IngestError as exc:
         raise _fail([str(exc)]) from None
     except OSError as exc:
@@ -209,11 +219,11 @@ def _stdout_gone() -> None:
 
 def _scan_with_progress(
     files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
-    show: bool, problems: Problems | None = None,
+    show: bool, problems: Problems | None = None, baseline: Baseline | None = None,
 ) -> ScanResult:
     total = sum(_size(f) for f in files)
     if not show or not err.is_terminal or total < 20_000_000:
-        return run_scan(files, settings, since, until, problems=problems)
+        return run_scan(files, settings, since, until, problems=problems, baseline=baseline)
     sizes = {str(f): _size(f) for f in files}
     order = [str(f) for f in files]
     with Progress(
@@ -227,7 +237,17 @@ def _scan_with_progress(
             done = sum(sizes[n] for n in order[: order.index(file)]) if file in order else 0
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
-        return run_scan(files, settings, since, until, progress=update, problems=problems)
+        return run_scan(files, settings, since, until, progress=update, problems=problems,
+                        baseline=baseline)
+
+
+def _baseline(path: Path | None, settings: Settings) -> Baseline | None:
+    if path is None:
+        return None
+    try:
+        return load_file(path, settings)
+    except BaselineError as exc:
+        raise _fail([str(exc)]) from None
 
 
 def _size(path: Path) -> int:
@@ -256,8 +276,8 @@ def _summary(stats: ScanStats, incidents_count: int, settings: Settings) -> None
     err.print(
         f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound"
         f" calls ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count}"
-        f" incident(s) in {stats.seconds:.2f}s; {replaced}; times in "
-        f"{markup(settings.site.zone_label)}",
+        f" incident(s) in {stats.seconds:.2f}s (times in {markup(settings.site.zone_label)});"
+        f" {replaced}",
         soft_wrap=True,
     )
     for name, n in sorted(stats.skipped_by_file.items()):
@@ -368,6 +388,10 @@ def _register() -> None:
     from tollwatch.report.cli import report
 
     app.command("report")(report)
+    from tollwatch.cli_baseline import baseline_app, learn
+
+    app.command()(learn)
+    app.add_typer(baseline_app, name="baseline")
     for command in (cli_blocks.block, cli_blocks.unblock, cli_blocks.blocks, cli_blocks.dialplan,
                     cli_status.status):
         app.command()(command)

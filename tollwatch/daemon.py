@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from alerting.base import Alerter, Background
 from cdr_ingest.live import LiveEvent, PbxBooted
 from config import Settings
+from rules.baseline_io import BaselineError, dumps, load, loads
 from rules.destinations import Classifier
 from rules.incidents import Incident, IncidentChange
 from tollwatch.live import LivePipeline
@@ -26,6 +27,7 @@ from tollwatch.state import StateStore
 from tollwatch.supervisor import Source, supervise
 
 log = logging.getLogger("tollwatch.daemon")
+BASELINE_EVERY = 60.0  # seconds between saves of a changed baseline
 
 Clock = Callable[[], datetime]
 
@@ -63,6 +65,8 @@ class Daemon:
         self.events = 0
         self.errors = 0
         self._dirty: set[str] = set()
+        self._learned: set[str] = set()  # pbx whose baseline changed since it was saved
+        self._learned_mark = time.monotonic()
         self._updates: dict[str, dict[str, Incident]] = {}  # growth not yet published, per pbx
         self._started = utcnow()
         self._rate_mark = time.monotonic()
@@ -70,6 +74,18 @@ class Daemon:
 
     # ---- state ----------------------------------------------------------------------------
     def restore(self) -> None:
+        stored = self.store.baselines()
+        start_file = self.settings.baseline.file
+        for name, pipeline in self.pipelines.items():
+            try:
+                if name in stored:
+                    loads(pipeline.baseline, stored[name])
+                elif start_file is not None:
+                    load(pipeline.baseline, start_file)
+                    log.info("pbx %s: baseline loaded from %s", name, start_file)
+            except (BaselineError, ValueError, KeyError, TypeError) as exc:
+                log.warning("pbx %s: cannot load the baseline (%s); learning afresh", name, exc)
+                pipeline.baseline.clear()
         for name, pipeline in self.pipelines.items():
             blob = self.store.load_snapshot(name)
             if blob is None:
@@ -82,10 +98,20 @@ class Daemon:
             open_n = len(pipeline.engine.tracker.open)
             log.info("pbx %s: state restored (%d open incident candidates)", name, open_n)
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        """Save rule state of PBXes that changed; their baselines too, at most every
+        BASELINE_EVERY seconds (they are larger and change slowly) and when stopping."""
         for name in sorted(self._dirty):
             self.store.save_snapshot(name, self.pipelines[name].snapshot())
+        self._learned.update(self._dirty)
         self._dirty.clear()
+        now = time.monotonic()
+        if final or now - self._learned_mark >= BASELINE_EVERY:
+            for name in sorted(self._learned):
+                pipeline = self.pipelines[name]
+                self.store.save_baseline(name, dumps(pipeline.baseline, self.settings.site.name))
+            self._learned.clear()
+            self._learned_mark = now
 
     # ---- processing -----------------------------------------------------------------------
     async def process(self, event: LiveEvent) -> None:
@@ -229,7 +255,7 @@ class Daemon:
                 await self.process(self.queue.get_nowait())
             for name in self.pipelines:
                 await self._publish(name, [], flush=True)
-            self.flush()
+            self.flush(final=True)
             self.write_status()
             for alerter in self.alerters:
                 if isinstance(alerter, Background):

@@ -18,6 +18,7 @@ from cdr_ingest.live import (
     PbxBooted,
 )
 from config import Settings
+from rules.baseline import Baseline
 from rules.destinations import Classifier
 from rules.engine import Engine, relevant
 from rules.incidents import IncidentChange
@@ -33,15 +34,21 @@ class LivePipeline:
         settings: Settings,
         classifier: Classifier,
         rule_specs: Mapping[str, Mapping[str, Any]],
+        baseline: Baseline | None = None,
     ) -> None:
         self.pbx = pbx
         self.settings = settings
         self.classifier = classifier
-        self.engine = Engine.from_settings(settings, rule_specs)
+        self.engine = Engine.from_settings(settings, rule_specs, baseline)
         self.engine.tracker.site = f"{settings.site.name}/{pbx}"
         self.up: dict[str, Call] = {}  # calls in progress that rules look at
         self.other_up: set[str] = set()  # calls in progress that rules ignore (domestic, ...)
         self.calls_seen = 0
+
+    @property
+    def baseline(self) -> Baseline:
+        assert self.engine.baseline is not None  # from_settings always makes one
+        return self.engine.baseline
 
     @property
     def in_progress(self) -> int:

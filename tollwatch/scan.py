@@ -17,6 +17,7 @@ import polars as pl
 
 from cdr_ingest import scan_cdrs
 from config import Settings
+from rules.baseline import Baseline
 from rules.batch import CALL_COLUMNS, run_frame
 from rules.destinations import Classifier
 from rules.engine import Engine
@@ -54,6 +55,7 @@ class ScanStats:
 class ScanResult:
     incidents: list[Incident]
     stats: ScanStats
+    baseline: Baseline | None = None  # what the site's baseline holds after the scan
     validity: Validity = field(default_factory=Validity)
 
 
@@ -70,7 +72,11 @@ def run_scan(
     progress: Progress | None = None,
     problems: Problems | None = None,
     calls: Calls | None = None,
+    baseline: Baseline | None = None,
+    rules: bool = True,
 ) -> ScanResult:
+    """Score the files. `baseline`: what the site learned before (else it is learned as the
+    calls go by, each call scored against the days before it); `rules=False` only learns."""
     started = time.perf_counter()
     classifier = Classifier(settings)
     stats = ScanStats()
@@ -128,14 +134,15 @@ def run_scan(
     stats.notes = legs.notes()
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
     stats.calls_scored = frame.height
-    engine = Engine.from_settings(settings, rule_specs(settings))
+    specs = rule_specs(settings) if rules else {}
+    engine = Engine.from_settings(settings, specs, baseline)
     incidents = (
         run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
     )
     incidents = sort_incidents(incidents)
     validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
     stats.seconds = time.perf_counter() - started
-    return ScanResult(incidents, stats, validity)
+    return ScanResult(incidents, stats, engine.baseline, validity)
 
 
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:

@@ -28,6 +28,9 @@ CREATE INDEX IF NOT EXISTS incidents_first ON incidents(first_call_at);
 CREATE TABLE IF NOT EXISTS positions (
     path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS baselines (
+    pbx TEXT PRIMARY KEY, updated_at TEXT NOT NULL, data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS status (
     name TEXT PRIMARY KEY, updated_at TEXT NOT NULL, data TEXT NOT NULL
 );
@@ -59,6 +62,20 @@ class StateStore(SqliteFile):
         with self._lock:
             row = self._db.execute("SELECT state FROM snapshots WHERE pbx=?", (pbx,)).fetchone()
         return bytes(row[0]) if row else None
+
+    # ---- learned baselines (rules.baseline, as rules.baseline_io JSON) ---------------------
+    def save_baseline(self, pbx: str, data: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO baselines(pbx, updated_at, data) VALUES (?, ?, ?) "
+                "ON CONFLICT(pbx) DO UPDATE SET updated_at=excluded.updated_at, data=excluded.data",
+                (pbx, _now(), data),
+            )
+
+    def baselines(self) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT pbx, data FROM baselines").fetchall()
+        return {str(pbx): str(data) for pbx, data in rows}
 
     # ---- incidents -----------------------------------------------------------------------
     def save_incident(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:

@@ -93,9 +93,11 @@ class LegRules:
 
     def source_of(self, channel: str, callerid: str) -> str:
         """The phone endpoint that placed a call, else its caller id number (batch's src)."""
-        if not _LOCAL.match(channel) and self.is_phone(channel):
-            return endpoint(channel)
-        return callerid
+        if _LOCAL.match(channel) or not self.is_phone(channel):
+            return callerid
+        if self._trunks is not None and _glob_match(self._trunks, channel):
+            return callerid  # a configured trunk never places a call as a phone
+        return endpoint(channel)
 
 
 def _globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from rules.base import Rule, RuleOptions, register
+from rules.builtin._learned import threshold
 from rules.builtin._window import GroupBy, group_key
 from rules.model import Call, Finding
 
@@ -15,6 +16,9 @@ class ConcurrentOptions(RuleOptions):
     score: int = 40
     group_by: GroupBy = "pbx"
     count: int = Field(default=5, ge=2)
+    # PBX-wide, once the baseline has enough history: the threshold is
+    # max(count, factor x the most calls usually up at once at this hour of week).
+    factor: float = Field(default=0.0, ge=0)
 
 
 @register
@@ -32,9 +36,13 @@ class Concurrent(Rule[ConcurrentOptions]):
         up[call.call_id] = call
         if len(up) < o.count:
             return []
+        factor = o.factor if o.group_by == "pbx" else 0.0
+        limit, words = threshold(self.context.baseline, o.count, factor, "", None, now)
+        if len(up) < limit:
+            return []
         calls = list(up.values())
         who = f"from {call.source}" if o.group_by == "source" else "PBX-wide"
-        reason = f"{len(calls)} international calls up at once {who} (threshold {o.count})"
+        reason = f"{len(calls)} international calls up at once {who} ({words})"
         return [self.finding(now, call, calls, reason, pbx_wide=o.group_by == "pbx")]
 
     def on_end(self, call: Call, now: datetime) -> list[Finding]:

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
+from rules.builtin._learned import novel_high_risk
 from rules.builtin._window import Windows
 from rules.model import Call, Finding
 
@@ -21,6 +22,9 @@ class HighRiskOptions(RuleOptions):
     window: Duration = timedelta(hours=6)  # how far back this source's calls are counted
     many: int = Field(default=10, ge=2)  # this many high-risk calls within the window ...
     many_score: int = Field(default=70, ge=0)  # ... score this instead
+    # A high-risk destination the site calls routinely (rules.baseline: on many days, from
+    # several sources) scores like any international call: not here (volume rules still count).
+    routine_exempt: bool = True
 
 
 @register
@@ -32,9 +36,11 @@ class HighRiskDestination(Rule[HighRiskOptions]):
         self.windows = Windows(self.options.window)
 
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
+        o = self.options
         if not call.risky:
             return []
-        o = self.options
+        if o.routine_exempt and not novel_high_risk(self.context.baseline, call, now):
+            return []
         self.windows.add(call.source, now, call)
         recent = self.windows.held(call.source)
         places = ", ".join(sorted({c.label() for c in recent}))

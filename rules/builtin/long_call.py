@@ -1,18 +1,43 @@
-"""long_call: an international call up longer than T. Fires while the call is still up."""
+"""long_call: an international call up longer than T, and exposure: minutes piling up.
+
+Both fire while calls are still up. Exposure adds up the talk minutes, within
+`exposure_window`, of answered calls to high-risk destinations the site does not call routinely
+or to destinations it has not called in its baseline period (rules.baseline), per source and
+PBX-wide, re-checked every minute while such a call is up: six 25-minute calls to a country
+never called before add up long before any one of them is long.
+"""
 
 from __future__ import annotations
 
 import heapq
 from datetime import datetime, timedelta
 
+from pydantic import Field
+
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
+from rules.builtin._learned import novel_high_risk
 from rules.model import Call, Finding
+
+_TICK = timedelta(seconds=60)
 
 
 class LongCallOptions(RuleOptions):
     score: int = 20
     longer_than: Duration = timedelta(minutes=30)
+    exposure_minutes: float = Field(default=60.0, ge=0)  # per source; 0: off
+    exposure_pbx_minutes: float = Field(default=120.0, ge=0)  # PBX-wide; 0: off
+    exposure_window: Duration = timedelta(hours=2)
+    exposure_score: int = Field(default=50, ge=0)
+
+
+def _minutes(call: Call, since: datetime, now: datetime) -> float:
+    """Talk minutes of `call` between `since` and `now`."""
+    if call.answer is None:
+        return 0.0
+    stop = call.end if call.ended and call.end is not None else now
+    start = max(call.answer, since)
+    return max(0.0, (min(stop, now) - start).total_seconds()) / 60.0
 
 
 @register
@@ -24,17 +49,42 @@ class LongCall(Rule[LongCallOptions]):
     def setup(self) -> None:
         self._timers: list[tuple[datetime, int, Call]] = []
         self._seq = 0
+        self.exposed: list[Call] = []  # answered exposed calls, up or ended within the window
+        self._next: datetime | None = None
+
+    def _is_exposed(self, call: Call) -> bool:
+        o = self.options
+        if not (o.exposure_minutes or o.exposure_pbx_minutes) or call.allowlisted:
+            return False
+        learned = self.context.baseline
+        if novel_high_risk(learned, call, call.start):
+            return True
+        return (learned is not None and learned.ready(call.start)
+                and not learned.knows(call.dest, call.start))
 
     def on_answer(self, call: Call, now: datetime) -> list[Finding]:
         assert call.answer is not None
         self._seq += 1
         heapq.heappush(self._timers, (call.answer + self.options.longer_than, self._seq, call))
+        if self._is_exposed(call):
+            self.exposed.append(call)
+            if self._next is None:
+                epoch = int(now.timestamp())
+                self._next = datetime.fromtimestamp(epoch - epoch % 60 + 60, tz=now.tzinfo)
         return []
+
+    def on_end(self, call: Call, now: datetime) -> list[Finding]:
+        if call.answer is None or not any(c is call for c in self.exposed):
+            return []
+        return self._exposure(now, [call])
 
     def next_wakeup(self) -> datetime | None:
         while self._timers and self._timers[0][2].ended:
             heapq.heappop(self._timers)
-        return self._timers[0][0] if self._timers else None
+        timer = self._timers[0][0] if self._timers else None
+        if timer is None or (self._next is not None and self._next < timer):
+            return self._next
+        return timer
 
     def on_tick(self, now: datetime) -> list[Finding]:
         found = []
@@ -47,4 +97,37 @@ class LongCall(Rule[LongCallOptions]):
                 f"{format_duration(self.options.longer_than)}"
             )
             found.append(self.finding(now, call, [call], reason))
+        if self._next is not None and self._next <= now:
+            live = [c for c in self.exposed if not c.ended]
+            if live:
+                found.extend(self._exposure(now, live))
+            self._next = now + _TICK if any(not c.ended for c in self.exposed) else None
+        return found
+
+    def _exposure(self, now: datetime, triggers: list[Call]) -> list[Finding]:
+        """Check the sources of `triggers` (the calls up, or the one that ended) and the PBX."""
+        o = self.options
+        since = now - o.exposure_window
+        self.exposed = [c for c in self.exposed
+                        if not c.ended or (c.end is not None and c.end > since)]
+        found = []
+        last = {c.source: c for c in triggers}
+        checks = [
+            (o.exposure_minutes, [c for c in self.exposed if c.source == src], f"from {src}", t)
+            for src, t in last.items()
+        ]
+        checks.append((o.exposure_pbx_minutes, self.exposed, "PBX-wide", triggers[-1]))
+        for limit, calls, who, trigger in checks:
+            if not limit or not calls:
+                continue
+            total = sum(_minutes(c, since, now) for c in calls)
+            if total < limit:
+                continue
+            places = ", ".join(sorted({c.label() for c in calls}))
+            reason = (
+                f"{total:.0f} min to high-risk or new destinations {who} within "
+                f"{format_duration(o.exposure_window)} (threshold {limit:.0f}): {places}"
+            )
+            found.append(self.finding(now, trigger, calls, reason, score=o.exposure_score,
+                                      pbx_wide=who == "PBX-wide"))
         return found

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
+from rules.builtin._learned import novel_high_risk
 from rules.builtin._window import Windows
 from rules.model import Call, Finding
 
@@ -17,6 +18,9 @@ class OffHoursOptions(RuleOptions):
     many: int = Field(default=5, ge=2)  # this many off-hours calls from one source ...
     many_window: Duration = timedelta(hours=6)  # ... within this span ...
     many_score: int = Field(default=60, ge=0)  # ... score this instead
+    # A source that calls abroad at this hour on many days (a night-shift desk; rules.baseline)
+    # is at work: its calls are not off-hours calls, unless to a non-routine high-risk place.
+    usual_hours_exempt: bool = True
 
 
 @register
@@ -32,6 +36,14 @@ class OffHours(Rule[OffHoursOptions]):
         if why is None:
             return []
         o = self.options
+        learned = self.context.baseline
+        if (
+            o.usual_hours_exempt
+            and learned is not None
+            and learned.usual_hour(call.source, now)
+            and not novel_high_risk(learned, call, now)
+        ):
+            return []
         if self.windows.add(call.source, now, call) >= o.many:
             recent = self.windows.held(call.source)
             reason = (

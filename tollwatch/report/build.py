@@ -244,7 +244,10 @@ def _document(
             if d < period.first_date and d >= period.first_date - timedelta(days=COMPARE_DAYS)
         ],
         "reconciliation": rec,
-        "malformed": {"rows": figs.malformed, "examples": [list(p) for p in figs.problems]},
+        "malformed": {"rows": figs.malformed, "examples": [list(p) for p in figs.problems],
+                      "by_file": dict(sorted(figs.malformed_by_file.items())),
+                      "replaced_bytes": figs.replaced,
+                      "replaced_by_file": dict(sorted(figs.replaced_by_file.items()))},
         "files": [str(p) for p in paths],
     }
 

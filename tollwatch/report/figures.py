@@ -89,6 +89,9 @@ class Figures:
     first_seen: datetime | None = None  # earliest outbound call in the window read
     malformed: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
+    malformed_by_file: dict[str, int] = field(default_factory=dict)
+    replaced: int = 0  # bytes not UTF-8 replaced (rows kept), as `scan` counts them
+    replaced_by_file: dict[str, int] = field(default_factory=dict)
     relevant: pl.DataFrame | None = None  # international/high-risk calls from the warm-up on
     prior_last_seen: dict[str, datetime] = field(default_factory=dict)  # region -> last start
     history_start: datetime | None = None  # first international/high-risk call in the window
@@ -132,14 +135,10 @@ def collect(
     replay_start = period.utc_start - warmup
     figs = Figures(period)
     rows = scan_cdrs(paths, cdr_options(settings))
-    wanted = rows.filter(
-        pl.col("problem").is_not_null()
-        | (
-            pl.col("outbound")
-            & (pl.col("start") >= window_start)
-            & (pl.col("start") < period.utc_end)
-        )
+    in_window = (
+        pl.col("outbound") & (pl.col("start") >= window_start) & (pl.col("start") < period.utc_end)
     )
+    wanted = rows.filter(pl.col("problem").is_not_null() | in_window | (pl.col("replaced") > 0))
     kept: list[pl.DataFrame] = []
     closed_cache: dict[datetime, bool] = {}
     for batch in wanted.collect_batches(chunk_size=batch_rows):
@@ -147,12 +146,17 @@ def collect(
             continue
         good = pl.col("problem").is_null()
         bad = batch.filter(~good)
+        dirty = batch.filter(pl.col("replaced") > 0)
+        if dirty.height:
+            figs.replaced += int(dirty["replaced"].sum())
+            _by_file(figs.replaced_by_file, dirty, "replaced")
         if bad.height:
             figs.malformed += bad.height
+            _by_file(figs.malformed_by_file, bad)
             room = MAX_PROBLEMS - len(figs.problems)
             if room > 0:
                 figs.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
-        ok = batch.filter(good)
+        ok = batch.filter(good & in_window)
         if ok.height == 0:
             continue
         if len(figs.numbers) < NUMBERS_SAMPLE:
@@ -315,3 +319,11 @@ def _fold_prior(figs: Figures, early: pl.DataFrame) -> None:
         prev = figs.prior_last_seen.get(region)
         if prev is None or when > prev:
             figs.prior_last_seen[region] = when
+
+
+def _by_file(counts: dict[str, int], frame: pl.DataFrame, column: str | None = None) -> None:
+    """Add each file's rows (or sum of `column`) of frame to counts."""
+    value = pl.col(column).sum() if column else pl.len()
+    files = frame.group_by(pl.col("origin").str.replace(r":[0-9]+$", "").alias("f")).agg(value)
+    for name, n in files.iter_rows():
+        counts[name] = counts.get(name, 0) + int(n)

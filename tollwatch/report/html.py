@@ -246,9 +246,20 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
         sec.append(
             f'<p class="warn">{mal["rows"]:,} malformed CDR row(s) skipped in the files read.</p>'
         )
+        sec.append(_table(["file", "rows skipped"],
+                          [[f, n] for f, n in mal.get("by_file", {}).items()], {1}))
         sec.append(_table(["row", "problem"], [list(x) for x in mal["examples"]]))
     else:
         sec.append('<p class="ok">No malformed CDR rows.</p>')
+    if mal.get("replaced_bytes"):
+        sec.append(
+            f'<p class="warn">{mal["replaced_bytes"]:,} byte(s) that are not UTF-8 (cut or '
+            "Latin-1 caller names) were replaced; those rows were read.</p>"
+        )
+        sec.append(_table(["file", "bytes replaced"],
+                          [[f, n] for f, n in mal.get("replaced_by_file", {}).items()], {1}))
+    else:
+        sec.append('<p class="ok">No bytes needed replacing (all UTF-8).</p>')
     sec.append(
         '<p class="muted">Files: ' + escape(", ".join(doc["files"]) or "none") + "</p>"
     )

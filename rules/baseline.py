@@ -1,0 +1,272 @@
+"""What a site normally does, learned from its own calls, so thresholds fit the site.
+
+Fed the calls rules look at (international or high-risk), in event-time order, by the engine
+after the rules have scored each one (batch and live alike). It keeps, over `period`:
+
+* PBX-wide volume per local day in 5-minute buckets (all such calls, and high-risk calls to
+  destinations not routine at the time) and the most calls up at once per hour;
+* per destination (region, else calling code): the days it was called and by which sources;
+* per source: the destinations it called and the hours of day it called abroad, by day.
+
+No look-ahead: every query answers from the days strictly before the day of the call being
+scored, so a call never counts towards its own normal (nor do later calls in a file). Days are
+grouped by day of week; public holidays and closure days count as Sundays. Until
+`min_history` of days is there, volume queries return None and the absolute floors apply.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from config.schema import Baseline as BaselineSettings
+from rules.calendar import BusinessCalendar
+from rules.destinations import Destination
+from rules.model import Call
+
+BUCKET = 300  # seconds per volume bucket
+PER_HOUR = 3600 // BUCKET
+BUCKETS = 24 * PER_HOUR
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+Volume = tuple[int, str]  # (usual count, which slot in words)
+Seen = tuple[date | None, date]  # (the day called before the last one, the last day)
+
+
+def dest_key(dest: Destination) -> str | None:
+    """What a destination is known by: its region (MX, JM), else its calling code."""
+    return dest.region or dest.calling_code
+
+
+@dataclass
+class DayStats:
+    kind: int  # day of week 0-6; holidays and closure days are 6 (as Sundays)
+    intl: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    novel: list[int] = field(default_factory=lambda: [0] * BUCKETS)  # non-routine high-risk
+    conc: list[int] = field(default_factory=lambda: [0] * 24)  # most calls up at once
+
+
+def _seen(old: Seen | None, day: date) -> Seen:
+    if old is None:
+        return (None, day)
+    return old if old[1] == day else (old[1], day)
+
+
+def _seen_in(s: Seen | None, start: date, today: date) -> bool:
+    """Whether a (previous, last) pair shows a day in [start, today)."""
+    if s is None:
+        return False
+    return any(d is not None and start <= d < today for d in s)
+
+
+class Baseline:
+    def __init__(self, options: BaselineSettings, calendar: BusinessCalendar) -> None:
+        self.options = options
+        self.calendar = calendar
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything learned."""
+        self.days: dict[date, DayStats] = {}
+        self.dest_days: dict[str, set[date]] = {}
+        self.dest_sources: dict[str, dict[str, Seen]] = {}
+        self.src_dests: dict[str, dict[str, Seen]] = {}
+        self.src_hours: dict[str, dict[int, set[date]]] = {}
+        self.first_day: date | None = None
+        self.last_day: date | None = None
+        self.up: set[str] = set()
+        self._volumes: dict[tuple[str, timedelta, int], int | None] = {}
+        self._routine: dict[str, bool] = {}
+        self._cache_day: date | None = None
+
+    # ---- learning --------------------------------------------------------------------------
+    def observe_start(self, call: Call) -> None:
+        """A call started (after the rules scored it)."""
+        if call.repeat:
+            return
+        local = self.calendar.local(call.start)
+        day = local.date()
+        self._roll(day)
+        stats = self.days.get(day)
+        if stats is None:
+            stats = self.days[day] = DayStats(self.day_kind(day))
+        b = (local.hour * 3600 + local.minute * 60 + local.second) // BUCKET
+        stats.intl[b] += 1
+        if call.risky and not self.is_routine(call.dest, call.start):
+            stats.novel[b] += 1
+        self.up.add(call.call_id)
+        stats.conc[local.hour] = max(stats.conc[local.hour], len(self.up))
+        key = dest_key(call.dest)
+        if key is None:
+            return
+        self.dest_days.setdefault(key, set()).add(day)
+        srcs = self.dest_sources.setdefault(key, {})
+        srcs[call.source] = _seen(srcs.get(call.source), day)
+        mine = self.src_dests.setdefault(call.source, {})
+        mine[key] = _seen(mine.get(key), day)
+        self.src_hours.setdefault(call.source, {}).setdefault(local.hour, set()).add(day)
+
+    def observe_end(self, call: Call) -> None:
+        self.up.discard(call.call_id)
+
+    def _roll(self, day: date) -> None:
+        """A new latest day: forget what fell out of the period."""
+        if self.first_day is None or day < self.first_day:
+            self.first_day = day
+        if self.last_day is not None and day <= self.last_day:
+            return
+        self.last_day = day
+        start = day - self.options.period - timedelta(days=1)
+        for d in [d for d in self.days if d < start]:
+            del self.days[d]
+        for days in self.dest_days.values():
+            days.difference_update([d for d in days if d < start])
+        for table in (self.dest_sources, self.src_dests):
+            for key in list(table):
+                inner = table[key]
+                for k in [k for k, s in inner.items() if s[1] < start]:
+                    del inner[k]
+                if not inner:
+                    del table[key]
+        for src in list(self.src_hours):
+            hours = self.src_hours[src]
+            for h in list(hours):
+                hours[h].difference_update([d for d in hours[h] if d < start])
+                if not hours[h]:
+                    del hours[h]
+            if not hours:
+                del self.src_hours[src]
+        for key in [k for k, v in self.dest_days.items() if not v]:
+            del self.dest_days[key]
+
+    # ---- what is normal ----------------------------------------------------------------------
+    def day_kind(self, day: date) -> int:
+        if day in self.calendar.closures or self.calendar.holiday(day):
+            return 6
+        return day.weekday()
+
+    def _span(self, at: datetime | None) -> tuple[date, date]:
+        """[start, today): the days a call at `at` may be scored against (None: all learned)."""
+        if at is None:
+            today = (self.last_day or date.min) + timedelta(days=1)
+        else:
+            today = self.calendar.local(at).date()
+        if today != self._cache_day:
+            self._volumes.clear()
+            self._routine.clear()
+            self._cache_day = today
+        return today - self.options.period, today
+
+    def ready(self, at: datetime) -> bool:
+        """Enough history before the day of `at` for learned thresholds."""
+        _, today = self._span(at)
+        first = self.first_day
+        return first is not None and first <= today - self.options.min_history
+
+    def history_days(self, at: datetime | None = None) -> int:
+        start, today = self._span(at)
+        return sum(1 for d in self.days if start <= d < today)
+
+    def slot_label(self, at: datetime) -> str:
+        local = self.calendar.local(at)
+        kind = self.day_kind(local.date())
+        if kind == 6 and local.weekday() != 6:
+            return f"holidays and Sundays {local.hour:02d}:00"
+        return f"{DAY_NAMES[kind]} {local.hour:02d}:00"
+
+    def volume(self, what: str, window: timedelta, at: datetime) -> Volume | None:
+        """The usual most calls in `window` within this hour of this kind of day, PBX-wide.
+
+        `what` is "international" (every call rules look at) or "high_risk" (high-risk calls
+        to destinations that were not routine). None while the history is too short."""
+        if not self.ready(at):
+            return None
+        start, today = self._span(at)
+        local = self.calendar.local(at)
+        key = (what, window, local.hour)
+        if key not in self._volumes:
+            kind = self.day_kind(today)
+            self._volumes[key] = self.usual(kind, local.hour, what, window, start, today)
+        usual = self._volumes[key]
+        return None if usual is None else (usual, self.slot_label(at))
+
+    def usual(
+        self, kind: int, hour: int, what: str, window: timedelta | None, start: date, today: date
+    ) -> int | None:
+        """The quantile, over days of `kind` in [start, today), of the most calls in any
+        `window` overlapping `hour` (window None: the most calls up at once in it)."""
+        values = []
+        k = 0 if window is None else max(1, math.ceil(window.total_seconds() / BUCKET)) + 1
+        first = hour * PER_HOUR
+        for d, stats in self.days.items():
+            if not start <= d < today or stats.kind != kind:
+                continue
+            if window is None:
+                values.append(stats.conc[hour])
+                continue
+            counts = stats.intl if what == "international" else stats.novel
+            sums = [0]
+            for c in counts:
+                sums.append(sums[-1] + c)
+            values.append(max(
+                sums[min(BUCKETS, s + k)] - sums[max(0, s)]
+                for s in range(first - k + 1, first + PER_HOUR)
+            ))
+        return self._quantile(values)
+
+    def concurrency(self, at: datetime) -> Volume | None:
+        """The usual most international calls up at once in this hour of this kind of day."""
+        if not self.ready(at):
+            return None
+        start, today = self._span(at)
+        hour = self.calendar.local(at).hour
+        usual = self.usual(self.day_kind(today), hour, "", None, start, today)
+        return None if usual is None else (usual, self.slot_label(at))
+
+    def _quantile(self, values: list[int]) -> int | None:
+        if not values:
+            return None
+        values.sort()
+        rank = max(0, math.ceil(self.options.quantile * len(values)) - 1)
+        return values[min(rank, len(values) - 1)]
+
+    # ---- destinations and sources ------------------------------------------------------------
+    def days_called(self, key: str, at: datetime | None = None) -> int:
+        start, today = self._span(at)
+        return sum(1 for d in self.dest_days.get(key, ()) if start <= d < today)
+
+    def sources_of(self, key: str, at: datetime | None = None) -> int:
+        start, today = self._span(at)
+        return sum(1 for s in self.dest_sources.get(key, {}).values() if _seen_in(s, start, today))
+
+    def is_routine(self, dest: Destination | str, at: datetime | None = None) -> bool:
+        """Whether the site calls this destination routinely: on at least `routine_days` days
+        of the period, from at least `routine_sources` sources (days before `at`; at None:
+        everything learned). `dest` is a Destination or its key (region such as "MX", or a
+        calling code)."""
+        key = dest if isinstance(dest, str) else dest_key(dest)
+        if key is None:
+            return False
+        self._span(at)
+        if key not in self._routine:
+            o = self.options
+            self._routine[key] = (self.days_called(key, at) >= o.routine_days
+                                  and self.sources_of(key, at) >= o.routine_sources)
+        return self._routine[key]
+
+    def knows(self, dest: Destination, at: datetime, source: str | None = None) -> bool:
+        """Whether the destination was called in the period (by `source`, when given)."""
+        key = dest_key(dest)
+        if key is None:
+            return True
+        start, today = self._span(at)
+        if source is None:
+            return any(start <= d < today for d in self.dest_days.get(key, ()))
+        return _seen_in(self.src_dests.get(source, {}).get(key), start, today)
+
+    def usual_hour(self, source: str, at: datetime) -> bool:
+        """Whether `source` called abroad at this hour of day on `usual_hour_days` days."""
+        start, today = self._span(at)
+        hour = self.calendar.local(at).hour
+        days = self.src_hours.get(source, {}).get(hour, ())
+        return sum(1 for d in days if start <= d < today) >= self.options.usual_hour_days

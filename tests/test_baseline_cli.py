@@ -1,0 +1,88 @@
+"""`tollwatch learn`, `tollwatch baseline show` and `scan --baseline` end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from tests.test_parity import write_master
+from tollwatch.cli import app
+
+runner = CliRunner()
+JP = ["--country", "JP", "--tz", "Asia/Tokyo"]
+
+
+def history(path: Path, days: int = 21) -> Path:
+    """Three weeks before Saturday 2026-11-28 23:30 Tokyo: UK daily, Cuba daily from two desks."""
+    calls: list[dict[str, Any]] = []
+    for day in range(1, days + 1):
+        for k, (src, dst) in enumerate([("201", "01044201234567"), ("203", "0105358001122"),
+                                        ("204", "0105358001133")]):
+            calls.append({"src": src, "dst": dst, "offset": -day * 86400 - 3600 * (k + 8),
+                          "ring": 3, "talk": 200, "answered": True})
+    write_master(calls, path)
+    return path
+
+
+def test_learn_then_show_then_scan_with_the_baseline(tmp_path: Path) -> None:
+    hist = history(tmp_path / "history.csv")
+    out = tmp_path / "site.json"
+    r = runner.invoke(app, ["learn", *JP, str(hist), "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert "63 calls abroad learned" in r.stderr
+    data = json.loads(out.read_text())
+    assert data["format"] == "tollwatch-baseline" and set(data["dest_days"]) == {"GB", "CU"}
+
+    r = runner.invoke(app, ["baseline", "show", "--file", str(out), "--sources", "5"],
+                      env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.stderr
+    assert "learned thresholds in use" in r.stdout
+    assert "CU" in r.stdout and "yes" in r.stdout  # Cuba: routine (21 days, 2 desks)
+
+    # Saturday night: one call to Cuba (routine) and one to Sierra Leone (never called)
+    calls: list[dict[str, Any]] = [
+        {"src": "203", "dst": "0105358001122", "offset": 60, "ring": 2, "talk": 60,
+         "answered": True},
+        {"src": "209", "dst": "0102327654300", "offset": 600, "ring": 2, "talk": 60,
+         "answered": True},
+    ]
+    master = tmp_path / "Master.csv"
+    write_master(calls, master)
+    r = runner.invoke(app, ["scan", *JP, "--baseline", str(out), "-f", "jsonl", str(master)])
+    assert r.exit_code == 0, r.stderr
+    incidents = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [i["source"] for i in incidents] == ["209"]  # Cuba is routine here, not flagged
+    assert any("first call to Sierra Leone" in x for x in incidents[0]["reasons"])
+    # the same scan without the baseline knows nothing: Cuba at night is flagged too
+    r = runner.invoke(app, ["scan", *JP, "-f", "jsonl", str(master)])
+    assert sorted(json.loads(x)["source"] for x in r.stdout.splitlines()) == ["203", "209"]
+
+
+def test_learn_update_adds_to_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "site.json"
+    first = history(tmp_path / "a.csv", days=3)
+    assert runner.invoke(app, ["learn", *JP, str(first), "-o", str(out)]).exit_code == 0
+    days = len(json.loads(out.read_text())["days"])
+    more = history(tmp_path / "b.csv", days=6)
+    r = runner.invoke(app, ["learn", *JP, str(more), "-o", str(out), "--update"])
+    assert r.exit_code == 0, r.stderr
+    assert len(json.loads(out.read_text())["days"]) == 6 > days
+
+
+def test_bad_baseline_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    master = tmp_path / "Master.csv"
+    write_master([{"src": "201", "dst": "0312345678", "offset": 0, "ring": 1, "talk": 5,
+                   "answered": True}], master)
+    r = runner.invoke(app, ["scan", *JP, "--baseline", str(bad), str(master)])
+    assert r.exit_code == 2
+    assert str(bad) in r.stderr and "not a baseline file" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = runner.invoke(app, ["baseline", "show", "--file", str(tmp_path / "missing.json")])
+    assert r.exit_code == 2 and "cannot read the baseline" in r.stderr
+    r = runner.invoke(app, ["baseline", "show", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "no daemon state" in r.stderr
