@@ -135,7 +135,63 @@ class Outbound(Strict):
     phones: list[str] = Field(default_factory=list)
 
 
-class Cdr(Strict):
+_DB_COLUMN = r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$"
+
+
+class CdrDatabase(Strict):
+    """Where a CDR table is and how to read it (the [cdr] keys, and each [[db_sources]])."""
+
+    database: str | None = None  # mysql://user@host:3306/asteriskcdrdb, postgresql://...
+    table: str = Field(default="cdr", pattern=r"^[A-Za-z_][A-Za-z0-9_$]{0,63}"
+                       r"(\.[A-Za-z_][A-Za-z0-9_$]{0,63})?$")
+    password_env: str | None = None  # the database password: an environment variable ...
+    password_file: Path | None = None  # ... or a file (mode 0600); none: no password
+    db_columns: dict[str, str] = Field(default_factory=dict)  # CDR field -> table column
+    db_timezone: str | None = None  # zone of naive times in the table (default: site's)
+    poll: Duration = timedelta(seconds=5)  # follow: how often new rows are looked for
+    settle: Duration = timedelta(minutes=10)  # follow: how late a row may be inserted
+    longest_call: Duration = timedelta(hours=24)  # follow: calls longer are not looked back for
+
+    @field_validator("db_timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            Site._tz(value)
+        return value
+
+    @field_validator("db_columns")
+    @classmethod
+    def _columns(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        known = {"accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel",
+                 "lastapp", "lastdata", "start", "answer", "end", "duration", "billsec",
+                 "disposition", "uniqueid", "userfield", "linkedid", "sequence", "id"}
+        for name, column in value.items():
+            if name not in known:
+                raise ValueError(f'"{name}" is not a CDR field ({", ".join(sorted(known))})')
+            if not re.match(_DB_COLUMN, column):
+                raise ValueError(f'"{column}" is not a plain column name')
+        return value
+
+    @model_validator(mode="after")
+    def _secret(self) -> CdrDatabase:
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("set at most one of password_env or password_file")
+        if self.database is not None:
+            from urllib.parse import urlsplit
+
+            url = urlsplit(self.database)
+            if url.scheme not in ("mysql", "mariadb", "postgresql", "postgres"):
+                raise ValueError("database: a mysql://user@host:3306/db or "
+                                 "postgresql://user@host:5432/db URL")
+            if url.password:
+                raise ValueError("database: no password in the URL; use password_env or "
+                                 "password_file")
+        return self
+
+
+class Cdr(CdrDatabase):
     files: list[Path] = Field(default_factory=list)
     layout: CdrLayout = "auto"
     usegmtime: bool = False
@@ -199,6 +255,12 @@ class CsvSource(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     path: Path
+
+
+class DbSource(CdrDatabase):
+    """A CDR table the daemon follows; keys not set here come from [cdr]."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
 
 
 class Baseline(Strict):
@@ -313,4 +375,5 @@ class Settings(Strict):
     metrics: Metrics = Field(default_factory=Metrics)
     ami: list[AmiServer] = Field(default_factory=list)
     csv_sources: list[CsvSource] = Field(default_factory=list)
+    db_sources: list[DbSource] = Field(default_factory=list)
     rules: dict[str, RuleSpec] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from alerting.textsafe import markup, plain
 from cdr_ingest import IngestError, describe_layout
 from config import Settings, masked_dump
 from config.fleet import is_fleet_file
+from config.secrets import SecretError
 from rules.baseline import Baseline
 from rules.baseline_io import BaselineError, load_file
 from rules.destinations import Classifier
@@ -85,6 +86,9 @@ def scan(
         list[Path] | None,
         typer.Argument(help="CDR files: Master.csv, rotated, .gz.", readable=False),
     ] = None,
+    db: Annotated[
+        bool, typer.Option("--db", help="Read the [cdr] database table instead of files.")
+    ] = False,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -134,26 +138,32 @@ def scan(
             workers, scheduler, parquet, lambda stats: _too_many_skipped(stats, tolerance)))
     if workers is not None or scheduler or parquet:
         raise _fail(["--workers, --scheduler and --parquet go with --fleet"])
-    if not files:
-        raise _fail(["give CDR files to scan (or --fleet FLEET.toml|DIR)"])
+    if bool(files) == db:
+        raise _fail(["give CDR files to scan, or --db to read the [cdr] database table (or "
+                     "--fleet FLEET.toml|DIR)"])
     settings = settings_for(config, country, tz, access_code)
     learned = _baseline(baseline or settings.baseline.file, settings)
     zone = ZoneInfo(settings.site.timezone)
     start, stop = parse_time(since, zone, "since"), parse_time(until, zone, "until")
+    files = list(files or [])
     try:
         if verbose:
             for f in files:
                 with contextlib.suppress(IngestError):  # reported after the scan if so
                     err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
         with ProblemFile(problems) as sink:
-            result = _scan_with_progress(files, settings, start, stop, show=not quiet,
-                                         problems=sink.write if problems else None,
-                                         baseline=learned)
-    except IngestError as exc:
+            if db:
+                result = _scan_database(settings, start, stop, verbose,
+                                        sink.write if problems else None, learned)
+            else:
+                result = _scan_with_progress(files, settings, start, stop, show=not quiet,
+                                             problems=sink.write if problems else None,
+                                             baseline=learned)
+    except (IngestError, SecretError) as exc:
         raise _fail([str(exc)]) from None
     except OSError as exc:
         raise _fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
-    if len(result.stats.file_problems) >= len(files) and not result.stats.rows:
+    if files and len(result.stats.file_problems) >= len(files) and not result.stats.rows:
         raise _fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents
     try:
@@ -248,6 +258,19 @@ def _baseline(path: Path | None, settings: Settings) -> Baseline | None:
         return load_file(path, settings)
     except BaselineError as exc:
         raise _fail([str(exc)]) from None
+
+
+def _scan_database(
+    settings: Settings, since: datetime | None, until: datetime | None, verbose: bool,
+    problems: Problems | None, baseline: Baseline | None = None,
+) -> ScanResult:
+    from tollwatch.dbsource import settings_database
+
+    database = settings_database(settings)
+    if verbose:
+        err.print(markup(database.describe(cdr_options(settings))), soft_wrap=True)
+    return run_scan([], settings, since, until, problems=problems, database=database,
+                    baseline=baseline)
 
 
 def _size(path: Path) -> int:
@@ -408,14 +431,14 @@ def run(
                      "journald adds its own)."),
     ] = None,
 ) -> None:
-    """Run the live monitor: AMI servers and followed Master.csv files from the settings."""
+    """Run the live monitor: AMI servers, followed Master.csv files and CDR tables."""
     settings = settings_for(config)
-    if not settings.ami and not settings.csv_sources:
-        raise fail("no sources: add [[ami]] servers or [[csv_sources]] to the settings")
+    if not settings.ami and not settings.csv_sources and not settings.db_sources:
+        raise fail("no sources: add [[ami]] servers, [[csv_sources]] or [[db_sources]] to "
+                   "the settings")
     from tollwatch.logs import setup_logging
 
     setup_logging(verbose, log_format)
-    from config.secrets import SecretError
     from tollwatch.runner import run_daemon
 
     try:

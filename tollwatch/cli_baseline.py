@@ -17,6 +17,7 @@ from rich.table import Table
 from alerting.textsafe import markup
 from cdr_ingest import IngestError
 from config import ConfigError, Settings
+from config.secrets import SecretError
 from rules.baseline import DAY_NAMES, Baseline
 from rules.baseline_io import BaselineError, load, load_file, loads, new_baseline, save
 from tollwatch.settings import load as load_settings
@@ -53,9 +54,14 @@ def _settings(
 
 
 def learn(
-    files: Annotated[list[Path], typer.Argument(help="Past CDR files (Master.csv, rotated, .gz).")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Baseline file to write.",
                                            dir_okay=False)],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Past CDR files (Master.csv, rotated, .gz).")
+    ] = None,
+    db: Annotated[
+        bool, typer.Option("--db", help="Learn from the [cdr] database table instead of files.")
+    ] = False,
     config: ConfigOpt = None,
     country: CountryOpt = None,
     tz: TzOpt = None,
@@ -66,6 +72,8 @@ def learn(
     """Learn the site's baseline from past CDRs, for the daemon ([baseline] file) and scan."""
     from tollwatch.learn import learn_files
 
+    if bool(files) == db:
+        raise _fail("give past CDR files, or --db to read the [cdr] database table")
     settings = _settings(config, country, tz, access_code)
     start = None
     if update and out_file.exists():
@@ -74,8 +82,13 @@ def learn(
         except BaselineError as exc:
             raise _fail(str(exc)) from None
     try:
-        baseline, stats = learn_files(files, settings, start)
-    except IngestError as exc:
+        database = None
+        if db:
+            from tollwatch.dbsource import settings_database
+
+            database = settings_database(settings)
+        baseline, stats = learn_files(list(files or []), settings, start, database)
+    except (IngestError, SecretError) as exc:
         raise _fail(str(exc)) from None
     for line in stats.file_problems:
         err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)

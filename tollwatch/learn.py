@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from cdr_ingest.database import CdrDatabase
 from config import Settings
 from rules.baseline import Baseline
 from rules.baseline_io import new_baseline
@@ -12,9 +13,13 @@ from tollwatch.scan import ScanStats, run_scan
 
 
 def learn_files(
-    paths: Sequence[Path], settings: Settings, start: Baseline | None = None
+    paths: Sequence[Path],
+    settings: Settings,
+    start: Baseline | None = None,
+    database: CdrDatabase | None = None,
 ) -> tuple[Baseline, ScanStats]:
-    """Feed the files' calls (in start-time order) to a baseline; no rule runs."""
+    """Feed the files' (or with `database`, that table's) calls in start-time order to a
+    baseline; no rule runs."""
     baseline = start if start is not None else new_baseline(settings)
-    result = run_scan(paths, settings, baseline=baseline, rules=False)
+    result = run_scan(paths, settings, baseline=baseline, rules=False, database=database)
     return baseline, result.stats

@@ -20,12 +20,13 @@ from alerting.console import ConsoleAlerter
 from alerting.remediation import Blocker
 from alerting.slack import SlackAlerter
 from config import Settings
+from tollwatch import sdnotify
 from tollwatch.daemon import Daemon
 from tollwatch.report.build import ReportResult
 from tollwatch.report.post import queue_report
 from tollwatch.report.schedule import ReportScheduler
 from tollwatch.settings import load, overrides
-from tollwatch.sources import ami_sources, csv_sources, source_names
+from tollwatch.sources import ami_sources, csv_sources, db_sources, source_names
 from tollwatch.state import StateStore
 
 log = logging.getLogger("tollwatch")
@@ -47,6 +48,7 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     feeds = ami_sources(settings, daemon.queue)
     daemon.sources.extend(feeds)
     daemon.sources.extend(csv_sources(settings, store))
+    daemon.sources.extend(db_sources(settings, store))
     blocker = Blocker(settings, {f.name: f.source for f in feeds})
 
     async def notify(kind: str, view: dict[str, Any]) -> None:  # blocks and lifts, in words
@@ -62,9 +64,9 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
 
 
 def report_scheduler(settings: Settings, daemon: Daemon) -> ReportScheduler | None:
-    """The nightly report, when enabled and there are CDR files to read."""
+    """The nightly report, when enabled and there are CDR files or a CDR table to read."""
     rep = settings.report
-    if not rep.enabled or not settings.cdr.files:
+    if not rep.enabled or not (settings.cdr.files or settings.cdr.database):
         return None
     slack = next((a for a in daemon.alerters if isinstance(a, SlackAlerter)), None)
 
@@ -98,13 +100,31 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     scheduler = report_scheduler(settings, daemon)
     if scheduler is not None:
         scheduler.start()
+    served = None
+    if settings.metrics.listen:
+        from tollwatch import metrics
+
+        served = metrics.start(settings.metrics.listen, Path(settings.daemon.data_dir))
+    ready = asyncio.create_task(_ready(len(daemon.sources)))
     try:
         await daemon.run(stop)
     finally:
+        sdnotify.notify("STOPPING=1")
+        ready.cancel()
+        if served is not None:
+            served[0].shutdown()
+            served[0].server_close()
         if scheduler is not None:
             await scheduler.stop()
         daemon.store.mark_stopped()
         daemon.store.close()
+
+
+async def _ready(sources: int) -> None:
+    """systemd Type=notify: READY=1 once the daemon's loop runs, then the watchdog pings."""
+    await asyncio.sleep(0.2)  # the daemon's tasks have started
+    sdnotify.notify(f"READY=1\nSTATUS=watching {sources} source(s)")
+    await sdnotify.watchdog()
 
 
 def sample_transcript() -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from cdr_ingest import scan_cdrs
+from cdr_ingest.database import CdrDatabase
 from config import Settings
 from rules.baseline import Baseline
 from rules.batch import CALL_COLUMNS, run_frame
@@ -74,13 +75,19 @@ def run_scan(
     calls: Calls | None = None,
     baseline: Baseline | None = None,
     rules: bool = True,
+    database: CdrDatabase | None = None,
 ) -> ScanResult:
     """Score the files. `baseline`: what the site learned before (else it is learned as the
-    calls go by, each call scored against the days before it); `rules=False` only learns."""
+    calls go by, each call scored against the days before it); `rules=False` only learns.
+    With `database`, the rows of that table in [since, until) instead of files."""
     started = time.perf_counter()
     classifier = Classifier(settings)
     stats = ScanStats()
-    rows = scan_cdrs(paths, cdr_options(settings), on_file_error=stats.file_problems.append)
+    if database is not None:
+        rows = database.scan(cdr_options(settings), since, until)
+        read_before = database.rows_read
+    else:
+        rows = scan_cdrs(paths, cdr_options(settings), on_file_error=stats.file_problems.append)
     good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
@@ -130,7 +137,10 @@ def run_scan(
             relevant.append(keep.select(CALL_COLUMNS))
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
-    stats.rows = _count_rows(rows)
+    if database is not None:  # counted as read: a second pass would query the table again
+        stats.rows = database.rows_read - read_before
+    else:
+        stats.rows = _count_rows(rows)
     stats.notes = legs.notes()
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
     stats.calls_scored = frame.height
@@ -164,7 +174,8 @@ def _count_rows(rows: pl.LazyFrame) -> int:
 def _by_file(counts: dict[str, int], frame: pl.DataFrame, column: str | None = None) -> None:
     """Add each file's rows (or sum of `column`) of frame to counts."""
     value = pl.col(column).sum() if column else pl.len()
-    files = frame.group_by(pl.col("origin").str.replace(r":[0-9]+$", "").alias("f")).agg(value)
+    where = pl.col("origin").str.replace(r":(?:[0-9]+|[A-Za-z_$][A-Za-z0-9_$]*=.*)$", "")
+    files = frame.group_by(where.alias("f")).agg(value)
     for name, n in files.iter_rows():
         counts[name] = counts.get(name, 0) + int(n)
 

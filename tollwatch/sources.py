@@ -1,4 +1,5 @@
-"""Build the daemon's sources from the settings: AMI servers and followed Master.csv files."""
+"""Build the daemon's sources from the settings: AMI servers, followed Master.csv files and
+followed CDR tables."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 from cdr_ingest.live import LiveEvent, SourceStatus
 from cdr_ingest.live.ami import AmiSource
+from cdr_ingest.live.db_follow import DbFollower, DbPosition
 from cdr_ingest.live.follow import CsvFollower, Position, PositionStore
 from config import Settings
-from config.secrets import read_secret
+from config.secrets import SecretError, read_secret
+from tollwatch.dbsource import merged, open_database
 from tollwatch.settings import cdr_options
 from tollwatch.state import StateStore
 
@@ -46,7 +49,11 @@ def ami_sources(settings: Settings, queue: asyncio.Queue[LiveEvent]) -> list[Ami
 
 
 def source_names(settings: Settings) -> list[str]:
-    return [s.name for s in settings.ami] + [c.name for c in settings.csv_sources]
+    return (
+        [s.name for s in settings.ami]
+        + [c.name for c in settings.csv_sources]
+        + [d.name for d in settings.db_sources]
+    )
 
 
 def data_path(settings: Settings) -> Path:
@@ -101,4 +108,65 @@ def csv_sources(settings: Settings, store: StateStore) -> list[CsvFeed]:
         path = Path(c.path)
         start_at_end(path, positions)
         feeds.append(CsvFeed(CsvFollower(c.name, path, cdr_options(settings), positions)))
+    return feeds
+
+
+class SqliteDbPositions:
+    """The CDR table follower's positions, kept in the daemon's SQLite state."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def load(self, key: str) -> DbPosition | None:
+        text = self.store.load_db_position(key)
+        return DbPosition.loads(text) if text is not None else None
+
+    def save(self, key: str, pos: DbPosition) -> None:
+        self.store.save_db_position(key, pos.dumps())
+
+
+class DbFeed:
+    """A CDR table follower behind the supervisor's Source interface. The table is opened
+    (and its columns recognized) on the first run, so a database that is down when the daemon
+    starts is retried like a lost connection."""
+
+    def __init__(self, settings: Settings, index: int, positions: SqliteDbPositions) -> None:
+        source = settings.db_sources[index]
+        self.settings = settings
+        self.spec = merged(settings, source)
+        self.what = f"db_sources.{index}"
+        self.name = source.name
+        self.status = SourceStatus(name=source.name, kind="db")
+        self.positions = positions
+        self.follower: DbFollower | None = None
+
+    async def run(self, queue: asyncio.Queue[LiveEvent]) -> None:
+        if self.follower is None:
+            self.status.state = "connecting"
+            database = await asyncio.to_thread(open_database, self.spec, self.what)
+            self.follower = DbFollower(
+                self.name,
+                database,
+                cdr_options(self.settings),
+                self.positions,
+                self.spec.poll.total_seconds(),
+                settle=self.spec.settle,
+                longest_call=self.spec.longest_call,
+            )
+            self.follower.status = self.status
+        await self.follower.run(queue)
+
+
+def db_sources(settings: Settings, store: StateStore) -> list[DbFeed]:
+    """One follower per [[db_sources]] entry; its password is read here (a missing one stops
+    the daemon at start with a one-line error)."""
+    positions = SqliteDbPositions(store)
+    feeds = []
+    for i, source in enumerate(settings.db_sources):
+        spec = merged(settings, source)
+        if spec.database is None:
+            raise SecretError(f"db_sources.{i}: no database (set it here or in [cdr])")
+        if spec.password_env is not None or spec.password_file is not None:
+            read_secret(spec.password_env, spec.password_file, f"db_sources.{i}.password")
+        feeds.append(DbFeed(settings, i, positions))
     return feeds

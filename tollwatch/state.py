@@ -28,6 +28,9 @@ CREATE INDEX IF NOT EXISTS incidents_first ON incidents(first_call_at);
 CREATE TABLE IF NOT EXISTS positions (
     path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS db_positions (
+    source TEXT PRIMARY KEY, data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS baselines (
     pbx TEXT PRIMARY KEY, updated_at TEXT NOT NULL, data TEXT NOT NULL
 );
@@ -131,6 +134,22 @@ class StateStore(SqliteFile):
                 "ON CONFLICT(path) DO UPDATE SET inode=excluded.inode, offset=excluded.offset,"
                 " line=excluded.line",
                 (path, inode, offset, line),
+            )
+
+    # ---- CDR table follower positions (cdr_ingest.live.db_follow.DbPositionStore) ----------
+    def load_db_position(self, source: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM db_positions WHERE source=?", (source,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def save_db_position(self, source: str, data: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO db_positions(source, data) VALUES (?,?) "
+                "ON CONFLICT(source) DO UPDATE SET data=excluded.data",
+                (source, data),
             )
 
     # ---- status for `tollwatch status` -----------------------------------------------------

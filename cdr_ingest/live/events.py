@@ -70,7 +70,7 @@ class SourceStatus:
     """What `tollwatch status` shows for a source."""
 
     name: str
-    kind: Literal["ami", "csv"]
+    kind: Literal["ami", "csv", "db"]
     connected: bool = False
     last_event_at: datetime | None = None
     events: int = 0

@@ -508,23 +508,28 @@ class CsvFollower:
         return rows
 
     def _events(self, r: dict[str, Any]) -> tuple[LiveEvent, ...]:
-        call_id: str = r["call_id"]
-        started = CallStarted(
-            pbx=self.pbx,
-            call_id=call_id,
-            at=_utc(r["start"]),
-            source=r["source"] or "",
-            account=r["account"] or "",
-            dialed=r["dialed"] or "",
-            trunk=r["trunk"] or "",
-            channel=r["channel"] or "",
-            dest_channel=r["dstchannel"] or "",
-            linkedid=r["linkedid"] or "",
-        )
-        ended = CallEnded(self.pbx, call_id, _utc(r["end"]), r["disposition"] or "")
-        if r["answer"] is None:
-            return (started, ended)
-        return (started, CallAnswered(self.pbx, call_id, _utc(r["answer"])), ended)
+        return call_events(self.pbx, r)
+
+
+def call_events(pbx: str, r: dict[str, Any]) -> tuple[LiveEvent, ...]:
+    """A good outbound row (cdr_ingest.SCHEMA) as CallStarted, CallAnswered, CallEnded."""
+    call_id: str = r["call_id"]
+    started = CallStarted(
+        pbx=pbx,
+        call_id=call_id,
+        at=_utc(r["start"]),
+        source=r["source"] or "",
+        account=r["account"] or "",
+        dialed=r["dialed"] or "",
+        trunk=r["trunk"] or "",
+        channel=r["channel"] or "",
+        dest_channel=r["dstchannel"] or "",
+        linkedid=r["linkedid"] or "",
+    )
+    ended = CallEnded(pbx, call_id, _utc(r["end"]), r["disposition"] or "")
+    if r["answer"] is None:
+        return (started, ended)
+    return (started, CallAnswered(pbx, call_id, _utc(r["answer"])), ended)
 
 
 def _utc(value: datetime) -> datetime:

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerting.textsafe import csv_cell
+from cdr_ingest.database import CdrDatabase
 from config import Settings
 from rules.calendar import BusinessCalendar
 from rules.destinations import Classifier
@@ -65,6 +66,7 @@ def build_report(
     *,
     keep_days: int | None = None,
     now: datetime | None = None,
+    database: CdrDatabase | None = None,
 ) -> ReportResult:
     """Write `<out_dir>/<label>/{report.html, flagged.csv, figures.json, *.png}`.
 
@@ -77,13 +79,18 @@ def build_report(
     now = now or datetime.now(UTC)
     period = _period(day_or_range, tz, now)
     paths = [Path(f) for f in (files or settings.cdr.files)]
+    if database is None and not paths and settings.cdr.database:
+        from tollwatch.dbsource import settings_database
+
+        database = settings_database(settings)
     classifier = Classifier(settings)
     calendar = BusinessCalendar(settings)
     figs = collect(
         paths, settings, period, classifier, calendar,
-        history=timedelta(days=FIRST_TIME_DAYS),
+        history=timedelta(days=FIRST_TIME_DAYS), database=database,
     )
-    coverage = None if figs.totals.calls and figs.last_seen else file_span(paths, settings)
+    coverage = None if (figs.totals.calls and figs.last_seen) or database is not None or not \
+        paths else file_span(paths, settings)
     validity = check_numbers(settings, sorted(figs.numbers), classifier=classifier)
     incidents = period_incidents(settings, figs, classifier)
     flagged = flagged_calls(figs, incidents, calendar)
@@ -97,7 +104,8 @@ def build_report(
         view["live_ids"] = status.live_ids if status else []
         view["blocked"] = status.blocked if status else None
         views.append(view)
-    doc = _document(settings, period, figs, sort_views(views), flagged, rec_dict(rec), paths,
+    read: list[Path | str] = [database.shown] if database is not None else list(paths)
+    doc = _document(settings, period, figs, sort_views(views), flagged, rec_dict(rec), read,
                     now)
     doc["coverage_note"] = coverage.note(period) if coverage is not None else None
     doc["validity"] = validity.warning(settings)
@@ -198,7 +206,7 @@ def _document(
     incidents: list[dict[str, Any]],
     flagged: list[FlaggedCall],
     rec: dict[str, Any],
-    paths: list[Path],
+    paths: list[Path | str],
     now: datetime,
 ) -> dict[str, Any]:
     tz = period.tz

@@ -14,6 +14,7 @@ import typer
 
 from alerting.textsafe import markup
 from cdr_ingest import IngestError
+from config.secrets import SecretError
 from tollwatch.cli_common import (
     AccessOpt,
     ConfigOpt,
@@ -66,6 +67,10 @@ def report(
         bool, typer.Option("--no-slack", help="Do not post the summary to Slack.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    use_db: Annotated[
+        bool, typer.Option("--db", help="Read the [cdr] database table (the default without "
+                           "files when [cdr] database is set).")
+    ] = False,
 ) -> None:
     """Write the daily report (HTML, flagged.csv, figures.json) for a day or a range."""
     settings = settings_for(config, country, tz, access_code)
@@ -87,19 +92,26 @@ def report(
         if stop <= start:
             raise _fail("--until must be after --since")
         span = (start, stop)
-    paths = list(files or settings.cdr.files)
-    if not paths:
-        raise _fail("no CDR files: give FILES or set [cdr] files in the settings")
+    paths = [] if use_db else list(files or settings.cdr.files)
+    if use_db and files:
+        raise _fail("give CDR files, or --db to read the [cdr] database table")
+    if not paths and not settings.cdr.database:
+        raise _fail("no CDR files: give FILES, or set [cdr] files or [cdr] database")
     store: StateStore | None = None
     directory = data_dir if data_dir is not None else settings.daemon.data_dir
     db = directory / "tollwatch.sqlite3"
     if db.is_file():
         store = StateStore(db)
     try:
+        database = None
+        if not paths:
+            from tollwatch.dbsource import settings_database
+
+            database = settings_database(settings)
         result = build_report(
-            settings, paths, span, out, store, keep_days=keep_days
+            settings, paths, span, out, store, keep_days=keep_days, database=database
         )
-    except IngestError as exc:
+    except (IngestError, SecretError) as exc:
         raise _fail(str(exc)) from None
     finally:
         if store is not None:

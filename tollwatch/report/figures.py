@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from cdr_ingest import scan_cdrs
+from cdr_ingest.database import CdrDatabase
 from config import Settings
 from rules.batch import CALL_COLUMNS
 from rules.calendar import BusinessCalendar
@@ -128,13 +129,18 @@ def collect(
     history: timedelta = timedelta(days=30),
     warmup: timedelta = timedelta(days=1),
     batch_rows: int = BATCH_ROWS,
+    database: CdrDatabase | None = None,
 ) -> Figures:
-    """Read the CDRs once from `period.start - history` to `period.end` and count."""
+    """Read the CDRs (the files, or `database`'s table) once from `period.start - history` to
+    `period.end` and count."""
     tz = period.tz
     window_start = period.utc_start - history
     replay_start = period.utc_start - warmup
     figs = Figures(period)
-    rows = scan_cdrs(paths, cdr_options(settings))
+    if database is not None:
+        rows = database.scan(cdr_options(settings), window_start, period.utc_end)
+    else:
+        rows = scan_cdrs(paths, cdr_options(settings))
     in_window = (
         pl.col("outbound") & (pl.col("start") >= window_start) & (pl.col("start") < period.utc_end)
     )
