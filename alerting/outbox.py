@@ -20,6 +20,7 @@ Times are seconds since the epoch (the sender's clock), so tests can inject a fa
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,13 +122,12 @@ class Outbox(SqliteFile):
         """Queue one alert; False when its key was already queued (sent or not)."""
         key = key if key is not None else alert_key(kind, view)
         payload = json.dumps(view, ensure_ascii=False, default=str)
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO outbox(incident_id, kind, key, payload, created_at, "
-                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (str(view["id"]), kind, key, payload, now, now),
-            )
-            return cur.rowcount == 1
+        cur = self._write(lambda db: db.execute(
+            "INSERT OR IGNORE INTO outbox(incident_id, kind, key, payload, created_at, "
+            "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (str(view["id"]), kind, key, payload, now, now),
+        ))
+        return cur.rowcount == 1
 
     def due(self, now: float, limit: int = 500) -> list[Item]:
         """Pending items whose time has come, oldest first, only the oldest of each incident
@@ -179,41 +179,49 @@ class Outbox(SqliteFile):
 
     def mark_sent(self, ids: Sequence[int], now: float, ts: str | None,
                   state: str = SENT) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.executemany(
                 "UPDATE outbox SET state = ?, sent_at = ?, slack_ts = ?, error = NULL "
                 "WHERE id = ?",
                 [(state, now, ts, i) for i in ids],
             )
 
+        self._write(work)
+
     def mark_failed(self, item_id: int, error: str, next_attempt_at: float) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, error = ?, next_attempt_at = ? "
                 "WHERE id = ?",
                 (error, next_attempt_at, item_id),
             )
 
+        self._write(work)
+
     def postpone_all(self, until: float) -> None:
         """Every pending item waits until then (a rate limit or an outage is global)."""
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?) WHERE state = ?",
                 (until, PENDING),
             )
 
+        self._write(work)
+
     def retry_now(self, now: float) -> None:
         """On start: whatever waited for a backoff is due again."""
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE outbox SET next_attempt_at = ? WHERE state = ? AND next_attempt_at > ?",
                 (now, PENDING, now),
             )
 
+        self._write(work)
+
     def prune(self, before: float) -> int:
         """Forget sent rows older than `before` (their keys too: keep this well past the
         incidents' lifetime)."""
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> int:
             cur = db.execute(
                 "DELETE FROM outbox WHERE state != ? AND sent_at < ?", (PENDING, before)
             )
@@ -224,10 +232,12 @@ class Outbox(SqliteFile):
             )
             return cur.rowcount
 
+        return self._write(work)
+
     # ---- the sender's health (for status and metrics) -------------------------------------------
     def set_health(self, state: str, detail: str, now: float) -> None:
         """Record a change of the sender's state; `since` moves only when the state changes."""
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO health(name, state, detail, since) VALUES ('slack', ?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET detail = excluded.detail, "
@@ -236,19 +246,23 @@ class Outbox(SqliteFile):
                 (state, detail, now),
             )
 
+        self._write(work)
+
     def health(self) -> dict[str, Any]:
-        with self._lock:
-            row = self._db.execute(
+        def work(db: sqlite3.Connection) -> tuple[Any, dict[str, int], int]:
+            row = db.execute(
                 "SELECT state, detail, since FROM health WHERE name = 'slack'").fetchone()
-            counts = dict(self._db.execute(
+            counts = dict(db.execute(
                 "SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
-            failed = self._db.execute(
-                "SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetchone()[0]
+            failed = db.execute("SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetchone()[0]
+            return row, counts, int(failed)
+
+        row, counts, failed = self._read(work)
         state, detail, since = row if row else ("ok", "", None)
         return {"state": state, "detail": detail, "since": since,
                 "pending": int(counts.get(PENDING, 0)), "sent": int(counts.get(SENT, 0)),
                 "coalesced": int(counts.get(COALESCED, 0)),
-                "failed_attempts": int(failed)}
+                "failed_attempts": failed}
 
     # ---- threads ---------------------------------------------------------------------------
     def thread(self, incident_id: str) -> Thread | None:
@@ -264,7 +278,7 @@ class Outbox(SqliteFile):
 
     def set_thread(self, incident_id: str, channel: str, ts: str, now: float,
                    summary: bool = False) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO threads(incident_id, channel, ts, summary, created_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(incident_id) DO UPDATE SET "
@@ -272,13 +286,16 @@ class Outbox(SqliteFile):
                 (incident_id, channel, ts, int(summary), now),
             )
 
+        self._write(work)
+
     def set_blocks(self, incident_id: str, blocks: list[dict[str, Any]]) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE threads SET blocks = ? WHERE incident_id = ?",
                 (json.dumps(blocks, ensure_ascii=False), incident_id),
             )
 
+        self._write(work)
 
 def read_health(data_dir: Path) -> dict[str, Any] | None:
     """For `tollwatch status` and metrics: the sender's state ("ok", "retrying", "stopped"),

@@ -42,6 +42,11 @@ SHARED_ONLY = frozenset({"daemon"})  # one daemon for the fleet
 PER_PBX_ONLY = frozenset({"ami", "csv_sources"})  # a connection belongs to one PBX
 ENTRY_KEYS = frozenset(Settings.model_fields) - SHARED_ONLY - {"csv_sources"}
 SETTINGS_FILE = "tollwatch.toml"
+PATH_KEYS = (
+    ("cdr", "files"), ("cdr", "custom_conf"), ("cdr", "password_file"), ("baseline", "file"),
+    ("high_risk", "file"), ("rates", "file"), ("slack", "token_file"), ("slack", "webhook_file"),
+    ("ami", "secret_file"),
+)
 CDR_GLOB = "Master.csv*"
 
 
@@ -63,6 +68,7 @@ class Fleet:
     settings: dict[str, Settings] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    shared: dict[str, Any] = field(default_factory=dict)  # defaults + top level + overrides
 
     @property
     def ok(self) -> bool:
@@ -103,11 +109,26 @@ def _shared(path: Path) -> dict[str, Any]:
     data = read_toml(path)
     if "pbx" in data:
         raise ConfigError(["pbx: the shared settings file cannot have [[pbx]] entries"], str(path))
+    return absolute_paths(data, path.parent.resolve())
+
+
+def absolute_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative file paths of a fleet's settings start at the directory of the file (or the
+    PBX directory) they are written in, so tasks find them wherever they run."""
+    for section, key in PATH_KEYS:
+        table = data.get(section)
+        if not isinstance(table, dict) or key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, str):
+            table[key] = str(base / value)
+        elif isinstance(value, list):
+            table[key] = [str(base / v) if isinstance(v, str) else v for v in value]
     return data
 
 
 def _from_file(path: Path) -> tuple[dict[str, Any], list[Entry]]:
-    data = read_toml(path)
+    data = absolute_paths(read_toml(path), path.parent.resolve())
     raw = data.pop("pbx", None)
     if not isinstance(raw, list) or not raw:
         raise ConfigError(["pbx: a fleet file needs [[pbx]] entries (an array of tables)"],
@@ -124,7 +145,8 @@ def _from_file(path: Path) -> tuple[dict[str, Any], list[Entry]]:
             errors.append(f"pbx[#{i + 1}].name: required, 1-40 letters, digits, '_', '.', '-' "
                           f"(not starting with '.', '_' or '-'); got {name!r}")
             continue
-        entries.append(Entry(name, body, path.parent.resolve()))
+        entries.append(Entry(name, absolute_paths(body, path.parent.resolve()),
+                             path.parent.resolve()))
     if errors:
         raise ConfigError(errors, str(path))
     return data, entries
@@ -143,7 +165,7 @@ def _from_directory(root: Path, shared: Path | None) -> tuple[dict[str, Any], li
         if not NAME.match(sub.name):
             skipped.append(f"{sub}: not a PBX name (letters, digits, '_', '.', '-')")
             continue
-        body = read_toml(own) if own.is_file() else {}
+        body = absolute_paths(read_toml(own), sub.resolve()) if own.is_file() else {}
         body.pop("name", None)
         entries.append(Entry(sub.name, body, sub.resolve(), [f.resolve() for f in files]))
     if skipped:
@@ -176,7 +198,7 @@ def resolve_fleet(
         base = merge(base, overrides, errors)
     if errors:
         raise ConfigError(errors, source)
-    fleet = Fleet(source)
+    fleet = Fleet(source, shared=base)
     for entry in entries:
         fleet.order.append(entry.name)
         settings, problems = _resolve_entry(base, entry, rule_checks)
@@ -235,15 +257,10 @@ def _prefixed(head: str, error: str) -> str:
 
 
 def _files(data: dict[str, Any], entry: Entry) -> None:
-    """Relative CDR paths start at the entry's file; the directory convention's by default."""
+    """The directory convention's files, unless the entry names its own CDR source."""
     cdr = data.setdefault("cdr", {})
-    if not isinstance(cdr, dict):
-        return
-    files = cdr.get("files")
-    if files is None:
+    if isinstance(cdr, dict) and cdr.get("files") is None and not cdr.get("database"):
         cdr["files"] = [str(f) for f in entry.default_files]
-    elif isinstance(files, list):
-        cdr["files"] = [str(entry.base / f) if isinstance(f, str) else f for f in files]
 
 
 def _raise_if_shared(fleet: Fleet) -> None:

@@ -242,6 +242,8 @@ class AmiServer(Strict):
     username: str
     secret_env: str | None = None  # name of an environment variable holding the secret
     secret_file: Path | None = None  # a file (mode 0600) holding the secret
+    # This PBX's Master.csv: calls made while AMI was down are recovered from it on reconnect
+    cdr_file: Path | None = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> AmiServer:
@@ -280,6 +282,8 @@ class Daemon(Strict):
     snapshot_every: Duration = timedelta(seconds=2)
     status_every: Duration = timedelta(seconds=5)
     max_backoff: Duration = timedelta(seconds=60)
+    max_backlog: int = Field(default=200_000, ge=100)  # events queued before sources pause
+    stall_after: Duration = timedelta(seconds=30)  # no progress this long: stop the watchdog
 
 
 class Slack(Strict):

@@ -51,6 +51,7 @@ class Incident:
     severity: Severity = Severity.NONE
     detected_at: dict[Severity, datetime] = field(default_factory=dict)
     version: int = 0  # bumped on every visible change
+    refused: int = 0  # calls the dialplan refused because of a tollwatch block
 
     @property
     def score(self) -> int:
@@ -143,6 +144,19 @@ class IncidentTracker:
             return None
         inc.calls[call.call_id] = call
         inc.last_activity = now
+        if inc.severity == Severity.NONE:
+            return None
+        inc.version += 1
+        return IncidentChange("updated", inc, now)
+
+    def add_refused(self, source: str, now: datetime) -> IncidentChange | None:
+        """A call refused by a block, from a source with an open incident (else the PBX-wide
+        one): counted on it. Refused attempts never open an incident."""
+        inc = self.open.get(source) or self.open.get(PBX)
+        if inc is None:
+            return None
+        inc.refused += 1
+        inc.last_activity = max(inc.last_activity, now)
         if inc.severity == Severity.NONE:
             return None
         inc.version += 1

@@ -212,3 +212,60 @@ def test_daemon_starts_from_a_learned_file(tmp_path: Path) -> None:
 
 def _when(d: datetime) -> str:
     return d.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_exposure_counts_cost_where_rates_are_set() -> None:
+    rules = {"long_call": {"exposure_minutes": 0, "exposure_pbx_minutes": 0,
+                           "exposure_amount": 40.0}}
+    s = settings("GB", "UTC", rates={"per_minute": {"252": 2.0}},
+                 rules=[{"name": k, **v} for k, v in rules.items()])
+    t = Traffic(s)
+    office(t, weeks=4)
+    tuesday = SCORED + timedelta(days=1, hours=14)
+    t.call("207", "0025261234000", tuesday, talk=25 * 60)  # 50.00 after 25 min
+    engine = Engine.from_settings(s, {"long_call": {"type": "long_call", **rules["long_call"],
+                                                    "score": 20, "exposure_score": 60}})
+    from rules.batch import replay
+
+    found = replay(engine, sorted(t.calls, key=lambda c: c.start))
+    [inc] = found
+    [reason] = inc.reasons()
+    assert "estimated" in reason and "threshold 40.00 USD" in reason
+    call = t.calls[-1]
+    assert call.end is not None
+    first = inc.hits["long_call"].first_at  # fired while the call was up, at 40.00
+    assert call.start + timedelta(minutes=19) <= first <= call.start + timedelta(minutes=21)
+
+
+def test_pair_never_seen_scores_a_little_more_if_high_risk() -> None:
+    t = Traffic(settings("GB", "UTC", incidents={"warning_score": 5}))
+    office(t, weeks=4)
+    tuesday = SCORED + timedelta(days=1, hours=11)
+    t.call("299", "0052551234599", tuesday)  # Mexico: known to the PBX, new for 299
+    t.call("298", us(4242), tuesday)  # the US: known, new for 298
+    t.call("200", us(4343), tuesday)  # the US from a desk that calls it: nothing
+    by_source = {i.source: i for i in t.run(only=["new_destination"])}
+    assert by_source["299"].score == 10 and by_source["298"].score == 5
+    assert "200" not in by_source
+    assert "299 never called Mexico (+52) before" in by_source["299"].reasons()
+
+
+def test_concurrent_threshold_follows_the_usual_calls_up() -> None:
+    s = settings("GB", "UTC", incidents={"warning_score": 30})
+    t = Traffic(s)
+    n = 0
+    for day in range(28):  # every weekday 15:00: 14 calls up at once for 20 minutes
+        start = MONDAY + timedelta(days=day, hours=15)
+        if start.weekday() < 5:
+            for k in range(14):
+                n += 1
+                t.call(f"2{k:02d}", us(n), start + timedelta(seconds=k), talk=1200)
+    tuesday = SCORED + timedelta(days=1, hours=15)
+    for k in range(14):  # the same on an ordinary Tuesday: usual, no finding
+        t.call(f"2{k:02d}", us(9000 + k), tuesday + timedelta(seconds=k), talk=1200)
+    assert t.run(only=["concurrent"]) == [] or all(
+        i.first_call_at < SCORED for i in t.run(only=["concurrent"]))
+    for k in range(30):  # 44 up at once: above 2 x 14
+        t.call(f"4{k:02d}", us(9500 + k), tuesday + timedelta(minutes=5, seconds=k), talk=600)
+    late = [i for i in t.run(only=["concurrent"]) if i.first_call_at >= SCORED]
+    assert late and any("usual for Tuesday 15:00 is ≤ 14" in r for r in late[0].reasons())

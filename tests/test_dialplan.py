@@ -55,6 +55,7 @@ class Dialplan:
         self.callerid = callerid
         self.vars: dict[str, str] = {"ARG1": dialed}
         self.cdr: dict[str, str] = {}
+        self.events: list[str] = []
         pc = 0
         for _ in range(10_000):
             app, args = self.steps[pc]
@@ -76,9 +77,12 @@ class Dialplan:
                 pc = self.labels[args]
             elif app in ("NoOp", "Log", "Playback"):
                 self.sub(args)
+            elif app == "UserEvent":
+                self.events.append(self.sub(args))
             elif app == "Hangup":
                 assert args == "21"
-                return {"result": "blocked", "cdr": self.cdr, "e164": self.vars.get("tw_e")}
+                return {"result": "blocked", "cdr": self.cdr, "e164": self.vars.get("tw_e"),
+                        "events": self.events}  # fmt: skip
             elif app == "Return":
                 return {"result": "pass", "cdr": self.cdr, "e164": self.vars.get("tw_e")}
             else:
@@ -237,16 +241,19 @@ def test_emergency_numbers_always_pass(name: str) -> None:
 def test_blocked_source_by_endpoint_or_caller_id() -> None:
     dp = Dialplan(render(CONFIGS["JP"]))
     db = {"tollwatch/src/209": f"{NOW + 60}|incident y"}
-    got = dp.call("0312345678", db, channel="PJSIP/209-0000000a", callerid="Desk")
+    got = dp.call("0102327654321", db, channel="PJSIP/209-0000000a", callerid="Desk")
     assert got["result"] == "blocked" and got["cdr"]["userfield"] == "tollwatch-blocked:src:209"
-    got = dp.call("0312345678", db, channel="Local/0312@from-internal-00000001;2", callerid="209")
+    assert got["events"] == ["TollwatchRefused,Hit: src:209,Dialed: 0102327654321"]
+    got = dp.call("01014412345678", db, channel="Local/0101@from-internal-00000001;2",
+                  callerid="209")  # fmt: skip
     assert got["result"] == "blocked"
-    assert dp.call("0312345678", db, channel="PJSIP/201-0000000b", callerid="201")["result"] == (
-        "pass"
-    )
-    assert dp.call("201", db, channel="PJSIP/209-0000000a")["result"] == "pass"  # internal
+    assert dp.call("0102327654321", db, channel="PJSIP/201-0000000b", callerid="201")[
+        "result"] == "pass"  # fmt: skip
+    # a source block refuses international calls only: domestic, emergency, internal pass
+    for dialed in ("0312345678", "+81312345678", "110", "201", "12345678"):
+        assert dp.call(dialed, db, channel="PJSIP/209-0000000a")["result"] == "pass", dialed
     expired = {"tollwatch/src/209": f"{NOW}|old"}
-    assert dp.call("0312345678", expired, channel="PJSIP/209-1")["result"] == "pass"
+    assert dp.call("0102327654321", expired, channel="PJSIP/209-1")["result"] == "pass"
 
 
 def test_family_and_sound_options() -> None:

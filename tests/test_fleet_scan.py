@@ -185,3 +185,19 @@ def test_single_scan_since_until_in_the_site_zone(fixtures: Path) -> None:
     assert [json.loads(x)["calls"] for x in later.stdout.splitlines()] == [7]
     before = CliRunner().invoke(app, [*args, "--until", "2026-11-24T13:30"])
     assert (before.exit_code, before.stdout) == (0, "")
+
+
+def test_scan_fleet_directory_convention(tmp_path: Path, fixtures: Path) -> None:
+    for name in ("alpha", "beta"):
+        (tmp_path / name).mkdir()
+        shutil.copy(fixtures / "Master-attack.csv", tmp_path / name / "Master.csv.1")
+    (tmp_path / "beta" / "tollwatch.toml").write_text('[site]\ntimezone = "Europe/Paris"\n',
+                                                     encoding="utf-8")
+    shared = tmp_path / "shared.toml"
+    shared.write_text('[site]\ncountry = "JP"\n', encoding="utf-8")
+    run = CliRunner().invoke(app, ["scan", "--fleet", str(tmp_path), "--config", str(shared),
+                                   "--workers", "0", "-f", "jsonl", "-q"])
+    assert run.exit_code == 1, run.stderr
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(r["pbx"], r["first_call_at"][-6:]) for r in rows] == [
+        ("alpha", "+00:00"), ("beta", "+01:00")]

@@ -307,9 +307,11 @@ async def test_end_to_end_attack() -> None:
         assert len(of(AuthAttempt, events)) == 25
         assert source.status.connected and source.status.calls_in_progress == 0
         assert source.status.last_event_at is not None
-        assert no_ids(ami.actions[:2]) == [
-            {"Action": "Login", "Events": "system,call,security", "Secret": "pa55",
+        assert no_ids(ami.actions[:4]) == [
+            {"Action": "Login", "Events": "system,call,security,user", "Secret": "pa55",
              "Username": "tollwatch"},
+            {"Action": "CoreStatus"},
+            {"Action": "ListCommands"},
             {"Action": "CoreShowChannels"},
         ]  # fmt: skip
         await source.close()
@@ -416,7 +418,7 @@ async def test_db_and_hangup_actions_recorded_exactly() -> None:
         hung = await source.send_action(hangup)
         assert isinstance(hung, list) and hung[-1]["ListItems"] == "1"
         assert ami.hung_up == ["PJSIP/201-0000003a"]
-        assert no_ids(ami.actions)[2:] == [put, get, delete, get, hangup]
+        assert no_ids(ami.actions)[4:] == [put, get, delete, get, hangup]  # after login checks
         await until(lambda: source.status.calls_in_progress == 0)
         ended = of(CallEnded, drain(source))
         assert [(e.call_id, e.cause) for e in ended] == [("1795527074.58", "Normal Clearing")]

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ from config import ConfigError, Settings, masked_dump
 from config.fleet import Fleet, load_fleet
 from rules.base import check_rules
 from tollwatch import fleet_output
+from tollwatch.fleet_report import Span
 from tollwatch.fleet_scan import Progress, run_fleet
 from tollwatch.scan import ScanStats
 
@@ -195,3 +196,81 @@ def check_fleet(fleet: Fleet, pbx: str | None) -> None:
     if problems:
         raise _fail([f"{fleet.source}: {e}" for e in problems])
     err.print(f"[green]settings OK: {len(fleet.order)} PBX(es)[/green]")
+
+
+def _span(day: str | None, since: str | None, until: str | None) -> Span:
+    """--date or --since/--until; naive, so each PBX reads them in its own time zone."""
+    if day is not None and (since is not None or until is not None):
+        raise _fail(["give either --date or --since/--until"])
+    if day is not None:
+        try:
+            return date.fromisoformat(day)
+        except ValueError:
+            raise _fail([f"--date: {day!r} is not a date like 2026-11-24"]) from None
+    if since is None and until is None:
+        return None
+    start, stop = _when(since, "since"), _when(until, "until")
+    if start is None or stop is None:
+        raise _fail(["--since and --until go together"])
+    return (start, stop)
+
+
+def report_command(
+    path: Path, shared: Path | None, over: dict[str, Any], day: str | None, since: str | None,
+    until: str | None, out_dir: Path, keep_days: int, no_slack: bool, as_json: bool,
+    workers: int | None, scheduler: str | None,
+) -> int:
+    """`tollwatch report --fleet PATH`: the exit code (2 if a PBX has no report)."""
+    from tollwatch.fleet_report import run_fleet_report
+
+    fleet = fleet_settings(path, shared, over)
+    span = _span(day, since, until)
+
+    def progress(name: str, summary: dict[str, Any] | None, error: str | None) -> None:
+        if summary is not None and not as_json:
+            err.print(f"pbx {markup(name)}: {summary['calls']} outbound calls, "
+                      f"{summary['incidents']} incident(s) -> {markup(summary['report'])}",
+                      soft_wrap=True)
+
+    n = default_workers() if workers is None else workers
+    report = run_fleet_report(fleet, span, out_dir, keep_days=keep_days or None, workers=n,
+                              scheduler=scheduler, progress=progress)
+    assert report.folder is not None
+    if as_json:
+        sys.stdout.write((report.folder / "fleet.json").read_text(encoding="utf-8"))
+    else:
+        for line in report.text.splitlines():
+            err.print(markup(line), soft_wrap=True)
+        sys.stdout.write(str(report.folder / "index.html") + "\n")
+    for name in fleet.order:
+        if name in report.failed:
+            why = report.failed[name]
+            head = "" if why.startswith(f"pbx[{name}]") else f"pbx[{name}]: "
+            err.print(f"[red]error:[/red] {markup(head + why)}", soft_wrap=True)
+    if not no_slack:
+        _post(fleet, report.folder.name, report.text)
+    return 2 if report.failed else 0
+
+
+def _post(fleet: Fleet, label: str, text: str) -> None:
+    """The fleet summary to the shared (top-level) Slack settings, when enabled."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from config.schema import Daemon, Report, Slack
+    from tollwatch.report.post import post_text
+
+    try:
+        slack = Slack.model_validate(fleet.shared.get("slack", {}))
+        daemon = Daemon.model_validate(fleet.shared.get("daemon", {}))
+        report = Report.model_validate(fleet.shared.get("report", {}))
+    except ValidationError as exc:
+        err.print(f"[yellow]note:[/yellow] fleet summary not posted: the top-level [slack] "
+                  f"is incomplete ({markup(exc.errors()[0]['msg'])})", soft_wrap=True)
+        return
+    if not slack.enabled or not report.slack:
+        return
+    sent = asyncio.run(post_text(slack, daemon.data_dir, f"fleet-{label}", text))
+    err.print("Slack fleet summary sent" if sent else
+              "[yellow]note:[/yellow] Slack fleet summary queued in the outbox")

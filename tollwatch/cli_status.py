@@ -19,6 +19,7 @@ from config import Settings
 from tollwatch import status_view
 from tollwatch.cli_common import ConfigOpt, err, fail, out, settings_for
 from tollwatch.report_format import human_time
+from tollwatch.status_read import read_daemon_status
 
 NOT_RUNNING = 3
 
@@ -69,37 +70,23 @@ def status(
 ) -> None:
     """Show whether the daemon runs, and what it reports: sources, events/s, calls up, open
     incidents, Slack delivery. Exit 0: running; 3: stopped or not reporting."""
-    from tollwatch.state import StateStore
-
     settings = settings_for(config) if data_dir is None else None
     directory = data_dir if data_dir is not None else (
         settings.daemon.data_dir if settings else Path("/var/lib/tollwatch"))
     tz = ZoneInfo(settings.site.timezone) if settings else ZoneInfo("UTC")
-    db = directory / "tollwatch.sqlite3"
-    if not db.is_file():
-        err.print(f"daemon: NOT RUNNING (never ran with data dir {markup(directory)})")
+    found = read_daemon_status(directory)
+    if found is None:
+        err.print(f"daemon: NOT RUNNING (no status from a daemon in {markup(directory)})")
         raise typer.Exit(NOT_RUNNING)
-    store = StateStore(db)
-    try:
-        rows = store.read_status()
-        incidents = store.incidents(open_only=True)
-    finally:
-        store.close()
-    daemon = rows.get("daemon")
-    if daemon is None:
-        err.print(f"daemon: NOT RUNNING ({markup(db)}: it has not reported yet)")
-        raise typer.Exit(NOT_RUNNING)
-    updated, info = daemon
+    updated, info, source_rows, incidents = found
     running, words = daemon_state(updated, info, settings, tz)
     if as_json:
         doc = {"running": running, "state": words, "updated_at": updated, "daemon": info,
-               "sources": {k[7:]: v for k, (_, v) in rows.items() if k.startswith("source:")},
-               "open_incidents": incidents}
+               "sources": source_rows, "open_incidents": incidents}
         out.print_json(json.dumps(doc, default=str))
         raise typer.Exit(0 if running else NOT_RUNNING)
     slack = _slack_line(directory, tz)
-    sources = [_local(data, tz) for name, (_, data) in sorted(rows.items())
-               if name.startswith("source:")]
+    sources = [_local(data, tz) for data in source_rows]
     incidents = [{**inc, "first_call_at": human_time(inc.get("first_call_at"), tz)}
                  for inc in incidents]
     status_view.render(out, updated, info, sources, incidents, state=words,

@@ -11,23 +11,29 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerting.base import Alerter, Background
-from cdr_ingest.live import LiveEvent, PbxBooted
+from cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected
+from cdr_ingest.live.backlog import EventQueue
 from config import Settings
+from config.sqlite import HEALTH, recover_all
 from rules.baseline_io import BaselineError, dumps, load, loads
 from rules.destinations import Classifier
 from rules.incidents import Incident, IncidentChange
 from tollwatch.live import LivePipeline
+from tollwatch.notify import Notifier
+from tollwatch.recovery import Sessions
 from tollwatch.report_format import incident_dict
 from tollwatch.settings import rule_specs
-from tollwatch.state import StateStore
+from tollwatch.state import StateStore, StatusFile
 from tollwatch.supervisor import Source, supervise
 
 log = logging.getLogger("tollwatch.daemon")
-BASELINE_EVERY = 60.0  # seconds between saves of a changed baseline
+BASELINE_EVERY = 900.0  # seconds between saves of a changed baseline (0.2-0.5 s at 8000 phones)
 
 Clock = Callable[[], datetime]
 
@@ -57,9 +63,15 @@ class Daemon:
         self.pipelines = {
             name: LivePipeline(name, settings, classifier, specs) for name in pbx_names
         }
-        # Unbounded on purpose: the AMI callback cannot wait, and a dropped event could be the
-        # call that makes an incident critical. A backlog costs memory, not alerts.
-        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue()
+        # Never refuses an event (a dropped one could be the call that makes an incident
+        # critical); past `max_backlog` the sources pause reading instead. Measured for status.
+        self.queue: EventQueue[LiveEvent] = EventQueue(settings.daemon.max_backlog)
+        self.notifier = Notifier()
+        self.status_file = StatusFile(settings.daemon.data_dir)
+        self.stall_after = settings.daemon.stall_after.total_seconds()
+        self._progress_at = time.monotonic()  # the consumer handled an event or was idle
+        self._tick_at = time.monotonic()
+        self._busy_since: float | None = None  # when the event being handled was taken
         # called with the PBX name when Asterisk (re)booted (remediation re-applies blocks)
         self.on_booted: list[Callable[[str], Awaitable[None]]] = []
         self.events = 0
@@ -71,6 +83,8 @@ class Daemon:
         self._started = utcnow()
         self._rate_mark = time.monotonic()
         self._rate_events: dict[str, int] = {}
+        # AMI sessions: restart vs reconnect, and the calls of an outage from the CDR file
+        self.sessions = Sessions(self.tz)
 
     # ---- state ----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -120,9 +134,12 @@ class Daemon:
             self.errors += 1
             return
         self.events += 1
-        if isinstance(event, PbxBooted):
-            log.info("pbx %s: Asterisk (re)started", event.pbx)
-            for callback in self.on_booted:
+        if isinstance(event, PbxConnected):
+            self.sessions.say(event)
+            for ev in await self.sessions.recover(event):
+                await self.process(ev)
+        if isinstance(event, PbxBooted | PbxConnected):
+            for callback in self.on_booted:  # re-applies blocks AstDB may have lost
                 try:
                     await callback(event.pbx)
                 except Exception:
@@ -136,6 +153,12 @@ class Daemon:
             return
         self._dirty.add(event.pbx)
         await self._publish(event.pbx, changes)
+
+    async def skip_recovered(self) -> None:
+        """While AMI is connected, move the paired CDR files past what AMI already saw."""
+        for src in self.sources:
+            if src.status.connected:
+                await self.sessions.skip(src.name)
 
     async def tick(self) -> None:
         now = self.clock()
@@ -181,6 +204,33 @@ class Daemon:
             self.store.save_incident(pbx, view, is_open=False)
         tracker.closed.clear()
 
+    def stalled(self) -> str:
+        """Why the pipeline is not making progress ("" when it is): events wait but none was
+        handled for `stall_after` seconds, or the rule timers stopped."""
+        now = time.monotonic()
+        if self._busy_since is not None and now - self._busy_since > self.stall_after:
+            return f"one event has been handled for {now - self._busy_since:.0f}s"
+        if self.queue.qsize() == 0:
+            self._progress_at = now
+        if now - self._progress_at > self.stall_after:
+            return (f"no event handled for {now - self._progress_at:.0f}s with "
+                    f"{self.queue.qsize()} waiting")
+        if now - self._tick_at > self.stall_after:
+            return f"rule timers stopped {now - self._tick_at:.0f}s ago"
+        return ""
+
+    def health_line(self) -> str:
+        """One line for systemd's STATUS=: events, backlog, storage, stall."""
+        backlog = self.queue.measures()
+        parts = [f"{self.events} events", f"backlog {backlog['events']} "
+                 f"(oldest {backlog['oldest_s']:.1f}s)"]
+        for problem in HEALTH.problems():
+            parts.append(f"storage {problem['errno']} at {problem['path']} (in memory)")
+        stall = self.stalled()
+        if stall:
+            parts.append(f"STALLED: {stall}")
+        return "; ".join(parts)
+
     def write_status(self) -> None:
         now = time.monotonic()
         elapsed = max(1e-6, now - self._rate_mark)
@@ -202,30 +252,86 @@ class Daemon:
             "open_incidents": open_incidents,
             "calls_in_progress": {n: p.in_progress for n, p in self.pipelines.items()},
             "site": self.settings.site.name,
+            "backlog": self.queue.measures(),
+            "storage": HEALTH.problems(),
+            "storage_failures": HEALTH.failures_total,
+            "moved_aside": list(HEALTH.moved_aside),
+            "stalled": self.stalled(),
         }
-        self.store.write_status([s.status for s in self.sources], extra)
+        statuses = [s.status for s in self.sources]
+        try:
+            self.store.write_status(statuses, extra)
+        except Exception:  # status must never stop the daemon; status.json still says it
+            log.exception("cannot store the status")
+        self.status_file.write({
+            "updated_at": utcnow().isoformat(),
+            "daemon": extra,
+            "sources": [_source_dict(st) for st in statuses],
+        })
 
     # ---- the loop -------------------------------------------------------------------------
     async def _consume(self) -> None:
+        """Handle events in order; hand the loop back every few milliseconds even with a
+        backlog (a queue that is not empty never suspends `get()`), so the sources' readers
+        (and their keepalive answers) are never starved by our own processing."""
+        yielded = time.monotonic()
         while True:
             event = await self.queue.get()
-            await self.process(event)
+            self._busy_since = time.monotonic()
+            try:
+                await self.process(event)
+            except Exception:  # one event must never stop the consumer
+                self.errors += 1
+                log.exception("pbx %s: failed to handle %s", event.pbx, type(event).__name__)
+            self._busy_since = None
+            now = time.monotonic()
+            self._progress_at = now
+            if now - yielded > 0.005:
+                await asyncio.sleep(0)
+                yielded = time.monotonic()
 
     async def _ticker(self) -> None:
+        n = 0
         while True:
             await asyncio.sleep(1.0)
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:
+                self.errors += 1
+                log.exception("rule timers failed")
+            self._tick_at = time.monotonic()
+            n += 1
+            if n % 30 == 0:
+                await self.skip_recovered()
 
     async def _writer(self) -> None:
         d = self.settings.daemon
         since_status = 0.0
         while True:
             await asyncio.sleep(d.snapshot_every.total_seconds())
-            self.flush()
+            try:
+                recover_all()  # a store kept in memory goes back to its file when it can
+                self.flush()
+            except Exception:
+                log.exception("cannot save the state")
             since_status += d.snapshot_every.total_seconds()
             if since_status >= d.status_every.total_seconds():
                 self.write_status()
                 since_status = 0.0
+
+    async def _watchdog(self) -> None:
+        """systemd: WATCHDOG=1 only while the pipeline makes progress; STATUS= always."""
+        every = self.notifier.watchdog or 5.0
+        while True:
+            stall = self.stalled()
+            line = self.health_line()
+            if stall or self.notifier.watchdog is None:
+                self.notifier.status(line)
+                if stall:
+                    log.error("pipeline stalled (%s): not feeding the watchdog", stall)
+            else:
+                self.notifier.alive(line)
+            await asyncio.sleep(every)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.restore()
@@ -245,9 +351,13 @@ class Daemon:
             asyncio.create_task(self._writer(), name="writer"),
         ]
         log.info("tollwatch running: %d source(s), %d pbx", len(self.sources), len(self.pipelines))
+        self.write_status()
+        self.notifier.ready(self.health_line())
+        tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))
         try:
             await stop.wait()
         finally:
+            self.notifier.stopping()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -260,7 +370,14 @@ class Daemon:
             for alerter in self.alerters:
                 if isinstance(alerter, Background):
                     await alerter.close()
+            self.notifier.close()
             log.info("tollwatch stopped; state saved")
+
+
+def _source_dict(st: Any) -> dict[str, Any]:
+    data = asdict(st)
+    data["last_event_at"] = st.last_event_at.isoformat() if st.last_event_at else None
+    return data
 
 
 async def _guarded(work: Callable[[], Awaitable[None]], name: str) -> None:

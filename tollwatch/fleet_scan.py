@@ -10,29 +10,21 @@ others complete.
 from __future__ import annotations
 
 import glob
-import logging
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from cdr_ingest import release_temp_files
 from config import Settings
 from config.fleet import Fleet
+from rules.baseline_io import BaselineError, load_file
 from rules.incidents import Incident, Severity
+from tollwatch.fleet_exec import PbxError, run_tasks, worker_name
 from tollwatch.fleet_parquet import ParquetSink
 from tollwatch.scan import ScanStats, run_scan
-
-HEARTBEAT = 10.0  # seconds between "still running" progress lines
-
-
-class PbxError(Exception):
-    """A PBX that could not be scanned at all (no readable CDR file)."""
 
 
 @dataclass
@@ -123,42 +115,41 @@ def scan_pbx(
     until: datetime | None = None,
     parquet: Path | None = None,
 ) -> PbxScan:
-    """Scan one PBX's `[cdr] files` (globs expanded) exactly as `tollwatch scan` would.
+    """Scan one PBX exactly as `tollwatch scan` would: its `[cdr] files` (globs expanded), or
+    its `[cdr] database` table when it has no files; its learned `[baseline] file` if set.
 
     `since`/`until` without a UTC offset are in this PBX's time zone. `parquet`: write its
     classified outbound calls under DIR/pbx=<pbx>/day=<YYYY-MM-DD>/ (replacing earlier ones).
-    Raises PbxError when no file could be read at all.
+    Raises PbxError when nothing could be read at all.
     """
     zone = settings.site.timezone
     files, missing = expand_files(list(settings.cdr.files))
-    if not files and not missing:
+    database = None
+    if not settings.cdr.files and settings.cdr.database:
+        from tollwatch.dbsource import settings_database
+
+        database = settings_database(settings)  # the password: from this worker's env/file
+    elif not files and not missing:
         raise PbxError("no CDR files ([cdr] files, or <pbx>/Master.csv* in a fleet directory)")
     sink = ParquetSink(parquet, pbx, zone) if parquet is not None else None
+    baseline = None
+    if settings.baseline.file is not None:  # this PBX's `tollwatch learn` file
+        try:
+            baseline = load_file(settings.baseline.file, settings)
+        except BaselineError as exc:
+            raise PbxError(str(exc)) from None
     try:
         result = run_scan(files, settings, _bound(since, zone), _bound(until, zone),
-                          calls=sink.write if sink is not None else None)
+                          calls=sink.write if sink is not None else None, baseline=baseline,
+                          database=database)
     finally:
         release_temp_files()  # decompressed .gz copies: a worker lives on after this task
     stats = result.stats
     stats.file_problems[:0] = missing
-    if stats.file_problems and not stats.rows and len(stats.file_problems) >= len(files):
+    if (database is None and stats.file_problems and not stats.rows
+            and len(stats.file_problems) >= len(files)):
         raise PbxError("; ".join(stats.file_problems))
-    return PbxScan(pbx, zone, result.incidents, stats, _worker_name())
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return "local"
-
-
-def _error_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return first if isinstance(exc, PbxError) else f"{type(exc).__name__}: {first}".rstrip(": ")
+    return PbxScan(pbx, zone, result.incidents, stats, worker_name())
 
 
 class _Tracker:
@@ -180,6 +171,7 @@ class _Tracker:
 
     def finished(self, name: str, scan: PbxScan | None, error: str | None,
                  running: int = 0) -> None:
+        """A PBX is done: its scan, or its error."""
         if scan is not None:
             self.result.scans[name] = scan
             self.rows += scan.stats.rows
@@ -209,68 +201,10 @@ def run_fleet(
     tracker = _Tracker(len(fleet.order), progress)
     for name, errors in fleet.errors.items():
         tracker.finished(name, None, "; ".join(errors))
-    todo = [(name, fleet.settings[name]) for name in fleet.order if name in fleet.settings]
-    if scheduler is None and workers <= 0:
-        for name, settings in todo:
-            try:
-                scan = scan_pbx(name, settings, since, until, parquet)
-            except Exception as exc:  # one PBX failing never stops the others
-                tracker.finished(name, None, _error_line(exc))
-            else:
-                tracker.finished(name, scan, None)
-    elif todo:
-        _run_dask(todo, since, until, parquet, workers, scheduler, tracker)
+    tasks = [(name, scan_pbx, (name, fleet.settings[name], since, until, parquet))
+             for name in fleet.order if name in fleet.settings]
+    run_tasks(tasks, tracker.finished, workers=workers, scheduler=scheduler,
+              on_idle=tracker.heartbeat, label="tollwatch-scan")
     result = tracker.result
     result.seconds = time.perf_counter() - tracker.started
     return result
-
-
-def _run_dask(
-    todo: list[tuple[str, Settings]],
-    since: datetime | None,
-    until: datetime | None,
-    parquet: Path | None,
-    workers: int,
-    scheduler: str | None,
-    tracker: _Tracker,
-) -> None:
-    from distributed import wait
-
-    run_id = uuid.uuid4().hex[:8]
-    with _client(workers, scheduler) as client:
-        futures: dict[Any, str] = {}
-        for name, settings in todo:
-            fut = client.submit(scan_pbx, name, settings, since, until, parquet,
-                                key=f"tollwatch-scan-{name}-{run_id}", pure=False, retries=0)
-            futures[fut] = name
-        pending = set(futures)
-        while pending:
-            try:
-                done, pending = wait(pending, timeout=HEARTBEAT, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                tracker.heartbeat(len(pending))
-                continue
-            for fut in done:
-                name = futures[fut]
-                if fut.status == "finished":
-                    tracker.finished(name, fut.result(), None, len(pending))
-                else:
-                    exc = fut.exception()
-                    tracker.finished(name, None, _error_line(exc) if exc else fut.status,
-                                     len(pending))
-                fut.release()
-
-
-@contextmanager
-def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
-    from distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        with Client(scheduler, timeout="30s") as client:
-            yield client
-        return
-    with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:
-        yield client

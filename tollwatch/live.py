@@ -5,6 +5,7 @@ changes out. The same engine and rules as `tollwatch scan`; only the driver diff
 from __future__ import annotations
 
 import pickle
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -13,9 +14,11 @@ from cdr_ingest.live import (
     AuthAttempt,
     CallAnswered,
     CallEnded,
+    CallRefused,
     CallStarted,
     LiveEvent,
     PbxBooted,
+    PbxConnected,
 )
 from config import Settings
 from rules.baseline import Baseline
@@ -25,6 +28,7 @@ from rules.incidents import IncidentChange
 from rules.model import AuthEvent, Call, CallEvent, Kind
 
 SNAPSHOT_VERSION = 1
+_SEEN = 20_000  # call ids remembered for counting each call once
 
 
 class LivePipeline:
@@ -44,6 +48,9 @@ class LivePipeline:
         self.up: dict[str, Call] = {}  # calls in progress that rules look at
         self.other_up: set[str] = set()  # calls in progress that rules ignore (domestic, ...)
         self.calls_seen = 0
+        # call ids seen lately (calls and refused attempts): a call recovered from the CDR file
+        # after an AMI outage, or seen again at a resync, is counted once
+        self.seen: OrderedDict[str, None] = OrderedDict()
 
     @property
     def baseline(self) -> Baseline:
@@ -70,8 +77,13 @@ class LivePipeline:
                 return []
             call.end = max(event.at, call.answer or call.start)
             return self.engine.handle(CallEvent(call.end, Kind.ENDED, call))
-        if isinstance(event, PbxBooted):
+        if isinstance(event, PbxBooted | PbxConnected):
             return []  # no rule cares; the daemon tells its listeners (re-applying blocks)
+        if isinstance(event, CallRefused):
+            if not self._first_time(f"{event.call_id}|"):
+                return []
+            change = self.engine.tracker.add_refused(event.source, event.at)
+            return [change] if change is not None else []
         if isinstance(event, AuthAttempt):
             auth = AuthEvent(event.at, event.outcome, event.account, event.address, event.service)
             return self.engine.handle_auth(auth)
@@ -80,6 +92,8 @@ class LivePipeline:
     def _started(self, event: CallStarted) -> list[IncidentChange]:
         if event.call_id in self.up or event.call_id in self.other_up:
             return []  # seen again after a resync
+        if not self._first_time(f"{event.call_id}|{event.trunk}"):
+            return []  # seen live, now again from the CDR file (failover legs: per trunk)
         self.calls_seen += 1
         dest = self.classifier.classify(event.dialed)
         allow = self.settings.allowlist.sources.get(event.source, [])
@@ -100,6 +114,17 @@ class LivePipeline:
         self.up[event.call_id] = call
         return self.engine.handle(CallEvent(event.at, Kind.STARTED, call))
 
+    def _first_time(self, call_id: str) -> bool:
+        if call_id.startswith("|"):
+            return True
+        if call_id in self.seen:
+            self.seen.move_to_end(call_id)
+            return False
+        self.seen[call_id] = None
+        while len(self.seen) > _SEEN:
+            self.seen.popitem(last=False)
+        return True
+
     def tick(self, now: datetime) -> list[IncidentChange]:
         """Fire rule timers due by `now` (long calls and spend while calls are up)."""
         return self.engine.advance(now)
@@ -116,6 +141,7 @@ class LivePipeline:
             "up": self.up,
             "attempts": self.engine.attempts,
             "other_up": self.other_up,
+            "seen": self.seen,
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -135,3 +161,4 @@ class LivePipeline:
         if "attempts" in state:
             self.engine.attempts = state["attempts"]
         self.other_up = state["other_up"]
+        self.seen = state.get("seen", OrderedDict())

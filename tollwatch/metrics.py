@@ -70,21 +70,12 @@ class StatusCollector(Collector):
             log.warning("metrics: cannot read the status (%s)", exc)
 
     def _collect(self) -> Iterator[Metric]:
-        from tollwatch.state import StateStore
+        from tollwatch.status_read import read_daemon_status
 
-        db = self.data_dir / "tollwatch.sqlite3"
-        rows: dict[str, tuple[str, dict[str, Any]]] = {}
-        incidents: list[dict[str, Any]] = []
-        if db.is_file():
-            store = StateStore(db)
-            try:
-                rows = store.read_status()
-                incidents = store.incidents(open_only=True)
-            finally:
-                store.close()
-        yield from self._daemon(rows.get("daemon"))
-        yield from self._sources([d for n, (_, d) in sorted(rows.items())
-                                  if n.startswith("source:")])
+        found = read_daemon_status(self.data_dir)
+        incidents = found[3] if found else []
+        yield from self._daemon((found[0], found[1]) if found else None)
+        yield from self._sources(found[2] if found else [])
         open_by = GaugeMetricFamily("tollwatch_incidents_open", "Open incidents by severity",
                                     labels=["severity"])
         for severity in ("warning", "critical"):

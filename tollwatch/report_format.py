@@ -62,6 +62,7 @@ def incident_dict(inc: Incident, tz: ZoneInfo, now: datetime | None = None) -> d
         "destinations": destinations,
         "numbers": sorted({c.dest.e164 for c in calls if c.dest.e164}),
         "calls": len(calls),
+        "attempts_refused": inc.refused,  # calls the dialplan refused (blocks in force)
         "minutes": round(inc.minutes(now), 2),
         "spend": _spend(calls, now),
         "first_call_at": _iso(inc.first_call_at, tz),

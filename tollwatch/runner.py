@@ -22,10 +22,11 @@ from alerting.slack import SlackAlerter
 from config import Settings
 from tollwatch import sdnotify
 from tollwatch.daemon import Daemon
+from tollwatch.recovery import CdrRecovery
 from tollwatch.report.build import ReportResult
 from tollwatch.report.post import queue_report
 from tollwatch.report.schedule import ReportScheduler
-from tollwatch.settings import load, overrides
+from tollwatch.settings import cdr_options, load, overrides
 from tollwatch.sources import ami_sources, csv_sources, db_sources, source_names
 from tollwatch.state import StateStore
 
@@ -49,6 +50,10 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
     daemon.sources.extend(feeds)
     daemon.sources.extend(csv_sources(settings, store))
     daemon.sources.extend(db_sources(settings, store))
+    for server in settings.ami:
+        if server.cdr_file is not None:
+            daemon.sessions.recovery[server.name] = CdrRecovery(server.name, server.cdr_file,
+                                                                cdr_options(settings))  # fmt: skip
     blocker = Blocker(settings, {f.name: f.source for f in feeds})
 
     async def notify(kind: str, view: dict[str, Any]) -> None:  # blocks and lifts, in words
@@ -118,6 +123,21 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
             await scheduler.stop()
         daemon.store.mark_stopped()
         daemon.store.close()
+        _mark_status_file_stopped(Path(settings.daemon.data_dir))
+
+
+def _mark_status_file_stopped(data_dir: Path) -> None:
+    """status.json (read first by `tollwatch status`) says the daemon stopped cleanly."""
+    from datetime import UTC, datetime
+
+    from tollwatch.state import StatusFile, read_status_file
+
+    doc = read_status_file(data_dir)
+    if doc is None:
+        return
+    daemon = dict(doc.get("daemon") or {})
+    daemon["stopped_at"] = datetime.now(UTC).isoformat()
+    StatusFile(data_dir).write({**doc, "daemon": daemon})
 
 
 async def _ready(sources: int) -> None:

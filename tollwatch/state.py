@@ -7,6 +7,10 @@ One file in the configured data directory. Writes are small and frequent; WAL ke
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sqlite3
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +18,8 @@ from typing import Any
 
 from cdr_ingest.live.events import SourceStatus
 from config.sqlite import SqliteFile
+
+log = logging.getLogger("tollwatch.state")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -54,26 +60,24 @@ class StateStore(SqliteFile):
 
     # ---- engine snapshots ----------------------------------------------------------------
     def save_snapshot(self, pbx: str, state: bytes) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO snapshots(pbx, taken_at, state) VALUES (?, ?, ?) "
-                "ON CONFLICT(pbx) DO UPDATE SET taken_at=excluded.taken_at, state=excluded.state",
-                (pbx, _now(), state),
-            )
+        self._write(lambda db: db.execute(
+            "INSERT INTO snapshots(pbx, taken_at, state) VALUES (?, ?, ?) "
+            "ON CONFLICT(pbx) DO UPDATE SET taken_at=excluded.taken_at, state=excluded.state",
+            (pbx, _now(), state),
+        ))
 
     def load_snapshot(self, pbx: str) -> bytes | None:
-        with self._lock:
-            row = self._db.execute("SELECT state FROM snapshots WHERE pbx=?", (pbx,)).fetchone()
+        row = self._read(
+            lambda db: db.execute("SELECT state FROM snapshots WHERE pbx=?", (pbx,)).fetchone())
         return bytes(row[0]) if row else None
 
     # ---- learned baselines (rules.baseline, as rules.baseline_io JSON) ---------------------
     def save_baseline(self, pbx: str, data: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO baselines(pbx, updated_at, data) VALUES (?, ?, ?) "
-                "ON CONFLICT(pbx) DO UPDATE SET updated_at=excluded.updated_at, data=excluded.data",
-                (pbx, _now(), data),
-            )
+        self._write(lambda db: db.execute(
+            "INSERT INTO baselines(pbx, updated_at, data) VALUES (?, ?, ?) "
+            "ON CONFLICT(pbx) DO UPDATE SET updated_at=excluded.updated_at, data=excluded.data",
+            (pbx, _now(), data),
+        ))
 
     def baselines(self) -> dict[str, str]:
         with self._lock:
@@ -83,7 +87,9 @@ class StateStore(SqliteFile):
     # ---- incidents -----------------------------------------------------------------------
     def save_incident(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
         """Insert or update an incident's view; blocks recorded on it earlier are kept."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> None:
+            nonlocal view
             if not view.get("blocks"):
                 row = db.execute("SELECT data FROM incidents WHERE id=?", (view["id"],)).fetchone()
                 blocks = json.loads(row[0]).get("blocks") if row else None
@@ -102,6 +108,8 @@ class StateStore(SqliteFile):
                 ),
             )
 
+        self._write(work)
+
     def incidents(
         self, since: str | None = None, until: str | None = None, open_only: bool = False
     ) -> list[dict[str, Any]]:
@@ -115,26 +123,23 @@ class StateStore(SqliteFile):
             args.append(until)
         if open_only:
             sql += " AND open=1"
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY first_call_at", args).fetchall()
+        rows = self._read(lambda db: db.execute(sql + " ORDER BY first_call_at", args).fetchall())
         return [json.loads(r[0]) for r in rows]
 
     # ---- Master.csv follower positions (cdr_ingest.live.follow.PositionStore) -------------
     def load_position(self, path: str) -> tuple[int, int, int] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT inode, offset, line FROM positions WHERE path=?", (path,)
-            ).fetchone()
+        row = self._read(lambda db: db.execute(
+            "SELECT inode, offset, line FROM positions WHERE path=?", (path,)
+        ).fetchone())
         return (int(row[0]), int(row[1]), int(row[2])) if row else None
 
     def save_position(self, path: str, inode: int, offset: int, line: int) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO positions(path, inode, offset, line) VALUES (?,?,?,?) "
-                "ON CONFLICT(path) DO UPDATE SET inode=excluded.inode, offset=excluded.offset,"
-                " line=excluded.line",
-                (path, inode, offset, line),
-            )
+        self._write(lambda db: db.execute(
+            "INSERT INTO positions(path, inode, offset, line) VALUES (?,?,?,?) "
+            "ON CONFLICT(path) DO UPDATE SET inode=excluded.inode, offset=excluded.offset,"
+            " line=excluded.line",
+            (path, inode, offset, line),
+        ))
 
     # ---- CDR table follower positions (cdr_ingest.live.db_follow.DbPositionStore) ----------
     def load_db_position(self, source: str) -> str | None:
@@ -154,7 +159,7 @@ class StateStore(SqliteFile):
 
     # ---- status for `tollwatch status` -----------------------------------------------------
     def write_status(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             for st in statuses:
                 data = asdict(st)
                 data["last_event_at"] = st.last_event_at.isoformat() if st.last_event_at else None
@@ -169,10 +174,12 @@ class StateStore(SqliteFile):
                 (_now(), json.dumps(extra)),
             )
 
+        self._write(work)
+
     def mark_stopped(self) -> None:
         """Say in the daemon's status row that it stopped cleanly (`status` tells a stopped
         daemon from one that stopped reporting); the next start's report replaces it."""
-        with self._tx() as db:
+        def work(db: sqlite3.Connection) -> None:
             row = db.execute("SELECT data FROM status WHERE name='daemon'").fetchone()
             data = json.loads(row[0]) if row else {}
             data["stopped_at"] = _now()
@@ -182,7 +189,62 @@ class StateStore(SqliteFile):
                 (_now(), json.dumps(data)),
             )
 
+        self._write(work)
+
     def read_status(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        with self._lock:
-            rows = self._db.execute("SELECT name, updated_at, data FROM status").fetchall()
+        rows = self._read(
+            lambda db: db.execute("SELECT name, updated_at, data FROM status").fetchall())
         return {name: (updated, json.loads(data)) for name, updated, data in rows}
+
+
+STATUS_FILE = "status.json"
+_STATUS_SIZE = 256 << 10
+
+
+class StatusFile:
+    """`status.json` in the data directory, rewritten in place: its blocks are allocated once,
+    so the daemon can still say what is wrong when the disk is full (an in-place overwrite
+    needs no new space). The JSON is padded with spaces to the file's size."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / STATUS_FILE
+        self._failed = False
+
+    def write(self, doc: dict[str, Any]) -> bool:
+        data = json.dumps(doc, ensure_ascii=False, default=str).encode()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                want = max(_STATUS_SIZE, len(data) + 1)
+                if size < want:
+                    os.ftruncate(fd, want)
+                    os.pwrite(fd, b" " * want, 0)  # allocate now, while there is room
+                    size = want
+                os.pwrite(fd, data + b" " * (size - len(data)), 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if not self._failed:
+                log.error("status: cannot write %s (%s)", self.path, exc.strerror or exc)
+                self._failed = True
+            return False
+        self._failed = False
+        return True
+
+
+def read_status_file(data_dir: Path) -> dict[str, Any] | None:
+    """The daemon's last status.json, or None (missing, or unreadable after a few tries)."""
+    path = Path(data_dir) / STATUS_FILE
+    for _ in range(5):
+        try:
+            text = path.read_bytes().decode("utf-8", "replace").strip()
+        except OSError:
+            return None
+        try:
+            doc = json.loads(text)
+        except ValueError:  # caught mid-write: read again
+            time.sleep(0.02)
+            continue
+        return doc if isinstance(doc, dict) else None
+    return None

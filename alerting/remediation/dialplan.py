@@ -115,6 +115,7 @@ def render(settings: Settings, sound: str | None = None) -> str:
     p = plan(settings)
     fam = p.family
     country = settings.site.country
+    cc = str(country_code(country)) if country else ""
     dp = settings.dialplan
     out: list[str] = [
         "; tollwatch-block.conf: refuse calls to destinations and from sources tollwatch blocked.",
@@ -125,11 +126,14 @@ def render(settings: Settings, sound: str | None = None) -> str:
         f";   national prefix {dp.national_prefix or 'none'}, extensions up to {p.max_ext} "
         f"digits, emergency {', '.join(p.emergency) or 'none'}",
         ";",
-        "; In extensions.conf:   #include tollwatch-block.conf",
+        "; In extensions.conf, outside any context (at the top, before the first [section]):",
+        ";   #include tollwatch-block.conf",
         "; and first thing in each outbound route:",
         ";   same => n,Gosub(tollwatch-check,s,1(${EXTEN}))",
-        "; A blocked call is hung up with cause 21 (call rejected) and",
-        "; CDR(userfield) = tollwatch-blocked:<prefix> (or tollwatch-blocked:src:<extension>).",
+        "; A blocked call is hung up with cause 21 (call rejected), its CDR(userfield) reads",
+        "; tollwatch-blocked:<prefix> (or tollwatch-blocked:src:<extension>) and AMI gets a",
+        "; UserEvent TollwatchRefused (class user). A source block refuses international calls",
+        f"; only: numbers in the home country (+{cc}) and emergency numbers pass.",
         f"; Blocks live in AstDB: {fam}/block/<E.164 prefix> and {fam}/src/<extension>,",
         "; value <expiry epoch>|<reason>; an expired entry is ignored.",
         "",
@@ -169,7 +173,7 @@ def render(settings: Settings, sound: str | None = None) -> str:
         if er.length_op:
             conds.append(f"${{LEN(${{tw_c}})}} {er.length_op} {er.length}")
         s(f" same => n,GotoIf($[{' & '.join(conds)}]?e{i})")
-    s(" same => n,Goto(source)")
+    s(" same => n,Goto(pass)")
     for i, er in enumerate(p.e164_rules, 1):
         tail = f"${{tw_c:{er.strip}}}" if er.strip else "${tw_c}"
         s(f" same => n(e{i}),Set(LOCAL(tw_e)={er.add}{tail})")
@@ -183,8 +187,10 @@ def render(settings: Settings, sound: str | None = None) -> str:
         s(f" same => n,GotoIf($[${{DB_EXISTS({fam}/block/${{tw_e:0:{n}}})}} = 0]?{nxt})")
         s(f" same => n,Set(LOCAL(tw_hit)=${{tw_e:0:{n}}})")
         s(' same => n,GotoIf($["${CUT(DB_RESULT,|,1)}" > "${EPOCH}"]?blocked)')
-    s("; 7. the calling extension (the channel's endpoint, then the caller id number)")
-    s(" same => n(source),Set(LOCAL(tw_ep)=${CHANNEL(name)})")
+    s("; 7. international calls only: the calling extension (the channel's endpoint, then the")
+    s(";    caller id number) blocked as a source")
+    s(f' same => n(source),GotoIf($["${{tw_e:0:{len(cc)}}}" = "{cc}"]?pass)')
+    s(" same => n,Set(LOCAL(tw_ep)=${CHANNEL(name)})")
     s(" same => n,Set(LOCAL(tw_ep)=${CUT(tw_ep,-,1)})")
     s(" same => n,Set(LOCAL(tw_ep)=${CUT(tw_ep,/,2)})")
     s(' same => n,GotoIf($["${tw_ep}" = ""]?cid)')
@@ -197,8 +203,9 @@ def render(settings: Settings, sound: str | None = None) -> str:
     s(" same => n,Set(LOCAL(tw_hit)=src:${tw_ep})")
     s(' same => n,GotoIf($["${CUT(DB_RESULT,|,1)}" > "${EPOCH}"]?blocked)')
     s(" same => n,Goto(pass)")
-    s("; refused: say why in the CDR and the log, then reject")
+    s("; refused: say why in the CDR, on AMI (class user) and in the log, then reject")
     s(" same => n(blocked),Set(CDR(userfield)=tollwatch-blocked:${tw_hit})")
+    s(" same => n,UserEvent(TollwatchRefused,Hit: ${tw_hit},Dialed: ${tw_d})")
     s(
         " same => n,Log(NOTICE,tollwatch: refused call to ${tw_n} from ${CALLERID(num)}"
         " - blocked ${tw_hit} - ${CUT(DB_RESULT,|,2)})"

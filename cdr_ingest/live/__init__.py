@@ -4,9 +4,11 @@ from cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
     CallEnded,
+    CallRefused,
     CallStarted,
     LiveEvent,
     PbxBooted,
+    PbxConnected,
     SourceStatus,
 )
 
@@ -14,8 +16,10 @@ __all__ = [
     "AuthAttempt",
     "CallAnswered",
     "CallEnded",
+    "CallRefused",
     "CallStarted",
     "LiveEvent",
     "PbxBooted",
+    "PbxConnected",
     "SourceStatus",
 ]

@@ -30,12 +30,14 @@ from panoramisk.message import Message
 
 from cdr_ingest._types import CdrOptions
 from cdr_ingest.live.ami_calls import AmiCallTracker
+from cdr_ingest.live.ami_login import session_start
 from cdr_ingest.live.events import LiveEvent, SourceStatus
 
 log = logging.getLogger(__name__)
 
-# Login event mask: call (Dial*, Hangup), security (auth), system (FullyBooted, Shutdown).
-EVENT_MASK = "system,call,security"
+# Login event mask: call (Dial*, Hangup), security (auth), system (FullyBooted, Shutdown),
+# user (the dialplan snippet's UserEvent TollwatchRefused for a refused call).
+EVENT_MASK = "system,call,security,user"
 
 
 class AmiError(Exception):
@@ -159,6 +161,8 @@ class AmiSource:
         self._closing = False
         self._last_call_events = 0
         self._quiet_since: datetime | None = None
+        self._lost_at: datetime | None = None  # when the last session was lost
+        self._told: set[str] = set()  # login check findings already logged
 
     def __repr__(self) -> str:
         return f"AmiSource({self.name!r}, {self.username}@{self.host}:{self.port})"
@@ -177,6 +181,8 @@ class AmiSource:
             self.status.connected = True
             self.status.state = "connected"
             if self.watch:
+                self._emit([await session_start(self.name, self.send_action, self.clock(),
+                                                self._lost_at, self._told)])  # fmt: skip
                 await self._resync()
             await self._watch(manager)
             exc = manager.lost.result()
@@ -189,6 +195,8 @@ class AmiSource:
             self.status.state = str(err)
             raise
         finally:
+            if self.status.connected and not self._closing:
+                self._lost_at = self.clock()  # calls of the gap: recovered on reconnect
             self.status.connected = False
             if self._manager is not None:
                 self._manager.close()

@@ -31,6 +31,7 @@ from cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
     CallEnded,
+    CallRefused,
     CallStarted,
     LiveEvent,
     PbxBooted,
@@ -45,7 +46,8 @@ _HAS_ENDPOINT = re.compile(r"^[^/]+/[^-;]")
 FAILED_AUTH = frozenset(
     {"ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL"}
 )
-OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted"}
+OTHER_EVENTS = FAILED_AUTH | {"SuccessfulAuth", "FullyBooted", "UserEvent"}
+REFUSED_EVENT = "TollwatchRefused"  # the dialplan snippet's UserEvent for a refused call
 # Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
 EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
@@ -243,6 +245,8 @@ class AmiCallTracker:
                 out = self._auth(name, msg, when)
             elif name == "FullyBooted":
                 out = [PbxBooted(self.pbx, when)]
+            elif name == "UserEvent" and msg.get("UserEvent") == REFUSED_EVENT:
+                out = [self._refused(msg, when)]
             else:
                 self.stats.ignored[name or "(not an event)"] += 1
                 if name and name not in EVENTS:
@@ -256,6 +260,17 @@ class AmiCallTracker:
             return []
         self.stats.handled += 1
         return out
+
+    def _refused(self, msg: Mapping[str, str], at: datetime) -> CallRefused:
+        chan = msg.get("Channel", "")
+        return CallRefused(
+            pbx=self.pbx,
+            call_id=msg.get("Uniqueid", ""),
+            at=at,
+            source=self.source_of(chan, msg.get("CallerIDNum", "")),
+            dialed=msg.get("Dialed", "") or msg.get("Exten", ""),
+            hit=msg.get("Hit", ""),
+        )
 
     def _call_event(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         name = msg.get("Event", "")

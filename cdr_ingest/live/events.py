@@ -62,7 +62,35 @@ class PbxBooted:
     at: datetime
 
 
-LiveEvent = CallStarted | CallAnswered | CallEnded | AuthAttempt | PbxBooted
+@dataclass(frozen=True)
+class CallRefused:
+    """A call the dialplan refused because of a tollwatch block (UserEvent TollwatchRefused, or
+    a CDR row whose userfield reads tollwatch-blocked:...). It never reached the trunk."""
+
+    pbx: str
+    call_id: str  # the calling channel's Uniqueid (the CDR row's uniqueid)
+    at: datetime
+    source: str
+    dialed: str
+    hit: str  # the block that refused it: "23276543" or "src:209"
+
+
+@dataclass(frozen=True)
+class PbxConnected:
+    """An AMI session is up (first connection or reconnect), with Asterisk's CoreStatus.
+
+    `started_at` is when Asterisk started (None if CoreStatus was refused); `down_since` when
+    the previous session of this source was lost (None at the first connection)."""
+
+    pbx: str
+    at: datetime
+    started_at: datetime | None
+    down_since: datetime | None = None
+
+
+LiveEvent = (
+    CallStarted | CallAnswered | CallEnded | AuthAttempt | PbxBooted | CallRefused | PbxConnected
+)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """A small fake Asterisk Manager (AMI) server on 127.0.0.1 that replays recorded transcripts.
 
 Used by the tests and by a demo: it logs clients in, answers the few actions tollwatch sends
-(Ping, Logoff, Events, CoreShowChannels, DBPut/DBGet/DBDel/DBDelTree, Hangup) the way
+(Ping, Logoff, Events, CoreShowChannels, CoreStatus, ListCommands, DBPut/DBGet/DBDel/DBDelTree/
+DBGetTree, Hangup) the way
 Asterisk 22 does in `ami-actions.txt`, records every action received, and streams the events
 of a transcript to the logged-in clients. Test hooks: `pause_after`/`resume()`,
 `drop_clients()`, `refuse()`, `inject()`.
@@ -93,6 +94,11 @@ class FakeAmi:
         self.hung_up: list[str] = []  # channels hung up by Hangup actions
         self.sent = 0  # transcript messages sent by replay()
         self.paused = asyncio.Event()  # set while replay() waits for resume()
+        self.started = ("2026-11-24", "09:00:00")  # CoreStatus: when "Asterisk" started
+        # ListCommands: the actions the account may send (tests remove some)
+        self.commands = ["Ping", "Logoff", "Events", "CoreShowChannels", "CoreStatus",
+                         "DBPut", "DBGet", "DBDel", "DBDelTree", "DBGetTree", "Hangup",
+                         "ListCommands"]  # fmt: skip
         self._running = asyncio.Event()
         self._running.set()
         self._clients: set[_Client] = set()
@@ -308,6 +314,22 @@ class FakeAmi:
             for chan in chans:
                 event("CoreShowChannel", **{k: v for k, v in chan.items() if k != "Event"})
             event("CoreShowChannelsComplete", EventList="Complete", ListItems=str(len(chans)))
+        elif name == "corestatus":
+            reply(CoreStartupDate=self.started[0], CoreStartupTime=self.started[1],
+                  CoreReloadDate=self.started[0], CoreReloadTime=self.started[1],
+                  CoreCurrentCalls=str(len(self._up) // 2))  # fmt: skip
+        elif name == "listcommands":
+            reply(**{a: f"{a}. (Priv: system,all)" for a in self.commands})
+        elif name == "dbgettree":
+            family = action.get("Family", "")
+            found = sorted((k, v) for k, v in self.db.items() if k[0] == family)
+            if not found:
+                reply("Error", Message="Database entry not found")
+                return True
+            reply(EventList="start", Message="Result will follow")
+            for (fam, key), val in found:
+                event("DBGetTreeResponse", Family=fam, Key=key, Val=val)
+            event("DBGetTreeComplete", EventList="Complete", ListItems=str(len(found)))
         elif name.startswith("db"):
             self._db(action, reply, event)
         elif name == "hangup":

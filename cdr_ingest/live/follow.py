@@ -55,11 +55,19 @@ import polars as pl
 
 from cdr_ingest._scan import FileFormat, detect, scan_file
 from cdr_ingest._types import CdrOptions, IngestError
-from cdr_ingest.live.events import CallAnswered, CallEnded, CallStarted, LiveEvent, SourceStatus
+from cdr_ingest.live.events import (
+    CallAnswered,
+    CallEnded,
+    CallRefused,
+    CallStarted,
+    LiveEvent,
+    SourceStatus,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 8 << 20  # bytes read per iteration
+REFUSED_MARK = "tollwatch-blocked:"  # CDR userfield of a call the dialplan snippet refused
 _HEAD_BYTES = 1 << 16  # what detect() reads
 _HEAD_LINES = 50
 _ORIGIN_LINE = re.compile(r":(\d+)$")
@@ -512,8 +520,13 @@ class CsvFollower:
 
 
 def call_events(pbx: str, r: dict[str, Any]) -> tuple[LiveEvent, ...]:
-    """A good outbound row (cdr_ingest.SCHEMA) as CallStarted, CallAnswered, CallEnded."""
+    """A good outbound row (cdr_ingest.SCHEMA) as CallStarted, CallAnswered, CallEnded; a row
+    the dialplan snippet refused (userfield tollwatch-blocked:...) as CallRefused."""
     call_id: str = r["call_id"]
+    mark = r.get("userfield") or ""
+    if not r["outbound"] and mark.startswith(REFUSED_MARK):  # refused by a block
+        return (CallRefused(pbx, call_id, _utc(r["start"]), r["source"] or "",
+                            r["dialed"] or r["dst"] or "", mark[len(REFUSED_MARK):]),)  # fmt: skip
     started = CallStarted(
         pbx=pbx,
         call_id=call_id,
@@ -565,7 +578,8 @@ def _collect(lf: pl.LazyFrame, skip: int, shift: int, fmt: FileFormat) -> pl.Dat
     lf = lf.filter(tmp_line > skip)
     if fmt.header:
         lf = lf.filter(pl.col("_line") != fmt.header_line)
-    lf = lf.filter(pl.col("problem").is_not_null() | pl.col("outbound"))
+    refused = pl.col("userfield").fill_null("").str.starts_with(REFUSED_MARK)
+    lf = lf.filter(pl.col("problem").is_not_null() | pl.col("outbound") | refused)
     origin = (
         pl.col("origin").str.replace(_ORIGIN_LINE.pattern, "")
         + ":"

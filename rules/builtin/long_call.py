@@ -29,6 +29,8 @@ class LongCallOptions(RuleOptions):
     exposure_pbx_minutes: float = Field(default=120.0, ge=0)  # PBX-wide; 0: off
     exposure_window: Duration = timedelta(hours=2)
     exposure_score: int = Field(default=50, ge=0)
+    # estimated cost of those calls ([rates]) per source / PBX-wide; 0: off
+    exposure_amount: float = Field(default=0.0, ge=0)
 
 
 def _minutes(call: Call, since: datetime, now: datetime) -> float:
@@ -54,7 +56,8 @@ class LongCall(Rule[LongCallOptions]):
 
     def _is_exposed(self, call: Call) -> bool:
         o = self.options
-        if not (o.exposure_minutes or o.exposure_pbx_minutes) or call.allowlisted:
+        if not (o.exposure_minutes or o.exposure_pbx_minutes or o.exposure_amount) \
+                or call.allowlisted:
             return False
         learned = self.context.baseline
         if novel_high_risk(learned, call, call.start):
@@ -117,16 +120,22 @@ class LongCall(Rule[LongCallOptions]):
             for src, t in last.items()
         ]
         checks.append((o.exposure_pbx_minutes, self.exposed, "PBX-wide", triggers[-1]))
+        cur = self.context.currency
         for limit, calls, who, trigger in checks:
-            if not limit or not calls:
+            if not calls:
                 continue
             total = sum(_minutes(c, since, now) for c in calls)
-            if total < limit:
+            cost = sum((c.dest.rate or 0.0) * _minutes(c, since, now) for c in calls)
+            if limit and total >= limit:
+                over = f"threshold {limit:.0f} min"
+            elif o.exposure_amount and cost >= o.exposure_amount:
+                over = f"estimated {cost:.2f} {cur}, threshold {o.exposure_amount:.2f} {cur}"
+            else:
                 continue
             places = ", ".join(sorted({c.label() for c in calls}))
             reason = (
                 f"{total:.0f} min to high-risk or new destinations {who} within "
-                f"{format_duration(o.exposure_window)} (threshold {limit:.0f}): {places}"
+                f"{format_duration(o.exposure_window)} ({over}): {places}"
             )
             found.append(self.finding(now, trigger, calls, reason, score=o.exposure_score,
                                       pbx_wide=who == "PBX-wide"))

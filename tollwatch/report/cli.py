@@ -26,7 +26,9 @@ from tollwatch.cli_common import (
     warn,
 )
 from tollwatch.cli_common import fail as _fail
+from tollwatch.cli_fleet import FleetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.report.build import build_report
+from tollwatch.settings import overrides
 from tollwatch.state import StateStore
 
 
@@ -67,12 +69,29 @@ def report(
         bool, typer.Option("--no-slack", help="Do not post the summary to Slack.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fleet: FleetOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
     use_db: Annotated[
         bool, typer.Option("--db", help="Read the [cdr] database table (the default without "
                            "files when [cdr] database is set).")
     ] = False,
 ) -> None:
-    """Write the daily report (HTML, flagged.csv, figures.json) for a day or a range."""
+    """Write the daily report (HTML, flagged.csv, figures.json) for a day or a range.
+
+    --fleet: every PBX's report (OUT/<pbx>/<day>/), then one fleet summary (OUT/fleet/<day>/)
+    posted to the shared Slack channel."""
+    if fleet is not None:
+        from tollwatch import cli_fleet
+
+        if files or data_dir:
+            raise _fail("--fleet takes each PBX's files from its settings (and has no "
+                        "--data-dir)")
+        raise typer.Exit(cli_fleet.report_command(
+            fleet, config, overrides(country, tz, access_code), day, since, until, out,
+            keep_days or 0, no_slack, as_json, workers, scheduler))  # 0: keep all
+    if workers is not None or scheduler:
+        raise _fail("--workers and --scheduler go with --fleet")
     settings = settings_for(config, country, tz, access_code)
     if keep_days is not None and keep_days < 1:
         raise _fail("--keep-days must be 1 or more (leave it out to keep every report)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alerting.slack import SlackAlerter
 from config import Settings
+from config.schema import Slack
 from tollwatch.report.build import ReportResult, summary_text
 
 
@@ -18,9 +19,18 @@ async def queue_report(alerter: SlackAlerter, result: ReportResult) -> None:
 async def post_to_slack(settings: Settings, result: ReportResult, wait: float = 15.0) -> bool:
     """From the command line: queue it, try to deliver for a while; True when sent. What is
     not sent stays in the outbox in the data directory, and the daemon sends it."""
-    alerter = SlackAlerter(settings.slack, Path(settings.daemon.data_dir))
+    return await post_text(settings.slack, Path(settings.daemon.data_dir), result.folder.name,
+                           summary_text(result.summary), result.chart_png, wait)
+
+
+async def post_text(
+    slack: Slack, data_dir: Path, key: str, text: str, chart: Path | None = None,
+    wait: float = 15.0,
+) -> bool:
+    """Queue a report text (posted once per `key`) and try to deliver it for `wait` seconds."""
+    alerter = SlackAlerter(slack, data_dir)
     try:
-        await queue_report(alerter, result)
+        await alerter.post_report(key, text, chart)
         loop = asyncio.get_running_loop()
         end = loop.time() + wait
         while loop.time() < end:
