@@ -35,7 +35,7 @@ async def test_status_reads_what_the_daemon_wrote(tmp_path: Path, fixtures: Path
 def test_status_without_a_daemon(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 3  # like systemctl status: not running
-    assert "NOT RUNNING (never ran with data dir" in result.stderr
+    assert "NOT RUNNING (no status from a daemon in" in result.stderr
 
 
 def test_run_needs_sources_and_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
