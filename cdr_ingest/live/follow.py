@@ -46,7 +46,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -63,6 +63,7 @@ from cdr_ingest.live.events import (
     LiveEvent,
     SourceStatus,
 )
+from cdr_ingest.live.rotation import find_copy, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Position:
     inode: int
     offset: int
     line: int
+    fp: str = field(default="", compare=False)  # content fingerprint at offset (.rotation)
 
 
 class PositionStore(Protocol):
@@ -118,10 +120,11 @@ class _File:
     fmt: FileFormat | None = None
     prefix: bytes = b""
     bad: str = ""  # not a CDR file: nothing more is read from it
+    fp: str = ""  # fingerprint at offset
 
     @property
     def position(self) -> Position:
-        return Position(self.inode, self.offset, self.line)
+        return Position(self.inode, self.offset, self.line, self.fp)
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,8 @@ class CsvFollower:
         if f is not self._file:  # the file was dropped meanwhile (close())
             return
         f.offset, f.line = pos.offset, pos.line
-        self.positions.save(self._key, pos)
+        f.fp = fingerprint(f.fh.fileno(), pos.offset)
+        self.positions.save(self._key, f.position)
 
     def _error(self, message: str) -> None:
         log.error("%s", message)
@@ -268,6 +272,7 @@ class CsvFollower:
         st = os.fstat(fh.fileno())
         offset, line = (pos.offset, pos.line) if pos is not None else (0, 0)
         f = _File(fh, path, st.st_ino, st.st_dev, offset, line, rotated, st.st_size, self.clock())
+        f.fp = pos.fp if pos is not None else ""
         self.status.connected = True
         self.status.state = f"{'finishing rotated' if rotated else 'following'} {path}"
         return f
@@ -283,12 +288,16 @@ class CsvFollower:
                 f.fh.close()
                 return None
             if f is not None and (self._truncated(f) or not self._lines_match(f)):
+                copy = self._copy_of(f)
+                if copy is not None:
+                    return copy
                 log.warning(
                     "%s: truncated or replaced (inode reused) while stopped, reading it from "
                     "the start",
                     self.path,
                 )
                 f.offset = f.line = 0
+                f.fp = ""
             return f
         sibling = self._find_inode(saved.inode)
         if sibling is not None:
@@ -344,14 +353,35 @@ class CsvFollower:
         return count + tail == f.line
 
     def _truncated(self, f: _File) -> bool:
-        """Smaller than the position, or no longer a line end just before it."""
+        """Smaller than the position, no longer a line end just before it, or other content
+        before it than was read (its fingerprint changed: copytruncate, then new rows)."""
         if f.offset == 0:
             return False
         try:
             size = os.fstat(f.fh.fileno()).st_size
-            return size < f.offset or os.pread(f.fh.fileno(), 1, f.offset - 1) != b"\n"
+            if size < f.offset or os.pread(f.fh.fileno(), 1, f.offset - 1) != b"\n":
+                return True
         except OSError:
             return False
+        return bool(f.fp) and fingerprint(f.fh.fileno(), f.offset) != f.fp
+
+    def _copy_of(self, f: _File) -> _File | None:
+        """The rotated copy (plain or .gz) of what `f` held up to its position, opened there
+        to read its unread tail before the truncated file; None when there is none."""
+        found = find_copy(self.path, f.offset, f.fp)
+        if found is None:
+            return None
+        read, shown = found
+        copy = self._open(read, f.position, rotated=True)
+        if copy is None:
+            return None
+        copy.path = shown
+        copy.fmt, copy.prefix = f.fmt, f.prefix
+        copy.idle_since = self.clock() - self.rotate_grace  # a finished copy: no late writes
+        f.fh.close()
+        log.warning("%s: copied and truncated (copytruncate); reading the rest of the copy %s "
+                    "from line %d first", self.path, shown, f.line)
+        return copy
 
     def _next_chunk(self) -> _Chunk | None:
         """The next chunk of complete lines to parse, or None when caught up."""
@@ -374,9 +404,14 @@ class CsvFollower:
                     f.idle_since = self.clock()
                     self.status.state = f"finishing rotated {self.path} (inode {f.inode})"
                 elif self._truncated(f):
+                    copy = self._copy_of(f)
+                    if copy is not None:
+                        self._file = f = copy
+                        self.positions.save(self._key, f.position)
+                        continue
                     log.info("%s: truncated, reading from the start", self.path)
                     f.offset = f.line = 0
-                    f.fmt, f.prefix, f.bad = None, b"", ""
+                    f.fmt, f.prefix, f.bad, f.fp = None, b"", "", ""
                     self.positions.save(self._key, f.position)
             try:
                 chunk = self._read(f)
