@@ -179,3 +179,17 @@ def test_auth_failures_without_account_are_not_a_pbx_wide_incident() -> None:
         engine.handle_auth(AuthEvent(t0 + timedelta(seconds=i), "failed", "", "203.0.113.9",
                                      "PJSIP"))
     assert {i.source for i in engine.tracker.all_incidents()} == {"from 203.0.113.9"}
+
+
+async def test_csv_only_pbx_block_does_not_promise_ami(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from alerting.remediation import Blocker, Target
+
+    s = settings("JP", remediation={"enabled": True}, daemon={"data_dir": str(tmp_path)})
+    blocker = Blocker(s, {})  # no AMI connection at all: a PBX followed by its CDR file only
+    result = await blocker.block(Target("prefix", "232"), ["csv-pbx"], reason="x",
+                                 origin="cli:root")
+    assert result.failed == {"csv-pbx": "no AMI connection for this PBX"}
+    text = caplog.text
+    assert "NOT applied" in text and "when AMI is back" not in text
