@@ -39,40 +39,37 @@ never skips one. `status.last_event_at` is the wall-clock time of the last event
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol
 
 import polars as pl
 
 from cdr_ingest._scan import FileFormat, detect, scan_file
 from cdr_ingest._types import CdrOptions, IngestError
 from cdr_ingest.live.events import (
-    CallAnswered,
-    CallEnded,
-    CallRefused,
-    CallStarted,
     LiveEvent,
     SourceStatus,
+)
+from cdr_ingest.live.follow_rows import (
+    HEAD_BYTES,
+    call_events,
+    collect,
+    padded,
+    with_temp,
 )
 from cdr_ingest.live.rotation import find_copy, fingerprint
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 8 << 20  # bytes read per iteration
-REFUSED_MARK = "tollwatch-blocked:"  # CDR userfield of a call the dialplan snippet refused
-_HEAD_BYTES = 1 << 16  # what detect() reads
 _HEAD_LINES = 50
-_ORIGIN_LINE = re.compile(r":(\d+)$")
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -489,8 +486,8 @@ class CsvFollower:
 
     def _detect(self, f: _File, final: bool) -> bool:
         """Detect the layout from the file's first complete lines; False to wait."""
-        head = os.pread(f.fh.fileno(), _HEAD_BYTES, 0)
-        if final and len(head) < _HEAD_BYTES and not head.endswith(b"\n"):
+        head = os.pread(f.fh.fileno(), HEAD_BYTES, 0)
+        if final and len(head) < HEAD_BYTES and not head.endswith(b"\n"):
             head += b"\n"  # its unterminated last line will be read as a row
         lines = head[: head.rfind(b"\n") + 1].split(b"\n")[:-1]
         kept: list[bytes] = []
@@ -503,9 +500,9 @@ class CsvFollower:
         if not seen:
             return False
         prefix = b"".join(ln + b"\n" for ln in kept)
-        full = final or seen == _HEAD_LINES or len(head) >= _HEAD_BYTES
+        full = final or seen == _HEAD_LINES or len(head) >= HEAD_BYTES
         try:
-            fmt = _with_temp(_padded(prefix), lambda tmp: detect(tmp, str(f.path), self.options))
+            fmt = with_temp(padded(prefix), lambda tmp: detect(tmp, str(f.path), self.options))
         except IngestError as e:
             if full:
                 f.bad = str(e)
@@ -526,13 +523,13 @@ class CsvFollower:
         f, fmt = chunk.file, chunk.file.fmt
         assert fmt is not None
         shown = str(f.path)
-        lead = _padded(chunk.file.prefix)
+        lead = padded(chunk.file.prefix)
         skip = lead.count(b"\n")
         shift = chunk.start.line - skip
         try:
-            frame = _with_temp(
+            frame = with_temp(
                 lead + chunk.data,
-                lambda tmp: _collect(scan_file(tmp, shown, self.options), skip, shift, fmt),
+                lambda tmp: collect(scan_file(tmp, shown, self.options), skip, shift, fmt),
             )
         except (IngestError, pl.exceptions.PolarsError, OSError) as e:
             first, last = chunk.start.line + 1, chunk.end.line
@@ -554,72 +551,5 @@ class CsvFollower:
         return call_events(self.pbx, r)
 
 
-def call_events(pbx: str, r: dict[str, Any]) -> tuple[LiveEvent, ...]:
-    """A good outbound row (cdr_ingest.SCHEMA) as CallStarted, CallAnswered, CallEnded; a row
-    the dialplan snippet refused (userfield tollwatch-blocked:...) as CallRefused."""
-    call_id: str = r["call_id"]
-    mark = r.get("userfield") or ""
-    if not r["outbound"] and mark.startswith(REFUSED_MARK):  # refused by a block
-        return (CallRefused(pbx, call_id, _utc(r["start"]), r["source"] or "",
-                            r["dialed"] or r["dst"] or "", mark[len(REFUSED_MARK):]),)  # fmt: skip
-    started = CallStarted(
-        pbx=pbx,
-        call_id=call_id,
-        at=_utc(r["start"]),
-        source=r["source"] or "",
-        account=r["account"] or "",
-        dialed=r["dialed"] or "",
-        trunk=r["trunk"] or "",
-        channel=r["channel"] or "",
-        dest_channel=r["dstchannel"] or "",
-        linkedid=r["linkedid"] or "",
-    )
-    ended = CallEnded(pbx, call_id, _utc(r["end"]), r["disposition"] or "")
-    if r["answer"] is None:
-        return (started, ended)
-    return (started, CallAnswered(pbx, call_id, _utc(r["answer"])), ended)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 def _ends_line(f: _File) -> bool:
     return os.pread(f.fh.fileno(), 1, f.offset - 1) == b"\n"
-
-
-def _padded(prefix: bytes) -> bytes:
-    """prefix, then a line of spaces up to detect()'s window: it sees only the prefix (a blank
-    line is skipped), so it detects the same layout whatever follows."""
-    return prefix + b" " * max(0, _HEAD_BYTES - len(prefix)) + b"\n"
-
-
-def _with_temp(content: bytes, use: Callable[[Path], _T]) -> _T:
-    fd, name = tempfile.mkstemp(prefix="tollwatch-follow-", suffix=".csv")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        return use(tmp)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def _collect(lf: pl.LazyFrame, skip: int, shift: int, fmt: FileFormat) -> pl.DataFrame:
-    """The chunk's rows with events or problems, with line numbers of the followed file."""
-    tmp_line = pl.col("origin").str.extract(_ORIGIN_LINE.pattern, 1).cast(pl.Int64)
-    lf = lf.with_columns(_line=tmp_line + shift, _tmp_origin=pl.col("origin"))
-    lf = lf.filter(tmp_line > skip)
-    if fmt.header:
-        lf = lf.filter(pl.col("_line") != fmt.header_line)
-    refused = pl.col("userfield").fill_null("").str.starts_with(REFUSED_MARK)
-    lf = lf.filter(pl.col("problem").is_not_null() | pl.col("outbound") | refused)
-    origin = (
-        pl.col("origin").str.replace(_ORIGIN_LINE.pattern, "")
-        + ":"
-        + pl.col("_line").cast(pl.String)
-    )
-    lf = lf.with_columns(origin.alias("origin"))
-    call_id = pl.when(pl.col("call_id") == pl.col("_tmp_origin")).then(pl.col("origin"))
-    return lf.with_columns(call_id.otherwise(pl.col("call_id")).alias("call_id")).collect()
