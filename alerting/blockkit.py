@@ -64,6 +64,42 @@ def when(iso: str | None) -> str:
     return text
 
 
+def slack_date(iso: str | None) -> str:
+    """A Slack date token: every reader sees the time in their own zone; the fallback (for
+    clients that cannot) is the site's time with its offset."""
+    if not iso:
+        return "-"
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return escape(iso)
+    if at.tzinfo is None:
+        return when(iso)
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time_secs}}|{when(iso)}>"
+
+
+def minutes_text(value: Any) -> str:
+    """Minutes as m:ss for people."""
+    try:
+        seconds = round(float(value) * 60)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def mention_token(mention: str) -> str:
+    """`@here`/`@channel` as Slack's special mentions; user groups and users as written."""
+    return {"@here": "<!here>", "@channel": "<!channel>"}.get(mention, mention)
+
+
+def block_command(block: dict[str, Any]) -> str:
+    """The command that applies this block by hand (for a dry run)."""
+    value = str(block.get("value", "?"))
+    target = f"--source {value}" if block.get("kind") == "source" else value
+    pbx = f" --pbx {block['pbx']}" if block.get("pbx") else ""
+    return f"tollwatch block {target}{pbx}"
+
+
 def money(view: View) -> str:
     spend = view.get("spend")
     if spend is None:
@@ -99,7 +135,8 @@ def where_text(view: View) -> str:
 
 
 def figures(view: View) -> str:
-    return f"{view.get('calls', 0)} call(s), {view.get('minutes', 0)} min, spend {money(view)}"
+    return (f"{view.get('calls', 0)} call(s), {minutes_text(view.get('minutes', 0))} min, "
+            f"spend {money(view)}")
 
 
 def reasons_lines(view: View) -> list[str]:
@@ -115,7 +152,9 @@ def reasons_lines(view: View) -> list[str]:
     return lines
 
 
-def block_line(block: dict[str, Any], *, lifted: bool = False, now: datetime | None = None) -> str:
+def block_line(block: dict[str, Any], *, lifted: bool = False, now: datetime | None = None,
+               tokens: bool = False) -> str:
+    """One block in words. `tokens`: times as Slack date tokens (in blocks, not in `text`)."""
     kind = "prefix" if block.get("kind") == "prefix" else "source"
     value = escape(block.get("value", "?"))
     target = f"calls to +{value}" if kind == "prefix" else f"calls from {value}"
@@ -128,11 +167,13 @@ def block_line(block: dict[str, Any], *, lifted: bool = False, now: datetime | N
             except (TypeError, ValueError):
                 expired = False
         return f"{target}: block {'expired' if expired else 'lifted'}"
-    until = when(block.get("expires_at"))
+    until = slack_date(block.get("expires_at")) if tokens else when(block.get("expires_at"))
     lift = block.get("lift")
-    head = "would block (dry run)" if block.get("dry_run") else "blocked"
-    text = f"{target}: {head} until {until}"
-    if lift and not block.get("dry_run"):
+    if block.get("dry_run"):
+        return (f"{target}: would block (dry run) until {until}; to block now: "
+                f"`{escape(block_command(block))}`")
+    text = f"{target}: blocked until {until}"
+    if lift:
         text += f"; lift with `{escape(lift)}`"
     return text
 
@@ -161,10 +202,26 @@ def headline(view: View) -> str:
 
 
 # ---- the parent message ----------------------------------------------------------------------
-def parent_message(view: View, blocks: Sequence[dict[str, Any]] = ()) -> Message:
+def notification(view: View, blocks: Sequence[dict[str, Any]] = ()) -> str:
+    """The short text a phone notification shows: who, where to, how many, blocked or not."""
+    spend = f", {money(view)}" if view.get("spend") is not None else ""
+    text = (f"[{_severity_word(view)}] {source_text(view)} → {destinations_text(view, 2)} "
+            f"at {where_text(view)}, {view.get('calls', 0)} call(s){spend}")
+    if blocks:
+        text += "; dry run" if all(b.get("dry_run") for b in blocks) else "; blocked"
+    return f"{text} [{view.get('id', '?')}]"
+
+
+def _mention(view: View, mention: str) -> str:
+    return mention_token(mention) if mention and view.get("severity") == "critical" else ""
+
+
+def parent_message(view: View, blocks: Sequence[dict[str, Any]] = (), *,
+                   mention: str = "") -> Message:
     """The incident's own message (a thread's parent): everything known now.
 
-    `blocks`: the remediation blocks in force for this incident (empty: none applied)."""
+    `blocks`: the remediation blocks in force for this incident (empty: none applied).
+    `mention`: who to notify when it is critical ("@here", "<!subteam^ID>", "<@U..>")."""
     emoji, _ = _SEVERITY.get(str(view.get("severity")), (":grey_question:", ""))
     fields = [
         _field("Severity", f"{severity_label(view)} (score {view.get('score', '?')})"),
@@ -172,48 +229,51 @@ def parent_message(view: View, blocks: Sequence[dict[str, Any]] = ()) -> Message
         _field("Source", escape(source_text(view))),
         _field("Destinations", escape(destinations_text(view, 10))),
         _field("Calls", str(view.get("calls", 0))),
-        _field("Minutes", str(view.get("minutes", 0))),
+        _field("Minutes", minutes_text(view.get("minutes", 0))),
         _field("Estimated spend", escape(money(view))),
-        _field("First call", when(view.get("first_call_at"))),
+        _field("First call", slack_date(view.get("first_call_at"))),
     ]
     out: list[dict[str, Any]] = [
         _header(f"{emoji} {headline(view)}"),
         {"type": "section", "fields": fields},
     ]
+    who = _mention(view, mention)
+    if who:
+        out.insert(1, _section(f"{who} critical toll-fraud incident"))
     why = reasons_lines(view)
     if why:
         out.append(_section("*Why*\n" + "\n".join(why)))
     if blocks:
-        out.append(_section("*Blocked*\n" + "\n".join(f"• {block_line(b)}" for b in blocks)))
+        dry = all(b.get("dry_run") for b in blocks)
+        out.append(_section(("*Would block (dry run)*\n" if dry else "*Blocked*\n")
+                            + "\n".join(f"• {block_line(b, tokens=True)}" for b in blocks)))
     else:
         out.append(_context("No block applied."))
     out.append(_context(
-        f"Incident `{escape(view.get('id', '?'))}` · last call {when(view.get('last_call_at'))}"
-        f" · detected {when(view.get('detected_at'))}"
+        f"Incident `{escape(view.get('id', '?'))}` · last call "
+        f"{slack_date(view.get('last_call_at'))} · detected {slack_date(view.get('detected_at'))}"
     ))
-    text = f"[{_severity_word(view)}] {headline(view)}: {figures(view)}, since " \
-           f"{when(view.get('first_call_at'))}"
-    if blocks:
-        text += "; blocked: " + "; ".join(block_line(b) for b in blocks)
-    text += f" [{view.get('id', '?')}]"
-    return {"text": escape(text), "blocks": out}
+    text = escape(notification(view, blocks))
+    return {"text": f"{who} {text}" if who else text, "blocks": out}
 
 
 # ---- thread replies --------------------------------------------------------------------------
-def reply_message(kind: str, view: View, *, now: datetime | None = None) -> Message:
+def reply_message(kind: str, view: View, *, now: datetime | None = None,
+                  mention: str = "") -> Message:
     """A reply in the incident's thread: grew, severity raised, block applied or lifted."""
     iid = view.get("id", "?")
+    who = _mention(view, mention) if kind == "escalated" else ""
     if kind == "escalated":
         head = (f":arrow_double_up: Severity raised to *{_severity_word(view)}* "
                 f"(score {view.get('score', '?')})")
-        lines = [head, figures(view), *reasons_lines(view)]
+        lines = [f"{who} {head}" if who else head, figures(view), *reasons_lines(view)]
         text = (f"[{iid}] severity raised to {_severity_word(view)} "
                 f"(score {view.get('score', '?')}): {figures(view)}")
     elif kind == "blocked":
         blocks = view.get("blocks") or []
         dry = bool(blocks) and all(b.get("dry_run") for b in blocks)
         head = ":test_tube: Block *not* applied (dry run)" if dry else ":no_entry: Block applied"
-        lines = [head, *(f"• {block_line(b)}" for b in blocks)]
+        lines = [head, *(f"• {block_line(b, tokens=True)}" for b in blocks)]
         text = f"[{iid}] " + ("dry run, would block: " if dry else "blocked: ") + "; ".join(
             block_line(b) for b in blocks)
     elif kind == "unblocked":
@@ -224,17 +284,19 @@ def reply_message(kind: str, view: View, *, now: datetime | None = None) -> Mess
     else:  # updated
         lines = [f":chart_with_upwards_trend: Now {figures(view)}",
                  f"Destinations: {escape(destinations_text(view, 10))}",
-                 f"Last call {when(view.get('last_call_at'))}"]
+                 f"Last call {slack_date(view.get('last_call_at'))}"]
         rules = view.get("rules") or []
         if rules:
             lines.append("Rules: " + ", ".join(f"*{escape(r)}*" for r in rules))
         text = f"[{iid}] now {figures(view)}"
-    return {"text": escape(text), "blocks": [_section("\n".join(lines))]}
+    text = escape(text)
+    return {"text": f"{who} {text}" if who else text, "blocks": [_section("\n".join(lines))]}
 
 
-def flood_reply(kind: str, view: View, *, now: datetime | None = None) -> Message:
+def flood_reply(kind: str, view: View, *, now: datetime | None = None,
+                mention: str = "") -> Message:
     """A reply in a flood summary's thread: like `reply_message`, naming the incident."""
-    msg = reply_message(kind, view, now=now)
+    msg = reply_message(kind, view, now=now, mention=mention)
     name = f"`{escape(view.get('id', '?'))}` {escape(source_text(view))} → " \
            f"{escape(destinations_text(view, 3))}"
     if kind == "opened":

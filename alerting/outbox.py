@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, incident_id, id);
 CREATE INDEX IF NOT EXISTS outbox_kind_created ON outbox(kind, created_at);
+CREATE TABLE IF NOT EXISTS health (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    since REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS threads (
     incident_id TEXT PRIMARY KEY,
     channel TEXT NOT NULL,
@@ -228,6 +234,36 @@ class Outbox(SqliteFile):
 
         return self._write(work)
 
+    # ---- the sender's health (for status and metrics) -------------------------------------------
+    def set_health(self, state: str, detail: str, now: float) -> None:
+        """Record a change of the sender's state; `since` moves only when the state changes."""
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO health(name, state, detail, since) VALUES ('slack', ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET detail = excluded.detail, "
+                "since = CASE WHEN health.state = excluded.state THEN health.since "
+                "ELSE excluded.since END, state = excluded.state",
+                (state, detail, now),
+            )
+
+        self._write(work)
+
+    def health(self) -> dict[str, Any]:
+        def work(db: sqlite3.Connection) -> tuple[Any, dict[str, int], int]:
+            row = db.execute(
+                "SELECT state, detail, since FROM health WHERE name = 'slack'").fetchone()
+            counts = dict(db.execute(
+                "SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
+            failed = db.execute("SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetchone()[0]
+            return row, counts, int(failed)
+
+        row, counts, failed = self._read(work)
+        state, detail, since = row if row else ("ok", "", None)
+        return {"state": state, "detail": detail, "since": since,
+                "pending": int(counts.get(PENDING, 0)), "sent": int(counts.get(SENT, 0)),
+                "coalesced": int(counts.get(COALESCED, 0)),
+                "failed_attempts": failed}
+
     # ---- threads ---------------------------------------------------------------------------
     def thread(self, incident_id: str) -> Thread | None:
         with self._lock:
@@ -260,6 +296,19 @@ class Outbox(SqliteFile):
             )
 
         self._write(work)
+
+def read_health(data_dir: Path) -> dict[str, Any] | None:
+    """For `tollwatch status` and metrics: the sender's state ("ok", "retrying", "stopped"),
+    what is wrong in words, since when, and how many alerts wait. None: no outbox here."""
+    path = Path(data_dir) / "slack-outbox.sqlite3"
+    if not path.is_file():
+        return None
+    box = Outbox(path)
+    try:
+        return box.health()
+    finally:
+        box.close()
+
 
 def _item(row: tuple[Any, ...]) -> Item:
     (iid, incident_id, kind, key, payload, created_at, _state, attempts, next_at,

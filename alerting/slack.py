@@ -49,18 +49,23 @@ from slack_sdk.errors import SlackApiError
 from alerting import blockkit
 from alerting.base import IncidentView
 from alerting.outbox import COALESCED, SKIPPED, Item, Outbox, Thread
+from alerting.slack_api import (
+    DEFAULT_BASE_URL,
+    ThreadedWebClient,
+    ThreadedWebhook,
+    WebhookError,
+    api_error,
+    header,
+    permanent,
+    short,
+    status_of,
+)
 from config.schema import Slack
 from config.secrets import read_secret
 from config.types import format_duration
 
 log = logging.getLogger("tollwatch.alert.slack")
 
-# slack-sdk logs request URLs (a webhook URL is a secret) at debug level and every failed
-# attempt at error level: keep it quiet
-_SDK_LOG = logging.getLogger("tollwatch.alert.slack.sdk")
-_SDK_LOG.setLevel(logging.CRITICAL)  # we log failures ourselves, once per state
-
-DEFAULT_BASE_URL = "https://slack.com/api/"
 KINDS = ("opened", "escalated", "updated", "blocked", "unblocked")
 BASE_DELAY = 1.0  # first retry after ~1 s, then doubling up to max_retry_delay
 FLOOD_GATHER = 5.0  # in a flood, openings wait this long to be posted together
@@ -71,49 +76,6 @@ _CANT_UPDATE = {"message_not_found", "cant_update_message", "edit_window_closed"
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-class WebhookError(Exception):
-    """An incoming webhook answered something other than 200 ok."""
-
-    def __init__(self, status: int, body: str, retry_after: float | None = None) -> None:
-        super().__init__(f"webhook answered HTTP {status}: {body[:200]}")
-        self.status = status
-        self.body = body
-        self.retry_after = retry_after
-
-
-# ---- default clients: slack-sdk's urllib clients in a worker thread ---------------------------
-class ThreadedWebClient:
-    """`slack_sdk.WebClient` behind the coroutine methods of `AsyncWebClient` we use."""
-
-    def __init__(self, token: str, base_url: str, timeout: int = 15) -> None:
-        from slack_sdk import WebClient
-
-        self._client = WebClient(token=token, base_url=base_url, timeout=timeout,
-                                 logger=_SDK_LOG, retry_handlers=[])
-
-    async def chat_postMessage(self, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(lambda: self._client.chat_postMessage(**kwargs))
-
-    async def chat_update(self, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(lambda: self._client.chat_update(**kwargs))
-
-    async def files_upload_v2(self, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(lambda: self._client.files_upload_v2(**kwargs))
-
-
-class ThreadedWebhook:
-    """`slack_sdk.webhook.WebhookClient` behind `AsyncWebhookClient.send_dict`."""
-
-    def __init__(self, url: str, timeout: int = 15) -> None:
-        from slack_sdk.webhook import WebhookClient
-
-        self._client = WebhookClient(url=url, timeout=timeout, logger=_SDK_LOG,
-                                     retry_handlers=[])
-
-    async def send_dict(self, body: dict[str, Any]) -> Any:
-        return await asyncio.to_thread(lambda: self._client.send_dict(body))
 
 
 # ---- the alerter -----------------------------------------------------------------------------
@@ -140,23 +102,10 @@ class SlackAlerter:
         self._secrets: list[str] = []
         self.webhook_mode = settings.webhook_env is not None or settings.webhook_file is not None
         self.channel = settings.channel or ""
-        if self.webhook_mode:
-            if webhook is None:
-                url = read_secret(settings.webhook_env, settings.webhook_file, "slack",
-                                  "webhook_env", "webhook_file")
-                self._add_secret(url)
-                webhook = ThreadedWebhook(url)
-            self._webhook: Any = webhook
-            self._client: Any = None
-        else:
-            if client is None:
-                token = read_secret(settings.token_env, settings.token_file, "slack",
-                                    "token_env", "token_file")
-                self._add_secret(token)
-                base = settings.base_url or DEFAULT_BASE_URL
-                client = ThreadedWebClient(token, base if base.endswith("/") else base + "/")
-            self._client = client
-            self._webhook = None
+        self._own_clients = client is None and webhook is None  # re-read secrets on resume()
+        self._webhook: Any = webhook
+        self._client: Any = client
+        self._connect()
         self.outbox = Outbox.in_dir(data_dir)
         self._window = settings.flood_window.total_seconds()
         self._max_delay = max(BASE_DELAY, settings.max_retry_delay.total_seconds())
@@ -171,6 +120,43 @@ class SlackAlerter:
         self._summary: tuple[str, str, float] | None = None  # the flood's (channel, ts, when)
         self._last_prune = 0.0
         self._closed = False
+        self.stopped: str | None = None  # a permanent error: no retries until resume()
+        self.outbox.set_health("ok", "", self.clock())
+
+    def _connect(self) -> None:
+        """Make the default clients from the secrets (unless clients were passed in)."""
+        settings = self.settings
+        if self.webhook_mode:
+            if self._webhook is None or self._own_clients:
+                url = read_secret(settings.webhook_env, settings.webhook_file, "slack",
+                                  "webhook_env", "webhook_file")
+                self._add_secret(url)
+                self._webhook = ThreadedWebhook(url)
+        elif self._client is None or self._own_clients:
+            token = read_secret(settings.token_env, settings.token_file, "slack",
+                                "token_env", "token_file")
+            self._add_secret(token)
+            base = settings.base_url or DEFAULT_BASE_URL
+            self._client = ThreadedWebClient(token, base if base.endswith("/") else base + "/")
+
+    def resume(self) -> None:
+        """After a permanent error (bad token, missing scope, unknown channel): read the
+        secrets again and retry every queued alert now (the daemon calls this on SIGHUP)."""
+        if self._own_clients:
+            try:
+                self._connect()
+            except Exception as exc:  # the secret is still missing: stay stopped, say so
+                log.error("slack: cannot resume: %s", self._redact(str(exc)))
+                return
+        was = self.stopped
+        self.stopped = None
+        self._paused_until = 0.0
+        self._failures = 0
+        self.outbox.retry_now(self.clock())
+        self.outbox.set_health("ok" if was is None else "retrying", "resumed", self.clock())
+        if was is not None:
+            log.warning("slack: resuming after %s; %d alert(s) queued", was, self.pending())
+        self._wake.set()
 
     # ---- the Alerter protocol ------------------------------------------------------------
     async def send(self, kind: str, view: IncidentView) -> None:
@@ -197,7 +183,7 @@ class SlackAlerter:
         while True:
             self._wake.clear()
             wait = await self.step()
-            if wait is None:
+            if wait is None or math.isinf(wait):  # nothing due, or stopped until resume()
                 await self._wake.wait()
             elif wait > 0:
                 await self._sleep(wait)
@@ -355,7 +341,8 @@ class SlackAlerter:
             self.outbox.mark_sent([item.id], self.clock(), None, state=SKIPPED)
             return
         if item.kind in ("opened", "escalated"):
-            message = blockkit.parent_message(view, view.get("blocks") or [])
+            message = blockkit.parent_message(view, view.get("blocks") or [],
+                                              mention=self.settings.mention)
         else:  # a block change: say which incident, since there is no thread
             message = blockkit.flood_reply(item.kind, view, now=self._now_dt())
         await self._webhook_post(message)
@@ -397,7 +384,7 @@ class SlackAlerter:
 
     # ---- Slack calls ---------------------------------------------------------------------
     async def _post_parent(self, view: IncidentView, active: list[dict[str, Any]]) -> str:
-        msg = blockkit.parent_message(view, active)
+        msg = blockkit.parent_message(view, active, mention=self.settings.mention)
         resp = await self._api("chat_postMessage", channel=self.channel, text=msg["text"],
                                blocks=msg["blocks"], unfurl_links=False, unfurl_media=False)
         channel, ts = str(resp["channel"]), str(resp["ts"])
@@ -411,8 +398,8 @@ class SlackAlerter:
             await self._api("chat_update", channel=thread.channel, ts=thread.ts,
                             text=msg["text"], blocks=msg["blocks"])
         except SlackApiError as exc:
-            code = _api_error(exc)
-            if _status(exc) in (200, 400, 404) and code in _CANT_UPDATE:
+            code = api_error(exc)
+            if status_of(exc) in (200, 400, 404) and code in _CANT_UPDATE:
                 self._warn_once(f"update:{code}", "slack: cannot update the message of %s (%s);"
                                 " replying in its thread only", thread.incident_id, code)
                 return
@@ -420,9 +407,11 @@ class SlackAlerter:
 
     async def _reply(self, thread: Thread, kind: str, view: IncidentView) -> str | None:
         if thread.summary:
-            msg = blockkit.flood_reply(kind, view, now=self._now_dt())
+            msg = blockkit.flood_reply(kind, view, now=self._now_dt(),
+                                       mention=self.settings.mention)
         else:
-            msg = blockkit.reply_message(kind, view, now=self._now_dt())
+            msg = blockkit.reply_message(kind, view, now=self._now_dt(),
+                                         mention=self.settings.mention)
         extra: dict[str, Any] = {}
         if thread.summary and kind == "escalated":
             extra["reply_broadcast"] = True  # a flood member became critical: say so aloud
@@ -438,7 +427,7 @@ class SlackAlerter:
         try:
             return await call(**kwargs)
         except SlackApiError as exc:
-            code = _api_error(exc)
+            code = api_error(exc)
             if code not in _BAD_BLOCKS or "blocks" not in kwargs:
                 raise
             self._warn_once(f"blocks:{code}", "slack: Slack refused the message layout (%s); "
@@ -452,12 +441,16 @@ class SlackAlerter:
         if status != 200:
             body = str(getattr(resp, "body", ""))
             headers = getattr(resp, "headers", None) or {}
-            retry = _header(headers, "Retry-After")
+            retry = header(headers, "Retry-After")
             raise WebhookError(status, body, retry)
 
     # ---- failures ------------------------------------------------------------------------
     def _failed(self, exc: BaseException) -> None:
         now = self.clock()
+        fatal = permanent(exc)
+        if fatal is not None:
+            self._stop(fatal[0], fatal[1], exc)
+            return
         state, retry_after = self._classify(exc)
         if retry_after is not None:
             delay = retry_after
@@ -474,10 +467,27 @@ class SlackAlerter:
         self._paused_until = until
         if state != self._state:
             log.warning("slack: %s (%s); %d alert(s) kept, retrying in %.0fs", state,
-                        self._redact(_short(exc)), self.pending(), delay)
+                        self._redact(short(exc)), self.pending(), delay)
             self._state = state
+            self.outbox.set_health("retrying", self._redact(f"{state} ({short(exc)})"), now)
         else:
             log.debug("slack: still %s; retrying in %.1fs", state, delay)
+
+    def _stop(self, code: str, hint: str, exc: BaseException) -> None:
+        """A permanent error: keep every alert, stop retrying until resume() (reload/restart)."""
+        now = self.clock()
+        item = self._current
+        if item is not None:
+            self.outbox.mark_failed(item.id, self._redact(f"{code}: {exc}")[:500], now)
+        self._paused_until = math.inf
+        detail = f"Slack refused: {code}: {hint}; fix the [slack] settings, then reload or " \
+                 "restart tollwatch"
+        if self.stopped != code:
+            log.error("slack: %s; %d alert(s) kept, not retried until then", detail,
+                      self.pending())
+        self.stopped = code
+        self._state = f"stopped ({code})"
+        self.outbox.set_health("stopped", detail, now)
 
     def _succeeded(self) -> None:
         self._failures = 0
@@ -485,21 +495,22 @@ class SlackAlerter:
             log.warning("slack: delivering again (was %s); %d alert(s) still queued",
                         self._state, self.pending())
             self._state = "ok"
+            self.outbox.set_health("ok", "", self.clock())
 
     def _classify(self, exc: BaseException) -> tuple[str, float | None]:
         """A state name for the log, and the exact wait Slack asked for (429) if any."""
         if isinstance(exc, SlackApiError | WebhookError):
-            status = exc.status if isinstance(exc, WebhookError) else _status(exc)
+            status = exc.status if isinstance(exc, WebhookError) else status_of(exc)
             if status == 429:
                 if isinstance(exc, WebhookError):
                     retry = exc.retry_after
                 else:
-                    retry = _header(getattr(exc.response, "headers", None) or {}, "Retry-After")
+                    retry = header(getattr(exc.response, "headers", None) or {}, "Retry-After")
                 return "rate limited", retry if retry is not None else 1.0
             if status is not None and status >= 500:
                 return f"server error {status}", None
             if isinstance(exc, SlackApiError):
-                return f"Slack refused: {_api_error(exc) or status}", None
+                return f"Slack refused: {api_error(exc) or status}", None
             return f"webhook refused: HTTP {status}", None
         if isinstance(exc, OSError | TimeoutError) or type(exc).__module__.startswith("aiohttp"):
             return "unreachable", None
@@ -539,40 +550,3 @@ def _merge_blocks(active: list[dict[str, Any]], kind: str,
         else:
             keyed.pop(key, None)
     return list(keyed.values())
-
-
-def _status(exc: SlackApiError) -> int | None:
-    resp = exc.response
-    status = getattr(resp, "status_code", None)
-    if status is None and isinstance(resp, dict):
-        status = resp.get("status")
-    return None if status is None else int(status)
-
-
-def _api_error(exc: SlackApiError) -> str:
-    resp = exc.response
-    try:
-        return str(resp.get("error") or "")
-    except Exception:
-        return ""
-
-
-def _header(headers: Any, name: str) -> float | None:
-    value = None
-    try:
-        for key, val in dict(headers).items():
-            if str(key).lower() == name.lower():
-                value = val[0] if isinstance(val, list) else val
-    except (TypeError, ValueError):
-        return None
-    try:
-        return None if value is None else max(0.0, float(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def _short(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError):
-        return f"HTTP {_status(exc)} {_api_error(exc)}".strip()
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

@@ -241,6 +241,9 @@ def _resolve_entry(
     except ValidationError as exc:
         errors += format_validation_error(exc, unknown="unknown setting")
         return None, [_prefixed(head, e) for e in errors]
+    if not settings.site.timezone:  # the host's zone is only a single site's default
+        errors.append("site.timezone: required for each PBX of a fleet (here or at the top "
+                      'level), e.g. "Asia/Tokyo"')
     errors += resolve(settings)
     if errors:
         return None, [_prefixed(head, e) for e in errors]

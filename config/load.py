@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -15,6 +16,36 @@ from config import countries
 from config.schema import Settings
 
 SECRET_WORDS = ("secret", "token", "password", "webhook")
+DEFAULT_PATH = Path("/etc/tollwatch/tollwatch.toml")
+ENV_PATH = "TOLLWATCH_CONFIG"
+
+
+def default_path() -> Path | None:
+    """The settings file a command reads when none is given: $TOLLWATCH_CONFIG, else
+    /etc/tollwatch/tollwatch.toml if it exists, else none (defaults and options only)."""
+    env = os.environ.get(ENV_PATH)
+    if env:
+        return Path(env)
+    return DEFAULT_PATH if DEFAULT_PATH.is_file() else None
+
+
+def host_zone() -> str:
+    """The host's IANA time zone (tzlocal), UTC if it cannot be told."""
+    try:
+        import tzlocal
+
+        name = tzlocal.get_localzone_name()
+    except Exception:
+        return "UTC"
+    if not name:
+        return "UTC"
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(name)
+    except Exception:
+        return "UTC"
+    return name
 
 
 class ConfigError(Exception):
@@ -104,13 +135,43 @@ def format_validation_error(
     return lines
 
 
+def raw_checks(data: Mapping[str, Any]) -> list[str]:
+    """Checks across sections on the merged data, so they are listed even when another
+    section does not validate: a missing country, emergency numbers removed."""
+    errors: list[str] = []
+    site = data.get("site") if isinstance(data.get("site"), Mapping) else {}
+    country = site.get("country") if isinstance(site, Mapping) else None
+    if country is None:
+        errors.append("site.country: required (an ISO 3166 code such as JP or US); "
+                      "set it in the config file or pass --country")
+        return errors
+    em = data.get("emergency")
+    numbers = em.get("numbers") if isinstance(em, Mapping) else None
+    if isinstance(country, str) and isinstance(numbers, list):
+        try:
+            wanted = countries.emergency_numbers(country.upper())
+        except ValueError:
+            return errors
+        gone = [n for n in wanted if n not in {str(x) for x in numbers}]
+        if gone:
+            errors.append(f"emergency.numbers: leaves out {', '.join(gone)}: emergency numbers "
+                          "of the home country are never removed (add others with `extra`)")
+    return errors
+
+
 def resolve(settings: Settings) -> list[str]:
-    """Fill in what the home country implies. Returns problems found."""
+    """Fill in what the home country implies, and the zone. Returns problems found."""
     errors: list[str] = []
     country = settings.site.country
     if country is None:
         return ["site.country: required (an ISO 3166 code such as JP or US); "
                 "set it in the config file or pass --country"]
+    if not settings.site.timezone:
+        if len(settings.ami) + len(settings.csv_sources) > 1:
+            errors.append("site.timezone: required when several PBXes are watched (a fleet): "
+                          "state the zone of the site, e.g. \"Asia/Tokyo\"")
+        settings.site.timezone = host_zone()
+        settings.site._zone_origin = "host"
     dp = settings.dialplan
     if dp.international_prefixes is None:
         dp.international_prefixes = list(countries.international_prefixes(country))
@@ -123,7 +184,19 @@ def resolve(settings: Settings) -> list[str]:
         em.numbers = list(countries.emergency_numbers(country))
     hours = settings.hours
     if hours.holidays_country is None:
-        hours.holidays_country = country
+        from holidays import list_supported_countries
+
+        # a home country the holidays package does not know: no public holidays (check-config
+        # says so)
+        hours.holidays_country = country if country in list_supported_countries() else ""
+    if hours.holidays_country and hours.holidays_subdivision:
+        import holidays
+
+        try:
+            holidays.country_holidays(hours.holidays_country, subdiv=hours.holidays_subdivision)
+        except NotImplementedError:
+            errors.append(f'hours.holidays_subdivision: "{hours.holidays_subdivision}" is not a '
+                          f"subdivision of {hours.holidays_country} the holidays package knows")
     for ac in dp.access_codes:
         if ac in dp.international_prefixes:
             errors.append(f'dialplan.access_codes: "{ac}" is also an international prefix')
@@ -134,10 +207,12 @@ def load_settings(
     path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     rule_checks: Callable[[Mapping[str, Mapping[str, Any]]], list[str]] | None = None,
+    check_secrets: bool = False,
 ) -> Settings:
     """Validate defaults + file + overrides; raise ConfigError listing every problem at once.
 
     rule_checks validates each rule's options by its type (the rules package knows them).
+    check_secrets: also report referenced env vars / secret files that cannot be read.
     """
     errors: list[str] = []
     data = shipped_defaults()
@@ -153,11 +228,17 @@ def load_settings(
     data["rules"] = _rules_by_name(data.get("rules", {}), errors)
     if rule_checks is not None:
         errors.extend(rule_checks(data["rules"]))
+    errors.extend(raw_checks(data))
+    if check_secrets:
+        from config.secrets import missing_secrets
+
+        errors.extend(missing_secrets(data))
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(errors + format_validation_error(exc), source) from None
     errors.extend(resolve(settings))
+    errors = list(dict.fromkeys(errors))  # raw_checks and resolve may say the same
     if errors:
         raise ConfigError(errors, source)
     return settings

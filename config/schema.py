@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from config.types import DialString, Duration, HoursRange, Prefix, PrefixText
 
@@ -31,12 +31,23 @@ class Strict(BaseModel):
 
 class Site(Strict):
     name: str = "pbx"
-    timezone: str = "UTC"
+    timezone: str = ""  # "": the host's zone (a single site); filled in when loading
     country: str | None = None
+    # where the zone came from: "settings" or "host" (said in every summary)
+    _zone_origin: str = PrivateAttr(default="settings")
+
+    @property
+    def zone_label(self) -> str:
+        """The zone for people: "Asia/Tokyo", or "Etc/UTC (the host's zone ...)"."""
+        if self._zone_origin == "host":
+            return f"{self.timezone} (the host's zone; set site.timezone or --tz)"
+        return self.timezone
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
+        if value == "":
+            return value
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -72,9 +83,22 @@ class Hours(Strict):
     friday: list[HoursRange] = Field(default_factory=list)
     saturday: list[HoursRange] = Field(default_factory=list)
     sunday: list[HoursRange] = Field(default_factory=list)
-    holidays_country: str | None = None
+    holidays_country: str | None = None  # default site.country; "" for none
     holidays_subdivision: str | None = None
     closures: list[date] = Field(default_factory=list)
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _holidays(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        from holidays import list_supported_countries
+
+        up = value.upper()
+        if up not in list_supported_countries():
+            raise ValueError(f'"{value}" is not a country the holidays package knows '
+                             '(an ISO 3166 code like "JP"; "" for no public holidays)')
+        return up
 
     def for_weekday(self, weekday: int) -> list[Any]:
         days = (
@@ -195,6 +219,13 @@ class Incidents(Strict):
     critical_score: int = Field(default=100, ge=1)
     gap: Duration = timedelta(hours=1)
 
+    @model_validator(mode="after")
+    def _order(self) -> Incidents:
+        if self.warning_score >= self.critical_score:
+            raise ValueError(f"warning_score ({self.warning_score}) must be below "
+                             f"critical_score ({self.critical_score})")
+        return self
+
 
 class Rates(Strict):
     currency: str = "USD"
@@ -269,6 +300,10 @@ class Slack(Strict):
     flood_threshold: int = Field(default=10, ge=2)  # this many new incidents ...
     flood_window: Duration = timedelta(minutes=1)  # ... within this span: one summary message
     max_retry_delay: Duration = timedelta(minutes=5)
+    # who is notified on a critical incident: "@here", "@channel", a user group "<!subteam^S0..>"
+    # or a user "<@U0..>"; empty: nobody
+    mention: str = Field(default="", pattern=r"^(|@here|@channel|<!subteam\^[A-Z0-9]+(\|[^>]*)?>|"
+                         r"<@[A-Z0-9]+>)$")
 
     @model_validator(mode="after")
     def _mode(self) -> Slack:
@@ -309,6 +344,14 @@ class Report(Strict):
     slack: bool = True  # post the summary to Slack when Slack is enabled
 
 
+class Metrics(Strict):
+    """Prometheus metrics over HTTP (off unless `listen` is set)."""
+
+    # "127.0.0.1:9469", ":9469" (all addresses), "[::1]:9469"
+    listen: str | None = Field(default=None,
+                               pattern=r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$")
+
+
 class RuleSpec(BaseModel):
     """A rule as written in the file: its type, whether it runs, and its typed options."""
 
@@ -333,6 +376,7 @@ class Settings(Strict):
     slack: Slack = Field(default_factory=Slack)
     remediation: Remediation = Field(default_factory=Remediation)
     report: Report = Field(default_factory=Report)
+    metrics: Metrics = Field(default_factory=Metrics)
     ami: list[AmiServer] = Field(default_factory=list)
     csv_sources: list[CsvSource] = Field(default_factory=list)
     db_sources: list[DbSource] = Field(default_factory=list)

@@ -3,19 +3,36 @@
 An error names the setting (`secret_env`, `token_file`, ...), never what it holds: a user who
 writes the secret itself where its variable name or file path belongs must not see it echoed in
 a terminal, a log or a systemd journal.
+
+A relative `*_file` is looked up in systemd's credentials directory (`$CREDENTIALS_DIRECTORY`,
+set by `LoadCredential=NAME:/path` in the unit) when there is one: `secret_file = "ami-secret"`
+with `LoadCredential=ami-secret:/etc/tollwatch/ami.secret`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SecretError(Exception):
     """A secret could not be read. The message names the setting, never its value."""
+
+
+def secret_path(file: Path | str) -> Path:
+    """Where a configured secret file is: relative names in $CREDENTIALS_DIRECTORY if set."""
+    path = Path(file)
+    creds = os.environ.get(CREDENTIALS_ENV)
+    if creds and not path.is_absolute():
+        return Path(creds) / path
+    return path
 
 
 def read_secret(
@@ -45,7 +62,7 @@ def read_secret(
         return value
     if file is not None:
         try:
-            value = Path(file).read_text(encoding="utf-8").strip()
+            value = secret_path(file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise SecretError(
                 f"{what}: cannot read the file named by {file_key} ({exc.strerror or 'error'};"
@@ -57,3 +74,35 @@ def read_secret(
             raise SecretError(f"{what}: the file named by {file_key} is empty")
         return value
     raise SecretError(f"{what}: neither {env_key} nor {file_key} is configured")
+
+
+def _problem(where: str, key: str, value: Any) -> str | None:
+    if not isinstance(value, str | Path) or not str(value):
+        return None
+    env = str(value) if key.endswith("_env") else None
+    file = None if env is not None else Path(value)
+    try:
+        read_secret(env, file, where, key, key)
+    except SecretError as exc:
+        return str(exc)
+    return None
+
+
+def missing_secrets(data: Mapping[str, Any]) -> list[str]:
+    """For check-config: every referenced secret (env var or file) that cannot be read, named
+    by its setting. Works on the merged settings data, valid or not; never shows a value."""
+    found: list[str] = []
+    ami = data.get("ami")
+    for i, server in enumerate(ami if isinstance(ami, list) else []):
+        if isinstance(server, Mapping):
+            for key in ("secret_env", "secret_file"):
+                line = _problem(f"ami[{i}].{key}", key, server.get(key))
+                if line:
+                    found.append(line)
+    slack = data.get("slack")
+    if isinstance(slack, Mapping) and slack.get("enabled"):
+        for key in ("token_env", "token_file", "webhook_env", "webhook_file"):
+            line = _problem(f"slack.{key}", key, slack.get(key))
+            if line:
+                found.append(line)
+    return found

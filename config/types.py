@@ -91,7 +91,10 @@ DialString = Annotated[str, BeforeValidator(parse_dial_string)]
 
 
 class TimeRange:
-    """A daily time range such as 09:00-18:00 (end exclusive; 24:00 allowed as end)."""
+    """A daily time range such as 09:00-18:00 (end exclusive; 24:00 allowed as end).
+
+    An overnight range such as 19:00-08:00 (end before start) runs past midnight: on the day it
+    is listed under it covers 19:00-24:00, and 00:00-08:00 of the next day (`spills`)."""
 
     __slots__ = ("end", "start")
 
@@ -99,10 +102,19 @@ class TimeRange:
         self.start = start
         self.end = end  # None means midnight at the end of the day
 
+    @property
+    def overnight(self) -> bool:
+        return self.end is not None and self.end <= self.start
+
     def contains(self, t: time) -> bool:
+        """Whether `t` on the day the range is listed under is inside it."""
         if t < self.start:
             return False
-        return self.end is None or t < self.end
+        return self.end is None or self.overnight or t < self.end
+
+    def spills(self, t: time) -> bool:
+        """Whether `t` on the next day is inside this (overnight) range."""
+        return self.overnight and self.end is not None and t < self.end
 
     def __str__(self) -> str:
         end = "24:00" if self.end is None else self.end.strftime("%H:%M")
@@ -122,6 +134,7 @@ _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 def parse_time_range(value: Any) -> TimeRange:
+    """"09:00-18:00", "00:00-24:00", or overnight "19:00-08:00" (into the next day)."""
     if isinstance(value, TimeRange):
         return value
     m = _RANGE.match(value) if isinstance(value, str) else None
@@ -130,9 +143,10 @@ def parse_time_range(value: Any) -> TimeRange:
         if h1 < 24 and m1 < 60 and m2 < 60 and (h2 < 24 or (h2 == 24 and m2 == 0)):
             start = time(h1, m1)
             end = None if h2 == 24 else time(h2, m2)
-            if end is None or end > start:
+            if end != start:
                 return TimeRange(start, end)
-    raise ValueError(f"{_show(value)} is not a time range like \"09:00-18:00\"")
+    raise ValueError(f"{_show(value)} is not a time range like \"09:00-18:00\" "
+                     "(or \"19:00-08:00\" overnight)")
 
 
 HoursRange = Annotated[

@@ -60,10 +60,13 @@ class BusinessCalendar:
         if name:
             return f"{weekday} {day.isoformat()} {stamp}, public holiday ({name})"
         ranges = self.week[local.weekday()]
-        if not ranges:
-            return f"{weekday} {stamp}, office closed"
         t = local.time()
         if any(r.contains(t) for r in ranges):
             return None
+        # an overnight range listed under the day before ("19:00-08:00") runs into today
+        if any(r.spills(t) for r in self.week[(local.weekday() - 1) % 7]):
+            return None
+        if not ranges:
+            return f"{weekday} {stamp}, office closed"
         hours = ", ".join(str(r) for r in ranges)
         return f"{weekday} {stamp}, outside business hours ({hours})"

@@ -56,6 +56,7 @@ class SlackStub:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.refused = 0  # requests answered with an error by the script
+        self.scopes: str | None = None  # auth.test's X-OAuth-Scopes header, when set
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> SlackStub:
@@ -154,8 +155,10 @@ class SlackStub:
         if request.api == "webhook":
             self._answer(h, 200, "ok", {"Content-Type": "text/plain"})
             return
-        self._answer(h, 200, json.dumps(self._api(request)),
-                     {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if request.api == "auth.test" and self.scopes is not None:
+            headers["X-OAuth-Scopes"] = self.scopes
+        self._answer(h, 200, json.dumps(self._api(request)), headers)
 
     def _api(self, request: Request) -> dict[str, Any]:
         body = request.body

@@ -77,7 +77,8 @@ type = "no_such_rule"
     assert 'rules.burst.window: "10 minutes" is not a duration like "10m"' in errors
     assert 'site.timezone: "Asia/Tokio" is not an IANA time zone like "Asia/Tokyo"' in errors
     assert 'site.country: "XX" is not an ISO 3166 country code like "JP" or "US"' in errors
-    assert 'hours.monday.0: "9-5" is not a time range like "09:00-18:00"' in errors
+    assert 'hours.monday.0: "9-5" is not a time range like "09:00-18:00" ' \
+           '(or "19:00-08:00" overnight)' in errors
     unknown = "rules.mystery.type: 'no_such_rule' is not a rule type"
     assert any(e.startswith(unknown) for e in errors)
     assert exc.value.source == str(path)

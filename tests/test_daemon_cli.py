@@ -28,14 +28,14 @@ async def test_status_reads_what_the_daemon_wrote(tmp_path: Path, fixtures: Path
     await run_until_idle(daemon, lambda: daemon.events == len(events))
     result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "daemon: running" in result.stdout
+    assert "daemon: running since" in result.stdout
     assert "open: critical 209 Sierra Leone (+232) (24 calls" in result.stdout
 
 
 def test_status_without_a_daemon(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
-    assert result.exit_code == 2
-    assert "no daemon state here" in result.stderr
+    assert result.exit_code == 3  # like systemctl status: not running
+    assert "NOT RUNNING (no status from a daemon in" in result.stderr
 
 
 def test_run_needs_sources_and_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

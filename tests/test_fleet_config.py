@@ -102,7 +102,8 @@ def test_entries_inherit_the_top_level_and_override_it(tmp_path: Path) -> None:
 
 def test_command_line_overrides_are_shared_defaults(tmp_path: Path) -> None:
     text = '[[pbx]]\nname = "a"\n\n[[pbx]]\nname = "b"\nsite = { country = "GB" }\n'
-    fleet = load_fleet(write(tmp_path, text), {"site": {"country": "DE"}}, check_rules)
+    fleet = load_fleet(write(tmp_path, text), {"site": {"country": "DE", "timezone": "UTC"}},
+                       check_rules)
     assert fleet.settings["a"].site.country == "DE"
     assert fleet.settings["b"].site.country == "GB"
 
@@ -148,7 +149,7 @@ def test_whole_fleet_errors(tmp_path: Path, text: str, expected: str) -> None:
 
 
 def test_an_error_every_pbx_shares_is_reported_once(tmp_path: Path) -> None:
-    text = ('[[rules]]\nname = "burst"\ncount = "many"\n'
+    text = ('[site]\ntimezone = "UTC"\n[[rules]]\nname = "burst"\ncount = "many"\n'
             '[[pbx]]\nname = "a"\nsite = { country = "JP" }\n'
             '[[pbx]]\nname = "b"\nsite = { country = "US" }\n')
     with pytest.raises(ConfigError) as exc:
@@ -170,8 +171,18 @@ def test_single_site_files_load_as_before_and_fleet_files_are_told_apart(
         load_settings(fleet, rule_checks=check_rules)
 
 
+def test_every_pbx_of_a_fleet_states_its_zone(tmp_path: Path) -> None:
+    text = ('[site]\ncountry = "JP"\n[[pbx]]\nname = "a"\n'
+            '[[pbx]]\nname = "b"\nsite = { timezone = "Asia/Tokyo" }\n')
+    fleet = load_fleet(write(tmp_path, text), rule_checks=check_rules)
+    assert list(fleet.settings) == ["b"]
+    assert fleet.errors["a"] == ["pbx[a].site.timezone: required for each PBX of a fleet (here "
+                                 'or at the top level), e.g. "Asia/Tokyo"']
+
+
 def test_directory_convention(tmp_path: Path) -> None:
-    (tmp_path / "tollwatch.toml").write_text('[site]\ncountry = "JP"\n', encoding="utf-8")
+    (tmp_path / "tollwatch.toml").write_text('[site]\ncountry = "JP"\ntimezone = "Asia/Tokyo"\n',
+                                             encoding="utf-8")
     for name in ("alpha", "beta"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "Master.csv").write_text("", encoding="utf-8")

@@ -28,6 +28,7 @@ def test_a_pbx_on_a_cdr_table_beside_a_pbx_on_files(
     path.write_text(f"""
 [site]
 country = "JP"
+timezone = "UTC"
 
 [[pbx]]
 name = "files"

@@ -194,7 +194,7 @@ def test_scan_fleet_directory_convention(tmp_path: Path, fixtures: Path) -> None
     (tmp_path / "beta" / "tollwatch.toml").write_text('[site]\ntimezone = "Europe/Paris"\n',
                                                      encoding="utf-8")
     shared = tmp_path / "shared.toml"
-    shared.write_text('[site]\ncountry = "JP"\n', encoding="utf-8")
+    shared.write_text('[site]\ncountry = "JP"\ntimezone = "UTC"\n', encoding="utf-8")
     run = CliRunner().invoke(app, ["scan", "--fleet", str(tmp_path), "--config", str(shared),
                                    "--workers", "0", "-f", "jsonl", "-q"])
     assert run.exit_code == 1, run.stderr

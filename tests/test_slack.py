@@ -132,10 +132,9 @@ async def test_opened_posts_the_parent_message(stub: SlackStub, fake: FakeTime,
     assert req.body == {"channel": "#fraud", "text": expected["text"],
                         "blocks": expected["blocks"], "unfurl_links": False,
                         "unfurl_media": False}
-    assert req.body["text"] == (
-        "[CRITICAL] CRITICAL toll fraud at acme / pbx1: 2001 (account sales) → "
-        "Sierra Leone (+232): 3 call(s), 7.5 min, spend ≈ 4.20 EUR, since "
-        "2025-06-15 02:13:05 +02:00 [inc-1]"
+    assert req.body["text"] == (  # short: what a phone notification shows
+        "[CRITICAL] 2001 (account sales) → Sierra Leone (+232) at acme / pbx1, 3 call(s), "
+        "≈ 4.20 EUR [inc-1]"
     )
     blocks = req.body["blocks"]
     assert blocks[0] == {"type": "header", "text": {
@@ -149,9 +148,10 @@ async def test_opened_posts_the_parent_message(stub: SlackStub, fake: FakeTime,
         "*Source*\n2001 (account sales)",
         "*Destinations*\nSierra Leone (+232)",
         "*Calls*\n3",
-        "*Minutes*\n7.5",
+        "*Minutes*\n7:30",
         "*Estimated spend*\n≈ 4.20 EUR",
-        "*First call*\n2025-06-15 02:13:05 +02:00",
+        "*First call*\n<!date^1749946385^{date_short_pretty} {time_secs}|"
+        "2025-06-15 02:13:05 +02:00>",  # each reader sees it in their own zone
     ]
     assert blocks[2]["text"]["text"] == (
         "*Why*\n• *high_risk_destination*: 3 calls to high-risk Sierra Leone (+232)\n"
@@ -181,13 +181,13 @@ async def test_replies_go_to_the_thread_and_escalation_updates_the_parent(
     assert update_reply.body == {"channel": CHANNEL_ID, "thread_ts": parent_ts,
                                  "text": upd["text"], "blocks": upd["blocks"],
                                  "unfurl_links": False, "unfurl_media": False}
-    assert update_reply.body["text"] == "[inc-1] now 5 call(s), 12.0 min, spend ≈ 4.20 EUR"
+    assert update_reply.body["text"] == "[inc-1] now 5 call(s), 12:00 min, spend ≈ 4.20 EUR"
     parent = blockkit.parent_message(crit)
     assert update.body == {"channel": CHANNEL_ID, "ts": parent_ts, "text": parent["text"],
                            "blocks": parent["blocks"]}
     assert escalate_reply.body["thread_ts"] == parent_ts
     assert escalate_reply.body["text"] == (
-        "[inc-1] severity raised to CRITICAL (score 150): 6 call(s), 14.0 min, spend ≈ 4.20 EUR")
+        "[inc-1] severity raised to CRITICAL (score 150): 6 call(s), 14:00 min, spend ≈ 4.20 EUR")
     assert "reply_broadcast" not in escalate_reply.body
     await alerter.close()
 
@@ -202,8 +202,9 @@ async def test_block_applied_and_lifted(stub: SlackStub, fake: FakeTime, tmp_pat
     assert apis == ["chat.postMessage", "chat.update", "chat.postMessage",
                     "chat.update", "chat.postMessage"]
     _, upd_blocked, reply_blocked, upd_lifted, reply_lifted = stub.calls()
-    assert "*Blocked*\n• calls to +232: blocked until 2025-06-16 02:20:00 +02:00; lift with " \
-           "`tollwatch unblock 232`" in texts(upd_blocked.body["blocks"])
+    assert "*Blocked*\n• calls to +232: blocked until <!date^1750033200^{date_short_pretty} " \
+           "{time_secs}|2025-06-16 02:20:00 +02:00>; lift with `tollwatch unblock 232`" \
+           in texts(upd_blocked.body["blocks"])
     assert reply_blocked.body["text"] == (
         "[inc-1] blocked: calls to +232: blocked until 2025-06-16 02:20:00 +02:00; "
         "lift with `tollwatch unblock 232`")
@@ -222,7 +223,11 @@ def test_block_expired_and_dry_run_wording() -> None:
     assert msg["text"] == "[inc-1] calls to +232: block expired"
     dry = blockkit.reply_message("blocked", view(blocks=[block(dry_run=True)]))
     assert dry["text"] == "[inc-1] dry run, would block: calls to +232: would block (dry run) " \
-                          "until 2025-06-16 02:20:00 +02:00"
+                          "until 2025-06-16 02:20:00 +02:00; to block now: `tollwatch block 232`"
+    on_pbx = blockkit.block_line(block(dry_run=True) | {"pbx": "tokyo"})
+    assert on_pbx.endswith("to block now: `tollwatch block 232 --pbx tokyo`")
+    assert blockkit.block_line(block("209", kind="source", dry_run=True)).endswith(
+        "`tollwatch block --source 209`")
     src = blockkit.block_line(block("2001", kind="source", lift="tollwatch unblock 2001"))
     assert src.startswith("calls from 2001: blocked until")
 
@@ -237,7 +242,7 @@ async def test_pending_updates_are_coalesced_into_one_reply(
     await alerter.step()
     posts = stub.posts()
     assert len(posts) == 2
-    assert posts[1].body["text"] == "[inc-1] now 6 call(s), 7.5 min, spend ≈ 4.20 EUR"
+    assert posts[1].body["text"] == "[inc-1] now 6 call(s), 7:30 min, spend ≈ 4.20 EUR"
     assert alerter.pending() == 0
     await alerter.close()
 
@@ -358,11 +363,11 @@ async def test_slack_down_then_back_nothing_lost_order_kept(
     await drain(alerter, fake)
     calls = [(r.api, r.body.get("thread_ts"), r.body["text"][:12]) for r in stub.calls()]
     assert calls == [
-        ("chat.postMessage", None, "[WARNING] WA"),  # inc-1 opened
-        ("chat.postMessage", None, "[WARNING] WA"),  # inc-2 opened
+        ("chat.postMessage", None, "[WARNING] 20"),  # inc-1 opened
+        ("chat.postMessage", None, "[WARNING] 20"),  # inc-2 opened
         ("chat.postMessage", "1700000001.000001", "[inc-1] now "),
         ("chat.postMessage", "1700000002.000002", "[inc-2] now "),
-        ("chat.update", None, "[CRITICAL] C"),
+        ("chat.update", None, "[CRITICAL] 2"),
         ("chat.postMessage", "1700000001.000001", "[inc-1] seve"),
     ]
     assert "inc-1" in stub.posts()[0].body["text"] and "inc-2" in stub.posts()[1].body["text"]
@@ -404,9 +409,9 @@ async def test_restart_sends_the_outbox_once(stub: SlackStub, fake: FakeTime,
     await third.close()
     bodies = [(r.body.get("thread_ts"), r.body["text"][:16]) for r in stub.posts()]
     assert bodies == [
-        (None, "[WARNING] WARNIN"),
+        (None, "[WARNING] 2001 ("),
         ("1700000001.000001", "[inc-1] now 8 ca"),  # the thread survived the restart
-        (None, "[WARNING] WARNIN"),
+        (None, "[WARNING] 2001 ("),
     ]
 
 
@@ -474,7 +479,7 @@ async def test_flood_of_openings_is_one_summary(stub: SlackStub, fake: FakeTime,
     assert [r.api for r in (upd, esc, batch)] == ["chat.postMessage"] * 3
     assert {upd.body["thread_ts"], esc.body["thread_ts"], batch.body["thread_ts"]} == {
         "1700000001.000001"}
-    assert upd.body["text"] == "[inc-07] now 9 call(s), 7.5 min, spend ≈ 4.20 EUR"
+    assert upd.body["text"] == "[inc-07] now 9 call(s), 7:30 min, spend ≈ 4.20 EUR"
     assert "`inc-07` 3007 (account sales)" in upd.body["blocks"][0]["text"]["text"]
     assert esc.body["reply_broadcast"] is True
     assert batch.body["text"].startswith("3 new toll-fraud incidents")
@@ -528,7 +533,7 @@ async def test_webhook_mode(stub: SlackStub, fake: FakeTime, tmp_path: Path) -> 
     parent = blockkit.parent_message(view())
     assert reqs[0].body == {"text": parent["text"], "blocks": parent["blocks"]}
     assert reqs[1].body == reqs[0].body  # after the 429
-    assert reqs[2].body["text"].startswith("[CRITICAL] CRITICAL toll fraud")
+    assert reqs[2].body["text"].startswith("[CRITICAL] 2001 (account sales) → Sierra Leone")
     assert reqs[3].body["text"].startswith("[inc-1] blocked: calls to +232")
     assert "`inc-1` 2001 (account sales)" in reqs[3].body["blocks"][0]["text"]["text"]
     await alerter.close()
@@ -635,6 +640,6 @@ def test_summary_and_parent_limits() -> None:
     assert "and 20 more" in msg["text"] or "Country 0 (+0)" in msg["text"]
     escaped = blockkit.parent_message(view(source="<!channel>", spend=None, currency=None))
     assert "<!channel>" not in escaped["text"] + " ".join(texts(escaped["blocks"][1:]))
-    assert "unknown (no rate)" in escaped["text"]
+    assert "unknown (no rate)" in " ".join(texts(escaped["blocks"]))
     pbx_wide = blockkit.parent_message(view(source="*", account=""))
     assert "all sources (PBX-wide)" in pbx_wide["text"]

@@ -14,44 +14,43 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from alerting.textsafe import markup
+from alerting.textsafe import markup, plain
 from cdr_ingest import IngestError, describe_layout
-from config import ConfigError, Settings, masked_dump
+from config import Settings, masked_dump
 from config.fleet import is_fleet_file
 from config.secrets import SecretError
 from rules.baseline import Baseline
 from rules.baseline_io import BaselineError, load_file
 from rules.destinations import Classifier
 from rules.incidents import Severity
-from tollwatch import report_format, status_view
+from rules.validity import valid_e164
+from tollwatch import __version__, report_format
+from tollwatch.cli_common import (
+    AccessOpt,
+    ConfigOpt,
+    CountryOpt,
+    TzOpt,
+    err,
+    fail,
+    out,
+    parse_time,
+    settings_for,
+    warn,
+)
 from tollwatch.cli_fleet import FleetOpt, ParquetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
 from tollwatch.scan_problems import ProblemFile
-from tollwatch.settings import cdr_options, load, overrides
+from tollwatch.settings import cdr_options, overrides
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="PBX toll-fraud monitor for Asterisk.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is shown as written: "[cdr]" is a settings section
 )
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Settings file (TOML).", dir_okay=False)
-]
-CountryOpt = Annotated[
-    str | None, typer.Option("--country", help="Home country, ISO 3166 (JP, US, ...).")
-]
-TzOpt = Annotated[str | None, typer.Option("--tz", help="Site time zone (IANA).")]
-AccessOpt = Annotated[
-    list[str] | None,
-    typer.Option("--access-code", help="Outside-line access code (repeatable), e.g. 0 or 9."),
-]
 
 
 class Format(StrEnum):
@@ -62,31 +61,23 @@ class Format(StrEnum):
 
 
 def _fail(lines: list[str]) -> typer.Exit:
-    for line in lines:
-        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
-    return typer.Exit(2)
+    return fail(lines)
 
 
-def _settings(
-    config: Path | None, country: str | None, tz: str | None, access: list[str] | None
-) -> Settings:
-    try:
-        return load(config, overrides(country, tz, access))
-    except ConfigError as exc:
-        prefix = f"{exc.source}: " if exc.source else ""
-        raise _fail([prefix + e for e in exc.errors]) from None
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"tollwatch {__version__}\n")
+        raise typer.Exit()
 
 
-def _parse_time(value: str | None, tz: ZoneInfo | None, name: str) -> datetime | None:
-    """An ISO date or time; without an offset it is in `tz` (None: left naive)."""
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail([f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
-                     "2026-11-24T06:00"]) from None
-    return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    """PBX toll-fraud monitor for Asterisk."""
 
 
 @app.command()
@@ -150,10 +141,10 @@ def scan(
     if bool(files) == db:
         raise _fail(["give CDR files to scan, or --db to read the [cdr] database table (or "
                      "--fleet FLEET.toml|DIR)"])
-    settings = _settings(config, country, tz, access_code)
+    settings = settings_for(config, country, tz, access_code)
     learned = _baseline(baseline or settings.baseline.file, settings)
     zone = ZoneInfo(settings.site.timezone)
-    start, stop = _parse_time(since, zone, "since"), _parse_time(until, zone, "until")
+    start, stop = parse_time(since, zone, "since"), parse_time(until, zone, "until")
     files = list(files or [])
     try:
         if verbose:
@@ -189,7 +180,10 @@ def scan(
         _stdout_gone()
     too_many = _too_many_skipped(result.stats, tolerance)
     if not quiet:
-        _summary(result.stats, incidents_count=len(incidents))
+        _summary(result.stats, incidents_count=len(incidents), settings=settings)
+    warning = result.validity.warning(settings)
+    if warning:  # even with -q: the settings may hide fraud
+        warn(warning)
     if too_many:  # even with -q: rows were not read
         err.print(f"[red]error:[/red] {result.stats.skipped} row(s) could not be read "
                   f"(tolerated: {markup(max_skipped)}); --max-skipped N or P% tolerates "
@@ -295,7 +289,7 @@ def _bytes_per_line(path: Path) -> float:
     return len(head) / max(1, head.count(b"\n"))
 
 
-def _summary(stats: ScanStats, incidents_count: int) -> None:
+def _summary(stats: ScanStats, incidents_count: int, settings: Settings) -> None:
     classes = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_class.items()))
     replaced = (
         f"{stats.replaced} byte(s) not UTF-8 replaced in {stats.replaced_rows} row(s), rows kept"
@@ -305,7 +299,8 @@ def _summary(stats: ScanStats, incidents_count: int) -> None:
     err.print(
         f"{stats.rows} rows read, {stats.skipped} skipped, {stats.outbound} outbound"
         f" calls ({classes or 'none'}), {stats.calls_scored} scored, {incidents_count}"
-        f" incident(s) in {stats.seconds:.2f}s; {replaced}",
+        f" incident(s) in {stats.seconds:.2f}s (times in {markup(settings.site.zone_label)});"
+        f" {replaced}",
         soft_wrap=True,
     )
     for name, n in sorted(stats.skipped_by_file.items()):
@@ -330,18 +325,24 @@ def classify(
     access_code: AccessOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines output.")] = False,
 ) -> None:
-    """Show where each dialed number goes under the site's dial plan."""
-    settings = _settings(config, country, tz, access_code)
+    """Show where each dialed number goes under the site's dial plan, and whether it is a valid
+    number there ("invalid": check --country and --access-code)."""
+    settings = settings_for(config, country, tz, access_code)
     classifier = Classifier(settings)
     for number in numbers:
         d = classifier.classify(number)
+        outbound = d.dest_class in ("domestic", "international", "unknown")
+        valid = valid_e164(d.e164) if outbound else None
         if as_json:
-            sys.stdout.write(json.dumps(d.__dict__, ensure_ascii=False) + "\n")
+            row = {**d.__dict__, "valid": valid}
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
             continue
         where = f"{d.region_name} ({d.region}, +{d.calling_code})" if d.region else "-"
         risk = f"HIGH RISK ({d.risk_prefix})" if d.high_risk else (
             "allowlisted" if d.allowlisted else "")
-        line = f"{number:>20}  {d.dest_class:<13} {d.e164 or '-':<18} {where}  {risk}"
+        check = "invalid" if valid is False else ""
+        line = (f"{plain(number):>20}  {d.dest_class:<13} {d.e164 or '-':<18} {check:<7} "
+                f"{where}  {risk}")
         sys.stdout.write(line.rstrip() + "\n")
 
 
@@ -357,8 +358,14 @@ def check_config(
     pbx: Annotated[
         str | None, typer.Option("--pbx", help="Fleet: show this PBX's effective settings.")
     ] = None,
+    sample: Annotated[
+        list[Path] | None,
+        typer.Option("--sample", help="A CDR file: check its dialed numbers are valid under "
+                     "the settings (up to 10k distinct numbers; repeatable)."),
+    ] = None,
 ) -> None:
-    """Validate a settings file and print the effective settings (secrets masked).
+    """Validate a settings file (every error at once, referenced secrets included) and print
+    the effective settings (secrets masked).
 
     A fleet (a file with \\[\\[pbx]] entries, or a directory of PBXes) is shown as a table;
     --pbx NAME prints that PBX's effective settings."""
@@ -370,13 +377,37 @@ def check_config(
         fleet = cli_fleet.fleet_settings(path, shared, overrides(country, tz, access_code))
         cli_fleet.check_fleet(fleet, pbx)
         return
-    settings = _settings(path, country, tz, access_code)
+    settings = settings_for(path, country, tz, access_code, check_secrets=True)
     out.print_json(json.dumps(masked_dump(settings)))
-    err.print("[green]settings OK[/green]")
+    for line in _config_warnings(settings):
+        warn(line)
+    if sample:
+        from tollwatch.check_sample import sample_numbers
+
+        try:
+            validity = sample_numbers(settings, sample)
+        except IngestError as exc:
+            raise fail(str(exc)) from None
+        warning = validity.warning(settings)
+        if warning:
+            warn(warning)
+            raise typer.Exit(1)
+        err.print(f"{validity.checked} distinct outbound numbers checked, "
+                  f"{validity.invalid} invalid")
+    err.print(f"[green]settings OK[/green] (times in {markup(settings.site.zone_label)})")
+
+
+def _config_warnings(settings: Settings) -> list[str]:
+    found = []
+    if settings.hours.holidays_country == "" and settings.site.country:
+        found.append(f"hours.holidays_country: the holidays package has no calendar for "
+                     f"{settings.site.country}: public holidays are not known (list them in "
+                     "hours.closures)")
+    return found
 
 
 def _register() -> None:
-    from tollwatch import cli_blocks
+    from tollwatch import cli_blocks, cli_status
     from tollwatch.report.cli import report
 
     app.command("report")(report)
@@ -384,80 +415,36 @@ def _register() -> None:
 
     app.command()(learn)
     app.add_typer(baseline_app, name="baseline")
-    for command in (cli_blocks.block, cli_blocks.unblock, cli_blocks.blocks, cli_blocks.dialplan):
+    for command in (cli_blocks.block, cli_blocks.unblock, cli_blocks.blocks, cli_blocks.dialplan,
+                    cli_status.status):
         app.command()(command)
-
-
-_register()
-
-
-def main() -> None:
-    app()
-
-
-@app.command()
-def status(
-    config: ConfigOpt = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="The daemon's data directory.")
-    ] = None,
-) -> None:
-    """Show what the running daemon reports: sources, events/s, calls up, open incidents."""
-    from tollwatch.state import StateStore, read_status_file
-
-    directory = data_dir
-    if directory is None:
-        settings = _settings(config, None, None, None) if config else None
-        directory = settings.daemon.data_dir if settings else Path("/var/lib/tollwatch")
-    db = directory / "tollwatch.sqlite3"
-    doc = read_status_file(directory)
-    if not db.is_file() and doc is None:
-        raise _fail([f"{db}: no daemon state here (is `tollwatch run` using this data dir?)"])
-    store = StateStore(db) if db.is_file() else None
-    if doc is not None:  # written in place, so it is current even when the disk is full
-        updated, info = str(doc.get("updated_at")), dict(doc.get("daemon") or {})
-        sources = [dict(d) for d in doc.get("sources") or []]
-    else:
-        assert store is not None
-        rows = store.read_status()
-        daemon = rows.get("daemon")
-        if daemon is None:
-            raise _fail([f"{db}: the daemon has not reported yet"])
-        updated, info = daemon
-        sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
-    incidents = store.incidents(open_only=True) if store is not None else []
-    status_view.render(out, updated, info, sources, incidents)
-
-
-def _logging(verbose: bool) -> None:
-    import logging
-
-    from tollwatch import logsafe
-
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logsafe.install()
+    app.command("slack-test")(cli_status.slack_test)
 
 
 @app.command()
 def run(
     config: ConfigOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="text or json (default: text; no timestamps when "
+                     "journald adds its own)."),
+    ] = None,
 ) -> None:
     """Run the live monitor: AMI servers, followed Master.csv files and CDR tables."""
-    settings = _settings(config, None, None, None)
+    settings = settings_for(config)
     if not settings.ami and not settings.csv_sources and not settings.db_sources:
-        raise _fail(["no sources: add [[ami]] servers, [[csv_sources]] or [[db_sources]] to "
-                     "the settings"])
-    _logging(verbose)
+        raise fail("no sources: add [[ami]] servers, [[csv_sources]] or [[db_sources]] to "
+                   "the settings")
+    from tollwatch.logs import setup_logging
+
+    setup_logging(verbose, log_format)
     from tollwatch.runner import run_daemon
 
     try:
         asyncio.run(run_daemon(settings))
     except SecretError as exc:
-        raise _fail([str(exc)]) from None
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -465,8 +452,16 @@ def demo(
     pace: Annotated[float, typer.Option(help="Seconds between replayed AMI messages.")] = 0.003,
 ) -> None:
     """Replay a recorded attack through an embedded fake Asterisk and watch it caught live."""
+    from tollwatch.logs import setup_logging
     from tollwatch.runner import run_demo
 
-    _logging(False)
+    setup_logging(False, None)
     code = asyncio.run(run_demo(pace, out))
     raise typer.Exit(code)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -21,6 +21,29 @@ def _iso(when: datetime | None, tz: ZoneInfo) -> str | None:
     return when.astimezone(tz).isoformat() if when is not None else None
 
 
+def human_time(when: datetime | str | None, tz: ZoneInfo, date: bool = True) -> str:
+    """For people: local time with the zone's name, "2026-11-24 22:30:15 JST" ("-" if none)."""
+    if when is None or when == "":
+        return "-"
+    if isinstance(when, str):
+        text = when
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            return text
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)
+    return when.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z" if date else "%H:%M:%S %Z")
+
+
+def human_minutes(minutes: float | None) -> str:
+    """For people: minutes as m:ss ("12:05"); "-" if unknown."""
+    if minutes is None:
+        return "-"
+    seconds = round(float(minutes) * 60)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
 def incident_dict(inc: Incident, tz: ZoneInfo, now: datetime | None = None) -> dict[str, Any]:
     """The incident as data. `now` (live): minutes and spend count calls still up until now."""
     calls = inc.ordered_calls()
@@ -98,12 +121,12 @@ def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> No
     if not incidents:
         console.print("[green]No incidents.[/green]")
         return
-    table = Table(title=f"{len(incidents)} incident(s)")
-    for col in ("#", "severity", "score", "source", "destinations", "calls", "first call"):
+    table = Table(title=f"{len(incidents)} incident(s), times in {tz.key}")
+    for col in ("#", "severity", "score", "source", "destinations", "calls", "minutes",
+                "first call"):
         table.add_column(col, overflow="fold")
     for n, inc in enumerate(incidents, start=1):
         d = incident_dict(inc, tz)
-        first = inc.first_call_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
         table.add_row(
             str(n),
             f"[{_STYLE.get(inc.severity, '')}]{d['severity']}[/]",
@@ -111,12 +134,13 @@ def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> No
             markup(d["source"] + (f" ({d['account']})" if d["account"] else "")),
             markup(", ".join(d["destinations"])),
             str(d["calls"]),
-            first,
+            human_minutes(d["minutes"]),
+            human_time(inc.first_call_at, tz),
         )
     console.print(table)
     for n, inc in enumerate(incidents, start=1):
-        detected = inc.detected_at.get(inc.severity)
-        when = detected.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z") if detected else "-"
-        console.print(f"[bold]#{n}[/bold] {inc.severity.label} since {when} ({markup(inc.id)})")
+        when = human_time(inc.detected_at.get(inc.severity), tz)
+        console.print(f"[bold]#{n}[/bold] {inc.severity.label} since {when} "
+                      f"({markup(inc.id)})")
         for reason in inc.reasons():
             console.print(f"   • {markup(reason)}", soft_wrap=True)

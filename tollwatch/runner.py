@@ -20,6 +20,7 @@ from alerting.console import ConsoleAlerter
 from alerting.remediation import Blocker
 from alerting.slack import SlackAlerter
 from config import Settings
+from tollwatch import sdnotify
 from tollwatch.daemon import Daemon
 from tollwatch.recovery import CdrRecovery
 from tollwatch.report.build import ReportResult
@@ -93,15 +94,57 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:  # SIGHUP (systemctl reload): Slack settings fixed, secrets renewed
+        log.info("SIGHUP: resuming alert delivery")
+        for alerter in daemon.alerters:
+            if isinstance(alerter, SlackAlerter):
+                alerter.resume()
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     scheduler = report_scheduler(settings, daemon)
     if scheduler is not None:
         scheduler.start()
+    served = None
+    if settings.metrics.listen:
+        from tollwatch import metrics
+
+        served = metrics.start(settings.metrics.listen, Path(settings.daemon.data_dir))
+    ready = asyncio.create_task(_ready(len(daemon.sources)))
     try:
         await daemon.run(stop)
     finally:
+        sdnotify.notify("STOPPING=1")
+        ready.cancel()
+        if served is not None:
+            served[0].shutdown()
+            served[0].server_close()
         if scheduler is not None:
             await scheduler.stop()
+        daemon.store.mark_stopped()
         daemon.store.close()
+        _mark_status_file_stopped(Path(settings.daemon.data_dir))
+
+
+def _mark_status_file_stopped(data_dir: Path) -> None:
+    """status.json (read first by `tollwatch status`) says the daemon stopped cleanly."""
+    from datetime import UTC, datetime
+
+    from tollwatch.state import StatusFile, read_status_file
+
+    doc = read_status_file(data_dir)
+    if doc is None:
+        return
+    daemon = dict(doc.get("daemon") or {})
+    daemon["stopped_at"] = datetime.now(UTC).isoformat()
+    StatusFile(data_dir).write({**doc, "daemon": daemon})
+
+
+async def _ready(sources: int) -> None:
+    """systemd Type=notify: READY=1 once the daemon's loop runs, then the watchdog pings."""
+    await asyncio.sleep(0.2)  # the daemon's tasks have started
+    sdnotify.notify(f"READY=1\nSTATUS=watching {sources} source(s)")
+    await sdnotify.watchdog()
 
 
 def sample_transcript() -> Path:
@@ -122,7 +165,7 @@ async def run_demo(pace: float, console: Console) -> int:
                 "daemon": {"data_dir": tmp},
                 "ami": [{"name": "demo-pbx", "host": "127.0.0.1", "port": fake.port,
                          "username": "tollwatch", "secret_env": "TOLLWATCH_DEMO_SECRET"}],
-            })
+            }, use_default=False)
             console.print(f"[bold]tollwatch demo[/bold]: a fake Asterisk on 127.0.0.1:{fake.port} "
                           "replays a recorded attack (phone 209 calling Sierra Leone numbers).")
             daemon = build(settings, console)

@@ -23,6 +23,7 @@ from rules.batch import CALL_COLUMNS, run_frame
 from rules.destinations import Classifier
 from rules.engine import Engine
 from rules.incidents import Incident
+from rules.validity import SAMPLE, Validity, check_numbers
 from tollwatch.settings import cdr_options, rule_specs
 
 MAX_PROBLEMS = 1000
@@ -48,6 +49,7 @@ class ScanStats:
     replaced_by_file: dict[str, int] = field(default_factory=dict)
     # How phones and trunks were told apart where nothing was configured, one line each.
     notes: list[str] = field(default_factory=list)
+    numbers: set[str] = field(default_factory=set, repr=False)  # distinct dialed, a sample
 
 
 @dataclass
@@ -55,6 +57,7 @@ class ScanResult:
     incidents: list[Incident]
     stats: ScanStats
     baseline: Baseline | None = None  # what the site's baseline holds after the scan
+    validity: Validity = field(default_factory=Validity)
 
 
 def _line_of(origin: str) -> tuple[str, int]:
@@ -126,6 +129,10 @@ def run_scan(
             dials.append(local)
         ok = classify(batch.filter(good & outbound))
         stats.outbound += ok.height
+        if len(stats.numbers) < SAMPLE:
+            room = SAMPLE - len(stats.numbers)
+            dialed = ok.get_column("dialed").unique().drop_nulls()
+            stats.numbers.update(dialed.head(room).to_list())
         if calls is not None and ok.height:
             calls(ok)
         for cls, n in ok.group_by("dest_class").len().iter_rows():
@@ -151,8 +158,15 @@ def run_scan(
     incidents = (
         run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
     )
+    incidents = sort_incidents(incidents)
+    validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
     stats.seconds = time.perf_counter() - started
-    return ScanResult(incidents, stats, engine.baseline)
+    return ScanResult(incidents, stats, engine.baseline, validity)
+
+
+def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
+    """Most severe first, then by the time of the first call."""
+    return sorted(incidents, key=lambda i: (-int(i.severity), i.first_call_at, i.id))
 
 
 def _utc(when: datetime) -> datetime:

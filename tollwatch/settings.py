@@ -8,6 +8,7 @@ from typing import Any
 from cdr_ingest import CdrOptions
 from cdr_ingest.dialects.cdr_custom import columns_from_conf
 from config import ConfigError, Settings, load_settings
+from config.load import default_path
 from rules.base import check_rules
 
 
@@ -32,8 +33,19 @@ def overrides(
     return out
 
 
-def load(config: Path | None, over: dict[str, Any] | None = None) -> Settings:
-    settings = load_settings(config, over or {}, rule_checks=check_rules)
+def load(
+    config: Path | None,
+    over: dict[str, Any] | None = None,
+    *,
+    use_default: bool = True,
+    check_secrets: bool = False,
+) -> Settings:
+    """`config`, else (use_default) $TOLLWATCH_CONFIG or /etc/tollwatch/tollwatch.toml if it
+    exists; then the overrides; rules checked by type."""
+    if config is None and use_default:
+        config = default_path()
+    settings = load_settings(config, over or {}, rule_checks=check_rules,
+                             check_secrets=check_secrets)
     try:
         cdr_columns(settings)  # a [cdr] custom_conf that cannot be read is a settings error
     except ConfigError as exc:

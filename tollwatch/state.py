@@ -185,6 +185,21 @@ class StateStore(SqliteFile):
 
         self._write(work)
 
+    def mark_stopped(self) -> None:
+        """Say in the daemon's status row that it stopped cleanly (`status` tells a stopped
+        daemon from one that stopped reporting); the next start's report replaces it."""
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT data FROM status WHERE name='daemon'").fetchone()
+            data = json.loads(row[0]) if row else {}
+            data["stopped_at"] = _now()
+            db.execute(
+                "INSERT INTO status(name, updated_at, data) VALUES ('daemon',?,?) ON CONFLICT"
+                "(name) DO UPDATE SET updated_at=excluded.updated_at, data=excluded.data",
+                (_now(), json.dumps(data)),
+            )
+
+        self._write(work)
+
     def read_status(self) -> dict[str, tuple[str, dict[str, Any]]]:
         rows = self._read(
             lambda db: db.execute("SELECT name, updated_at, data FROM status").fetchall())

@@ -32,13 +32,20 @@ def render(
     info: dict[str, Any],
     sources: list[dict[str, Any]],
     incidents: list[dict[str, Any]],
+    state: str | None = None,
+    extra: list[str] | None = None,
 ) -> None:
-    age = age_of(updated)
-    state = "running" if age < STALE_AFTER else f"NOT RUNNING (last report {age:.0f}s ago)"
+    """`state`: the daemon's state in words (running since ..., STOPPED at ...); `extra`:
+    lines (already escaped) printed after the daemon line (Slack delivery)."""
+    if state is None:
+        age = age_of(updated)
+        state = "running" if age < STALE_AFTER else f"NOT RUNNING (last report {age:.0f}s ago)"
     out.print(
         f"daemon: {state}; site {markup(info.get('site'))}; events {info.get('events')}; "
         f"errors {info.get('errors')}; open incidents {info.get('open_incidents')}"
     )
+    for line in extra or []:
+        out.print(line, soft_wrap=True)
     backlog = info.get("backlog") or {}
     if backlog:
         oldest = backlog.get("oldest_s") or 0.0

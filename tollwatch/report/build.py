@@ -19,12 +19,15 @@ from cdr_ingest.database import CdrDatabase
 from config import Settings
 from rules.calendar import BusinessCalendar
 from rules.destinations import Classifier
+from rules.validity import check_numbers
 from tollwatch.report import charts
+from tollwatch.report.coverage import file_span
 from tollwatch.report.figures import KINDS, Country, Figures, Totals, collect
 from tollwatch.report.flagged import FlaggedCall, flagged_calls, period_incidents
 from tollwatch.report.html import render
 from tollwatch.report.period import Period, previous_day
 from tollwatch.report.reconcile import reconcile
+from tollwatch.report.words import incident_line, sort_views
 from tollwatch.report_format import incident_dict
 from tollwatch.state import StateStore
 
@@ -61,7 +64,7 @@ def build_report(
     out_dir: Path,
     store: StateStore | None,
     *,
-    keep_days: int | None = 90,
+    keep_days: int | None = None,
     now: datetime | None = None,
     database: CdrDatabase | None = None,
 ) -> ReportResult:
@@ -86,6 +89,9 @@ def build_report(
         paths, settings, period, classifier, calendar,
         history=timedelta(days=FIRST_TIME_DAYS), database=database,
     )
+    coverage = None if (figs.totals.calls and figs.last_seen) or database is not None or not \
+        paths else file_span(paths, settings)
+    validity = check_numbers(settings, sorted(figs.numbers), classifier=classifier)
     incidents = period_incidents(settings, figs, classifier)
     flagged = flagged_calls(figs, incidents, calendar)
     rec = reconcile(flagged, incidents, store, period)
@@ -99,7 +105,11 @@ def build_report(
         view["blocked"] = status.blocked if status else None
         views.append(view)
     read: list[Path | str] = [database.shown] if database is not None else list(paths)
-    doc = _document(settings, period, figs, views, flagged, rec_dict(rec), read, now)
+    doc = _document(settings, period, figs, sort_views(views), flagged, rec_dict(rec), read,
+                    now)
+    doc["coverage_note"] = coverage.note(period) if coverage is not None else None
+    doc["validity"] = validity.warning(settings)
+    doc["timezone_label"] = settings.site.zone_label
 
     png_hourly = charts.hourly_chart(
         figs.hourly, f"Outbound calls per hour — {period.label}"
@@ -305,6 +315,11 @@ def _summary(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
         "top_countries": [f"{c['name']} {c['calls']}" for c in doc["top_countries"][:3]],
         "malformed_rows": doc["malformed"]["rows"],
         "report": str(folder / HTML_NAME),
+        "incident_lines": [incident_line(v, dated=doc["period"]["days"] > 1)
+                           for v in doc["incidents"][:10]],
+        "coverage_note": doc.get("coverage_note"),
+        "validity": doc.get("validity"),
+        "timezone": doc["period"]["timezone"],
     }
 
 
@@ -348,6 +363,12 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"{s['off_hours_international']} international off hours{spend}",
         f"{s['incidents']} incident(s), {s['critical']} critical; {s['reconciliation']}",
     ]
+    for line in s.get("incident_lines") or []:
+        lines.append("• " + line)
+    if s.get("incidents", 0) > len(s.get("incident_lines") or []):
+        lines.append(f"… and {s['incidents'] - len(s['incident_lines'])} more in the report")
+    if s.get("coverage_note"):
+        lines.append("NOTE: " + s["coverage_note"])
     if s.get("first_time_countries"):
         lines.append("first-time countries: " + ", ".join(s["first_time_countries"]))
     if s.get("malformed_rows"):

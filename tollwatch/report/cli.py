@@ -11,31 +11,31 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 
+from alerting.textsafe import markup
 from cdr_ingest import IngestError
-from config import ConfigError
 from config.secrets import SecretError
+from tollwatch.cli_common import (
+    AccessOpt,
+    ConfigOpt,
+    CountryOpt,
+    TzOpt,
+    err,
+    parse_time,
+    settings_for,
+    warn,
+)
+from tollwatch.cli_common import fail as _fail
 from tollwatch.cli_fleet import FleetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.report.build import build_report
-from tollwatch.settings import load, overrides
+from tollwatch.settings import overrides
 from tollwatch.state import StateStore
-
-err = Console(stderr=True, highlight=False)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    return typer.Exit(2)
 
 
 def _when(value: str, tz: ZoneInfo, name: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail(f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
-                    "2026-11-24T06:00") from None
-    return when.replace(tzinfo=tz) if when.tzinfo is None else when
+    when = parse_time(value, tz, name)
+    assert when is not None
+    return when
 
 
 def report(
@@ -43,17 +43,10 @@ def report(
         list[Path] | None,
         typer.Argument(help="CDR files (default: [cdr] files from the settings)."),
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Settings file (TOML).", dir_okay=False)
-    ] = None,
-    country: Annotated[
-        str | None, typer.Option("--country", help="Home country, ISO 3166 (JP, US, ...).")
-    ] = None,
-    tz: Annotated[str | None, typer.Option("--tz", help="Site time zone (IANA).")] = None,
-    access_code: Annotated[
-        list[str] | None,
-        typer.Option("--access-code", help="Outside-line access code (repeatable)."),
-    ] = None,
+    config: ConfigOpt = None,
+    country: CountryOpt = None,
+    tz: TzOpt = None,
+    access_code: AccessOpt = None,
     day: Annotated[
         str | None,
         typer.Option("--date", help="Report on this local day, YYYY-MM-DD (default: yesterday)."),
@@ -68,8 +61,10 @@ def report(
         typer.Option("--data-dir", help="The daemon's data directory, for reconciliation."),
     ] = None,
     keep_days: Annotated[
-        int, typer.Option(help="Remove report folders older than this many days (0: keep all).")
-    ] = 90,
+        int | None,
+        typer.Option(help="Also remove report folders older than this many days "
+                     "(default: remove nothing; the daemon uses [report] keep_days)."),
+    ] = None,
     no_slack: Annotated[
         bool, typer.Option("--no-slack", help="Do not post the summary to Slack.")
     ] = False,
@@ -94,16 +89,12 @@ def report(
                         "--data-dir)")
         raise typer.Exit(cli_fleet.report_command(
             fleet, config, overrides(country, tz, access_code), day, since, until, out,
-            keep_days, no_slack, as_json, workers, scheduler))
+            keep_days or 0, no_slack, as_json, workers, scheduler))  # 0: keep all
     if workers is not None or scheduler:
         raise _fail("--workers and --scheduler go with --fleet")
-    try:
-        settings = load(config, overrides(country, tz, access_code))
-    except ConfigError as exc:
-        prefix = f"{exc.source}: " if exc.source else ""
-        for e in exc.errors:
-            err.print(f"[red]error:[/red] {prefix}{e}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    settings = settings_for(config, country, tz, access_code)
+    if keep_days is not None and keep_days < 1:
+        raise _fail("--keep-days must be 1 or more (leave it out to keep every report)")
     zone = ZoneInfo(settings.site.timezone)
     span: date | tuple[datetime, datetime] | None = None
     if day is not None and (since is not None or until is not None):
@@ -137,7 +128,7 @@ def report(
 
             database = settings_database(settings)
         result = build_report(
-            settings, paths, span, out, store, keep_days=keep_days or None, database=database
+            settings, paths, span, out, store, keep_days=keep_days, database=database
         )
     except (IngestError, SecretError) as exc:
         raise _fail(str(exc)) from None
@@ -150,12 +141,18 @@ def report(
     else:
         spend = f", spend {s['spend']} {s['currency']}" if s["spend"] is not None else ""
         err.print(
-            f"{s['period']}: {s['calls']} outbound calls ({s['international']} international, "
-            f"{s['high_risk']} high-risk){spend}; {s['incidents']} incident(s); "
-            f"{s['reconciliation']}",
+            f"{s['period']} ({markup(settings.site.zone_label)}): {s['calls']} outbound calls "
+            f"({s['international']} international, {s['high_risk']} high-risk){spend}; "
+            f"{s['incidents']} incident(s); {markup(s['reconciliation'])}",
             soft_wrap=True,
         )
         sys.stdout.write(str(result.html) + "\n")
+    if s.get("coverage_note"):
+        warn(s["coverage_note"])
+    if s.get("validity"):
+        warn(s["validity"])
+    for path in result.pruned:
+        err.print(f"removed old report {markup(path)}", soft_wrap=True)
     if not no_slack and settings.slack.enabled and settings.report.slack:
         from tollwatch.report.post import post_to_slack
 

@@ -29,6 +29,7 @@ KINDS = ("domestic", "international", "high-risk", "other")
 MAX_PROBLEMS = 20
 BATCH_ROWS = 200_000
 KEEP_COLUMNS = (*CALL_COLUMNS, "billsec")
+NUMBERS_SAMPLE = 10_000  # distinct dialed numbers kept for the validity check
 
 
 @dataclass
@@ -95,6 +96,8 @@ class Figures:
     relevant: pl.DataFrame | None = None  # international/high-risk calls from the warm-up on
     prior_last_seen: dict[str, datetime] = field(default_factory=dict)  # region -> last start
     history_start: datetime | None = None  # first international/high-risk call in the window
+    last_seen: datetime | None = None  # latest outbound call in the window read
+    numbers: set[str] = field(default_factory=set, repr=False)  # distinct dialed (a sample)
 
     def baseline(self, days: int = 7) -> tuple[Totals, int]:
         """Sum over the `days` local days before the period that the CDRs cover, and how many."""
@@ -171,6 +174,12 @@ def collect(
         ok = batch.filter(good & in_window)
         if ok.height == 0:
             continue
+        if len(figs.numbers) < NUMBERS_SAMPLE:
+            figs.numbers.update(ok.get_column("dialed").unique().drop_nulls()
+                                .head(NUMBERS_SAMPLE - len(figs.numbers)).to_list())
+        latest = ok.get_column("start").max()
+        if isinstance(latest, datetime) and (figs.last_seen is None or latest > figs.last_seen):
+            figs.last_seen = latest
         ok = classifier.classify_df(ok, "dialed")
         ok = _derive(ok, tz, period, calendar, closed_cache)
         _fold_daily(figs, ok)

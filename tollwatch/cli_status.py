@@ -1,0 +1,119 @@
+"""`tollwatch status` and `tollwatch slack-test`: plain functions for the main app.
+
+status exit codes (like `systemctl status`): 0 running, 3 stopped or not reporting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+
+from alerting.textsafe import markup
+from config import Settings
+from tollwatch import status_view
+from tollwatch.cli_common import ConfigOpt, err, fail, out, settings_for
+from tollwatch.report_format import human_time
+from tollwatch.status_read import read_daemon_status
+
+NOT_RUNNING = 3
+
+
+def _age(updated: str) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds()
+
+
+def daemon_state(updated: str, info: dict[str, Any], settings: Settings | None,
+                 tz: ZoneInfo) -> tuple[bool, str]:
+    """(running, words): stopped cleanly, running, or not reporting (crashed or hung)."""
+    if info.get("stopped_at"):
+        return False, f"STOPPED at {human_time(info['stopped_at'], tz)}"
+    every = settings.daemon.status_every.total_seconds() if settings else 5.0
+    age = _age(updated)
+    if age <= max(30.0, 3 * every):
+        return True, f"running since {human_time(info.get('started_at'), tz)}"
+    return False, (f"NOT RUNNING: no report for {age:.0f}s (last at {human_time(updated, tz)}; "
+                   "crashed or killed?)")
+
+
+def _local(source: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    """A source's status with its times for people (local time with the zone's name)."""
+    return {**source, "last_event_at": human_time(source.get("last_event_at"), tz)}
+
+
+def _slack_line(directory: Path, tz: ZoneInfo) -> str | None:
+    from alerting.outbox import read_health
+
+    health = read_health(directory)
+    if health is None:
+        return None
+    state, pending = health.get("state", "ok"), health.get("pending", 0)
+    since = human_time(datetime.fromtimestamp(health["since"], UTC), tz) \
+        if health.get("since") else "-"
+    if state == "ok":
+        return f"slack: ok; {pending} alert(s) queued"
+    return (f"slack: {state.upper()} since {since}: {health.get('detail', '')}; "
+            f"{pending} alert(s) queued and kept")
+
+
+def status(
+    config: ConfigOpt = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="The daemon's data directory.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The status data as JSON.")] = False,
+) -> None:
+    """Show whether the daemon runs, and what it reports: sources, events/s, calls up, open
+    incidents, Slack delivery. Exit 0: running; 3: stopped or not reporting."""
+    settings = settings_for(config) if data_dir is None else None
+    directory = data_dir if data_dir is not None else (
+        settings.daemon.data_dir if settings else Path("/var/lib/tollwatch"))
+    tz = ZoneInfo(settings.site.timezone) if settings else ZoneInfo("UTC")
+    found = read_daemon_status(directory)
+    if found is None:
+        err.print(f"daemon: NOT RUNNING (no status from a daemon in {markup(directory)})")
+        raise typer.Exit(NOT_RUNNING)
+    updated, info, source_rows, incidents = found
+    running, words = daemon_state(updated, info, settings, tz)
+    if as_json:
+        doc = {"running": running, "state": words, "updated_at": updated, "daemon": info,
+               "sources": source_rows, "open_incidents": incidents}
+        out.print_json(json.dumps(doc, default=str))
+        raise typer.Exit(0 if running else NOT_RUNNING)
+    slack = _slack_line(directory, tz)
+    sources = [_local(data, tz) for data in source_rows]
+    incidents = [{**inc, "first_call_at": human_time(inc.get("first_call_at"), tz)}
+                 for inc in incidents]
+    status_view.render(out, updated, info, sources, incidents, state=words,
+                       extra=[markup(slack)] if slack else None)
+    if not running:
+        raise typer.Exit(NOT_RUNNING)
+
+
+def slack_test(
+    config: ConfigOpt = None,
+    message: Annotated[
+        str, typer.Option("--message", help="The text to post.")
+    ] = "tollwatch test message: alerts for this site will appear in this channel.",
+) -> None:
+    """Post a test message with the [slack] settings and say what is wrong in plain words
+    (bad token, missing scopes chat:write / files:write, unknown channel)."""
+    from alerting.slack_check import check_slack
+
+    settings = settings_for(config)
+    if not settings.slack.enabled:
+        raise fail("Slack is not enabled: set [slack] enabled = true with a token and channel "
+                   "(or a webhook)")
+    try:
+        result = asyncio.run(check_slack(settings.slack, message))
+    except Exception as exc:  # a secret that cannot be read, a network failure
+        raise fail(str(exc), 1) from None
+    for line in result.lines:
+        out.print(markup(line), soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
