@@ -159,3 +159,37 @@ def test_run_with_the_secret_in_secret_env_names_the_key_only(tmp_path: Path) ->
     result = runner.invoke(app, ["run", "--config", str(cfg)])
     assert result.exit_code == 2
     assert SECRET not in result.output and "secret_env" in result.stderr
+
+
+def test_auth_failures_without_account_are_not_a_pbx_wide_incident() -> None:
+    """ChallengeResponseFailed without AccountID: counted by address only, never as a
+    PBX-wide (`*`) warning with 0 calls."""
+    from datetime import UTC, datetime, timedelta
+
+    from rules.engine import Engine
+    from rules.model import AuthEvent
+
+    s = settings("JP", "UTC")
+    engine = Engine.from_settings(s, {k: v.model_dump() for k, v in s.rules.items()})
+    t0 = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
+    for i in range(8):
+        engine.handle_auth(AuthEvent(t0 + timedelta(seconds=i), "failed", "", "", "PJSIP"))
+    assert engine.tracker.all_incidents() == []
+    for i in range(8):
+        engine.handle_auth(AuthEvent(t0 + timedelta(seconds=i), "failed", "", "203.0.113.9",
+                                     "PJSIP"))
+    assert {i.source for i in engine.tracker.all_incidents()} == {"from 203.0.113.9"}
+
+
+async def test_csv_only_pbx_block_does_not_promise_ami(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from alerting.remediation import Blocker, Target
+
+    s = settings("JP", remediation={"enabled": True}, daemon={"data_dir": str(tmp_path)})
+    blocker = Blocker(s, {})  # no AMI connection at all: a PBX followed by its CDR file only
+    result = await blocker.block(Target("prefix", "232"), ["csv-pbx"], reason="x",
+                                 origin="cli:root")
+    assert result.failed == {"csv-pbx": "no AMI connection for this PBX"}
+    text = caplog.text
+    assert "NOT applied" in text and "when AMI is back" not in text

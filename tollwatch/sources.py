@@ -10,6 +10,7 @@ from cdr_ingest.live import LiveEvent, SourceStatus
 from cdr_ingest.live.ami import AmiSource
 from cdr_ingest.live.db_follow import DbFollower, DbPosition
 from cdr_ingest.live.follow import CsvFollower, Position, PositionStore
+from cdr_ingest.live.rotation import fingerprint
 from config import Settings
 from config.secrets import SecretError, read_secret
 from tollwatch.dbsource import merged, open_database
@@ -71,7 +72,7 @@ class SqlitePositions:
         return Position(*row) if row else None
 
     def save(self, path: str, pos: Position) -> None:
-        self.store.save_position(path, pos.inode, pos.offset, pos.line)
+        self.store.save_position(path, pos.inode, pos.offset, pos.line, pos.fp)
 
 
 def start_at_end(path: Path, positions: PositionStore) -> None:
@@ -86,7 +87,8 @@ def start_at_end(path: Path, positions: PositionStore) -> None:
             last = chunk.rfind(b"\n")
             if last >= 0:
                 offset = fh.tell() - len(chunk) + last + 1
-    positions.save(str(path), Position(path.stat().st_ino, offset, lines))
+        fp = fingerprint(fh.fileno(), offset)
+    positions.save(str(path), Position(path.stat().st_ino, offset, lines, fp))
 
 
 class CsvFeed:

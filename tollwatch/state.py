@@ -34,6 +34,9 @@ CREATE INDEX IF NOT EXISTS incidents_first ON incidents(first_call_at);
 CREATE TABLE IF NOT EXISTS positions (
     path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS position_prints (
+    path TEXT PRIMARY KEY, fp TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS db_positions (
     source TEXT PRIMARY KEY, data TEXT NOT NULL
 );
@@ -127,19 +130,25 @@ class StateStore(SqliteFile):
         return [json.loads(r[0]) for r in rows]
 
     # ---- Master.csv follower positions (cdr_ingest.live.follow.PositionStore) -------------
-    def load_position(self, path: str) -> tuple[int, int, int] | None:
+    def load_position(self, path: str) -> tuple[int, int, int, str] | None:
         row = self._read(lambda db: db.execute(
-            "SELECT inode, offset, line FROM positions WHERE path=?", (path,)
+            "SELECT p.inode, p.offset, p.line, COALESCE(f.fp, '') FROM positions p "
+            "LEFT JOIN position_prints f ON f.path = p.path WHERE p.path=?", (path,)
         ).fetchone())
-        return (int(row[0]), int(row[1]), int(row[2])) if row else None
+        return (int(row[0]), int(row[1]), int(row[2]), str(row[3])) if row else None
 
-    def save_position(self, path: str, inode: int, offset: int, line: int) -> None:
-        self._write(lambda db: db.execute(
-            "INSERT INTO positions(path, inode, offset, line) VALUES (?,?,?,?) "
-            "ON CONFLICT(path) DO UPDATE SET inode=excluded.inode, offset=excluded.offset,"
-            " line=excluded.line",
-            (path, inode, offset, line),
-        ))
+    def save_position(self, path: str, inode: int, offset: int, line: int, fp: str = "") -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO positions(path, inode, offset, line) VALUES (?,?,?,?) "
+                "ON CONFLICT(path) DO UPDATE SET inode=excluded.inode, offset=excluded.offset,"
+                " line=excluded.line",
+                (path, inode, offset, line),
+            )
+            db.execute("INSERT INTO position_prints(path, fp) VALUES (?,?) "
+                       "ON CONFLICT(path) DO UPDATE SET fp=excluded.fp", (path, fp))
+
+        self._write(work)
 
     # ---- CDR table follower positions (cdr_ingest.live.db_follow.DbPositionStore) ----------
     def load_db_position(self, source: str) -> str | None:

@@ -263,13 +263,22 @@ class Blocker:
                     await astdb.db_put(self._sender(pbx), family, target.value, value)
                 except Exception as exc:
                     result.failed[pbx] = str(exc) or type(exc).__name__
-                    log.warning(
-                        "pbx %s: block %s recorded but not applied yet (%s); it will "
-                        "be applied when AMI is back",
-                        pbx,
-                        target,
-                        result.failed[pbx],
-                    )
+                    if pbx not in self.senders:  # a CSV-only PBX: no AMI will ever come back
+                        result.failed[pbx] = "no AMI connection for this PBX"
+                        log.warning(
+                            "pbx %s: block %s recorded but NOT applied: tollwatch has no AMI "
+                            "connection to this PBX (CDR file only); add an [[ami]] server "
+                            "for it, or block the destination in its dialplan by hand",
+                            pbx, target,
+                        )
+                    else:
+                        log.warning(
+                            "pbx %s: block %s recorded but not applied yet (%s); it will "
+                            "be applied when AMI is back",
+                            pbx,
+                            target,
+                            result.failed[pbx],
+                        )
             for rec in old:  # an admin's block replaces the old one
                 self.store.lift(rec.id, now, f"replaced:{origin}")
             rec = self.store.add(target.kind, target.value, pbx, reason, incident_id, origin,

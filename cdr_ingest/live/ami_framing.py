@@ -15,6 +15,7 @@ counts any bytes as a sign of life), and never logging sent actions (a Login has
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 from typing import Any
 
@@ -71,21 +72,45 @@ def split_frames(text: str) -> tuple[list[str], str]:
     return frames, rest
 
 
+class Framer:
+    """Bytes as they come from the socket -> complete frames. UTF-8 is decoded incrementally
+    (a character cut between two reads is not mangled); bytes that are not UTF-8 become
+    U+FFFD; the login banner ("Asterisk Call Manager/22.0.0") is taken off as `version`."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._rest = ""
+        self._first = True
+        self.version = ""
+
+    def feed(self, data: bytes) -> list[str]:
+        text = self._rest + self._decoder.decode(data)
+        if self._first:
+            if "\r\n" not in text and len(text) < 200:
+                self._rest = text  # the banner line is not complete yet
+                return []
+            self._first = False
+            if text.startswith("Asterisk Call Manager/"):
+                banner, _, text = text.partition("\r\n")
+                self.version = banner.partition("/")[2].strip()
+        frames, self._rest = split_frames(text)
+        return frames
+
+
 class _Protocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol with `split_frames` (see the module docstring)."""
+    """panoramisk's protocol with `Framer` (see the module docstring)."""
+
+    framer: Framer | None = None
 
     def data_received(self, data: bytes) -> None:
         factory = getattr(self, "factory", None)
         if factory is not None:  # None for the banner, read before the manager takes over
             factory.received()
-        text = self.queue.popleft() + data.decode("utf-8", "replace") if self.queue else None
-        if text is None:
-            text = data.decode("utf-8", "replace")
-            if text.startswith("Asterisk Call Manager/"):
-                banner, _, text = text.partition("\r\n")
-                self.version = banner.partition("/")[2].strip()
-        frames, rest = split_frames(text)
-        self.queue.append(rest)
+        if self.framer is None:
+            self.framer = Framer()
+        frames = self.framer.feed(data)
+        if self.framer.version:
+            self.version = self.framer.version
         for frame in frames:
             message = Message.from_line(frame)
             if message is None:

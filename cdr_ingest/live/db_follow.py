@@ -41,7 +41,7 @@ from cdr_ingest._types import CdrOptions
 from cdr_ingest.database import CdrDatabase, DbError, Table
 from cdr_ingest.database._read import normalized, raw_frame
 from cdr_ingest.live.events import LiveEvent, SourceStatus
-from cdr_ingest.live.follow import call_events
+from cdr_ingest.live.follow_rows import call_events
 
 log = logging.getLogger(__name__)
 

@@ -39,39 +39,37 @@ never skips one. `status.last_event_at` is the wall-clock time of the last event
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol
 
 import polars as pl
 
 from cdr_ingest._scan import FileFormat, detect, scan_file
 from cdr_ingest._types import CdrOptions, IngestError
 from cdr_ingest.live.events import (
-    CallAnswered,
-    CallEnded,
-    CallRefused,
-    CallStarted,
     LiveEvent,
     SourceStatus,
 )
+from cdr_ingest.live.follow_rows import (
+    HEAD_BYTES,
+    call_events,
+    collect,
+    padded,
+    with_temp,
+)
+from cdr_ingest.live.rotation import find_copy, fingerprint
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 8 << 20  # bytes read per iteration
-REFUSED_MARK = "tollwatch-blocked:"  # CDR userfield of a call the dialplan snippet refused
-_HEAD_BYTES = 1 << 16  # what detect() reads
 _HEAD_LINES = 50
-_ORIGIN_LINE = re.compile(r":(\d+)$")
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -81,6 +79,7 @@ class Position:
     inode: int
     offset: int
     line: int
+    fp: str = field(default="", compare=False)  # content fingerprint at offset (.rotation)
 
 
 class PositionStore(Protocol):
@@ -118,10 +117,11 @@ class _File:
     fmt: FileFormat | None = None
     prefix: bytes = b""
     bad: str = ""  # not a CDR file: nothing more is read from it
+    fp: str = ""  # fingerprint at offset
 
     @property
     def position(self) -> Position:
-        return Position(self.inode, self.offset, self.line)
+        return Position(self.inode, self.offset, self.line, self.fp)
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,8 @@ class CsvFollower:
         if f is not self._file:  # the file was dropped meanwhile (close())
             return
         f.offset, f.line = pos.offset, pos.line
-        self.positions.save(self._key, pos)
+        f.fp = fingerprint(f.fh.fileno(), pos.offset)
+        self.positions.save(self._key, f.position)
 
     def _error(self, message: str) -> None:
         log.error("%s", message)
@@ -268,6 +269,7 @@ class CsvFollower:
         st = os.fstat(fh.fileno())
         offset, line = (pos.offset, pos.line) if pos is not None else (0, 0)
         f = _File(fh, path, st.st_ino, st.st_dev, offset, line, rotated, st.st_size, self.clock())
+        f.fp = pos.fp if pos is not None else ""
         self.status.connected = True
         self.status.state = f"{'finishing rotated' if rotated else 'following'} {path}"
         return f
@@ -283,12 +285,16 @@ class CsvFollower:
                 f.fh.close()
                 return None
             if f is not None and (self._truncated(f) or not self._lines_match(f)):
+                copy = self._copy_of(f)
+                if copy is not None:
+                    return copy
                 log.warning(
                     "%s: truncated or replaced (inode reused) while stopped, reading it from "
                     "the start",
                     self.path,
                 )
                 f.offset = f.line = 0
+                f.fp = ""
             return f
         sibling = self._find_inode(saved.inode)
         if sibling is not None:
@@ -344,14 +350,35 @@ class CsvFollower:
         return count + tail == f.line
 
     def _truncated(self, f: _File) -> bool:
-        """Smaller than the position, or no longer a line end just before it."""
+        """Smaller than the position, no longer a line end just before it, or other content
+        before it than was read (its fingerprint changed: copytruncate, then new rows)."""
         if f.offset == 0:
             return False
         try:
             size = os.fstat(f.fh.fileno()).st_size
-            return size < f.offset or os.pread(f.fh.fileno(), 1, f.offset - 1) != b"\n"
+            if size < f.offset or os.pread(f.fh.fileno(), 1, f.offset - 1) != b"\n":
+                return True
         except OSError:
             return False
+        return bool(f.fp) and fingerprint(f.fh.fileno(), f.offset) != f.fp
+
+    def _copy_of(self, f: _File) -> _File | None:
+        """The rotated copy (plain or .gz) of what `f` held up to its position, opened there
+        to read its unread tail before the truncated file; None when there is none."""
+        found = find_copy(self.path, f.offset, f.fp)
+        if found is None:
+            return None
+        read, shown = found
+        copy = self._open(read, f.position, rotated=True)
+        if copy is None:
+            return None
+        copy.path = shown
+        copy.fmt, copy.prefix = f.fmt, f.prefix
+        copy.idle_since = self.clock() - self.rotate_grace  # a finished copy: no late writes
+        f.fh.close()
+        log.warning("%s: copied and truncated (copytruncate); reading the rest of the copy %s "
+                    "from line %d first", self.path, shown, f.line)
+        return copy
 
     def _next_chunk(self) -> _Chunk | None:
         """The next chunk of complete lines to parse, or None when caught up."""
@@ -374,9 +401,14 @@ class CsvFollower:
                     f.idle_since = self.clock()
                     self.status.state = f"finishing rotated {self.path} (inode {f.inode})"
                 elif self._truncated(f):
+                    copy = self._copy_of(f)
+                    if copy is not None:
+                        self._file = f = copy
+                        self.positions.save(self._key, f.position)
+                        continue
                     log.info("%s: truncated, reading from the start", self.path)
                     f.offset = f.line = 0
-                    f.fmt, f.prefix, f.bad = None, b"", ""
+                    f.fmt, f.prefix, f.bad, f.fp = None, b"", "", ""
                     self.positions.save(self._key, f.position)
             try:
                 chunk = self._read(f)
@@ -454,8 +486,8 @@ class CsvFollower:
 
     def _detect(self, f: _File, final: bool) -> bool:
         """Detect the layout from the file's first complete lines; False to wait."""
-        head = os.pread(f.fh.fileno(), _HEAD_BYTES, 0)
-        if final and len(head) < _HEAD_BYTES and not head.endswith(b"\n"):
+        head = os.pread(f.fh.fileno(), HEAD_BYTES, 0)
+        if final and len(head) < HEAD_BYTES and not head.endswith(b"\n"):
             head += b"\n"  # its unterminated last line will be read as a row
         lines = head[: head.rfind(b"\n") + 1].split(b"\n")[:-1]
         kept: list[bytes] = []
@@ -468,9 +500,9 @@ class CsvFollower:
         if not seen:
             return False
         prefix = b"".join(ln + b"\n" for ln in kept)
-        full = final or seen == _HEAD_LINES or len(head) >= _HEAD_BYTES
+        full = final or seen == _HEAD_LINES or len(head) >= HEAD_BYTES
         try:
-            fmt = _with_temp(_padded(prefix), lambda tmp: detect(tmp, str(f.path), self.options))
+            fmt = with_temp(padded(prefix), lambda tmp: detect(tmp, str(f.path), self.options))
         except IngestError as e:
             if full:
                 f.bad = str(e)
@@ -491,13 +523,13 @@ class CsvFollower:
         f, fmt = chunk.file, chunk.file.fmt
         assert fmt is not None
         shown = str(f.path)
-        lead = _padded(chunk.file.prefix)
+        lead = padded(chunk.file.prefix)
         skip = lead.count(b"\n")
         shift = chunk.start.line - skip
         try:
-            frame = _with_temp(
+            frame = with_temp(
                 lead + chunk.data,
-                lambda tmp: _collect(scan_file(tmp, shown, self.options), skip, shift, fmt),
+                lambda tmp: collect(scan_file(tmp, shown, self.options), skip, shift, fmt),
             )
         except (IngestError, pl.exceptions.PolarsError, OSError) as e:
             first, last = chunk.start.line + 1, chunk.end.line
@@ -519,72 +551,5 @@ class CsvFollower:
         return call_events(self.pbx, r)
 
 
-def call_events(pbx: str, r: dict[str, Any]) -> tuple[LiveEvent, ...]:
-    """A good outbound row (cdr_ingest.SCHEMA) as CallStarted, CallAnswered, CallEnded; a row
-    the dialplan snippet refused (userfield tollwatch-blocked:...) as CallRefused."""
-    call_id: str = r["call_id"]
-    mark = r.get("userfield") or ""
-    if not r["outbound"] and mark.startswith(REFUSED_MARK):  # refused by a block
-        return (CallRefused(pbx, call_id, _utc(r["start"]), r["source"] or "",
-                            r["dialed"] or r["dst"] or "", mark[len(REFUSED_MARK):]),)  # fmt: skip
-    started = CallStarted(
-        pbx=pbx,
-        call_id=call_id,
-        at=_utc(r["start"]),
-        source=r["source"] or "",
-        account=r["account"] or "",
-        dialed=r["dialed"] or "",
-        trunk=r["trunk"] or "",
-        channel=r["channel"] or "",
-        dest_channel=r["dstchannel"] or "",
-        linkedid=r["linkedid"] or "",
-    )
-    ended = CallEnded(pbx, call_id, _utc(r["end"]), r["disposition"] or "")
-    if r["answer"] is None:
-        return (started, ended)
-    return (started, CallAnswered(pbx, call_id, _utc(r["answer"])), ended)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 def _ends_line(f: _File) -> bool:
     return os.pread(f.fh.fileno(), 1, f.offset - 1) == b"\n"
-
-
-def _padded(prefix: bytes) -> bytes:
-    """prefix, then a line of spaces up to detect()'s window: it sees only the prefix (a blank
-    line is skipped), so it detects the same layout whatever follows."""
-    return prefix + b" " * max(0, _HEAD_BYTES - len(prefix)) + b"\n"
-
-
-def _with_temp(content: bytes, use: Callable[[Path], _T]) -> _T:
-    fd, name = tempfile.mkstemp(prefix="tollwatch-follow-", suffix=".csv")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        return use(tmp)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def _collect(lf: pl.LazyFrame, skip: int, shift: int, fmt: FileFormat) -> pl.DataFrame:
-    """The chunk's rows with events or problems, with line numbers of the followed file."""
-    tmp_line = pl.col("origin").str.extract(_ORIGIN_LINE.pattern, 1).cast(pl.Int64)
-    lf = lf.with_columns(_line=tmp_line + shift, _tmp_origin=pl.col("origin"))
-    lf = lf.filter(tmp_line > skip)
-    if fmt.header:
-        lf = lf.filter(pl.col("_line") != fmt.header_line)
-    refused = pl.col("userfield").fill_null("").str.starts_with(REFUSED_MARK)
-    lf = lf.filter(pl.col("problem").is_not_null() | pl.col("outbound") | refused)
-    origin = (
-        pl.col("origin").str.replace(_ORIGIN_LINE.pattern, "")
-        + ":"
-        + pl.col("_line").cast(pl.String)
-    )
-    lf = lf.with_columns(origin.alias("origin"))
-    call_id = pl.when(pl.col("call_id") == pl.col("_tmp_origin")).then(pl.col("origin"))
-    return lf.with_columns(call_id.otherwise(pl.col("call_id")).alias("call_id")).collect()

@@ -46,13 +46,17 @@ class AuthFailures(Rule[AuthFailuresOptions]):
         now = event.at
         self._forget(now)
         if event.outcome == "success":
+            if not event.account:
+                return []
             since = self.suspect.get(event.account)
             if since is not None and now - since <= o.compromise_window:
                 self.broken[event.account] = now
             return []
         found: list[Finding] = []
         span = format_duration(o.window)
-        n = self._count(f"account {event.account}", now)
+        # no AccountID (e.g. a ChallengeResponseFailed before the peer named itself): only its
+        # address can be counted; an empty account is nobody, not the whole PBX
+        n = self._count(f"account {event.account}", now) if event.account else 0
         if n >= o.count:
             self.suspect.setdefault(event.account, now)
             reason = f"{n} failed authentications for account {event.account} within {span}"
