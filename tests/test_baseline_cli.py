@@ -86,3 +86,21 @@ def test_bad_baseline_file_is_one_line_naming_it(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "cannot read the baseline" in r.stderr
     r = runner.invoke(app, ["baseline", "show", "--data-dir", str(tmp_path)])
     assert r.exit_code == 2 and "no daemon state" in r.stderr
+
+
+def test_show_reads_the_daemons_live_baseline(tmp_path: Path) -> None:
+    from rules.baseline_io import dumps, load_file
+    from tollwatch.settings import load, overrides
+    from tollwatch.state import StateStore
+
+    out = tmp_path / "site.json"
+    hist = history(tmp_path / "history.csv")
+    assert runner.invoke(app, ["learn", *JP, str(hist), "-o", str(out)]).exit_code == 0
+    learned = load_file(out, load(None, overrides("JP", "Asia/Tokyo")))
+    StateStore.in_dir(tmp_path).save_baseline("tokyo-pbx", dumps(learned))
+    r = runner.invoke(app, ["baseline", "show", "--data-dir", str(tmp_path)],
+                      env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.stderr
+    assert "pbx tokyo-pbx" in r.stdout and "CU" in r.stdout
+    r = runner.invoke(app, ["baseline", "show", "--data-dir", str(tmp_path), "--pbx", "osaka"])
+    assert r.exit_code == 2 and "no baseline for pbx 'osaka'" in r.stderr
