@@ -99,7 +99,10 @@ def where_text(view: View) -> str:
 
 
 def figures(view: View) -> str:
-    return f"{view.get('calls', 0)} call(s), {view.get('minutes', 0)} min, spend {money(view)}"
+    refused = int(view.get("attempts_refused") or 0)
+    stopped = f", {refused} attempt(s) refused" if refused else ""
+    return (f"{view.get('calls', 0)} call(s){stopped}, {view.get('minutes', 0)} min, "
+            f"spend {money(view)}")
 
 
 def reasons_lines(view: View) -> list[str]:
