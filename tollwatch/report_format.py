@@ -73,7 +73,8 @@ def to_jsonl(incidents: list[Incident], tz: ZoneInfo) -> str:
 
 CSV_FIELDS = (
     "id", "severity", "score", "source", "account", "rules", "regions", "destinations", "calls",
-    "attempts_refused", "minutes", "first_call_at", "last_call_at", "detected_at", "reasons", "call_ids",
+    "attempts_refused", "minutes", "first_call_at", "last_call_at", "detected_at", "reasons",
+    "call_ids",
 )
 
 
