@@ -4,7 +4,8 @@ Fed the calls rules look at (international or high-risk), in event-time order, b
 after the rules have scored each one (batch and live alike). It keeps, over `period`:
 
 * PBX-wide volume per local day in 5-minute buckets (all such calls, and high-risk calls to
-  destinations not routine at the time) and the most calls up at once per hour;
+  destinations not routine at the time, counted once the history allows judging that) and the
+  most calls up at once per hour;
 * per destination (region, else calling code): the days it was called and by which sources;
 * per source: the destinations it called and the hours of day it called abroad, by day.
 
@@ -92,7 +93,9 @@ class Baseline:
             stats = self.days[day] = DayStats(self.day_kind(day))
         b = (local.hour * 3600 + local.minute * 60 + local.second) // BUCKET
         stats.intl[b] += 1
-        if call.risky and not self.is_routine(call.dest, call.start):
+        # "Not routine" means something only once routine can be judged (min_history):
+        # before that, counting every high-risk call would make floods of them look usual.
+        if call.risky and self.ready(call.start) and not self.is_routine(call.dest, call.start):
             stats.novel[b] += 1
         self.up.add(call.call_id)
         stats.conc[local.hour] = max(stats.conc[local.hour], len(self.up))

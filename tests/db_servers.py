@@ -90,6 +90,8 @@ def _create(kind: str, port: int) -> Iterator[Server]:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                           f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
         admin.execute(f"DROP DATABASE {name}")
+        if kind == "postgresql":  # roles are server-wide: the tests' read-only one goes too
+            admin.execute(f"DROP ROLE IF EXISTS tw_ro_{name}")
 
 
 @pytest.fixture(scope="session")

@@ -140,3 +140,55 @@ async def test_lost_connection_through_a_cut_proxy(
     warned = [r for r in caplog.records if "retrying with backoff" in r.getMessage()]
     assert len(warned) == 1, [r.getMessage() for r in warned]
     assert table in warned[0].getMessage()  # which table, and why (no answer / refused)
+
+
+async def test_daemon_follows_db_sources_across_a_restart(
+    mariadb: Server, tmp_path: Path
+) -> None:
+    """[[db_sources]] through the daemon's own wiring: history skipped, the attack inserted
+    while it runs becomes one critical incident, a restart mid-attack continues it."""
+    from datetime import UTC, datetime
+
+    from tests.helpers import settings
+    from tests.test_daemon import Recorder, run_until_idle
+    from tollwatch.daemon import Daemon
+    from tollwatch.sources import db_sources
+    from tollwatch.state import StateStore
+
+    table = "cdr_daemon"
+    text = (SQL / "freepbx-cdr.mysql.sql").read_text().replace("`cdr`", table)
+    path = tmp_path / "schema.sql"
+    path.write_text(text)
+    mariadb.script(path)
+    calls, attack = master_rows(FIXTURES / "Master-calls.csv"), master_rows(
+        FIXTURES / "Master-attack.csv")
+    insert_freepbx(mariadb, table, calls)  # history at the first start
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path / "state")},
+                 cdr={"database": mariadb.url, "table": table},
+                 db_sources=[{"name": "pbx", "poll": "1s"}])
+
+    def daemon(rec: Recorder) -> Daemon:
+        store = StateStore.in_dir(tmp_path / "state")
+        d = Daemon(s, store, [], [rec], ["pbx"],
+                   clock=lambda: datetime(2026, 11, 24, 13, 31, tzinfo=UTC))
+        d.sources.extend(db_sources(s, store))
+        return d
+
+    first_rec = Recorder()
+    first = daemon(first_rec)
+    seen = lambda d: d.pipelines["pbx"].calls_seen  # noqa: E731
+    task = asyncio.create_task(run_until_idle(first, lambda: seen(first) >= 10, timeout=20))
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(insert_freepbx, mariadb, table, attack[:10])
+    await task
+    assert seen(first) == 10  # the 5 old calls were not replayed
+    assert first.sources[0].status.kind == "db"
+    first.store.close()
+    await asyncio.to_thread(insert_freepbx, mariadb, table, attack[10:])  # while stopped
+    second = daemon(Recorder())
+    await run_until_idle(second, lambda: seen(second) >= 14, timeout=20)
+    stored = second.store.incidents()
+    assert len(stored) == 1 and stored[0]["severity"] == "critical"
+    assert stored[0]["calls"] == 24  # 10 before the restart + 14 after: none twice
+    assert ("escalated", "critical") in [(k, v["severity"]) for k, v in first_rec.sent]
+    second.store.close()

@@ -76,7 +76,13 @@ def test_cdr_pgsql_table_with_time_zone_gives_what_the_csv_gives(
         insert_freepbx(postgres, "cdr", rows)
     s = settings("JP", "Asia/Tokyo")
     from_csv = run_scan([fixtures_dir / f for f in FILES], s)
-    db = CdrDatabase.open(postgres.url, "cdr")
+    role = f"tw_ro_{postgres.database}"  # README's grants, and nothing more
+    postgres.execute(f"CREATE ROLE {role} LOGIN")
+    for grant in (f"CONNECT ON DATABASE {postgres.database}", "USAGE ON SCHEMA public",
+                  "SELECT ON public.cdr"):
+        postgres.execute(f"GRANT {grant} TO {role}")
+    url = postgres.url.replace("//postgres@", f"//{role}@")
+    db = CdrDatabase.open(url, "cdr")
     assert db.table.aware
     _same(run_scan([], s, database=db), from_csv, "Asia/Tokyo")
     # a period: only the attack's first half (the exact cut is on the UTC start)
@@ -222,3 +228,18 @@ def test_learn_reads_the_table(freepbx: Server, fixtures_dir: Path, tmp_path: Pa
     a, b = load_file(tmp_path / "f", s), load_file(tmp_path / "d", s)
     assert a.dest_days == b.dest_days and a.src_dests == b.src_dests
     assert a.first_day == b.first_day and a.dest_days
+
+
+def test_small_chunks_cut_no_start_time_in_two(freepbx: Server) -> None:
+    """Chunks end between start times: 2 rows per chunk over calls that share their second
+    (the attack dials 2 per second), 1 row per chunk (every chunk one start time)."""
+    from cdr_ingest import CdrOptions
+
+    db = CdrDatabase.open(freepbx.url, "cdr")
+    whole = db.scan(CdrOptions()).collect().sort("call_id")
+    assert whole.height == 29
+    for n in (1, 2, 3):
+        before = db.rows_read
+        part = db.scan(CdrOptions(), chunk_rows=n).collect().sort("call_id")
+        assert part.equals(whole), n
+        assert db.rows_read - before == 29

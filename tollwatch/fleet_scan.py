@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from cdr_ingest import release_temp_files
 from config import Settings
 from config.fleet import Fleet
-from rules.baseline_io import load_file
+from rules.baseline_io import BaselineError, load_file
 from rules.incidents import Incident, Severity
 from tollwatch.fleet_exec import PbxError, run_tasks, worker_name
 from tollwatch.fleet_parquet import ParquetSink
@@ -131,8 +131,13 @@ def scan_pbx(
         database = settings_database(settings)  # the password: from this worker's env/file
     elif not files and not missing:
         raise PbxError("no CDR files ([cdr] files, or <pbx>/Master.csv* in a fleet directory)")
-    baseline = load_file(settings.baseline.file, settings) if settings.baseline.file else None
     sink = ParquetSink(parquet, pbx, zone) if parquet is not None else None
+    baseline = None
+    if settings.baseline.file is not None:  # this PBX's `tollwatch learn` file
+        try:
+            baseline = load_file(settings.baseline.file, settings)
+        except BaselineError as exc:
+            raise PbxError(str(exc)) from None
     try:
         result = run_scan(files, settings, _bound(since, zone), _bound(until, zone),
                           calls=sink.write if sink is not None else None, baseline=baseline,

@@ -1,10 +1,11 @@
 """Read a period of a CDR table in chunks into the normalized schema.
 
-The period is read window by window of the start column (`calldate >= a AND calldate < b`, the
-indexed column; no ORDER BY, so each window is one index range scan): a window's length adapts
-so each returns about `chunk_rows` rows. Each result goes through `_normalize.normalize`, the
-very code that reads files, so a row from the table and the same row from Master.csv give the
-same call: fields, times, problems, outbound classification.
+The period is read in chunks of at most `chunk_rows` rows in the order of the start column
+(`calldate >= a ... ORDER BY calldate LIMIT n`, on its index), each chunk starting where the last
+one ended, so memory stays bounded whatever the traffic of a day or an hour. Each chunk goes
+through `_typed.typed` and `_outbound.classify`, the very code that reads files, so a row from
+the table and the same row from Master.csv give the same call: fields, times, problems,
+outbound classification.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from .._types import CdrOptions
 from ._table import TIMES, Table
 
 CHUNK_ROWS = 200_000
-_FIRST_WINDOW = timedelta(hours=6)
 _MARGIN = timedelta(hours=2)  # naive local bounds: wider than any DST shift
 _ZERO = "0000-00-00"  # MySQL's zero date: an empty time, as in Master.csv
 
@@ -98,33 +98,7 @@ def _local_bound(when: datetime | None, zone: str, table: Table, margin: timedel
     return when.astimezone(zoneinfo.ZoneInfo(zone)).replace(tzinfo=None) + margin
 
 
-def _query(table: Table, a: datetime, b: datetime) -> str:
-    start = table.mapping["start"]
-    kind = table.types[start]
-    col = table.q(start)
-    where = f"{col} >= {table.literal(a, kind)} AND {col} < {table.literal(b, kind)}"
-    return f"SELECT {', '.join(table.select_list())} FROM {table.ranged_name} WHERE {where}"
-
-
-def _bounds(table: Table, lo: datetime, hi: datetime) -> tuple[datetime, datetime] | None:
-    start = table.mapping["start"]
-    kind = table.types[start]
-    col = table.q(start)
-    where = f"{col} >= {table.literal(lo, kind)} AND {col} < {table.literal(hi, kind)}"
-    sql = (
-        f"SELECT {table.text(f'MIN({col})', kind)} AS lo, {table.text(f'MAX({col})', kind)} "
-        f"AS hi FROM {table.ranged_name} WHERE {where}"
-    )
-    row = table.conn.read(sql).row(0)
-    if row[0] is None or row[1] is None:
-        return None
-    first, last = (datetime.fromisoformat(str(v)) for v in row)
-    if table.aware:
-        first, last = first.replace(tzinfo=UTC), last.replace(tzinfo=UTC)
-    return first, last + timedelta(microseconds=1)
-
-
-def read_windows(
+def read_chunks(
     table: Table,
     zone: str,
     since: datetime | None,
@@ -133,27 +107,44 @@ def read_windows(
     counter: Counter | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Raw frames of all rows whose start is in [since, until) (wider by _MARGIN for naive
-    local times: the exact cut is the caller's filter on the normalized UTC start)."""
+    local times: the exact cut is the caller's filter on the normalized UTC start), at most
+    about chunk_rows each: `ORDER BY start LIMIT n` on the index, the next chunk starting at the
+    last start seen (rows of that last start are left for it, so none is cut in two)."""
+    start = table.mapping["start"]
+    kind = table.types[start]
+    col = table.q(start)
     lo = _local_bound(since, zone, table, -_MARGIN)
     hi = _local_bound(until, zone, table, _MARGIN)
     if since is None:
         lo = datetime(1000, 1, 2, tzinfo=UTC if table.aware else None)
-    bounds = _bounds(table, lo, hi)
-    if bounds is None:
-        return
-    at, end = bounds
-    window = _FIRST_WINDOW
-    while at < end:
-        stop = min(at + window, end)
-        df = table.conn.read(_query(table, at, stop))
-        if counter is not None:
-            counter.rows += df.height
-        if df.height:
-            yield raw_frame(table, df)
-        at = stop
-        ratio = chunk_rows / max(df.height, 1)
-        window = window * min(max(ratio, 0.25), 8.0)
-        window = max(window, timedelta(seconds=1))
+    select = f"SELECT {', '.join(table.select_list())}, {table.text(col, kind)} AS _s"
+    source = f"FROM {table.ranged_name}"
+    lower = f"{col} >= {table.literal(lo, kind)}"
+    upper = f"{col} < {table.literal(hi, kind)}"
+    while True:
+        df = table.conn.read(
+            f"{select} {source} WHERE {lower} AND {upper} ORDER BY {col} LIMIT {chunk_rows}"
+        )
+        if df.height < chunk_rows:
+            yield from _emit(table, df, counter)
+            return
+        last = str(df["_s"][-1])
+        at = table.literal(datetime.fromisoformat(last), kind)
+        body = df.filter(pl.col("_s") != last)
+        if body.height:
+            yield from _emit(table, body, counter)
+            lower = f"{col} >= {at}"
+        else:  # a whole chunk of one start time: take all rows of it at once
+            yield from _emit(table, table.conn.read(f"{select} {source} WHERE {col} = {at}"),
+                             counter)
+            lower = f"{col} > {at}"
+
+
+def _emit(table: Table, df: pl.DataFrame, counter: Counter | None) -> Iterator[pl.DataFrame]:
+    if counter is not None:
+        counter.rows += df.height
+    if df.height:
+        yield raw_frame(table, df.drop("_s"))
 
 
 def raw_schema(table: Table) -> dict[str, pl.DataType]:
@@ -184,7 +175,7 @@ def scan_table(
         batch_size: int | None,
     ) -> Iterator[pl.DataFrame]:
         zone = "UTC" if options.usegmtime else options.timezone
-        for df in read_windows(table, zone, since, until, chunk_rows, counter):
+        for df in read_chunks(table, zone, since, until, chunk_rows, counter):
             if predicate is not None:
                 df = df.filter(predicate)
             if with_columns is not None:
