@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from panoramisk import Manager
-from panoramisk.actions import Action
-from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from cdr_ingest._types import CdrOptions
 from cdr_ingest.live.ami_calls import AmiCallTracker
+from cdr_ingest.live.ami_framing import _Protocol
 from cdr_ingest.live.ami_login import session_start
+from cdr_ingest.live.backlog import EventQueue
 from cdr_ingest.live.events import LiveEvent, SourceStatus
 
 log = logging.getLogger(__name__)
@@ -56,43 +57,6 @@ class AmiDisconnected(AmiError):
     """The connection was lost after login."""
 
 
-class _Protocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol, counting frames it would drop and not logging sent actions."""
-
-    def data_received(self, data: bytes) -> None:
-        text = self.queue.popleft() + data.decode("utf-8", "replace") if self.queue else None
-        if text is None:
-            text = data.decode("utf-8", "replace")
-            if text.startswith("Asterisk Call Manager/"):
-                banner, _, text = text.partition("\r\n")
-                self.version = banner.partition("/")[2].strip()
-        frames = text.split("\r\n\r\n")
-        self.queue.append(frames.pop())
-        for frame in frames:
-            frame = frame.strip()
-            if not frame:
-                continue
-            message = Message.from_line(frame)
-            if message is None:
-                self.factory.bad_frame(frame)
-                continue
-            try:
-                self.handle_message(message)
-            except Exception:  # never let one message kill the connection
-                self.factory.bad_frame(frame, crashed=True)
-
-    def send(self, data: Any, as_list: bool | None = False) -> asyncio.Future[Any]:
-        action = data if isinstance(data, Action) else Action(data, as_list=as_list)
-        action.as_list = as_list
-        self.responses[action.id] = action
-        try:
-            self.transport.write(str(action).encode(getattr(self, "encoding", "utf-8")))
-        except Exception as exc:  # panoramisk logs the whole action here (with Secret)
-            log.error("AMI: could not send %s action: %s", action.get("Action", "?"), exc)
-        fut: asyncio.Future[Any] = action.future
-        return fut
-
-
 class _Manager(Manager):  # type: ignore[misc]
     """One connection, no automatic reconnect, loss reported to the owner."""
 
@@ -113,6 +77,9 @@ class _Manager(Manager):  # type: ignore[misc]
 
     def bad_frame(self, frame: str, crashed: bool = False) -> None:
         self.source._bad_frame(frame, crashed)
+
+    def received(self) -> None:
+        self.source._last_rx = time.monotonic()
 
 
 class AmiSource:
@@ -161,6 +128,9 @@ class AmiSource:
         self._closing = False
         self._last_call_events = 0
         self._quiet_since: datetime | None = None
+        self._last_rx = time.monotonic()  # when bytes last came from the peer
+        self._paused = False  # reading paused: the daemon's backlog is at its limit
+        self._transport: Any = None
         self._lost_at: datetime | None = None  # when the last session was lost
         self._told: set[str] = set()  # login check findings already logged
 
@@ -180,6 +150,8 @@ class AmiSource:
             manager = await self._connect()
             self.status.connected = True
             self.status.state = "connected"
+            if isinstance(self.events, EventQueue):
+                self.events.add_pressure_listener(self._pressure)
             if self.watch:
                 self._emit([await session_start(self.name, self.send_action, self.clock(),
                                                 self._lost_at, self._told)])  # fmt: skip
@@ -198,28 +170,56 @@ class AmiSource:
             if self.status.connected and not self._closing:
                 self._lost_at = self.clock()  # calls of the gap: recovered on reconnect
             self.status.connected = False
+            if isinstance(self.events, EventQueue):
+                self.events.remove_pressure_listener(self._pressure)
+            self._paused = False
             if self._manager is not None:
                 self._manager.close()
                 self._manager = None
 
     async def _watch(self, manager: _Manager) -> None:
-        """Wait for the connection to end; every `keepalive` seconds without that, Ping: a
-        peer that stops answering (hung Asterisk, dead NAT path) counts as disconnected."""
+        """Wait for the connection to end. The keepalive measures the peer, not our backlog:
+        any bytes read within `keepalive` seconds prove it alive (so a busy stream needs no
+        Ping); a quiet peer gets a Ping, whose answer the connection's reader handles as soon
+        as it arrives, whatever the daemon's event backlog. While reading is paused on purpose
+        (backpressure) nothing is concluded. A peer silent through a Ping counts as gone."""
         while True:
             done, _ = await asyncio.wait({manager.lost}, timeout=self.keepalive)
             if done:
                 return
             if self.watch:
                 await self._check_silence()
+            if self._paused or time.monotonic() - self._last_rx < self.keepalive:
+                continue
             try:
                 await self.send_action({"Action": "Ping"})
             except AmiError:
                 if manager.lost.done():
                     return
+                if self._paused or time.monotonic() - self._last_rx < self.timeout:
+                    continue  # bytes came meanwhile (an answer stuck behind a burst): alive
                 raise AmiDisconnected(
                     f"{self._where}: no answer to Ping within {self.timeout:g}s; "
                     "connection presumed dead"
                 ) from None
+
+    def _pressure(self, full: bool) -> None:
+        """The daemon's queue reached its limit (pause reading: Asterisk and the kernel keep
+        the rest) or drained (read again). Nothing received is ever dropped."""
+        transport = self._transport
+        if transport is None or full == self._paused:
+            return
+        self._paused = full
+        try:
+            if full:
+                transport.pause_reading()
+                self.status.state = "paused: the daemon's backlog is at its limit"
+            else:
+                transport.resume_reading()
+                self._last_rx = time.monotonic()
+                self.status.state = "connected"
+        except (RuntimeError, AttributeError):  # the connection is closing
+            pass
 
     async def _check_silence(self) -> None:
         """AMI traffic but no call event for `silence` seconds: ask Asterisk for its channels;
@@ -266,17 +266,28 @@ class AmiSource:
 
     async def send_action(self, action: Mapping[str, str]) -> Message | list[Message]:
         """Send an action (DBPut, Hangup, ...); the response, or for list responses
-        (EventList: start) every message up to and including the ...Complete event."""
+        (EventList: start) every message up to and including the ...Complete event.
+
+        `timeout` measures the peer: while bytes keep arriving (the answer is queued behind
+        a burst of events) or reading is paused on purpose, the wait goes on (up to 20 times
+        `timeout`); a peer silent for `timeout` seconds gets an AmiError."""
         manager = self._manager
         if manager is None or manager.lost.done():
             raise AmiDisconnected(f"{self._where}: not connected")
         response = manager.send_action(dict(action))
-        done, _ = await asyncio.wait(
-            {response, manager.lost}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if response in done:
-            result: Message | list[Message] = response.result()
-            return result
+        give_up = time.monotonic() + 20 * self.timeout
+        while True:
+            done, _ = await asyncio.wait(
+                {response, manager.lost}, timeout=self.timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if response in done:
+                result: Message | list[Message] = response.result()
+                return result
+            now = time.monotonic()
+            alive = self._paused or now - self._last_rx < self.timeout
+            if manager.lost.done() or not alive or now >= give_up:
+                break
         response.cancel()
         if manager.lost.done():
             raise AmiDisconnected(f"{self._where}: connection lost during {action.get('Action')}")
@@ -309,6 +320,8 @@ class AmiSource:
         sock = transport.get_extra_info("sockname")
         if sock:
             self.tracker.ignore_own_login(self.username, f"IPV4/TCP/{sock[0]}/{sock[1]}")
+        self._transport = transport
+        self._last_rx = time.monotonic()
         connected: asyncio.Future[tuple[Any, Any]] = loop.create_future()
         connected.set_result((transport, protocol))
         manager.connection_made(connected)  # sets the protocol up and starts pinging
@@ -357,6 +370,9 @@ class AmiSource:
             self.events.put_nowait(event)
         self.status.events += len(events)
         self.status.calls_in_progress = self.tracker.calls_up
+        self.status.backlog = self.events.qsize()
+        if isinstance(self.events, EventQueue):
+            self.status.backlog_age = round(self.events.oldest_age(), 3)
         self.status.unknown_events = self.tracker.stats.unknown
         self.status.dialect = self.tracker.dialect_text
 
