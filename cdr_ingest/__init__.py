@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from ._gzip import release_temp_files
+from ._outbound import dials_local, local_dials, resolve_local_chains
 from ._scan import SCHEMA, check_timezone, detect, scan_file
 from ._types import CdrOptions, IngestError
 from .dialects import canonical_columns
@@ -23,7 +24,10 @@ __all__ = [
     "IngestError",
     "canonical_columns",
     "describe_layout",
+    "dials_local",
+    "local_dials",
     "release_temp_files",
+    "resolve_local_chains",
     "scan_cdrs",
 ]
 

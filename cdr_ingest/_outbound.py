@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from ._types import CdrOptions
+from .attribution import local_base_expr, source_expr
 from .dialed import dial_evidence, dialed_expr
 
 # TECH/endpoint-suffix;n, e.g. PJSIP/carrier-0000000b, Local/0102@from-internal-00000001;2.
@@ -84,6 +85,14 @@ def _is_phone(channel: pl.Expr, options: CdrOptions) -> pl.Expr:
     return phone
 
 
+def _calling_phone(chan: pl.Expr, options: CdrOptions) -> pl.Expr:
+    """A phone placing a call: not Local, a phone, and never a configured trunk."""
+    phone = ~chan.str.contains(_LOCAL) & _is_phone(chan, options)
+    if options.trunks:
+        phone = phone & ~_matches(options.trunks, *_glob_names(chan))
+    return phone.fill_null(False)
+
+
 def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     """Add outbound, source, trunk, dialed and trunk_basis.
 
@@ -119,14 +128,29 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
     chan = pl.col("channel")
-    calling_phone = ~chan.str.contains(_LOCAL) & _is_phone(chan, options)
-    if options.trunks:  # a configured trunk never places a call as a phone
-        calling_phone = calling_phone & ~_matches(options.trunks, *_glob_names(chan))
-    calling_phone = calling_phone.fill_null(False)
+    calling_phone = _calling_phone(chan, options)
+    lf = lf.with_columns(trunk.fill_null(False).alias("outbound"), dialed_expr().alias("dialed"))
+    # Who sent it out (cdr_ingest.attribution), from this row alone: a Local chain is followed
+    # back to its start later (resolve_local_chains), where the rows that dialed it are at hand.
+    other = pl.col("outbound") & ~calling_phone & ~chan.str.contains(_LOCAL)
     lf = lf.with_columns(
-        trunk.fill_null(False).alias("outbound"),
-        _endpoint(pl.when(calling_phone).then(chan)).fill_null(pl.col("src")).alias("source"),
-        dialed_expr().alias("dialed"),
+        pl.when(calling_phone)
+        .then(_endpoint(pl.when(calling_phone).then(chan)))
+        .when(other)
+        .then(
+            source_expr(
+                chan,
+                pl.lit(False),
+                pl.col("dcontext"),
+                pl.col("dst"),
+                pl.col("dialed"),
+                pl.col("src"),
+                is_phone=lambda c: _calling_phone(c, options),
+                max_ext=options.max_extension_length,
+            )
+        )
+        .otherwise(pl.col("src"))
+        .alias("source")
     )
     device = (real & (ev == "device") & by_name).fill_null(False)
     if options.trunks:
@@ -139,3 +163,67 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
         .then(pl.lit("device"))
         .alias("trunk_basis"),
     )
+
+
+# Rows that dial a Local channel: what tollwatch.scan keeps to follow Local chains back.
+LOCAL_DIAL_COLUMNS = ("_base", "_dialer", "_dcontext", "_dst")
+_MAX_HOPS = 8
+
+
+def dials_local() -> pl.Expr:
+    """Rows (not outbound legs) whose destination channel is a Local channel."""
+    return ~pl.col("outbound") & pl.col("dstchannel").str.contains(_LOCAL)
+
+
+def local_dials(frame: pl.DataFrame) -> pl.DataFrame:
+    """The Local-dialing rows of a frame as (Local base name, dialer, dcontext, dst)."""
+    return frame.filter(dials_local()).select(
+        local_base_expr(pl.col("dstchannel")).alias("_base"),
+        pl.col("channel").alias("_dialer"),
+        pl.col("dcontext").alias("_dcontext"),
+        pl.col("dst").alias("_dst"),
+    )
+
+
+def resolve_local_chains(
+    frame: pl.DataFrame, dials: pl.DataFrame, options: CdrOptions
+) -> pl.DataFrame:
+    """Re-attribute outbound legs placed by Local channels: follow each chain back through the
+    rows that dialed its `;1` halves to the first channel that is not Local, and take the
+    source from there (cdr_ingest.attribution). Legs whose chain start is not in `dials` keep
+    the source they have (their caller id)."""
+    if frame.height == 0 or dials.height == 0:
+        return frame
+    local = pl.col("channel").str.contains(_LOCAL)
+    if not frame.select(local.any()).item():
+        return frame
+    dials = dials.unique("_base", keep="last")
+    hop = frame.with_row_index("_row").filter(local).select(
+        "_row", local_base_expr(pl.col("channel")).alias("_base")
+    )
+    found: list[pl.DataFrame] = []
+    for _ in range(_MAX_HOPS):
+        hop = hop.join(dials, on="_base", how="inner")
+        if hop.height == 0:
+            break
+        chained = pl.col("_dialer").str.contains(_LOCAL)
+        found.append(hop.filter(~chained).select("_row", "_dialer", "_dcontext", "_dst"))
+        hop = hop.filter(chained).select("_row", local_base_expr(pl.col("_dialer")).alias("_base"))
+    if not found:
+        return frame
+    starts = pl.concat(found)
+    joined = frame.with_row_index("_row").join(starts, on="_row", how="left")
+    source = source_expr(
+        pl.col("_dialer"),
+        pl.lit(True),
+        pl.col("_dcontext"),
+        pl.col("_dst"),
+        pl.col("dialed"),
+        pl.col("source"),
+        is_phone=lambda c: _calling_phone(c, options),
+        max_ext=options.max_extension_length,
+    )
+    return joined.with_columns(
+        pl.when(pl.col("_dialer").is_not_null()).then(source).otherwise(pl.col("source"))
+        .alias("source")
+    ).drop("_row", "_dialer", "_dcontext", "_dst")

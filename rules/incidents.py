@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
 
-from rules.model import Call, Finding
+from rules.model import Call, Finding, dest_block_key, dest_number_key
 
 PBX = "*"
 
@@ -138,8 +138,13 @@ class IncidentTracker:
             self.closed.append(inc)
 
     def add_call(self, call: Call, now: datetime) -> IncidentChange | None:
-        """A relevant call from a source with an open incident becomes part of it."""
+        """A relevant call from a source with an open incident becomes part of it; else one to
+        a destination number or block with an open incident (from any source) joins that."""
         inc = self._current(call.source, now, create=False)
+        for key in (dest_number_key(call), dest_block_key(call)):
+            if inc is not None:
+                break
+            inc = self._current(key, now, create=False)
         if inc is None or call.call_id in inc.calls:
             return None
         inc.calls[call.call_id] = call

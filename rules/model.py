@@ -56,6 +56,22 @@ class Call:
         return d.e164 or d.dialed
 
 
+BLOCK_DIGITS = 3  # a number block: the number less its last 3 digits (+2327654xxx)
+
+
+def dest_number_key(call: Call) -> str:
+    """The incident/window key of a call's destination number: "dest:+23276543210"."""
+    return "dest:" + (call.dest.e164 or call.dest.dialed)
+
+
+def dest_block_key(call: Call) -> str:
+    """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
+    number = call.dest.e164 or call.dest.dialed
+    if len(number.lstrip("+")) <= BLOCK_DIGITS + 4:
+        return "dest:" + number
+    return "dest:" + number[:-BLOCK_DIGITS] + "x" * BLOCK_DIGITS
+
+
 class Kind(IntEnum):
     """Event kinds; the value orders events that share a timestamp."""
 
@@ -101,11 +117,12 @@ class Finding:
 
     @property
     def key(self) -> str:
-        """Which incident it joins: its one source, else its group, else PBX-wide."""
+        """Which incident it joins: its one source, else its group (a destination number or
+        block, "dest:+2327654xxx", for a finding across sources), else PBX-wide."""
         sources = self.sources
         if len(sources) == 1:
             return next(iter(sources))
-        if not sources and self.group:
+        if self.group:
             return self.group
         return "*"
 

@@ -163,3 +163,43 @@ def test_ami_failover_legs_are_one_attempt_live() -> None:
     # the high-risk rule counted one call, not three
     inc = pipeline.engine.tracker.open["209"]
     assert inc.hits["high_risk_destination"].reason.startswith("1 call ")
+
+
+# -- destination-side grouping -------------------------------------------------------------
+
+
+def test_distributed_attack_on_one_premium_range_is_one_critical_incident() -> None:
+    """Ten compromised extensions, two calls each, to one Sierra Leone range on a Tuesday
+    afternoon: no source does enough to matter alone; the range does."""
+    t = Traffic(settings("JP", "Asia/Tokyo"))
+    start = at("2026-11-24T14:00", "Asia/Tokyo")
+    for i in range(20):
+        t.call(f"2{i % 10:02d}", f"01023276543{i:02d}", start + timedelta(minutes=2 * i + i % 3))
+    [inc] = t.run()
+    assert (inc.source, inc.severity.label) == ("dest:+2327654xxx", "critical")
+    assert len(inc.sources) == 10 and len(inc.calls) >= 6
+    assert "burst_destination" in inc.hits
+    assert "to +2327654xxx from" in inc.hits["burst_destination"].reason
+
+
+def test_forwarded_calls_with_rotating_caller_ids_caught_by_destination() -> None:
+    """Even where the forward cannot be attributed (a Local chain whose start is not in the
+    CDRs: each leg named by its caller id), twelve calls to one number are one incident."""
+    t = Traffic(settings("JP", "UTC"))
+    start = at("2026-11-24T14:00")  # Tuesday, business hours
+    for i in range(12):
+        t.call(f"+44207946{i:04d}", "0102327654321", start + timedelta(seconds=10 * i))
+    [inc] = t.run()
+    assert (inc.source, inc.severity.label) == ("dest:+2327654xxx", "critical")
+    assert len(inc.calls) == 12
+
+
+def test_a_few_colleagues_calling_one_partner_abroad_is_nothing() -> None:
+    t = Traffic(settings("JP", "Asia/Tokyo"))
+    start = at("2026-11-24T10:00", "Asia/Tokyo")
+    for i in range(5):  # five colleagues, the partner's office in Jamaica, one call each
+        t.call(f"20{i}", f"010187655512{i % 2}", start + timedelta(minutes=7 * i), talk=300)
+    for i in range(8):  # two of them, many calls: per-source rules' business, not this one
+        t.call(f"20{i % 2}", "0102327654321", start + timedelta(minutes=5 * i))
+    incidents = t.run()
+    assert all("burst_destination" not in inc.hits for inc in incidents)

@@ -134,11 +134,12 @@ def test_forwarded_disa_and_long_phone_names_give_the_dial_target() -> None:
     df = scan_cdrs([path], CdrOptions()).collect()
     assert df["dst"].to_list() == ["211553", "s", "150010002", "030123456"]
     assert df["trunk_basis"].to_list() == ["number", "number", "device", "number"]
-    # configured trunks take over, and a configured trunk is never the source as a phone
+    # configured trunks take over, and a configured trunk is never the source as a phone: nor
+    # is the inbound caller id (cdr_ingest.attribution): the DID, or the trunk for DISA ("s")
     trunks = ("SIP/carrier", "PJSIP/carrier", "*/211553")
     df = scan_cdrs([path], CdrOptions(trunks=trunks)).collect()
     assert df["outbound"].to_list() == [True, True, False, True]
-    assert df["source"].to_list() == ["0301234567", "0301234567", "150010001", "150010001"]
+    assert df["source"].to_list() == ["did:211553", "211553", "150010001", "150010001"]
 
 
 def test_attack_with_cut_multibyte_caller_name_is_one_critical_incident() -> None:

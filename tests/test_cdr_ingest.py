@@ -445,14 +445,16 @@ def test_trunk_phone_and_context_options(tmp_path: Path) -> None:
     )
     default = rows([path])
     assert [r["outbound"] for r in default] == [True, True, True]
-    assert default[1]["source"] == "100"  # "lobby" is not all digits: not a phone
+    # "lobby" is not all digits: not a phone, so not its caller id (which a trunk's caller
+    # sets) but its endpoint names the source
+    assert default[1]["source"] == "lobby"
     globs = rows([path], trunks=("PJSIP/carrier-*",))
     assert [r["outbound"] for r in globs] == [True, False, True]
     phones = rows([path], phones=("PJSIP/lobby-*",), contexts=("from-internal",))
     assert [r["outbound"] for r in phones] == [True, False, False]
     assert phones[1]["source"] == "lobby"
     short = rows([path], max_extension_length=2)
-    assert short[0]["source"] == "201"  # channel 201 is not a phone now, src is used
+    assert short[0]["source"] == "201"  # channel 201 is not a phone now: its endpoint
     assert short[0]["outbound"] is True
 
 

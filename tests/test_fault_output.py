@@ -29,12 +29,13 @@ FORMULA = "=cmd|' /C calc'!A0"
 
 
 def hostile_cdr(tmp_path: Path, source: str) -> Path:
-    """The recorded attack, placed by a channel that is not a phone, so `src` is the source."""
+    """The recorded attack, placed through Local channels whose start is not in the file, so
+    the caller id (`src`) is the source (cdr_ingest.attribution)."""
     rows = list(csv.reader((ROOT / "samples" / "Master-attack.csv").open()))
     for r in rows:
         r[1] = source
         r[4] = f'"{source}" <{source}>'
-        r[5] = r[5].replace("PJSIP/209-", "SIP/gw-in-")
+        r[5] = r[5].replace("PJSIP/209-", "Local/0102@gw-in-") + ";2"
     path = tmp_path / "Master.csv"
     with path.open("w", newline="") as fh:
         csv.writer(fh, quoting=csv.QUOTE_ALL).writerows(rows)

@@ -218,7 +218,9 @@ def test_leg_rules_agree_with_batch(
     batch = classify(pl.LazyFrame([row]), options).collect().row(0, named=True)
     rules = LegRules(options)
     assert rules.is_trunk(dest, "from-internal", lastdata) == batch["outbound"]
-    assert rules.source_of(channel, "cid") == batch["source"]
+    if batch["outbound"]:  # live attributes trunk legs only
+        got = rules.source_of(channel, "cid", "from-internal", "s", batch["dialed"])
+        assert got == batch["source"]
 
 
 # -- resync ---------------------------------------------------------------------------------

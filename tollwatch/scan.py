@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cdr_ingest import scan_cdrs
+from cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
 from cdr_ingest.database import CdrDatabase
 from cdr_ingest.live.follow import REFUSED_MARK
 from config import Settings
@@ -100,10 +100,12 @@ def run_scan(
         | refused_row
         | (pl.col("replaced") > 0)
         | (pl.col("trunk_basis") == "device")
+        | dials_local()  # to follow Local chains back to who sent a call out
     )
     classify = classifier.batches("dialed")
     relevant: list[pl.DataFrame] = []
     refused: list[tuple[str, datetime]] = []  # (source, start) of calls a block refused
+    dials: list[pl.DataFrame] = []
     legs = _Legs()
     for batch in wanted.collect_batches(chunk_size=200_000):
         if batch.height == 0:
@@ -125,6 +127,9 @@ def run_scan(
         legs.add(batch.filter(good))
         stopped = batch.filter(good & refused_row & ~pl.col("outbound"))
         refused.extend((src or "", at) for src, at in stopped.select("source", "start").iter_rows())
+        local = local_dials(batch.filter(good))
+        if local.height:
+            dials.append(local)
         ok = classify(batch.filter(good & outbound))
         stats.outbound += ok.height
         if calls is not None and ok.height:
@@ -133,7 +138,7 @@ def run_scan(
             stats.by_class[cls] = stats.by_class.get(cls, 0) + n
         keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
         if keep.height:
-            relevant.append(keep.select(CALL_COLUMNS))
+            relevant.append(keep.select(*CALL_COLUMNS, "channel"))
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
     if database is not None:  # counted as read: a second pass would query the table again
@@ -142,6 +147,10 @@ def run_scan(
         stats.rows = _count_rows(rows)
     stats.notes = legs.notes()
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
+    if frame.height:
+        if dials:
+            frame = resolve_local_chains(frame, pl.concat(dials), cdr_options(settings))
+        frame = frame.select(CALL_COLUMNS)
     stats.calls_scored = frame.height
     specs = rule_specs(settings) if rules else {}
     engine = Engine.from_settings(settings, specs, baseline)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from cdr_ingest import attribution
 from cdr_ingest._outbound import glob_to_regex
 from cdr_ingest._types import CdrOptions
 from cdr_ingest.dialed import dialed_number, evidence_of
@@ -93,13 +94,34 @@ class LegRules:
             trunk = evidence == "number" if evidence else not self.is_phone(channel)
         return trunk and (not self.options.contexts or context in self.options.contexts)
 
-    def source_of(self, channel: str, callerid: str) -> str:
-        """The phone endpoint that placed a call, else its caller id number (batch's src)."""
-        if _LOCAL.match(channel) or not self.is_phone(channel):
-            return callerid
-        if self._trunks is not None and _glob_match(self._trunks, channel):
-            return callerid  # a configured trunk never places a call as a phone
-        return endpoint(channel)
+    def source_of(
+        self,
+        channel: str,
+        callerid: str,
+        context: str = "",
+        exten: str = "",
+        dialed: str = "",
+        *,
+        via_local: bool = False,
+    ) -> str:
+        """Who sent a leg out (cdr_ingest.attribution) from the channel at the start of its
+        chain and where its dial plan was (context, exten); a Local channel: its caller id."""
+        return attribution.source_of(
+            None if _LOCAL.match(channel) else channel,
+            via_local,
+            context,
+            exten,
+            dialed,
+            callerid,
+            is_phone=self.is_calling_phone,
+            max_ext=self.options.max_extension_length,
+        )
+
+    def is_calling_phone(self, channel: str) -> bool:
+        """A phone placing a call: a phone that is not a configured trunk."""
+        if not self.is_phone(channel):
+            return False
+        return self._trunks is None or not _glob_match(self._trunks, channel)
 
 
 def _globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
@@ -185,7 +207,6 @@ class AmiCallTracker:
         options: CdrOptions | None = None,
         *,
         is_trunk: Callable[[str, str, str], bool] | None = None,
-        source_of: Callable[[str, str], str] | None = None,
     ) -> None:
         rules = LegRules(options)
         self.pbx = pbx
@@ -194,7 +215,8 @@ class AmiCallTracker:
         self.dialect_text = "not known yet (no banner)"
         self._standby = ami_dialects.by_name("asterisk11")
         self.is_trunk = is_trunk or rules.is_trunk
-        self.source_of = source_of or rules.source_of
+        self.rules = rules
+        self.chains = attribution.LocalChains()  # who dialed the Local channels up
         self.stats = TrackerStats()
         self._calls: dict[str, _Call] = {}
         self._channels: dict[str, str] = {}  # calling and trunk channel names -> call id
@@ -262,13 +284,13 @@ class AmiCallTracker:
         return out
 
     def _refused(self, msg: Mapping[str, str], at: datetime) -> CallRefused:
-        chan = msg.get("Channel", "")
+        dialed = msg.get("Dialed", "") or msg.get("Exten", "")
         return CallRefused(
             pbx=self.pbx,
             call_id=msg.get("Uniqueid", ""),
             at=at,
-            source=self.source_of(chan, msg.get("CallerIDNum", "")),
-            dialed=msg.get("Dialed", "") or msg.get("Exten", ""),
+            source=self._source(msg, dialed),
+            dialed=dialed,
             hit=msg.get("Hit", ""),
         )
 
@@ -334,13 +356,14 @@ class AmiCallTracker:
             call_id = caller.get("Uniqueid", "")
             if not call_id or call_id in self._calls or call_id in self._gone:
                 continue
+            dialed = dialed_number("Dial", data, caller.get("Exten", ""))
             started = CallStarted(
                 pbx=self.pbx,
                 call_id=call_id,
                 at=at - _duration(caller.get("Duration", "")),
-                source=self.source_of(caller["Channel"], caller.get("CallerIDNum", "")),
+                source=self._source(caller, dialed),
                 account=caller.get("AccountCode", ""),
-                dialed=dialed_number("Dial", data, caller.get("Exten", "")),
+                dialed=dialed,
                 trunk=endpoint(chan),
                 channel=caller["Channel"],
                 dest_channel=chan,
@@ -359,6 +382,7 @@ class AmiCallTracker:
         dest = msg.get("DestChannel", "")
         chan = msg.get("Channel", "")
         data = lastdata_of(dest, msg.get("DialString", ""))
+        self.chains.dialed(dest, chan, msg.get("Context", ""), msg.get("Exten", ""))
         if not chan or not self.is_trunk(dest, msg.get("Context", ""), data):
             return None  # originate (no caller), or a Local / phone destination
         call_id = msg["Uniqueid"]
@@ -367,13 +391,14 @@ class AmiCallTracker:
             call.dests.add(dest)
             self._channels[dest] = call_id
             return []
+        dialed = dialed_number("Dial", data, msg.get("Exten", ""))
         started = CallStarted(
             pbx=self.pbx,
             call_id=call_id,
             at=at,
-            source=self.source_of(chan, msg.get("CallerIDNum", "")),
+            source=self._source(msg, dialed),
             account=msg.get("AccountCode", ""),
-            dialed=dialed_number("Dial", data, msg.get("Exten", "")),
+            dialed=dialed,
             trunk=endpoint(dest),
             channel=chan,
             dest_channel=dest,
@@ -400,8 +425,16 @@ class AmiCallTracker:
             return []
         return [self._end(call_id, at, status)]
 
+    def _source(self, caller: Mapping[str, str], dialed: str) -> str:
+        """Who sent out the leg `caller` (a DialBegin or CoreShowChannel) dialed."""
+        chan, context, exten, via_local = self.chains.start(
+            caller.get("Channel", ""), caller.get("Context", ""), caller.get("Exten", ""))
+        callerid = caller.get("CallerIDNum", "")
+        return self.rules.source_of(chan, callerid, context, exten, dialed, via_local=via_local)
+
     def _hangup(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent] | None:
         chan = msg.get("Channel", "")
+        self.chains.hungup(chan)
         call_id = self._channels.get(chan)
         if call_id is None:
             return None

@@ -1,4 +1,4 @@
-"""A sliding window of calls on event time, kept per group (a source, or the whole PBX)."""
+"""A sliding window of calls on event time, kept per group (a source, the PBX, a destination)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,36 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Literal
 
-from rules.model import Call
+from rules.model import Call, dest_block_key, dest_number_key
 
-GroupBy = Literal["source", "pbx"]
+# Sigma-style group-by: one source, the whole PBX, or one destination number / number block
+# called from any sources (a distributed attack or rotating forwarded calls to one range).
+GroupBy = Literal["source", "pbx", "destination", "dest_block"]
 PBX = "*"
 
 
 def group_key(call: Call, group_by: GroupBy) -> str:
-    return call.source if group_by == "source" else PBX
+    if group_by == "source":
+        return call.source
+    if group_by == "destination":
+        return dest_number_key(call)
+    if group_by == "dest_block":
+        return dest_block_key(call)
+    return PBX
+
+
+def incident_group(key: str, group_by: GroupBy) -> str | None:
+    """The incident a finding spanning sources joins: its destination group, else PBX-wide."""
+    return key if group_by in ("destination", "dest_block") else None
+
+
+def who(call: Call, key: str, group_by: GroupBy, sources: int) -> str:
+    """Words for a reason: "from 209", "PBX-wide", "to +2327654xxx from 12 sources"."""
+    if group_by == "source":
+        return f"from {call.source}"
+    if group_by == "pbx":
+        return "PBX-wide"
+    return f"to {key.removeprefix('dest:')} from {sources} source" + ("s" if sources > 1 else "")
 
 
 class Windows:

@@ -1,10 +1,12 @@
 """burst: at least N international or high-risk calls within a sliding window.
 
-Sigma-correlation shape: group by (one source, or the whole PBX), a timespan, a count.
+Sigma-correlation shape: group by (one source, the whole PBX, or one destination number or
+number block called from any sources), a timespan, a count (and at least `min_sources`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -13,7 +15,7 @@ from pydantic import Field
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
 from rules.builtin._learned import novel_high_risk, threshold
-from rules.builtin._window import GroupBy, Windows, group_key
+from rules.builtin._window import GroupBy, Windows, group_key, incident_group, who
 from rules.model import Call, Finding
 
 
@@ -28,6 +30,9 @@ class BurstOptions(RuleOptions):
     # max(count, factor x the most such calls usually seen in `window` at this hour of week).
     factor: float = Field(default=0.0, ge=0)
     learned_only: bool = False  # silent until the baseline has its min_history
+    # ... from at least this many sources; above 1, the count must be reached even without the
+    # busiest source's calls (many sources, not one source's burst with a few others around)
+    min_sources: int = Field(default=1, ge=1)
 
 
 @register
@@ -54,7 +59,18 @@ class Burst(Rule[BurstOptions]):
         if n < limit:
             return []
         recent = self.windows.held(key)
-        who = f"from {call.source}" if o.group_by == "source" else "PBX-wide"
+        per_source = Counter(c.source for c in recent)
+        sources = len(per_source)
+        if sources < o.min_sources:
+            return []
+        if o.min_sources > 1 and n - max(per_source.values()) < limit:
+            return []  # one source's burst with a few others around: per-source rules' case
         what = "international" if o.calls == "international" else "high-risk"
-        reason = f"{n} {what} calls {who} within {format_duration(o.window)} ({words})"
-        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by == "pbx")]
+        span = format_duration(o.window)
+        reason = f"{n} {what} calls {who(call, key, o.group_by, sources)} within {span} ({words})"
+        return [
+            self.finding(
+                now, call, recent, reason,
+                pbx_wide=o.group_by != "source", group=incident_group(key, o.group_by),
+            )
+        ]

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from rules.base import Rule, RuleOptions, register
 from rules.builtin._learned import threshold
-from rules.builtin._window import GroupBy, group_key
+from rules.builtin._window import GroupBy, group_key, incident_group
 from rules.model import Call, Finding
 
 
@@ -43,7 +43,8 @@ class Concurrent(Rule[ConcurrentOptions]):
         calls = list(up.values())
         who = f"from {call.source}" if o.group_by == "source" else "PBX-wide"
         reason = f"{len(calls)} international calls up at once {who} ({words})"
-        return [self.finding(now, call, calls, reason, pbx_wide=o.group_by == "pbx")]
+        return [self.finding(now, call, calls, reason, pbx_wide=o.group_by != "source",
+                             group=incident_group(key, o.group_by))]
 
     def on_end(self, call: Call, now: datetime) -> list[Finding]:
         key = group_key(call, self.options.group_by)

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
-from rules.builtin._window import GroupBy, Windows, group_key
+from rules.builtin._window import GroupBy, Windows, group_key, incident_group
 from rules.model import Call, Finding
 
 
@@ -49,4 +49,5 @@ class SequentialDialing(Rule[SequentialOptions]):
             f"{len(numbers)} different numbers in block {mask} dialed within "
             f"{format_duration(o.window)} (threshold {o.count})"
         )
-        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by == "pbx")]
+        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by != "source",
+                             group=incident_group(group_key(call, o.group_by), o.group_by))]

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
-from rules.builtin._window import GroupBy, Windows, group_key
+from rules.builtin._window import GroupBy, Windows, group_key, incident_group
 from rules.model import Call, Finding
 
 
@@ -43,4 +43,5 @@ class ShortCallFlood(Rule[ShortCallOptions]):
             f"{len(recent)} international calls shorter than {format_duration(o.shorter_than)} "
             f"within {format_duration(o.window)} (threshold {o.count})"
         )
-        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by == "pbx")]
+        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by != "source",
+                             group=incident_group(key, o.group_by))]

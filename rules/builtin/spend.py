@@ -12,7 +12,7 @@ from pydantic import Field
 
 from config.types import Duration, format_duration
 from rules.base import Rule, RuleOptions, register
-from rules.builtin._window import GroupBy, group_key
+from rules.builtin._window import GroupBy, group_key, incident_group
 from rules.model import Call, Finding
 
 _TICK = 60
@@ -89,4 +89,5 @@ class Spend(Rule[SpendOptions]):
             f"estimated spend {total:.2f} {cur} within {format_duration(o.window)} "
             f"(threshold {o.amount:.2f} {cur})"
         )
-        return [self.finding(now, trigger, kept, reason, pbx_wide=o.group_by == "pbx")]
+        return [self.finding(now, trigger, kept, reason, pbx_wide=o.group_by != "source",
+                             group=incident_group(key, o.group_by))]

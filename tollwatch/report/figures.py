@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from cdr_ingest import scan_cdrs
+from cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
 from cdr_ingest.database import CdrDatabase
 from config import Settings
 from rules.batch import CALL_COLUMNS
@@ -141,13 +141,22 @@ def collect(
     in_window = (
         pl.col("outbound") & (pl.col("start") >= window_start) & (pl.col("start") < period.utc_end)
     )
-    wanted = rows.filter(pl.col("problem").is_not_null() | in_window | (pl.col("replaced") > 0))
+    wanted = rows.filter(
+        pl.col("problem").is_not_null()
+        | in_window
+        | (pl.col("replaced") > 0)
+        | dials_local()  # to follow Local chains back to who sent a call out
+    )
     kept: list[pl.DataFrame] = []
+    dials: list[pl.DataFrame] = []
     closed_cache: dict[datetime, bool] = {}
     for batch in wanted.collect_batches(chunk_size=batch_rows):
         if batch.height == 0:
             continue
         good = pl.col("problem").is_null()
+        local = local_dials(batch.filter(good))
+        if local.height:
+            dials.append(local)
         bad = batch.filter(~good)
         dirty = batch.filter(pl.col("replaced") > 0)
         if dirty.height:
@@ -173,7 +182,7 @@ def collect(
                 _fold_prior(figs, early)
             late = rel.filter(pl.col("start") >= replay_start)
             if late.height:
-                kept.append(late.select(KEEP_COLUMNS))
+                kept.append(late.select(*KEEP_COLUMNS, "channel"))
             first = rel["start"].min()
             if isinstance(first, datetime) and (
                 figs.history_start is None or first < figs.history_start
@@ -184,7 +193,10 @@ def collect(
             figs.first_seen is None or first_call < figs.first_seen
         ):
             figs.first_seen = first_call
-    figs.relevant = pl.concat(kept) if kept else None
+    relevant = pl.concat(kept) if kept else None
+    if relevant is not None and dials:
+        relevant = resolve_local_chains(relevant, pl.concat(dials), cdr_options(settings))
+    figs.relevant = relevant.select(KEEP_COLUMNS) if relevant is not None else None
     return figs
 
 
