@@ -5,7 +5,8 @@ the planted attack), generated under bench/data/fleet-<pbxes>x<rows>/ if missing
 runs in a fresh interpreter, so its peak RSS is its own:
 
 * ``sequential``: ``run_fleet(fleet, workers=0)``: the same tasks, in this process, no Dask;
-* ``dask``: a ``LocalCluster`` of N worker processes (1 thread each), then ``run_fleet`` on it;
+* ``dask``: ``tollwatch.fleet_exec.local_cluster(N)`` (N worker processes, one task at a time
+  each, polars with CPUs // N threads each, as ``scan --fleet --workers N``), then ``run_fleet``;
   peak memory per worker is read in each worker (``ru_maxrss``, and the peak ``RssAnon``
   sampled every 50 ms by a thread started in the worker before the scan).
 
@@ -61,12 +62,18 @@ def _start_sampler(dask_worker: Any) -> None:
     dask_worker._tollwatch_sampler = sampler
 
 
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _read_sampler(dask_worker: Any) -> dict[str, float]:
     sampler = dask_worker._tollwatch_sampler
     sampler.__exit__()
     return {
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0),
         "peak_anon_mb": round(sampler.peak_kb / 1024.0),
+        "cpu_s": round(_cpu_seconds(), 1),
     }
 
 
@@ -80,21 +87,21 @@ def measure(mode: str, fleet_path: Path, workers: int) -> dict[str, Any]:
     out: dict[str, Any] = {"mode": mode, "load_before": _load()}
     if mode == "sequential":
         with AnonSampler() as anon:
+            cpu0 = _cpu_seconds()
             t0 = time.perf_counter()
             result = run_fleet(fleet, workers=0)
             secs = time.perf_counter() - t0
+            out["cpu_s"] = round(_cpu_seconds() - cpu0, 1)
         out.update(_summary(result, secs))
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
         out["peak_anon_mb"] = round(anon.peak_kb / 1024.0)
     else:
-        import logging
+        from distributed import Client
 
-        from distributed import Client, LocalCluster
+        from tollwatch.fleet_exec import local_cluster
 
         t_cluster = time.perf_counter()
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-                Client(cluster) as client:
+        with local_cluster(workers) as cluster, Client(cluster) as client:
             client.run(_start_sampler)
             out["cluster_start_s"] = round(time.perf_counter() - t_cluster, 2)
             t0 = time.perf_counter()
@@ -102,6 +109,7 @@ def measure(mode: str, fleet_path: Path, workers: int) -> dict[str, Any]:
             secs = time.perf_counter() - t0
             out.update(_summary(result, secs))
             out["workers"] = list(client.run(_read_sampler).values())
+            out["cpu_s"] = round(sum(w["cpu_s"] for w in out["workers"]), 1)
         out["seconds_with_cluster_start"] = round(time.perf_counter() - t_cluster, 2)
     out["load_after"] = _load()
     return out
@@ -113,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=200_000, help="rows per PBX")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--modes", default="sequential,dask")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the modes this many times, alternating (load drifts)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one mode, JSON on stdout
     ap.add_argument("--fleet", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -129,19 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f.read_bytes()
     runs = []
     env = {**os.environ, "PYTHONPATH": f"{HERE.parent}{os.pathsep}{HERE}"}
-    for mode in a.modes.split(","):
+    for mode in a.modes.split(",") * a.repeat:
         print(f"measuring {mode} ...", file=sys.stderr)
         proc = subprocess.run(
             [sys.executable, __file__, "--measure", mode, "--fleet", str(fleet_path),
              "--workers", str(a.workers)], capture_output=True, text=True, env=env, check=True)
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(runs[-1]), file=sys.stderr)
-    seq = next((r for r in runs if r["mode"] == "sequential"), None)
+    seqs = [r for r in runs if r["mode"] == "sequential"]
+    best_seq = min((r["seconds"] for r in seqs), default=None)
     for r in runs:
-        if seq is not None and r is not seq:
-            r["speedup"] = round(seq["seconds"] / r["seconds"], 2)
+        if best_seq is not None and r["mode"] != "sequential":
+            r["speedup"] = round(best_seq / r["seconds"], 2)
             r["speedup_with_cluster_start"] = round(
-                seq["seconds"] / r["seconds_with_cluster_start"], 2)
+                best_seq / r["seconds_with_cluster_start"], 2)
     record = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -151,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = HERE / "results" / f"fleet-{a.pbxes}x{a.rows}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print("| mode | s | rows/s | speedup | peak memory | load 1m before/after |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| mode | s | rows/s | speedup | CPU s | peak memory | load 1m before/after |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
         if r["mode"] == "sequential":
             mem = f"{r['peak_rss_mb']} MB RSS ({r['peak_anon_mb']} MB anon)"
@@ -160,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             mem = "; ".join(f"{w['peak_rss_mb']} MB RSS ({w['peak_anon_mb']} MB anon)"
                             for w in r["workers"])
         print(f"| {r['mode']} | {r['seconds']} | {r['rows_per_s']:,} | "
-              f"{r.get('speedup', '-')} | {mem} | {r['load_before']}/{r['load_after']} |")
+              f"{r.get('speedup', '-')} | {r['cpu_s']} | {mem} | "
+              f"{r['load_before']}/{r['load_after']} |")
     print(f"results: {out}", file=sys.stderr)
     return 0
 

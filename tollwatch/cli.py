@@ -360,7 +360,7 @@ def check_config(
 ) -> None:
     """Validate a settings file and print the effective settings (secrets masked).
 
-    A fleet (a file with [[pbx]] entries, or a directory of PBXes) is shown as a table;
+    A fleet (a file with \\[\\[pbx]] entries, or a directory of PBXes) is shown as a table;
     --pbx NAME prints that PBX's effective settings."""
     path = file or config
     if path is not None and (path.is_dir() or is_fleet_file(path) or pbx):

@@ -25,7 +25,7 @@ from tollwatch.scan import ScanStats
 
 FleetOpt = Annotated[
     Path | None,
-    typer.Option("--fleet", help="Scan a fleet: a settings file with [[pbx]] entries, or a "
+    typer.Option("--fleet", help="A fleet: a settings file with \\[\\[pbx]] entries, or a "
                  "directory ROOT/<pbx>/Master.csv* (--config: shared settings)."),
 ]
 WorkersOpt = Annotated[

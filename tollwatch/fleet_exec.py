@@ -4,6 +4,7 @@ after another in this process. A task that fails is reported with its error; the
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,14 +91,25 @@ def run_tasks(
 
 @contextmanager
 def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler is not None:
         with Client(scheduler, timeout="30s") as client:
             yield client
         return
+    with local_cluster(workers) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextmanager
+def local_cluster(workers: int) -> Iterator[Any]:
+    """A LocalCluster of `workers` processes, one task at a time each, sharing the CPUs:
+    polars in each worker gets CPUs // workers threads (at least 1), not all of them."""
+    from distributed import LocalCluster
+
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
     with LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:
-        yield client
+        silence_logs=logging.ERROR, env={"POLARS_MAX_THREADS": threads},
+    ) as cluster:
+        yield cluster
