@@ -135,7 +135,9 @@ def where_text(view: View) -> str:
 
 
 def figures(view: View) -> str:
-    return (f"{view.get('calls', 0)} call(s), {minutes_text(view.get('minutes', 0))} min, "
+    refused = int(view.get("attempts_refused") or 0)
+    stopped = f", {refused} attempt(s) refused" if refused else ""
+    return (f"{view.get('calls', 0)} call(s){stopped}, {minutes_text(view.get('minutes', 0))} min, "
             f"spend {money(view)}")
 
 

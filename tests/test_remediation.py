@@ -446,6 +446,16 @@ async def test_cli_block_unblock_list(tmp_path: Path, monkeypatch: pytest.Monkey
         res = await asyncio.to_thread(run, "blocks")
         lines = res.output.splitlines()
         assert len(lines) == 2 and "cli:alice" in lines[0] and "+232" in lines[0]
+        assert all(line.endswith("AstDB: yes") for line in lines), lines
+        # AstDB lost +232 and holds a block tollwatch never made: both flagged, exit 1
+        val = ami.db.pop(("tollwatch/block", "232"))
+        ami.db[("tollwatch/block", "53")] = val
+        res = await asyncio.to_thread(run, "blocks")
+        assert res.exit_code == 1
+        assert "AstDB: MISSING" in res.output
+        assert "DRIFT acme: +232 is active here but not in AstDB" in res.output
+        assert "DRIFT acme: AstDB blocks +53 (" in res.output
+        ami.db[("tollwatch/block", "232")] = ami.db.pop(("tollwatch/block", "53"))
         res = await asyncio.to_thread(run, "unblock", "232")
         assert res.exit_code == 0 and res.output.strip() == "unblocked +232 on acme"
         assert sent(ami)[-1] == {"Action": "DBDel", "Family": "tollwatch/block", "Key": "232"}

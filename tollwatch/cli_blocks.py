@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -31,7 +32,9 @@ from alerting.remediation import (
     BlockStore,
     PrefixError,
     Target,
+    astdb,
     read_prefix,
+    sync,
 )
 from alerting.remediation.astdb import ActionSender
 from alerting.remediation.dialplan import render
@@ -216,20 +219,40 @@ def unblock(
     _say(line)
 
 
+async def astdb_states(
+    settings: Settings, servers: Sequence[AmiServer]
+) -> dict[str, dict[tuple[str, str], str] | str]:
+    """Per PBX: AstDB's block entries (DBGetTree), or why they could not be read."""
+    families = astdb.families(settings.remediation.family)
+    out: dict[str, dict[tuple[str, str], str] | str] = {}
+    for srv in servers:
+        try:
+            secret = read_secret(srv.secret_env, srv.secret_file, f"AMI {srv.name}")
+            async with AmiClient(srv.name, srv.host, srv.port, srv.username, secret,
+                                 timeout=5) as client:  # fmt: skip
+                out[srv.name] = await sync.astdb_state(client, families)
+        except (ConnectionError, SecretError, OSError, astdb.ActionError) as exc:
+            out[srv.name] = str(exc) or type(exc).__name__
+    return out
+
+
 def blocks(
     show_all: Annotated[bool, typer.Option("--all", help="History too (lifted blocks).")] = False,
+    check: Annotated[bool, typer.Option(
+        "--astdb/--no-astdb", help="Also read AstDB on each PBX and flag drift.")] = True,
     config: ConfigOpt = None,
 ) -> None:
-    """List active blocks (or all, with --all): what, where, until when, who."""
+    """List blocks (active, or all with --all) beside what AstDB holds; flag drift."""
     settings = _settings(config)
     store = BlockStore.in_dir(settings.daemon.data_dir)
     try:
         rows = store.history(1000) if show_all else store.active()
+        active = store.active()
     finally:
         store.close()
+    states = asyncio.run(astdb_states(settings, settings.ami)) if check and settings.ami else {}
     if not rows:
         _say("no active blocks" if not show_all else "no blocks recorded")
-        return
     for rec in rows:
         target = Target(rec.kind, rec.value)
         state = (
@@ -238,8 +261,32 @@ def blocks(
             else f"lifted {_when(rec.lifted_at or 0, settings)} by {rec.lifted_by}"
         )
         dry = " DRY RUN" if rec.dry_run else ""
+        where = ""
+        pbx_state = states.get(rec.pbx)
+        if rec.active and not rec.dry_run and isinstance(pbx_state, dict):
+            where = ("  AstDB: yes" if (rec.kind, rec.value) in pbx_state
+                     else "  AstDB: MISSING (calls pass; the daemon re-applies it)")  # fmt: skip
         _say(f"{target!s:<16} {rec.pbx:<12} until {_when(rec.expires_at, settings)}  "
-             f"{rec.origin:<14} {state}{dry}  {rec.reason}  (lift: {target.lift})")  # fmt: skip
+             f"{rec.origin:<14} {state}{dry}  {plain(rec.reason)}  (lift: {target.lift})"
+             f"{where}")  # fmt: skip
+    now = int(time.time())
+    drifted = False
+    for pbx, got in states.items():
+        if isinstance(got, str):
+            _say(f"AstDB of {pbx} not read: {got}")
+            continue
+        found = sync.drift([r for r in active if r.pbx == pbx], got, now)
+        drifted = drifted or bool(found.missing or found.unknown)
+        for rec in found.missing:
+            _say(f"DRIFT {pbx}: {Target(rec.kind, rec.value)} is active here but not in AstDB")
+        for kind, value, val in found.unknown:
+            _say(f"DRIFT {pbx}: AstDB blocks {Target(kind, value)} ({plain(val)}) "
+                 "with no active tollwatch record")  # fmt: skip
+        for kind, value, val in found.expired_in_astdb:
+            _say(f"note {pbx}: AstDB still holds expired {Target(kind, value)} ({plain(val)}); "
+                 "the dialplan ignores it")  # fmt: skip
+    if drifted:
+        raise typer.Exit(1)
 
 
 def dialplan(

@@ -96,7 +96,8 @@ def to_jsonl(incidents: list[Incident], tz: ZoneInfo) -> str:
 
 CSV_FIELDS = (
     "id", "severity", "score", "source", "account", "rules", "regions", "destinations", "calls",
-    "minutes", "first_call_at", "last_call_at", "detected_at", "reasons", "call_ids",
+    "attempts_refused", "minutes", "first_call_at", "last_call_at", "detected_at", "reasons",
+    "call_ids",
 )
 
 
@@ -133,7 +134,7 @@ def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> No
             str(d["score"]),
             markup(d["source"] + (f" ({d['account']})" if d["account"] else "")),
             markup(", ".join(d["destinations"])),
-            str(d["calls"]),
+            str(d["calls"]) + (f" (+{inc.refused} refused)" if inc.refused else ""),
             human_minutes(d["minutes"]),
             human_time(inc.first_call_at, tz),
         )

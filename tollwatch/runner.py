@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import tempfile
+from datetime import UTC, datetime
 from datetime import time as dtime
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,8 @@ from alerting.console import ConsoleAlerter
 from alerting.remediation import Blocker
 from alerting.slack import SlackAlerter
 from config import Settings
+from rules.baseline import Baseline
+from rules.destinations import Destination
 from tollwatch import sdnotify
 from tollwatch.daemon import Daemon
 from tollwatch.recovery import CdrRecovery
@@ -41,6 +44,22 @@ def alerters(settings: Settings, console: Console | None = None) -> list[Alerter
     return found
 
 
+class BaselineProfile:
+    """The block scope's view of a PBX's learned baseline (rules.baseline): routine
+    destinations are never blocked; once the baseline has enough history, a destination it
+    has not seen in its period counts as new (fraudulent when an incident calls it)."""
+
+    def __init__(self, baseline: Baseline) -> None:
+        self.baseline = baseline
+
+    def is_routine(self, dest: Destination) -> bool:
+        return self.baseline.is_routine(dest)
+
+    def is_new(self, dest: Destination) -> bool:
+        now = datetime.now(UTC)
+        return self.baseline.ready(now) and not self.baseline.knows(dest, now)
+
+
 def build(settings: Settings, console: Console | None = None) -> Daemon:
     """The daemon with its sources, alerters, and the blocker (a dry run unless enabled)."""
     store = StateStore.in_dir(Path(settings.daemon.data_dir))
@@ -54,7 +73,8 @@ def build(settings: Settings, console: Console | None = None) -> Daemon:
         if server.cdr_file is not None:
             daemon.sessions.recovery[server.name] = CdrRecovery(server.name, server.cdr_file,
                                                                 cdr_options(settings))  # fmt: skip
-    blocker = Blocker(settings, {f.name: f.source for f in feeds})
+    profiles = {name: BaselineProfile(p.baseline) for name, p in daemon.pipelines.items()}
+    blocker = Blocker(settings, {f.name: f.source for f in feeds}, profile=profiles)
 
     async def notify(kind: str, view: dict[str, Any]) -> None:  # blocks and lifts, in words
         if kind == "blocked" and view.get("pbx") and view.get("blocks"):  # for the report

@@ -10,19 +10,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
 from cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
 from cdr_ingest.database import CdrDatabase
+from cdr_ingest.live.follow_rows import REFUSED_MARK
 from config import Settings
 from rules.baseline import Baseline
 from rules.batch import CALL_COLUMNS, run_frame
 from rules.destinations import Classifier
 from rules.engine import Engine
-from rules.incidents import Incident
+from rules.incidents import PBX, Incident
 from rules.validity import SAMPLE, Validity, check_numbers
 from tollwatch.settings import cdr_options, rule_specs
 
@@ -95,15 +96,18 @@ def run_scan(
     if until is not None:
         window = window & (pl.col("start") < _utc(until))
     outbound = pl.col("outbound") & window
+    refused_row = pl.col("userfield").fill_null("").str.starts_with(REFUSED_MARK) & window
     wanted = rows.filter(
         pl.col("problem").is_not_null()
         | outbound
+        | refused_row
         | (pl.col("replaced") > 0)
         | (pl.col("trunk_basis") == "device")
         | dials_local()  # to follow Local chains back to who sent a call out
     )
     classify = classifier.batches("dialed")
     relevant: list[pl.DataFrame] = []
+    refused: list[tuple[str, datetime]] = []  # (source, start) of calls a block refused
     dials: list[pl.DataFrame] = []
     legs = _Legs()
     for batch in wanted.collect_batches(chunk_size=200_000):
@@ -124,6 +128,8 @@ def run_scan(
             stats.replaced_rows += dirty.height
             _by_file(stats.replaced_by_file, dirty, "replaced")
         legs.add(batch.filter(good))
+        stopped = batch.filter(good & refused_row & ~pl.col("outbound"))
+        refused.extend((src or "", at) for src, at in stopped.select("source", "start").iter_rows())
         local = local_dials(batch.filter(good))
         if local.height:
             dials.append(local)
@@ -158,6 +164,7 @@ def run_scan(
     incidents = (
         run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
     )
+    count_refused(incidents, refused, settings.incidents.gap)
     incidents = sort_incidents(incidents)
     validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
     stats.seconds = time.perf_counter() - started
@@ -167,6 +174,20 @@ def run_scan(
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
     """Most severe first, then by the time of the first call."""
     return sorted(incidents, key=lambda i: (-int(i.severity), i.first_call_at, i.id))
+
+
+def count_refused(
+    incidents: Sequence[Incident], refused: Sequence[tuple[str, datetime]], gap: timedelta
+) -> None:
+    """Attempts the dialplan refused (CDR userfield tollwatch-blocked:...) join the incident
+    of their source (or the PBX-wide one) whose span, plus the incident gap, holds them."""
+    for source, at in refused:
+        for inc in incidents:
+            if inc.source not in (source, PBX):
+                continue
+            if inc.first_call_at <= at <= inc.last_activity + gap:
+                inc.refused += 1
+                break
 
 
 def _utc(when: datetime) -> datetime:

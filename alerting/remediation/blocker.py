@@ -65,7 +65,7 @@ class Blocker:
         clock: Callable[[], float] = time.time,
         interval: float = 5.0,
         check_every: float = 30.0,
-        profile: SiteProfile | None = None,
+        profile: SiteProfile | Mapping[str, SiteProfile] | None = None,
     ) -> None:
         self.settings = settings
         self.rem = settings.remediation
@@ -158,13 +158,15 @@ class Blocker:
     def _calls_for(self, target: Target, view: IncidentView) -> set[str]:
         """The incident's fraudulent calls a block of `target` applies to."""
         source = str(view.get("source", ""))
+        pbx = str(view.get("pbx", ""))
         out = set()
         for call_id, number in zip(view.get("call_ids") or [], view.get("call_numbers") or [],
                                    strict=False):  # fmt: skip
             if not number:
                 continue
             dest = self.scope.destination(str(number))
-            if self.scope.fraudulent(dest, source) and self.scope.covers(target, number, source):
+            if self.scope.fraudulent(dest, source, pbx) and self.scope.covers(target, number,
+                                                                               source):
                 out.add(str(call_id))
         return out
 

@@ -71,32 +71,43 @@ class Scope:
     """The block policy's choice of targets for one site."""
 
     def __init__(
-        self, settings: Settings, classifier: Classifier, profile: SiteProfile | None = None
+        self,
+        settings: Settings,
+        classifier: Classifier,
+        profile: SiteProfile | Mapping[str, SiteProfile] | None = None,
     ) -> None:
+        """`profile`: the site's baseline, or one per PBX name (a view's "pbx")."""
         self.settings = settings
         self.classifier = classifier
-        self.profile: SiteProfile = profile if profile is not None else NoBaseline()
+        self.profiles: Mapping[str, SiteProfile] = {}
+        self.profile: SiteProfile = NoBaseline()
+        if isinstance(profile, Mapping):
+            self.profiles = profile
+        elif profile is not None:
+            self.profile = profile
 
     def destination(self, number: str) -> Destination:
         return self.classifier.classify(number if number.startswith("+") else "+" + number)
 
-    def fraudulent(self, dest: Destination, source: str) -> bool:
+    def fraudulent(self, dest: Destination, source: str, pbx: str = "") -> bool:
         if dest.dest_class != "international" or not dest.e164:
             return False
         allow = self.settings.allowlist.sources.get(source, [])
         if dest.allowlisted or self.classifier.source_allowlisted(allow, dest.e164):
             return False
-        if self.profile.is_routine(dest):
+        profile = self.profiles.get(pbx, self.profile)
+        if profile.is_routine(dest):
             return False
-        return dest.high_risk or self.profile.is_new(dest)
+        return dest.high_risk or profile.is_new(dest)
 
     def fraudulent_numbers(self, view: Mapping[str, Any]) -> list[str]:
         """The E.164 digits (no "+") of the incident's fraudulent destinations."""
         source = str(view.get("source", ""))
+        pbx = str(view.get("pbx", ""))
         out = []
         for number in view.get("numbers") or []:
             dest = self.destination(str(number))
-            if self.fraudulent(dest, source) and dest.e164:
+            if self.fraudulent(dest, source, pbx) and dest.e164:
                 out.append(dest.e164.lstrip("+"))
         return sorted(set(out))
 
