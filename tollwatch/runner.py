@@ -23,7 +23,6 @@ from alerting.slack import SlackAlerter
 from config import Settings
 from rules.baseline import Baseline
 from rules.destinations import Destination
-from tollwatch import sdnotify
 from tollwatch.daemon import Daemon
 from tollwatch.recovery import CdrRecovery
 from tollwatch.report.build import ReportResult
@@ -130,12 +129,9 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         from tollwatch import metrics
 
         served = metrics.start(settings.metrics.listen, Path(settings.daemon.data_dir))
-    ready = asyncio.create_task(_ready(len(daemon.sources)))
     try:
         await daemon.run(stop)
     finally:
-        sdnotify.notify("STOPPING=1")
-        ready.cancel()
         if served is not None:
             served[0].shutdown()
             served[0].server_close()
@@ -158,13 +154,6 @@ def _mark_status_file_stopped(data_dir: Path) -> None:
     daemon = dict(doc.get("daemon") or {})
     daemon["stopped_at"] = datetime.now(UTC).isoformat()
     StatusFile(data_dir).write({**doc, "daemon": daemon})
-
-
-async def _ready(sources: int) -> None:
-    """systemd Type=notify: READY=1 once the daemon's loop runs, then the watchdog pings."""
-    await asyncio.sleep(0.2)  # the daemon's tasks have started
-    sdnotify.notify(f"READY=1\nSTATUS=watching {sources} source(s)")
-    await sdnotify.watchdog()
 
 
 def sample_transcript() -> Path:
