@@ -221,6 +221,15 @@ def _source_schema(n: int) -> dict[str, pl.DataType]:
     }
 
 
+def pushed_down(
+    df: pl.DataFrame, predicate: pl.Expr | None, with_columns: list[str] | None
+) -> pl.DataFrame:
+    """What an IO source hands polars: the filter and the projection it pushed down, applied."""
+    if predicate is not None:
+        df = df.filter(predicate)
+    return df if with_columns is None else df.select(with_columns)
+
+
 def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:
     """A LazyFrame over the parsed pieces of data_path (columns of _source_schema)."""
     schema = _source_schema(n)
@@ -247,11 +256,7 @@ def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:
                     else:  # e.g. counting rows: no field is looked at
                         frames = iter([_line_rows(piece, first_line, skip_line, dirty)])
                     for df in frames:
-                        if predicate is not None:
-                            df = df.filter(predicate)
-                        if with_columns is not None:
-                            df = df.select(with_columns)
-                        yield df
+                        yield pushed_down(df, predicate, with_columns)
                     first_line += _line_count(piece)
             finally:
                 data.close()

@@ -20,7 +20,7 @@ from polars.io.plugins import register_io_source
 
 from .._detect import FileFormat
 from .._outbound import classify
-from .._scan import SCHEMA
+from .._scan import SCHEMA, pushed_down
 from .._typed import typed
 from .._types import CdrOptions
 from ._table import TIMES, Table
@@ -176,11 +176,7 @@ def scan_table(
     ) -> Iterator[pl.DataFrame]:
         zone = "UTC" if options.usegmtime else options.timezone
         for df in read_chunks(table, zone, since, until, chunk_rows, counter):
-            if predicate is not None:
-                df = df.filter(predicate)
-            if with_columns is not None:
-                df = df.select(with_columns)
-            yield df
+            yield pushed_down(df, predicate, with_columns)
 
     source = register_io_source(rows, schema=raw_schema(table), explain_name="cdr_database")
     return normalized(table, source, options)
