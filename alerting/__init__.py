@@ -1,6 +1,6 @@
 """Alerters: where incident changes go (console/log, Slack) and remediation (blocks)."""
 
-from alerting.base import Alerter, IncidentView
-from alerting.console import ConsoleAlerter
+from tollwatch.alerting.base import Alerter, IncidentView
+from tollwatch.alerting.console import ConsoleAlerter
 
 __all__ = ["Alerter", "ConsoleAlerter", "IncidentView"]

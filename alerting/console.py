@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import IO, Any
 
-from alerting.base import IncidentView
-from alerting.textsafe import plain
+from tollwatch.alerting.base import IncidentView
+from tollwatch.alerting.textsafe import plain
 
 log = logging.getLogger("tollwatch.alert")
 

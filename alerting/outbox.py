@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.sqlite import SqliteFile
+from tollwatch.config.sqlite import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -46,10 +46,10 @@ from urllib.parse import urlsplit
 
 from slack_sdk.errors import SlackApiError
 
-from alerting import blockkit
-from alerting.base import IncidentView
-from alerting.outbox import COALESCED, SKIPPED, Item, Outbox, Thread
-from alerting.slack_api import (
+from tollwatch.alerting import blockkit
+from tollwatch.alerting.base import IncidentView
+from tollwatch.alerting.outbox import COALESCED, SKIPPED, Item, Outbox, Thread
+from tollwatch.alerting.slack_api import (
     DEFAULT_BASE_URL,
     ThreadedWebClient,
     ThreadedWebhook,
@@ -60,9 +60,9 @@ from alerting.slack_api import (
     short,
     status_of,
 )
-from config.schema import Slack
-from config.secrets import read_secret
-from config.types import format_duration
+from tollwatch.config.schema import Slack
+from tollwatch.config.secrets import read_secret
+from tollwatch.config.types import format_duration
 
 log = logging.getLogger("tollwatch.alert.slack")
 

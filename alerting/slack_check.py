@@ -10,15 +10,15 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from alerting.slack_api import (
+from tollwatch.alerting.slack_api import (
     _SDK_LOG,
     DEFAULT_BASE_URL,
     PERMANENT,
     PERMANENT_WEBHOOK,
     api_error,
 )
-from config.schema import Slack
-from config.secrets import read_secret
+from tollwatch.config.schema import Slack
+from tollwatch.config.secrets import read_secret
 
 SCOPES = {"chat:write": "post alerts", "files:write": "upload the nightly report's chart"}
 

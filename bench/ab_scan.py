@@ -23,7 +23,7 @@ from pathlib import Path
 WORKER = """
 import json, resource, sys
 from pathlib import Path
-from cdr_ingest import scan_cdrs
+from tollwatch.cdr_ingest import scan_cdrs
 from tollwatch.scan import run_scan
 from tollwatch.settings import cdr_options, load, overrides
 mode, path, repeat = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])

@@ -113,7 +113,7 @@ def _mask(events: str) -> Callable[[bytes], bool]:
 
 
 async def _send(path: Path, rate: float, masked: bool, conn: Connection, pinned: str) -> None:
-    from cdr_ingest.live.fake_ami import FakeAmi
+    from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 
     class BenchAmi(FakeAmi):
         async def stream(self) -> dict[str, Any]:
@@ -173,8 +173,8 @@ async def _send(path: Path, rate: float, masked: bool, conn: Connection, pinned:
 
 
 def bench_settings(port: int, data_dir: str) -> Any:
-    from config import load_settings
-    from rules.base import check_rules
+    from tollwatch.config import load_settings
+    from tollwatch.rules.base import check_rules
 
     os.environ["BENCH_AMI_SECRET"] = SECRET
     over = {
@@ -197,7 +197,7 @@ class NullAlerter:
 
 
 def make_daemon(settings: Any, data_dir: str) -> Any:
-    from cdr_ingest.live import CallStarted, PbxBooted
+    from tollwatch.cdr_ingest.live import CallStarted, PbxBooted
     from tollwatch.daemon import Daemon
     from tollwatch.state import StateStore
 
@@ -298,8 +298,8 @@ async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
     tracker (only the subscribed events, as panoramisk's dispatch does), Daemon.process."""
     from panoramisk.message import Message
 
-    from cdr_ingest.live.ami import _plain
-    from cdr_ingest.live.ami_calls import EVENTS, AmiCallTracker
+    from tollwatch.cdr_ingest.live.ami import _plain
+    from tollwatch.cdr_ingest.live.ami_calls import EVENTS, AmiCallTracker
     from tollwatch.sources import cdr_options
 
     settings = bench_settings(1, data_dir)

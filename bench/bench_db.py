@@ -91,8 +91,8 @@ def worker(mode: str, url: str) -> dict[str, Any]:
             out["seconds"] = time.perf_counter() - t0
             out["rows"] = df.height
         else:
-            from cdr_ingest.database import CdrDatabase
             from tests.helpers import settings
+            from tollwatch.cdr_ingest.database import CdrDatabase
 
             s = settings("JP", "Asia/Tokyo")
             db = CdrDatabase.open(url, "cdr")

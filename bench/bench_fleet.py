@@ -79,9 +79,9 @@ def _read_sampler(dask_worker: Any) -> dict[str, float]:
 
 def measure(mode: str, fleet_path: Path, workers: int) -> dict[str, Any]:
     """One mode in this process."""
-    from config.fleet import load_fleet
-    from rules.base import check_rules
+    from tollwatch.config.fleet import load_fleet
     from tollwatch.fleet_scan import run_fleet
+    from tollwatch.rules.base import check_rules
 
     fleet = load_fleet(fleet_path, rule_checks=check_rules)
     out: dict[str, Any] = {"mode": mode, "load_before": _load()}

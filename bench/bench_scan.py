@@ -140,7 +140,7 @@ def _run_mode(mode: str, path: Path, out: dict[str, Any]) -> float:
         out["seconds"] = time.perf_counter() - t0
         out["rows"] = int(df.item()) if mode == "len" else df.height
     elif mode == "ingest":
-        from cdr_ingest import scan_cdrs
+        from tollwatch.cdr_ingest import scan_cdrs
         from tollwatch.settings import cdr_options
 
         settings = _settings()
@@ -152,7 +152,7 @@ def _run_mode(mode: str, path: Path, out: dict[str, Any]) -> float:
         out["outbound"] = int(df["outbound"].sum())
         out["problems"] = int(df["problem"].is_not_null().sum())
     elif mode == "scan":
-        from rules.incidents import Severity
+        from tollwatch.rules.incidents import Severity
         from tollwatch.scan import run_scan
 
         settings = _settings()

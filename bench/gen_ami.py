@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cdr_ingest.live.fake_ami import encode, parse_frames
+from tollwatch.cdr_ingest.live.fake_ami import encode, parse_frames
 
 FIXTURES = Path("/work/shared/fixtures/asterisk-22")
 DATA = Path(__file__).resolve().parent / "data"

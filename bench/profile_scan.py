@@ -30,11 +30,11 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from cdr_ingest import scan_cdrs
-from cdr_ingest._scan import _extract_fields
-from rules.batch import CALL_COLUMNS, calls_from_frame, replay
-from rules.destinations import Classifier
-from rules.engine import Engine
+from tollwatch.cdr_ingest import scan_cdrs
+from tollwatch.cdr_ingest._scan import _extract_fields
+from tollwatch.rules.batch import CALL_COLUMNS, calls_from_frame, replay
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.engine import Engine
 from tollwatch.scan import run_scan
 from tollwatch.settings import cdr_options, load, overrides, rule_specs
 

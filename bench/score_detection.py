@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from gen_traffic import generate  # noqa: E402
 from traffic_profiles import PROFILES  # noqa: E402
 
-from rules.incidents import Incident, Severity  # noqa: E402
+from tollwatch.rules.incidents import Incident, Severity  # noqa: E402
 from tollwatch.scan import run_scan  # noqa: E402
 from tollwatch.settings import load, overrides  # noqa: E402
 

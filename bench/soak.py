@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.gen_ami import generate  # noqa: E402
-from cdr_ingest.live import CallStarted  # noqa: E402
-from cdr_ingest.live.ami_calls import AmiCallTracker  # noqa: E402
-from cdr_ingest.live.fake_ami import FakeAmi, parse_frames  # noqa: E402
-from config import load_settings  # noqa: E402
 from tests.slack_stub import SlackStub  # noqa: E402
+from tollwatch.cdr_ingest.live import CallStarted  # noqa: E402
+from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker  # noqa: E402
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi, parse_frames  # noqa: E402
+from tollwatch.config import load_settings  # noqa: E402
 from tollwatch.runner import build  # noqa: E402
 
 SECRET = "soak-secret"
@@ -152,7 +152,7 @@ async def soak(minutes: float, every: float, calls: int) -> dict[str, Any]:
     seen = sum(p.calls_seen for p in daemon.pipelines.values())
     incidents = [i for i in daemon.store.incidents() if i["severity"] in ("warning", "critical")]
     daemon.store.close()
-    from alerting.outbox import Outbox
+    from tollwatch.alerting.outbox import Outbox
     box = Outbox.in_dir(tmp / "data")
     opened = {r[0] for r in box._db.execute(
         "SELECT incident_id FROM outbox WHERE kind='opened' AND state IN ('sent','coalesced')")}

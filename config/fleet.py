@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from config.load import (
+from tollwatch.config.load import (
     ConfigError,
     _rules_by_name,
     format_validation_error,
@@ -33,7 +33,7 @@ from config.load import (
     resolve,
     shipped_defaults,
 )
-from config.schema import Settings
+from tollwatch.config.schema import Settings
 
 RuleChecks = Callable[[Mapping[str, Mapping[str, Any]]], list[str]]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from config import countries
-from config.schema import Settings
+from tollwatch.config import countries
+from tollwatch.config.schema import Settings
 
 SECRET_WORDS = ("secret", "token", "password", "webhook")
 DEFAULT_PATH = Path("/etc/tollwatch/tollwatch.toml")
@@ -59,7 +59,7 @@ class ConfigError(Exception):
 
 
 def shipped_defaults() -> dict[str, Any]:
-    text = resources.files("config").joinpath("defaults.toml").read_text(encoding="utf-8")
+    text = resources.files("tollwatch.config").joinpath("defaults.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
@@ -230,7 +230,7 @@ def load_settings(
         errors.extend(rule_checks(data["rules"]))
     errors.extend(raw_checks(data))
     if check_secrets:
-        from config.secrets import missing_secrets
+        from tollwatch.config.secrets import missing_secrets
 
         errors.extend(missing_secrets(data))
     try:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from config.types import DialString, Duration, HoursRange, Prefix, PrefixText
+from tollwatch.config.types import DialString, Duration, HoursRange, Prefix, PrefixText
 
 CdrLayout = Literal[
     "auto",
@@ -203,7 +203,7 @@ class Cdr(CdrDatabase):
     @field_validator("columns")
     @classmethod
     def _known_columns(cls, value: list[str]) -> list[str]:
-        from cdr_ingest.dialects import CANONICAL, canonical_column
+        from tollwatch.cdr_ingest.dialects import CANONICAL, canonical_column
 
         unknown = [c for c in value if c and canonical_column(c) is None]
         if unknown:

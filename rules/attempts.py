@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from rules.model import Call
+from tollwatch.rules.model import Call
 
 # A failed leg is remembered this long after it ended (failover follows within seconds).
 KEEP = timedelta(minutes=5)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from config.load import format_validation_error
-from rules.calendar import BusinessCalendar
-from rules.model import AuthEvent, Call, Finding
+from tollwatch.config.load import format_validation_error
+from tollwatch.rules.calendar import BusinessCalendar
+from tollwatch.rules.model import AuthEvent, Call, Finding
 
 if TYPE_CHECKING:
-    from rules.baseline import Baseline
+    from tollwatch.rules.baseline import Baseline
 
 
 class RuleOptions(BaseModel):
@@ -164,5 +164,5 @@ def build_rules(
 
 
 def _load_builtin() -> None:
-    from rules import builtin  # noqa: F401  (registers the shipped rule types)
+    from tollwatch.rules import builtin  # noqa: F401  (registers the shipped rule types)
 

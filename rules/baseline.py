@@ -21,10 +21,10 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from config.schema import Baseline as BaselineSettings
-from rules.calendar import BusinessCalendar
-from rules.destinations import Destination
-from rules.model import Call
+from tollwatch.config.schema import Baseline as BaselineSettings
+from tollwatch.rules.calendar import BusinessCalendar
+from tollwatch.rules.destinations import Destination
+from tollwatch.rules.model import Call
 
 BUCKET = 300  # seconds per volume bucket
 PER_HOUR = 3600 // BUCKET

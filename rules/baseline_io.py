@@ -7,9 +7,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from config.schema import Settings
-from rules.baseline import BUCKETS, Baseline, DayStats, Seen
-from rules.calendar import BusinessCalendar
+from tollwatch.config.schema import Settings
+from tollwatch.rules.baseline import BUCKETS, Baseline, DayStats, Seen
+from tollwatch.rules.calendar import BusinessCalendar
 
 FORMAT = "tollwatch-baseline"
 VERSION = 1

@@ -8,10 +8,10 @@ from datetime import datetime
 
 import polars as pl
 
-from rules.destinations import Classifier, Destination
-from rules.engine import Engine, events_for
-from rules.incidents import Incident
-from rules.model import Call, CallEvent, Kind
+from tollwatch.rules.destinations import Classifier, Destination
+from tollwatch.rules.engine import Engine, events_for
+from tollwatch.rules.incidents import Incident
+from tollwatch.rules.model import Call, CallEvent, Kind
 
 # Columns rules need from the CDR frame (cdr_ingest) after classification (Classifier).
 CALL_COLUMNS = (

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from config.schema import Settings
-from config.types import TimeRange
+from tollwatch.config.schema import Settings
+from tollwatch.config.types import TimeRange
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 

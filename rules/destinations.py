@@ -16,10 +16,10 @@ import phonenumbers
 import polars as pl
 from phonenumbers.shortnumberinfo import is_valid_short_number_for_region
 
-from config.countries import country_code
-from config.schema import Settings
-from rules import numbering
-from rules.prefixes import high_risk_list, rate_table
+from tollwatch.config.countries import country_code
+from tollwatch.config.schema import Settings
+from tollwatch.rules import numbering
+from tollwatch.rules.prefixes import high_risk_list, rate_table
 
 CLASSES = ("internal", "emergency", "service", "domestic", "international", "unknown")
 

@@ -8,13 +8,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from config.schema import Settings
-from rules.attempts import AttemptTracker
-from rules.base import Rule, RuleContext, build_rules
-from rules.baseline import Baseline
-from rules.calendar import BusinessCalendar
-from rules.incidents import IncidentChange, IncidentTracker
-from rules.model import AuthEvent, Call, CallEvent, Finding, Kind
+from tollwatch.config.schema import Settings
+from tollwatch.rules.attempts import AttemptTracker
+from tollwatch.rules.base import Rule, RuleContext, build_rules
+from tollwatch.rules.baseline import Baseline
+from tollwatch.rules.calendar import BusinessCalendar
+from tollwatch.rules.incidents import IncidentChange, IncidentTracker
+from tollwatch.rules.model import AuthEvent, Call, CallEvent, Finding, Kind
 
 
 def relevant(call: Call) -> bool:

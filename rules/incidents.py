@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
 
-from rules.model import Call, Finding, dest_block_key, dest_number_key
+from tollwatch.rules.model import Call, Finding, dest_block_key, dest_number_key
 
 PBX = "*"
 

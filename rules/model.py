@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 
-from rules.destinations import Destination
+from tollwatch.rules.destinations import Destination
 
 
 @dataclass(eq=False)

@@ -15,7 +15,7 @@ import phonenumbers
 from phonenumbers.geodata.locale import LOCALE_DATA
 from phonenumbers.phonemetadata import PhoneMetadata
 
-from config.countries import expand_pattern
+from tollwatch.config.countries import expand_pattern
 
 
 @cache

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from config.schema import Settings
-from config.types import parse_prefix
+from tollwatch.config.schema import Settings
+from tollwatch.config.types import parse_prefix
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _read_tsv(text: str, source: str) -> list[RiskEntry]:
 
 
 def shipped_high_risk() -> list[RiskEntry]:
-    text = resources.files("config").joinpath("high_risk.tsv").read_text(encoding="utf-8")
+    text = resources.files("tollwatch.config").joinpath("high_risk.tsv").read_text(encoding="utf-8")
     return _read_tsv(text, "config/high_risk.tsv")
 
 

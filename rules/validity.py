@@ -19,9 +19,9 @@ from typing import Any
 import phonenumbers
 import polars as pl
 
-from config import ConfigError, Settings, load_settings
-from config.countries import metadata
-from rules.destinations import Classifier
+from tollwatch.config import ConfigError, Settings, load_settings
+from tollwatch.config.countries import metadata
+from tollwatch.rules.destinations import Classifier
 
 SAMPLE = 10_000
 LIMIT = 0.05  # warn above this share of invalid outbound numbers

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from config import Settings, load_settings
-from rules.base import check_rules
-from rules.batch import replay
-from rules.destinations import Classifier
-from rules.engine import Engine, relevant
-from rules.incidents import Incident
-from rules.model import Call
+from tollwatch.config import Settings, load_settings
+from tollwatch.rules.base import check_rules
+from tollwatch.rules.batch import replay
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.engine import Engine, relevant
+from tollwatch.rules.incidents import Incident
+from tollwatch.rules.model import Call
 
 UTC = ZoneInfo("UTC")
 

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
-from config import ConfigError, load_settings
-from config import load as config_load
-from rules.calendar import BusinessCalendar
-from rules.validity import check_numbers
 from tests.helpers import settings
 from tollwatch.cli import app
+from tollwatch.config import ConfigError, load_settings
+from tollwatch.config import load as config_load
+from tollwatch.rules.calendar import BusinessCalendar
+from tollwatch.rules.validity import check_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "Master-attack.csv"
@@ -171,7 +171,7 @@ def test_check_config_ok_prints_zone(tmp_path: Path) -> None:
 
 def test_secret_file_from_systemd_credentials(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from config.secrets import read_secret
+    from tollwatch.config.secrets import read_secret
 
     (tmp_path / "ami-secret").write_text("s3cret\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from cdr_ingest.live import CallAnswered, CallEnded, CallStarted, LiveEvent
-from cdr_ingest.live.ami import AmiSource
-from cdr_ingest.live.ami_calls import AmiCallTracker
-from cdr_ingest.live.ami_dialects import for_version
-from cdr_ingest.live.fake_ami import FakeAmi, encode, parse_frames
-from rules.destinations import Classifier
-from rules.incidents import Incident
 from tests.helpers import settings
+from tollwatch.cdr_ingest.live import CallAnswered, CallEnded, CallStarted, LiveEvent
+from tollwatch.cdr_ingest.live.ami import AmiSource
+from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
+from tollwatch.cdr_ingest.live.ami_dialects import for_version
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi, encode, parse_frames
 from tollwatch.live import LivePipeline
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.incidents import Incident
 from tollwatch.settings import rule_specs
 
 HERE = Path(__file__).resolve().parent

@@ -17,9 +17,6 @@ from typing import Any
 
 import pytest
 
-from alerting.remediation import BlockStore, Target
-from alerting.remediation.dialplan import render
-from config import Settings
 from tests.asterisk_pbx import (
     AMI_PORT,
     AMI_SECRET,
@@ -31,7 +28,10 @@ from tests.asterisk_pbx import (
     skip_reason,
 )
 from tests.helpers import settings
+from tollwatch.alerting.remediation import BlockStore, Target
+from tollwatch.alerting.remediation.dialplan import render
 from tollwatch.cli_blocks import block_async
+from tollwatch.config import Settings
 from tollwatch.daemon import Daemon
 from tollwatch.runner import build
 

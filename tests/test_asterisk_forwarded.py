@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cdr_ingest.live.events import CallStarted
 from tests.asterisk_pbx import skip_reason
 from tests.forwarded_record import HERE, forwarding_pbx, record
 from tests.test_attribution import live_events, scanned
+from tollwatch.cdr_ingest.live.events import CallStarted
 
 pytestmark = pytest.mark.asterisk
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cdr_ingest.live.ami_calls import AmiCallTracker
-from cdr_ingest.live.events import CallStarted
-from rules.destinations import Classifier
 from tests.helpers import Traffic, at, settings
 from tests.test_parity import summary
+from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
+from tollwatch.cdr_ingest.live.events import CallStarted
 from tollwatch.live import LivePipeline
+from tollwatch.rules.destinations import Classifier
 from tollwatch.scan import run_scan
 from tollwatch.settings import rule_specs
 

@@ -17,17 +17,17 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from cdr_ingest import CdrOptions, scan_cdrs
-from cdr_ingest._outbound import _is_phone
-from cdr_ingest.attribution import source_expr, source_of
-from cdr_ingest.live.ami_calls import AmiCallTracker, LegRules
-from cdr_ingest.live.events import CallStarted, LiveEvent
-from cdr_ingest.live.fake_ami import parse_frames
-from rules.destinations import Classifier
-from rules.incidents import Severity
 from tests.helpers import settings
 from tests.test_parity import summary
+from tollwatch.cdr_ingest import CdrOptions, scan_cdrs
+from tollwatch.cdr_ingest._outbound import _is_phone
+from tollwatch.cdr_ingest.attribution import source_expr, source_of
+from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker, LegRules
+from tollwatch.cdr_ingest.live.events import CallStarted, LiveEvent
+from tollwatch.cdr_ingest.live.fake_ami import parse_frames
 from tollwatch.live import LivePipeline
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.incidents import Severity
 from tollwatch.scan import run_scan
 from tollwatch.settings import rule_specs
 
@@ -44,7 +44,7 @@ def live_events(data: bytes) -> list[LiveEvent]:
 
 def scanned(path: Path) -> pl.DataFrame:
     """Outbound legs with their sources as `tollwatch scan` attributes them."""
-    from cdr_ingest import dials_local, local_dials, resolve_local_chains
+    from tollwatch.cdr_ingest import dials_local, local_dials, resolve_local_chains
 
     rows = scan_cdrs([path], CdrOptions()).collect()
     dials = local_dials(rows.filter(dials_local()))

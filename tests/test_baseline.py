@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rules.baseline_io import dumps, loads, new_baseline, to_dict
-from rules.engine import Engine
-from rules.incidents import Incident, Severity
-from rules.model import Call
 from tests.helpers import Traffic, at, settings
 from tests.test_daemon import ListSource, Recorder
 from tests.test_parity import live_events
 from tollwatch.daemon import Daemon
+from tollwatch.rules.baseline_io import dumps, loads, new_baseline, to_dict
+from tollwatch.rules.engine import Engine
+from tollwatch.rules.incidents import Incident, Severity
+from tollwatch.rules.model import Call
 from tollwatch.state import StateStore
 
 MONDAY = at("2026-09-07 00:00")  # history starts here; scored week starts four weeks later
@@ -46,7 +46,7 @@ def office(t: Traffic, weeks: int = 4, per_slot: int = 4, mexico: bool = True) -
 
 def engine_after(t: Traffic) -> Engine:
     engine = Engine.from_settings(t.settings)
-    from rules.batch import replay
+    from tollwatch.rules.batch import replay
 
     replay(engine, sorted(t.calls, key=lambda c: c.start))
     return engine
@@ -196,7 +196,7 @@ def test_baseline_json_round_trip_and_daemon_restart(tmp_path: Path) -> None:
 
 
 def test_daemon_starts_from_a_learned_file(tmp_path: Path) -> None:
-    from rules.baseline_io import save
+    from tollwatch.rules.baseline_io import save
 
     t = Traffic(settings("GB", "UTC"))
     office(t, weeks=3)
@@ -225,7 +225,7 @@ def test_exposure_counts_cost_where_rates_are_set() -> None:
     t.call("207", "0025261234000", tuesday, talk=25 * 60)  # 50.00 after 25 min
     engine = Engine.from_settings(s, {"long_call": {"type": "long_call", **rules["long_call"],
                                                     "score": 20, "exposure_score": 60}})
-    from rules.batch import replay
+    from tollwatch.rules.batch import replay
 
     found = replay(engine, sorted(t.calls, key=lambda c: c.start))
     [inc] = found

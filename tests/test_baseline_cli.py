@@ -89,7 +89,7 @@ def test_bad_baseline_file_is_one_line_naming_it(tmp_path: Path) -> None:
 
 
 def test_show_reads_the_daemons_live_baseline(tmp_path: Path) -> None:
-    from rules.baseline_io import dumps, load_file
+    from tollwatch.rules.baseline_io import dumps, load_file
     from tollwatch.settings import load, overrides
     from tollwatch.state import StateStore
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from alerting.console import ConsoleAlerter
-from alerting.remediation import (
+from tests.helpers import settings
+from tests.slack_stub import SlackStub
+from tollwatch.alerting.console import ConsoleAlerter
+from tollwatch.alerting.remediation import (
     Blocker,
     PrefixError,
     Profile,
@@ -21,11 +23,9 @@ from alerting.remediation import (
     Target,
     read_prefix,
 )
-from alerting.slack import SlackAlerter
-from config.schema import Slack
-from rules.destinations import Classifier, Destination
-from tests.helpers import settings
-from tests.slack_stub import SlackStub
+from tollwatch.alerting.slack import SlackAlerter
+from tollwatch.config.schema import Slack
+from tollwatch.rules.destinations import Classifier, Destination
 
 NOW = 1_795_526_552
 

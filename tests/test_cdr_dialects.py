@@ -13,11 +13,17 @@ from typing import Any
 import polars as pl
 import pytest
 
-from cdr_ingest import CdrOptions, IngestError, canonical_columns, describe_layout, scan_cdrs
-from cdr_ingest.dialects import header_dialect, headerless_dialect
-from cdr_ingest.dialects.cdr_custom import columns_from_conf
-from rules.destinations import Classifier
 from tests.helpers import settings
+from tollwatch.cdr_ingest import (
+    CdrOptions,
+    IngestError,
+    canonical_columns,
+    describe_layout,
+    scan_cdrs,
+)
+from tollwatch.cdr_ingest.dialects import header_dialect, headerless_dialect
+from tollwatch.cdr_ingest.dialects.cdr_custom import columns_from_conf
+from tollwatch.rules.destinations import Classifier
 from tollwatch.scan import run_scan
 
 HERE = Path(__file__).resolve().parent
@@ -185,7 +191,7 @@ def test_canonical_columns(names: list[str], expected: list[str | None]) -> None
 
 
 def test_registry_recognizes_headers_and_content() -> None:
-    from cdr_ingest.dialects.asteriskcdrdb import TABLE
+    from tollwatch.cdr_ingest.dialects.asteriskcdrdb import TABLE
 
     dialect = header_dialect(list(TABLE))
     assert dialect is not None and dialect.name == "asteriskcdrdb"
@@ -225,7 +231,7 @@ def test_configured_columns_and_cdr_custom_conf(tmp_path: Path) -> None:
 
 
 def test_cdr_columns_settings(tmp_path: Path) -> None:
-    from config import ConfigError
+    from tollwatch.config import ConfigError
     from tollwatch.settings import cdr_options, load
 
     good = tmp_path / "good.toml"

@@ -10,9 +10,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from cdr_ingest import SCHEMA, CdrOptions, IngestError, describe_layout, scan_cdrs
-from cdr_ingest._gzip import _TEMP_FILES
-from cdr_ingest.dialects.cdr_csv import LAYOUTS
+from tollwatch.cdr_ingest import SCHEMA, CdrOptions, IngestError, describe_layout, scan_cdrs
+from tollwatch.cdr_ingest._gzip import _TEMP_FILES
+from tollwatch.cdr_ingest.dialects.cdr_csv import LAYOUTS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/asterisk-22"
 INTS = {"duration", "billsec", "sequence"}
@@ -534,7 +534,7 @@ def _tricky_lines() -> list[bytes]:
 def test_pieces_and_fallbacks_keep_line_numbers_and_problems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
 ) -> None:
-    from cdr_ingest import _scan
+    from tollwatch.cdr_ingest import _scan
 
     monkeypatch.setattr(_scan, "_PIECE_BYTES", piece)
     monkeypatch.setattr(_scan, "_MIN_PIECE_BYTES", 1)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, load_settings, masked_dump
-from config.types import parse_duration
-from rules.base import check_rules
+from tollwatch.config import ConfigError, load_settings, masked_dump
+from tollwatch.config.types import parse_duration
+from tollwatch.rules.base import check_rules
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -127,7 +127,7 @@ def test_masked_dump_hides_secrets() -> None:
     s = load_settings(None, {"site": {"country": "JP"}})
     dumped = masked_dump(s)
     assert dumped["site"]["country"] == "JP"
-    from config.load import SECRET_WORDS
+    from tollwatch.config.load import SECRET_WORDS
 
     def walk(obj: object, key: str = "") -> None:
         if isinstance(obj, dict):

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerting.base import IncidentView
-from cdr_ingest.live import LiveEvent, SourceStatus
 from tests.helpers import settings
 from tests.test_parity import live_events
+from tollwatch.alerting.base import IncidentView
+from tollwatch.cdr_ingest.live import LiveEvent, SourceStatus
 from tollwatch.daemon import Daemon
 from tollwatch.state import StateStore
 
@@ -134,7 +134,7 @@ async def test_failing_source_is_retried_and_status_written(tmp_path: Path, fixt
 
 
 async def test_events_for_an_unknown_pbx_are_counted_not_fatal(tmp_path: Path) -> None:
-    from cdr_ingest.live import CallEnded
+    from tollwatch.cdr_ingest.live import CallEnded
 
     rec = Recorder()
     ev = CallEnded("elsewhere", "1.1", datetime(2026, 11, 24, tzinfo=UTC))
@@ -186,7 +186,7 @@ async def test_a_quiet_hour_closes_the_incident_in_the_store(
 
 
 async def test_live_views_count_minutes_of_calls_still_up(tmp_path: Path) -> None:
-    from cdr_ingest.live import CallAnswered, CallStarted
+    from tollwatch.cdr_ingest.live import CallAnswered, CallStarted
 
     t0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # night: off-hours
     events: list[LiveEvent] = []

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from cdr_ingest.live.fake_ami import FakeAmi
 from tests.helpers import settings
 from tests.test_daemon import Recorder
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 from tollwatch.daemon import Daemon
 from tollwatch.sources import ami_sources
 from tollwatch.state import StateStore

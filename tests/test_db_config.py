@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cdr_ingest.database import DbError, parse_url
-from config import ConfigError
 from tests.helpers import settings
+from tollwatch.cdr_ingest.database import DbError, parse_url
+from tollwatch.config import ConfigError
 from tollwatch.dbsource import merged
 
 
@@ -46,6 +46,6 @@ def test_urls() -> None:
     with pytest.raises(ValueError, match="no database name"):
         parse_url("mysql://u@h/")
     with pytest.raises(DbError, match="no password in the URL"):
-        from cdr_ingest.database import CdrDatabase
+        from tollwatch.cdr_ingest.database import CdrDatabase
 
         CdrDatabase.open("mysql://u:secret@h/db")

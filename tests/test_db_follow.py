@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cdr_ingest import CdrOptions
-from cdr_ingest.database import CdrDatabase
-from cdr_ingest.live.db_follow import DbFollower, MemoryDbPositions
-from cdr_ingest.live.events import CallEnded, CallStarted, LiveEvent
 from tests.db_servers import SQL, CutProxy, Server, insert_freepbx, mariadb, master_rows, postgres
+from tollwatch.cdr_ingest import CdrOptions
+from tollwatch.cdr_ingest.database import CdrDatabase
+from tollwatch.cdr_ingest.live.db_follow import DbFollower, MemoryDbPositions
+from tollwatch.cdr_ingest.live.events import CallEnded, CallStarted, LiveEvent
 from tollwatch.supervisor import supervise
 
 pytestmark = pytest.mark.db

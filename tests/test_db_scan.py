@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cdr_ingest.database import CdrDatabase, DbError
 from tests.db_servers import SQL, Server, insert_freepbx, mariadb, master_rows, postgres
 from tests.helpers import settings
 from tollwatch import report_format
+from tollwatch.cdr_ingest.database import CdrDatabase, DbError
 from tollwatch.cli import app
 from tollwatch.report.build import build_report
 from tollwatch.scan import ScanResult, run_scan
@@ -214,7 +214,7 @@ def test_report_reads_the_table(freepbx: Server, fixtures_dir: Path, tmp_path: P
 
 
 def test_learn_reads_the_table(freepbx: Server, fixtures_dir: Path, tmp_path: Path) -> None:
-    from rules.baseline_io import load_file
+    from tollwatch.rules.baseline_io import load_file
     from tollwatch.settings import load
 
     config = _config(tmp_path, freepbx)
@@ -233,7 +233,7 @@ def test_learn_reads_the_table(freepbx: Server, fixtures_dir: Path, tmp_path: Pa
 def test_small_chunks_cut_no_start_time_in_two(freepbx: Server) -> None:
     """Chunks end between start times: 2 rows per chunk over calls that share their second
     (the attack dials 2 per second), 1 row per chunk (every chunk one start time)."""
-    from cdr_ingest import CdrOptions
+    from tollwatch.cdr_ingest import CdrOptions
 
     db = CdrDatabase.open(freepbx.url, "cdr")
     whole = db.scan(CdrOptions()).collect().sort("call_id")

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from rules.destinations import Classifier
 from tests.helpers import settings
+from tollwatch.rules.destinations import Classifier
 
 
 def make(country: str, access: list[str] | None = None, **extra: object) -> Classifier:

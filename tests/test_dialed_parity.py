@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from cdr_ingest import CdrOptions, scan_cdrs
-from cdr_ingest.dialed import dialed_number, evidence_of
-from cdr_ingest.live import CallStarted
-from cdr_ingest.live.ami_calls import AmiCallTracker
-from cdr_ingest.live.fake_ami import parse_frames
-from rules.destinations import Classifier
 from tests.helpers import settings
+from tollwatch.cdr_ingest import CdrOptions, scan_cdrs
+from tollwatch.cdr_ingest.dialed import dialed_number, evidence_of
+from tollwatch.cdr_ingest.live import CallStarted
+from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
+from tollwatch.cdr_ingest.live.fake_ami import parse_frames
+from tollwatch.rules.destinations import Classifier
 
 HERE = Path(__file__).resolve().parent / "fixtures/forwarded-dialed"
 CLASSIFIER = Classifier(settings("DE", "UTC"))

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from alerting.remediation.dialplan import CONTEXT, plan, render
-from rules.destinations import Classifier
 from tests.helpers import settings
+from tollwatch.alerting.remediation.dialplan import CONTEXT, plan, render
+from tollwatch.rules.destinations import Classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = 1_795_526_552

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from cdr_ingest.live.fake_ami import FakeAmi, parse_frames
 from tests.helpers import settings
 from tests.slack_stub import SlackStub
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi, parse_frames
 from tollwatch.runner import build
 
 SECRET = "ami-secret-e2e"

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from bench.gen_ami import generate
-from cdr_ingest.live.ami import AmiSource
-from cdr_ingest.live.ami_framing import split_frames
-from cdr_ingest.live.backlog import EventQueue
-from cdr_ingest.live.fake_ami import FakeAmi
 from tests.helpers import settings
 from tests.test_daemon import Recorder
 from tests.test_daemon_ami import SECRET, wait_for
+from tollwatch.cdr_ingest.live.ami import AmiSource
+from tollwatch.cdr_ingest.live.ami_framing import split_frames
+from tollwatch.cdr_ingest.live.backlog import EventQueue
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 from tollwatch.daemon import Daemon
 from tollwatch.state import StateStore
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cdr_ingest.live import CallEnded, CallStarted, LiveEvent
-from config.secrets import SecretError, read_secret
 from tests.helpers import settings
 from tests.test_daemon import ListSource, Recorder, make, run_until_idle
+from tollwatch.cdr_ingest.live import CallEnded, CallStarted, LiveEvent
 from tollwatch.cli import app
+from tollwatch.config.secrets import SecretError, read_secret
 from tollwatch.logsafe import PlainMessages
 from tollwatch.report.build import build_report
 
@@ -166,8 +166,8 @@ def test_auth_failures_without_account_are_not_a_pbx_wide_incident() -> None:
     PBX-wide (`*`) warning with 0 calls."""
     from datetime import UTC, datetime, timedelta
 
-    from rules.engine import Engine
-    from rules.model import AuthEvent
+    from tollwatch.rules.engine import Engine
+    from tollwatch.rules.model import AuthEvent
 
     s = settings("JP", "UTC")
     engine = Engine.from_settings(s, {k: v.model_dump() for k, v in s.rules.items()})
@@ -184,7 +184,7 @@ def test_auth_failures_without_account_are_not_a_pbx_wide_incident() -> None:
 async def test_csv_only_pbx_block_does_not_promise_ami(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from alerting.remediation import Blocker, Target
+    from tollwatch.alerting.remediation import Blocker, Target
 
     s = settings("JP", remediation={"enabled": True}, daemon={"data_dir": str(tmp_path)})
     blocker = Blocker(s, {})  # no AMI connection at all: a PBX followed by its CDR file only

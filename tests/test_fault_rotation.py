@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cdr_ingest.live import CallStarted, LiveEvent
-from cdr_ingest.live.follow import MemoryPositions
 from tests.test_live_follow import attack, follower  # noqa: F401  (fixture)
+from tollwatch.cdr_ingest.live import CallStarted, LiveEvent
+from tollwatch.cdr_ingest.live.follow import MemoryPositions
 from tollwatch.sources import SqlitePositions
 from tollwatch.state import StateStore
 

@@ -25,15 +25,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import config.sqlite as sqlite_mod
-from alerting.outbox import Outbox
-from alerting.slack import SlackAlerter
-from cdr_ingest.live import CallEnded, CallStarted, LiveEvent, SourceStatus
-from config.schema import Slack
-from config.sqlite import HEALTH
+import tollwatch.config.sqlite as sqlite_mod
 from tests.helpers import settings
 from tests.slack_stub import SlackStub
+from tollwatch.alerting.outbox import Outbox
+from tollwatch.alerting.slack import SlackAlerter
+from tollwatch.cdr_ingest.live import CallEnded, CallStarted, LiveEvent, SourceStatus
 from tollwatch.cli import app
+from tollwatch.config.schema import Slack
+from tollwatch.config.sqlite import HEALTH
 from tollwatch.daemon import Daemon
 from tollwatch.state import StateStore, read_status_file
 

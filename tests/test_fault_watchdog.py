@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from alerting.base import IncidentView
-from cdr_ingest.live import CallEnded, CallStarted
 from tests.helpers import settings
 from tests.test_fault_storage import FeedSource, until
+from tollwatch.alerting.base import IncidentView
+from tollwatch.cdr_ingest.live import CallEnded, CallStarted
 from tollwatch.daemon import Daemon
 from tollwatch.notify import Notifier
 from tollwatch.state import StateStore

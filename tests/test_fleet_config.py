@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from config import ConfigError, load_settings
-from config.fleet import is_fleet_file, load_fleet
-from rules.base import check_rules
 from tollwatch.cli import app
+from tollwatch.config import ConfigError, load_settings
+from tollwatch.config.fleet import is_fleet_file, load_fleet
+from tollwatch.rules.base import check_rules
 
 FLEET = """
 [site]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from config.fleet import load_fleet
-from rules.base import check_rules
 from tests.db_servers import SQL, Server, insert_freepbx, mariadb, master_rows
+from tollwatch.config.fleet import load_fleet
 from tollwatch.fleet_output import incident_rows
 from tollwatch.fleet_scan import run_fleet
+from tollwatch.rules.base import check_rules
 
 pytestmark = pytest.mark.db
 __all__ = ["mariadb"]  # fixture

@@ -14,14 +14,14 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from config import Settings
-from config.fleet import Fleet, load_fleet
-from rules.base import check_rules
 from tests.conftest import ROOT
 from tollwatch import report_format
 from tollwatch.cli import app
+from tollwatch.config import Settings
+from tollwatch.config.fleet import Fleet, load_fleet
 from tollwatch.fleet_output import incident_rows
 from tollwatch.fleet_scan import FleetResult, expand_files, run_fleet
+from tollwatch.rules.base import check_rules
 from tollwatch.scan import run_scan
 
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdr_ingest import CdrOptions
-from cdr_ingest._scan import scan_file
-from cdr_ingest.live.ami_framing import Framer
+from tollwatch.cdr_ingest import CdrOptions
+from tollwatch.cdr_ingest._scan import scan_file
+from tollwatch.cdr_ingest.live.ami_framing import Framer
 
 pytestmark = pytest.mark.fuzz
 BUDGET = settings(max_examples=120, derandomize=True, deadline=None,

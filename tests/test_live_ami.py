@@ -12,12 +12,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cdr_ingest import CdrOptions
-from cdr_ingest._outbound import classify
-from cdr_ingest.live.ami import AmiAuthError, AmiConnectError, AmiDisconnected, AmiSource
-from cdr_ingest.live.ami_calls import AmiCallTracker, LegRules
-from cdr_ingest.live.events import AuthAttempt, CallAnswered, CallEnded, CallStarted, LiveEvent
-from cdr_ingest.live.fake_ami import FakeAmi, parse_frames
+from tollwatch.cdr_ingest import CdrOptions
+from tollwatch.cdr_ingest._outbound import classify
+from tollwatch.cdr_ingest.live.ami import AmiAuthError, AmiConnectError, AmiDisconnected, AmiSource
+from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker, LegRules
+from tollwatch.cdr_ingest.live.events import (
+    AuthAttempt,
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    LiveEvent,
+)
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi, parse_frames
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/asterisk-22"
 AT = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)

@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cdr_ingest import CdrOptions, scan_cdrs
-from cdr_ingest.live.events import CallAnswered, CallEnded, CallStarted, LiveEvent
-from cdr_ingest.live.follow import CsvFollower, MemoryPositions, Position
+from tollwatch.cdr_ingest import CdrOptions, scan_cdrs
+from tollwatch.cdr_ingest.live.events import CallAnswered, CallEnded, CallStarted, LiveEvent
+from tollwatch.cdr_ingest.live.follow import CsvFollower, MemoryPositions, Position
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/asterisk-22"
 OPTIONS = CdrOptions()
@@ -341,7 +341,7 @@ def test_malformed_row_is_counted_with_its_line(
     path = tmp_path / "Master.csv"
     path.write_bytes(b"".join(rows[:3]))
     f = follower(path)
-    caplog.set_level(logging.WARNING, logger="cdr_ingest.live.follow")
+    caplog.set_level(logging.WARNING, logger="tollwatch.cdr_ingest.live.follow")
     got = f.poll_once()
     append(path, b"".join(rows[3:]))
     got += f.poll_once()
@@ -383,7 +383,7 @@ def test_header_file_after_rotation(
     got = f.poll_once()
     os.rename(path, tmp_path / "Master.csv.1")
     path.write_bytes(HEADER)
-    caplog.set_level(logging.WARNING, logger="cdr_ingest.live.follow")
+    caplog.set_level(logging.WARNING, logger="tollwatch.cdr_ingest.live.follow")
     got += f.poll_once()
     append(path, b"".join(new_rows[1:]))
     got += f.poll_once()
@@ -398,7 +398,7 @@ def test_small_chunks_and_an_overlong_line(
     path = tmp_path / "Master.csv"
     path.write_bytes(b"".join(rows))
     f = follower(path, max_chunk=1000)
-    caplog.set_level(logging.WARNING, logger="cdr_ingest.live.follow")
+    caplog.set_level(logging.WARNING, logger="tollwatch.cdr_ingest.live.follow")
     got = f.poll_once()
     assert got == expected(tmp_path, attack)
     assert f.status.errors == 1
@@ -470,7 +470,7 @@ def test_restart_when_the_old_file_is_gone(
     f = follower(path, store)
     assert f.poll_once() == [] and "waiting" in f.status.state
     os.rename(tmp_path / "new", path)
-    caplog.set_level(logging.WARNING, logger="cdr_ingest.live.follow")
+    caplog.set_level(logging.WARNING, logger="tollwatch.cdr_ingest.live.follow")
     assert len(starts(f.poll_once())) == 2
     assert "is gone" in caplog.text
 

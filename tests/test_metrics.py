@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdr_ingest.live.events import SourceStatus
-from config import load_settings
+from tollwatch.cdr_ingest.live.events import SourceStatus
+from tollwatch.config import load_settings
 from tollwatch.metrics import parse_listen, registry_for
 from tollwatch.notify import Notifier
 from tollwatch.state import StateStore
@@ -109,8 +109,8 @@ def notify_after_stop(path: Path) -> bool:
 
 
 def test_registry_reads_alerts_blocks_and_a_stopped_daemon(tmp_path: Path) -> None:
-    from alerting.outbox import Outbox
-    from alerting.remediation.store import BlockStore
+    from tollwatch.alerting.outbox import Outbox
+    from tollwatch.alerting.remediation.store import BlockStore
 
     store = StateStore.in_dir(tmp_path)
     store.write_status([SourceStatus("pbx", "ami", connected=False, events=3)],
@@ -136,7 +136,7 @@ def test_registry_reads_alerts_blocks_and_a_stopped_daemon(tmp_path: Path) -> No
 
 
 def test_metrics_are_off_by_default_and_the_address_is_checked() -> None:
-    from config import ConfigError
+    from tollwatch.config import ConfigError
 
     assert load_settings(None, {"site": {"country": "JP"}}).metrics.listen is None
     with pytest.raises(ConfigError):

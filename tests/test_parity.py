@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from cdr_ingest.live import CallAnswered, CallEnded, CallStarted, LiveEvent
-from rules.destinations import Classifier
-from rules.incidents import Incident
 from tests.helpers import settings
+from tollwatch.cdr_ingest.live import CallAnswered, CallEnded, CallStarted, LiveEvent
 from tollwatch.live import LivePipeline
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.incidents import Incident
 from tollwatch.scan import run_scan
 from tollwatch.settings import rule_specs
 
@@ -171,8 +171,8 @@ _LEARNED: dict[str, str] = {}
 
 
 def _learned_copy(tmp: Path) -> Any:
-    from rules.baseline_io import dumps, loads, new_baseline
     from tollwatch.learn import learn_files
+    from tollwatch.rules.baseline_io import dumps, loads, new_baseline
 
     if "b" not in _LEARNED:
         baseline, _ = learn_files([_history(tmp / "history.csv")], S)

@@ -11,17 +11,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cdr_ingest import CdrOptions
-from cdr_ingest.live import CallRefused, PbxConnected
-from cdr_ingest.live.ami import AmiSource
-from cdr_ingest.live.ami_calls import AmiCallTracker
-from cdr_ingest.live.fake_ami import FakeAmi
-from cdr_ingest.live.follow import CsvFollower, MemoryPositions
-from rules.destinations import Classifier
 from tests.helpers import settings
+from tollwatch.cdr_ingest import CdrOptions
+from tollwatch.cdr_ingest.live import CallRefused, PbxConnected
+from tollwatch.cdr_ingest.live.ami import AmiSource
+from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
+from tollwatch.cdr_ingest.live.follow import CsvFollower, MemoryPositions
 from tollwatch.live import LivePipeline
 from tollwatch.recovery import Sessions
 from tollwatch.report_format import incident_dict
+from tollwatch.rules.destinations import Classifier
 from tollwatch.scan import run_scan
 from tollwatch.settings import rule_specs
 

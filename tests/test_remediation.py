@@ -12,13 +12,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from alerting.remediation import AmiClient, Blocker, BlockRefused, BlockStore, Target
-from cdr_ingest.live.ami import AmiSource
-from cdr_ingest.live.fake_ami import FakeAmi, parse_frames
-from config import Settings
 from tests.conftest import FIXTURES
 from tests.helpers import settings
 from tollwatch import cli_blocks
+from tollwatch.alerting.remediation import AmiClient, Blocker, BlockRefused, BlockStore, Target
+from tollwatch.cdr_ingest.live.ami import AmiSource
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi, parse_frames
+from tollwatch.config import Settings
 
 NOW = 1_795_526_552  # 2026-11-24T13:22:32Z
 DAY = 86_400

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from config import Settings
 from tests.helpers import settings as make_settings
+from tollwatch.config import Settings
 from tollwatch.report import ReportResult, build_report, summary_text
 from tollwatch.report.build import folder_date, prune
 from tollwatch.report.period import Period

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rules.incidents import Severity
 from tests.helpers import Traffic, at, settings
+from tollwatch.rules.incidents import Severity
 
 SL = "0102327654321"  # Sierra Leone, high-risk
 UK = "01044201234567"  # United Kingdom, not high-risk
@@ -207,11 +207,11 @@ def test_per_source_allowlist_exempts_destination_rules_only() -> None:
 
 
 def test_auth_failures_then_success_then_calls_abroad_is_critical() -> None:
-    from rules.model import AuthEvent
+    from tollwatch.rules.model import AuthEvent
 
     t = jp()
     s = t.settings
-    from rules.engine import Engine
+    from tollwatch.rules.engine import Engine
 
     engine = Engine.from_settings(s, {k: v.model_dump() for k, v in s.rules.items()})
     t0 = at("2026-11-24T13:29:20")
@@ -224,7 +224,7 @@ def test_auth_failures_then_success_then_calls_abroad_is_critical() -> None:
     assert all(i.severity == Severity.WARNING for i in incidents)
     engine.handle_auth(AuthEvent(t0 + timedelta(minutes=1), "success", "209", "198.51.100.7"))
     call = t.call("209", UK, t0 + timedelta(minutes=5), talk=60)  # not high-risk, daytime
-    from rules.engine import events_for
+    from tollwatch.rules.engine import events_for
 
     for ev in events_for(call):
         engine.handle(ev)

@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from cdr_ingest.live.fake_ami import FakeAmi
+from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 
 
 async def test_sigterm_stops_cleanly_with_state_saved(tmp_path: Path, fixtures: Path) -> None:

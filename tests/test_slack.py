@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from alerting import blockkit
-from alerting.outbox import Outbox, alert_key
-from alerting.slack import SlackAlerter
-from config.schema import Slack
 from tests.slack_stub import CHANNEL_ID, WEBHOOK_PATH, SlackStub
+from tollwatch.alerting import blockkit
+from tollwatch.alerting.outbox import Outbox, alert_key
+from tollwatch.alerting.slack import SlackAlerter
+from tollwatch.config.schema import Slack
 
 TOKEN = "xoxb-1234-SECRET-token-do-not-log"
 T0 = 1_750_000_000.0
@@ -580,7 +580,7 @@ async def test_no_secret_in_logs_or_errors(stub: SlackStub, fake: FakeTime, tmp_
 
 
 def test_missing_secret_names_no_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from config.secrets import SecretError
+    from tollwatch.config.secrets import SecretError
     monkeypatch.delenv("TW_SLACK_TOKEN")
     with pytest.raises(SecretError, match="named by token_env is not set") as err:
         SlackAlerter(Slack(enabled=True, channel="#x", token_env="TW_SLACK_TOKEN"), tmp_path)

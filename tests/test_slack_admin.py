@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from alerting import blockkit
-from alerting.outbox import read_health
-from alerting.slack import SlackAlerter
-from config.schema import Slack
 from tests.slack_stub import SlackStub
 from tests.test_slack import TOKEN, FakeTime, view
+from tollwatch.alerting import blockkit
+from tollwatch.alerting.outbox import read_health
+from tollwatch.alerting.slack import SlackAlerter
 from tollwatch.cli import app
+from tollwatch.config.schema import Slack
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from alerting.textsafe import csv_cell, markup, plain
+from tollwatch.alerting.textsafe import csv_cell, markup, plain
 
 
 def test_plain_shows_control_characters() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 
-from cdr_ingest import scan_cdrs
-from config import Settings
-from rules.validity import SAMPLE, Validity, check_numbers
+from tollwatch.cdr_ingest import scan_cdrs
+from tollwatch.config import Settings
+from tollwatch.rules.validity import SAMPLE, Validity, check_numbers
 from tollwatch.settings import cdr_options
 
 

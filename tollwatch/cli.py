@@ -16,17 +16,9 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from alerting.textsafe import markup, plain
-from cdr_ingest import IngestError, describe_layout
-from config import Settings, masked_dump
-from config.fleet import is_fleet_file
-from config.secrets import SecretError
-from rules.baseline import Baseline
-from rules.baseline_io import BaselineError, load_file
-from rules.destinations import Classifier
-from rules.incidents import Severity
-from rules.validity import valid_e164
 from tollwatch import __version__, report_format
+from tollwatch.alerting.textsafe import markup, plain
+from tollwatch.cdr_ingest import IngestError, describe_layout
 from tollwatch.cli_common import (
     AccessOpt,
     ConfigOpt,
@@ -40,6 +32,14 @@ from tollwatch.cli_common import (
     warn,
 )
 from tollwatch.cli_fleet import FleetOpt, ParquetOpt, SchedulerOpt, WorkersOpt
+from tollwatch.config import Settings, masked_dump
+from tollwatch.config.fleet import is_fleet_file
+from tollwatch.config.secrets import SecretError
+from tollwatch.rules.baseline import Baseline
+from tollwatch.rules.baseline_io import BaselineError, load_file
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.incidents import Severity
+from tollwatch.rules.validity import valid_e164
 from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
 from tollwatch.scan_problems import ProblemFile
 from tollwatch.settings import cdr_options, overrides

@@ -14,12 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alerting.textsafe import markup
-from cdr_ingest import IngestError
-from config import ConfigError, Settings
-from config.secrets import SecretError
-from rules.baseline import DAY_NAMES, Baseline
-from rules.baseline_io import BaselineError, load, load_file, loads, new_baseline, save
+from tollwatch.alerting.textsafe import markup
+from tollwatch.cdr_ingest import IngestError
+from tollwatch.config import ConfigError, Settings
+from tollwatch.config.secrets import SecretError
+from tollwatch.rules.baseline import DAY_NAMES, Baseline
+from tollwatch.rules.baseline_io import BaselineError, load, load_file, loads, new_baseline, save
 from tollwatch.settings import load as load_settings
 from tollwatch.settings import overrides
 

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from alerting.remediation import (
+from tollwatch.alerting.remediation import (
     AmiClient,
     Blocker,
     BlockRefused,
@@ -36,14 +36,14 @@ from alerting.remediation import (
     read_prefix,
     sync,
 )
-from alerting.remediation.astdb import ActionSender
-from alerting.remediation.dialplan import render
-from alerting.textsafe import plain
-from config import ConfigError, Settings
-from config.schema import AmiServer
-from config.secrets import SecretError, read_secret
-from config.types import parse_duration
-from rules.destinations import Classifier
+from tollwatch.alerting.remediation.astdb import ActionSender
+from tollwatch.alerting.remediation.dialplan import render
+from tollwatch.alerting.textsafe import plain
+from tollwatch.config import ConfigError, Settings
+from tollwatch.config.schema import AmiServer
+from tollwatch.config.secrets import SecretError, read_secret
+from tollwatch.config.types import parse_duration
+from tollwatch.rules.destinations import Classifier
 from tollwatch.settings import load
 
 ConfigOpt = Annotated[

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 
-from alerting.textsafe import markup
-from config import ConfigError, Settings
+from tollwatch.alerting.textsafe import markup
+from tollwatch.config import ConfigError, Settings
 from tollwatch.settings import load, overrides
 
 out = Console(highlight=False, soft_wrap=False)

@@ -14,13 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alerting.textsafe import markup
-from config import ConfigError, Settings, masked_dump
-from config.fleet import Fleet, load_fleet
-from rules.base import check_rules
 from tollwatch import fleet_output
+from tollwatch.alerting.textsafe import markup
+from tollwatch.config import ConfigError, Settings, masked_dump
+from tollwatch.config.fleet import Fleet, load_fleet
 from tollwatch.fleet_report import Span
 from tollwatch.fleet_scan import Progress, run_fleet
+from tollwatch.rules.base import check_rules
 from tollwatch.scan import ScanStats
 
 FleetOpt = Annotated[
@@ -258,7 +258,7 @@ def _post(fleet: Fleet, label: str, text: str) -> None:
 
     from pydantic import ValidationError
 
-    from config.schema import Daemon, Report, Slack
+    from tollwatch.config.schema import Daemon, Report, Slack
     from tollwatch.report.post import post_text
 
     try:

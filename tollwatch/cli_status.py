@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from alerting.textsafe import markup
-from config import Settings
 from tollwatch import status_view
+from tollwatch.alerting.textsafe import markup
 from tollwatch.cli_common import ConfigOpt, err, fail, out, settings_for
+from tollwatch.config import Settings
 from tollwatch.report_format import human_time
 from tollwatch.status_read import read_daemon_status
 
@@ -47,7 +47,7 @@ def _local(source: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
 
 
 def _slack_line(directory: Path, tz: ZoneInfo) -> str | None:
-    from alerting.outbox import read_health
+    from tollwatch.alerting.outbox import read_health
 
     health = read_health(directory)
     if health is None:
@@ -103,7 +103,7 @@ def slack_test(
 ) -> None:
     """Post a test message with the [slack] settings and say what is wrong in plain words
     (bad token, missing scopes chat:write / files:write, unknown channel)."""
-    from alerting.slack_check import check_slack
+    from tollwatch.alerting.slack_check import check_slack
 
     settings = settings_for(config)
     if not settings.slack.enabled:

@@ -16,18 +16,18 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerting.base import Alerter, Background
-from cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected
-from cdr_ingest.live.backlog import EventQueue
-from config import Settings
-from config.sqlite import HEALTH, recover_all
-from rules.baseline_io import BaselineError, dumps, load, loads
-from rules.destinations import Classifier
-from rules.incidents import Incident, IncidentChange
+from tollwatch.alerting.base import Alerter, Background
+from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected
+from tollwatch.cdr_ingest.live.backlog import EventQueue
+from tollwatch.config import Settings
+from tollwatch.config.sqlite import HEALTH, recover_all
 from tollwatch.live import LivePipeline
 from tollwatch.notify import Notifier
 from tollwatch.recovery import Sessions
 from tollwatch.report_format import incident_dict
+from tollwatch.rules.baseline_io import BaselineError, dumps, load, loads
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.incidents import Incident, IncidentChange
 from tollwatch.settings import rule_specs
 from tollwatch.state import StateStore, StatusFile
 from tollwatch.supervisor import Source, supervise

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdr_ingest.database import CdrDatabase, DbError
-from config import Settings
-from config.schema import CdrDatabase as DbSettings
-from config.schema import DbSource
-from config.secrets import read_secret
+from tollwatch.cdr_ingest.database import CdrDatabase, DbError
+from tollwatch.config import Settings
+from tollwatch.config.schema import CdrDatabase as DbSettings
+from tollwatch.config.schema import DbSource
+from tollwatch.config.secrets import read_secret
 
 _DB_KEYS = tuple(DbSettings.model_fields)
 

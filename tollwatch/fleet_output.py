@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
-from alerting.textsafe import csv_cell, markup
 from tollwatch import report_format
+from tollwatch.alerting.textsafe import csv_cell, markup
 from tollwatch.fleet_scan import FleetResult, PbxScan, Progress
 
 FLEET_CSV_FIELDS = ("pbx", *report_format.CSV_FIELDS)

@@ -19,8 +19,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from config import Settings
-from config.fleet import Fleet
+from tollwatch.config import Settings
+from tollwatch.config.fleet import Fleet
 from tollwatch.fleet_exec import PbxError, run_tasks, worker_name
 from tollwatch.fleet_scan import expand_files
 from tollwatch.report.build import build_report

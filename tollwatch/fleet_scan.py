@@ -17,13 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from cdr_ingest import release_temp_files
-from config import Settings
-from config.fleet import Fleet
-from rules.baseline_io import BaselineError, load_file
-from rules.incidents import Incident, Severity
+from tollwatch.cdr_ingest import release_temp_files
+from tollwatch.config import Settings
+from tollwatch.config.fleet import Fleet
 from tollwatch.fleet_exec import PbxError, run_tasks, worker_name
 from tollwatch.fleet_parquet import ParquetSink
+from tollwatch.rules.baseline_io import BaselineError, load_file
+from tollwatch.rules.incidents import Incident, Severity
 from tollwatch.scan import ScanStats, run_scan
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdr_ingest.database import CdrDatabase
-from config import Settings
-from rules.baseline import Baseline
-from rules.baseline_io import new_baseline
+from tollwatch.cdr_ingest.database import CdrDatabase
+from tollwatch.config import Settings
+from tollwatch.rules.baseline import Baseline
+from tollwatch.rules.baseline_io import new_baseline
 from tollwatch.scan import ScanStats, run_scan
 
 

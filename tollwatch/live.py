@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from cdr_ingest.live import (
+from tollwatch.cdr_ingest.live import (
     AuthAttempt,
     CallAnswered,
     CallEnded,
@@ -20,12 +20,12 @@ from cdr_ingest.live import (
     PbxBooted,
     PbxConnected,
 )
-from config import Settings
-from rules.baseline import Baseline
-from rules.destinations import Classifier
-from rules.engine import Engine, relevant
-from rules.incidents import IncidentChange
-from rules.model import AuthEvent, Call, CallEvent, Kind
+from tollwatch.config import Settings
+from tollwatch.rules.baseline import Baseline
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.engine import Engine, relevant
+from tollwatch.rules.incidents import IncidentChange
+from tollwatch.rules.model import AuthEvent, Call, CallEvent, Kind
 
 SNAPSHOT_VERSION = 1
 _SEEN = 20_000  # call ids remembered for counting each call once

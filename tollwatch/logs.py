@@ -20,8 +20,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from alerting.textsafe import plain
 from tollwatch import logsafe
+from tollwatch.alerting.textsafe import plain
 
 CHATTY = ("panoramisk", "apscheduler", "asyncio")
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from alerting.textsafe import plain
+from tollwatch.alerting.textsafe import plain
 
 
 class PlainMessages(logging.Filter):

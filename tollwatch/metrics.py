@@ -144,7 +144,7 @@ class StatusCollector(Collector):
         yield from extra.values()
 
     def _alerts(self) -> Iterator[Metric]:
-        from alerting.outbox import read_health
+        from tollwatch.alerting.outbox import read_health
 
         health = read_health(self.data_dir)
         if health is None:
@@ -166,7 +166,7 @@ class StatusCollector(Collector):
         path = self.data_dir / "blocks.sqlite3"
         if not path.is_file():
             return
-        from alerting.remediation.store import BlockStore
+        from tollwatch.alerting.remediation.store import BlockStore
 
         store = BlockStore(path)
         try:

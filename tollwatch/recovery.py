@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from cdr_ingest._types import CdrOptions
-from cdr_ingest.live import CallStarted, LiveEvent, PbxConnected
-from cdr_ingest.live.follow import CsvFollower, MemoryPositions
+from tollwatch.cdr_ingest._types import CdrOptions
+from tollwatch.cdr_ingest.live import CallStarted, LiveEvent, PbxConnected
+from tollwatch.cdr_ingest.live.follow import CsvFollower, MemoryPositions
 from tollwatch.sources import start_at_end
 
 log = logging.getLogger("tollwatch.daemon")

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
-from alerting.textsafe import csv_cell, markup
-from rules.incidents import Incident, Severity
-from rules.model import Call
+from tollwatch.alerting.textsafe import csv_cell, markup
+from tollwatch.rules.incidents import Incident, Severity
+from tollwatch.rules.model import Call
 
 
 def _iso(when: datetime | None, tz: ZoneInfo) -> str | None:

@@ -16,18 +16,18 @@ from typing import Any
 
 from rich.console import Console
 
-from alerting.base import Alerter
-from alerting.console import ConsoleAlerter
-from alerting.remediation import Blocker
-from alerting.slack import SlackAlerter
-from config import Settings
-from rules.baseline import Baseline
-from rules.destinations import Destination
+from tollwatch.alerting.base import Alerter
+from tollwatch.alerting.console import ConsoleAlerter
+from tollwatch.alerting.remediation import Blocker
+from tollwatch.alerting.slack import SlackAlerter
+from tollwatch.config import Settings
 from tollwatch.daemon import Daemon
 from tollwatch.recovery import CdrRecovery
 from tollwatch.report.build import ReportResult
 from tollwatch.report.post import queue_report
 from tollwatch.report.schedule import ReportScheduler
+from tollwatch.rules.baseline import Baseline
+from tollwatch.rules.destinations import Destination
 from tollwatch.settings import cdr_options, load, overrides
 from tollwatch.sources import ami_sources, csv_sources, db_sources, source_names
 from tollwatch.state import StateStore
@@ -163,7 +163,7 @@ def sample_transcript() -> Path:
 
 async def run_demo(pace: float, console: Console) -> int:
     """A fake Asterisk on localhost replays a recorded attack; the daemon catches it live."""
-    from cdr_ingest.live.fake_ami import FakeAmi
+    from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 
     secret = secrets.token_urlsafe(16)
     os.environ["TOLLWATCH_DEMO_SECRET"] = secret  # handed over like a real deployment would

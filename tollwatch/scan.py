@@ -15,16 +15,16 @@ from pathlib import Path
 
 import polars as pl
 
-from cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
-from cdr_ingest.database import CdrDatabase
-from cdr_ingest.live.follow_rows import REFUSED_MARK
-from config import Settings
-from rules.baseline import Baseline
-from rules.batch import CALL_COLUMNS, run_frame
-from rules.destinations import Classifier
-from rules.engine import Engine
-from rules.incidents import PBX, Incident
-from rules.validity import SAMPLE, Validity, check_numbers
+from tollwatch.cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
+from tollwatch.cdr_ingest.database import CdrDatabase
+from tollwatch.cdr_ingest.live.follow_rows import REFUSED_MARK
+from tollwatch.config import Settings
+from tollwatch.rules.baseline import Baseline
+from tollwatch.rules.batch import CALL_COLUMNS, run_frame
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.engine import Engine
+from tollwatch.rules.incidents import PBX, Incident
+from tollwatch.rules.validity import SAMPLE, Validity, check_numbers
 from tollwatch.settings import cdr_options, rule_specs
 
 MAX_PROBLEMS = 1000

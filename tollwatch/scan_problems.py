@@ -7,7 +7,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from alerting.textsafe import csv_cell
+from tollwatch.alerting.textsafe import csv_cell
 
 
 class ProblemFile:

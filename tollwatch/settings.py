@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cdr_ingest import CdrOptions
-from cdr_ingest.dialects.cdr_custom import columns_from_conf
-from config import ConfigError, Settings, load_settings
-from config.load import default_path
-from rules.base import check_rules
+from tollwatch.cdr_ingest import CdrOptions
+from tollwatch.cdr_ingest.dialects.cdr_custom import columns_from_conf
+from tollwatch.config import ConfigError, Settings, load_settings
+from tollwatch.config.load import default_path
+from tollwatch.rules.base import check_rules
 
 
 def overrides(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from cdr_ingest.live import LiveEvent, SourceStatus
-from cdr_ingest.live.ami import AmiSource
-from cdr_ingest.live.db_follow import DbFollower, DbPosition
-from cdr_ingest.live.follow import CsvFollower, Position, PositionStore
-from cdr_ingest.live.rotation import fingerprint
-from config import Settings
-from config.secrets import SecretError, read_secret
+from tollwatch.cdr_ingest.live import LiveEvent, SourceStatus
+from tollwatch.cdr_ingest.live.ami import AmiSource
+from tollwatch.cdr_ingest.live.db_follow import DbFollower, DbPosition
+from tollwatch.cdr_ingest.live.follow import CsvFollower, Position, PositionStore
+from tollwatch.cdr_ingest.live.rotation import fingerprint
+from tollwatch.config import Settings
+from tollwatch.config.secrets import SecretError, read_secret
 from tollwatch.dbsource import merged, open_database
 from tollwatch.settings import cdr_options
 from tollwatch.state import StateStore

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cdr_ingest.live.events import SourceStatus
-from config.sqlite import SqliteFile
+from tollwatch.cdr_ingest.live.events import SourceStatus
+from tollwatch.config.sqlite import SqliteFile
 
 log = logging.getLogger("tollwatch.state")
 

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from alerting.textsafe import markup
+from tollwatch.alerting.textsafe import markup
 
 STALE_AFTER = 30.0  # seconds without a report: the daemon is not running
 

@@ -11,7 +11,7 @@ import random
 import time
 from typing import Protocol
 
-from cdr_ingest.live import LiveEvent, SourceStatus
+from tollwatch.cdr_ingest.live import LiveEvent, SourceStatus
 
 log = logging.getLogger("tollwatch.source")
 

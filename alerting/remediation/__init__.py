@@ -15,14 +15,14 @@ With `remediation.enabled = false` (the default) it only logs, records and notif
 would do: nothing is sent to Asterisk.
 """
 
-from alerting.remediation.astdb import ActionError, ActionSender, AmiClient, block_value
-from alerting.remediation.blocker import Blocker, BlockRefused, BlockResult
-from alerting.remediation.dialplan import generate
-from alerting.remediation.policy import Guard, Target, qualifies
-from alerting.remediation.prefixes import PrefixCheck, PrefixError, read_prefix
-from alerting.remediation.scope import NoBaseline, Profile, Scope, SiteProfile
-from alerting.remediation.store import BlockRecord, BlockStore
-from alerting.remediation.views import block_entry
+from tollwatch.alerting.remediation.astdb import ActionError, ActionSender, AmiClient, block_value
+from tollwatch.alerting.remediation.blocker import Blocker, BlockRefused, BlockResult
+from tollwatch.alerting.remediation.dialplan import generate
+from tollwatch.alerting.remediation.policy import Guard, Target, qualifies
+from tollwatch.alerting.remediation.prefixes import PrefixCheck, PrefixError, read_prefix
+from tollwatch.alerting.remediation.scope import NoBaseline, Profile, Scope, SiteProfile
+from tollwatch.alerting.remediation.store import BlockRecord, BlockStore
+from tollwatch.alerting.remediation.views import block_entry
 
 __all__ = [
     "ActionError",

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from cdr_ingest.live.ami import AmiError, AmiSource
+from tollwatch.cdr_ingest.live.ami import AmiError, AmiSource
 
 
 class ActionSender(Protocol):

@@ -8,16 +8,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from alerting.base import IncidentView
-from alerting.remediation import astdb, sync
-from alerting.remediation.astdb import ActionSender
-from alerting.remediation.hangup import hang_up
-from alerting.remediation.policy import Guard, Target, qualifies
-from alerting.remediation.scope import Scope, SiteProfile
-from alerting.remediation.store import BlockRecord, BlockStore
-from alerting.remediation.views import block_entry, iso, reason_of, unblock_view
-from config.schema import Settings
-from rules.destinations import Classifier
+from tollwatch.alerting.base import IncidentView
+from tollwatch.alerting.remediation import astdb, sync
+from tollwatch.alerting.remediation.astdb import ActionSender
+from tollwatch.alerting.remediation.hangup import hang_up
+from tollwatch.alerting.remediation.policy import Guard, Target, qualifies
+from tollwatch.alerting.remediation.scope import Scope, SiteProfile
+from tollwatch.alerting.remediation.store import BlockRecord, BlockStore
+from tollwatch.alerting.remediation.views import block_entry, iso, reason_of, unblock_view
+from tollwatch.config.schema import Settings
+from tollwatch.rules.destinations import Classifier
 
 log = logging.getLogger("tollwatch.remediation")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from config.countries import country_code
-from config.schema import Settings
+from tollwatch.config.countries import country_code
+from tollwatch.config.schema import Settings
 
 CONTEXT = "tollwatch-check"
 MAX_PREFIX = 8

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from alerting.remediation import astdb
-from alerting.remediation.astdb import ActionSender
-from alerting.remediation.policy import Target
-from cdr_ingest.dialed import dialed_number
+from tollwatch.alerting.remediation import astdb
+from tollwatch.alerting.remediation.astdb import ActionSender
+from tollwatch.alerting.remediation.policy import Target
+from tollwatch.cdr_ingest.dialed import dialed_number
 
 log = logging.getLogger("tollwatch.remediation")
 

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alerting.remediation.prefixes import PrefixError, describe, read_prefix
-from config.schema import Settings
-from rules.destinations import Classifier
+from tollwatch.alerting.remediation.prefixes import PrefixError, describe, read_prefix
+from tollwatch.config.schema import Settings
+from tollwatch.rules.destinations import Classifier
 
 _SOURCE = re.compile(r"^[A-Za-z0-9_.+@-]{1,40}$")
 _SEVERITY = {"none": 0, "warning": 1, "critical": 2}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from rules import numbering
-from rules.destinations import Classifier
+from tollwatch.rules import numbering
+from tollwatch.rules.destinations import Classifier
 
 MAX_PREFIX = 8  # the dialplan looks up prefixes of 1..8 digits
 _SEPARATORS = re.compile(r"[\s\-().]")

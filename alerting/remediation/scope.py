@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from alerting.remediation.policy import Target
-from alerting.remediation.prefixes import MAX_PREFIX
-from config.schema import Settings
-from config.types import parse_prefix
-from rules.destinations import Classifier, Destination
+from tollwatch.alerting.remediation.policy import Target
+from tollwatch.alerting.remediation.prefixes import MAX_PREFIX
+from tollwatch.config.schema import Settings
+from tollwatch.config.types import parse_prefix
+from tollwatch.rules.destinations import Classifier, Destination
 
 _RANGE_DROP = 2  # one number alone: its block of 100
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.sqlite import SqliteFile
+from tollwatch.config.sqlite import SqliteFile
 
 FILENAME = "blocks.sqlite3"
 

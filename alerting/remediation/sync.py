@@ -11,10 +11,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from alerting.remediation import astdb
-from alerting.remediation.astdb import ActionError, ActionSender
-from alerting.remediation.policy import Target
-from alerting.remediation.store import BlockRecord
+from tollwatch.alerting.remediation import astdb
+from tollwatch.alerting.remediation.astdb import ActionError, ActionSender
+from tollwatch.alerting.remediation.policy import Target
+from tollwatch.alerting.remediation.store import BlockRecord
 
 log = logging.getLogger("tollwatch.remediation")
 

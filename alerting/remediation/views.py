@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from alerting.base import IncidentView
-from alerting.remediation.policy import Target
-from alerting.remediation.store import BlockRecord
-from config.schema import Settings
+from tollwatch.alerting.base import IncidentView
+from tollwatch.alerting.remediation.policy import Target
+from tollwatch.alerting.remediation.store import BlockRecord
+from tollwatch.config.schema import Settings
 
 
 def iso(epoch: int) -> str:

@@ -200,7 +200,7 @@ def custom_dialect(columns: Sequence[str], description: str) -> type[CdrDialect]
 
 
 def _load_builtin() -> None:
-    from cdr_ingest.dialects import (  # noqa: F401  (registers the shipped dialects)
+    from tollwatch.cdr_ingest.dialects import (  # noqa: F401  (registers the shipped dialects)
         asteriskcdrdb,
         cdr_csv,
         cdr_custom,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cdr_ingest.dialects import CdrDialect, register
+from tollwatch.cdr_ingest.dialects import CdrDialect, register
 
 TABLE = (
     "calldate", "clid", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp",

@@ -9,7 +9,7 @@ like 1795527074.58), else ``[cdr] layout``.
 
 from __future__ import annotations
 
-from cdr_ingest.dialects import CdrDialect, register
+from tollwatch.cdr_ingest.dialects import CdrDialect, register
 
 BASE = (
     "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp",

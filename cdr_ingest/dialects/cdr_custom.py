@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cdr_ingest.dialects import CdrDialect, canonical_column, register
+from tollwatch.cdr_ingest.dialects import CdrDialect, canonical_column, register
 
 
 @register

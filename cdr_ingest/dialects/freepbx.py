@@ -10,7 +10,7 @@ amaflags are numbers (3 = DOCUMENTATION); there is no end or answer time (from d
 
 from __future__ import annotations
 
-from cdr_ingest.dialects import CdrDialect, register
+from tollwatch.cdr_ingest.dialects import CdrDialect, register
 
 _BASE = (
     "calldate", "clid", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp",

@@ -4,7 +4,7 @@ a spreadsheet, a database export of another schema). Columns are found by name
 
 from __future__ import annotations
 
-from cdr_ingest.dialects import CdrDialect, register
+from tollwatch.cdr_ingest.dialects import CdrDialect, register
 
 
 @register

@@ -1,6 +1,6 @@
 """Live sources: Asterisk AMI and a followed Master.csv, each a stream of call events."""
 
-from cdr_ingest.live.events import (
+from tollwatch.cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
     CallEnded,

@@ -27,13 +27,13 @@ from typing import Any
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from alerting.textsafe import plain
-from cdr_ingest._types import CdrOptions
-from cdr_ingest.live.ami_calls import AmiCallTracker
-from cdr_ingest.live.ami_framing import _Protocol
-from cdr_ingest.live.ami_login import session_start
-from cdr_ingest.live.backlog import EventQueue
-from cdr_ingest.live.events import LiveEvent, SourceStatus
+from tollwatch.alerting.textsafe import plain
+from tollwatch.cdr_ingest._types import CdrOptions
+from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
+from tollwatch.cdr_ingest.live.ami_framing import _Protocol
+from tollwatch.cdr_ingest.live.ami_login import session_start
+from tollwatch.cdr_ingest.live.backlog import EventQueue
+from tollwatch.cdr_ingest.live.events import LiveEvent, SourceStatus
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from cdr_ingest import attribution
-from cdr_ingest._types import CdrOptions
-from cdr_ingest.dialed import dialed_number
-from cdr_ingest.live import ami_dialects
-from cdr_ingest.live.ami_dialects import AmiDialect
-from cdr_ingest.live.events import (
+from tollwatch.cdr_ingest import attribution
+from tollwatch.cdr_ingest._types import CdrOptions
+from tollwatch.cdr_ingest.dialed import dialed_number
+from tollwatch.cdr_ingest.live import ami_dialects
+from tollwatch.cdr_ingest.live.ami_dialects import AmiDialect
+from tollwatch.cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
     CallEnded,
@@ -35,7 +35,7 @@ from cdr_ingest.live.events import (
     LiveEvent,
     PbxBooted,
 )
-from cdr_ingest.live.legs import LOCAL, LegRules, endpoint
+from tollwatch.cdr_ingest.live.legs import LOCAL, LegRules, endpoint
 
 FAILED_AUTH = frozenset(
     {"ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL"}

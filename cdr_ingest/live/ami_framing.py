@@ -23,7 +23,7 @@ from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-log = logging.getLogger("cdr_ingest.live.ami")
+log = logging.getLogger("tollwatch.cdr_ingest.live.ami")
 
 MAX_PENDING = 1 << 20
 _HEADS = ("Event:", "Response:")

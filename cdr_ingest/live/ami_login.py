@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from cdr_ingest.live.events import PbxConnected
+from tollwatch.cdr_ingest.live.events import PbxConnected
 
-log = logging.getLogger("cdr_ingest.live.ami")
+log = logging.getLogger("tollwatch.cdr_ingest.live.ami")
 
 # action -> (the manager.conf right it needs, what tollwatch does with it)
 NEEDED = {

@@ -37,11 +37,11 @@ from typing import Protocol, TypeVar
 
 import polars as pl
 
-from cdr_ingest._types import CdrOptions
-from cdr_ingest.database import CdrDatabase, DbError, Table
-from cdr_ingest.database._read import normalized, raw_frame
-from cdr_ingest.live.events import LiveEvent, SourceStatus
-from cdr_ingest.live.follow_rows import call_events
+from tollwatch.cdr_ingest._types import CdrOptions
+from tollwatch.cdr_ingest.database import CdrDatabase, DbError, Table
+from tollwatch.cdr_ingest.database._read import normalized, raw_frame
+from tollwatch.cdr_ingest.live.events import LiveEvent, SourceStatus
+from tollwatch.cdr_ingest.live.follow_rows import call_events
 
 log = logging.getLogger(__name__)
 

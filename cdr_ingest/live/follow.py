@@ -51,20 +51,20 @@ from typing import Any, BinaryIO, Protocol
 
 import polars as pl
 
-from cdr_ingest._scan import FileFormat, detect, scan_file
-from cdr_ingest._types import CdrOptions, IngestError
-from cdr_ingest.live.events import (
+from tollwatch.cdr_ingest._scan import FileFormat, detect, scan_file
+from tollwatch.cdr_ingest._types import CdrOptions, IngestError
+from tollwatch.cdr_ingest.live.events import (
     LiveEvent,
     SourceStatus,
 )
-from cdr_ingest.live.follow_rows import (
+from tollwatch.cdr_ingest.live.follow_rows import (
     HEAD_BYTES,
     call_events,
     collect,
     padded,
     with_temp,
 )
-from cdr_ingest.live.rotation import find_copy, fingerprint
+from tollwatch.cdr_ingest.live.rotation import find_copy, fingerprint
 
 log = logging.getLogger(__name__)
 

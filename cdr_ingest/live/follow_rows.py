@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from cdr_ingest._scan import FileFormat
-from cdr_ingest.live.events import (
+from tollwatch.cdr_ingest._scan import FileFormat
+from tollwatch.cdr_ingest.live.events import (
     CallAnswered,
     CallEnded,
     CallRefused,

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from cdr_ingest import attribution
-from cdr_ingest._outbound import glob_to_regex
-from cdr_ingest._types import CdrOptions
-from cdr_ingest.dialed import evidence_of
+from tollwatch.cdr_ingest import attribution
+from tollwatch.cdr_ingest._outbound import glob_to_regex
+from tollwatch.cdr_ingest._types import CdrOptions
+from tollwatch.cdr_ingest.dialed import evidence_of
 
 # Same patterns as cdr_ingest._outbound (Rust regex there, Python re here; both leftmost-first).
 _CHANNEL = re.compile(r"^[^/]+/(.*?)(?:-[0-9A-Fa-f]*)?(?:;[0-9]+)?$")

@@ -16,7 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from cdr_ingest import _gzip
+from tollwatch.cdr_ingest import _gzip
 
 FP_BYTES = 4096  # hashed at the start of the file and before the offset
 MAX_GZ_CANDIDATES = 3  # compressed siblings looked into (the newest)

@@ -1,6 +1,6 @@
 """The shipped rule types. Importing this package registers them."""
 
-from rules.builtin import (
+from tollwatch.rules.builtin import (
     auth_failures,
     burst,
     concurrent,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from rules.baseline import Baseline
-from rules.model import Call
+from tollwatch.rules.baseline import Baseline
+from tollwatch.rules.model import Call
 
 
 def threshold(

@@ -6,7 +6,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Literal
 
-from rules.model import Call, dest_block_key, dest_number_key
+from tollwatch.rules.model import Call, dest_block_key, dest_number_key
 
 # Sigma-style group-by: one source, the whole PBX, or one destination number / number block
 # called from any sources (a distributed attack or rotating forwarded calls to one range).

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from config.types import Duration, format_duration
-from rules.base import Rule, RuleOptions, register
-from rules.model import AuthEvent, Call, Finding
+from tollwatch.config.types import Duration, format_duration
+from tollwatch.rules.base import Rule, RuleOptions, register
+from tollwatch.rules.model import AuthEvent, Call, Finding
 
 
 class AuthFailuresOptions(RuleOptions):

@@ -12,11 +12,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from config.types import Duration, format_duration
-from rules.base import Rule, RuleOptions, register
-from rules.builtin._learned import novel_high_risk, threshold
-from rules.builtin._window import GroupBy, Windows, group_key, incident_group, who
-from rules.model import Call, Finding
+from tollwatch.config.types import Duration, format_duration
+from tollwatch.rules.base import Rule, RuleOptions, register
+from tollwatch.rules.builtin._learned import novel_high_risk, threshold
+from tollwatch.rules.builtin._window import GroupBy, Windows, group_key, incident_group, who
+from tollwatch.rules.model import Call, Finding
 
 
 class BurstOptions(RuleOptions):

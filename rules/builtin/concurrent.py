@@ -6,10 +6,10 @@ from datetime import datetime
 
 from pydantic import Field
 
-from rules.base import Rule, RuleOptions, register
-from rules.builtin._learned import threshold
-from rules.builtin._window import GroupBy, group_key, incident_group
-from rules.model import Call, Finding
+from tollwatch.rules.base import Rule, RuleOptions, register
+from tollwatch.rules.builtin._learned import threshold
+from tollwatch.rules.builtin._window import GroupBy, group_key, incident_group
+from tollwatch.rules.model import Call, Finding
 
 
 class ConcurrentOptions(RuleOptions):

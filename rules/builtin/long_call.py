@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from config.types import Duration, format_duration
-from rules.base import Rule, RuleOptions, register
-from rules.builtin._learned import novel_high_risk
-from rules.model import Call, Finding
+from tollwatch.config.types import Duration, format_duration
+from tollwatch.rules.base import Rule, RuleOptions, register
+from tollwatch.rules.builtin._learned import novel_high_risk
+from tollwatch.rules.model import Call, Finding
 
 _TICK = timedelta(seconds=60)
 

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from config.types import Duration, format_duration
-from rules.base import Rule, RuleOptions, register
-from rules.model import Call, Finding
+from tollwatch.config.types import Duration, format_duration
+from tollwatch.rules.base import Rule, RuleOptions, register
+from tollwatch.rules.model import Call, Finding
 
 
 class NewDestinationOptions(RuleOptions):

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from config.types import Duration, format_duration
-from rules.base import Rule, RuleOptions, register
-from rules.builtin._learned import novel_high_risk
-from rules.builtin._window import Windows
-from rules.model import Call, Finding
+from tollwatch.config.types import Duration, format_duration
+from tollwatch.rules.base import Rule, RuleOptions, register
+from tollwatch.rules.builtin._learned import novel_high_risk
+from tollwatch.rules.builtin._window import Windows
+from tollwatch.rules.model import Call, Finding
 
 
 class OffHoursOptions(RuleOptions):

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from config.types import Duration, format_duration
-from rules.base import Rule, RuleOptions, register
-from rules.builtin._window import GroupBy, group_key, incident_group
-from rules.model import Call, Finding
+from tollwatch.config.types import Duration, format_duration
+from tollwatch.rules.base import Rule, RuleOptions, register
+from tollwatch.rules.builtin._window import GroupBy, group_key, incident_group
+from tollwatch.rules.model import Call, Finding
 
 _TICK = 60
 

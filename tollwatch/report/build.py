@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerting.textsafe import csv_cell
-from cdr_ingest.database import CdrDatabase
-from config import Settings
-from rules.calendar import BusinessCalendar
-from rules.destinations import Classifier
-from rules.validity import check_numbers
+from tollwatch.alerting.textsafe import csv_cell
+from tollwatch.cdr_ingest.database import CdrDatabase
+from tollwatch.config import Settings
 from tollwatch.report import charts
 from tollwatch.report.coverage import file_span
 from tollwatch.report.figures import KINDS, Country, Figures, Totals, collect
@@ -29,6 +26,9 @@ from tollwatch.report.period import Period, previous_day
 from tollwatch.report.reconcile import reconcile
 from tollwatch.report.words import incident_line, sort_views
 from tollwatch.report_format import incident_dict
+from tollwatch.rules.calendar import BusinessCalendar
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.validity import check_numbers
 from tollwatch.state import StateStore
 
 HTML_NAME, CSV_NAME, JSON_NAME = "report.html", "flagged.csv", "figures.json"

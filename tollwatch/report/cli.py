@@ -12,9 +12,8 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from alerting.textsafe import markup
-from cdr_ingest import IngestError
-from config.secrets import SecretError
+from tollwatch.alerting.textsafe import markup
+from tollwatch.cdr_ingest import IngestError
 from tollwatch.cli_common import (
     AccessOpt,
     ConfigOpt,
@@ -27,6 +26,7 @@ from tollwatch.cli_common import (
 )
 from tollwatch.cli_common import fail as _fail
 from tollwatch.cli_fleet import FleetOpt, SchedulerOpt, WorkersOpt
+from tollwatch.config.secrets import SecretError
 from tollwatch.report.build import build_report
 from tollwatch.settings import overrides
 from tollwatch.state import StateStore

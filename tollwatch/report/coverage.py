@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from cdr_ingest import scan_cdrs
-from config import Settings
+from tollwatch.cdr_ingest import scan_cdrs
+from tollwatch.config import Settings
 from tollwatch.report.period import Period
 from tollwatch.settings import cdr_options
 

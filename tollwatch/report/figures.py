@@ -16,13 +16,13 @@ from typing import Any
 
 import polars as pl
 
-from cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
-from cdr_ingest.database import CdrDatabase
-from config import Settings
-from rules.batch import CALL_COLUMNS
-from rules.calendar import BusinessCalendar
-from rules.destinations import Classifier
+from tollwatch.cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
+from tollwatch.cdr_ingest.database import CdrDatabase
+from tollwatch.config import Settings
 from tollwatch.report.period import Period
+from tollwatch.rules.batch import CALL_COLUMNS
+from tollwatch.rules.calendar import BusinessCalendar
+from tollwatch.rules.destinations import Classifier
 from tollwatch.settings import cdr_options
 
 KINDS = ("domestic", "international", "high-risk", "other")

@@ -8,14 +8,14 @@ from typing import Any
 
 import polars as pl
 
-from config import Settings
-from rules.batch import run_frame
-from rules.builtin.new_destination import NewDestination
-from rules.calendar import BusinessCalendar
-from rules.destinations import Classifier
-from rules.engine import Engine
-from rules.incidents import Incident
+from tollwatch.config import Settings
 from tollwatch.report.figures import Figures
+from tollwatch.rules.batch import run_frame
+from tollwatch.rules.builtin.new_destination import NewDestination
+from tollwatch.rules.calendar import BusinessCalendar
+from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.engine import Engine
+from tollwatch.rules.incidents import Incident
 from tollwatch.settings import rule_specs
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from alerting.slack import SlackAlerter
-from config import Settings
-from config.schema import Slack
+from tollwatch.alerting.slack import SlackAlerter
+from tollwatch.config import Settings
+from tollwatch.config.schema import Slack
 from tollwatch.report.build import ReportResult, summary_text
 
 

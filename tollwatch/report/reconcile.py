@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from rules.incidents import Incident
 from tollwatch.report.flagged import FlaggedCall
 from tollwatch.report.period import Period
+from tollwatch.rules.incidents import Incident
 from tollwatch.state import StateStore
 
 ALERTED = "alerted"

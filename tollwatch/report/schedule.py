@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from config import Settings
+from tollwatch.config import Settings
 from tollwatch.report.build import ReportResult, build_report
 from tollwatch.state import StateStore
 

@@ -84,7 +84,7 @@ def all_events() -> frozenset[str]:
 
 
 def _load_builtin() -> None:
-    from cdr_ingest.live.ami_dialects import (  # noqa: F401  (registers the shipped dialects)
+    from tollwatch.cdr_ingest.live.ami_dialects import (  # noqa: F401  (registers the shipped dialects)
         asterisk11,
         asterisk12,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cdr_ingest.live.ami_dialects import AmiDialect, Msg, register
+from tollwatch.cdr_ingest.live.ami_dialects import AmiDialect, Msg, register
 
 _MAX_CHANNELS = 100_000  # bound on remembered channels (a lost Hangup must not leak forever)
 

@@ -8,7 +8,13 @@ their call events pass through unchanged.
 
 from __future__ import annotations
 
-from cdr_ingest.live.ami_dialects import CALL_VOCABULARY, AmiDialect, Msg, protocol_major, register
+from tollwatch.cdr_ingest.live.ami_dialects import (
+    CALL_VOCABULARY,
+    AmiDialect,
+    Msg,
+    protocol_major,
+    register,
+)
 
 # AMI protocol major version -> Asterisk release (AMI 2.x was Asterisk 12 and 13).
 RELEASES = {2: "12/13", 3: "14", 4: "15", 5: "16", 6: "17", 7: "18", 8: "19", 9: "20",
