@@ -66,7 +66,8 @@ def _seen_in(s: Seen | None, start: date, today: date) -> bool:
     """Whether a (previous, last) pair shows a day in [start, today)."""
     if s is None:
         return False
-    return any(d is not None and start <= d < today for d in s)
+    previous, last = s
+    return start <= last < today or (previous is not None and start <= previous < today)
 
 
 class Baseline:
@@ -127,12 +128,25 @@ class Baseline:
         if key is None:
             return
         source = call.source
-        self.dest_days.setdefault(key, set()).add(day)
-        srcs = self.dest_sources.setdefault(key, {})
+        days = self.dest_days.get(key)
+        if days is None:
+            days = self.dest_days[key] = set()
+        days.add(day)
+        srcs = self.dest_sources.get(key)
+        if srcs is None:
+            srcs = self.dest_sources[key] = {}
         srcs[source] = _seen(srcs.get(source), day)
-        mine = self.src_dests.setdefault(source, {})
+        mine = self.src_dests.get(source)
+        if mine is None:
+            mine = self.src_dests[source] = {}
         mine[key] = _seen(mine.get(key), day)
-        self.src_hours.setdefault(source, {}).setdefault(local.hour, set()).add(day)
+        hours = self.src_hours.get(source)
+        if hours is None:
+            hours = self.src_hours[source] = {}
+        at_hour = hours.get(local.hour)
+        if at_hour is None:
+            at_hour = hours[local.hour] = set()
+        at_hour.add(day)
         if self._touched is not None:
             touched = self._touched.get(day)
             if touched is None:
@@ -353,8 +367,14 @@ class Baseline:
             return True
         start, today = self._span(at)
         if source is None:
-            return any(start <= d < today for d in self.dest_days.get(key, ()))
-        return _seen_in(self.src_dests.get(source, {}).get(key), start, today)
+            days = self.dest_days.get(key)
+            if not days:
+                return False
+            if today - timedelta(days=1) in days:  # the usual case: called the day before
+                return start < today
+            return any(start <= d < today for d in days)
+        mine = self.src_dests.get(source)
+        return mine is not None and _seen_in(mine.get(key), start, today)
 
     def usual_hour(self, source: str, at: datetime) -> bool:
         """Whether `source` called abroad at this hour of day on `usual_hour_days` days."""

@@ -68,7 +68,7 @@ class BusinessCalendar:
     def _closed_reason(self, when: datetime) -> str | None:
         local = self.local(when)
         day = local.date()
-        stamp = local.strftime("%H:%M")
+        stamp = f"{local.hour:02d}:{local.minute:02d}"
         weekday = _DAYS[local.weekday()]
         if day in self.closures:
             return f"{weekday} {day.isoformat()} {stamp}, a closure day"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import phonenumbers
@@ -36,6 +37,7 @@ DEST_COLUMNS = (
     "rate",
 )
 
+BLOCK_DIGITS = 3  # a number block: the number less its last 3 digits (+2327654xxx)
 _LOCAL_MIN = 7  # a number this long dialed without any prefix is a local/national number
 
 
@@ -55,6 +57,19 @@ class Destination:
     @property
     def international(self) -> bool:
         return self.dest_class == "international"
+
+    @cached_property
+    def number_key(self) -> str:
+        """The incident/window key of the destination number: "dest:+23276543210"."""
+        return "dest:" + (self.e164 or self.dialed)
+
+    @cached_property
+    def block_key(self) -> str:
+        """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
+        number = self.e164 or self.dialed
+        if len(number.lstrip("+")) <= BLOCK_DIGITS + 4:
+            return "dest:" + number
+        return "dest:" + number[:-BLOCK_DIGITS] + "x" * BLOCK_DIGITS
 
     @classmethod
     def from_row(cls, dialed: str, row: dict[str, Any]) -> Destination:

@@ -59,12 +59,14 @@ class Burst(Rule[BurstOptions]):
         if n < limit:
             return []
         recent = self.windows.held(key)
-        per_source = Counter(c.source for c in recent)
-        sources = len(per_source)
-        if sources < o.min_sources:
-            return []
-        if o.min_sources > 1 and n - max(per_source.values()) < limit:
-            return []  # one source's burst with a few others around: per-source rules' case
+        sources = 1
+        if o.min_sources > 1 or o.group_by in ("destination", "dest_block"):
+            per_source = Counter(c.source for c in recent)
+            sources = len(per_source)
+            if sources < o.min_sources:
+                return []
+            if o.min_sources > 1 and n - max(per_source.values()) < limit:
+                return []  # one source's burst with a few others around: per-source rules' case
         what = "international" if o.calls == "international" else "high-risk"
         span = format_duration(o.window)
         reason = f"{n} {what} calls {who(call, key, o.group_by, sources)} within {span} ({words})"

@@ -32,7 +32,9 @@ class Concurrent(Rule[ConcurrentOptions]):
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         o = self.options
         key = group_key(call, o.group_by)
-        up = self.active.setdefault(key, {})
+        up = self.active.get(key)
+        if up is None:
+            up = self.active[key] = {}
         up[call.call_id] = call
         if len(up) < o.count:
             return []
