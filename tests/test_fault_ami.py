@@ -24,7 +24,6 @@ from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 from tollwatch.daemon import Daemon
 from tollwatch.state import StateStore
 
-
 KEEPALIVE_TIMEOUT = 2.0  # s without an answer to Ping: a loaded 2-core CI box must not trip it
 
 
