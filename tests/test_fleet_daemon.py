@@ -142,7 +142,7 @@ async def test_three_pbxes_give_the_incidents_of_three_single_daemons(
         async with fakes(SITES) as fake:  # each PBX alone, the same recording
             runs = [await single_site(n, fake[n].port, tmp_path / "single" / n) for n in SITES]
             await asyncio.gather(*(f.replay(attack) for f in fake.values()))
-            for daemon, stop_one, task_one in runs:
+            for daemon, _stop, _task in runs:
                 await wait_for(lambda d=daemon: d.queue.empty())
             await asyncio.sleep(0.3)
             for daemon, stop_one, task_one in runs:
