@@ -59,13 +59,14 @@ def render(
             f" ({markup(problem.get('error'))}) since {markup(problem.get('since'))}; "
             "kept in memory until it can be written again"
         )
-    if isinstance(info.get("fleet"), list):
+    fleet = isinstance(info.get("fleet"), list)
+    if fleet:
         render_fleet(out, info["fleet"])
     else:
         render_sources(out, sources)
     for inc in incidents:
         dests = ", ".join(str(d) for d in inc.get("destinations") or [])
-        where = f"pbx {markup(inc['pbx'])}: " if inc.get("pbx") else ""
+        where = f"pbx {markup(inc.get('pbx'))}: " if fleet else ""
         out.print(
             f"open: {where}{markup(inc.get('severity'))} {markup(inc.get('source'))} "
             f"{markup(dests)} ({inc.get('calls')} calls since {markup(inc.get('first_call_at'))})"
