@@ -388,27 +388,24 @@ class Classifier:
 
 
 class BatchClassifier:
-    """classify_df for a stream of batches: each distinct number is classified once per scan
-    (numbers repeat: customers are called again and again), up to `limit` remembered."""
+    """classify_df for a stream of batches: each batch's distinct numbers classified once.
+
+    No table of numbers seen before is kept: with mostly distinct numbers (what an attack
+    and a big site look like) joining every batch against a growing table of millions of
+    numbers costs more than classifying the batch's own distinct numbers again."""
 
     def __init__(self, classifier: Classifier, column: str, limit: int) -> None:
         self.classifier = classifier
         self.column = column
-        self.limit = limit
-        self.known: pl.DataFrame | None = None
+        self.limit = limit  # kept for callers; unused
+
+    def distinct(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The distinct numbers of `frame`'s column with DEST_COLUMNS (one row each)."""
+        col = self.column
+        return self.classifier._apply(frame.select(pl.col(col).cast(pl.String)).unique(), col)
 
     def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
-        col = self.column
-        distinct = frame.select(pl.col(col).cast(pl.String)).unique()
-        known = self.known
-        new = distinct if known is None else distinct.join(
-            known, on=col, how="anti", nulls_equal=True)
-        if known is None or known.height + new.height > self.limit:
-            known = self.classifier._apply(distinct, col)  # start over with this batch's
-        elif new.height:
-            known = pl.concat([known, self.classifier._apply(new, col)], rechunk=False)
-        self.known = known
-        return frame.join(known, on=col, how="left", nulls_equal=True)
+        return frame.join(self.distinct(frame), on=self.column, how="left", nulls_equal=True)
 
 
 __all__ = ["CLASSES", "DEST_COLUMNS", "BatchClassifier", "Classifier", "Destination"]
