@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_daemon import _mask, dial_uid, frames, percentiles  # noqa: E402
+from bench_daemon import _mask, dial_uid, frames, percentiles
 
 SECRET = "bench-fleet-secret"
 
