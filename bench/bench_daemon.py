@@ -419,7 +419,11 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tollwatch-bench-") as data_dir:
         prof = cProfile.Profile() if args.profile else None
-        if prof:
+        if prof:  # imports before, so the profile shows the work, not the imports
+            import tollwatch.daemon
+            import tollwatch.sources
+            import tollwatch.state  # noqa: F401
+
             prof.enable()
         t0 = time.perf_counter()
         if args.direct:
