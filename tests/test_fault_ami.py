@@ -24,12 +24,14 @@ from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 from tollwatch.daemon import Daemon
 from tollwatch.state import StateStore
 
+KEEPALIVE_TIMEOUT = 2.0  # s without an answer to Ping: a loaded 2-core CI box must not trip it
+
 
 def slow_daemon(tmp_path: Path, port: int, per_event: float, **daemon: Any) -> Daemon:
     s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path), "max_backoff": "1s", **daemon})
     d = Daemon(s, StateStore.in_dir(tmp_path), [], [Recorder()], ["pbx"])
     source = AmiSource("pbx", "127.0.0.1", port, "tollwatch", SECRET, events=d.queue,
-                       keepalive=0.5, timeout=0.5)
+                       keepalive=0.5, timeout=KEEPALIVE_TIMEOUT)
     d.sources.append(_Feed(source))
     real = d.process
 
@@ -85,6 +87,7 @@ class ThreadedFake:
         self.loop.call_soon_threadsafe(self.fake.drop_clients)
 
 
+@pytest.mark.soak  # ~10-30 s of AMI load each: not in the fast core
 async def test_slow_consumer_under_a_fast_replay_keeps_the_connection(tmp_path: Path) -> None:
     stream = b"".join(generate(300, concurrent=100, seed=7))
     async with ThreadedFake() as server:
@@ -93,6 +96,8 @@ async def test_slow_consumer_under_a_fast_replay_keeps_the_connection(tmp_path: 
         source = daemon.sources[0]
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
+        await wait_for(lambda: source.status.connected, 30)  # a loaded CI may need a retry
+        before, errors = logins(fake), source.status.errors
         sent = await server.replay(stream)  # as fast as the socket takes it
         await asyncio.sleep(0.3)
         assert daemon.queue.qsize() > 300  # a real backlog: processing is the bottleneck
@@ -104,13 +109,14 @@ async def test_slow_consumer_under_a_fast_replay_keeps_the_connection(tmp_path: 
         stop.set()
         await task
     assert sent > 5_000
-    assert peak_age > 1.0  # the backlog was older than the keepalive timeout ...
-    assert logins(fake) == 1 and source.status.errors == 0  # ... and the connection stayed up
+    assert peak_age > KEEPALIVE_TIMEOUT  # the backlog was older than the keepalive timeout ...
+    assert logins(fake) == before and source.status.errors == errors  # ... the connection stayed up
     assert any(a.get("Action") == "Ping" for a in fake.actions)
     assert daemon.events == source.status.events > 600  # every event received was handled
     assert daemon.queue.peak > 300
 
 
+@pytest.mark.soak  # ~10-30 s of AMI load each: not in the fast core
 async def test_full_backlog_pauses_reading_and_loses_nothing(tmp_path: Path) -> None:
     stream = b"".join(generate(300, concurrent=100, seed=3))
     async with ThreadedFake() as server:
@@ -121,6 +127,8 @@ async def test_full_backlog_pauses_reading_and_loses_nothing(tmp_path: Path) -> 
         daemon.queue.add_pressure_listener(paused.append)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
+        await wait_for(lambda: source.status.connected, 30)  # a loaded CI may need a retry
+        before, errors = logins(fake), source.status.errors
         await server.replay(stream)
         await wait_for(lambda: daemon.queue.qsize() == 0 and not daemon.queue.over_limit, 60)
         await asyncio.sleep(1.5)
@@ -128,10 +136,11 @@ async def test_full_backlog_pauses_reading_and_loses_nothing(tmp_path: Path) -> 
         await task
     assert True in paused and paused[-1] is False  # paused at the limit, resumed after
     assert daemon.queue.peak < 200 + 400  # bounded: at most one read beyond the limit
-    assert logins(fake) == 1 and source.status.errors == 0
+    assert logins(fake) == before and source.status.errors == errors
     assert daemon.events == source.status.events
 
 
+@pytest.mark.soak  # ~10-30 s of AMI load each: not in the fast core
 async def test_a_drop_keeps_the_events_already_received(tmp_path: Path) -> None:
     stream = b"".join(generate(300, concurrent=100, seed=5))
     async with ThreadedFake() as server:
@@ -140,11 +149,13 @@ async def test_a_drop_keeps_the_events_already_received(tmp_path: Path) -> None:
         source = daemon.sources[0]
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
+        await wait_for(lambda: source.status.connected, 30)  # a loaded CI may need a retry
+        before = logins(fake)
         await server.replay(stream)
         await wait_for(lambda: source.status.events > 0 and daemon.queue.qsize() > 100)
         received = source.status.events
         server.drop_clients()  # the connection goes while a backlog waits
-        await wait_for(lambda: logins(fake) == 2, 20)  # the supervisor reconnects
+        await wait_for(lambda: logins(fake) > before, 20)  # the supervisor reconnects
         await wait_for(lambda: daemon.queue.qsize() == 0, 60)
         stop.set()
         await task
