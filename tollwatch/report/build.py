@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 from tollwatch.alerting.textsafe import csv_cell
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.config import Settings
-from tollwatch.report import charts
 from tollwatch.report.coverage import file_span
 from tollwatch.report.figures import KINDS, Country, Figures, Totals, collect
 from tollwatch.report.flagged import FlaggedCall, flagged_calls, period_incidents
@@ -110,6 +109,8 @@ def build_report(
     doc["coverage_note"] = coverage.note(period) if coverage is not None else None
     doc["validity"] = validity.warning(settings)
     doc["timezone_label"] = settings.site.zone_label
+
+    from tollwatch.report import charts  # matplotlib: only when a report is drawn (~0.7 s)
 
     png_hourly = charts.hourly_chart(
         figs.hourly, f"Outbound calls per hour — {period.label}"
