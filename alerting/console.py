@@ -6,6 +6,7 @@ import logging
 from typing import IO, Any
 
 from tollwatch.alerting.base import IncidentView
+from tollwatch.alerting.blockkit import block_command
 from tollwatch.alerting.textsafe import plain
 
 log = logging.getLogger("tollwatch.alert")
@@ -69,21 +70,40 @@ def format_update(view: IncidentView) -> str:
 
 
 def format_block(kind: str, view: IncidentView) -> str:
-    """A block applied (or, in a dry run, that would be) or lifted, with how to lift it."""
+    """A block applied, one a dry run WOULD apply, or a lift, with how to lift (or apply) it.
+    The head says what happened: [BLOCKED] only when AstDB took a real block."""
     parts = []
+    applied = would = failed = 0
     for b in view.get("blocks") or []:
         what = plain(b.get("what") or f"{b.get('kind')} {b.get('value')}")
+        until = plain(b.get("expires_at", "?"))
         if kind == "unblocked":
             parts.append(f"{what}: block ended")
+        elif b.get("dry_run"):
+            would += 1
+            parts.append(f"WOULD BLOCK {what} until {until} (dry run; to block now: "
+                         f"{plain(block_command(b))})")  # fmt: skip
+        elif b.get("failed"):
+            failed += 1
+            parts.append(f"NOT applied yet: {what} ({plain(b['failed'])}; recorded, applied "
+                         "when AMI is back)")  # fmt: skip
         else:
-            verb = "would block (dry run)" if b.get("dry_run") else "blocked"
-            parts.append(f"{verb} {what} until {b.get('expires_at', '?')} "
-                         f"(lift: {plain(b.get('lift', '?'))})")  # fmt: skip
+            applied += 1
+            parts.append(f"blocked {what} until {until} (lift: {plain(b.get('lift', '?'))})")
     for r in view.get("refused") or []:
         parts.append(f"not blocking {plain(r.get('value', '?'))}: {plain(r.get('why', ''))}")
     if view.get("hung_up"):
         parts.append(f"hung up {len(view['hung_up'])} call(s)")
-    head = "[UNBLOCKED]" if kind == "unblocked" else "[BLOCK]"
+    if kind == "unblocked":
+        head = "[UNBLOCKED]"
+    elif applied or view.get("hung_up"):
+        head = "[BLOCKED]"
+    elif would:
+        head = "[WOULD BLOCK]"
+    elif failed:
+        head = "[BLOCK FAILED]"
+    else:
+        head = "[NOT BLOCKED]"
     where = plain(view.get("pbx", "?"))
     iid = plain(view.get("id", "")) or "-"
     return f"{head} pbx {where}: " + ("; ".join(parts) or "nothing") + f"  [{iid}]"
