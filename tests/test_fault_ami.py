@@ -93,6 +93,8 @@ async def test_slow_consumer_under_a_fast_replay_keeps_the_connection(tmp_path: 
         source = daemon.sources[0]
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
+        await wait_for(lambda: source.status.connected, 30)  # a loaded CI may need a retry
+        before, errors = logins(fake), source.status.errors
         sent = await server.replay(stream)  # as fast as the socket takes it
         await asyncio.sleep(0.3)
         assert daemon.queue.qsize() > 300  # a real backlog: processing is the bottleneck
@@ -105,7 +107,7 @@ async def test_slow_consumer_under_a_fast_replay_keeps_the_connection(tmp_path: 
         await task
     assert sent > 5_000
     assert peak_age > 1.0  # the backlog was older than the keepalive timeout ...
-    assert logins(fake) == 1 and source.status.errors == 0  # ... and the connection stayed up
+    assert logins(fake) == before and source.status.errors == errors  # ... the connection stayed up
     assert any(a.get("Action") == "Ping" for a in fake.actions)
     assert daemon.events == source.status.events > 600  # every event received was handled
     assert daemon.queue.peak > 300
@@ -121,6 +123,8 @@ async def test_full_backlog_pauses_reading_and_loses_nothing(tmp_path: Path) -> 
         daemon.queue.add_pressure_listener(paused.append)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
+        await wait_for(lambda: source.status.connected, 30)  # a loaded CI may need a retry
+        before, errors = logins(fake), source.status.errors
         await server.replay(stream)
         await wait_for(lambda: daemon.queue.qsize() == 0 and not daemon.queue.over_limit, 60)
         await asyncio.sleep(1.5)
@@ -128,7 +132,7 @@ async def test_full_backlog_pauses_reading_and_loses_nothing(tmp_path: Path) -> 
         await task
     assert True in paused and paused[-1] is False  # paused at the limit, resumed after
     assert daemon.queue.peak < 200 + 400  # bounded: at most one read beyond the limit
-    assert logins(fake) == 1 and source.status.errors == 0
+    assert logins(fake) == before and source.status.errors == errors
     assert daemon.events == source.status.events
 
 
@@ -140,11 +144,13 @@ async def test_a_drop_keeps_the_events_already_received(tmp_path: Path) -> None:
         source = daemon.sources[0]
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
+        await wait_for(lambda: source.status.connected, 30)  # a loaded CI may need a retry
+        before = logins(fake)
         await server.replay(stream)
         await wait_for(lambda: source.status.events > 0 and daemon.queue.qsize() > 100)
         received = source.status.events
         server.drop_clients()  # the connection goes while a backlog waits
-        await wait_for(lambda: logins(fake) == 2, 20)  # the supervisor reconnects
+        await wait_for(lambda: logins(fake) > before, 20)  # the supervisor reconnects
         await wait_for(lambda: daemon.queue.qsize() == 0, 60)
         stop.set()
         await task

@@ -34,6 +34,7 @@ from tollwatch.cli_common import (
 from tollwatch.cli_fleet import FleetOpt, ParquetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.config import Settings, masked_dump
 from tollwatch.config.fleet import is_fleet_file
+from tollwatch.config.load import default_path
 from tollwatch.config.secrets import SecretError
 from tollwatch.rules.baseline import Baseline
 from tollwatch.rules.baseline_io import BaselineError, load_file
@@ -431,7 +432,14 @@ def run(
                      "journald adds its own)."),
     ] = None,
 ) -> None:
-    """Run the live monitor: AMI servers, followed Master.csv files and CDR tables."""
+    """Run the live monitor: AMI servers, followed Master.csv files and CDR tables. A fleet
+    file (\\[\\[pbx]] entries) runs one pipeline per PBX; SIGHUP reloads it."""
+    path = config if config is not None else default_path()
+    if path is not None and is_fleet_file(path):
+        from tollwatch import cli_fleet
+
+        cli_fleet.run_command(path, verbose, log_format)
+        return
     settings = settings_for(config)
     if not settings.ami and not settings.csv_sources and not settings.db_sources:
         raise fail("no sources: add [[ami]] servers, [[csv_sources]] or [[db_sources]] to "

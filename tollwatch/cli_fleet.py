@@ -274,3 +274,28 @@ def _post(fleet: Fleet, label: str, text: str) -> None:
     sent = asyncio.run(post_text(slack, daemon.data_dir, f"fleet-{label}", text))
     err.print("Slack fleet summary sent" if sent else
               "[yellow]note:[/yellow] Slack fleet summary queued in the outbox")
+
+
+def run_command(path: Path, verbose: bool, log_format: str | None) -> None:
+    """`tollwatch run` with a fleet file: one pipeline per PBX in this process. PBXes whose
+    settings do not resolve are reported and the others start; none resolving exits 2."""
+    import asyncio
+
+    from tollwatch.fleet_daemon import run_fleet
+    from tollwatch.logs import setup_logging
+
+    fleet = fleet_settings(path, None, {})
+    if not fleet.settings:
+        raise _fail([f"{path}: pbx[{n}]: {e.removeprefix(f'pbx[{n}].')}"
+                     for n, errs in fleet.errors.items() for e in errs])
+    setup_logging(verbose, log_format)
+
+    def load() -> Fleet:
+        return load_fleet(path, None, rule_checks=check_rules)
+
+    first = [fleet]
+
+    def initial_then_reload() -> Fleet:  # the fleet just checked, then the file again
+        return first.pop() if first else load()
+
+    asyncio.run(run_fleet(initial_then_reload))

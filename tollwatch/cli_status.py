@@ -61,6 +61,22 @@ def _slack_line(directory: Path, tz: ZoneInfo) -> str | None:
             f"{pending} alert(s) queued and kept")
 
 
+def _fleet_data_dir(config: Path | None) -> Path | None:
+    """A fleet file's shared data directory (None: not a fleet file)."""
+    from tollwatch.config import ConfigError
+    from tollwatch.config.fleet import is_fleet_file, load_fleet
+    from tollwatch.config.load import default_path
+
+    path = config if config is not None else default_path()
+    if path is None or not is_fleet_file(path):
+        return None
+    try:
+        shared = load_fleet(path).shared
+    except ConfigError as exc:
+        raise fail([f"{exc.source}: {e}" if exc.source else e for e in exc.errors]) from None
+    return Path((shared.get("daemon") or {}).get("data_dir") or "/var/lib/tollwatch")
+
+
 def status(
     config: ConfigOpt = None,
     data_dir: Annotated[
@@ -70,8 +86,9 @@ def status(
 ) -> None:
     """Show whether the daemon runs, and what it reports: sources, events/s, calls up, open
     incidents, Slack delivery. Exit 0: running; 3: stopped or not reporting."""
-    settings = settings_for(config) if data_dir is None else None
-    directory = data_dir if data_dir is not None else (
+    fleet_dir = _fleet_data_dir(config) if data_dir is None else None
+    settings = settings_for(config) if data_dir is None and fleet_dir is None else None
+    directory = data_dir or fleet_dir or (
         settings.daemon.data_dir if settings else Path("/var/lib/tollwatch"))
     tz = ZoneInfo(settings.site.timezone) if settings else ZoneInfo("UTC")
     found = read_daemon_status(directory)

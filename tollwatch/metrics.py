@@ -14,6 +14,7 @@ ones `tollwatch_daemon_<field>_<key>`), each numeric field of a source's status
 - `tollwatch_alerts{state}` (pending, sent, coalesced), `tollwatch_alert_failed_attempts_total`,
   `tollwatch_slack_ok` (0 while Slack refuses or is unreachable)
 - `tollwatch_blocks_active` (and `tollwatch_blocks_dry_run`: what a dry run would block)
+- a fleet daemon adds per-PBX series (`tollwatch_pbx_*{pbx}`, see tollwatch.fleet_metrics)
 - `tollwatch_rows_read_total{source}`, `tollwatch_rows_skipped_total{source}` (CSV and database
   sources: rows read, rows that could not be used)
 """
@@ -84,6 +85,11 @@ class StatusCollector(Collector):
         yield open_by
         yield from self._alerts()
         yield from self._blocks()
+        fleet = found[1].get("fleet") if found else None
+        if isinstance(fleet, list):  # a fleet daemon: per-PBX series (label pbx)
+            from tollwatch.fleet_metrics import fleet_metrics
+
+            yield from fleet_metrics(self.data_dir, fleet)
 
     def _daemon(self, row: tuple[str, dict[str, Any]] | None) -> Iterator[Metric]:
         up = GaugeMetricFamily("tollwatch_up", "1 while the daemon runs and reports")

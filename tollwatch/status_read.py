@@ -27,6 +27,8 @@ def read_daemon_status(directory: Path) -> Found | None:
             store.close()
     if doc is not None:
         info = dict(doc.get("daemon") or {})
+        if isinstance(info.get("fleet"), list):  # a fleet daemon: each PBX's own state
+            incidents = fleet_incidents(directory, info["fleet"])
         if "stopped_at" in (rows.get("daemon") or ("", {}))[1]:
             info.setdefault("stopped_at", rows["daemon"][1]["stopped_at"])
         return (str(doc.get("updated_at")), info, [dict(d) for d in doc.get("sources") or []],
@@ -36,3 +38,22 @@ def read_daemon_status(directory: Path) -> Found | None:
         return None
     sources = [data for name, (_, data) in sorted(rows.items()) if name.startswith("source:")]
     return daemon[0], daemon[1], sources, incidents
+
+
+def fleet_incidents(directory: Path, lines: list[Any]) -> list[dict[str, Any]]:
+    """The open incidents of every PBX of a fleet daemon (`<data_dir>/pbx/<name>/`)."""
+    from tollwatch.fleet_pipeline import pbx_dir
+    from tollwatch.state import StateStore
+
+    found: list[dict[str, Any]] = []
+    for line in lines:
+        name = str(line.get("pbx", "")) if isinstance(line, dict) else ""
+        db = pbx_dir(directory, name) / "tollwatch.sqlite3"
+        if not name or not db.is_file():
+            continue
+        store = StateStore(db)
+        try:
+            found += [{**inc, "pbx": name} for inc in store.incidents(open_only=True)]
+        finally:
+            store.close()
+    return sorted(found, key=lambda i: str(i.get("first_call_at")))

@@ -59,6 +59,55 @@ def render(
             f" ({markup(problem.get('error'))}) since {markup(problem.get('since'))}; "
             "kept in memory until it can be written again"
         )
+    fleet = isinstance(info.get("fleet"), list)
+    if fleet:
+        render_fleet(out, info["fleet"])
+    else:
+        render_sources(out, sources)
+    for inc in incidents:
+        dests = ", ".join(str(d) for d in inc.get("destinations") or [])
+        where = f"pbx {markup(inc.get('pbx'))}: " if fleet else ""
+        out.print(
+            f"open: {where}{markup(inc.get('severity'))} {markup(inc.get('source'))} "
+            f"{markup(dests)} ({inc.get('calls')} calls since {markup(inc.get('first_call_at'))})"
+        )
+
+
+def _age(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def render_fleet(out: Console, lines: list[dict[str, Any]]) -> None:
+    """A fleet daemon at a glance: one line per PBX."""
+    table = Table(title=f"fleet: {sum(1 for r in lines if r.get('connected'))} of "
+                        f"{len(lines)} PBX connected")
+    for col in ("pbx", "country", "zone", "connection", "calls up", "open incidents", "blocks",
+                "last event", "errors"):
+        table.add_column(col)
+    for row in lines:
+        connected = bool(row.get("connected"))
+        conn = markup(row.get("connection") or row.get("state") or "-")
+        blocks = str(row.get("blocks", 0))
+        if row.get("blocks_dry_run"):
+            blocks += f" (+{row['blocks_dry_run']} dry run)"
+        errors = int(row.get("errors", 0) or 0)
+        table.add_row(
+            markup(row.get("pbx", "")), markup(row.get("country") or "-"),
+            markup(row.get("timezone") or "-"), conn if connected else f"[red]{conn}[/red]",
+            str(row.get("calls_in_progress", 0)),
+            str(row.get("open_incidents", 0)), blocks, _age(row.get("last_event_age_s")),
+            f"[red]{errors}[/red]" if errors else "0",
+        )
+    out.print(table)
+
+
+def render_sources(out: Console, sources: list[dict[str, Any]]) -> None:
     table = Table(title="sources")
     for col in ("source", "kind", "connected", "events/s", "calls up", "bad frames",
                 "backlog", "last event", "state", "dialect", "unknown events"):
@@ -83,9 +132,3 @@ def render(
     out.print(table)
     for line in warnings:
         out.print(line, soft_wrap=True)
-    for inc in incidents:
-        dests = ", ".join(str(d) for d in inc.get("destinations") or [])
-        out.print(
-            f"open: {markup(inc.get('severity'))} {markup(inc.get('source'))} {markup(dests)} "
-            f"({inc.get('calls')} calls since {markup(inc.get('first_call_at'))})"
-        )
