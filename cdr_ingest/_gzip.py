@@ -97,6 +97,14 @@ def release_temp_files() -> None:
             _TEMP_FILES.pop().unlink()
 
 
+def release(path: Path) -> None:
+    """Delete one decompressed copy now (a reader that still has it open keeps reading it)."""
+    with contextlib.suppress(ValueError):
+        _TEMP_FILES.remove(path)
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
 atexit.register(release_temp_files)
 
 

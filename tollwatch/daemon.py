@@ -251,6 +251,7 @@ class Daemon:
             "errors": self.errors,
             "open_incidents": open_incidents,
             "calls_in_progress": {n: p.in_progress for n, p in self.pipelines.items()},
+            "calls_seen": {n: p.calls_seen for n, p in self.pipelines.items()},
             "site": self.settings.site.name,
             "backlog": self.queue.measures(),
             "storage": HEALTH.problems(),

@@ -9,7 +9,7 @@ ones `tollwatch_daemon_<field>_<key>`), each numeric field of a source's status
 
 - `tollwatch_up` 1 while the daemon reports (0: stopped or not reporting)
 - `tollwatch_source_connected{source,kind}`, `tollwatch_source_events_per_second{source,kind}`
-- `tollwatch_calls_in_progress{pbx}`
+- `tollwatch_calls_in_progress{pbx}`, `tollwatch_calls_seen_total{pbx}` (since the daemon started)
 - `tollwatch_incidents_open{severity}`
 - `tollwatch_alerts{state}` (pending, sent, coalesced), `tollwatch_alert_failed_attempts_total`,
   `tollwatch_slack_ok` (0 while Slack refuses or is unreachable)
@@ -109,8 +109,14 @@ class StatusCollector(Collector):
         for pbx, n in sorted((info.get("calls_in_progress") or {}).items()):
             calls.add_metric([str(pbx)], float(n))
         yield calls
+        seen = CounterMetricFamily("tollwatch_calls_seen", "Calls seen since start, per PBX",
+                                   labels=["pbx"])
+        for pbx, n in sorted((info.get("calls_seen") or {}).items()):
+            seen.add_metric([str(pbx)], float(n))
+        yield seen
         for name, value in _flat("tollwatch_daemon", {k: v for k, v in info.items()
-                                                      if k != "calls_in_progress"}):
+                                                      if k not in ("calls_in_progress",
+                                                                   "calls_seen")}):
             gauge = GaugeMetricFamily(name, f"Daemon status field {name[16:]}")
             gauge.add_metric([], value)
             yield gauge

@@ -51,7 +51,8 @@ def matches(path: Path, offset: int, fp: str) -> bool:
 
 def find_copy(path: Path, offset: int, fp: str) -> tuple[Path, Path] | None:
     """The rotated copy of `path`'s content up to `offset`: (file to read, name to show).
-    A compressed copy is decompressed to a temporary file (the first is what to read)."""
+    A compressed copy is decompressed to a temporary file (the first is what to read; the
+    reader deletes it once open, `opened`)."""
     if not fp:
         return None
     try:
@@ -71,7 +72,15 @@ def find_copy(path: Path, offset: int, fp: str) -> tuple[Path, Path] | None:
             copy = _gzip.decompress(candidate, str(candidate), partial=lambda _msg: None)
             if matches(copy, offset, fp):
                 return copy, candidate
+            _gzip.release(copy)
     return None
+
+
+def opened(read: Path, shown: Path) -> None:
+    """A decompressed copy (`read` is not the rotated file itself) is deleted once opened:
+    the follower reads it through its open descriptor, and no temporary file is left."""
+    if read != shown:
+        _gzip.release(read)
 
 
 def _newest_first(p: Path) -> float:
