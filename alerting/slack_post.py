@@ -88,7 +88,7 @@ class Posting:
 
     async def _deliver_report(self, item: Item) -> None:
         """A nightly report: its summary as a message, the chart uploaded in its thread."""
-        text = str(item.payload["text"])
+        text = blockkit.escape(item.payload["text"])  # it names CDR sources: no <!channel>
         message = {"text": text,
                    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
         if self.webhook_mode:

@@ -26,7 +26,8 @@ from tollwatch.report.html import render
 from tollwatch.report.likedays import compare, daily_rows, day_kind, per_day
 from tollwatch.report.period import Period, previous_day
 from tollwatch.report.reconcile import UNKNOWN, reconcile
-from tollwatch.report.words import incident_line, sort_views
+from tollwatch.report.summary import summarize
+from tollwatch.report.words import sort_views
 from tollwatch.report_format import incident_dict
 from tollwatch.rules.calendar import BusinessCalendar
 from tollwatch.rules.destinations import Classifier
@@ -153,7 +154,7 @@ def build_report(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     pruned = prune(out_dir, period.last_date, keep_days) if keep_days is not None else []
-    summary = _summary(doc, folder)
+    summary = summarize(doc, folder / HTML_NAME)
     return ReportResult(
         period=period,
         folder=folder,
@@ -306,45 +307,6 @@ def _write_csv(path: Path, flagged: list[FlaggedCall], tz: ZoneInfo) -> None:
                              for k, v in row.items()})
 
 
-def _summary(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
-    t = doc["totals"]
-    base = doc["baseline"]
-    rec = doc["reconciliation"]
-    return {
-        "site": doc["site"],
-        "period": doc["period"]["label"],
-        "calls": t["calls"],
-        "answered": t["answered"],
-        "international": t["international"],
-        "high_risk": t["high_risk"],
-        "off_hours_international": t["off_hours_international"],
-        "minutes": t["minutes"],
-        "spend": t["spend"],
-        "currency": doc["currency"],
-        "compared": (
-            {"words": base["words"], "kind": base["kind"],
-             **{k: base["average"][k] for k in ("calls", "international", "high_risk", "spend")}}
-            if base else None
-        ),
-        "day_kind": doc["period"].get("what"),
-        "missing_days": doc.get("missing_days") or [],
-        "attempts_refused": sum(int(i.get("attempts_refused") or 0) for i in doc["incidents"]),
-        "incidents": len(doc["incidents"]),
-        "critical": sum(1 for i in doc["incidents"] if i["severity"] == "critical"),
-        "not_alerted_live": len(rec["unseen"]) if rec["available"] else None,
-        "reconciliation": rec["note"],
-        "first_time_countries": [c["region"] for c in doc["first_time_countries"]],
-        "top_countries": [f"{c['name']} {c['calls']}" for c in doc["top_countries"][:3]],
-        "malformed_rows": doc["malformed"]["rows"],
-        "report": str(folder / HTML_NAME),
-        "incident_lines": [incident_line(v, dated=doc["period"]["days"] > 1)
-                           for v in doc["incidents"][:10]],
-        "coverage_note": doc.get("coverage_note"),
-        "validity": doc.get("validity"),
-        "timezone": doc["period"]["timezone"],
-    }
-
-
 def prune(out_dir: Path, today: date, keep_days: int) -> list[Path]:
     """Remove report folders (named YYYY-MM-DD or YYYY-MM-DD--YYYY-MM-DD) whose last day is
     more than `keep_days` before `today`. Other files and folders are left alone."""
@@ -371,31 +333,3 @@ def folder_date(name: str) -> date | None:
         return date.fromisoformat(part)
     except ValueError:
         return None
-
-
-def summary_text(summary: dict[str, Any]) -> str:
-    """The summary as a few lines of plain text (e.g. a Slack message)."""
-    s = summary
-    avg = s.get("compared") or {}
-    vs = (f" (avg of the {avg['words']}: {avg['calls']:g})" if avg.get("calls") is not None
-          else "")
-    day = f" ({s['day_kind']})" if s.get("day_kind") else ""
-    spend = f", est. spend {s['spend']:g} {s['currency']}" if s.get("spend") is not None else ""
-    lines = [
-        f"tollwatch daily report {s['site']} {s['period']}{day}: {s['calls']} outbound calls{vs}, "
-        f"{s['international']} international, {s['high_risk']} high-risk, "
-        f"{s['off_hours_international']} international off hours{spend}",
-        f"{s['incidents']} incident(s), {s['critical']} critical; {s['reconciliation']}",
-    ]
-    for line in s.get("incident_lines") or []:
-        lines.append("• " + line)
-    if s.get("incidents", 0) > len(s.get("incident_lines") or []):
-        lines.append(f"… and {s['incidents'] - len(s['incident_lines'])} more in the report")
-    if s.get("coverage_note"):
-        lines.append("NOTE: " + s["coverage_note"])
-    if s.get("first_time_countries"):
-        lines.append("first-time countries: " + ", ".join(s["first_time_countries"]))
-    if s.get("malformed_rows"):
-        lines.append(f"{s['malformed_rows']} malformed CDR row(s) skipped")
-    lines.append(s["report"])
-    return "\n".join(lines)
