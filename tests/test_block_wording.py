@@ -74,3 +74,18 @@ async def test_a_block_astdb_did_not_take_is_not_called_blocked(tmp_path: Path) 
     assert blockkit.block_state(v["blocks"]) == "block NOT applied yet"
     assert blockkit.notification(v, v["blocks"]).endswith("; block NOT applied yet [inc-1]")
     assert "NOT applied yet (AMI connection lost)" in blockkit.reply_message("blocked", v)["text"]
+
+
+def test_status_counts_blocks_and_what_a_dry_run_would_block(tmp_path: Path) -> None:
+    from tollwatch.alerting.remediation.store import BlockStore
+    from tollwatch.cli_status import blocks_line
+
+    assert blocks_line(tmp_path) is None  # no remediation has run here
+    store = BlockStore.in_dir(tmp_path)
+    assert blocks_line(tmp_path) == "blocks: none in force"
+    store.add("prefix", "232", "acme", "r", "inc-1", "auto", NOW, NOW + 60, True)
+    assert blocks_line(tmp_path) == ("blocks: 0 in force; 1 WOULD BLOCK (dry run: [remediation] "
+                                     "enabled = false) (tollwatch blocks)")
+    store.add("prefix", "44", "acme", "r", "inc-2", "cli:root", NOW, NOW + 60, False)
+    store.close()
+    assert blocks_line(tmp_path).startswith("blocks: 1 in force; 1 WOULD BLOCK")  # type: ignore
