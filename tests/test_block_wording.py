@@ -89,3 +89,16 @@ def test_status_counts_blocks_and_what_a_dry_run_would_block(tmp_path: Path) -> 
     store.add("prefix", "44", "acme", "r", "inc-2", "cli:root", NOW, NOW + 60, False)
     store.close()
     assert blocks_line(tmp_path).startswith("blocks: 1 in force; 1 WOULD BLOCK")  # type: ignore
+
+
+def test_console_times_for_people() -> None:
+    from zoneinfo import ZoneInfo
+
+    from tollwatch.alerting.console import format_change, format_update
+
+    v = view(first_call_at="2026-11-24T13:22:00+00:00", calls=3, minutes=1.5, score=150,
+             reasons=[])
+    line = format_change("opened", v, ZoneInfo("Asia/Tokyo"))
+    assert "3 call(s) since 2026-11-24 22:22:00 JST" in line
+    assert "since 2026-11-24 13:22:00+00:00" in format_change("opened", v)
+    assert "now 3 calls, talk time 1:30" in format_update(v)
