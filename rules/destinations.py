@@ -380,7 +380,7 @@ class Classifier:
         return self._apply(pl.DataFrame({"dst": [dialed]}), "dst").row(0, named=True)
 
     def batches(self, column: str = "dst", limit: int = 2_000_000) -> BatchClassifier:
-        """A classifier for the batches of one scan that remembers the numbers it has seen."""
+        """A classifier for one scan's batches (each batch's distinct numbers classified once)."""
         return BatchClassifier(self, column, limit)
 
     def source_allowlisted(self, allow: list[str], e164: str | None) -> bool:
