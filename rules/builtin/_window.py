@@ -51,7 +51,9 @@ class Windows:
         if window is None:
             window = self._groups[key] = deque()
         window.append((at, call))
-        self._evict(window, at)
+        limit = at - self.span
+        while window and window[0][0] <= limit:
+            window.popleft()
         return len(window)
 
     def held(self, key: str) -> tuple[Call, ...]:
