@@ -30,9 +30,27 @@ def calls_from_frame(
     Columns are read as Python lists once (not row dicts), and calls to the same number with
     the same classification share one Destination."""
     frame = frame.sort("start", maintain_order=True)
-    cols = {name: frame.get_column(name).to_list() for name in CALL_COLUMNS}
     dests: dict[tuple[object, ...], Destination] = {}
     allowed: dict[tuple[str, str | None], bool] = {}
+    for part in frame.iter_slices(_SLICE):
+        if len(dests) > _SHARED:  # numbers mostly distinct: do not keep them all
+            dests.clear()
+            allowed.clear()
+        yield from _calls(part, classifier, source_allow, dests, allowed)
+
+
+_SLICE = 50_000  # rows turned into Python lists at a time (memory stays flat)
+_SHARED = 200_000  # distinct destinations remembered for sharing
+
+
+def _calls(
+    frame: pl.DataFrame,
+    classifier: Classifier,
+    source_allow: Mapping[str, list[str]],
+    dests: dict[tuple[object, ...], Destination],
+    allowed: dict[tuple[str, str | None], bool],
+) -> Iterator[Call]:
+    cols = {name: frame.get_column(name).to_list() for name in CALL_COLUMNS}
     dest_cols = [cols["dialed"], *(cols[name] for name in DEST_COLUMNS)]
     for i, values in enumerate(zip(*dest_cols, strict=True)):
         dest = dests.get(values)
