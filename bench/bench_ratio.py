@@ -3,7 +3,7 @@
 Each measurement is a fresh interpreter (cold: imports included), run one after the other and
 interleaved (read, scan, read, scan, ...) so that both see the same machine load; the ratio is
 taken per round and over the best of each. CPU is user+sys of the child process (all threads),
-peak RSS its ``ru_maxrss``. The bare read is
+peak RSS its own ``ru_maxrss`` (``wait4``). The bare read is
 ``pl.scan_csv(path, has_header=False, infer_schema=False).collect(engine="streaming")``.
 
     python bench/bench_ratio.py FILE [FILE...] [--repeat 3] [--json out.jsonl]
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,17 +33,21 @@ READ = (
 
 
 def _run(cmd: list[str]) -> dict[str, Any]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
+    """Run cmd; its own wall time, CPU (user+sys) and peak RSS (wait4: this child only)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
     if proc.returncode not in (0, 1):  # scan: 1 means a critical incident
-        raise SystemExit(f"{cmd}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "rss_mb": after.ru_maxrss / 1024,
-            "stdout": proc.stdout, "stderr": proc.stderr}
+        raise SystemExit(f"{cmd}: exit {proc.returncode}\n{stderr[-2000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mb": usage.ru_maxrss / 1024, "stdout": stdout, "stderr": stderr}
 
 
 def measure(path: Path, repeat: int, scan_args: list[str]) -> dict[str, Any]:
