@@ -126,3 +126,14 @@ def previous_days(doc: dict[str, Any]) -> str:
     if not lines:
         return ""
     return "<h2>The days before</h2><ul class=\"days\">" + "".join(lines) + "</ul>"
+
+
+def refused_line(doc: dict[str, Any]) -> str:
+    """Call attempts tollwatch's blocks refused (from the CDRs' userfield), by block."""
+    ref = doc.get("refused") or {}
+    if not ref.get("attempts"):
+        return ""
+    blocks = ", ".join(f"{'from ' + b[4:] if b.startswith('src:') else '+' + b} ×{n}"
+                       for b, n in (ref.get("by_block") or {}).items())
+    return (f'<p class="ok">{ref["attempts"]:,} call attempt(s) refused by tollwatch blocks '
+            f"({escape(blocks)}).</p>")
