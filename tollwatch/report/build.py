@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tollwatch.alerting.textsafe import csv_cell
+from tollwatch.cdr_ingest import IngestError
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.config import Settings
 from tollwatch.report import charts
@@ -73,7 +74,9 @@ def build_report(
     `day_or_range`: a local date, a (since, until) pair (naive times are site time), or None
     for the previous calendar day (site time zone) before `now`. `files` None or empty: the
     settings' `cdr.files`. `keep_days`: remove dated report folders older than this many days
-    before the report's day (None: keep all). Raises cdr_ingest.IngestError on unreadable files.
+    before the report's day (None: keep all). A file that cannot be read (missing, truncated gzip,
+    permission denied, a directory) is named in the report ("unreadable_files") and the others
+    are read; IngestError when nothing could be read at all (every file named, no row read).
     """
     tz = ZoneInfo(settings.site.timezone)
     now = now or datetime.now(UTC)
@@ -89,6 +92,8 @@ def build_report(
         paths, settings, period, classifier, calendar,
         history=timedelta(days=FIRST_TIME_DAYS), database=database,
     )
+    if paths and len(figs.unreadable) >= len(paths) and not (figs.last_seen or figs.malformed):
+        raise IngestError("; ".join(figs.unreadable))  # nothing could be read at all
     coverage = None if (figs.totals.calls and figs.last_seen) or database is not None or not \
         paths else file_span(paths, settings)
     validity = check_numbers(settings, sorted(figs.numbers), classifier=classifier)
@@ -255,7 +260,8 @@ def _document(
         "malformed": {"rows": figs.malformed, "examples": [list(p) for p in figs.problems],
                       "by_file": dict(sorted(figs.malformed_by_file.items())),
                       "replaced_bytes": figs.replaced,
-                      "replaced_by_file": dict(sorted(figs.replaced_by_file.items()))},
+                      "replaced_by_file": dict(sorted(figs.replaced_by_file.items())),
+                      "unreadable_files": list(figs.unreadable)},
         "files": [str(p) for p in paths],
     }
 
@@ -314,6 +320,7 @@ def _summary(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
         "first_time_countries": [c["region"] for c in doc["first_time_countries"]],
         "top_countries": [f"{c['name']} {c['calls']}" for c in doc["top_countries"][:3]],
         "malformed_rows": doc["malformed"]["rows"],
+        "unreadable_files": doc["malformed"]["unreadable_files"],
         "report": str(folder / HTML_NAME),
         "incident_lines": [incident_line(v, dated=doc["period"]["days"] > 1)
                            for v in doc["incidents"][:10]],
