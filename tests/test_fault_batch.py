@@ -151,3 +151,16 @@ def test_report_goes_on_past_unreadable_files_like_scan(tmp_path: Path) -> None:
     result = runner.invoke(app, [*REPORT, "--date", "2026-11-23", "--out", str(out),
                                  "--data-dir", str(tmp_path), str(quiet)])
     assert result.exit_code == 0, result.output  # all input read: as before
+
+
+def test_learn_goes_on_past_an_unreadable_file_and_says_so(tmp_path: Path) -> None:
+    broken = tmp_path / "Master.csv.2.gz"
+    truncated_gzip(broken, quiet_day())
+    good = tmp_path / "Master.csv"
+    shutil.copy(SAMPLE, good)
+    out = tmp_path / "baseline.json"
+    result = runner.invoke(app, ["learn", "--country", "JP", "--tz", "UTC", str(broken),
+                                 str(good), "-o", str(out)])
+    assert result.exit_code == 2, result.output  # written from the rest, input problem said
+    assert f"{broken}: damaged gzip data" in result.stderr
+    assert out.is_file() and "rows read" in result.stderr
