@@ -252,12 +252,14 @@ async def end_to_end(
     daemon = make_daemon(settings, data_dir)
     daemon.sources.extend(ami_sources(settings, daemon.queue))
     stop = asyncio.Event()
+    cpu0 = time.process_time()
     task = asyncio.create_task(daemon.run(stop))
     result_f = loop.run_in_executor(None, parent.recv)
     try:
         await asyncio.wait_for(daemon.done.wait(), timeout)
     finally:
         t_done = time.time()
+        cpu = time.process_time() - cpu0
         stop.set()
         await task
     sent = await result_f
@@ -279,6 +281,8 @@ async def end_to_end(
         "wall_s": wall,
         "sender_s": sent["last"] - sent["first"],
         "msgs_per_s": sent["sent"] / wall,
+        "daemon_cpu_s": cpu,
+        "msgs_per_cpu_s": sent["sent"] / cpu if cpu else 0.0,
         "live_events": daemon.events,
         "live_events_per_s": daemon.events / wall,
         "calls_seen": daemon.pipelines["pbx"].calls_seen,
@@ -415,7 +419,11 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tollwatch-bench-") as data_dir:
         prof = cProfile.Profile() if args.profile else None
-        if prof:
+        if prof:  # imports before, so the profile shows the work, not the imports
+            import tollwatch.daemon
+            import tollwatch.sources
+            import tollwatch.state  # noqa: F401
+
             prof.enable()
         t0 = time.perf_counter()
         if args.direct:

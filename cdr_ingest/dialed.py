@@ -14,12 +14,13 @@ allowed). A bare endpoint (``PJSIP/201``, ``SIP/150010001``) is a device, not a 
 ``with_dial_columns`` adds the columns batch needs over whole files (one regex pass for the
 first target's number and peer); ``dialed_number`` and ``evidence_of`` run that same plan for
 one live call (AMI gives the Dial string without the channel technology, so the tracker passes
-``TECH/`` + DialString, as Asterisk writes ``lastdata``).
+``TECH/`` + DialString, as Asterisk writes ``lastdata``), step by step in Python (``one``; a
+property test holds it to the polars plan on one row, ``plan_one``).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re
 
 import polars as pl
 
@@ -88,7 +89,9 @@ def with_dial_columns(lf: pl.LazyFrame, dest: str | None = None) -> pl.LazyFrame
     ).drop("_may", "_dial_number", "_dial_peer")
 
 
-def _one(lastapp: str, lastdata: str, dst: str, dest: str) -> tuple[str, str | None]:
+def plan_one(lastapp: str, lastdata: str, dst: str, dest: str) -> tuple[str, str | None]:
+    """`with_dial_columns` on a one-row frame: (dialed, evidence). The reference the live
+    twin below is tested against (tests/test_dialed_parity.py); ~2 ms a call."""
     frame = pl.LazyFrame(
         {"lastapp": [lastapp], "lastdata": [lastdata], "dst": [dst], "_d": [dest]},
         schema=dict.fromkeys(("lastapp", "lastdata", "dst", "_d"), pl.String()),
@@ -97,13 +100,53 @@ def _one(lastapp: str, lastdata: str, dst: str, dest: str) -> tuple[str, str | N
     return str(row[0] or ""), row[1]
 
 
-@lru_cache(maxsize=4096)
+# The same plan for one live call, step by step in Python (the AMI tracker runs it on every
+# DialBegin: a polars plan per call costs milliseconds on the latency path). Same patterns,
+# compiled by Python's re: both engines are leftmost-first; `$` becomes `\Z` (Python's `$` also
+# matches before a final newline, the Rust engine's does not).
+def _py(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern.replace("$", r"\Z"))
+
+
+_USER_AT_PY = _py(_USER_AT)
+_PEER_PATH_PY = _py(_PEER_PATH)
+_MAY_CARRY_PY = _py(_MAY_CARRY)
+_NUMBER_PY = _py(_NUMBER)
+_TARGETS_PY = _py(_TARGETS)
+_CHANNEL_SUFFIX_PY = _py(_CHANNEL_SUFFIX)
+
+
+def one(lastapp: str, lastdata: str, dst: str, dest: str) -> tuple[str, str | None]:
+    """(dialed, evidence) of one Dial, as `with_dial_columns` gives them (see `plan_one`)."""
+    dial = lastapp in _DIAL_APP
+    may = dial and _MAY_CARRY_PY.match(lastdata) is not None
+    number = tech = peer = None
+    if may:
+        a = _USER_AT_PY.match(lastdata)
+        if a is not None and _NUMBER_PY.match(a["number"]):
+            number, tech, peer = a["number"], a["tech"], a["peer"]
+        else:
+            b = _PEER_PATH_PY.match(lastdata)
+            if b is not None:
+                number, tech, peer = b["number"], b["tech"], b["peer"]
+    dial_number = number if number is not None and _NUMBER_PY.match(number) else None
+    dialed = dial_number if dial_number is not None else dst
+    if dial_number is not None and dest.startswith(f"{tech}/{peer}-"):
+        return dialed, "number"
+    if dial and not may:
+        targets = _TARGETS_PY.match(lastdata)
+        if targets is not None:
+            channel = _CHANNEL_SUFFIX_PY.sub("", dest, count=1)
+            if f"&{channel}&" in f"&{targets[1]}&":
+                return dialed, "device"
+    return dialed, None
+
+
 def dialed_number(lastapp: str, lastdata: str, dst: str) -> str:
-    """The dialed number of one call (the live tracker): the batch plan on a one-row frame."""
-    return _one(lastapp, lastdata, dst, "")[0]
+    """The dialed number of one call (the live tracker): the batch plan's `dialed`."""
+    return one(lastapp, lastdata, dst, "")[0]
 
 
-@lru_cache(maxsize=4096)
 def evidence_of(lastapp: str, lastdata: str, dest: str) -> str | None:
     """What one Dial says about its destination channel: "number", "device" or None."""
-    return _one(lastapp, lastdata, "", dest)[1]
+    return one(lastapp, lastdata, "", dest)[1]

@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tests.helpers import settings
 from tollwatch.cdr_ingest import CdrOptions, scan_cdrs
-from tollwatch.cdr_ingest.dialed import dialed_number, evidence_of
+from tollwatch.cdr_ingest.dialed import dialed_number, evidence_of, one, plan_one
 from tollwatch.cdr_ingest.live import CallStarted
 from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
 from tollwatch.cdr_ingest.live.fake_ami import parse_frames
@@ -116,3 +119,24 @@ def test_registered_endpoints_are_phones_when_no_dial_tells() -> None:
 )
 def test_dial_evidence(lastdata: str, dest: str, evidence: str | None) -> None:
     assert evidence_of("Dial", lastdata, dest) == evidence
+
+
+# Dial strings and channels built from the pieces the patterns care about.
+_PIECE = st.sampled_from(["PJSIP", "SIP", "IAX2", "DAHDI", "Local", "carrier", "201", "g0",
+                          "0044207946", "+44207946", "*97#", "sip:", "sips:", "user:secret",
+                          "203.0.113.5", ":5060", "/", "@", ",", "&", "(", ")", "-", ";2", "-0a",
+                          "-0000000b", "\n", " ", "", "n", "60", "tT", "\u00e9"])
+_TEXT = st.lists(_PIECE, max_size=10).map("".join)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.sampled_from(["Dial", "dial", "DIAL", "Queue", ""]), _TEXT, _TEXT, _TEXT)
+@example("Dial", "PJSIP/0044207946@carrier,60", "s", "PJSIP/carrier-0000000b")
+@example("Dial", "SIP/150010001&SIP/150010002,20", "600", "SIP/150010002-0000001f")
+@example("Dial", "SIP/carrier/0044207946\n", "s", "SIP/carrier-")
+@example("Dial", "SIP/201\n", "s", "SIP/201-0a\n")
+def test_live_twin_gives_what_the_batch_plan_gives(
+    lastapp: str, lastdata: str, dst: str, dest: str
+) -> None:
+    """The tracker's Python twin agrees with the polars plan batch runs, row for row."""
+    assert one(lastapp, lastdata, dst, dest) == plan_one(lastapp, lastdata, dst, dest)

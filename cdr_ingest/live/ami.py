@@ -30,7 +30,7 @@ from panoramisk.message import Message
 from tollwatch.alerting.textsafe import plain
 from tollwatch.cdr_ingest._types import CdrOptions
 from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
-from tollwatch.cdr_ingest.live.ami_framing import _Protocol
+from tollwatch.cdr_ingest.live.ami_framing import _Protocol, event_name, parse_event
 from tollwatch.cdr_ingest.live.ami_login import session_start
 from tollwatch.cdr_ingest.live.backlog import EventQueue
 from tollwatch.cdr_ingest.live.events import LiveEvent, SourceStatus
@@ -64,6 +64,7 @@ class _Manager(Manager):  # type: ignore[misc]
     pinger: Any
 
     def __init__(self, source: AmiSource, **config: Any) -> None:
+        self.own_events: set[str] = set()  # patterns other than "*": panoramisk's path
         super().__init__(**config)
         self.source = source
         self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
@@ -81,6 +82,32 @@ class _Manager(Manager):  # type: ignore[misc]
 
     def received(self) -> None:
         self.source._last_rx = time.monotonic()
+
+    def read_done(self) -> None:
+        self.source._refresh()
+
+    def fast_event(self, frame: str) -> bool:
+        """Handle a plain event frame without building a panoramisk Message (see
+        ami_framing): True if done, False to take panoramisk's path. Only events that reach
+        nothing but our catch-all callback: not one panoramisk itself listens to
+        (FullyBooted), not Shutdown (it closes the connection)."""
+        name = event_name(frame)
+        if name is None or name in self.own_events or name.lower() == "shutdown":
+            return False
+        tracker = self.source.tracker
+        self.source._seen_event = True
+        if tracker.skip(name):
+            return True
+        msg = parse_event(frame)
+        if msg is None:
+            return False
+        self.source._feed(msg, name)
+        return True
+
+    def register_event(self, pattern: str, callback: Any = None) -> Any:
+        if pattern != "*":
+            self.own_events.add(pattern)
+        return super().register_event(pattern, callback)
 
 
 class AmiSource:
@@ -134,6 +161,7 @@ class AmiSource:
         self._transport: Any = None
         self._lost_at: datetime | None = None  # when the last session was lost
         self._told: set[str] = set()  # login check findings already logged
+        self._seen_event = False  # an event came in the current read (its arrival time)
 
     def __repr__(self) -> str:
         return f"AmiSource({self.name!r}, {self.username}@{self.host}:{self.port})"
@@ -357,31 +385,47 @@ class AmiSource:
         self._emit(self.tracker.resync(chans, self.clock()))
 
     def _on_event(self, _manager: Any, message: Message) -> None:
+        self._seen_event = True
+        self._feed(_plain(message), message.get("Event"))
+
+    def _feed(self, msg: dict[str, str], name: str | None) -> None:
         at = self.clock()
         self.status.last_event_at = at
         try:
-            self._emit(self.tracker.feed(_plain(message), at))
+            events = self.tracker.feed(msg, at)
         except Exception as exc:  # a tracker bug must not stop the stream
             self.status.errors += 1
             self._log_once(f"tracker:{type(exc).__name__}", "AMI %s: event %s failed: %r",
-                           self.name, message.get("Event"), exc)  # fmt: skip
+                           self.name, name, exc)  # fmt: skip
+            return
+        if events or self.tracker.rules.notes:
+            self._emit(events)
 
     def _emit(self, events: list[LiveEvent]) -> None:
+        put = self.events.put_nowait
         for event in events:
-            self.events.put_nowait(event)
+            put(event)
         self.status.events += len(events)
-        self.status.calls_in_progress = self.tracker.calls_up
-        self.status.backlog = self.events.qsize()
-        if isinstance(self.events, EventQueue):
-            self.status.backlog_age = round(self.events.oldest_age(), 3)
-        self.status.unknown_events = self.tracker.stats.unknown
-        self.status.dialect = self.tracker.dialect_text
         notes = self.tracker.rules.notes
         while notes:
             note = plain(notes.pop(0))
             log.info("AMI %s: %s", self.name, note)
             if len(self.status.notes) < 20:
                 self.status.notes.append(note)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Status from the tracker and the queue: after each read from the socket, and after
+        events were put on the queue."""
+        if self._seen_event:
+            self._seen_event = False
+            self.status.last_event_at = self.clock()
+        self.status.calls_in_progress = self.tracker.calls_up
+        self.status.backlog = self.events.qsize()
+        if isinstance(self.events, EventQueue):
+            self.status.backlog_age = round(self.events.oldest_age(), 3)
+        self.status.unknown_events = self.tracker.stats.unknown
+        self.status.dialect = self.tracker.dialect_text
 
     def _bad_frame(self, frame: str, crashed: bool) -> None:
         self.bad_frames += 1

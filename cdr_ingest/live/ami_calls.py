@@ -46,6 +46,7 @@ REFUSED_EVENT = "TollwatchRefused"  # the dialplan snippet's UserEvent for a ref
 # Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
 EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
+_BEFORE_DIALECT = frozenset({"Newchannel", "Dial"})  # read while the dialect is not known
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
 
 
@@ -159,6 +160,21 @@ class AmiCallTracker:
             self.dialect_text = dialect.release(version)
         else:
             self.dialect_text = f"unknown AMI version {version!r}; reading it as Asterisk 12+"
+
+    def skip(self, name: str) -> bool:
+        """Count an event `feed` would ignore by its name alone (the reader need not parse
+        it): True if it was one (counted as `feed` counts it), False if `feed` wants it."""
+        if (
+            not name
+            or name in self.dialect.events
+            or name in OTHER_EVENTS
+            or (not self.dialect_chosen and name in _BEFORE_DIALECT)
+        ):
+            return False
+        self.stats.ignored[name] += 1
+        if name not in EVENTS:
+            self.stats.unknown += 1
+        return True
 
     def feed(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent]:
         name = msg.get("Event", "")

@@ -10,6 +10,15 @@ characters its complete bare-LF messages are cut out as well.
 `_Protocol` is panoramisk's protocol with this framing, counting frames it cannot parse (or
 whose handling crashed) instead of dropping them silently, noting every read (the keepalive
 counts any bytes as a sign of life), and never logging sent actions (a Login has the secret).
+
+Fast path: panoramisk builds a case-insensitive `Message` of every frame (a `.lower()` per
+header) and matches its event name against every registered pattern. An owner (the manager)
+with a `fast_event(frame)` method gets plain event frames first: `event_name` reads the name
+off the first line without parsing (most events are ones the tracker only counts), and
+`parse_event` builds the plain dict the tracker reads in one pass. Both give up (None) on
+anything unusual (a second Event header, an ActionID, a line without ": ", a repeated header,
+headers differing only in case), which then takes panoramisk's path as before; on the rest they
+give exactly what panoramisk's `Message` would (tests/test_ami_fastpath.py).
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import re
+from operator import methodcaller
 from typing import Any
 
 from panoramisk.actions import Action
@@ -72,6 +83,41 @@ def split_frames(text: str) -> tuple[list[str], str]:
     return frames, rest
 
 
+# Headers after the first line that panoramisk treats specially (case-insensitive): another
+# Event, the ids that route a message to a waiting action, the unquoted Result, `content`.
+_SPECIAL = re.compile(r"\r\n(?i:event|actionid|commandid|result|content): ")
+_HEADER = methodcaller("split", ": ", 1)
+_CASE_OK: dict[tuple[str, ...], bool] = {}  # header-name tuples seen: no two differ only in case
+
+
+def event_name(frame: str) -> str | None:
+    """The event name of a plain event frame ("Event: X" first, no header panoramisk treats
+    specially after it), else None."""
+    if not frame.startswith("Event: ") or _SPECIAL.search(frame) is not None:
+        return None
+    eol = frame.find("\r\n")
+    return frame[7:eol] if eol >= 0 else frame[7:]
+
+
+def parse_event(frame: str) -> dict[str, str] | None:
+    """A plain event frame (see `event_name`) as the dict panoramisk's Message would give
+    (`ami._plain`), or None when that takes panoramisk's own parser."""
+    lines = frame.split("\r\n")
+    try:
+        msg: dict[str, str] = dict(map(_HEADER, lines))
+    except ValueError:  # a line without ": "
+        return None
+    if len(msg) != len(lines):  # a repeated header
+        return None
+    keys = tuple(msg)
+    ok = _CASE_OK.get(keys)
+    if ok is None:
+        ok = len({k.lower() for k in keys}) == len(keys)
+        if len(_CASE_OK) < 4096:
+            _CASE_OK[keys] = ok
+    return msg if ok else None
+
+
 class Framer:
     """Bytes as they come from the socket -> complete frames. UTF-8 is decoded incrementally
     (a character cut between two reads is not mangled); bytes that are not UTF-8 become
@@ -111,7 +157,10 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
         frames = self.framer.feed(data)
         if self.framer.version:
             self.version = self.framer.version
+        fast = getattr(factory, "fast_event", None)
         for frame in frames:
+            if fast is not None and fast(frame):
+                continue
             message = Message.from_line(frame)
             if message is None:
                 self.factory.bad_frame(frame)
@@ -120,6 +169,8 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
                 self.handle_message(message)
             except Exception:  # never let one message kill the connection
                 self.factory.bad_frame(frame, crashed=True)
+        if factory is not None:
+            factory.read_done()
 
     def send(self, data: Any, as_list: bool | None = False) -> asyncio.Future[Any]:
         action = data if isinstance(data, Action) else Action(data, as_list=as_list)
