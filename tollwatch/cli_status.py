@@ -97,6 +97,17 @@ def _fleet_data_dir(config: Path | None) -> Path | None:
     return Path((shared.get("daemon") or {}).get("data_dir") or "/var/lib/tollwatch")
 
 
+def _fleet_zones(info: dict[str, Any], default: ZoneInfo) -> dict[str, ZoneInfo]:
+    """A fleet daemon's PBXes' zones (their incidents are shown in their own time)."""
+    zones: dict[str, ZoneInfo] = {}
+    for line in info.get("fleet") or []:
+        try:
+            zones[str(line["pbx"])] = ZoneInfo(str(line.get("timezone")))
+        except (KeyError, ValueError):
+            zones[str(line.get("pbx"))] = default
+    return zones
+
+
 def status(
     config: ConfigOpt = None,
     data_dir: Annotated[
@@ -124,7 +135,9 @@ def status(
         raise typer.Exit(0 if running else NOT_RUNNING)
     slack = _slack_line(directory, tz)
     sources = [_local(data, tz) for data in source_rows]
-    incidents = [{**inc, "first_call_at": human_time(inc.get("first_call_at"), tz)}
+    zones = _fleet_zones(info, tz)
+    incidents = [{**inc, "first_call_at": human_time(inc.get("first_call_at"),
+                                                     zones.get(str(inc.get("pbx")), tz))}
                  for inc in incidents]
     extra = [markup(line) for line in (slack, blocks_line(directory)) if line]
     status_view.render(out, updated, info, sources, incidents, state=words, extra=extra)
