@@ -175,3 +175,15 @@ def test_attempts_refused_in_the_cdrs_are_shown(tmp_path: Path) -> None:
     page = b.result.html.read_text(encoding="utf-8")
     assert "3 call attempt(s) refused by tollwatch blocks (+23276543 ×3)" in page
     assert "12 calls, ≈ 6.00 JPY, 03:00–03:00, 3 attempt(s) refused" in banner_text(b)
+
+
+def test_an_unreadable_file_is_said_at_the_top(tmp_path: Path) -> None:
+    from tests.test_report import site
+    from tollwatch.report import build_report
+
+    path = traffic().write(tmp_path / "Master.csv")
+    result = build_report(site(), [path, tmp_path / "Master.csv.1"], DAY, tmp_path / "out", None)
+    page = result.html.read_text(encoding="utf-8")
+    start = page.index('<section class="banner note">')
+    note = page[start:page.index("</section>", start)]
+    assert "1 CDR file(s) could not be (all) read" in note

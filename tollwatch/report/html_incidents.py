@@ -28,6 +28,10 @@ def banner(doc: dict[str, Any]) -> str:
         lines.append(f'<li><b class="bad">{len(rec["unseen"])} flagged call(s) were NOT alerted '
                      "on live</b></li>")
     notes = [n for n in (doc.get("coverage_note"), doc.get("validity")) if n]
+    unreadable = (doc.get("malformed") or {}).get("unreadable_files") or []
+    if unreadable:
+        notes.insert(0, f"{len(unreadable)} CDR file(s) could not be (all) read: the figures "
+                        "leave out what they hold (see Data quality)")
     out = []
     if lines:
         out.append('<section class="banner"><ul>' + "".join(lines) + "</ul></section>")
