@@ -46,7 +46,8 @@ def report_pbx(
     result = build_report(settings, files, span, out_dir / pbx, None, keep_days=keep_days,
                           database=database)
     return {"pbx": pbx, **result.summary, "folder": str(result.folder),
-            "problems": missing, "worker": worker_name()}
+            "problems": missing + list(result.summary.get("unreadable_files") or []),
+            "worker": worker_name()}
 
 
 @dataclass

@@ -93,6 +93,7 @@ class Figures:
     malformed_by_file: dict[str, int] = field(default_factory=dict)
     replaced: int = 0  # bytes not UTF-8 replaced (rows kept), as `scan` counts them
     replaced_by_file: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # "path: why", files not (all) read
     relevant: pl.DataFrame | None = None  # international/high-risk calls from the warm-up on
     prior_last_seen: dict[str, datetime] = field(default_factory=dict)  # region -> last start
     history_start: datetime | None = None  # first international/high-risk call in the window
@@ -127,7 +128,7 @@ def collect(
     if database is not None:
         rows = database.scan(cdr_options(settings), window_start, period.utc_end)
     else:
-        rows = scan_cdrs(paths, cdr_options(settings))
+        rows = scan_cdrs(paths, cdr_options(settings), on_file_error=figs.unreadable.append)
     any_in_window = (pl.col("start") >= window_start) & (pl.col("start") < period.utc_end)
     in_window = pl.col("outbound") & any_in_window
     wanted = rows.filter(

@@ -132,6 +132,10 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     # Data quality.
     mal = doc["malformed"]
     sec = ["<h2>Data quality</h2>"]
+    if mal.get("unreadable_files"):
+        sec.append(f'<p class="warn">{len(mal["unreadable_files"])} CDR file(s) could not be '
+                   "(all) read: the figures below leave out what they hold.</p>")
+        sec.append(table(["file: why"], [[line] for line in mal["unreadable_files"]]))
     if mal["rows"]:
         sec.append(
             f'<p class="warn">{mal["rows"]:,} malformed CDR row(s) skipped in the files read.</p>'
