@@ -117,7 +117,9 @@ def build_report(
         view["live_ids"] = status.live_ids if status else []
         view["blocked"] = status.blocked if status else None  # what, in words
         view["block"] = status.block if status else UNKNOWN  # blocked / WOULD BLOCK / not
-        view["attempts_refused"] = status.refused if status else 0
+        from_cdrs = sum(figs.refused.get(str(src), 0)
+                        for src in view.get("sources") or [view.get("source")])
+        view["attempts_refused"] = max(status.refused if status else 0, from_cdrs)
         view.setdefault("currency", settings.rates.currency)
         views.append(view)
     read: list[Path | str] = [database.shown] if database is not None else list(paths)
@@ -260,6 +262,9 @@ def _document(
         "per_day": per_day(figs.totals, period.days) if period.day is None else None,
         "baseline": {**like.as_dict(), "words": like.words()} if like.days else None,
         "compare_missing": [d.isoformat() for d in like.missing],
+        "refused": {"attempts": sum(figs.refused.values()),
+                    "by_source": dict(sorted(figs.refused.items())),
+                    "by_block": dict(sorted(figs.refused_by_block.items()))},
         "missing_days": [d.isoformat() for d in day_range(period.first_date, period.last_date)
                          if d not in figs.cdr_days],
         "incidents": incidents,

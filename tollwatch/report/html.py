@@ -7,7 +7,13 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from tollwatch.report.html_incidents import banner, compared_with, incident_cards, previous_days
+from tollwatch.report.html_incidents import (
+    banner,
+    compared_with,
+    incident_cards,
+    previous_days,
+    refused_line,
+)
 from tollwatch.report.htmlkit import CSS, TOTAL_LABELS, delta, fmt, img, table
 
 
@@ -54,6 +60,7 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     if doc["no_calls"]:
         sec.append('<p class="warn">No outbound calls in this period.</p>')
     sec.append(f'<div class="cards">{"".join(cards)}</div>')
+    sec.append(refused_line(doc))
     sec.append(compared_with(doc))
     sec.append(previous_days(doc))
     parts.append("<section>" + "".join(sec) + "</section>")
