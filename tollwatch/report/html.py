@@ -4,11 +4,16 @@ wrapped. Every string from a CDR is escaped."""
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
-from tollwatch.report.html_incidents import banner, compared_with, incident_cards, previous_days
-from tollwatch.report.htmlkit import CSS, TOTAL_LABELS, delta, fmt, img, table
+from tollwatch.report.html_incidents import (
+    banner,
+    compared_with,
+    incident_cards,
+    previous_days,
+    refused_line,
+)
+from tollwatch.report.htmlkit import CSS, TOTAL_LABELS, delta, escape, fmt, img, table, talk
 
 
 def _local(iso: str) -> str:
@@ -39,12 +44,13 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     cards = []
     for key, label in TOTAL_LABELS:
         value = t.get(key)
-        shown = fmt(value) + (f" {cur}" if key == "spend" and value is not None else "")
+        show = talk if key == "minutes" else fmt
+        shown = show(value) + (f" {cur}" if key == "spend" and value is not None else "")
         cmp = ""
         if avg is not None:
             mine = (doc.get("per_day") or t).get(key)
             cmp = (
-                f"<small>like-day avg {escape(fmt(avg.get(key)))} "
+                f"<small>like-day avg {escape(show(avg.get(key)))} "
                 f"{delta(mine, avg.get(key))}</small>"
             )
         cards.append(
@@ -54,6 +60,7 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     if doc["no_calls"]:
         sec.append('<p class="warn">No outbound calls in this period.</p>')
     sec.append(f'<div class="cards">{"".join(cards)}</div>')
+    sec.append(refused_line(doc))
     sec.append(compared_with(doc))
     sec.append(previous_days(doc))
     parts.append("<section>" + "".join(sec) + "</section>")
@@ -95,9 +102,9 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     sec = ["<h2>Top destination countries</h2>"]
     if doc["top_countries"]:
         sec.append(table(
-            ["country", "code", "calls", "answered", "minutes", money, "high-risk"],
+            ["country", "code", "calls", "answered", "talk time", money, "high-risk"],
             [[c["name"], f"+{c['calling_code']}" if c["calling_code"] else "", c["calls"],
-              c["answered"], c["minutes"], c["spend"], c["high_risk"]]
+              c["answered"], talk(c["minutes"]), c["spend"], c["high_risk"]]
              for c in doc["top_countries"]],
             {2, 3, 4, 5, 6},
         ))
@@ -121,8 +128,8 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     sec = ["<h2>Top sources</h2>"]
     if doc["top_sources"]:
         sec.append(table(
-            ["source", "calls", "international", "high-risk", "minutes", money],
-            [[s["source"], s["calls"], s["international"], s["high_risk"], s["minutes"],
+            ["source", "calls", "international", "high-risk", "talk time", money],
+            [[s["source"], s["calls"], s["international"], s["high_risk"], talk(s["minutes"]),
               s["spend"]] for s in doc["top_sources"]],
             {1, 2, 3, 4, 5},
         ))
@@ -132,6 +139,10 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     # Data quality.
     mal = doc["malformed"]
     sec = ["<h2>Data quality</h2>"]
+    if mal.get("unreadable_files"):
+        sec.append(f'<p class="warn">{len(mal["unreadable_files"])} CDR file(s) could not be '
+                   "(all) read: the figures below leave out what they hold.</p>")
+        sec.append(table(["file: why"], [[line] for line in mal["unreadable_files"]]))
     if mal["rows"]:
         sec.append(
             f'<p class="warn">{mal["rows"]:,} malformed CDR row(s) skipped in the files read.</p>'

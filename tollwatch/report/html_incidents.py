@@ -3,10 +3,9 @@ and the days compared with, missing days included. Every CDR string is escaped h
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
-from tollwatch.report.htmlkit import fmt
+from tollwatch.report.htmlkit import escape, fmt, talk
 from tollwatch.report.words import incident_line
 
 BANNER_MAX = 5
@@ -28,6 +27,10 @@ def banner(doc: dict[str, Any]) -> str:
         lines.append(f'<li><b class="bad">{len(rec["unseen"])} flagged call(s) were NOT alerted '
                      "on live</b></li>")
     notes = [n for n in (doc.get("coverage_note"), doc.get("validity")) if n]
+    unreadable = (doc.get("malformed") or {}).get("unreadable_files") or []
+    if unreadable:
+        notes.insert(0, f"{len(unreadable)} CDR file(s) could not be (all) read: the figures "
+                        "leave out what they hold (see Data quality)")
     out = []
     if lines:
         out.append('<section class="banner"><ul>' + "".join(lines) + "</ul></section>")
@@ -65,7 +68,7 @@ def incident_cards(doc: dict[str, Any]) -> str:
         rows = [
             ("score", fmt(v.get("score"))),
             ("calls", fmt(v.get("calls"))),
-            ("minutes", fmt(v.get("minutes"))),
+            ("talk time", talk(v.get("minutes"))),
             ("when", f"{_when(v, dated)} ({tz})"),
         ]
         if v.get("spend") is not None:
@@ -126,3 +129,14 @@ def previous_days(doc: dict[str, Any]) -> str:
     if not lines:
         return ""
     return "<h2>The days before</h2><ul class=\"days\">" + "".join(lines) + "</ul>"
+
+
+def refused_line(doc: dict[str, Any]) -> str:
+    """Call attempts tollwatch's blocks refused (from the CDRs' userfield), by block."""
+    ref = doc.get("refused") or {}
+    if not ref.get("attempts"):
+        return ""
+    blocks = ", ".join(f"{'from ' + b[4:] if b.startswith('src:') else '+' + b} ×{n}"
+                       for b, n in (ref.get("by_block") or {}).items())
+    return (f'<p class="ok">{ref["attempts"]:,} call attempt(s) refused by tollwatch blocks '
+            f"({escape(blocks)}).</p>")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
-from html import escape
+import html
 from typing import Any
+
+from tollwatch.alerting.textsafe import plain
+from tollwatch.report_format import human_minutes
 
 CSS = """
 *{box-sizing:border-box}
@@ -49,15 +52,30 @@ ul{padding-left:1.2em;margin:.3em 0}
 }
 """
 
+def escape(value: object, quote: bool = True) -> str:
+    """Text that may come from a CDR, for HTML: markup escaped, control characters shown as
+    \\xNN (textsafe.plain), so nothing in a caller name or file name is run or hidden."""
+    return html.escape(plain(value), quote)
+
+
 TOTAL_LABELS = (
     ("calls", "outbound calls"),
     ("answered", "answered"),
     ("international", "international"),
     ("high_risk", "high-risk"),
     ("off_hours_international", "off-hours international"),
-    ("minutes", "minutes"),
+    ("minutes", "talk time"),
     ("spend", "estimated spend"),
 )
+
+
+def talk(minutes: Any) -> str:
+    """Talk time for people: m:ss under an hour ("1:12"), whole minutes above ("1,234 min")."""
+    if minutes is None:
+        return "–"
+    if float(minutes) < 60:
+        return human_minutes(float(minutes))
+    return f"{round(float(minutes)):,} min"
 
 
 def fmt(value: Any) -> str:
