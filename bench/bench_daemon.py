@@ -208,6 +208,28 @@ def make_daemon(settings: Any, data_dir: str) -> Any:
             self.alerted: set[str] = set()  # calls whose CallStarted changed an incident
             self.booted = 0
             self.done = asyncio.Event()
+            self.stalls: dict[str, list[float]] = defaultdict(list)  # loop-holding work, s
+
+        def flush(self, final: bool = False) -> None:
+            t = time.perf_counter()
+            super().flush(final)
+            self.stalls["flush (snapshot, baseline)"].append(time.perf_counter() - t)
+
+        async def flush_async(self) -> None:
+            t = time.perf_counter()
+            await super().flush_async()
+            self.stalls["flush_async (wall, loop not held while forked)"].append(
+                time.perf_counter() - t)
+
+        async def tick(self) -> None:
+            t = time.perf_counter()
+            await super().tick()
+            self.stalls["tick (timers, coalesced views)"].append(time.perf_counter() - t)
+
+        def write_status(self) -> None:
+            t = time.perf_counter()
+            super().write_status()
+            self.stalls["write_status"].append(time.perf_counter() - t)
 
         async def process(self, event: Any) -> None:
             before = sum(alerter.sent.values())
@@ -223,6 +245,11 @@ def make_daemon(settings: Any, data_dir: str) -> Any:
 
     alerter = NullAlerter()
     return BenchDaemon(settings, StateStore.in_dir(Path(data_dir)), [], [alerter], ["pbx"])
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:
@@ -253,6 +280,7 @@ async def end_to_end(
     daemon.sources.extend(ami_sources(settings, daemon.queue))
     stop = asyncio.Event()
     cpu0 = time.process_time()
+    kids0 = _children_cpu()
     task = asyncio.create_task(daemon.run(stop))
     result_f = loop.run_in_executor(None, parent.recv)
     try:
@@ -260,6 +288,7 @@ async def end_to_end(
     finally:
         t_done = time.time()
         cpu = time.process_time() - cpu0
+        kids = _children_cpu() - kids0  # snapshot children (the sender is reaped later)
         stop.set()
         await task
     sent = await result_f
@@ -283,6 +312,7 @@ async def end_to_end(
         "msgs_per_s": sent["sent"] / wall,
         "daemon_cpu_s": cpu,
         "msgs_per_cpu_s": sent["sent"] / cpu if cpu else 0.0,
+        "snapshot_children_cpu_s": kids,
         "live_events": daemon.events,
         "live_events_per_s": daemon.events / wall,
         "calls_seen": daemon.pipelines["pbx"].calls_seen,
@@ -294,6 +324,10 @@ async def end_to_end(
                    "bad_frames": src.bad_frames, "tracker_malformed": src.tracker.stats.malformed},
         "incidents": len(daemon.store.incidents()),
         "alerts": dict(daemon.alerters[0].sent),
+        "snapshots": {"forked": daemon.snapshotter.forked, "failed": daemon.snapshotter.failed,
+                      "last_pickle_ms": round(daemon.snapshotter.last_s * 1e3, 1)},
+        "stalls": {k: {"n": len(v), "total_s": round(sum(v), 3), "max_ms": round(max(v) * 1e3, 1)}
+                   for k, v in daemon.stalls.items() if v},
     }  # fmt: skip
 
 
