@@ -264,8 +264,23 @@ def percentiles(xs: list[float]) -> dict[str, float]:
             "p99_ms": q(0.99) * 1e3, "max_ms": xs[-1] * 1e3}  # fmt: skip
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _sample_rss(out: list[tuple[float, float]], every: float) -> None:
+    t0 = time.monotonic()
+    while True:
+        out.append((round(time.monotonic() - t0, 1), round(_rss_mb(), 1)))
+        await asyncio.sleep(every)
+
+
 async def end_to_end(
-    path: Path, rate: float, masked: bool, data_dir: str, timeout: float
+    path: Path, rate: float, masked: bool, data_dir: str, timeout: float, rss_every: float = 0.0
 ) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
@@ -283,9 +298,13 @@ async def end_to_end(
     kids0 = _children_cpu()
     task = asyncio.create_task(daemon.run(stop))
     result_f = loop.run_in_executor(None, parent.recv)
+    rss: list[tuple[float, float]] = []
+    sampler = asyncio.create_task(_sample_rss(rss, rss_every)) if rss_every > 0 else None
     try:
         await asyncio.wait_for(daemon.done.wait(), timeout)
     finally:
+        if sampler is not None:
+            sampler.cancel()
         t_done = time.time()
         cpu = time.process_time() - cpu0
         kids = _children_cpu() - kids0  # snapshot children (the sender is reaped later)
@@ -324,6 +343,7 @@ async def end_to_end(
                    "bad_frames": src.bad_frames, "tracker_malformed": src.tracker.stats.malformed},
         "incidents": len(daemon.store.incidents()),
         "alerts": dict(daemon.alerters[0].sent),
+        "rss_mb_over_time": rss,
         "snapshots": {"forked": daemon.snapshotter.forked, "failed": daemon.snapshotter.failed,
                       "last_pickle_ms": round(daemon.snapshotter.last_s * 1e3, 1)},
         "stalls": {k: {"n": len(v), "total_s": round(sum(v), 3), "max_ms": round(max(v) * 1e3, 1)}
@@ -448,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", type=Path, help="cProfile the daemon process, stats to FILE")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--json", type=Path, help="append the result as one JSON line to FILE")
+    ap.add_argument("--rss-every", type=float, default=0.0,
+                    help="sample the daemon's RSS every S seconds (rss_mb_over_time)")
     args = ap.parse_args(argv)
     pinned = pin(0)
     load = os.getloadavg()
@@ -464,7 +486,8 @@ def main(argv: list[str] | None = None) -> None:
             res = asyncio.run(direct(args.file, data_dir, args.limit))
         else:
             res = asyncio.run(
-                end_to_end(args.file, args.rate, not args.all_events, data_dir, args.timeout)
+                end_to_end(args.file, args.rate, not args.all_events, data_dir, args.timeout,
+                           args.rss_every)
             )
         res["run_s"] = time.perf_counter() - t0
         if prof:
