@@ -41,12 +41,12 @@ async def test_a_slow_pickle_moves_to_a_child_and_the_loop_goes_on() -> None:
 
     task = asyncio.create_task(ticker())
     started = time.perf_counter()
-    second = await snap.take({"pbx": lambda: slow(state, 0.3), "b": lambda: b""})
+    second = await snap.take({"pbx": lambda: slow(state, 0.5), "b": lambda: b""})
     task.cancel()
-    assert time.perf_counter() - started >= 0.3
+    assert time.perf_counter() - started >= 0.5
     assert snap.forked == 1 and snap.failed == 0
     assert second == {"pbx": first["pbx"], "b": b""}
-    assert ticks >= 20  # the loop ran all along (a held loop: 0 or 1)
+    assert ticks >= 10  # the loop ran all along (~100 on an idle machine; a held loop: 0-1)
 
 
 async def test_the_child_sees_the_state_as_it_was_at_fork() -> None:
