@@ -172,12 +172,24 @@ def block_line(block: dict[str, Any], *, lifted: bool = False, now: datetime | N
     until = slack_date(block.get("expires_at")) if tokens else when(block.get("expires_at"))
     lift = block.get("lift")
     if block.get("dry_run"):
-        return (f"{target}: would block (dry run) until {until}; to block now: "
+        return (f"{target}: WOULD BLOCK (dry run) until {until}; to block now: "
                 f"`{escape(block_command(block))}`")
+    if block.get("failed"):
+        return (f"{target}: block NOT applied yet ({escape(block['failed'])}); recorded, "
+                "applied when AMI is back")
     text = f"{target}: blocked until {until}"
     if lift:
         text += f"; lift with `{escape(lift)}`"
     return text
+
+
+def block_state(blocks: Sequence[dict[str, Any]]) -> str:
+    """What the blocks of one change amount to: "blocked" only when one really is in force."""
+    if any(not b.get("dry_run") and not b.get("failed") for b in blocks):
+        return "blocked"
+    if any(b.get("dry_run") for b in blocks):
+        return "WOULD BLOCK (dry run)"
+    return "block NOT applied yet" if blocks else "not blocked"
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -210,7 +222,7 @@ def notification(view: View, blocks: Sequence[dict[str, Any]] = ()) -> str:
     text = (f"[{_severity_word(view)}] {source_text(view)} → {destinations_text(view, 2)} "
             f"at {where_text(view)}, {view.get('calls', 0)} call(s){spend}")
     if blocks:
-        text += "; dry run" if all(b.get("dry_run") for b in blocks) else "; blocked"
+        text += "; " + block_state(blocks)
     return f"{text} [{view.get('id', '?')}]"
 
 
@@ -246,8 +258,8 @@ def parent_message(view: View, blocks: Sequence[dict[str, Any]] = (), *,
     if why:
         out.append(_section("*Why*\n" + "\n".join(why)))
     if blocks:
-        dry = all(b.get("dry_run") for b in blocks)
-        out.append(_section(("*Would block (dry run)*\n" if dry else "*Blocked*\n")
+        state = block_state(blocks)
+        out.append(_section(f"*{state[0].upper()}{state[1:]}*\n"
                             + "\n".join(f"• {block_line(b, tokens=True)}" for b in blocks)))
     else:
         out.append(_context("No block applied."))
@@ -273,11 +285,12 @@ def reply_message(kind: str, view: View, *, now: datetime | None = None,
                 f"(score {view.get('score', '?')}): {figures(view)}")
     elif kind == "blocked":
         blocks = view.get("blocks") or []
-        dry = bool(blocks) and all(b.get("dry_run") for b in blocks)
-        head = ":test_tube: Block *not* applied (dry run)" if dry else ":no_entry: Block applied"
+        state = block_state(blocks)
+        head = {"blocked": ":no_entry: Block applied",
+                "WOULD BLOCK (dry run)": ":test_tube: Block *not* applied: WOULD BLOCK (dry run)",
+                }.get(state, f":warning: Block *not* applied ({state})")
         lines = [head, *(f"• {block_line(b, tokens=True)}" for b in blocks)]
-        text = f"[{iid}] " + ("dry run, would block: " if dry else "blocked: ") + "; ".join(
-            block_line(b) for b in blocks)
+        text = f"[{iid}] {state}: " + "; ".join(block_line(b) for b in blocks)
     elif kind == "unblocked":
         blocks = view.get("blocks") or []
         lines = [":white_check_mark: Block ended",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, tzinfo
 from typing import IO, Any
 
 from tollwatch.alerting.base import IncidentView
+from tollwatch.alerting.blockkit import block_command, minutes_text
 from tollwatch.alerting.textsafe import plain
 
 log = logging.getLogger("tollwatch.alert")
@@ -17,8 +19,10 @@ class ConsoleAlerter:
 
     name = "console"
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, tz: tzinfo | None = None) -> None:
+        """`tz`: the site's zone, for times as people read them (None: the view's offset)."""
         self.stream = stream
+        self.tz = tz
         self._seen: dict[str, tuple[Any, Any]] = {}
 
     async def send(self, kind: str, view: IncidentView) -> None:
@@ -29,9 +33,9 @@ class ConsoleAlerter:
                 return
             line = format_update(view)
         elif kind in ("blocked", "unblocked"):
-            line = format_block(kind, view)
+            line = format_block(kind, view, self.tz)
         else:
-            line = format_change(kind, view)
+            line = format_change(kind, view, self.tz)
         if kind not in ("blocked", "unblocked"):
             self._seen[key] = counts
         if self.stream is not None:
@@ -47,13 +51,24 @@ def _refused(view: IncidentView) -> str:
     return f", {n} attempt(s) refused" if n else ""
 
 
-def format_change(kind: str, view: IncidentView) -> str:
+def human_time(value: object, tz: tzinfo | None = None) -> str:
+    """An ISO time for people: "2026-11-24 22:30:11 JST" in `tz`, else with its own offset."""
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return plain(value)
+    if tz is not None and at.tzinfo is not None:
+        return at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return at.isoformat(sep=" ")
+
+
+def format_change(kind: str, view: IncidentView, tz: tzinfo | None = None) -> str:
     head = {"opened": "NEW", "escalated": "ESCALATED"}.get(kind, kind.upper())
     dests = ", ".join(plain(d) for d in view.get("destinations", [])) or "-"
     lines = [
         f"[{head}] {plain(view.get('severity', '?')).upper()} (score {view.get('score', '?')}) "
         f"source {plain(view.get('source', '?'))} -> {dests}: {view.get('calls', 0)} call(s)"
-        f"{_refused(view)} since {plain(view.get('first_call_at', '?'))}  "
+        f"{_refused(view)} since {human_time(view.get('first_call_at', '?'), tz)}  "
         f"[{plain(view.get('id', '?'))}]"
     ]
     lines += [f"    - {plain(reason)}" for reason in view.get("reasons", [])]
@@ -64,26 +79,45 @@ def format_update(view: IncidentView) -> str:
     return (
         f"[UPDATE] {plain(view.get('severity', '?')).upper()} source "
         f"{plain(view.get('source', '?'))}: now {view.get('calls', 0)} calls{_refused(view)}, "
-        f"{view.get('minutes', 0)} min  [{plain(view.get('id', '?'))}]"
+        f"talk time {minutes_text(view.get('minutes', 0))}  [{plain(view.get('id', '?'))}]"
     )
 
 
-def format_block(kind: str, view: IncidentView) -> str:
-    """A block applied (or, in a dry run, that would be) or lifted, with how to lift it."""
+def format_block(kind: str, view: IncidentView, tz: tzinfo | None = None) -> str:
+    """A block applied, one a dry run WOULD apply, or a lift, with how to lift (or apply) it.
+    The head says what happened: [BLOCKED] only when AstDB took a real block."""
     parts = []
+    applied = would = failed = 0
     for b in view.get("blocks") or []:
         what = plain(b.get("what") or f"{b.get('kind')} {b.get('value')}")
+        until = human_time(b.get("expires_at", "?"), tz)
         if kind == "unblocked":
             parts.append(f"{what}: block ended")
+        elif b.get("dry_run"):
+            would += 1
+            parts.append(f"WOULD BLOCK {what} until {until} (dry run; to block now: "
+                         f"{plain(block_command(b))})")  # fmt: skip
+        elif b.get("failed"):
+            failed += 1
+            parts.append(f"NOT applied yet: {what} ({plain(b['failed'])}; recorded, applied "
+                         "when AMI is back)")  # fmt: skip
         else:
-            verb = "would block (dry run)" if b.get("dry_run") else "blocked"
-            parts.append(f"{verb} {what} until {b.get('expires_at', '?')} "
-                         f"(lift: {plain(b.get('lift', '?'))})")  # fmt: skip
+            applied += 1
+            parts.append(f"blocked {what} until {until} (lift: {plain(b.get('lift', '?'))})")
     for r in view.get("refused") or []:
         parts.append(f"not blocking {plain(r.get('value', '?'))}: {plain(r.get('why', ''))}")
     if view.get("hung_up"):
         parts.append(f"hung up {len(view['hung_up'])} call(s)")
-    head = "[UNBLOCKED]" if kind == "unblocked" else "[BLOCK]"
+    if kind == "unblocked":
+        head = "[UNBLOCKED]"
+    elif applied or view.get("hung_up"):
+        head = "[BLOCKED]"
+    elif would:
+        head = "[WOULD BLOCK]"
+    elif failed:
+        head = "[BLOCK FAILED]"
+    else:
+        head = "[NOT BLOCKED]"
     where = plain(view.get("pbx", "?"))
     iid = plain(view.get("id", "")) or "-"
     return f"{head} pbx {where}: " + ("; ".join(parts) or "nothing") + f"  [{iid}]"

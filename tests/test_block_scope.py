@@ -207,7 +207,7 @@ async def test_lift_on_console_and_slack(tmp_path: Path, monkeypatch: pytest.Mon
         await blocker.expire()
         await slack.close()
         lines = out.getvalue().splitlines()
-        assert any(line.startswith("[BLOCK] pbx acme: blocked numbers starting +232 7654")
+        assert any(line.startswith("[BLOCKED] pbx acme: blocked numbers starting +232 7654")
                    for line in lines), lines  # fmt: skip
         assert lines[-1] == ("[UNBLOCKED] pbx acme: numbers starting +232 76543 (Sierra Leone): "
                              "block ended  [inc-1]")  # fmt: skip

@@ -18,7 +18,7 @@ from tests.test_daemon_ami import wait_for
 from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 from tollwatch.config.fleet import Fleet, load_fleet
 from tollwatch.fleet_daemon import FleetSupervisor, run_fleet
-from tollwatch.fleet_pipeline import pbx_dir
+from tollwatch.fleet_pipeline import fingerprint, live_settings, pbx_dir
 from tollwatch.rules.base import check_rules
 from tollwatch.runner import build
 from tollwatch.settings import load
@@ -230,6 +230,13 @@ async def test_sighup_adds_and_removes_pbxes_leaving_the_rest_running(
         await fake["berlin"].replay(fixtures / "ami-attack.txt")
         await drained(sup, ["berlin"])
         assert sup.pipelines["tokyo"] is tokyo and not tokyo.task.done()  # type: ignore[union-attr]
+        good = path.read_text()
+        path.write_text(good.replace('"Asia/Tokyo"', '"Asia/Tokio"'))  # tokyo's settings broken
+        await sup.reload()
+        assert sup.pipelines["tokyo"] is tokyo and sup.invalid.keys() == {"tokyo"}
+        path.write_text("[[pbx]\n")  # the file no longer loads: everything is kept
+        await sup.reload()
+        assert set(sup.pipelines) == {"tokyo", "berlin"} and tokyo.state == "running"
         logins = [a for a in fake["tokyo"].actions if a.get("Action") == "Login"]
         stop.set()
         await task
@@ -237,4 +244,24 @@ async def test_sighup_adds_and_removes_pbxes_leaving_the_rest_running(
     assert any(i["severity"] == "critical" for i in stored(pbx_dir(tmp_path, "berlin")))
     stopped = read_status_file(pbx_dir(tmp_path, "newyork"))
     assert stopped is not None and stopped["daemon"].get("stopped_at")  # stopped cleanly
-    assert sup.reloads == 1
+    assert sup.reloads == 3
+
+
+def test_live_settings_pair_ami_with_the_cdr_file_or_follow_the_cdr_source(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "fleet.toml").write_text(
+        '[site]\ncountry = "JP"\ntimezone = "Asia/Tokyo"\n[daemon]\ndata_dir = "/data"\n'
+        '[[pbx]]\nname = "a"\ncdr = { files = ["a/Master.csv.1.gz", "a/Master.csv"] }\n'
+        'ami = { username = "t", secret_env = "X" }\n'
+        '[[pbx]]\nname = "b"\ncdr = { files = ["b/Master.csv"] }\n'
+        '[[pbx]]\nname = "c"\ncdr = { database = "mysql://t@db/cdrdb", files = [] }\n'
+    )
+    fleet = load_fleet(tmp_path / "fleet.toml", None, rule_checks=check_rules)
+    a, b, c = (live_settings(n, fleet.settings[n], Path("/data")) for n in "abc")
+    assert a.ami[0].name == "a" and a.ami[0].cdr_file == tmp_path / "a" / "Master.csv"
+    assert a.daemon.data_dir == Path("/data/pbx/a") and not a.csv_sources
+    assert [(s.name, s.path) for s in b.csv_sources] == [("b", tmp_path / "b" / "Master.csv")]
+    assert [s.name for s in c.db_sources] == ["c"] and not c.csv_sources
+    assert fingerprint(a) == fingerprint(live_settings("a", fleet.settings["a"], Path("/data")))
+    assert fingerprint(a) != fingerprint(live_settings("a", fleet.settings["a"], Path("/x")))

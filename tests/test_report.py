@@ -149,7 +149,8 @@ def live_view(cdr: Cdr, ids: list[str]) -> dict[str, Any]:
         "destinations": ["Sierra Leone (+232)"], "calls": len(ids), "minutes": 4.0,
         "spend": None, "first_call_at": first.isoformat(), "last_call_at": last.isoformat(),
         "detected_at": first.isoformat(), "call_ids": ids, "reasons": ["x"],
-        "blocked": "prefix +232",
+        "blocks": [{"kind": "prefix", "value": "232", "what": "the whole of Sierra Leone (+232)",
+                    "dry_run": False}],
     }
 
 
@@ -198,17 +199,26 @@ def test_calls_per_hour_by_class(golden: Built) -> None:
     assert sum(hourly["other"]) == 0
 
 
-def test_compared_with_the_previous_seven_days(golden: Built) -> None:
-    base = golden.result.figures["baseline"]
-    assert base["days"] == 7
-    assert base["total"]["calls"] == 7 * 12
+def test_compared_with_previous_working_days(golden: Built) -> None:
+    """A Tuesday is compared with working days: not the weekend (17th, 18th), not the Sports
+    Day holiday (12th); the 9th and 8th have no CDR at all: missing, left out, not 0."""
+    doc = golden.result.figures
+    assert doc["period"]["kind"] == "working day" and doc["period"]["what"] == "Tuesday"
+    base = doc["baseline"]
+    assert base["kind"] == "working day"
+    assert base["dates"] == ["2026-10-19", "2026-10-16", "2026-10-15", "2026-10-14",
+                             "2026-10-13"]
+    assert doc["compare_missing"] == ["2026-10-09", "2026-10-08"]
+    assert base["days"] == 5 and base["total"]["calls"] == 5 * 12
     assert base["average"]["calls"] == 12.0
     assert base["average"]["international"] == 2.0
     assert base["average"]["minutes"] == round((10 * 60 + 2 * 120) / 60, 2)
-    assert golden.result.summary["avg_7d"]["calls"] == 12.0
-    assert [d["date"] for d in golden.result.figures["daily"]] == [
+    assert golden.result.summary["compared"]["calls"] == 12.0
+    assert [d["date"] for d in doc["daily"]] == [
         (DAY - timedelta(days=b)).isoformat() for b in range(7, 0, -1)
     ]
+    assert [d["kind"] for d in doc["daily"]][4:6] == ["weekend or holiday"] * 2
+    assert not any(d["missing"] for d in doc["daily"]) and doc["missing_days"] == []
 
 
 def test_first_time_countries_against_thirty_days(golden: Built) -> None:
@@ -235,13 +245,17 @@ def test_the_attack_is_an_incident_alerted_live(golden: Built) -> None:
     assert "high_risk_destination" in inc["rules"]
     assert inc["live"] == "alerted"
     assert inc["live_ids"] == ["pbx:209:live"]
-    assert inc["blocked"] == "prefix +232"
+    assert inc["block"] == "blocked"
+    assert inc["blocked"] == "the whole of Sierra Leone (+232)"
     rec = golden.result.figures["reconciliation"]
     assert rec["available"] and rec["unseen"] == [] and rec["live_only"] == []
     assert golden.result.summary["not_alerted_live"] == 0
     assert golden.result.summary["critical"] == 1
     text = summary_text(golden.result.summary)
-    assert "45 outbound calls (7-day avg 12)" in text and "1 critical" in text
+    assert "2026-10-20 (Tuesday): 45 outbound calls (avg of the 5 previous working days: 12)" \
+        in text and "1 critical" in text
+    assert ("CRITICAL: ext 209 → Sierra Leone (+232), 12 calls, ≈ 6.00 JPY, 03:00–03:00, "
+            "blocked") in text
     assert "first-time countries: SL, FR" in text
 
 
@@ -330,7 +344,8 @@ def test_html_parses_and_shows_the_figures(golden: Built) -> None:
     page.feed(golden.result.html.read_text(encoding="utf-8"))
     page.close()
     text = " ".join(page.text)
-    for needle in ("45", "Sierra Leone", "critical", "France", "alerted", "prefix +232",
+    for needle in ("45", "Sierra Leone", "critical", "France", "alerted",
+                   "blocked: the whole of Sierra Leone (+232)",
                    "every flagged call was alerted on by the live monitor",
                    "2 malformed CDR row(s)", "6.00 JPY", "12.00"):
         assert needle in text, needle

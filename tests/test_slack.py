@@ -222,7 +222,7 @@ def test_block_expired_and_dry_run_wording() -> None:
     msg = blockkit.reply_message("unblocked", view(blocks=[block()]), now=late)
     assert msg["text"] == "[inc-1] calls to +232: block expired"
     dry = blockkit.reply_message("blocked", view(blocks=[block(dry_run=True)]))
-    assert dry["text"] == "[inc-1] dry run, would block: calls to +232: would block (dry run) " \
+    assert dry["text"] == "[inc-1] WOULD BLOCK (dry run): calls to +232: WOULD BLOCK (dry run) " \
                           "until 2025-06-16 02:20:00 +02:00; to block now: `tollwatch block 232`"
     on_pbx = blockkit.block_line(block(dry_run=True) | {"pbx": "tokyo"})
     assert on_pbx.endswith("to block now: `tollwatch block 232 --pbx tokyo`")

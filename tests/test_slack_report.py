@@ -63,3 +63,17 @@ async def test_report_survives_an_outage(
     assert len(posts) == 3 and stub.refused == 2  # two 500s, then delivered, once
     assert alerter.pending() == 0
     await alerter.close()
+
+
+async def test_report_text_from_cdrs_cannot_ping_or_link(
+    tmp_path: Path, stub: SlackStub, fake: FakeTime  # noqa: F811
+) -> None:
+    alerter = make(bot_settings(stub), tmp_path, fake)
+    await alerter.post_report("2026-11-24",
+                              "• CRITICAL: ext <!channel> → <https://x.example|y> & co")
+    assert await alerter.step() is None
+    [post] = stub.calls("chat.postMessage")
+    want = "• CRITICAL: ext &lt;!channel&gt; → &lt;https://x.example|y&gt; &amp; co"
+    assert post.body["text"] == want
+    assert post.body["blocks"][0]["text"]["text"] == want
+    await alerter.close()

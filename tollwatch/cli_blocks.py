@@ -260,7 +260,7 @@ def blocks(
             if rec.active
             else f"lifted {_when(rec.lifted_at or 0, settings)} by {rec.lifted_by}"
         )
-        dry = " DRY RUN" if rec.dry_run else ""
+        dry = " WOULD BLOCK (dry run: not in AstDB)" if rec.dry_run else ""
         where = ""
         pbx_state = states.get(rec.pbx)
         if rec.active and not rec.dry_run and isinstance(pbx_state, dict):

@@ -61,6 +61,26 @@ def _slack_line(directory: Path, tz: ZoneInfo) -> str | None:
             f"{pending} alert(s) queued and kept")
 
 
+def blocks_line(directory: Path) -> str | None:
+    """Blocks in force, and what a dry run WOULD BLOCK (never called blocked)."""
+    from tollwatch.alerting.remediation.store import FILENAME, BlockStore
+
+    path = directory / FILENAME
+    if not path.is_file():
+        return None
+    store = BlockStore(path)
+    try:
+        real, dry = len(store.active(dry_run=False)), len(store.active(dry_run=True))
+    finally:
+        store.close()
+    if not real and not dry:
+        return "blocks: none in force"
+    line = f"blocks: {real} in force"
+    if dry:
+        line += f"; {dry} WOULD BLOCK (dry run: [remediation] enabled = false)"
+    return line + " (tollwatch blocks)"
+
+
 def _fleet_data_dir(config: Path | None) -> Path | None:
     """A fleet file's shared data directory (None: not a fleet file)."""
     from tollwatch.config import ConfigError
@@ -75,6 +95,17 @@ def _fleet_data_dir(config: Path | None) -> Path | None:
     except ConfigError as exc:
         raise fail([f"{exc.source}: {e}" if exc.source else e for e in exc.errors]) from None
     return Path((shared.get("daemon") or {}).get("data_dir") or "/var/lib/tollwatch")
+
+
+def _fleet_zones(info: dict[str, Any], default: ZoneInfo) -> dict[str, ZoneInfo]:
+    """A fleet daemon's PBXes' zones (their incidents are shown in their own time)."""
+    zones: dict[str, ZoneInfo] = {}
+    for line in info.get("fleet") or []:
+        try:
+            zones[str(line["pbx"])] = ZoneInfo(str(line.get("timezone")))
+        except (KeyError, ValueError):
+            zones[str(line.get("pbx"))] = default
+    return zones
 
 
 def status(
@@ -104,10 +135,12 @@ def status(
         raise typer.Exit(0 if running else NOT_RUNNING)
     slack = _slack_line(directory, tz)
     sources = [_local(data, tz) for data in source_rows]
-    incidents = [{**inc, "first_call_at": human_time(inc.get("first_call_at"), tz)}
+    zones = _fleet_zones(info, tz)
+    incidents = [{**inc, "first_call_at": human_time(inc.get("first_call_at"),
+                                                     zones.get(str(inc.get("pbx")), tz))}
                  for inc in incidents]
-    status_view.render(out, updated, info, sources, incidents, state=words,
-                       extra=[markup(slack)] if slack else None)
+    extra = [markup(line) for line in (slack, blocks_line(directory)) if line]
+    status_view.render(out, updated, info, sources, incidents, state=words, extra=extra)
     if not running:
         raise typer.Exit(NOT_RUNNING)
 

@@ -97,8 +97,8 @@ class FleetSupervisor:
                 log.error("SIGHUP: %s: %s; the running PBXes are kept", exc.source or "settings",
                           error)
             return
-        except OSError as exc:
-            log.error("SIGHUP: cannot read the fleet file (%s); the running PBXes are kept", exc)
+        except Exception as exc:  # a reload must never take the running PBXes down
+            log.error("SIGHUP: cannot load the fleet file (%s); the running PBXes are kept", exc)
             return
         done = await self.apply(fleet)
         for name in done["kept"]:

@@ -13,6 +13,7 @@ from datetime import time as dtime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
@@ -37,7 +38,8 @@ log = logging.getLogger("tollwatch")
 
 def alerters(settings: Settings, console: Console | None = None) -> list[Alerter]:
     """The console/log always; Slack when enabled (its token or webhook read here)."""
-    found: list[Alerter] = [ConsoleAlerter(stream=console.file if console is not None else None)]
+    found: list[Alerter] = [ConsoleAlerter(stream=console.file if console is not None else None,
+                                           tz=ZoneInfo(settings.site.timezone))]
     if settings.slack.enabled:
         found.append(SlackAlerter(settings.slack, Path(settings.daemon.data_dir)))
     return found

@@ -95,7 +95,7 @@ def render_fleet(out: Console, lines: list[dict[str, Any]]) -> None:
         conn = markup(row.get("connection") or row.get("state") or "-")
         blocks = str(row.get("blocks", 0))
         if row.get("blocks_dry_run"):
-            blocks += f" (+{row['blocks_dry_run']} dry run)"
+            blocks += f" (+{row['blocks_dry_run']} WOULD BLOCK, dry run)"
         errors = int(row.get("errors", 0) or 0)
         table.add_row(
             markup(row.get("pbx", "")), markup(row.get("country") or "-"),

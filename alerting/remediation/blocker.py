@@ -121,6 +121,7 @@ class Blocker:
         incident = str(view.get("id", ""))
         dry = self.dry_run
         new: list[BlockRecord] = []
+        failed: dict[int, str] = {}  # block id -> why AstDB did not take it (yet)
         refused: list[dict[str, str]] = []
         for target in self.scope.targets(view):
             if self.store.active(pbx, target.kind, target.value, dry_run=dry):
@@ -140,16 +141,18 @@ class Blocker:
                 continue
             self._covered[incident, target] = self._calls_for(target, view)
             new.extend(result.records)
+            failed.update({r.id: result.failed[r.pbx] for r in result.records
+                           if r.pbx in result.failed})  # fmt: skip
         hung: list[str] = []
         if self.rem.hangup and view.get("call_ids") and new and dry:
-            log.warning("DRY RUN (would do): pbx %s: hang up the calls of incident %s still up "
+            log.warning("pbx %s: WOULD HANG UP (dry run) the calls of incident %s still up "
                         "that these blocks apply to", pbx, incident)  # fmt: skip
         elif self.rem.hangup and view.get("call_ids") and not dry:
             force = [Target(r.kind, r.value) for r in self.store.active(pbx, dry_run=False)]
             hung = await hang_up(pbx, self.senders.get(pbx), view, force, self._covers, dry)
         if new or refused or hung:
             out = dict(view)
-            out["blocks"] = [block_entry(r) for r in new]
+            out["blocks"] = [block_entry(r, failed.get(r.id)) for r in new]
             out["refused"] = refused
             out["hung_up"] = hung
             out["dry_run"] = dry
@@ -287,9 +290,9 @@ class Blocker:
                                  now, expires, dry_run)  # fmt: skip
             result.records.append(rec)
             log.warning(
-                "%spbx %s: blocked %s until %s (%s, %s)%s",
-                "DRY RUN (would do): " if dry_run else "",
+                "pbx %s: %s %s until %s (%s, %s)%s",
                 pbx,
+                "WOULD BLOCK (dry run)" if dry_run else "blocked",
                 target,
                 iso(expires),
                 origin,

@@ -61,7 +61,7 @@ async def hang_up(
             continue
         name = chan.get("Channel", "")
         if dry:
-            log.warning("DRY RUN (would do): pbx %s: hang up %s (call to %s, blocked by %s)",
+            log.warning("pbx %s: WOULD HANG UP (dry run) %s (call to %s, block %s)",
                         pbx, name, number, block)  # fmt: skip
             continue
         try:

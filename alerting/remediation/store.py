@@ -112,6 +112,10 @@ class BlockStore(SqliteFile):
             (incident, kind, value, pbx),
         )
 
+    def of_incident(self, incident: str) -> list[BlockRecord]:
+        """Every block (active or lifted, dry run or not) made for this incident."""
+        return self._rows("WHERE incident_id = ? ORDER BY id", (incident,))
+
     def due(self, now: int) -> list[BlockRecord]:
         """Active blocks whose expiry has come."""
         return self._rows("WHERE lifted_at IS NULL AND expires_at <= ? ORDER BY id", (now,))

@@ -15,10 +15,11 @@ def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
-def block_entry(rec: BlockRecord) -> dict[str, Any]:
-    """One item of a notification view's "blocks" list."""
+def block_entry(rec: BlockRecord, failed: str | None = None) -> dict[str, Any]:
+    """One item of a notification view's "blocks" list. `failed`: why AstDB did not take a
+    real block (recorded, re-applied when AMI is back): it is not in force yet."""
     target = Target(rec.kind, rec.value)
-    return {
+    entry: dict[str, Any] = {
         "kind": rec.kind,
         "value": rec.value,
         "what": target.what,
@@ -29,6 +30,9 @@ def block_entry(rec: BlockRecord) -> dict[str, Any]:
         "reason": rec.reason,
         "origin": rec.origin,
     }
+    if failed and not rec.dry_run:
+        entry["failed"] = failed
+    return entry
 
 
 def unblock_view(settings: Settings, records: list[BlockRecord]) -> IncidentView:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tollwatch.report.build import ReportResult, build_report, prune, summary_text
+from tollwatch.report.build import ReportResult, build_report, prune
 from tollwatch.report.period import Period
+from tollwatch.report.summary import summary_text
 
 __all__ = ["Period", "ReportResult", "build_report", "prune", "summary_text"]

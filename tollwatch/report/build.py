@@ -14,17 +14,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tollwatch.alerting.remediation.store import FILENAME as BLOCKS_FILE
+from tollwatch.alerting.remediation.store import BlockStore
 from tollwatch.alerting.textsafe import csv_cell
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.config import Settings
-from tollwatch.report import charts
-from tollwatch.report.coverage import file_span
+from tollwatch.report.coverage import day_range, file_span
 from tollwatch.report.figures import KINDS, Country, Figures, Totals, collect
 from tollwatch.report.flagged import FlaggedCall, flagged_calls, period_incidents
 from tollwatch.report.html import render
+from tollwatch.report.likedays import compare, daily_rows, day_kind, per_day
 from tollwatch.report.period import Period, previous_day
-from tollwatch.report.reconcile import reconcile
-from tollwatch.report.words import incident_line, sort_views
+from tollwatch.report.reconcile import UNKNOWN, reconcile
+from tollwatch.report.summary import summarize
+from tollwatch.report.words import sort_views
 from tollwatch.report_format import incident_dict
 from tollwatch.rules.calendar import BusinessCalendar
 from tollwatch.rules.destinations import Classifier
@@ -94,7 +97,12 @@ def build_report(
     validity = check_numbers(settings, sorted(figs.numbers), classifier=classifier)
     incidents = period_incidents(settings, figs, classifier)
     flagged = flagged_calls(figs, incidents, calendar)
-    rec = reconcile(flagged, incidents, store, period)
+    blocks = _block_store(store)
+    try:
+        rec = reconcile(flagged, incidents, store, period, blocks)
+    finally:
+        if blocks is not None:
+            blocks.close()
 
     views = []
     for inc in incidents:
@@ -102,19 +110,28 @@ def build_report(
         status = rec.incidents.get(inc.id)
         view["live"] = status.live if status else ""
         view["live_ids"] = status.live_ids if status else []
-        view["blocked"] = status.blocked if status else None
+        view["blocked"] = status.blocked if status else None  # what, in words
+        view["block"] = status.block if status else UNKNOWN  # blocked / WOULD BLOCK / not
+        view["attempts_refused"] = status.refused if status else 0
+        view.setdefault("currency", settings.rates.currency)
         views.append(view)
     read: list[Path | str] = [database.shown] if database is not None else list(paths)
-    doc = _document(settings, period, figs, sort_views(views), flagged, rec_dict(rec), read,
-                    now)
+    doc = _document(settings, period, figs, calendar, sort_views(views), flagged, rec_dict(rec),
+                    read, now)
     doc["coverage_note"] = coverage.note(period) if coverage is not None else None
+    if doc["coverage_note"] is None and doc["missing_days"] and figs.cdr_days:
+        doc["coverage_note"] = (
+            "no CDR row at all on " + ", ".join(doc["missing_days"]) + ": missing data, not a "
+            "quiet day (was the PBX, its CDR logging or the file copy down?)")
     doc["validity"] = validity.warning(settings)
     doc["timezone_label"] = settings.site.zone_label
+
+    from tollwatch.report import charts  # matplotlib: only when a report is drawn (~0.7 s)
 
     png_hourly = charts.hourly_chart(
         figs.hourly, f"Outbound calls per hour — {period.label}"
     )
-    png_daily = charts.daily_chart(_daily_series(figs), "Outbound calls per day")
+    png_daily = charts.daily_chart(_daily_series(figs), "Outbound calls per day (× = no CDRs)")
     folder = out_dir / period.label
     tmp = Path(tempfile.mkdtemp(prefix=f".{period.label}.", dir=_ensure(out_dir)))
     try:
@@ -126,7 +143,7 @@ def build_report(
         _write_csv(tmp / CSV_NAME, flagged, tz)
         page = render(doc, {
             f"Outbound calls per hour by class, {period.label}": png_hourly,
-            "Outbound calls per day": png_daily,
+            "Outbound calls per day (× = no CDRs)": png_daily,
         })
         (tmp / HTML_NAME).write_text(page, encoding="utf-8")
         os.chmod(tmp, 0o755)
@@ -137,7 +154,7 @@ def build_report(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     pruned = prune(out_dir, period.last_date, keep_days) if keep_days is not None else []
-    summary = _summary(doc, folder)
+    summary = summarize(doc, folder / HTML_NAME)
     return ReportResult(
         period=period,
         folder=folder,
@@ -149,6 +166,14 @@ def build_report(
         figures=doc,
         pruned=pruned,
     )
+
+
+def _block_store(store: StateStore | None) -> BlockStore | None:
+    """The daemon's block records beside its state file, when there are any."""
+    if store is None:
+        return None
+    path = Path(store.path).parent / BLOCKS_FILE
+    return BlockStore(path) if path.is_file() else None
 
 
 def _ensure(path: Path) -> Path:
@@ -166,14 +191,6 @@ def _period(
     if isinstance(day_or_range, datetime):
         raise TypeError("pass a date, or a (since, until) pair")
     return Period.for_day(day_or_range, tz)
-
-
-def _per_day(t: Totals, days: float) -> dict[str, Any]:
-    d = t.as_dict()
-    for key, value in list(d.items()):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            d[key] = round(value / days, 2)
-    return d
 
 
 def _country(c: Country) -> dict[str, Any]:
@@ -203,6 +220,7 @@ def _document(
     settings: Settings,
     period: Period,
     figs: Figures,
+    calendar: BusinessCalendar,
     incidents: list[dict[str, Any]],
     flagged: list[FlaggedCall],
     rec: dict[str, Any],
@@ -210,7 +228,8 @@ def _document(
     now: datetime,
 ) -> dict[str, Any]:
     tz = period.tz
-    base, covered = figs.baseline(COMPARE_DAYS)
+    like = compare(figs, calendar)
+    kind, what = day_kind(calendar, period.first_date)
     rec = dict(rec)
     rec["unseen"] = [_flagged_dict(fc, tz) for fc in rec["unseen"]]
     countries = sorted(figs.countries.values(), key=lambda c: (-c.calls, -c.minutes, c.region))
@@ -226,16 +245,18 @@ def _document(
             "end": period.end.astimezone(tz).isoformat(),
             "timezone": str(tz),
             "days": round(period.days, 4),
+            "kind": kind if period.day else None,  # working day / weekend or holiday
+            "what": what if period.day else None,  # "Saturday", "public holiday (...)"
         },
         "generated_at": now.astimezone(tz).isoformat(timespec="seconds"),
         "currency": settings.rates.currency,
         "no_calls": figs.totals.calls == 0,
         "totals": totals,
-        "per_day": _per_day(figs.totals, period.days) if period.day is None else None,
-        "baseline": (
-            {"days": covered, "total": base.as_dict(), "average": _per_day(base, covered)}
-            if covered else None
-        ),
+        "per_day": per_day(figs.totals, period.days) if period.day is None else None,
+        "baseline": {**like.as_dict(), "words": like.words()} if like.days else None,
+        "compare_missing": [d.isoformat() for d in like.missing],
+        "missing_days": [d.isoformat() for d in day_range(period.first_date, period.last_date)
+                         if d not in figs.cdr_days],
         "incidents": incidents,
         "flagged_calls": len(flagged),
         "top_countries": [_country(c) for c in countries[:TOP]],
@@ -247,10 +268,7 @@ def _document(
         "first_time_countries": [_country(c) for c in figs.first_time_countries()],
         "first_time_window_days": FIRST_TIME_DAYS,
         "hourly": {k: [figs.hourly.get((h, k), 0) for h in range(24)] for k in KINDS},
-        "daily": [
-            {"date": d.isoformat(), **t.as_dict()} for d, t in sorted(figs.daily.items())
-            if d < period.first_date and d >= period.first_date - timedelta(days=COMPARE_DAYS)
-        ],
+        "daily": daily_rows(figs, calendar, COMPARE_DAYS),
         "reconciliation": rec,
         "malformed": {"rows": figs.malformed, "examples": [list(p) for p in figs.problems],
                       "by_file": dict(sorted(figs.malformed_by_file.items())),
@@ -260,15 +278,16 @@ def _document(
     }
 
 
-def _daily_series(figs: Figures) -> list[tuple[date, int, int]]:
+def _daily_series(figs: Figures) -> list[tuple[date, int | None, int | None]]:
+    """Calls and international calls per day; None for a day with no CDR row (missing)."""
     p = figs.period
-    first = p.first_date - timedelta(days=COMPARE_DAYS)
-    out = []
-    d = first
-    while d <= p.last_date:
+    out: list[tuple[date, int | None, int | None]] = []
+    for d in day_range(p.first_date - timedelta(days=COMPARE_DAYS), p.last_date):
+        if d not in figs.cdr_days:
+            out.append((d, None, None))
+            continue
         t = figs.daily.get(d, Totals())
         out.append((d, t.calls, t.international))
-        d += timedelta(days=1)
     return out
 
 
@@ -286,41 +305,6 @@ def _write_csv(path: Path, flagged: list[FlaggedCall], tz: ZoneInfo) -> None:
             row["spend"] = "" if fc.spend is None else fc.spend
             writer.writerow({k: csv_cell(v) if isinstance(v, str) and k not in _OURS else v
                              for k, v in row.items()})
-
-
-def _summary(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
-    t = doc["totals"]
-    base = doc["baseline"]
-    rec = doc["reconciliation"]
-    return {
-        "site": doc["site"],
-        "period": doc["period"]["label"],
-        "calls": t["calls"],
-        "answered": t["answered"],
-        "international": t["international"],
-        "high_risk": t["high_risk"],
-        "off_hours_international": t["off_hours_international"],
-        "minutes": t["minutes"],
-        "spend": t["spend"],
-        "currency": doc["currency"],
-        "avg_7d": (
-            {k: base["average"][k] for k in ("calls", "international", "high_risk", "spend")}
-            if base else None
-        ),
-        "incidents": len(doc["incidents"]),
-        "critical": sum(1 for i in doc["incidents"] if i["severity"] == "critical"),
-        "not_alerted_live": len(rec["unseen"]) if rec["available"] else None,
-        "reconciliation": rec["note"],
-        "first_time_countries": [c["region"] for c in doc["first_time_countries"]],
-        "top_countries": [f"{c['name']} {c['calls']}" for c in doc["top_countries"][:3]],
-        "malformed_rows": doc["malformed"]["rows"],
-        "report": str(folder / HTML_NAME),
-        "incident_lines": [incident_line(v, dated=doc["period"]["days"] > 1)
-                           for v in doc["incidents"][:10]],
-        "coverage_note": doc.get("coverage_note"),
-        "validity": doc.get("validity"),
-        "timezone": doc["period"]["timezone"],
-    }
 
 
 def prune(out_dir: Path, today: date, keep_days: int) -> list[Path]:
@@ -349,29 +333,3 @@ def folder_date(name: str) -> date | None:
         return date.fromisoformat(part)
     except ValueError:
         return None
-
-
-def summary_text(summary: dict[str, Any]) -> str:
-    """The summary as a few lines of plain text (e.g. a Slack message)."""
-    s = summary
-    avg = s.get("avg_7d") or {}
-    vs = f" (7-day avg {avg['calls']:g})" if avg.get("calls") is not None else ""
-    spend = f", est. spend {s['spend']:g} {s['currency']}" if s.get("spend") is not None else ""
-    lines = [
-        f"tollwatch daily report {s['site']} {s['period']}: {s['calls']} outbound calls{vs}, "
-        f"{s['international']} international, {s['high_risk']} high-risk, "
-        f"{s['off_hours_international']} international off hours{spend}",
-        f"{s['incidents']} incident(s), {s['critical']} critical; {s['reconciliation']}",
-    ]
-    for line in s.get("incident_lines") or []:
-        lines.append("• " + line)
-    if s.get("incidents", 0) > len(s.get("incident_lines") or []):
-        lines.append(f"… and {s['incidents'] - len(s['incident_lines'])} more in the report")
-    if s.get("coverage_note"):
-        lines.append("NOTE: " + s["coverage_note"])
-    if s.get("first_time_countries"):
-        lines.append("first-time countries: " + ", ".join(s["first_time_countries"]))
-    if s.get("malformed_rows"):
-        lines.append(f"{s['malformed_rows']} malformed CDR row(s) skipped")
-    lines.append(s["report"])
-    return "\n".join(lines)

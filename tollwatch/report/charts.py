@@ -48,18 +48,23 @@ def hourly_chart(hourly: dict[tuple[int, str], int], title: str) -> bytes:
     return _png(fig)
 
 
-def daily_chart(days: list[tuple[date, int, int]], title: str) -> bytes:
-    """Bars per day: outbound calls, and international calls on a second scale."""
+def daily_chart(days: list[tuple[date, int | None, int | None]], title: str) -> bytes:
+    """Bars per day: outbound calls, and international calls on a second scale. A day without
+    any CDR (None) is drawn as a grey × on the axis, never as a 0 bar."""
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN * 0.8), layout="constrained")
     ax = fig.add_subplot()
-    labels = [d.strftime("%m-%d") for d, _, _ in days]
+    labels = [d.strftime("%a\n%m-%d") for d, _, _ in days]
     x = list(range(len(days)))
-    ax.bar(x, [c for _, c, _ in days], color=COLORS["domestic"], label="outbound calls")
-    ax.set_xticks(x, labels, fontsize=8)
+    ax.bar(x, [c or 0 for _, c, _ in days], color=COLORS["domestic"], label="outbound calls")
+    ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylabel("outbound calls")
+    missing = [i for i, (_, c, _) in enumerate(days) if c is None]
+    if missing:
+        ax.plot(missing, [0] * len(missing), linestyle="none", marker="x", markersize=10,
+                color="#777777", label="no CDRs (missing)", clip_on=False)
     twin = ax.twinx()
-    twin.plot(x, [i for _, _, i in days], color=COLORS["international"], marker="o",
-              label="international")
+    twin.plot(x, [float("nan") if i is None else i for _, _, i in days],
+              color=COLORS["international"], marker="o", label="international")
     twin.set_ylabel("international")
     twin.set_ylim(bottom=0)
     ax.set_title(title, fontsize=11)

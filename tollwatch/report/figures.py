@@ -98,20 +98,7 @@ class Figures:
     history_start: datetime | None = None  # first international/high-risk call in the window
     last_seen: datetime | None = None  # latest outbound call in the window read
     numbers: set[str] = field(default_factory=set, repr=False)  # distinct dialed (a sample)
-
-    def baseline(self, days: int = 7) -> tuple[Totals, int]:
-        """Sum over the `days` local days before the period that the CDRs cover, and how many."""
-        total = Totals()
-        first = self.first_seen.astimezone(self.period.tz).date() if self.first_seen else None
-        covered = 0
-        for back in range(1, days + 1):
-            d = self.period.first_date - timedelta(days=back)
-            if first is None or d < first:
-                continue
-            covered += 1
-            if d in self.daily:
-                total.add(self.daily[d])
-        return total, covered
+    cdr_days: dict[date, int] = field(default_factory=dict)  # local date -> CDR rows, any kind
 
     def first_time_countries(self) -> list[Country]:
         return sorted(
@@ -141,12 +128,11 @@ def collect(
         rows = database.scan(cdr_options(settings), window_start, period.utc_end)
     else:
         rows = scan_cdrs(paths, cdr_options(settings))
-    in_window = (
-        pl.col("outbound") & (pl.col("start") >= window_start) & (pl.col("start") < period.utc_end)
-    )
+    any_in_window = (pl.col("start") >= window_start) & (pl.col("start") < period.utc_end)
+    in_window = pl.col("outbound") & any_in_window
     wanted = rows.filter(
         pl.col("problem").is_not_null()
-        | in_window
+        | any_in_window  # every row counts for "this day has CDRs" (missing days are not 0)
         | (pl.col("replaced") > 0)
         | dials_local()  # to follow Local chains back to who sent a call out
     )
@@ -171,6 +157,7 @@ def collect(
             room = MAX_PROBLEMS - len(figs.problems)
             if room > 0:
                 figs.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
+        _fold_cdr_days(figs, batch.filter(good & any_in_window), tz)
         ok = batch.filter(good & in_window)
         if ok.height == 0:
             continue
@@ -337,6 +324,14 @@ def _fold_prior(figs: Figures, early: pl.DataFrame) -> None:
         prev = figs.prior_last_seen.get(region)
         if prev is None or when > prev:
             figs.prior_last_seen[region] = when
+
+
+def _fold_cdr_days(figs: Figures, rows: pl.DataFrame, tz: Any) -> None:
+    if rows.height == 0:
+        return
+    days = rows.group_by(pl.col("start").dt.convert_time_zone(str(tz)).dt.date().alias("d")).len()
+    for day, n in days.iter_rows():
+        figs.cdr_days[day] = figs.cdr_days.get(day, 0) + int(n)
 
 
 def _by_file(counts: dict[str, int], frame: pl.DataFrame, column: str | None = None) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from tollwatch.alerting.slack import SlackAlerter
 from tollwatch.config import Settings
 from tollwatch.config.schema import Slack
-from tollwatch.report.build import ReportResult, summary_text
+from tollwatch.report.build import ReportResult
+from tollwatch.report.summary import summary_text
 
 
 async def queue_report(alerter: SlackAlerter, result: ReportResult) -> None:

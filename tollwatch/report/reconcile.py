@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from tollwatch.alerting.remediation.policy import Target
+from tollwatch.alerting.remediation.store import BlockStore
 from tollwatch.report.flagged import FlaggedCall
 from tollwatch.report.period import Period
 from tollwatch.rules.incidents import Incident
@@ -22,6 +24,10 @@ ALERTED_NEAR = "alerted (same source and time)"
 NOT_ALERTED = "NOT alerted"
 UNKNOWN = "unknown"
 NOT_AVAILABLE = "live monitor state not available"
+BLOCKED = "blocked"
+WOULD_BLOCK = "WOULD BLOCK (dry run)"
+NOT_APPLIED = "block NOT applied"
+NOT_BLOCKED = "not blocked"
 SLACK = timedelta(seconds=10)  # AMI and CDR clocks of one call differ by about a second
 
 
@@ -30,7 +36,9 @@ class IncidentStatus:
     id: str
     live: str  # ALERTED / ALERTED_NEAR / NOT_ALERTED / UNKNOWN
     live_ids: list[str] = field(default_factory=list)
-    blocked: str | None = None  # what the live monitor blocked, when known
+    blocked: str | None = None  # what the live monitor blocked (or would have), when known
+    block: str = UNKNOWN  # BLOCKED / WOULD_BLOCK / NOT_APPLIED / NOT_BLOCKED / UNKNOWN
+    refused: int = 0  # call attempts the dialplan refused because of the block
 
 
 @dataclass
@@ -59,20 +67,39 @@ def _parse(value: Any) -> datetime | None:
         return None
 
 
-def _blocked(view: dict[str, Any]) -> str | None:
-    """What remediation did for a live incident, when the stored view says so."""
-    for key in ("blocked", "blocks", "remediation"):
-        value = view.get(key)
-        if not value:
-            continue
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list | tuple):
-            return ", ".join(str(v) for v in value)
-        if isinstance(value, dict):
-            return ", ".join(f"{k} {v}" for k, v in value.items() if v)
-        return "yes"
-    return None
+def block_state(entries: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """The block state of an incident from its blocks ({"what", "dry_run", "failed"}): blocked
+    only when one really was in force; a dry run's blocks WOULD BLOCK. And what, in words."""
+    real = [b for b in entries if not b.get("dry_run") and not b.get("failed")]
+    dry = [b for b in entries if b.get("dry_run")]
+    chosen = real or dry or entries
+    what = ", ".join(dict.fromkeys(str(b.get("what") or b.get("value")) for b in chosen))
+    if real:
+        return BLOCKED, what
+    if dry:
+        return WOULD_BLOCK, what
+    if entries:
+        return NOT_APPLIED, what
+    return NOT_BLOCKED, None
+
+
+def _entries(view: dict[str, Any], blocks: BlockStore | None) -> list[dict[str, Any]]:
+    """The blocks made for a live incident: blocks.sqlite3 when there is one (every block and
+    whether it was a dry run), else the "blocks" list the daemon saved on the incident."""
+    iid = str(view.get("id"))
+    if blocks is not None:
+        recs = blocks.of_incident(iid)
+        if recs:
+            return [{"what": Target(r.kind, r.value).what, "dry_run": r.dry_run} for r in recs]
+    saved = view.get("blocks")
+    return [b for b in saved if isinstance(b, dict)] if isinstance(saved, list) else []
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def live_incidents(store: StateStore, period: Period) -> list[dict[str, Any]]:
@@ -95,7 +122,9 @@ def reconcile(
     incidents: list[Incident],
     store: StateStore | None,
     period: Period,
+    blocks: BlockStore | None = None,
 ) -> Reconciliation:
+    """`blocks`: the daemon's block records (blocks.sqlite3), for the real block state."""
     if store is None:
         rec = Reconciliation(available=False)
         for inc in incidents:
@@ -116,6 +145,7 @@ def reconcile(
             sources = {str(s) for s in view.get("sources") or [view.get("source")]}
             spans.append((sources, first - SLACK, last + SLACK, view))
     matched: dict[str, dict[str, Any]] = {}
+    hit_of: dict[str, dict[str, Any]] = {}  # flagged call id -> the live incident it is in
     for fc in flagged:
         hit = by_id.get(fc.call_id)
         if hit is not None:
@@ -127,6 +157,7 @@ def reconcile(
             fc.live = ALERTED_NEAR if hit is not None else NOT_ALERTED
         if hit is not None:
             matched[str(hit.get("id"))] = hit
+            hit_of[fc.call_id] = hit
         else:
             rec.unseen.append(fc)
     calls_of: dict[str, list[FlaggedCall]] = {}
@@ -143,19 +174,18 @@ def reconcile(
         else:
             live = NOT_ALERTED
         ids: list[str] = []
-        blocked: list[str] = []
+        entries: list[dict[str, Any]] = []
+        refused = 0
         for fc in mine:
-            live_view = by_id.get(fc.call_id)
+            live_view = hit_of.get(fc.call_id)
             if live_view is None:
                 continue
             vid = str(live_view.get("id"))
             if vid not in ids:
                 ids.append(vid)
-                b = _blocked(live_view)
-                if b:
-                    blocked.append(b)
-        rec.incidents[inc.id] = IncidentStatus(
-            inc.id, live, ids, "; ".join(blocked) if blocked else None
-        )
+                entries.extend(_entries(live_view, blocks))
+                refused += _int(live_view.get("attempts_refused"))
+        state, what = block_state(entries)
+        rec.incidents[inc.id] = IncidentStatus(inc.id, live, ids, what, state, refused)
     rec.live_only = [v for v in views if str(v.get("id")) not in matched]
     return rec

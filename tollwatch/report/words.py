@@ -1,7 +1,9 @@
 """The report's incidents in a few words, for people: the HTML banner, the Slack summary.
 
 "ext 377 → Sierra Leone (+232), 40 calls, 03:00–03:20, blocked" — who, where to, how much,
-when (with dates when the period spans several days) and whether it was stopped.
+when (with dates when the period spans several days) and whether it was stopped: "blocked"
+only when the live monitor really put a block in force, "WOULD BLOCK (dry run)", "block NOT
+applied", "not blocked"; nothing when that is unknown (no live monitor state).
 """
 
 from __future__ import annotations
@@ -39,12 +41,16 @@ def incident_line(view: dict[str, Any], dated: bool = False) -> str:
     where = ", ".join(dests[:3]) + (f" and {len(dests) - 3} more" if len(dests) > 3 else "")
     when = f"{_clock(view.get('first_call_at'), dated)}–{_clock(view.get('last_call_at'), dated)}"
     spend = view.get("spend")
-    money = f", ≈ {spend:,.2f}" if isinstance(spend, int | float) else ""
+    cur = f" {view['currency']}" if view.get("currency") else ""
+    money = f", ≈ {spend:,.2f}{cur}" if isinstance(spend, int | float) else ""
     line = (f"{str(view.get('severity', '')).upper()}: {who(view)} → {where or '-'}, "
             f"{view.get('calls', 0)} calls{money}, {when}")
-    blocked = view.get("blocked")
-    if blocked:
-        line += ", blocked"
+    block = view.get("block")
+    if block and block != "unknown":
+        line += f", {block}"
+    refused = int(view.get("attempts_refused") or 0)
+    if refused:
+        line += f", {refused} attempt(s) refused"
     live = str(view.get("live") or "")
     if live.startswith("NOT"):
         line += ", NOT alerted live"
