@@ -132,49 +132,45 @@ class Outbox(SqliteFile):
     def due(self, now: float, limit: int = 500) -> list[Item]:
         """Pending items whose time has come, oldest first, only the oldest of each incident
         (a thread reply waits for its parent; an incident's changes go out in order)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT o.* FROM outbox o JOIN ("
-                "  SELECT incident_id, MIN(id) AS head FROM outbox WHERE state = ? "
-                "  GROUP BY incident_id) h ON o.id = h.head "
-                "WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?",
-                (PENDING, now, limit),
-            ).fetchall()
+        rows = self._read(lambda db: db.execute(
+            "SELECT o.* FROM outbox o JOIN ("
+            "  SELECT incident_id, MIN(id) AS head FROM outbox WHERE state = ? "
+            "  GROUP BY incident_id) h ON o.id = h.head "
+            "WHERE o.next_attempt_at <= ? ORDER BY o.id LIMIT ?",
+            (PENDING, now, limit),
+        ).fetchall())
         return [_item(r) for r in rows]
 
     def pending(self, incident_id: str | None = None) -> list[Item]:
         """All pending items (of one incident), oldest first."""
-        with self._lock:
-            if incident_id is None:
-                rows = self._db.execute(
-                    "SELECT * FROM outbox WHERE state = ? ORDER BY id", (PENDING,)
-                ).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT * FROM outbox WHERE state = ? AND incident_id = ? ORDER BY id",
-                    (PENDING, incident_id),
-                ).fetchall()
+        if incident_id is None:
+            rows = self._read(lambda db: db.execute(
+                "SELECT * FROM outbox WHERE state = ? ORDER BY id", (PENDING,)
+            ).fetchall())
+        else:
+            rows = self._read(lambda db: db.execute(
+                "SELECT * FROM outbox WHERE state = ? AND incident_id = ? ORDER BY id",
+                (PENDING, incident_id),
+            ).fetchall())
         return [_item(r) for r in rows]
 
     def next_due_at(self) -> float | None:
         """When the next item (an incident's oldest pending one) is due; None: nothing pending."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(o.next_attempt_at) FROM outbox o JOIN ("
-                "  SELECT MIN(id) AS head FROM outbox WHERE state = ? GROUP BY incident_id"
-                ") h ON o.id = h.head",
-                (PENDING,),
-            ).fetchone()
+        row = self._read(lambda db: db.execute(
+            "SELECT MIN(o.next_attempt_at) FROM outbox o JOIN ("
+            "  SELECT MIN(id) AS head FROM outbox WHERE state = ? GROUP BY incident_id"
+            ") h ON o.id = h.head",
+            (PENDING,),
+        ).fetchone())
         return None if row is None or row[0] is None else float(row[0])
 
     def count_opened_since(self, since: float) -> int:
         """How many incidents were queued as opened since then (sent or not): flood detection."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM outbox WHERE kind = 'opened' AND created_at > ? "
-                "AND state != ?",
-                (since, SKIPPED),
-            ).fetchone()
+        row = self._read(lambda db: db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'opened' AND created_at > ? "
+            "AND state != ?",
+            (since, SKIPPED),
+        ).fetchone())
         return int(row[0])
 
     def mark_sent(self, ids: Sequence[int], now: float, ts: str | None,
@@ -266,12 +262,11 @@ class Outbox(SqliteFile):
 
     # ---- threads ---------------------------------------------------------------------------
     def thread(self, incident_id: str) -> Thread | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT incident_id, channel, ts, summary, blocks FROM threads "
-                "WHERE incident_id = ?",
-                (incident_id,),
-            ).fetchone()
+        row = self._read(lambda db: db.execute(
+            "SELECT incident_id, channel, ts, summary, blocks FROM threads "
+            "WHERE incident_id = ?",
+            (incident_id,),
+        ).fetchone())
         if row is None:
             return None
         return Thread(row[0], row[1], row[2], bool(row[3]), json.loads(row[4]))

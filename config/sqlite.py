@@ -32,8 +32,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -361,28 +360,6 @@ class SqliteFile:
                     raise
                 self._db = self._fall_back(exc, self._db)
                 return work(self._db)
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A transaction on the current connection (file or memory). A storage failure moves
-        the store to memory for the next writes and is raised (use `_write` to retry it)."""
-        with self._lock:
-            if self.in_memory:
-                self.recover()
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                if storage_errno(exc) is not None and not self.in_memory and self._file:
-                    self._db = self._fall_back(exc, db)
-                    raise StorageError(f"{self.path}: {exc}") from exc
-                raise
 
     def close(self) -> None:
         """Close; state still in memory gets one last try to reach the file (logged if not)."""

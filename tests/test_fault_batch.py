@@ -1,11 +1,14 @@
 """File-level failures in a batch scan: a truncated gzip, a directory, a file that cannot be
-opened. Each is reported with its path and reason, the other files are still scanned, and the
-exit code says so (2, or 1 when something critical was found anyway)."""
+opened. Each is reported with its path and reason, the other files are still scanned (or
+reported on, `tollwatch report`), and the exit code says so (2, or 1 when something critical
+was found anyway)."""
 
 from __future__ import annotations
 
 import ctypes
 import gzip
+import html
+import json
 import os
 import shutil
 import subprocess
@@ -113,3 +116,51 @@ def test_permission_denied_among_good_files() -> None:
         assert proc.returncode == 1, proc.stderr
         assert f"{secret}: permission denied" in proc.stderr
         assert "critical" in proc.stdout
+
+
+REPORT = ["report", "--country", "JP", "--tz", "UTC", "--no-slack"]
+
+
+def test_report_goes_on_past_unreadable_files_like_scan(tmp_path: Path) -> None:
+    broken = tmp_path / "Master.csv.2.gz"
+    truncated_gzip(broken, quiet_day())
+    folder = tmp_path / "cdr-archive"
+    folder.mkdir()
+    attack = tmp_path / "Master.csv"
+    shutil.copy(SAMPLE, attack)
+    out = tmp_path / "reports"
+    args = [*REPORT, "--date", "2026-11-24", "--out", str(out), "--data-dir", str(tmp_path)]
+    result = runner.invoke(app, [*args, str(broken), str(folder), str(attack)])
+    assert result.exit_code == 1, result.output  # the attack in the readable file: critical
+    assert f"{broken}: damaged gzip data" in result.stderr
+    assert f"{folder}: is a directory" in result.stderr
+    doc = json.loads((out / "2026-11-24" / "figures.json").read_text())
+    assert doc["totals"]["calls"] == 24 and any(
+        i["severity"] == "critical" for i in doc["incidents"])
+    named = doc["malformed"]["unreadable_files"]
+    assert len(named) == 2 and named[0].startswith(f"{broken}: damaged gzip data")
+    page = (out / "2026-11-24" / "report.html").read_text()
+    assert "2 CDR file(s) could not be (all) read" in page and html.escape(str(folder)) in page
+    # nothing critical in what could be read: input problems alone say 2
+    quiet = tmp_path / "quiet.csv"
+    quiet.write_bytes(quiet_day(10))
+    result = runner.invoke(app, [*REPORT, "--date", "2026-11-23", "--out", str(out),
+                                 "--data-dir", str(tmp_path), str(broken), str(quiet)])
+    assert result.exit_code == 2, result.output
+    assert f"{broken}: damaged gzip data" in result.stderr
+    result = runner.invoke(app, [*REPORT, "--date", "2026-11-23", "--out", str(out),
+                                 "--data-dir", str(tmp_path), str(quiet)])
+    assert result.exit_code == 0, result.output  # all input read: as before
+
+
+def test_learn_goes_on_past_an_unreadable_file_and_says_so(tmp_path: Path) -> None:
+    broken = tmp_path / "Master.csv.2.gz"
+    truncated_gzip(broken, quiet_day())
+    good = tmp_path / "Master.csv"
+    shutil.copy(SAMPLE, good)
+    out = tmp_path / "baseline.json"
+    result = runner.invoke(app, ["learn", "--country", "JP", "--tz", "UTC", str(broken),
+                                 str(good), "-o", str(out)])
+    assert result.exit_code == 2, result.output  # written from the rest, input problem said
+    assert f"{broken}: damaged gzip data" in result.stderr
+    assert out.is_file() and "rows read" in result.stderr

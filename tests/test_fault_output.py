@@ -193,3 +193,20 @@ async def test_csv_only_pbx_block_does_not_promise_ami(
     assert result.failed == {"csv-pbx": "no AMI connection for this PBX"}
     text = caplog.text
     assert "NOT applied" in text and "when AMI is back" not in text
+
+
+def test_bad_ami_frames_are_a_column_of_status() -> None:
+    import io
+
+    from rich.console import Console
+
+    from tollwatch.status_view import render_sources
+
+    buf = io.StringIO()
+    render_sources(Console(file=buf, width=250, color_system=None),
+                   [{"name": "pbx", "kind": "ami", "connected": True, "bad_frames": 7,
+                     "state": "connected"}])
+    lines = buf.getvalue().splitlines()
+    heads = [c.strip() for c in next(ln for ln in lines if "bad frames" in ln).split("┃")]
+    cells = [c.strip() for c in next(ln for ln in lines if "│ pbx" in ln).split("│")]
+    assert cells[heads.index("bad frames")] == "7"

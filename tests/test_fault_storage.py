@@ -301,3 +301,69 @@ async def test_corrupt_state_files_are_moved_aside(
     lines = [r.getMessage() for r in caplog.records if "moved aside" in r.getMessage()]
     assert len([m for m in lines if "tollwatch.sqlite3" in m.split(" is corrupt")[0]]) == 1
     assert StateStore.in_dir(tmp_path).incidents()[0]["calls"] == 12  # the fresh file works
+
+
+def test_blocks_are_kept_in_memory_on_a_full_disk_and_written_back(
+    disk: Disk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BlockStore writes through the storage layer too: a block decided while the disk is
+    full is kept (and enforced) from memory, logged once, and on disk once there is room."""
+    caplog.set_level(logging.WARNING)
+    from tollwatch.alerting.remediation.store import BlockStore
+
+    data = disk.path / "data"
+    blocks = BlockStore.in_dir(data)
+    first = blocks.add("prefix", "232", "pbx", "attack", "i1", "auto", 100, 3700, False)
+    disk.fill()
+    second = blocks.add("source", "209", "pbx", "attack", "i1", "auto", 101, 3701, False)
+    lifted = blocks.lift(first.id, 102, "cli:root")
+    assert blocks.in_memory and lifted.lifted_at == 102
+    assert [b.value for b in blocks.active()] == ["209"] and blocks.auto_since(0) == 2
+    path = str(data / "blocks.sqlite3")
+    assert {p["path"]: p["errno"] for p in HEALTH.problems()}[path] == "ENOSPC"
+    assert len([r for r in caplog.records if path in r.getMessage()]) == 1
+    disk.free()
+    assert blocks.recover(force=True) and not blocks.in_memory
+    blocks.close()
+    again = BlockStore.in_dir(data)  # what was decided from memory is on disk
+    assert [(b.id, b.value) for b in again.active()] == [(second.id, "209")]
+    assert again.get(first.id).lifted_by == "cli:root"
+    again.close()
+
+
+class FailingReads:
+    """A connection whose SELECTs fail with a disk I/O error (a failing disk under a read)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.lstrip().upper().startswith("SELECT"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.db.execute(sql, *args)
+
+    def backup(self, target: sqlite3.Connection) -> None:
+        self.db.backup(target)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def test_outbox_reads_degrade_like_writes(tmp_path: Path) -> None:
+    """A storage error under an outbox read moves it to its in-memory copy (logged once, in
+    status) instead of stopping the Slack queue; nothing queued is lost."""
+    box = Outbox.in_dir(tmp_path)
+    assert box.add("opened", {"id": "i1", "pbx": "pbx"}, 1000.0)
+    box._db = FailingReads(box._db)  # type: ignore[assignment]
+    try:
+        assert [i.incident_id for i in box.pending()] == ["i1"]
+        assert box.in_memory and [i.incident_id for i in box.due(2000.0)] == ["i1"]
+        path = str(tmp_path / "slack-outbox.sqlite3")
+        assert {p["path"]: p["errno"] for p in HEALTH.problems()}[path] == "EIO"
+        assert box.next_due_at() == 1000.0 and box.count_opened_since(0) == 1
+        assert box.thread("i1") is None
+        assert box.recover(force=True) and not box.in_memory  # the file works again
+        assert [i.incident_id for i in box.pending()] == ["i1"]
+    finally:
+        box.close()
+        HEALTH.clear(tmp_path / "slack-outbox.sqlite3")

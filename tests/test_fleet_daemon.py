@@ -15,6 +15,7 @@ import pytest
 
 from tests.slack_stub import SlackStub
 from tests.test_daemon_ami import wait_for
+from tollwatch.alerting.remediation.store import BlockStore
 from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 from tollwatch.config.fleet import Fleet, load_fleet
 from tollwatch.fleet_daemon import FleetSupervisor, run_fleet
@@ -170,7 +171,7 @@ async def test_three_pbxes_give_the_incidents_of_three_single_daemons(
     assert all(row["blocks_dry_run"] >= 1 for row in lines.values())  # dry run by default
 
 
-async def test_a_wrong_secret_retries_while_the_others_alert(
+async def test_a_wrong_secret_or_a_malformed_stream_never_stops_the_others(
     tmp_path: Path, fixtures: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLEET_WRONG_SECRET", "not-the-secret")
@@ -181,6 +182,9 @@ async def test_a_wrong_secret_retries_while_the_others_alert(
         sup = FleetSupervisor(loader(path), tmp_path, 1.0)
         stop = asyncio.Event()
         task = asyncio.create_task(sup.run(stop, loader(path)()))
+        await wait_for(lambda: fake["newyork"].clients == 1)
+        fake["newyork"].inject(b"Event: Newchannel\r\n\x00\xff[/bold]\x1b[2J no colon\r\n\r\n"
+                               + b"garbage without a frame end " * 200)  # a malformed stream
         await asyncio.gather(*(fake[n].replay(fixtures / "ami-attack.txt")
                                for n in ("tokyo", "newyork")))
         await drained(sup, ("tokyo", "newyork"))
@@ -265,3 +269,38 @@ def test_live_settings_pair_ami_with_the_cdr_file_or_follow_the_cdr_source(
     assert [s.name for s in c.db_sources] == ["c"] and not c.csv_sources
     assert fingerprint(a) == fingerprint(live_settings("a", fleet.settings["a"], Path("/data")))
     assert fingerprint(a) != fingerprint(live_settings("a", fleet.settings["a"], Path("/x")))
+
+
+async def test_block_commands_act_on_one_pbx_of_a_fleet(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tollwatch.cli import app
+
+    runner = CliRunner()
+    async with fakes(["tokyo", "berlin"]) as fake:
+        cfg = fleet_file(tmp_path / "fleet.toml", tmp_path / "data", ["tokyo", "berlin"],
+                         {n: f.port for n, f in fake.items()})
+
+        def run(*args: str) -> Any:
+            return runner.invoke(app, [*args, "--config", str(cfg)])
+
+        res = await asyncio.to_thread(run, "block", "+232")
+        assert res.exit_code == 2 and "name the PBX with --pbx NAME (one of: tokyo, berlin)" \
+            in res.output
+        res = await asyncio.to_thread(run, "block", "+232", "--pbx", "berlin", "--ttl", "1h")
+        assert res.exit_code == 0, res.output
+        assert "on berlin" in res.output
+        assert [a["Action"] for a in fake["berlin"].actions if a["Action"].startswith("DB")] \
+            == ["DBPut"]
+        assert not [a for a in fake["tokyo"].actions if a.get("Action") == "DBPut"]
+        res = await asyncio.to_thread(run, "blocks", "--pbx", "berlin")
+        assert res.exit_code == 0 and "+232" in res.output and "AstDB: yes" in res.output
+        res = await asyncio.to_thread(run, "blocks", "--pbx", "tokyo", "--no-astdb")
+        assert res.exit_code == 0 and res.output.strip() == "no active blocks"
+        res = await asyncio.to_thread(run, "unblock", "232", "--pbx", "berlin")
+        assert res.exit_code == 0 and res.output.strip() == "unblocked +232 on berlin"
+    store = BlockStore.in_dir(pbx_dir(tmp_path / "data", "berlin"))  # the daemon's file
+    try:
+        assert [r.pbx for r in store.history(10)] == ["berlin"]
+    finally:
+        store.close()

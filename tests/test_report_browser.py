@@ -95,3 +95,16 @@ def test_the_probe_sees_a_page_that_overflows(tmp_path: Path) -> None:
     got = layout(page, tmp_path)
     assert got["inner"] == WIDTH
     assert got["scroll"] > WIDTH and any(b.startswith("table") for b in got["bad"]), got
+
+
+def test_the_fleet_summary_has_no_horizontal_overflow_at_390_px(tmp_path: Path) -> None:
+    from tollwatch.fleet_report import FleetReport, write_summary
+
+    b = build(tmp_path, None)
+    summary = {"pbx": "tokyo-main-office-pbx", **b.result.summary}
+    report = FleetReport(summaries={"tokyo-main-office-pbx": summary},
+                         failed={"osaka": "error: /var/log/asterisk/cdr-csv/" + "x" * 150})
+    folder, _ = write_summary(tmp_path / "out", ["tokyo-main-office-pbx", "osaka"], report)
+    got = layout(folder / "index.html", tmp_path)
+    assert got["inner"] == WIDTH, got
+    assert got["scroll"] <= got["inner"] and not got["bad"], got

@@ -152,3 +152,38 @@ def test_cdr_strings_are_escaped_in_the_page(tmp_path: Path) -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert TZ.key in page
     assert DAY.isoformat() in page
+
+
+def refused_line(n: int, second: int) -> str:
+    """A call the dialplan snippet refused (CDR userfield tollwatch-blocked:...)."""
+    when = f"{DAY.isoformat()} 03:05:{second:02d}"
+    return (f'"acme","{ATTACK_SOURCE}","01023276543{n:02d}","from-internal",'
+            f'"""Desk 209"" <209>","PJSIP/209-000002{n:02d}","","Hangup","21","{when}",,'
+            f'"{when}",0,0,"NO ANSWER","DOCUMENTATION","1792440000.{n}",'
+            '"tollwatch-blocked:23276543"')
+
+
+def test_attempts_refused_in_the_cdrs_are_shown(tmp_path: Path) -> None:
+    cdr = traffic()
+    cdr.bad_lines += [refused_line(n, n) for n in range(3)]  # raw lines appended to the file
+    b = build(tmp_path, None, cdr)
+    doc = b.result.figures
+    assert doc["refused"] == {"attempts": 3, "by_source": {ATTACK_SOURCE: 3},
+                              "by_block": {"23276543": 3}}
+    assert doc["totals"]["calls"] == 45  # a refused attempt is not a call out
+    assert doc["incidents"][0]["attempts_refused"] == 3
+    page = b.result.html.read_text(encoding="utf-8")
+    assert "3 call attempt(s) refused by tollwatch blocks (+23276543 ×3)" in page
+    assert "12 calls, ≈ 6.00 JPY, 03:00–03:00, 3 attempt(s) refused" in banner_text(b)
+
+
+def test_an_unreadable_file_is_said_at_the_top(tmp_path: Path) -> None:
+    from tests.test_report import site
+    from tollwatch.report import build_report
+
+    path = traffic().write(tmp_path / "Master.csv")
+    result = build_report(site(), [path, tmp_path / "Master.csv.1"], DAY, tmp_path / "out", None)
+    page = result.html.read_text(encoding="utf-8")
+    start = page.index('<section class="banner note">')
+    note = page[start:page.index("</section>", start)]
+    assert "1 CDR file(s) could not be (all) read" in note

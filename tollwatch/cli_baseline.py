@@ -106,6 +106,8 @@ def learn(
         f"{len(baseline.src_dests)} sources -> {markup(str(out_file))}",
         soft_wrap=True,
     )
+    if stats.file_problems:  # learned from the rest; the exit code says input was missing
+        raise typer.Exit(2)
 
 
 @baseline_app.command("show")

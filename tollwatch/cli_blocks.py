@@ -40,6 +40,8 @@ from tollwatch.alerting.remediation.astdb import ActionSender
 from tollwatch.alerting.remediation.dialplan import render
 from tollwatch.alerting.textsafe import plain
 from tollwatch.config import ConfigError, Settings
+from tollwatch.config.fleet import is_fleet_file
+from tollwatch.config.load import default_path
 from tollwatch.config.schema import AmiServer
 from tollwatch.config.secrets import SecretError, read_secret
 from tollwatch.config.types import parse_duration
@@ -50,7 +52,8 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Settings file (TOML).", dir_okay=False)
 ]
 PbxOpt = Annotated[
-    str | None, typer.Option("--pbx", help="Only this AMI server (default: every one).")
+    str | None, typer.Option("--pbx", help="Only this AMI server (default: every one); a fleet "
+                             "file: this PBX (required).")
 ]
 SourceOpt = Annotated[
     str | None, typer.Option("--source", help="A source extension instead of a prefix.")
@@ -71,7 +74,12 @@ def _fail(line: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings(config: Path | None) -> Settings:
+def _settings(config: Path | None, pbx: str | None = None) -> Settings:
+    """The settings file's; for a fleet file, the named PBX's as its daemon pipeline runs them
+    (its own AMI connection, remediation policy and `<data_dir>/pbx/<name>/` blocks)."""
+    path = config if config is not None else default_path()
+    if path is not None and is_fleet_file(path):
+        return _fleet_pbx(path, pbx)
     try:
         return load(config)
     except ConfigError as exc:
@@ -171,6 +179,24 @@ async def unblock_async(settings: Settings, target: Target, pbx: str | None, use
     return f"unblocked {target} on {names}"
 
 
+def _fleet_pbx(path: Path, pbx: str | None) -> Settings:
+    from tollwatch.config.fleet import load_fleet
+    from tollwatch.fleet_pipeline import live_settings
+    from tollwatch.rules.base import check_rules
+
+    try:
+        fleet = load_fleet(path, None, rule_checks=check_rules)
+    except ConfigError as exc:
+        raise _fail(f"{exc.source}: " + "; ".join(exc.errors)) from None
+    if pbx is None or pbx not in fleet.order:
+        why = "name the PBX with --pbx NAME" if pbx is None else f"no PBX named {pbx!r}"
+        raise _fail(f"{path} is a fleet: {why} (one of: {', '.join(fleet.order)})")
+    if pbx in fleet.errors:
+        raise _fail(f"{path}: " + "; ".join(fleet.errors[pbx]))
+    settings = fleet.settings[pbx]
+    return live_settings(pbx, settings, Path(settings.daemon.data_dir))
+
+
 def block(
     prefix: PrefixArg = None,
     source: SourceOpt = None,
@@ -184,7 +210,7 @@ def block(
     config: ConfigOpt = None,
 ) -> None:
     """Block calls to an E.164 prefix (or from a source extension) in Asterisk now."""
-    settings = _settings(config)
+    settings = _settings(config, pbx)
     target = _target(settings, prefix, source)
     try:
         seconds = parse_duration(ttl).total_seconds() if ttl is not None else None
@@ -210,7 +236,7 @@ def unblock(
     config: ConfigOpt = None,
 ) -> None:
     """Lift a block now (AMI DBDel) and record who lifted it."""
-    settings = _settings(config)
+    settings = _settings(config, pbx)
     target = _target(settings, prefix, source)
     try:
         line = asyncio.run(unblock_async(settings, target, pbx, _user()))
@@ -240,17 +266,22 @@ def blocks(
     show_all: Annotated[bool, typer.Option("--all", help="History too (lifted blocks).")] = False,
     check: Annotated[bool, typer.Option(
         "--astdb/--no-astdb", help="Also read AstDB on each PBX and flag drift.")] = True,
+    pbx: PbxOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """List blocks (active, or all with --all) beside what AstDB holds; flag drift."""
-    settings = _settings(config)
+    settings = _settings(config, pbx)
     store = BlockStore.in_dir(settings.daemon.data_dir)
     try:
         rows = store.history(1000) if show_all else store.active()
         active = store.active()
     finally:
         store.close()
-    states = asyncio.run(astdb_states(settings, settings.ami)) if check and settings.ami else {}
+    if pbx is not None:
+        rows = [r for r in rows if r.pbx == pbx]
+        active = [r for r in active if r.pbx == pbx]
+    servers = _servers(settings, pbx) if settings.ami else []
+    states = asyncio.run(astdb_states(settings, servers)) if check and servers else {}
     if not rows:
         _say("no active blocks" if not show_all else "no blocks recorded")
     for rec in rows:
@@ -297,10 +328,13 @@ def dialplan(
     sound: Annotated[
         str | None, typer.Option("--sound", help="Play this before rejecting, e.g. ss-noservice.")
     ] = None,
+    pbx: Annotated[
+        str | None, typer.Option("--pbx", help="A fleet file: this PBX's settings.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write the dialplan snippet that enforces blocks (for #include in extensions.conf)."""
-    settings = _settings(config)
+    settings = _settings(config, pbx)
     try:
         text = render(settings, sound=sound)
     except ValueError as exc:

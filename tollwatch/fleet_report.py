@@ -46,7 +46,8 @@ def report_pbx(
     result = build_report(settings, files, span, out_dir / pbx, None, keep_days=keep_days,
                           database=database)
     return {"pbx": pbx, **result.summary, "folder": str(result.folder),
-            "problems": missing, "worker": worker_name()}
+            "problems": missing + list(result.summary.get("unreadable_files") or []),
+            "worker": worker_name()}
 
 
 @dataclass
@@ -133,33 +134,34 @@ def write_summary(out_dir: Path, order: list[str], report: FleetReport) -> tuple
 
 
 def _html(folder: Path, order: list[str], report: FleetReport, label: str, text: str) -> str:
-    head = ("pbx", "site", "period", "calls", "international", "high-risk",
-            "intl. off hours", "incidents", "critical", "first-time countries")
-    rows = []
+    """The fleet summary page: one row per PBX, a table that stacks on a phone (htmlkit)."""
+    from tollwatch.report.htmlkit import CSS, Markup, table
+
+    head = ["pbx", "site", "period", "calls", "international", "high-risk",
+            "intl. off hours", "incidents", "critical", "first-time countries"]
+    rows: list[list[object]] = []
     for name in order:
         v = report.summaries.get(name)
         if v is None:
             why = report.failed.get(name, "")
-            rows.append(f"<tr class=failed><td>{escape(name)}</td>"
-                        f"<td colspan={len(head) - 1}>no report: {escape(why)}</td></tr>")
+            rows.append([name, Markup(f'<span class="bad">no report: {escape(why)}</span>'),
+                         *["–"] * (len(head) - 2)])
             continue
         link = os.path.relpath(v["report"], folder)
-        cells = [f'<a href="{escape(link)}">{escape(name)}</a>', escape(str(v["site"])),
-                 escape(str(v["period"]))]
-        cells += [str(int(v.get(k) or 0)) for k in
-                  ("calls", "international", "high_risk", "off_hours_international",
-                   "incidents", "critical")]
-        cells.append(escape(", ".join(v.get("first_time_countries") or [])))
-        style = ' class="critical"' if v.get("critical") else ""
-        rows.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        crit = int(v.get("critical") or 0)
+        rows.append([
+            Markup(f'<a href="{escape(link)}">{escape(name)}</a>'), str(v["site"]),
+            str(v["period"]),
+            *[int(v.get(k) or 0) for k in ("calls", "international", "high_risk",
+                                            "off_hours_international", "incidents")],
+            Markup(f'<span class="bad">{crit}</span>') if crit else 0,
+            ", ".join(v.get("first_time_countries") or []),
+        ])
     return (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width, initial-scale=1">'
-        f"<title>tollwatch fleet report {escape(label)}</title><style>"
-        "body{font-family:system-ui,sans-serif;margin:1em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.3em .5em}tr.critical{background:#fdd}"
-        "tr.failed{color:#a00}pre{white-space:pre-wrap}</style></head><body>"
-        f"<h1>Fleet report {escape(label)}</h1><pre>{escape(text)}</pre><table><tr>"
-        + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
-        + "".join(rows) + "</table></body></html>\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>tollwatch fleet report {escape(label)}</title><style>{CSS}"
+        "pre{white-space:pre-wrap}</style></head><body><main>"
+        f"<h1>Fleet report {escape(label)}</h1><section><pre>{escape(text)}</pre></section>"
+        f"<section>{table(head, rows, {3, 4, 5, 6, 7, 8})}</section></main></body></html>\n"
     )

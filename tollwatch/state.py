@@ -83,8 +83,7 @@ class StateStore(SqliteFile):
         ))
 
     def baselines(self) -> dict[str, str]:
-        with self._lock:
-            rows = self._db.execute("SELECT pbx, data FROM baselines").fetchall()
+        rows = self._read(lambda db: db.execute("SELECT pbx, data FROM baselines").fetchall())
         return {str(pbx): str(data) for pbx, data in rows}
 
     # ---- incidents -----------------------------------------------------------------------
@@ -155,19 +154,17 @@ class StateStore(SqliteFile):
 
     # ---- CDR table follower positions (cdr_ingest.live.db_follow.DbPositionStore) ----------
     def load_db_position(self, source: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT data FROM db_positions WHERE source=?", (source,)
-            ).fetchone()
+        row = self._read(lambda db: db.execute(
+            "SELECT data FROM db_positions WHERE source=?", (source,)
+        ).fetchone())
         return str(row[0]) if row else None
 
     def save_db_position(self, source: str, data: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO db_positions(source, data) VALUES (?,?) "
-                "ON CONFLICT(source) DO UPDATE SET data=excluded.data",
-                (source, data),
-            )
+        self._write(lambda db: db.execute(
+            "INSERT INTO db_positions(source, data) VALUES (?,?) "
+            "ON CONFLICT(source) DO UPDATE SET data=excluded.data",
+            (source, data),
+        ))
 
     # ---- status for `tollwatch status` -----------------------------------------------------
     def write_status(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:

@@ -2,7 +2,10 @@
 
 One row per block on one PBX. A row is active until `lifted_at` is set (by the expiry loop,
 `tollwatch unblock`, or a refusal to re-apply). Times are UTC epoch seconds. The daemon and the
-CLI share the file (WAL, short transactions).
+CLI share the file (WAL, short transactions). Reads and writes go through the storage layer
+(`SqliteFile._read`/`_write`): when the file cannot be written (full disk, read-only, I/O
+error) blocks are kept in memory, said once in the log and `status`, and written back when it
+can be again.
 """
 
 from __future__ import annotations
@@ -68,21 +71,20 @@ class BlockStore(SqliteFile):
         return cls(Path(data_dir) / FILENAME)
 
     def _rows(self, where: str, args: tuple[object, ...] = ()) -> list[BlockRecord]:
-        cur = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM blocks {where}", args)
-        return [_record(row) for row in cur.fetchall()]
+        rows = self._read(lambda db: db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM blocks {where}", args).fetchall())
+        return [_record(row) for row in rows]
 
     def add(
         self, kind: str, value: str, pbx: str, reason: str, incident_id: str | None,
         origin: str, created_at: int, expires_at: int, dry_run: bool,
     ) -> BlockRecord:  # fmt: skip
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO blocks (kind, value, pbx, reason, incident_id, origin, created_at,"
-                " expires_at, dry_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (kind, value, pbx, reason, incident_id, origin, created_at, expires_at,
-                 int(dry_run)),
-            )  # fmt: skip
-            rowid = cur.lastrowid
+        rowid = self._write(lambda db: db.execute(
+            "INSERT INTO blocks (kind, value, pbx, reason, incident_id, origin, created_at,"
+            " expires_at, dry_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, value, pbx, reason, incident_id, origin, created_at, expires_at,
+             int(dry_run)),
+        ).lastrowid)  # fmt: skip
         return self.get(int(rowid or 0))
 
     def get(self, block_id: int) -> BlockRecord:
@@ -121,19 +123,18 @@ class BlockStore(SqliteFile):
         return self._rows("WHERE lifted_at IS NULL AND expires_at <= ? ORDER BY id", (now,))
 
     def lift(self, block_id: int, at: int, by: str) -> BlockRecord:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE blocks SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL",
-                (at, by, block_id),
-            )
+        self._write(lambda db: db.execute(
+            "UPDATE blocks SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL",
+            (at, by, block_id),
+        ))
         return self.get(block_id)
 
     def auto_since(self, since: int) -> int:
         """Automatic blocks created since `since` (dry-run ones included): the rate limit."""
-        cur = self._db.execute(
+        row = self._read(lambda db: db.execute(
             "SELECT COUNT(*) FROM blocks WHERE origin = 'auto' AND created_at > ?", (since,)
-        )
-        return int(cur.fetchone()[0])
+        ).fetchone())
+        return int(row[0])
 
     def history(self, limit: int = 100) -> list[BlockRecord]:
         return self._rows("ORDER BY id DESC LIMIT ?", (limit,))

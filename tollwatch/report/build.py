@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from tollwatch.alerting.remediation.store import FILENAME as BLOCKS_FILE
 from tollwatch.alerting.remediation.store import BlockStore
 from tollwatch.alerting.textsafe import csv_cell
+from tollwatch.cdr_ingest import IngestError
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.config import Settings
 from tollwatch.report.coverage import day_range, file_span
@@ -76,7 +77,9 @@ def build_report(
     `day_or_range`: a local date, a (since, until) pair (naive times are site time), or None
     for the previous calendar day (site time zone) before `now`. `files` None or empty: the
     settings' `cdr.files`. `keep_days`: remove dated report folders older than this many days
-    before the report's day (None: keep all). Raises cdr_ingest.IngestError on unreadable files.
+    before the report's day (None: keep all). A file that cannot be read (missing, truncated gzip,
+    permission denied, a directory) is named in the report ("unreadable_files") and the others
+    are read; IngestError when nothing could be read at all (every file named, no row read).
     """
     tz = ZoneInfo(settings.site.timezone)
     now = now or datetime.now(UTC)
@@ -92,6 +95,8 @@ def build_report(
         paths, settings, period, classifier, calendar,
         history=timedelta(days=FIRST_TIME_DAYS), database=database,
     )
+    if paths and len(figs.unreadable) >= len(paths) and not (figs.last_seen or figs.malformed):
+        raise IngestError("; ".join(figs.unreadable))  # nothing could be read at all
     coverage = None if (figs.totals.calls and figs.last_seen) or database is not None or not \
         paths else file_span(paths, settings)
     validity = check_numbers(settings, sorted(figs.numbers), classifier=classifier)
@@ -112,7 +117,9 @@ def build_report(
         view["live_ids"] = status.live_ids if status else []
         view["blocked"] = status.blocked if status else None  # what, in words
         view["block"] = status.block if status else UNKNOWN  # blocked / WOULD BLOCK / not
-        view["attempts_refused"] = status.refused if status else 0
+        from_cdrs = sum(figs.refused.get(str(src), 0)
+                        for src in view.get("sources") or [view.get("source")])
+        view["attempts_refused"] = max(status.refused if status else 0, from_cdrs)
         view.setdefault("currency", settings.rates.currency)
         views.append(view)
     read: list[Path | str] = [database.shown] if database is not None else list(paths)
@@ -255,6 +262,9 @@ def _document(
         "per_day": per_day(figs.totals, period.days) if period.day is None else None,
         "baseline": {**like.as_dict(), "words": like.words()} if like.days else None,
         "compare_missing": [d.isoformat() for d in like.missing],
+        "refused": {"attempts": sum(figs.refused.values()),
+                    "by_source": dict(sorted(figs.refused.items())),
+                    "by_block": dict(sorted(figs.refused_by_block.items()))},
         "missing_days": [d.isoformat() for d in day_range(period.first_date, period.last_date)
                          if d not in figs.cdr_days],
         "incidents": incidents,
@@ -273,7 +283,8 @@ def _document(
         "malformed": {"rows": figs.malformed, "examples": [list(p) for p in figs.problems],
                       "by_file": dict(sorted(figs.malformed_by_file.items())),
                       "replaced_bytes": figs.replaced,
-                      "replaced_by_file": dict(sorted(figs.replaced_by_file.items()))},
+                      "replaced_by_file": dict(sorted(figs.replaced_by_file.items())),
+                      "unreadable_files": list(figs.unreadable)},
         "files": [str(p) for p in paths],
     }
 

@@ -80,7 +80,11 @@ def report(
     """Write the daily report (HTML, flagged.csv, figures.json) for a day or a range.
 
     --fleet: every PBX's report (OUT/<pbx>/<day>/), then one fleet summary (OUT/fleet/<day>/)
-    posted to the shared Slack channel."""
+    posted to the shared Slack channel.
+
+    A CDR file that cannot be read (missing, truncated gzip, permission denied) is named with
+    the reason, in the report too, and the other files are read. Exit 0: written from all the
+    input; 2: written, but some input could not be read (1 if it found a critical incident)."""
     if fleet is not None:
         from tollwatch import cli_fleet
 
@@ -151,6 +155,9 @@ def report(
         warn(s["coverage_note"])
     if s.get("validity"):
         warn(s["validity"])
+    unreadable: list[str] = s.get("unreadable_files") or []
+    for line in unreadable:  # as `scan`: named, the other files read, the exit code says so
+        err.print(f"[red]error:[/red] {markup(line)}", soft_wrap=True)
     for path in result.pruned:
         err.print(f"removed old report {markup(path)}", soft_wrap=True)
     if not no_slack and settings.slack.enabled and settings.report.slack:
@@ -159,3 +166,5 @@ def report(
         sent = asyncio.run(post_to_slack(settings, result))
         err.print("Slack summary sent" if sent else
                   "[yellow]note:[/yellow] Slack summary queued in the outbox; the daemon sends it")
+    if unreadable:  # input problems: 2, unless the report found something critical: 1
+        raise typer.Exit(1 if s.get("critical") else 2)

@@ -40,8 +40,9 @@ class Coverage:
 
 
 def file_span(paths: Sequence[Path], settings: Settings) -> Coverage:
-    """The first and last call start in the files (one streaming pass)."""
-    rows = scan_cdrs(list(paths), cdr_options(settings))
+    """The first and last call start in the files (one streaming pass; files that cannot be
+    read are left out: the figures' pass reports them)."""
+    rows = scan_cdrs(list(paths), cdr_options(settings), on_file_error=lambda _why: None)
     span = (
         rows.filter(pl.col("problem").is_null())
         .select(pl.col("start").min().alias("first"), pl.col("start").max().alias("last"))

@@ -18,6 +18,7 @@ import polars as pl
 
 from tollwatch.cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
 from tollwatch.cdr_ingest.database import CdrDatabase
+from tollwatch.cdr_ingest.live.follow_rows import REFUSED_MARK
 from tollwatch.config import Settings
 from tollwatch.report.period import Period
 from tollwatch.rules.batch import CALL_COLUMNS
@@ -93,12 +94,15 @@ class Figures:
     malformed_by_file: dict[str, int] = field(default_factory=dict)
     replaced: int = 0  # bytes not UTF-8 replaced (rows kept), as `scan` counts them
     replaced_by_file: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # "path: why", files not (all) read
     relevant: pl.DataFrame | None = None  # international/high-risk calls from the warm-up on
     prior_last_seen: dict[str, datetime] = field(default_factory=dict)  # region -> last start
     history_start: datetime | None = None  # first international/high-risk call in the window
     last_seen: datetime | None = None  # latest outbound call in the window read
     numbers: set[str] = field(default_factory=set, repr=False)  # distinct dialed (a sample)
     cdr_days: dict[date, int] = field(default_factory=dict)  # local date -> CDR rows, any kind
+    refused: dict[str, int] = field(default_factory=dict)  # source -> attempts a block refused
+    refused_by_block: dict[str, int] = field(default_factory=dict)  # "23276543", "src:209"
 
     def first_time_countries(self) -> list[Country]:
         return sorted(
@@ -127,9 +131,11 @@ def collect(
     if database is not None:
         rows = database.scan(cdr_options(settings), window_start, period.utc_end)
     else:
-        rows = scan_cdrs(paths, cdr_options(settings))
+        rows = scan_cdrs(paths, cdr_options(settings), on_file_error=figs.unreadable.append)
     any_in_window = (pl.col("start") >= window_start) & (pl.col("start") < period.utc_end)
     in_window = pl.col("outbound") & any_in_window
+    in_period = (pl.col("start") >= period.utc_start) & (pl.col("start") < period.utc_end)
+    refused = pl.col("userfield").fill_null("").str.starts_with(REFUSED_MARK)
     wanted = rows.filter(
         pl.col("problem").is_not_null()
         | any_in_window  # every row counts for "this day has CDRs" (missing days are not 0)
@@ -158,6 +164,7 @@ def collect(
             if room > 0:
                 figs.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
         _fold_cdr_days(figs, batch.filter(good & any_in_window), tz)
+        _fold_refused(figs, batch.filter(good & in_period & refused))
         ok = batch.filter(good & in_window)
         if ok.height == 0:
             continue
@@ -324,6 +331,18 @@ def _fold_prior(figs: Figures, early: pl.DataFrame) -> None:
         prev = figs.prior_last_seen.get(region)
         if prev is None or when > prev:
             figs.prior_last_seen[region] = when
+
+
+def _fold_refused(figs: Figures, rows: pl.DataFrame) -> None:
+    """Calls the dialplan snippet refused because of a tollwatch block (CDR userfield
+    `tollwatch-blocked:<block>`): attempts the block stopped."""
+    if rows.height == 0:
+        return
+    for source, n in rows.group_by(pl.col("source").fill_null("?")).len().iter_rows():
+        figs.refused[source] = figs.refused.get(source, 0) + int(n)
+    hit = pl.col("userfield").str.slice(len(REFUSED_MARK)).alias("hit")
+    for block, n in rows.group_by(hit).len().iter_rows():
+        figs.refused_by_block[block] = figs.refused_by_block.get(block, 0) + int(n)
 
 
 def _fold_cdr_days(figs: Figures, rows: pl.DataFrame, tz: Any) -> None:

@@ -7,7 +7,13 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from tollwatch.report.html_incidents import banner, compared_with, incident_cards, previous_days
+from tollwatch.report.html_incidents import (
+    banner,
+    compared_with,
+    incident_cards,
+    previous_days,
+    refused_line,
+)
 from tollwatch.report.htmlkit import CSS, TOTAL_LABELS, delta, fmt, img, table
 
 
@@ -54,6 +60,7 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     if doc["no_calls"]:
         sec.append('<p class="warn">No outbound calls in this period.</p>')
     sec.append(f'<div class="cards">{"".join(cards)}</div>')
+    sec.append(refused_line(doc))
     sec.append(compared_with(doc))
     sec.append(previous_days(doc))
     parts.append("<section>" + "".join(sec) + "</section>")
@@ -132,6 +139,10 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     # Data quality.
     mal = doc["malformed"]
     sec = ["<h2>Data quality</h2>"]
+    if mal.get("unreadable_files"):
+        sec.append(f'<p class="warn">{len(mal["unreadable_files"])} CDR file(s) could not be '
+                   "(all) read: the figures below leave out what they hold.</p>")
+        sec.append(table(["file: why"], [[line] for line in mal["unreadable_files"]]))
     if mal["rows"]:
         sec.append(
             f'<p class="warn">{mal["rows"]:,} malformed CDR row(s) skipped in the files read.</p>'

@@ -28,6 +28,10 @@ def banner(doc: dict[str, Any]) -> str:
         lines.append(f'<li><b class="bad">{len(rec["unseen"])} flagged call(s) were NOT alerted '
                      "on live</b></li>")
     notes = [n for n in (doc.get("coverage_note"), doc.get("validity")) if n]
+    unreadable = (doc.get("malformed") or {}).get("unreadable_files") or []
+    if unreadable:
+        notes.insert(0, f"{len(unreadable)} CDR file(s) could not be (all) read: the figures "
+                        "leave out what they hold (see Data quality)")
     out = []
     if lines:
         out.append('<section class="banner"><ul>' + "".join(lines) + "</ul></section>")
@@ -126,3 +130,14 @@ def previous_days(doc: dict[str, Any]) -> str:
     if not lines:
         return ""
     return "<h2>The days before</h2><ul class=\"days\">" + "".join(lines) + "</ul>"
+
+
+def refused_line(doc: dict[str, Any]) -> str:
+    """Call attempts tollwatch's blocks refused (from the CDRs' userfield), by block."""
+    ref = doc.get("refused") or {}
+    if not ref.get("attempts"):
+        return ""
+    blocks = ", ".join(f"{'from ' + b[4:] if b.startswith('src:') else '+' + b} ×{n}"
+                       for b, n in (ref.get("by_block") or {}).items())
+    return (f'<p class="ok">{ref["attempts"]:,} call attempt(s) refused by tollwatch blocks '
+            f"({escape(blocks)}).</p>")

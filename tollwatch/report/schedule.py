@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from tollwatch.alerting.textsafe import plain
 from tollwatch.config import Settings
 from tollwatch.report.build import ReportResult, build_report
 from tollwatch.state import StateStore
@@ -85,6 +86,8 @@ class ReportScheduler:
             result = await asyncio.to_thread(
                 build_report, settings, files, day, out_dir, store, keep_days=keep_days
             )
+            for line in result.summary.get("unreadable_files") or []:  # named in it too
+                log.error("daily report for %s: %s", day, plain(line))
             if on_report is not None:
                 await on_report(result)
             return result

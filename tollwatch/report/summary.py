@@ -40,6 +40,7 @@ def summarize(doc: dict[str, Any], html: Path) -> dict[str, Any]:
         "first_time_countries": [c["region"] for c in doc["first_time_countries"]],
         "top_countries": [f"{c['name']} {c['calls']}" for c in doc["top_countries"][:3]],
         "malformed_rows": doc["malformed"]["rows"],
+        "unreadable_files": doc["malformed"].get("unreadable_files", []),
         "report": str(html),
         "incident_lines": [incident_line(v, dated=doc["period"]["days"] > 1)
                            for v in doc["incidents"][:10]],
