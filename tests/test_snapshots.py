@@ -125,3 +125,47 @@ async def test_an_interrupted_flush_keeps_the_pbx_dirty(tmp_path: Path) -> None:
     daemon.pipelines["pbx"].snapshot = real  # type: ignore[method-assign]
     daemon.flush(final=True)
     assert daemon.store.load_snapshot("pbx") == real()
+
+
+def pending_incidents(daemon: Daemon, n: int) -> list[str]:
+    from tollwatch.rules.incidents import Incident, Severity
+
+    pending = daemon._updates.setdefault("pbx", {})
+    for i in range(n):
+        inc = Incident(id=f"s:{i}", site="s", source=str(200 + i), opened_at=T0,
+                       last_activity=T0, severity=Severity.WARNING)  # fmt: skip
+        pending[inc.id] = inc
+    return list(pending)
+
+
+async def test_views_at_a_tick_leave_room_for_events(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_daemon import Recorder
+    from tollwatch import daemon as daemon_mod
+
+    monkeypatch.setattr(daemon_mod, "PUBLISH_SLICE", 0.0)  # hand the loop back after each view
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
+    rec = Recorder()
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [rec], ["pbx"])
+    ids = pending_incidents(daemon, 5)
+    between: list[int] = []
+
+    async def other() -> None:
+        for _ in range(10):
+            between.append(len(rec.sent))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(daemon._publish("pbx", [], flush=True), other())
+    assert [v["id"] for _, v in rec.sent] == ids
+    assert len(set(between) - {0, 5}) >= 2  # the other task ran while views were published
+
+    ids = pending_incidents(daemon, 5)  # stopping while views go out: all still go out
+    rec.sent.clear()
+    task = asyncio.create_task(daemon._publish("pbx", [], flush=True))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [v["id"] for _, v in rec.sent] == ids
+    assert {i["id"] for i in daemon.store.incidents()} == set(ids)

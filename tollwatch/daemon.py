@@ -34,6 +34,7 @@ from tollwatch.state import StateStore, StatusFile
 from tollwatch.supervisor import Source, supervise
 
 log = logging.getLogger("tollwatch.daemon")
+PUBLISH_SLICE = 0.002  # seconds of coalesced views at a tick before the loop is handed back
 BASELINE_EVERY = 900.0  # seconds between saves of a changed baseline (0.2-0.5 s at 8000 phones)
 
 Clock = Callable[[], datetime]
@@ -209,6 +210,8 @@ class Daemon:
             for iid, incident in pending.items():
                 seen.setdefault(iid, ("updated", incident))
             pending.clear()
+        mark = time.monotonic()
+        stopping = False
         for kind, incident in seen.values():
             view = self.views.view(incident, self.clock())
             view["pbx"] = pbx
@@ -218,6 +221,12 @@ class Daemon:
                     await alerter.send(kind, view)
                 except Exception:
                     log.exception("alerter %s failed for %s", alerter.name, incident.id)
+            if flush and not stopping and time.monotonic() - mark > PUBLISH_SLICE:
+                try:  # many big views at a tick: events go on between them
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    stopping = True  # publish the rest first: nothing taken out is dropped
+                mark = time.monotonic()
         tracker = self.pipelines[pbx].engine.tracker
         for incident in tracker.closed:
             view = self.views.view(incident, self.clock())
@@ -225,6 +234,8 @@ class Daemon:
             view["pbx"] = pbx
             self.store.save_incident(pbx, view, is_open=False)
         tracker.closed.clear()
+        if stopping:
+            raise asyncio.CancelledError
 
     def stalled(self) -> str:
         """Why the pipeline is not making progress ("" when it is): events wait but none was
