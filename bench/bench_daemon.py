@@ -274,6 +274,14 @@ def _rss_mb() -> float:
     return 0.0
 
 
+async def _loop_lag(out: list[float], every: float = 0.01) -> None:
+    """How late the loop wakes a 10 ms sleeper: any work holding the loop shows here."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(every)
+        out.append(time.perf_counter() - t - every)
+
+
 async def _sample_rss(out: list[tuple[float, float]], every: float) -> None:
     t0 = time.monotonic()
     while True:
@@ -302,11 +310,14 @@ async def end_to_end(
     result_f = loop.run_in_executor(None, parent.recv)
     rss: list[tuple[float, float]] = []
     sampler = asyncio.create_task(_sample_rss(rss, rss_every)) if rss_every > 0 else None
+    lags: list[float] = []
+    lag_task = asyncio.create_task(_loop_lag(lags))
     try:
         await asyncio.wait_for(daemon.done.wait(), timeout)
     finally:
         if sampler is not None:
             sampler.cancel()
+        lag_task.cancel()
         t_done = time.time()
         cpu = time.process_time() - cpu0
         kids = _children_cpu() - kids0  # snapshot children (the sender is reaped later)
@@ -347,6 +358,7 @@ async def end_to_end(
         "incidents": len(daemon.store.incidents()),
         "alerts": dict(daemon.alerters[0].sent),
         "rss_mb_over_time": rss,
+        "loop_lag_ms": {k: round(v, 2) for k, v in percentiles(lags).items() if k != "n"},
         "snapshots": {"forked": snap.forked, "failed": snap.failed,
                       "last_pickle_ms": round(snap.last_s * 1e3, 1)} if snap else None,
         "stalls": {k: {"n": len(v), "total_s": round(sum(v), 3), "max_ms": round(max(v) * 1e3, 1)}
