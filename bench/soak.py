@@ -219,7 +219,17 @@ def rss_summary(samples: list[tuple[float, float]], warmup: float) -> dict[str, 
     return {"start": round(kept[0][1], 1), "start_at_s": round(kept[0][0]),
             "mid": round(mid[1], 1), "mid_at_s": round(mid[0]), "end": round(kept[-1][1], 1),
             "end_at_s": round(kept[-1][0]), "max": round(max(r for _, r in kept), 1),
-            "slope_mib_per_hour": round(slope, 1), "samples": len(samples)}
+            "slope_mib_per_hour": round(slope, 1), "samples": len(samples),
+            "per_5_min": [round(r, 1) for t, r in _every(samples, 300.0)]}
+
+
+def _every(samples: list[tuple[float, float]], step: float) -> list[tuple[float, float]]:
+    """The first sample of each `step` seconds."""
+    out: list[tuple[float, float]] = []
+    for t, r in samples:
+        if not out or t - out[-1][0] >= step:
+            out.append((t, r))
+    return out
 
 
 async def soak(minutes: float, every: float, calls: int, keep: bool = False,

@@ -140,7 +140,7 @@ def test_refused_attempts_are_shown(tmp_path: Path) -> None:
 
 
 def test_cdr_strings_are_escaped_in_the_page(tmp_path: Path) -> None:
-    evil = "<img src=x onerror=alert(1)>"
+    evil = "<img src=x onerror=alert(1)>\x1b[31m"
     cdr = traffic()
     for r in cdr.rows:
         if r.src == ATTACK_SOURCE:
@@ -149,7 +149,7 @@ def test_cdr_strings_are_escaped_in_the_page(tmp_path: Path) -> None:
     page = b.result.html.read_text(encoding="utf-8")
     assert b.result.figures["incidents"][0]["source"] == evil
     assert evil not in page and "<img src=x" not in page
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;\\x1b[31m" in page and "\x1b" not in page
     assert TZ.key in page
     assert DAY.isoformat() in page
 

@@ -4,7 +4,6 @@ wrapped. Every string from a CDR is escaped."""
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 from tollwatch.report.html_incidents import (
@@ -14,7 +13,7 @@ from tollwatch.report.html_incidents import (
     previous_days,
     refused_line,
 )
-from tollwatch.report.htmlkit import CSS, TOTAL_LABELS, delta, fmt, img, table
+from tollwatch.report.htmlkit import CSS, TOTAL_LABELS, delta, escape, fmt, img, table
 
 
 def _local(iso: str) -> str:

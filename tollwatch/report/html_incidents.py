@@ -3,10 +3,9 @@ and the days compared with, missing days included. Every CDR string is escaped h
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
-from tollwatch.report.htmlkit import fmt
+from tollwatch.report.htmlkit import escape, fmt
 from tollwatch.report.words import incident_line
 
 BANNER_MAX = 5

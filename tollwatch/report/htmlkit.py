@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
-from html import escape
+import html
 from typing import Any
+
+from tollwatch.alerting.textsafe import plain
 
 CSS = """
 *{box-sizing:border-box}
@@ -48,6 +50,12 @@ ul{padding-left:1.2em;margin:.3em 0}
  table.stack td::before{content:attr(data-label) ": ";color:#6e6e73}
 }
 """
+
+def escape(value: object, quote: bool = True) -> str:
+    """Text that may come from a CDR, for HTML: markup escaped, control characters shown as
+    \\xNN (textsafe.plain), so nothing in a caller name or file name is run or hidden."""
+    return html.escape(plain(value), quote)
+
 
 TOTAL_LABELS = (
     ("calls", "outbound calls"),
