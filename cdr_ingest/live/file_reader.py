@@ -31,7 +31,7 @@ from tollwatch.cdr_ingest._types import CdrOptions, IngestError
 from tollwatch.cdr_ingest.live.events import SourceStatus
 from tollwatch.cdr_ingest.live.follow_rows import HEAD_BYTES, padded, with_temp
 from tollwatch.cdr_ingest.live.positions import Position, PositionStore
-from tollwatch.cdr_ingest.live.rotation import find_copy, fingerprint, opened
+from tollwatch.cdr_ingest.live.rotation import find_copy, find_inode, fingerprint, opened
 
 log = logging.getLogger("tollwatch.cdr_ingest.live.follow")  # one logger for the follower
 
@@ -159,7 +159,7 @@ class FileReader:
                 f.offset = f.line = 0
                 f.fp = ""
             return f
-        sibling = self._find_inode(saved.inode)
+        sibling = find_inode(self.path, saved.inode)
         if sibling is not None:
             log.info("%s: rotated to %s while stopped, finishing it first", self.path, sibling)
             f = self._open(sibling, saved, rotated=True)
@@ -198,23 +198,6 @@ class FileReader:
         log.info("%s: rotated to %s while stopped, finishing it from line %d first", self.path,
                  shown, saved.line)
         return copy
-
-    def _find_inode(self, inode: int) -> Path | None:
-        prefix = self.path.name
-        try:
-            names = sorted(os.listdir(self.path.parent))
-        except OSError:
-            return None
-        for name in names:
-            if name == prefix or not name.startswith(prefix):
-                continue
-            candidate = self.path.parent / name
-            try:
-                if candidate.stat().st_ino == inode and candidate.is_file():
-                    return candidate
-            except OSError:
-                continue
-        return None
 
     def _lines_match(self, f: OpenFile) -> bool:
         """The file has `line` line ends before `offset` (a cheap check, once per open, that a

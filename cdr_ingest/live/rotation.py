@@ -83,6 +83,24 @@ def opened(read: Path, shown: Path) -> None:
         _gzip.release(read)
 
 
+def find_inode(path: Path, inode: int) -> Path | None:
+    """The sibling of `path` (`Master.csv.1`, `Master.csv-20261124`) that is file `inode`."""
+    try:
+        names = sorted(os.listdir(path.parent))
+    except OSError:
+        return None
+    for name in names:
+        if name == path.name or not name.startswith(path.name):
+            continue
+        candidate = path.parent / name
+        try:
+            if candidate.stat().st_ino == inode and candidate.is_file():
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
 def _newest_first(p: Path) -> float:
     try:
         return -p.stat().st_mtime
