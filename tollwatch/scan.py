@@ -28,6 +28,12 @@ from tollwatch.rules.validity import SAMPLE, Validity, check_numbers
 from tollwatch.settings import cdr_options, rule_specs
 
 MAX_PROBLEMS = 1000
+# What the scan loop reads of each row (without a `calls` callback, which gets every column).
+_LOOP_COLUMNS = (
+    "origin", "problem", "replaced", "trunk_basis", "outbound", "trunk", "dstchannel",
+    "lastdata", "userfield", "start", "source", "channel", "dcontext", "dst", "dialed",
+    "call_id", "account", "answer", "end", "linkedid",
+)
 
 Progress = Callable[[str, int], None]  # (file, rows read so far in it)
 Problems = Callable[[list[tuple[str, str]]], None]  # every bad row: (file:line, reason)
@@ -105,6 +111,8 @@ def run_scan(
         | (pl.col("trunk_basis") == "device")
         | dials_local()  # to follow Local chains back to who sent a call out
     )
+    if calls is None:  # only the columns this loop reads: batches waiting for it hold less
+        wanted = wanted.select(_LOOP_COLUMNS)
     classify = classifier.batches("dialed")
     relevant: list[pl.DataFrame] = []
     refused: list[tuple[str, datetime]] = []  # (source, start) of calls a block refused
