@@ -290,7 +290,8 @@ async def _sample_rss(out: list[tuple[float, float]], every: float) -> None:
 
 
 async def end_to_end(
-    path: Path, rate: float, masked: bool, data_dir: str, timeout: float, rss_every: float = 0.0
+    path: Path, rate: float, masked: bool, data_dir: str, timeout: float, rss_every: float = 0.0,
+    no_fork: bool = False,
 ) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
@@ -302,6 +303,8 @@ async def end_to_end(
     port = await loop.run_in_executor(None, parent.recv)
     settings = bench_settings(port, data_dir)
     daemon = make_daemon(settings, data_dir)
+    if no_fork and hasattr(daemon, "snapshotter"):
+        daemon.snapshotter.inline_max = float("inf")  # every snapshot pickled on the loop
     daemon.sources.extend(ami_sources(settings, daemon.queue))
     stop = asyncio.Event()
     cpu0 = time.process_time()
@@ -496,6 +499,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", type=Path, help="cProfile the daemon process, stats to FILE")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--json", type=Path, help="append the result as one JSON line to FILE")
+    ap.add_argument("--no-fork", action="store_true",
+                    help="pickle every snapshot on the event loop (as before tollwatch.snapshots)")
     ap.add_argument("--rss-every", type=float, default=0.0,
                     help="sample the daemon's RSS every S seconds (rss_mb_over_time)")
     args = ap.parse_args(argv)
@@ -515,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             res = asyncio.run(
                 end_to_end(args.file, args.rate, not args.all_events, data_dir, args.timeout,
-                           args.rss_every)
+                           args.rss_every, args.no_fork)
             )
         res["run_s"] = time.perf_counter() - t0
         if prof:

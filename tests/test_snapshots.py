@@ -169,3 +169,21 @@ async def test_views_at_a_tick_leave_room_for_events(tmp_path: Path,
         await task
     assert [v["id"] for _, v in rec.sent] == ids
     assert {i["id"] for i in daemon.store.incidents()} == set(ids)
+
+
+async def test_a_big_state_is_saved_less_often(tmp_path: Path) -> None:
+    snap = Snapshotter(inline_max=10.0, duty=0.05)
+    assert snap.due()
+    await snap.take({"pbx": lambda: slow({}, 0.02)})  # 20 ms: at most every 0.4 s
+    assert not snap.due()
+    await asyncio.sleep(0.45)
+    assert snap.due()
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    for event in feed(daemon, 3):
+        await daemon.process(event)
+    daemon.snapshotter.last_s, daemon.snapshotter.taken_at = 1.0, time.monotonic()
+    await daemon.flush_async()  # not due: nothing saved, still dirty
+    assert daemon.store.load_snapshot("pbx") is None and daemon._dirty == {"pbx"}
+    daemon.flush(final=True)  # stopping saves it whatever
+    assert daemon.store.load_snapshot("pbx") is not None

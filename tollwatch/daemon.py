@@ -127,7 +127,10 @@ class Daemon:
 
     async def flush_async(self) -> None:
         """`flush()` for the writer task: a big state is pickled in a child process while
-        the loop goes on handling events (tollwatch.snapshots)."""
+        the loop goes on handling events (tollwatch.snapshots); a state that takes long to
+        pickle is saved less often than `snapshot_every` (and always at stop)."""
+        if not self.snapshotter.due():
+            return
         names = sorted(self._dirty)
         self._dirty.clear()  # events from now on mark their PBX again
         try:

@@ -24,21 +24,30 @@ from collections.abc import Callable, Mapping
 log = logging.getLogger("tollwatch.daemon")
 
 INLINE_MAX = 0.002  # seconds: a pickle this slow moves the next ones to a child
+DUTY = 0.05  # snapshots take at most this share of the time: a 0.4 s pickle, every 8 s at most
 _HEAD = struct.Struct("!Qd")  # bytes that follow, the child's pickling time
 
 
 class Snapshotter:
     """`await take({name: snapshot_fn})` -> {name: bytes}, in place or in a child."""
 
-    def __init__(self, inline_max: float = INLINE_MAX) -> None:
+    def __init__(self, inline_max: float = INLINE_MAX, duty: float = DUTY) -> None:
         self.inline_max = inline_max
+        self.duty = duty
         self.last_s = 0.0  # how long the last pickling took (in place or in the child)
+        self.taken_at = -float("inf")  # time.monotonic() of the last snapshot
         self.forked = 0  # snapshots taken in a child
         self.failed = 0  # children that failed (then taken in place)
+
+    def due(self) -> bool:
+        """Whether a snapshot may be taken now: a big state is pickled less often (at most
+        `duty` of the time), whatever the writer's interval."""
+        return time.monotonic() - self.taken_at >= self.last_s / self.duty
 
     async def take(self, snapshots: Mapping[str, Callable[[], bytes]]) -> dict[str, bytes]:
         if not snapshots:
             return {}
+        self.taken_at = time.monotonic()
         if self.last_s > self.inline_max and hasattr(os, "fork"):
             try:
                 return await self._in_child(snapshots)
