@@ -1,17 +1,17 @@
 """Where does ``run_scan`` spend its time? Stage-by-stage timings on one file.
 
 Each stage is a separate query collected with the streaming engine, so later stages include
-the earlier ones; the differences are the cost of each step:
+the earlier ones; the differences are the cost of each step (wall and CPU seconds, CPU being
+user+sys of this process, all polars threads):
 
-1. ``lines``: the file read as one string per line (what cdr_ingest starts from);
-2. ``fields``: + cutting the 18 fields out with the anchored regexes;
-3. ``ingest``: ``scan_cdrs`` in full (+ unquoting, time parsing and time-zone conversion,
-   problem checks, outbound/source/trunk classification);
+1. ``bare``: polars reading the file, every field a string (the floor);
+2. ``source``: cdr_ingest's IO source (pieces, polars' CSV parser, the strict line check);
+3. ``ingest``: ``scan_cdrs`` in full (+ typing, times, problem checks, outbound, source);
 4. ``wanted``: + the filter run_scan applies (outbound or problem rows);
-5. ``classified``: + ``Classifier.classify_frame`` (destination classes, E.164, high risk);
-6. ``count``: the second pass run_scan makes to count all rows (``select(pl.len())`` over
-   the full ingest query);
-7. ``engine``: Call objects built from the kept rows and replayed through the rule engine.
+5. ``classified``: + destination classification of the outbound rows, batch by batch
+   (each batch's distinct numbers, as run_scan does);
+6. ``count``: the second pass run_scan makes to count all rows;
+7. ``calls`` / ``replay``: Call objects built from the kept rows, replayed through the engine.
 
     python bench/profile_scan.py bench/data/master-1000000.csv [--cprofile out.txt]
 """
@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 import polars as pl
 
 from tollwatch.cdr_ingest import scan_cdrs
-from tollwatch.cdr_ingest._scan import _extract_fields
+from tollwatch.cdr_ingest._detect import detect
+from tollwatch.cdr_ingest._scan import _source
 from tollwatch.rules.batch import CALL_COLUMNS, calls_from_frame, replay
 from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.engine import Engine
@@ -42,10 +43,11 @@ T = TypeVar("T")
 
 
 def timed(label: str, fn: Callable[[], T], table: dict[str, float]) -> T:
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     value = fn()
     table[label] = time.perf_counter() - t0
-    print(f"  {label:<11} {table[label]:7.2f} s", flush=True)
+    table[label + "_cpu"] = time.process_time() - c0
+    print(f"  {label:<11} {table[label]:7.2f} s  cpu {table[label + '_cpu']:7.2f} s", flush=True)
     return value
 
 
@@ -53,37 +55,30 @@ def stages(path: Path) -> dict[str, float]:
     settings = load(None, overrides(country="JP", tz="Asia/Tokyo"))
     opts = cdr_options(settings)
     out: dict[str, float] = {}
-    lines = pl.scan_csv(
-        path,
-        has_header=False,
-        separator="\x00",
-        quote_char=None,
-        schema={"line": pl.String(), "extra": pl.String()},
-        truncate_ragged_lines=True,
-        missing_columns="insert",
-    )
-    timed("lines", lambda: lines.select(pl.len(), pl.col("line").str.len_bytes().sum())
+    fmt = detect(path, str(path), opts)
+    assert fmt is not None
+    timed("bare", lambda: pl.scan_csv(path, has_header=False, infer_schema=False)
           .collect(engine="streaming"), out)  # fmt: skip
-    timed("fields", lambda: _extract_fields(lines, 18).select(pl.len(), pl.col("_f17").null_count())
-          .collect(engine="streaming"), out)  # fmt: skip
+    timed("source", lambda: _source(path, len(fmt.columns), 0).collect(engine="streaming"), out)
     rows = scan_cdrs([path], opts)
     timed("ingest", lambda: rows.collect(engine="streaming"), out)
     wanted = rows.filter(pl.col("problem").is_not_null() | pl.col("outbound"))
     timed("wanted", lambda: wanted.collect(engine="streaming"), out)
     classifier = Classifier(settings)
-    classified = timed(
-        "classified", lambda: classifier.classify_frame(wanted).collect(engine="streaming"), out
-    )
+    batches = classifier.batches("dialed")
+    relevant = pl.col("problem").is_null() & (
+        (pl.col("dest_class") == "international") | pl.col("high_risk"))
+
+    def classified() -> pl.DataFrame:
+        kept = [batches(b).filter(relevant) for b in wanted.collect_batches(chunk_size=200_000)]
+        return pl.concat(kept).select(CALL_COLUMNS)
+
+    keep = timed("classified", classified, out)
     timed("count", lambda: rows.select(pl.len()).collect(engine="streaming"), out)
-    keep = classified.filter(
-        pl.col("problem").is_null()
-        & ((pl.col("dest_class") == "international") | pl.col("high_risk"))
-    ).select(CALL_COLUMNS)
     allow = settings.allowlist.sources
     calls = timed("calls", lambda: list(calls_from_frame(keep, classifier, allow)), out)
     engine = Engine.from_settings(settings, rule_specs(settings))
     incidents = timed("replay", lambda: replay(engine, calls), out)
-    out["engine"] = out["calls"] + out["replay"]
     timed("run_scan", lambda: run_scan([path], settings), out)
     print(f"  kept {keep.height:,} calls for the engine, {len(incidents)} incidents")
     return out
@@ -108,15 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     print(f"{args.file}:")
     t = stages(args.file)
-    d: dict[str, Any] = {
-        "read lines": t["lines"],
-        "cut fields (regex)": t["fields"] - t["lines"],
-        "rest of ingest (unquote, times, checks, outbound)": t["ingest"] - t["fields"],
-        "destination classification": t["classified"] - t["wanted"],
-        "second pass to count rows": t["count"],
-        "build Call objects": t["calls"],
-        "engine replay": t["replay"],
-    }
+    d: dict[str, Any] = {}
+    for suffix in ("", "_cpu"):
+        d["bare polars read" + suffix] = t["bare" + suffix]
+        d["IO source (pieces, CSV parser, line check)" + suffix] = t["source" + suffix]
+        d["rest of ingest (typing, times, checks, outbound)" + suffix] = (
+            t["ingest" + suffix] - t["source" + suffix])
+        d["destination classification" + suffix] = t["classified" + suffix] - t["wanted" + suffix]
+        d["second pass to count rows" + suffix] = t["count" + suffix]
+        d["build Call objects" + suffix] = t["calls" + suffix]
+        d["engine replay" + suffix] = t["replay" + suffix]
     print("\nbreakdown (differences between stages):")
     for k, v in d.items():
         print(f"  {k:<50} {v:6.2f} s")

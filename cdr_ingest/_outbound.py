@@ -129,21 +129,26 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
     chan = pl.col("channel")
-    calling_phone = _calling_phone(chan, options)
-    lf = lf.with_columns(trunk.fill_null(False).alias("outbound"))
+    lf = lf.with_columns(
+        trunk.fill_null(False).alias("outbound"), _calling_phone(chan, options).alias("_cp")
+    )
+    calling_phone = pl.col("_cp")
     # Who sent it out (cdr_ingest.attribution), from this row alone: a Local chain is followed
     # back to its start later (resolve_local_chains), where the rows that dialed it are at hand.
-    other = pl.col("outbound") & ~calling_phone & ~chan.str.contains(_LOCAL)
+    lf = lf.with_columns(
+        _other=pl.col("outbound") & ~calling_phone & ~chan.str.contains(_LOCAL)
+    )
+    other = pl.col("_other")
     lf = lf.with_columns(
         pl.when(calling_phone)
         .then(_endpoint(pl.when(calling_phone).then(chan)))
         .when(other)
         .then(
-            source_expr(
-                chan,
+            source_expr(  # every branch is evaluated on every row: mask its input
+                pl.when(other).then(chan),
                 pl.lit(False),
                 pl.col("dcontext"),
-                pl.col("dst"),
+                pl.when(other).then(pl.col("dst")),
                 pl.col("dialed"),
                 pl.col("src"),
                 is_phone=lambda c: _calling_phone(c, options),
@@ -152,7 +157,7 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
         )
         .otherwise(pl.col("src"))
         .alias("source")
-    )
+    ).drop("_cp", "_other")
     device = (real & (ev == "device") & by_name).fill_null(False)
     if options.trunks:
         device = pl.lit(False)

@@ -75,8 +75,10 @@ def with_dial_columns(lf: pl.LazyFrame, dest: str | None = None) -> pl.LazyFrame
     has_number = pl.col("_dial_number").is_not_null()
     to_dest = pl.col(dest).str.starts_with(pl.col("_dial_peer"))
     # bare targets: is the destination one of them ("&PJSIP/201&PJSIP/202&" holds "&PJSIP/202&")
-    targets = pl.when(dial & ~may).then(data).str.extract(_TARGETS, 1)
-    channel = pl.col(dest).str.replace(_CHANNEL_SUFFIX, "")
+    lf = lf.with_columns(_targets=pl.when(dial & ~may).then(data).str.extract(_TARGETS, 1))
+    targets = pl.col("_targets")
+    # the destination's channel less its suffix, only where there are targets to look in
+    channel = pl.when(targets.is_not_null()).then(pl.col(dest)).str.replace(_CHANNEL_SUFFIX, "")
     listed = pl.concat_str(pl.lit("&"), targets, pl.lit("&")).str.contains(
         pl.concat_str(pl.lit("&"), channel, pl.lit("&")), literal=True
     )
@@ -86,7 +88,7 @@ def with_dial_columns(lf: pl.LazyFrame, dest: str | None = None) -> pl.LazyFrame
         .when(listed)
         .then(pl.lit("device"))
         .alias("_evidence")
-    ).drop("_may", "_dial_number", "_dial_peer")
+    ).drop("_may", "_dial_number", "_dial_peer", "_targets")
 
 
 def plan_one(lastapp: str, lastdata: str, dst: str, dest: str) -> tuple[str, str | None]:

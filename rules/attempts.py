@@ -53,7 +53,9 @@ class AttemptTracker:
             self.prune(now)
         group = self.group_of(call)
         number = self.number_of(call)
-        legs = self.groups.setdefault(group, [])
+        legs = self.groups.get(group)
+        if legs is None:
+            legs = self.groups[group] = []
         repeat = any(
             leg.number == number and (leg.ended_at is None or not leg.answered)
             for leg in legs

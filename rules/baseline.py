@@ -47,6 +47,15 @@ class DayStats:
     conc: list[int] = field(default_factory=lambda: [0] * 24)  # most calls up at once
 
 
+@dataclass
+class _Touched:
+    """What one day added: destination keys, (destination, source) pairs, (source, hour)."""
+
+    dests: set[str] = field(default_factory=set)
+    pairs: set[tuple[str, str]] = field(default_factory=set)
+    hours: set[tuple[str, int]] = field(default_factory=set)
+
+
 def _seen(old: Seen | None, day: date) -> Seen:
     if old is None:
         return (None, day)
@@ -57,7 +66,8 @@ def _seen_in(s: Seen | None, start: date, today: date) -> bool:
     """Whether a (previous, last) pair shows a day in [start, today)."""
     if s is None:
         return False
-    return any(d is not None and start <= d < today for d in s)
+    previous, last = s
+    return start <= last < today or (previous is not None and start <= previous < today)
 
 
 class Baseline:
@@ -76,9 +86,23 @@ class Baseline:
         self.first_day: date | None = None
         self.last_day: date | None = None
         self.up: set[str] = set()
-        self._volumes: dict[tuple[str, timedelta, int], int | None] = {}
+        self._volumes: dict[tuple[str, timedelta | None, int], Volume | None] = {}
         self._routine: dict[str, bool] = {}
         self._cache_day: date | None = None
+        self._span_memo: tuple[datetime, tuple[date, date]] | None = None
+        self._ready_memo: tuple[date, date | None, bool] | None = None
+        # What each day added, so that a day leaving the period is forgotten without walking
+        # everything learned; None: not indexed (filled from a file), rebuilt on the next roll.
+        self._touched: dict[date, _Touched] | None = {}
+
+    def forget_caches(self) -> None:
+        """After the tables were replaced (loaded from a file): drop what was derived."""
+        self._volumes.clear()
+        self._routine.clear()
+        self._cache_day = None
+        self._span_memo = None
+        self._ready_memo = None
+        self._touched = None
 
     # ---- learning --------------------------------------------------------------------------
     def observe_start(self, call: Call) -> None:
@@ -87,7 +111,8 @@ class Baseline:
             return
         local = self.calendar.local(call.start)
         day = local.date()
-        self._roll(day)
+        if day != self.last_day:
+            self._roll(day)
         stats = self.days.get(day)
         if stats is None:
             stats = self.days[day] = DayStats(self.day_kind(day))
@@ -102,12 +127,33 @@ class Baseline:
         key = dest_key(call.dest)
         if key is None:
             return
-        self.dest_days.setdefault(key, set()).add(day)
-        srcs = self.dest_sources.setdefault(key, {})
-        srcs[call.source] = _seen(srcs.get(call.source), day)
-        mine = self.src_dests.setdefault(call.source, {})
+        source = call.source
+        days = self.dest_days.get(key)
+        if days is None:
+            days = self.dest_days[key] = set()
+        days.add(day)
+        srcs = self.dest_sources.get(key)
+        if srcs is None:
+            srcs = self.dest_sources[key] = {}
+        srcs[source] = _seen(srcs.get(source), day)
+        mine = self.src_dests.get(source)
+        if mine is None:
+            mine = self.src_dests[source] = {}
         mine[key] = _seen(mine.get(key), day)
-        self.src_hours.setdefault(call.source, {}).setdefault(local.hour, set()).add(day)
+        hours = self.src_hours.get(source)
+        if hours is None:
+            hours = self.src_hours[source] = {}
+        at_hour = hours.get(local.hour)
+        if at_hour is None:
+            at_hour = hours[local.hour] = set()
+        at_hour.add(day)
+        if self._touched is not None:
+            touched = self._touched.get(day)
+            if touched is None:
+                touched = self._touched[day] = _Touched()
+            touched.dests.add(key)
+            touched.pairs.add((key, source))
+            touched.hours.add((source, local.hour))
 
     def observe_end(self, call: Call) -> None:
         self.up.discard(call.call_id)
@@ -122,25 +168,62 @@ class Baseline:
         start = day - self.options.period - timedelta(days=1)
         for d in [d for d in self.days if d < start]:
             del self.days[d]
-        for days in self.dest_days.values():
-            days.difference_update([d for d in days if d < start])
-        for table in (self.dest_sources, self.src_dests):
-            for key in list(table):
-                inner = table[key]
-                for k in [k for k, s in inner.items() if s[1] < start]:
-                    del inner[k]
-                if not inner:
-                    del table[key]
-        for src in list(self.src_hours):
-            hours = self.src_hours[src]
-            for h in list(hours):
-                hours[h].difference_update([d for d in hours[h] if d < start])
+        if self._touched is None:
+            self._touched = self._index()
+        gone = [d for d in self._touched if d < start]
+        for d in gone:
+            touched = self._touched.pop(d)
+            for key in touched.dests:
+                days = self.dest_days.get(key)
+                if days is not None:
+                    days.difference_update([x for x in days if x < start])
+                    if not days:
+                        del self.dest_days[key]
+            for key, src in touched.pairs:
+                for table, outer, inner in ((self.dest_sources, key, src),
+                                            (self.src_dests, src, key)):
+                    entries = table.get(outer)
+                    if entries is None:
+                        continue
+                    seen = entries.get(inner)
+                    if seen is not None and seen[1] < start:
+                        del entries[inner]
+                        if not entries:
+                            del table[outer]
+            for src, h in touched.hours:
+                hours = self.src_hours.get(src)
+                if hours is None or h not in hours:
+                    continue
+                hours[h].difference_update([x for x in hours[h] if x < start])
                 if not hours[h]:
                     del hours[h]
-            if not hours:
-                del self.src_hours[src]
-        for key in [k for k, v in self.dest_days.items() if not v]:
-            del self.dest_days[key]
+                    if not hours:
+                        del self.src_hours[src]
+
+    def _index(self) -> dict[date, _Touched]:
+        """Which day added what, rebuilt from the learned tables (after a load)."""
+        index: dict[date, _Touched] = {}
+
+        def at(day: date) -> _Touched:
+            touched = index.get(day)
+            if touched is None:
+                touched = index[day] = _Touched()
+            return touched
+
+        for key, days in self.dest_days.items():
+            for d in days:
+                at(d).dests.add(key)
+        for key, inner in self.dest_sources.items():
+            for src, seen in inner.items():
+                at(seen[1]).pairs.add((key, src))
+        for src, inner in self.src_dests.items():
+            for key, seen in inner.items():
+                at(seen[1]).pairs.add((key, src))
+        for src, hours in self.src_hours.items():
+            for h, days in hours.items():
+                for d in days:
+                    at(d).hours.add((src, h))
+        return index
 
     # ---- what is normal ----------------------------------------------------------------------
     def day_kind(self, day: date) -> int:
@@ -150,6 +233,9 @@ class Baseline:
 
     def _span(self, at: datetime | None) -> tuple[date, date]:
         """[start, today): the days a call at `at` may be scored against (None: all learned)."""
+        memo = self._span_memo
+        if at is not None and memo is not None and memo[0] is at:
+            return memo[1]
         if at is None:
             today = (self.last_day or date.min) + timedelta(days=1)
         else:
@@ -157,14 +243,23 @@ class Baseline:
         if today != self._cache_day:
             self._volumes.clear()
             self._routine.clear()
+            self._ready_memo = None
             self._cache_day = today
-        return today - self.options.period, today
+        span = (today - self.options.period, today)
+        # one entry, for the same event time asked again (None: the span moves with learning)
+        self._span_memo = None if at is None else (at, span)
+        return span
 
     def ready(self, at: datetime) -> bool:
         """Enough history before the day of `at` for learned thresholds."""
         _, today = self._span(at)
         first = self.first_day
-        return first is not None and first <= today - self.options.min_history
+        memo = self._ready_memo
+        if memo is not None and memo[0] == today and memo[1] == first:
+            return memo[2]
+        ok = first is not None and first <= today - self.options.min_history
+        self._ready_memo = (today, first, ok)
+        return ok
 
     def history_days(self, at: datetime | None = None) -> int:
         start, today = self._span(at)
@@ -185,13 +280,15 @@ class Baseline:
         if not self.ready(at):
             return None
         start, today = self._span(at)
-        local = self.calendar.local(at)
-        key = (what, window, local.hour)
-        if key not in self._volumes:
-            kind = self.day_kind(today)
-            self._volumes[key] = self.usual(kind, local.hour, what, window, start, today)
-        usual = self._volumes[key]
-        return None if usual is None else (usual, self.slot_label(at))
+        hour = self.calendar.local(at).hour
+        key = (what, window, hour)
+        try:
+            return self._volumes[key]  # per day (cleared when the day changes)
+        except KeyError:
+            pass
+        usual = self.usual(self.day_kind(today), hour, what, window, start, today)
+        found = self._volumes[key] = None if usual is None else (usual, self.slot_label(at))
+        return found
 
     def usual(
         self, kind: int, hour: int, what: str, window: timedelta | None, start: date, today: date
@@ -223,8 +320,14 @@ class Baseline:
             return None
         start, today = self._span(at)
         hour = self.calendar.local(at).hour
+        key = ("", None, hour)
+        try:
+            return self._volumes[key]
+        except KeyError:
+            pass
         usual = self.usual(self.day_kind(today), hour, "", None, start, today)
-        return None if usual is None else (usual, self.slot_label(at))
+        found = self._volumes[key] = None if usual is None else (usual, self.slot_label(at))
+        return found
 
     def _quantile(self, values: list[int]) -> int | None:
         if not values:
@@ -264,8 +367,14 @@ class Baseline:
             return True
         start, today = self._span(at)
         if source is None:
-            return any(start <= d < today for d in self.dest_days.get(key, ()))
-        return _seen_in(self.src_dests.get(source, {}).get(key), start, today)
+            days = self.dest_days.get(key)
+            if not days:
+                return False
+            if today - timedelta(days=1) in days:  # the usual case: called the day before
+                return start < today
+            return any(start <= d < today for d in days)
+        mine = self.src_dests.get(source)
+        return mine is not None and _seen_in(mine.get(key), start, today)
 
     def usual_hour(self, source: str, at: datetime) -> bool:
         """Whether `source` called abroad at this hour of day on `usual_hour_days` days."""

@@ -83,6 +83,7 @@ def fill(b: Baseline, data: dict[str, Any]) -> Baseline:
     b.src_hours = {s: {int(h): {day(d) for d in days} for h, days in hrs.items()}
                    for s, hrs in data["src_hours"].items()}
     b.up = set(data.get("up", []))
+    b.forget_caches()
     return b
 
 

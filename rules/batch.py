@@ -8,7 +8,7 @@ from datetime import datetime
 
 import polars as pl
 
-from tollwatch.rules.destinations import Classifier, Destination
+from tollwatch.rules.destinations import DEST_COLUMNS, Classifier, Destination
 from tollwatch.rules.engine import Engine, events_for
 from tollwatch.rules.incidents import Incident
 from tollwatch.rules.model import Call, CallEvent, Kind
@@ -25,41 +25,85 @@ CALL_COLUMNS = (
 def calls_from_frame(
     frame: pl.DataFrame, classifier: Classifier, source_allow: Mapping[str, list[str]]
 ) -> Iterator[Call]:
-    """Build Call objects from classified CDR rows (sorted by start)."""
-    for row in frame.sort("start", maintain_order=True).iter_rows(named=True):
-        dest = Destination.from_row(row["dialed"], row)
-        allow = dest.allowlisted or classifier.source_allowlisted(
-            source_allow.get(row["source"], []), dest.e164
-        )
+    """Build Call objects from classified CDR rows (sorted by start).
+
+    Columns are read as Python lists once (not row dicts), and calls to the same number with
+    the same classification share one Destination."""
+    frame = frame.sort("start", maintain_order=True)
+    dests: dict[tuple[object, ...], Destination] = {}
+    allowed: dict[tuple[str, str | None], bool] = {}
+    for part in frame.iter_slices(_SLICE):
+        if len(dests) > _SHARED:  # numbers mostly distinct: do not keep them all
+            dests.clear()
+            allowed.clear()
+        yield from _calls(part, classifier, source_allow, dests, allowed)
+
+
+_SLICE = 50_000  # rows turned into Python lists at a time (memory stays flat)
+_SHARED = 200_000  # distinct destinations remembered for sharing
+
+
+def _calls(
+    frame: pl.DataFrame,
+    classifier: Classifier,
+    source_allow: Mapping[str, list[str]],
+    dests: dict[tuple[object, ...], Destination],
+    allowed: dict[tuple[str, str | None], bool],
+) -> Iterator[Call]:
+    cols = {name: frame.get_column(name).to_list() for name in CALL_COLUMNS}
+    dest_cols = [cols["dialed"], *(cols[name] for name in DEST_COLUMNS)]
+    for i, values in enumerate(zip(*dest_cols, strict=True)):
+        dest = dests.get(values)
+        if dest is None:
+            dest = dests[values] = Destination.from_row(
+                values[0], dict(zip(DEST_COLUMNS, values[1:], strict=True))
+            )
+        source = cols["source"][i]
+        allow = dest.allowlisted
+        if not allow and source_allow:
+            key = (source, dest.e164)
+            hit = allowed.get(key)
+            if hit is None:
+                hit = allowed[key] = classifier.source_allowlisted(
+                    source_allow.get(source, []), dest.e164
+                )
+            allow = hit
         yield Call(
-            call_id=row["call_id"],
-            source=row["source"],
-            account=row["account"] or "",
+            call_id=cols["call_id"][i],
+            source=source,
+            account=cols["account"][i] or "",
             dest=dest,
-            start=row["start"],
-            answer=row["answer"],
-            end=row["end"],
-            trunk=row["trunk"] or "",
-            origin=row["origin"],
+            start=cols["start"][i],
+            answer=cols["answer"][i],
+            end=cols["end"][i],
+            trunk=cols["trunk"][i] or "",
+            origin=cols["origin"][i],
             allowlisted=allow,
-            linkedid=row["linkedid"] or "",
+            linkedid=cols["linkedid"][i] or "",
         )
 
 
 def replay(engine: Engine, calls: Iterable[Call]) -> list[Incident]:
     """Feed calls (sorted by start) as started/answered/ended events; return the incidents."""
-    pending: list[tuple[datetime, int, int, CallEvent]] = []
+    pending: list[tuple[datetime, int, int, CallEvent]] = []  # answers and ends to come
+    handle = engine.handle
+    pop = heapq.heappop
+    push = heapq.heappush
     seq = 0
+    started = int(Kind.STARTED)
     for call in calls:
         # Events ordered before this call's start can go now: no later call can precede them.
-        horizon = (call.start, int(Kind.STARTED))
-        while pending and (pending[0][0], pending[0][1]) <= horizon:
-            engine.handle(heapq.heappop(pending)[3])
-        for ev in events_for(call):
+        start = call.start
+        while pending and (pending[0][0] < start
+                           or (pending[0][0] == start and pending[0][1] <= started)):
+            handle(pop(pending)[3])
+        events = events_for(call)
+        handle(events[0])  # its start: nothing pending is due before it
+        for ev in events[1:]:
             seq += 1
-            heapq.heappush(pending, (ev.at, int(ev.kind), seq, ev))
+            push(pending, (ev.at, int(ev.kind), seq, ev))
     while pending:
-        engine.handle(heapq.heappop(pending)[3])
+        handle(pop(pending)[3])
     if engine.clock is not None:
         engine.advance(engine.clock)
     return engine.tracker.all_incidents()

@@ -19,8 +19,10 @@ class BusinessCalendar:
         h = settings.hours
         self.week: list[list[TimeRange]] = [h.for_weekday(i) for i in range(7)]
         self.closures = set(h.closures)
-        self._cache: dict[datetime, str | None] = {}  # by minute: hours are minute-grained
+        self._cache: dict[int, str | None] = {}  # by epoch minute: hours are minute-grained
+        self._last: tuple[datetime, datetime] | None = None  # (when, local): one-entry memo
         self._holidays: holidays.HolidayBase | None = None
+        self._holiday_names: dict[date, str | None] = {}
         if h.holidays_country:
             try:
                 self._holidays = holidays.country_holidays(
@@ -32,18 +34,32 @@ class BusinessCalendar:
     def holiday(self, day: date) -> str | None:
         if self._holidays is None:
             return None
+        try:
+            return self._holiday_names[day]
+        except KeyError:
+            pass
         name = self._holidays.get(day)
-        return str(name) if name else None
+        found = self._holiday_names[day] = str(name) if name else None
+        return found
 
     def local(self, when: datetime) -> datetime:
-        return when.astimezone(self.tz)
+        last = self._last
+        if last is not None and last[0] is when:  # the same event time asked again
+            return last[1]
+        local = when.astimezone(self.tz)
+        self._last = (when, local)
+        return local
 
     def closed_reason(self, when: datetime) -> str | None:
         """Why the office is closed at `when`, in words, or None during business hours."""
-        minute = when.replace(second=0, microsecond=0)
-        if minute in self._cache:
+        if when.tzinfo is None:
+            return self._closed_reason(when.replace(second=0, microsecond=0))
+        minute = int(when.timestamp()) // 60
+        try:
             return self._cache[minute]
-        reason = self._closed_reason(minute)
+        except KeyError:
+            pass
+        reason = self._closed_reason(when.replace(second=0, microsecond=0))
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[minute] = reason
@@ -52,7 +68,7 @@ class BusinessCalendar:
     def _closed_reason(self, when: datetime) -> str | None:
         local = self.local(when)
         day = local.date()
-        stamp = local.strftime("%H:%M")
+        stamp = f"{local.hour:02d}:{local.minute:02d}"
         weekday = _DAYS[local.weekday()]
         if day in self.closures:
             return f"{weekday} {day.isoformat()} {stamp}, a closure day"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import phonenumbers
@@ -37,6 +38,7 @@ DEST_COLUMNS = (
     "rate",
 )
 
+BLOCK_DIGITS = 3  # a number block: the number less its last 3 digits (+2327654xxx)
 _LOCAL_MIN = 7  # a number this long dialed without any prefix is a local/national number
 
 
@@ -56,6 +58,19 @@ class Destination:
     @property
     def international(self) -> bool:
         return self.dest_class == "international"
+
+    @cached_property
+    def number_key(self) -> str:
+        """The incident/window key of the destination number: "dest:+23276543210"."""
+        return "dest:" + (self.e164 or self.dialed)
+
+    @cached_property
+    def block_key(self) -> str:
+        """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
+        number = self.e164 or self.dialed
+        if len(number.lstrip("+")) <= BLOCK_DIGITS + 4:
+            return "dest:" + number
+        return "dest:" + number[:-BLOCK_DIGITS] + "x" * BLOCK_DIGITS
 
     @classmethod
     def from_row(cls, dialed: str, row: dict[str, Any]) -> Destination:
@@ -365,7 +380,7 @@ class Classifier:
         return self._apply(pl.DataFrame({"dst": [dialed]}), "dst").row(0, named=True)
 
     def batches(self, column: str = "dst", limit: int = 2_000_000) -> BatchClassifier:
-        """A classifier for the batches of one scan that remembers the numbers it has seen."""
+        """A classifier for one scan's batches (each batch's distinct numbers classified once)."""
         return BatchClassifier(self, column, limit)
 
     def source_allowlisted(self, allow: list[str], e164: str | None) -> bool:
@@ -379,27 +394,24 @@ class Classifier:
 
 
 class BatchClassifier:
-    """classify_df for a stream of batches: each distinct number is classified once per scan
-    (numbers repeat: customers are called again and again), up to `limit` remembered."""
+    """classify_df for a stream of batches: each batch's distinct numbers classified once.
+
+    No table of numbers seen before is kept: with mostly distinct numbers (what an attack
+    and a big site look like) joining every batch against a growing table of millions of
+    numbers costs more than classifying the batch's own distinct numbers again."""
 
     def __init__(self, classifier: Classifier, column: str, limit: int) -> None:
         self.classifier = classifier
         self.column = column
-        self.limit = limit
-        self.known: pl.DataFrame | None = None
+        self.limit = limit  # kept for callers; unused
+
+    def distinct(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The distinct numbers of `frame`'s column with DEST_COLUMNS (one row each)."""
+        col = self.column
+        return self.classifier._apply(frame.select(pl.col(col).cast(pl.String)).unique(), col)
 
     def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
-        col = self.column
-        distinct = frame.select(pl.col(col).cast(pl.String)).unique()
-        known = self.known
-        new = distinct if known is None else distinct.join(
-            known, on=col, how="anti", nulls_equal=True)
-        if known is None or known.height + new.height > self.limit:
-            known = self.classifier._apply(distinct, col)  # start over with this batch's
-        elif new.height:
-            known = pl.concat([known, self.classifier._apply(new, col)], rechunk=False)
-        self.known = known
-        return frame.join(known, on=col, how="left", nulls_equal=True)
+        return frame.join(self.distinct(frame), on=self.column, how="left", nulls_equal=True)
 
 
 __all__ = ["CLASSES", "DEST_COLUMNS", "BatchClassifier", "Classifier", "Destination"]

@@ -4,7 +4,7 @@ findings into incident changes. Batch (`rules.batch`) and the live daemon both d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +36,10 @@ class Engine:
         self.calendar = calendar
         self.clock: datetime | None = None
         self.attempts = AttemptTracker()
-        self._answer_rules = [r for r in rules if _overrides(r, "on_answer")]
-        self._end_rules = [r for r in rules if _overrides(r, "on_end")]
+        # Each event goes only to the rules that have a hook for it (and want the call).
+        self._start_rules = _dispatch(rules, "on_start")
+        self._answer_rules = _dispatch(rules, "on_answer")
+        self._end_rules = _dispatch(rules, "on_end")
         self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
         self._auth_rules = [r for r in rules if _overrides(r, "on_auth")]
 
@@ -71,48 +73,62 @@ class Engine:
     def advance(self, now: datetime) -> list[IncidentChange]:
         """Fire every rule timer due at or before `now`, in time order."""
         changes: list[IncidentChange] = []
+        clock = self.clock
         while True:
-            due: tuple[datetime, Rule[Any]] | None = None
+            due: datetime | None = None
+            due_rule: Rule[Any] | None = None
             for rule in self._timed:
                 at = rule.next_wakeup()
-                if at is not None and at <= now and (due is None or at < due[0]):
-                    due = (at, rule)
-            if due is None:
+                if at is not None and at <= now and (due is None or at < due):
+                    due, due_rule = at, rule
+            if due is None or due_rule is None:
                 break
-            at, rule = due
-            self.clock = max(self.clock, at) if self.clock else at
-            changes.extend(self._apply(rule.on_tick(at)))
-        self.clock = max(self.clock, now) if self.clock else now
+            clock = due if clock is None or due > clock else clock
+            self.clock = clock
+            findings = due_rule.on_tick(due)
+            if findings:
+                changes.extend(self._apply(findings))
+        self.clock = now if clock is None or now > clock else clock
         return changes
 
     def handle(self, event: CallEvent) -> list[IncidentChange]:
         changes = self.advance(event.at)
-        call, now = event.call, event.at
-        if event.kind == Kind.STARTED:
+        call, now, kind = event.call, event.at, event.kind
+        if kind == Kind.STARTED:
             call.closed = self.calendar.closed_reason(call.start)
             self.attempts.started(call, now)
             change = self.tracker.add_call(call, now)
             if change is not None:
                 changes.append(change)
-            for rule in self.rules:
-                if rule.wants(call):
-                    changes.extend(self._apply(rule.on_start(call, now)))
+            self._dispatch(self._start_rules, call, now, changes, _START)
             if self.baseline is not None:  # learned after scoring: never its own normal
                 self.baseline.observe_start(call)
-        elif event.kind == Kind.ANSWERED:
+        elif kind == Kind.ANSWERED:
             self.attempts.answered(call)
-            for rule in self._answer_rules:
-                if rule.wants(call):
-                    changes.extend(self._apply(rule.on_answer(call, now)))
+            self._dispatch(self._answer_rules, call, now, changes, _ANSWER)
         else:
             call.ended = True
             self.attempts.ended(call, now)
             if self.baseline is not None:
                 self.baseline.observe_end(call)
-            for rule in self._end_rules:
-                if rule.wants(call):
-                    changes.extend(self._apply(rule.on_end(call, now)))
+            self._dispatch(self._end_rules, call, now, changes, _END)
         return changes
+
+    def _dispatch(
+        self, targets: list[_Target], call: Call, now: datetime,
+        changes: list[IncidentChange], hook: int,
+    ) -> None:
+        repeat = call.repeat
+        off_hours = call.closed is not None
+        for rule, custom, counts_repeats, during, handlers in targets:
+            if custom:
+                if not rule.wants(call):
+                    continue
+            elif (repeat and not counts_repeats) or (during and during != off_hours + 1):
+                continue
+            findings = handlers[hook](call, now)
+            if findings:
+                changes.extend(self._apply(findings))
 
     def handle_auth(self, event: AuthEvent) -> list[IncidentChange]:
         changes = self.advance(event.at)
@@ -131,6 +147,28 @@ class Engine:
 
 def _overrides(rule: Rule[Any], method: str) -> bool:
     return getattr(type(rule), method) is not getattr(Rule, method)
+
+
+_START, _ANSWER, _END = 0, 1, 2
+_DURING = {"any": 0, "business_hours": 1, "off_hours": 2}  # off_hours + 1 must match
+Handler = Callable[[Call, datetime], list[Finding]]
+# (rule, has its own wants(), counts_repeats, during code, its on_start/on_answer/on_end)
+_Target = tuple[Rule[Any], bool, bool, int, tuple[Handler, Handler, Handler]]
+
+
+def _dispatch(rules: list[Rule[Any]], hook: str) -> list[_Target]:
+    """The rules that override `hook`, with what Rule.wants looks at, precomputed."""
+    return [
+        (
+            r,
+            _overrides(r, "wants"),
+            r.counts_repeats,
+            _DURING[r.options.during],
+            (r.on_start, r.on_answer, r.on_end),
+        )
+        for r in rules
+        if _overrides(r, hook)
+    ]
 
 
 def events_for(call: Call) -> list[CallEvent]:

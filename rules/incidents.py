@@ -121,7 +121,8 @@ class IncidentTracker:
             self._close(key)
             inc = None
         if inc is None and create:
-            stamp = now.strftime("%Y%m%dT%H%M%SZ")
+            stamp = (f"{now.year:04d}{now.month:02d}{now.day:02d}T"
+                     f"{now.hour:02d}{now.minute:02d}{now.second:02d}Z")
             inc = Incident(
                 id=f"{self.site}:{key}:{stamp}",
                 site=self.site,
@@ -141,10 +142,10 @@ class IncidentTracker:
         """A relevant call from a source with an open incident becomes part of it; else one to
         a destination number or block with an open incident (from any source) joins that."""
         inc = self._current(call.source, now, create=False)
-        for key in (dest_number_key(call), dest_block_key(call)):
-            if inc is not None:
-                break
-            inc = self._current(key, now, create=False)
+        if inc is None:
+            inc = self._current(dest_number_key(call), now, create=False)
+        if inc is None:
+            inc = self._current(dest_block_key(call), now, create=False)
         if inc is None or call.call_id in inc.calls:
             return None
         inc.calls[call.call_id] = call

@@ -56,20 +56,14 @@ class Call:
         return d.e164 or d.dialed
 
 
-BLOCK_DIGITS = 3  # a number block: the number less its last 3 digits (+2327654xxx)
-
-
 def dest_number_key(call: Call) -> str:
     """The incident/window key of a call's destination number: "dest:+23276543210"."""
-    return "dest:" + (call.dest.e164 or call.dest.dialed)
+    return call.dest.number_key
 
 
 def dest_block_key(call: Call) -> str:
     """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
-    number = call.dest.e164 or call.dest.dialed
-    if len(number.lstrip("+")) <= BLOCK_DIGITS + 4:
-        return "dest:" + number
-    return "dest:" + number[:-BLOCK_DIGITS] + "x" * BLOCK_DIGITS
+    return call.dest.block_key
 
 
 class Kind(IntEnum):
@@ -119,9 +113,11 @@ class Finding:
     def key(self) -> str:
         """Which incident it joins: its one source, else its group (a destination number or
         block, "dest:+2327654xxx", for a finding across sources), else PBX-wide."""
-        sources = self.sources
-        if len(sources) == 1:
-            return next(iter(sources))
+        calls = self.calls
+        if calls:
+            first = calls[0].source
+            if all(c.source == first for c in calls):
+                return first
         if self.group:
             return self.group
         return "*"

@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import phonenumbers
-from phonenumbers.geodata.locale import LOCALE_DATA
 from phonenumbers.phonemetadata import PhoneMetadata
 
 from tollwatch.config.countries import expand_pattern
@@ -75,8 +77,27 @@ _MISSING_NAMES = {"XK": "Kosovo", "AC": "Ascension Island", "TA": "Tristan da Cu
 
 
 @cache
+def _locale_data() -> dict[str, Any]:
+    """phonenumbers' region names (phonenumbers/geodata/locale.py). Loaded from its file:
+    importing it as `phonenumbers.geodata.locale` first runs the package's __init__, which
+    loads 40 MB of geocoding data (~1 s and ~100 MB on every start) that we do not use."""
+    origin = getattr(phonenumbers, "__file__", None)
+    path = Path(origin).parent / "geodata" / "locale.py" if origin else None
+    spec = None
+    if path is not None and path.is_file():
+        spec = importlib.util.spec_from_file_location("phonenumbers.geodata.locale", path)
+    if spec is None or spec.loader is None:
+        from phonenumbers.geodata.locale import LOCALE_DATA
+
+        return dict(LOCALE_DATA)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.LOCALE_DATA)
+
+
+@cache
 def region_name(region: str) -> str:
-    names = LOCALE_DATA.get(region)
+    names = _locale_data().get(region)
     if not names or not names.get("en"):
         return _MISSING_NAMES.get(region, region)
     name = names.get("en", region) or region

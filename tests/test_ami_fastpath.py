@@ -115,3 +115,41 @@ def test_before_the_banner_asterisk_11_events_are_read() -> None:
     assert not tracker.skip("Newchannel") and not tracker.skip("Dial")
     tracker.use_version("7.0.3")
     assert tracker.skip("Newchannel") and tracker.skip("Dial")
+
+
+def _strptime_only(tv: str, at: datetime) -> datetime:
+    """event_time's EventTV reading before its fast path."""
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
+        try:
+            return datetime.strptime(tv, fmt).astimezone(UTC)
+        except ValueError:
+            continue
+    return at
+
+
+_TV = st.tuples(
+    st.sampled_from(["2026", "2026", "1999", "0000", "\u0662\u0660\u0662\u0666"]),
+    st.sampled_from(["01", "11", "12", "13", "00", "1"]),
+    st.sampled_from(["01", "24", "29", "31", "32"]),
+    st.sampled_from(["T", "T", "T", "t", " "]),
+    st.sampled_from(["00", "13", "23", "24", "9"]),
+    st.sampled_from(["00", "31", "59", "60"]),
+    st.sampled_from(["00", "12", "59", "60", "61"]),
+    st.sampled_from(["", ".1", ".179", ".123456", ".1234567", "."]),
+    st.sampled_from(["+0000", "-0800", "-0800", "-0130", "+0530", "+2359", "+2400", "+9900",
+                     "+0060", "Z", "+05:30", "", "+000"]),
+).map(lambda p: "{}-{}-{}{}{}:{}:{}{}{}".format(*p))
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(_TV)
+@example("2026-11-24T13:31:12.179+0000")
+@example("2026-11-24T13:31:12.1+0530")
+@example("2026-02-29T13:31:12-0800")
+@example("2026-11-24T13:31:12-0800")
+@example("2026-11-24T23:59:59.999999-0130")
+def test_event_tv_fast_path_reads_as_strptime(tv: str) -> None:
+    from tollwatch.cdr_ingest.live.ami_calls import event_time
+
+    got = event_time({"EventTV": tv}, AT)
+    assert got == _strptime_only(tv, AT) and got.utcoffset() == _strptime_only(tv, AT).utcoffset()

@@ -39,7 +39,9 @@ async def test_run_status_metrics_and_sighup_of_a_fleet(tmp_path: Path, fixtures
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tollwatch", "run", "--config", str(cfg), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        try:
+        try:  # replay only once both are logged in (a loaded CI box starts the process slowly)
+            await wait_for(lambda: {"tokyo", "newyork"} <= set(lines_of(data)) and all(
+                lines_of(data)[n]["connected"] for n in ("tokyo", "newyork")), timeout=60)
             await fake["tokyo"].replay(fixtures / "ami-attack.txt")
             await wait_for(lambda: {"tokyo", "newyork"} <= set(lines_of(data))
                            and lines_of(data)["tokyo"]["open_incidents"] == 1, timeout=30)

@@ -332,18 +332,18 @@ async def test_wrong_secret_and_refused_connection() -> None:
     async with FakeAmi("tollwatch", "right-secret") as ami:
         source = AmiSource("acme", "127.0.0.1", ami.port, "tollwatch", "WRONG-s3cret")
         with pytest.raises(AmiAuthError) as err:
-            await asyncio.wait_for(source.run(), 5)
+            await asyncio.wait_for(source.run(), 30)  # generous: CI may be loaded
         assert "Authentication failed" in str(err.value)
         for text in (str(err.value), repr(err.value), repr(source), source.status.state):
             assert "WRONG-s3cret" not in text
         assert source.status.errors == 1 and not source.status.connected
         await ami.refuse(True)
         with pytest.raises(AmiConnectError, match="cannot connect"):
-            await asyncio.wait_for(source.run(), 5)
+            await asyncio.wait_for(source.run(), 30)  # generous: CI may be loaded
         await ami.refuse(False)
         ok = AmiSource("acme", "127.0.0.1", ami.port, "tollwatch", "right-secret")
         task = asyncio.create_task(ok.run())
-        await until(lambda: ok.status.connected)
+        await until(lambda: ok.status.connected, 30)
         await ok.close()
         await task
 

@@ -19,6 +19,7 @@ from tollwatch.alerting.remediation import AmiClient, Blocker, BlockRefused, Blo
 from tollwatch.cdr_ingest.live.ami import AmiSource
 from tollwatch.cdr_ingest.live.fake_ami import FakeAmi, parse_frames
 from tollwatch.config import Settings
+from tollwatch.report.reconcile import block_state, incident_blocks
 
 NOW = 1_795_526_552  # 2026-11-24T13:22:32Z
 DAY = 86_400
@@ -115,9 +116,9 @@ async def test_block_sends_exact_dbput_for_prefix_and_source(tmp_path: Path, clo
     assert blocks[0]["expires_at"] == "2026-11-25T13:22:32+00:00"
     rows = BlockStore.in_dir(tmp_path).active()
     assert [(r.kind, r.value, r.pbx, r.origin, r.incident_id, r.created_at, r.expires_at,
-             r.dry_run) for r in rows] == [
-        ("prefix", "232", "acme", "auto", "inc-1", NOW, NOW + DAY, False),
-        ("source", "209", "acme", "auto", "inc-1", NOW, NOW + DAY, False),
+             r.dry_run, r.applied_at) for r in rows] == [
+        ("prefix", "232", "acme", "auto", "inc-1", NOW, NOW + DAY, False, NOW),
+        ("source", "209", "acme", "auto", "inc-1", NOW, NOW + DAY, False, NOW),
     ]  # fmt: skip
 
 
@@ -388,10 +389,37 @@ async def test_unreachable_pbx_block_recorded_then_applied_on_boot(
         client = AmiClient("acme", "127.0.0.1", ami.port, "tollwatch", "secret")  # not connected
         blocker = Blocker(s, {"acme": client}, clock=clock)
         await blocker.handle("escalated", view())
-        assert BlockStore.in_dir(tmp_path).active()[0].value == "232"
+        rec = BlockStore.in_dir(tmp_path).active()[0]
+        assert rec.value == "232" and not rec.applied  # recorded, but Asterisk does not hold it
+        blocks = BlockStore.in_dir(tmp_path)
+        state = block_state(incident_blocks({"id": "inc-1"}, blocks))[0]
+        assert state == "block NOT applied"  # a report never calls it blocked
         async with client:
             assert [r.value for r in await blocker.reapply("acme")] == ["232"]
         assert ("tollwatch/block", "232") in ami.db
+        rec = BlockStore.in_dir(tmp_path).active()[0]
+        assert rec.applied and rec.applied_at == NOW
+        assert block_state(incident_blocks({"id": "inc-1"}, blocks))[0] == "blocked"
+
+
+def test_a_block_file_from_before_applied_at_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "blocks.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE blocks (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+                   " value TEXT NOT NULL, pbx TEXT NOT NULL, reason TEXT NOT NULL, incident_id"
+                   " TEXT, origin TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER"
+                   " NOT NULL, lifted_at INTEGER, lifted_by TEXT, dry_run INTEGER NOT NULL"
+                   " DEFAULT 0)")
+        db.execute("INSERT INTO blocks (kind, value, pbx, reason, origin, created_at, expires_at)"
+                   " VALUES ('prefix', '232', 'acme', 'r', 'auto', 1, 2)")
+    store = BlockStore(path)
+    (old,) = store.active()
+    assert old.value == "232" and old.applied_at is None and not old.applied
+    store.mark_applied([old.id], 5)
+    assert store.get(old.id).applied_at == 5
+    store.close()
 
 
 # ---- CLI ------------------------------------------------------------------------------------

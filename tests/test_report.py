@@ -347,11 +347,19 @@ def test_html_parses_and_shows_the_figures(golden: Built) -> None:
     for needle in ("45", "Sierra Leone", "critical", "France", "alerted",
                    "blocked: the whole of Sierra Leone (+232)",
                    "every flagged call was alerted on by the live monitor",
-                   "2 malformed CDR row(s)", "6.00 JPY", "12.00"):
+                   "2 malformed CDR row(s)", "6.00 JPY", "12.00",
+                   "talk time", "39:30"):  # 39.5 minutes, for people
         assert needle in text, needle
     assert any(m.get("name") == "viewport" for m in page.meta)
     assert page.external == []
     assert len(page.imgs) == 2 and all(s.startswith("data:image/png;base64,") for s in page.imgs)
+
+
+def test_talk_time_for_people() -> None:
+    from tollwatch.report.htmlkit import talk
+
+    assert [talk(None), talk(1.2), talk(39.5), talk(59.999), talk(1234.4)] == [
+        "–", "1:12", "39:30", "60:00", "1,234 min"]
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -70,12 +70,16 @@ def blocks_line(directory: Path) -> str | None:
         return None
     store = BlockStore(path)
     try:
-        real, dry = len(store.active(dry_run=False)), len(store.active(dry_run=True))
+        recorded, dry = store.active(dry_run=False), len(store.active(dry_run=True))
     finally:
         store.close()
-    if not real and not dry:
+    real = sum(1 for r in recorded if r.applied)
+    pending = len(recorded) - real
+    if not recorded and not dry:
         return "blocks: none in force"
     line = f"blocks: {real} in force"
+    if pending:
+        line += f"; {pending} recorded but NOT applied in Asterisk (no AMI, or AstDB refused)"
     if dry:
         line += f"; {dry} WOULD BLOCK (dry run: [remediation] enabled = false)"
     return line + " (tollwatch blocks)"

@@ -22,17 +22,19 @@ from tollwatch.cdr_ingest.live.backlog import EventQueue
 from tollwatch.config import Settings
 from tollwatch.config.sqlite import HEALTH, recover_all
 from tollwatch.live import LivePipeline
+from tollwatch.live_views import IncidentViews
 from tollwatch.notify import Notifier
 from tollwatch.recovery import Sessions
-from tollwatch.report_format import incident_dict
 from tollwatch.rules.baseline_io import BaselineError, dumps, load, loads
 from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.incidents import Incident, IncidentChange
 from tollwatch.settings import rule_specs
+from tollwatch.snapshots import Snapshotter
 from tollwatch.state import StateStore, StatusFile
 from tollwatch.supervisor import Source, supervise
 
 log = logging.getLogger("tollwatch.daemon")
+PUBLISH_SLICE = 0.002  # seconds of coalesced views at a tick before the loop is handed back
 BASELINE_EVERY = 900.0  # seconds between saves of a changed baseline (0.2-0.5 s at 8000 phones)
 
 Clock = Callable[[], datetime]
@@ -85,6 +87,8 @@ class Daemon:
         self._rate_events: dict[str, int] = {}
         # AMI sessions: restart vs reconnect, and the calls of an outage from the CDR file
         self.sessions = Sessions(self.tz)
+        self.snapshotter = Snapshotter()  # pickles a big state off the event loop
+        self.views = IncidentViews(self.tz)  # incident views built call by call
 
     # ---- state ----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -119,6 +123,27 @@ class Daemon:
             self.store.save_snapshot(name, self.pipelines[name].snapshot())
         self._learned.update(self._dirty)
         self._dirty.clear()
+        self._save_baselines(final)
+
+    async def flush_async(self) -> None:
+        """`flush()` for the writer task: a big state is pickled in a child process while
+        the loop goes on handling events (tollwatch.snapshots); a state that takes long to
+        pickle is saved less often than `snapshot_every` (and always at stop)."""
+        if not self.snapshotter.due():
+            return
+        names = sorted(self._dirty)
+        self._dirty.clear()  # events from now on mark their PBX again
+        try:
+            blobs = await self.snapshotter.take({n: self.pipelines[n].snapshot for n in names})
+            for name, blob in blobs.items():
+                self.store.save_snapshot(name, blob)
+        except BaseException:
+            self._dirty.update(names)  # not saved: the next flush (or the final one) does
+            raise
+        self._learned.update(names)
+        self._save_baselines(False)
+
+    def _save_baselines(self, final: bool) -> None:
         now = time.monotonic()
         if final or now - self._learned_mark >= BASELINE_EVERY:
             for name in sorted(self._learned):
@@ -188,8 +213,10 @@ class Daemon:
             for iid, incident in pending.items():
                 seen.setdefault(iid, ("updated", incident))
             pending.clear()
+        mark = time.monotonic()
+        stopping = False
         for kind, incident in seen.values():
-            view = incident_dict(incident, self.tz, self.clock())
+            view = self.views.view(incident, self.clock())
             view["pbx"] = pbx
             self.store.save_incident(pbx, view, is_open=True)
             for alerter in self.alerters:
@@ -197,12 +224,21 @@ class Daemon:
                     await alerter.send(kind, view)
                 except Exception:
                     log.exception("alerter %s failed for %s", alerter.name, incident.id)
+            if flush and not stopping and time.monotonic() - mark > PUBLISH_SLICE:
+                try:  # many big views at a tick: events go on between them
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    stopping = True  # publish the rest first: nothing taken out is dropped
+                mark = time.monotonic()
         tracker = self.pipelines[pbx].engine.tracker
         for incident in tracker.closed:
-            view = incident_dict(incident, self.tz, self.clock())
+            view = self.views.view(incident, self.clock())
+            self.views.forget(incident.id)
             view["pbx"] = pbx
             self.store.save_incident(pbx, view, is_open=False)
         tracker.closed.clear()
+        if stopping:
+            raise asyncio.CancelledError
 
     def stalled(self) -> str:
         """Why the pipeline is not making progress ("" when it is): events wait but none was
@@ -312,7 +348,7 @@ class Daemon:
             await asyncio.sleep(d.snapshot_every.total_seconds())
             try:
                 recover_all()  # a store kept in memory goes back to its file when it can
-                self.flush()
+                await self.flush_async()
             except Exception:
                 log.exception("cannot save the state")
             since_status += d.snapshot_every.total_seconds()

@@ -13,7 +13,8 @@ ones `tollwatch_daemon_<field>_<key>`), each numeric field of a source's status
 - `tollwatch_incidents_open{severity}`
 - `tollwatch_alerts{state}` (pending, sent, coalesced), `tollwatch_alert_failed_attempts_total`,
   `tollwatch_slack_ok` (0 while Slack refuses or is unreachable)
-- `tollwatch_blocks_active` (and `tollwatch_blocks_dry_run`: what a dry run would block)
+- `tollwatch_blocks_active` (held by AstDB), `tollwatch_blocks_not_applied` (recorded, not held),
+  `tollwatch_blocks_dry_run` (what a dry run would block)
 - a fleet daemon adds per-PBX series (`tollwatch_pbx_*{pbx}`, see tollwatch.fleet_metrics)
 - `tollwatch_rows_read_total{source}`, `tollwatch_rows_skipped_total{source}` (CSV and database
   sources: rows read, rows that could not be used)
@@ -182,12 +183,17 @@ class StatusCollector(Collector):
 
         store = BlockStore(path)
         try:
-            real, dry = len(store.active(dry_run=False)), len(store.active(dry_run=True))
+            recorded, dry = store.active(dry_run=False), len(store.active(dry_run=True))
         finally:
             store.close()
+        real = sum(1 for r in recorded if r.applied)
         gauge = GaugeMetricFamily("tollwatch_blocks_active", "Blocks in force in Asterisk")
         gauge.add_metric([], float(real))
         yield gauge
+        pending = GaugeMetricFamily("tollwatch_blocks_not_applied",
+                                    "Blocks recorded but not (yet) held by Asterisk's AstDB")
+        pending.add_metric([], float(len(recorded) - real))
+        yield pending
         would = GaugeMetricFamily("tollwatch_blocks_dry_run",
                                   "Blocks a dry run would have in force")
         would.add_metric([], float(dry))

@@ -21,7 +21,7 @@ from tollwatch.cdr_ingest.live.follow_rows import REFUSED_MARK
 from tollwatch.config import Settings
 from tollwatch.rules.baseline import Baseline
 from tollwatch.rules.batch import CALL_COLUMNS, run_frame
-from tollwatch.rules.destinations import Classifier
+from tollwatch.rules.destinations import BatchClassifier, Classifier
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import PBX, Incident
 from tollwatch.rules.validity import SAMPLE, Validity, check_numbers
@@ -133,19 +133,12 @@ def run_scan(
         local = local_dials(batch.filter(good))
         if local.height:
             dials.append(local)
-        ok = classify(batch.filter(good & outbound))
-        stats.outbound += ok.height
-        if len(stats.numbers) < SAMPLE:
-            room = SAMPLE - len(stats.numbers)
-            dialed = ok.get_column("dialed").unique().drop_nulls()
-            stats.numbers.update(dialed.head(room).to_list())
-        if calls is not None and ok.height:
-            calls(ok)
-        for cls, n in ok.group_by("dest_class").len().iter_rows():
-            stats.by_class[cls] = stats.by_class.get(cls, 0) + n
-        keep = ok.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
-        if keep.height:
-            relevant.append(keep.select(*CALL_COLUMNS, "channel"))
+        out = batch.filter(good & outbound)
+        stats.outbound += out.height
+        if out.height:
+            keep = _classified(out, classify, stats, calls)
+            if keep.height:
+                relevant.append(keep.select(*CALL_COLUMNS, "channel"))
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
     if database is not None:  # counted as read: a second pass would query the table again
@@ -169,6 +162,28 @@ def run_scan(
     validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
     stats.seconds = time.perf_counter() - started
     return ScanResult(incidents, stats, engine.baseline, validity)
+
+
+def _classified(
+    out: pl.DataFrame, classify: BatchClassifier, stats: ScanStats, calls: Calls | None
+) -> pl.DataFrame:
+    """Classify a batch's outbound legs: count them by class, sample their numbers, hand them
+    to `calls`; return the ones rules look at (international or high-risk) with their
+    destination columns. Each distinct number is classified once; only those legs (and
+    `calls`) get the destination columns joined on, the counts join one narrow column."""
+    classes = classify.distinct(out)
+    if len(stats.numbers) < SAMPLE:
+        room = SAMPLE - len(stats.numbers)
+        stats.numbers.update(classes.get_column("dialed").drop_nulls().head(room).to_list())
+    if calls is not None:
+        calls(out.join(classes, on="dialed", how="left", nulls_equal=True))
+    counted = out.select("dialed").join(
+        classes.select("dialed", "dest_class"), on="dialed", how="left", nulls_equal=True
+    )
+    for cls, n in counted.group_by("dest_class").len().iter_rows():
+        stats.by_class[cls] = stats.by_class.get(cls, 0) + n
+    wanted = classes.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
+    return out.join(wanted, on="dialed", how="inner", nulls_equal=True, maintain_order="left")
 
 
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:

@@ -92,9 +92,12 @@ class StateStore(SqliteFile):
 
         def work(db: sqlite3.Connection) -> None:
             nonlocal view
-            if not view.get("blocks"):
-                row = db.execute("SELECT data FROM incidents WHERE id=?", (view["id"],)).fetchone()
-                blocks = json.loads(row[0]).get("blocks") if row else None
+            if not view.get("blocks"):  # only the stored blocks are read, not the whole view
+                row = db.execute(
+                    "SELECT json_quote(json_extract(data, '$.blocks')) FROM incidents WHERE id=?",
+                    (view["id"],),
+                ).fetchone()
+                blocks = json.loads(row[0]) if row else None
                 if blocks:
                     view = {**view, "blocks": blocks}
             db.execute(

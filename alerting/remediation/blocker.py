@@ -263,9 +263,11 @@ class Blocker:
                 result.existing.extend(old)
                 continue
             value = astdb.block_value(expires, reason)
+            applied_at: int | None = None
             if not dry_run:
                 try:
                     await astdb.db_put(self._sender(pbx), family, target.value, value)
+                    applied_at = now
                 except Exception as exc:
                     result.failed[pbx] = str(exc) or type(exc).__name__
                     if pbx not in self.senders:  # a CSV-only PBX: no AMI will ever come back
@@ -287,7 +289,7 @@ class Blocker:
             for rec in old:  # an admin's block replaces the old one
                 self.store.lift(rec.id, now, f"replaced:{origin}")
             rec = self.store.add(target.kind, target.value, pbx, reason, incident_id, origin,
-                                 now, expires, dry_run)  # fmt: skip
+                                 now, expires, dry_run, applied_at)  # fmt: skip
             result.records.append(rec)
             log.warning(
                 "pbx %s: %s %s until %s (%s, %s)%s",
@@ -360,7 +362,9 @@ class Blocker:
         if sender is None:
             return []
         records = self.store.active(pbx, dry_run=False)
-        restored = await sync.reapply(pbx, sender, records, self.families)
+        held: list[BlockRecord] = []
+        restored = await sync.reapply(pbx, sender, records, self.families, held)
+        self.store.mark_applied([r.id for r in held if r.applied_at is None], int(self.clock()))
         if restored:
             log.warning(
                 "pbx %s: AstDB had lost %d block(s); re-applied: %s",

@@ -31,14 +31,15 @@ CREATE TABLE IF NOT EXISTS blocks (
     expires_at INTEGER NOT NULL,
     lifted_at INTEGER,
     lifted_by TEXT,                -- "expiry", "cli:<user>"
-    dry_run INTEGER NOT NULL DEFAULT 0
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    applied_at INTEGER             -- when AstDB was seen to hold it (NULL: not applied yet)
 );
 CREATE INDEX IF NOT EXISTS blocks_active ON blocks (lifted_at, expires_at);
 """
 
 _COLUMNS = (
     "id", "kind", "value", "pbx", "reason", "incident_id", "origin", "created_at",
-    "expires_at", "lifted_at", "lifted_by", "dry_run",
+    "expires_at", "lifted_at", "lifted_by", "dry_run", "applied_at",
 )  # fmt: skip
 
 
@@ -56,15 +57,22 @@ class BlockRecord:
     lifted_at: int | None
     lifted_by: str | None
     dry_run: bool
+    applied_at: int | None = None  # when AstDB was seen to hold the block; None: not (yet)
 
     @property
     def active(self) -> bool:
         return self.lifted_at is None
 
+    @property
+    def applied(self) -> bool:
+        """A real block that Asterisk holds: only then are calls refused."""
+        return not self.dry_run and self.applied_at is not None
+
 
 class BlockStore(SqliteFile):
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMA)
+        self._write(_add_applied_column)
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> BlockStore:
@@ -78,14 +86,22 @@ class BlockStore(SqliteFile):
     def add(
         self, kind: str, value: str, pbx: str, reason: str, incident_id: str | None,
         origin: str, created_at: int, expires_at: int, dry_run: bool,
+        applied_at: int | None = None,
     ) -> BlockRecord:  # fmt: skip
         rowid = self._write(lambda db: db.execute(
             "INSERT INTO blocks (kind, value, pbx, reason, incident_id, origin, created_at,"
-            " expires_at, dry_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " expires_at, dry_run, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (kind, value, pbx, reason, incident_id, origin, created_at, expires_at,
-             int(dry_run)),
+             int(dry_run), applied_at),
         ).lastrowid)  # fmt: skip
         return self.get(int(rowid or 0))
+
+    def mark_applied(self, block_ids: list[int], at: int) -> None:
+        """AstDB was seen to hold these blocks (put, or found there by a check)."""
+        if block_ids:
+            self._write(lambda db: db.executemany(
+                "UPDATE blocks SET applied_at = ? WHERE id = ? AND applied_at IS NULL",
+                [(at, i) for i in block_ids]))  # fmt: skip
 
     def get(self, block_id: int) -> BlockRecord:
         rows = self._rows("WHERE id = ?", (block_id,))
@@ -140,8 +156,17 @@ class BlockStore(SqliteFile):
         return self._rows("ORDER BY id DESC LIMIT ?", (limit,))
 
 
+def _add_applied_column(db: Any) -> None:
+    """Files made before applied_at existed get the column; their blocks count as not applied
+    until the next AstDB check (at connect) finds them there."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(blocks)")}
+    if "applied_at" not in columns:
+        db.execute("ALTER TABLE blocks ADD COLUMN applied_at INTEGER")
+
+
 def _record(row: Any) -> BlockRecord:
-    (ident, kind, value, pbx, reason, incident, origin, created, expires, lifted, by, dry) = row
+    (ident, kind, value, pbx, reason, incident, origin, created, expires, lifted, by, dry,
+     applied) = row
     return BlockRecord(
         id=int(ident),
         kind=str(kind),
@@ -155,4 +180,5 @@ def _record(row: Any) -> BlockRecord:
         lifted_at=None if lifted is None else int(lifted),
         lifted_by=None if by is None else str(by),
         dry_run=bool(dry),
+        applied_at=None if applied is None else int(applied),
     )

@@ -20,9 +20,11 @@ log = logging.getLogger("tollwatch.remediation")
 
 
 async def reapply(
-    pbx: str, sender: ActionSender, records: Sequence[BlockRecord], families: dict[str, str]
+    pbx: str, sender: ActionSender, records: Sequence[BlockRecord], families: dict[str, str],
+    held: list[BlockRecord] | None = None,
 ) -> list[BlockRecord]:
-    """Put back the records AstDB lost; the ones put back."""
+    """Put back the records AstDB lost; the ones put back. `held` gets every record AstDB
+    holds after the check (found there or put back)."""
     restored: list[BlockRecord] = []
     for rec in records:
         family = families[rec.kind]
@@ -31,6 +33,8 @@ async def reapply(
                 value = astdb.block_value(rec.expires_at, rec.reason)
                 await astdb.db_put(sender, family, rec.value, value)
                 restored.append(rec)
+            if held is not None:
+                held.append(rec)
         except Exception as exc:
             log.warning("pbx %s: could not check or re-apply %s (%s)", pbx,
                         Target(rec.kind, rec.value), exc)  # fmt: skip

@@ -16,10 +16,11 @@ channel's Hangup does.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from tollwatch.cdr_ingest import attribution
 from tollwatch.cdr_ingest._types import CdrOptions
@@ -46,6 +47,10 @@ REFUSED_EVENT = "TollwatchRefused"  # the dialplan snippet's UserEvent for a ref
 # Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
 EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
+_EVENT_TV = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?"
+    r"([+-])([0-9]{2})([0-5][0-9])\Z"
+)
 _BEFORE_DIALECT = frozenset({"Newchannel", "Dial"})  # read while the dialect is not known
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
 
@@ -76,6 +81,17 @@ def event_time(msg: Mapping[str, str], at: datetime) -> datetime:
             pass
     tv = msg.get("EventTV", "")
     if tv:
+        m = _EVENT_TV.match(tv)  # the usual shape, without strptime (~10 µs a call)
+        if m is not None:
+            y, mo, d, h, mi, sec, frac, sign, oh, om = m.groups()
+            try:
+                offset = timedelta(hours=int(oh), minutes=int(om))
+                zone = timezone(-offset if sign == "-" else offset)
+                micro = int(frac.ljust(6, "0")) if frac else 0
+                local = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro, zone)
+                return local.astimezone(UTC)
+            except (ValueError, OverflowError):
+                pass  # strptime below says the same (or not: then it decides)
         for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
             try:
                 return datetime.strptime(tv, fmt).astimezone(UTC)

@@ -47,14 +47,18 @@ class Windows:
 
     def add(self, key: str, at: datetime, call: Call) -> int:
         """Add a call; returns how many calls the group's window now holds."""
-        window = self._groups.setdefault(key, deque())
+        window = self._groups.get(key)
+        if window is None:
+            window = self._groups[key] = deque()
         window.append((at, call))
-        self._evict(window, at)
+        limit = at - self.span
+        while window and window[0][0] <= limit:
+            window.popleft()
         return len(window)
 
-    def held(self, key: str) -> list[Call]:
+    def held(self, key: str) -> tuple[Call, ...]:
         """The calls in a group's window as of the last add (no eviction)."""
-        return [c for _, c in self._groups.get(key, ())]
+        return tuple([c for _, c in self._groups.get(key, ())])
 
     def calls(self, key: str, now: datetime) -> list[Call]:
         window = self._groups.get(key)

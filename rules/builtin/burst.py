@@ -14,7 +14,7 @@ from pydantic import Field
 
 from tollwatch.config.types import Duration, format_duration
 from tollwatch.rules.base import Rule, RuleOptions, register
-from tollwatch.rules.builtin._learned import novel_high_risk, threshold
+from tollwatch.rules.builtin._learned import learned_limit, limit_words, novel_high_risk
 from tollwatch.rules.builtin._window import GroupBy, Windows, group_key, incident_group, who
 from tollwatch.rules.model import Call, Finding
 
@@ -55,16 +55,19 @@ class Burst(Rule[BurstOptions]):
         if n < o.count:
             return []
         factor = o.factor if o.group_by == "pbx" else 0.0
-        limit, words = threshold(baseline, o.count, factor, o.calls, o.window, now)
+        limit, usual = learned_limit(baseline, o.count, factor, o.calls, o.window, now)
         if n < limit:
             return []
         recent = self.windows.held(key)
-        per_source = Counter(c.source for c in recent)
-        sources = len(per_source)
-        if sources < o.min_sources:
-            return []
-        if o.min_sources > 1 and n - max(per_source.values()) < limit:
-            return []  # one source's burst with a few others around: per-source rules' case
+        sources = 1
+        if o.min_sources > 1 or o.group_by in ("destination", "dest_block"):
+            per_source = Counter(c.source for c in recent)
+            sources = len(per_source)
+            if sources < o.min_sources:
+                return []
+            if o.min_sources > 1 and n - max(per_source.values()) < limit:
+                return []  # one source's burst with a few others around: per-source rules' case
+        words = limit_words(limit, o.count, usual)
         what = "international" if o.calls == "international" else "high-risk"
         span = format_duration(o.window)
         reason = f"{n} {what} calls {who(call, key, o.group_by, sources)} within {span} ({words})"

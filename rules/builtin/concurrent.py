@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from tollwatch.rules.base import Rule, RuleOptions, register
-from tollwatch.rules.builtin._learned import threshold
+from tollwatch.rules.builtin._learned import learned_limit, limit_words
 from tollwatch.rules.builtin._window import GroupBy, group_key, incident_group
 from tollwatch.rules.model import Call, Finding
 
@@ -32,14 +32,17 @@ class Concurrent(Rule[ConcurrentOptions]):
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         o = self.options
         key = group_key(call, o.group_by)
-        up = self.active.setdefault(key, {})
+        up = self.active.get(key)
+        if up is None:
+            up = self.active[key] = {}
         up[call.call_id] = call
         if len(up) < o.count:
             return []
         factor = o.factor if o.group_by == "pbx" else 0.0
-        limit, words = threshold(self.context.baseline, o.count, factor, "", None, now)
+        limit, usual = learned_limit(self.context.baseline, o.count, factor, "", None, now)
         if len(up) < limit:
             return []
+        words = limit_words(limit, o.count, usual)
         calls = list(up.values())
         who = f"from {call.source}" if o.group_by == "source" else "PBX-wide"
         reason = f"{len(calls)} international calls up at once {who} ({words})"

@@ -77,7 +77,7 @@ class LongCall(Rule[LongCallOptions]):
         return []
 
     def on_end(self, call: Call, now: datetime) -> list[Finding]:
-        if call.answer is None or not any(c is call for c in self.exposed):
+        if call.answer is None or call not in self.exposed:  # Call compares by identity
             return []
         return self._exposure(now, [call])
 

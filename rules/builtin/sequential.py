@@ -41,6 +41,8 @@ class SequentialDialing(Rule[SequentialOptions]):
         self._seen += 1
         if self._seen % 1024 == 0:
             self.windows.prune(now)
+        if len(recent) < o.count:
+            return []  # fewer calls than numbers needed
         numbers = {c.dest.e164 for c in recent}
         if len(numbers) < o.count:
             return []

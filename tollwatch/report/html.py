@@ -13,7 +13,7 @@ from tollwatch.report.html_incidents import (
     previous_days,
     refused_line,
 )
-from tollwatch.report.htmlkit import CSS, TOTAL_LABELS, delta, escape, fmt, img, table
+from tollwatch.report.htmlkit import CSS, TOTAL_LABELS, delta, escape, fmt, img, table, talk
 
 
 def _local(iso: str) -> str:
@@ -44,12 +44,13 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     cards = []
     for key, label in TOTAL_LABELS:
         value = t.get(key)
-        shown = fmt(value) + (f" {cur}" if key == "spend" and value is not None else "")
+        show = talk if key == "minutes" else fmt
+        shown = show(value) + (f" {cur}" if key == "spend" and value is not None else "")
         cmp = ""
         if avg is not None:
             mine = (doc.get("per_day") or t).get(key)
             cmp = (
-                f"<small>like-day avg {escape(fmt(avg.get(key)))} "
+                f"<small>like-day avg {escape(show(avg.get(key)))} "
                 f"{delta(mine, avg.get(key))}</small>"
             )
         cards.append(
@@ -101,9 +102,9 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     sec = ["<h2>Top destination countries</h2>"]
     if doc["top_countries"]:
         sec.append(table(
-            ["country", "code", "calls", "answered", "minutes", money, "high-risk"],
+            ["country", "code", "calls", "answered", "talk time", money, "high-risk"],
             [[c["name"], f"+{c['calling_code']}" if c["calling_code"] else "", c["calls"],
-              c["answered"], c["minutes"], c["spend"], c["high_risk"]]
+              c["answered"], talk(c["minutes"]), c["spend"], c["high_risk"]]
              for c in doc["top_countries"]],
             {2, 3, 4, 5, 6},
         ))
@@ -127,8 +128,8 @@ def render(doc: dict[str, Any], charts: dict[str, bytes]) -> str:
     sec = ["<h2>Top sources</h2>"]
     if doc["top_sources"]:
         sec.append(table(
-            ["source", "calls", "international", "high-risk", "minutes", money],
-            [[s["source"], s["calls"], s["international"], s["high_risk"], s["minutes"],
+            ["source", "calls", "international", "high-risk", "talk time", money],
+            [[s["source"], s["calls"], s["international"], s["high_risk"], talk(s["minutes"]),
               s["spend"]] for s in doc["top_sources"]],
             {1, 2, 3, 4, 5},
         ))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollwatch.report.htmlkit import escape, fmt
+from tollwatch.report.htmlkit import escape, fmt, talk
 from tollwatch.report.words import incident_line
 
 BANNER_MAX = 5
@@ -68,7 +68,7 @@ def incident_cards(doc: dict[str, Any]) -> str:
         rows = [
             ("score", fmt(v.get("score"))),
             ("calls", fmt(v.get("calls"))),
-            ("minutes", fmt(v.get("minutes"))),
+            ("talk time", talk(v.get("minutes"))),
             ("when", f"{_when(v, dated)} ({tz})"),
         ]
         if v.get("spend") is not None:

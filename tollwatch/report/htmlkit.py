@@ -7,6 +7,7 @@ import html
 from typing import Any
 
 from tollwatch.alerting.textsafe import plain
+from tollwatch.report_format import human_minutes
 
 CSS = """
 *{box-sizing:border-box}
@@ -63,9 +64,18 @@ TOTAL_LABELS = (
     ("international", "international"),
     ("high_risk", "high-risk"),
     ("off_hours_international", "off-hours international"),
-    ("minutes", "minutes"),
+    ("minutes", "talk time"),
     ("spend", "estimated spend"),
 )
+
+
+def talk(minutes: Any) -> str:
+    """Talk time for people: m:ss under an hour ("1:12"), whole minutes above ("1,234 min")."""
+    if minutes is None:
+        return "–"
+    if float(minutes) < 60:
+        return human_minutes(float(minutes))
+    return f"{round(float(minutes)):,} min"
 
 
 def fmt(value: Any) -> str:

@@ -83,14 +83,15 @@ def block_state(entries: list[dict[str, Any]]) -> tuple[str, str | None]:
     return NOT_BLOCKED, None
 
 
-def _entries(view: dict[str, Any], blocks: BlockStore | None) -> list[dict[str, Any]]:
+def incident_blocks(view: dict[str, Any], blocks: BlockStore | None) -> list[dict[str, Any]]:
     """The blocks made for a live incident: blocks.sqlite3 when there is one (every block and
     whether it was a dry run), else the "blocks" list the daemon saved on the incident."""
     iid = str(view.get("id"))
     if blocks is not None:
         recs = blocks.of_incident(iid)
         if recs:
-            return [{"what": Target(r.kind, r.value).what, "dry_run": r.dry_run} for r in recs]
+            return [{"what": Target(r.kind, r.value).what, "dry_run": r.dry_run,
+                     "failed": not r.dry_run and not r.applied} for r in recs]
     saved = view.get("blocks")
     return [b for b in saved if isinstance(b, dict)] if isinstance(saved, list) else []
 
@@ -183,7 +184,7 @@ def reconcile(
             vid = str(live_view.get("id"))
             if vid not in ids:
                 ids.append(vid)
-                entries.extend(_entries(live_view, blocks))
+                entries.extend(incident_blocks(live_view, blocks))
                 refused += _int(live_view.get("attempts_refused"))
         state, what = block_state(entries)
         rec.incidents[inc.id] = IncidentStatus(inc.id, live, ids, what, state, refused)

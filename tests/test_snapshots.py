@@ -1,0 +1,189 @@
+"""Snapshots of a big state are pickled in a child process: same bytes, the loop never held."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import settings
+from tollwatch.cdr_ingest.live import CallEnded, CallStarted
+from tollwatch.daemon import Daemon
+from tollwatch.snapshots import Snapshotter
+from tollwatch.state import StateStore
+
+T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
+PARENT = os.getpid()
+
+
+def slow(value: object, seconds: float) -> bytes:
+    time.sleep(seconds)
+    return pickle.dumps(value)
+
+
+async def test_a_slow_pickle_moves_to_a_child_and_the_loop_goes_on() -> None:
+    snap = Snapshotter(inline_max=0.01)
+    state = {"calls": list(range(1000))}
+    first = await snap.take({"pbx": lambda: slow(state, 0.02)})  # in place: measured slow
+    assert snap.forked == 0 and snap.last_s >= 0.02
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    second = await snap.take({"pbx": lambda: slow(state, 0.5), "b": lambda: b""})
+    task.cancel()
+    assert time.perf_counter() - started >= 0.5
+    assert snap.forked == 1 and snap.failed == 0
+    assert second == {"pbx": first["pbx"], "b": b""}
+    assert ticks >= 10  # the loop ran all along (~100 on an idle machine; a held loop: 0-1)
+
+
+async def test_the_child_sees_the_state_as_it_was_at_fork() -> None:
+    snap = Snapshotter(inline_max=0.0)
+    snap.last_s = 1.0  # as after a slow pickle
+    state = {"n": 1}
+
+    def later_change() -> None:
+        state["n"] = 2  # runs in the parent while the child pickles
+
+    asyncio.get_running_loop().call_later(0.05, later_change)
+    got = await snap.take({"pbx": lambda: slow(state, 0.2)})
+    assert snap.forked == 1
+    assert pickle.loads(got["pbx"]) == {"n": 1} and state == {"n": 2}
+
+
+async def test_a_failing_child_falls_back_to_a_pickle_in_place() -> None:
+    snap = Snapshotter(inline_max=0.0)
+    snap.last_s = 1.0
+
+    def only_here() -> bytes:
+        if os.getpid() != PARENT:
+            raise RuntimeError("boom in the child")
+        return b"state"
+
+    assert await snap.take({"pbx": only_here}) == {"pbx": b"state"}
+    assert snap.failed == 1 and snap.forked == 0
+
+
+def feed(daemon: Daemon, n: int) -> list[CallStarted | CallEnded]:
+    events: list[CallStarted | CallEnded] = []
+    for i in range(n):
+        at = T0 + timedelta(seconds=20 * i)
+        events.append(CallStarted("pbx", f"c{i}", at, "209", "acme", f"01023276543{i:02d}",
+                                  "carrier"))  # fmt: skip
+        if i % 2:
+            events.append(CallEnded("pbx", f"c{i}", at + timedelta(seconds=30)))
+    return events
+
+
+@pytest.mark.parametrize("forked", [False, True])
+async def test_daemon_state_saved_through_the_child_restores(tmp_path: Path, forked: bool) -> None:
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    if forked:
+        daemon.snapshotter.last_s = 1.0
+    for event in feed(daemon, 30):
+        await daemon.process(event)
+    expected = daemon.pipelines["pbx"].snapshot()
+    await daemon.flush_async()
+    assert daemon.snapshotter.forked == int(forked)
+    assert daemon.store.load_snapshot("pbx") == expected and not daemon._dirty
+    again = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    again.restore()
+    pipe, before = again.pipelines["pbx"], daemon.pipelines["pbx"]
+    assert set(pipe.up) == set(before.up) and set(pipe.engine.tracker.open) == set(
+        before.engine.tracker.open)
+    assert {k: sorted(i.calls) for k, i in pipe.engine.tracker.open.items()} == {
+        k: sorted(i.calls) for k, i in before.engine.tracker.open.items()}
+
+
+async def test_an_interrupted_flush_keeps_the_pbx_dirty(tmp_path: Path) -> None:
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    for event in feed(daemon, 3):
+        await daemon.process(event)
+    daemon.snapshotter.last_s = 1.0
+    real = daemon.pipelines["pbx"].snapshot
+    daemon.pipelines["pbx"].snapshot = lambda: slow(real(), 5.0)  # type: ignore[method-assign]
+    task = asyncio.create_task(daemon.flush_async())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert daemon._dirty == {"pbx"}  # the final flush saves it
+    daemon.pipelines["pbx"].snapshot = real  # type: ignore[method-assign]
+    daemon.flush(final=True)
+    assert daemon.store.load_snapshot("pbx") == real()
+
+
+def pending_incidents(daemon: Daemon, n: int) -> list[str]:
+    from tollwatch.rules.incidents import Incident, Severity
+
+    pending = daemon._updates.setdefault("pbx", {})
+    for i in range(n):
+        inc = Incident(id=f"s:{i}", site="s", source=str(200 + i), opened_at=T0,
+                       last_activity=T0, severity=Severity.WARNING)  # fmt: skip
+        pending[inc.id] = inc
+    return list(pending)
+
+
+async def test_views_at_a_tick_leave_room_for_events(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_daemon import Recorder
+    from tollwatch import daemon as daemon_mod
+
+    monkeypatch.setattr(daemon_mod, "PUBLISH_SLICE", 0.0)  # hand the loop back after each view
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
+    rec = Recorder()
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [rec], ["pbx"])
+    ids = pending_incidents(daemon, 5)
+    between: list[int] = []
+
+    async def other() -> None:
+        for _ in range(10):
+            between.append(len(rec.sent))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(daemon._publish("pbx", [], flush=True), other())
+    assert [v["id"] for _, v in rec.sent] == ids
+    assert len(set(between) - {0, 5}) >= 2  # the other task ran while views were published
+
+    ids = pending_incidents(daemon, 5)  # stopping while views go out: all still go out
+    rec.sent.clear()
+    task = asyncio.create_task(daemon._publish("pbx", [], flush=True))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [v["id"] for _, v in rec.sent] == ids
+    assert {i["id"] for i in daemon.store.incidents()} == set(ids)
+
+
+async def test_a_big_state_is_saved_less_often(tmp_path: Path) -> None:
+    snap = Snapshotter(inline_max=10.0, duty=0.05)
+    assert snap.due()
+    await snap.take({"pbx": lambda: slow({}, 0.02)})  # 20 ms: at most every 0.4 s
+    assert not snap.due()
+    await asyncio.sleep(0.45)
+    assert snap.due()
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    for event in feed(daemon, 3):
+        await daemon.process(event)
+    daemon.snapshotter.last_s, daemon.snapshotter.taken_at = 1.0, time.monotonic()
+    await daemon.flush_async()  # not due: nothing saved, still dirty
+    assert daemon.store.load_snapshot("pbx") is None and daemon._dirty == {"pbx"}
+    daemon.flush(final=True)  # stopping saves it whatever
+    assert daemon.store.load_snapshot("pbx") is not None
