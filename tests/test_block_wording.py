@@ -86,9 +86,12 @@ def test_status_counts_blocks_and_what_a_dry_run_would_block(tmp_path: Path) -> 
     store.add("prefix", "232", "acme", "r", "inc-1", "auto", NOW, NOW + 60, True)
     assert blocks_line(tmp_path) == ("blocks: 0 in force; 1 WOULD BLOCK (dry run: [remediation] "
                                      "enabled = false) (tollwatch blocks)")
-    store.add("prefix", "44", "acme", "r", "inc-2", "cli:root", NOW, NOW + 60, False)
-    store.close()
+    store.add("prefix", "44", "acme", "r", "inc-2", "cli:root", NOW, NOW + 60, False, NOW)
     assert blocks_line(tmp_path).startswith("blocks: 1 in force; 1 WOULD BLOCK")  # type: ignore
+    store.add("prefix", "1876", "csvonly", "r", "inc-3", "auto", NOW, NOW + 60, False)  # no AMI
+    store.close()
+    assert blocks_line(tmp_path).startswith(  # type: ignore
+        "blocks: 1 in force; 1 recorded but NOT applied in Asterisk")
 
 
 def test_console_times_for_people() -> None:

@@ -134,15 +134,15 @@ async def test_three_pbxes_give_the_incidents_of_three_single_daemons(
             sup = FleetSupervisor(loader(path), tmp_path / "fleet", 1.0)
             stop = asyncio.Event()
             task = asyncio.create_task(sup.run(stop, loader(path)()))
-            await asyncio.gather(*(f.replay(attack) for f in fake.values()))
+            await asyncio.wait_for(asyncio.gather(*(f.replay(attack) for f in fake.values())), 60)
             await drained(sup, SITES)
             await wait_for(lambda: len(stub.posts()) >= 3)
             status = sup.status()
             stop.set()
-            await task
+            await asyncio.wait_for(task, 60)  # stopping never hangs
         async with fakes(SITES) as fake:  # each PBX alone, the same recording
             runs = [await single_site(n, fake[n].port, tmp_path / "single" / n) for n in SITES]
-            await asyncio.gather(*(f.replay(attack) for f in fake.values()))
+            await asyncio.wait_for(asyncio.gather(*(f.replay(attack) for f in fake.values())), 60)
             for daemon, _stop, _task in runs:
                 await wait_for(lambda d=daemon: d.queue.empty())
             await asyncio.sleep(0.3)
@@ -185,16 +185,21 @@ async def test_a_wrong_secret_or_a_malformed_stream_never_stops_the_others(
         await wait_for(lambda: fake["newyork"].clients == 1)
         fake["newyork"].inject(b"Event: Newchannel\r\n\x00\xff[/bold]\x1b[2J no colon\r\n\r\n"
                                + b"garbage without a frame end " * 200)  # a malformed stream
-        await asyncio.gather(*(fake[n].replay(fixtures / "ami-attack.txt")
-                               for n in ("tokyo", "newyork")))
+        await asyncio.wait_for(asyncio.gather(*(fake[n].replay(fixtures / "ami-attack.txt")
+                                                for n in ("tokyo", "newyork"))), 60)
         await drained(sup, ("tokyo", "newyork"))
         berlin = sup.pipelines["berlin"].daemon
         assert berlin is not None
         await wait_for(lambda: berlin.sources[0].status.errors >= 2)  # it keeps retrying
-        await asyncio.sleep(1.2)  # a status report
+
+        def berlin_retrying() -> bool:  # a status report taken while berlin waits to retry
+            rows = (read_status_file(tmp_path) or {}).get("daemon", {}).get("fleet") or []
+            return any(r["pbx"] == "berlin" and "retrying in" in r["connection"] for r in rows)
+
+        await wait_for(berlin_retrying)
         doc = read_status_file(tmp_path)
         stop.set()
-        await task
+        await asyncio.wait_for(task, 60)  # stopping never hangs
     assert doc is not None
     lines = {row["pbx"]: row for row in doc["daemon"]["fleet"]}
     assert not lines["berlin"]["connected"] and lines["berlin"]["errors"] >= 2
@@ -243,7 +248,7 @@ async def test_sighup_adds_and_removes_pbxes_leaving_the_rest_running(
         assert set(sup.pipelines) == {"tokyo", "berlin"} and tokyo.state == "running"
         logins = [a for a in fake["tokyo"].actions if a.get("Action") == "Login"]
         stop.set()
-        await task
+        await asyncio.wait_for(task, 60)  # stopping never hangs
     assert len(logins) == 1  # tokyo was not reconnected by the reload
     assert any(i["severity"] == "critical" for i in stored(pbx_dir(tmp_path, "berlin")))
     stopped = read_status_file(pbx_dir(tmp_path, "newyork"))

@@ -75,7 +75,7 @@ def test_a_day_without_cdrs_is_missing_not_zero(tmp_path: Path) -> None:
 
 
 # ---- the block state, from the daemon's records --------------------------------------------
-def with_blocks(tmp: Path, dry_run: bool | None, **live: Any) -> Built:
+def with_blocks(tmp: Path, dry_run: bool | None, applied: bool = True, **live: Any) -> Built:
     """The golden day with the live incident stored, and (unless None) a block record for it
     in blocks.sqlite3 beside the state file, as the daemon writes them."""
     cdr = traffic()
@@ -89,7 +89,8 @@ def with_blocks(tmp: Path, dry_run: bool | None, **live: Any) -> Built:
     if dry_run is not None:
         blocks = BlockStore(state / "blocks.sqlite3")
         blocks.add("prefix", "23276543", "pbx", "incident pbx:209:live critical", "pbx:209:live",
-                   "auto", 1_792_000_000, 1_792_086_400, dry_run)
+                   "auto", 1_792_000_000, 1_792_086_400, dry_run,
+                   1_792_000_000 if applied and not dry_run else None)
         blocks.close()
     try:
         return build(tmp, store, cdr)
@@ -110,6 +111,12 @@ def test_a_real_block_is_blocked(tmp_path: Path) -> None:
     assert inc["blocked"] == "numbers starting +232 76543 (Sierra Leone)"
     assert ("CRITICAL: ext 209 → Sierra Leone (+232), 12 calls, ≈ 6.00 JPY, 03:00–03:00, "
             "blocked</b>") in banner_text(b)
+
+
+def test_a_block_asterisk_never_held_is_not_called_blocked(tmp_path: Path) -> None:
+    b = with_blocks(tmp_path, dry_run=False, applied=False)  # AstDB refused, or no AMI
+    assert b.result.figures["incidents"][0]["block"] == "block NOT applied"
+    assert "03:00–03:00, block NOT applied</b>" in banner_text(b)
 
 
 def test_a_dry_run_block_would_block(tmp_path: Path) -> None:
