@@ -70,12 +70,10 @@ def blocks_line(directory: Path) -> str | None:
         return None
     store = BlockStore(path)
     try:
-        recorded, dry = store.active(dry_run=False), len(store.active(dry_run=True))
+        real, pending, dry = store.counts()
     finally:
         store.close()
-    real = sum(1 for r in recorded if r.applied)
-    pending = len(recorded) - real
-    if not recorded and not dry:
+    if not real and not pending and not dry:
         return "blocks: none in force"
     line = f"blocks: {real} in force"
     if pending:

@@ -179,8 +179,7 @@ class PbxPipeline:
         blocker = next((a for a in d.alerters if isinstance(a, Blocker)), None)
         if blocker is not None:
             try:
-                row["blocks"] = sum(1 for r in blocker.store.active(dry_run=False) if r.applied)
-                row["blocks_dry_run"] = len(blocker.store.active(dry_run=True))
+                row["blocks"], _, row["blocks_dry_run"] = blocker.store.counts()
             except Exception as exc:  # status must never stop the daemon
                 log.warning("pbx %s: cannot count blocks (%s)", self.name, exc)
         row["backlog"] = d.queue.measures()

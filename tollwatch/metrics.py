@@ -183,16 +183,15 @@ class StatusCollector(Collector):
 
         store = BlockStore(path)
         try:
-            recorded, dry = store.active(dry_run=False), len(store.active(dry_run=True))
+            real, not_applied, dry = store.counts()
         finally:
             store.close()
-        real = sum(1 for r in recorded if r.applied)
         gauge = GaugeMetricFamily("tollwatch_blocks_active", "Blocks in force in Asterisk")
         gauge.add_metric([], float(real))
         yield gauge
         pending = GaugeMetricFamily("tollwatch_blocks_not_applied",
                                     "Blocks recorded but not (yet) held by Asterisk's AstDB")
-        pending.add_metric([], float(len(recorded) - real))
+        pending.add_metric([], float(not_applied))
         yield pending
         would = GaugeMetricFamily("tollwatch_blocks_dry_run",
                                   "Blocks a dry run would have in force")

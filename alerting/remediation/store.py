@@ -96,6 +96,12 @@ class BlockStore(SqliteFile):
         ).lastrowid)  # fmt: skip
         return self.get(int(rowid or 0))
 
+    def counts(self, pbx: str | None = None) -> tuple[int, int, int]:
+        """Active blocks: (held by AstDB, recorded but not held, dry run)."""
+        real = self.active(pbx, dry_run=False)
+        held = sum(1 for r in real if r.applied)
+        return held, len(real) - held, len(self.active(pbx, dry_run=True))
+
     def mark_applied(self, block_ids: list[int], at: int) -> None:
         """AstDB was seen to hold these blocks (put, or found there by a check)."""
         if block_ids:
