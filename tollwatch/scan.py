@@ -201,13 +201,13 @@ class _Loop:
         )
         local = local_dials(batch.filter(good))
         if local.height:
-            self.dials.append(local)
+            self.dials.append(compact(local))
         out = batch.filter(good & self.outbound)
         stats.outbound += out.height
         if out.height:
             keep = _classified(out, self.classify, stats, self.calls)
             if keep.height:
-                self.relevant.append(keep.select(*CALL_COLUMNS, "channel"))
+                self.relevant.append(compact(keep.select(*CALL_COLUMNS, "channel")))
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
 
@@ -233,6 +233,14 @@ def _classified(
         stats.by_class[cls] = stats.by_class.get(cls, 0) + n
     wanted = classes.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
     return out.join(wanted, on="dialed", how="inner", nulls_equal=True, maintain_order="left")
+
+
+def compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """frame with its strings copied out. A polars string column taken from a batch (a filter,
+    a join) points into the batch's string buffers and keeps them all alive: what the scan
+    keeps of each batch would otherwise hold on to every batch read (the whole file)."""
+    strings = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(pl.concat_str(pl.col(c), pl.lit("")).alias(c) for c in strings)
 
 
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
