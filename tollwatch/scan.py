@@ -15,7 +15,13 @@ from pathlib import Path
 
 import polars as pl
 
-from tollwatch.cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_chunks
+from tollwatch.cdr_ingest import (
+    CdrOptions,
+    dials_local,
+    local_dials,
+    resolve_local_chains,
+    scan_chunks,
+)
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.cdr_ingest.live.follow_rows import REFUSED_MARK
 from tollwatch.config import Settings
@@ -105,16 +111,7 @@ def run_scan(
         # counted as read: a second pass would query the table again
         stats.rows = database.rows_read - read_before
     else:
-        chunks = scan_chunks(paths, cdr_options(settings), stats.file_problems.append)
-        held: list[pl.DataFrame] = []  # batches of wanted rows not yet taken
-        for count, chunk in chunks:  # one chunk of rows in memory at a time
-            stats.rows += count
-            held.append(loop.wanted(chunk, columns).collect())
-            if sum(df.height for df in held) >= BATCH_ROWS:
-                loop.take(pl.concat(held), progress)
-                held = []
-        if held:
-            loop.take(pl.concat(held), progress)
+        loop.read_files(paths, cdr_options(settings), columns, progress)
     legs, relevant, refused, dials = loop.legs, loop.relevant, loop.refused, loop.dials
     stats.notes = legs.notes()
     frame = pl.concat(relevant) if relevant else pl.DataFrame()
@@ -174,6 +171,26 @@ class _Loop:
             | dials_local()  # to follow Local chains back to who sent a call out
         )
         return wanted if columns is None else wanted.select(columns)
+
+    def read_files(
+        self,
+        paths: Sequence[Path],
+        options: CdrOptions,
+        columns: Sequence[str] | None,
+        progress: Progress | None,
+    ) -> None:
+        """Take the wanted rows of the files, BATCH_ROWS at a time, reading them a chunk at a
+        time (memory holds one chunk and one batch, whatever the files' size); count rows."""
+        chunks = scan_chunks(paths, options, self.stats.file_problems.append)
+        held: list[pl.DataFrame] = []  # wanted rows not taken yet
+        for count, chunk in chunks:
+            self.stats.rows += count
+            held.append(self.wanted(chunk, columns).collect())
+            if sum(df.height for df in held) >= BATCH_ROWS:
+                self.take(pl.concat(held), progress)
+                held = []
+        if held:
+            self.take(pl.concat(held), progress)
 
     def take(self, batch: pl.DataFrame, progress: Progress | None) -> None:
         if batch.height == 0:
