@@ -401,7 +401,7 @@ class Classifier:
             frame.height >= _FAST_MIN
             and frame.schema.get(column) == pl.String
             and not any(c in _OURS or c.startswith("_d_") for c in frame.columns)
-            and frame.get_column(column).approx_n_unique() * 2 > frame.height
+            and int(frame.select(pl.col(column).approx_n_unique()).item()) * 2 > frame.height
         ):
             return self._apply(frame, column)
         distinct = frame.select(pl.col(column).cast(pl.String)).unique()
