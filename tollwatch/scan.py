@@ -112,20 +112,15 @@ def run_scan(
         stats.rows = database.rows_read - read_before
     else:
         loop.read_files(paths, cdr_options(settings), columns, progress)
-    legs, relevant, refused, dials = loop.legs, loop.relevant, loop.refused, loop.dials
-    stats.notes = legs.notes()
-    frame = pl.concat(relevant) if relevant else pl.DataFrame()
-    if frame.height:
-        if dials:
-            frame = resolve_local_chains(frame, pl.concat(dials), cdr_options(settings))
-        frame = frame.select(CALL_COLUMNS)
+    stats.notes = loop.legs.notes()
+    frame = _relevant(loop, cdr_options(settings))
     stats.calls_scored = frame.height
     specs = rule_specs(settings) if rules else {}
     engine = Engine.from_settings(settings, specs, baseline)
     incidents = (
         run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
     )
-    count_refused(incidents, refused, settings.incidents.gap)
+    count_refused(incidents, loop.refused, settings.incidents.gap)
     incidents = sort_incidents(incidents)
     validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
     stats.seconds = time.perf_counter() - started
@@ -227,6 +222,20 @@ class _Loop:
                 self.relevant.append(compact(keep.select(*CALL_COLUMNS, "channel")))
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
+
+
+def _relevant(loop: _Loop, options: CdrOptions) -> pl.DataFrame:
+    """The calls rules look at, in start order, as one frame; the loop's parts are let go
+    as they are joined (one copy of the calls in memory, not three)."""
+    frame = pl.concat(loop.relevant) if loop.relevant else pl.DataFrame()
+    loop.relevant.clear()
+    if frame.height == 0:
+        return frame
+    if loop.dials:
+        dials = pl.concat(loop.dials)
+        loop.dials.clear()
+        frame = resolve_local_chains(frame, dials, options)
+    return frame.select(CALL_COLUMNS).sort("start", maintain_order=True)
 
 
 def _classified(
