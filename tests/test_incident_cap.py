@@ -85,3 +85,33 @@ def test_live_equals_scan_under_the_same_cap(tmp_path: Path) -> None:
                       key=lambda v: (v["first_call_at"], v["source"]))  # fmt: skip
 
     assert same(views(live)) == same(views(batch))
+
+
+async def test_an_expired_block_comes_back_on_a_new_call_not_listed(tmp_path: Path) -> None:
+    """Remediation's evidence is the calls per number, not the listed call ids: a new call to
+    the blocked range counts even when the incident lists only its first and last calls."""
+    from tests.test_block_scope import ATTACK, Clock, Sender
+    from tollwatch.alerting.remediation.blocker import Blocker
+
+    def capped_view(per_number: dict[str, int]) -> dict[str, Any]:
+        numbers = sorted(per_number)
+        return {"id": "inc-1", "pbx": "acme", "severity": "critical", "rules": ["burst"],
+                "source": "209", "numbers": numbers,
+                "number_calls": [per_number[n] for n in numbers],
+                "call_ids": ["c0", "c1"], "call_numbers": [ATTACK[0], ATTACK[1]],
+                "calls": sum(per_number.values()),
+                "calls_not_listed": sum(per_number.values()) - 2}  # fmt: skip
+
+    s = settings("JP", remediation={"enabled": True}, daemon={"data_dir": str(tmp_path)})
+    clock, sender = Clock(), Sender()
+    blocker = Blocker(s, {"acme": sender}, clock=clock)
+    calls = dict.fromkeys(ATTACK, 30)
+    await blocker.handle("escalated", capped_view(calls))
+    assert sender.keys() == ["23276543"]
+    clock.t += 86_400
+    await blocker.expire()
+    await blocker.handle("updated", capped_view({**calls, "+442079460000": 5}))  # UK only
+    assert sender.keys() == ["23276543"]
+    calls[ATTACK[3]] += 1  # one more call to a number called before, not among the listed
+    await blocker.handle("updated", capped_view(calls))
+    assert sender.keys() == ["23276543", "23276543"]
