@@ -22,6 +22,7 @@ always still in the weak map: the count is exact.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from weakref import WeakValueDictionary
@@ -37,7 +38,8 @@ class IncidentCalls:
         self.limit = limit
         self.head: dict[str, Call] = {}  # the first calls added (all of them when no limit)
         self.tail: OrderedDict[str, Call] = OrderedDict()  # the last calls added
-        self.gone: WeakValueDictionary[str, Call] = WeakValueDictionary()  # details dropped
+        # calls whose details were dropped (made on the first drop: most incidents never drop)
+        self.gone: WeakValueDictionary[str, Call] | None = None
         self.up: dict[str, Call] = {}  # calls whose minutes may still change
         self.count = 0
         self.first_start: datetime | None = None
@@ -55,13 +57,32 @@ class IncidentCalls:
 
     # ---- taking calls in ---------------------------------------------------------------------
     def __contains__(self, call_id: str) -> bool:
-        return call_id in self.head or call_id in self.tail or call_id in self.gone
+        gone = self.gone
+        return (call_id in self.head or call_id in self.tail
+                or (gone is not None and call_id in gone))  # fmt: skip
 
     def add(self, call: Call) -> bool:
         """Count a call (False if it was counted already)."""
-        cid = call.call_id
-        if cid in self.head or cid in self.tail or cid in self.gone:
+        if call.call_id in self:
             return False
+        self._take(call)
+        return True
+
+    def add_all(self, calls: Iterable[Call]) -> bool:
+        """Count the calls not counted yet (a finding's); whether there was one."""
+        head, tail, gone = self.head, self.tail, self.gone
+        grew = False
+        for call in calls:
+            cid = call.call_id
+            if cid in head or cid in tail or (gone is not None and cid in gone):
+                continue
+            self._take(call)
+            grew = True
+            gone = self.gone
+        return grew
+
+    def _take(self, call: Call) -> None:
+        cid = call.call_id
         self.count += 1
         start = call.start
         if self.first_start is None or start < self.first_start:
@@ -96,8 +117,9 @@ class IncidentCalls:
             self.tail[cid] = call
             if len(self.tail) > limit[1]:
                 old_id, old = self.tail.popitem(last=False)
+                if self.gone is None:
+                    self.gone = WeakValueDictionary()
                 self.gone[old_id] = old
-        return True
 
     def _grow(self, name: str, values: set[str], value: str) -> None:
         if value not in values:
@@ -161,11 +183,12 @@ class IncidentCalls:
     # ---- pickling (snapshots) -----------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["gone"] = dict(self.gone)  # the calls still held elsewhere, pickled with them
+        # the calls still held elsewhere, pickled with them
+        state["gone"] = dict(self.gone) if self.gone is not None else None
         state["_sorted"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        gone = state.pop("gone", {})
+        gone = state.pop("gone", None)
         self.__dict__.update(state)
-        self.gone = WeakValueDictionary(gone)
+        self.gone = WeakValueDictionary(gone) if gone is not None else None

@@ -212,11 +212,7 @@ class IncidentTracker:
         now = finding.at
         inc = self._current(key, now, create=True)
         assert inc is not None
-        grew = False
-        add = inc.log.add
-        for call in finding.calls:
-            if add(call):
-                grew = True
+        grew = inc.log.add_all(finding.calls)
         inc.last_activity = now
         hit = inc.hits.get(finding.rule)
         if hit is None:
