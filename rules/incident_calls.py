@@ -22,10 +22,10 @@ always still in the weak map: the count is exact.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
-from weakref import WeakValueDictionary
+from weakref import ref
 
 from tollwatch.rules.model import Call
 
@@ -38,8 +38,9 @@ class IncidentCalls:
         self.limit = limit
         self.head: dict[str, Call] = {}  # the first calls added (all of them when no limit)
         self.tail: OrderedDict[str, Call] = OrderedDict()  # the last calls added
-        # calls whose details were dropped (made on the first drop: most incidents never drop)
-        self.gone: WeakValueDictionary[str, Call] | None = None
+        # calls whose details were dropped, while something else holds them (made on the first
+        # drop: most incidents never drop one)
+        self.gone: dict[str, ref[Call]] | None = None
         self.up: dict[str, Call] = {}  # calls whose minutes may still change
         self.count = 0
         self.first_start: datetime | None = None
@@ -53,7 +54,7 @@ class IncidentCalls:
         self.settled = _ZERO  # talk time of the calls that ended (exact: timedelta)
         self.settled_spend = 0.0
         self._settle_at = 64  # settle `up` when it grows past this (amortized O(1) per call)
-        self._sorted: dict[str, list[str]] = {}  # sorted sets, dropped when one grows
+        self._sorted: dict[str, tuple[int, list[str]]] = {}  # (size, sorted) per set
 
     # ---- taking calls in ---------------------------------------------------------------------
     def __contains__(self, call_id: str) -> bool:
@@ -90,17 +91,16 @@ class IncidentCalls:
         if self.last_start is None or start > self.last_start:
             self.last_start = start
         d = call.dest
-        self._grow("sources", self.sources, call.source)
+        self.sources.add(call.source)  # sets only grow: sorted_set() compares their sizes
         if call.account:
-            self._grow("accounts", self.accounts, call.account)
+            self.accounts.add(call.account)
         if d.region:
-            self._grow("regions", self.regions, d.region)
-        self._grow("labels", self.labels, call.label())
-        if d.e164:
-            n = self.numbers.get(d.e164, 0)
-            if not n:
-                self._sorted.pop("numbers", None)
-            self.numbers[d.e164] = n + 1
+            self.regions.add(d.region)
+        self.labels.add(call.label())
+        e164 = d.e164
+        if e164:
+            numbers = self.numbers
+            numbers[e164] = numbers.get(e164, 0) + 1
         if d.rate:
             self.rated += 1
         if call.ended and call.end is not None:
@@ -114,17 +114,13 @@ class IncidentCalls:
         if limit is None or len(self.head) < limit[0]:
             self.head[cid] = call
         else:
-            self.tail[cid] = call
-            if len(self.tail) > limit[1]:
-                old_id, old = self.tail.popitem(last=False)
+            tail = self.tail
+            tail[cid] = call
+            if len(tail) > limit[1]:
+                old_id, old = tail.popitem(last=False)
                 if self.gone is None:
-                    self.gone = WeakValueDictionary()
-                self.gone[old_id] = old
-
-    def _grow(self, name: str, values: set[str], value: str) -> None:
-        if value not in values:
-            values.add(value)
-            self._sorted.pop(name, None)
+                    self.gone = {}
+                self.gone[old_id] = ref(old, _forget(self.gone, old_id))
 
     def _settle_one(self, call: Call) -> None:
         if call.answer is not None and call.end is not None:
@@ -173,22 +169,40 @@ class IncidentCalls:
         return round(self.settled_spend + up, 2)
 
     def sorted_set(self, name: str) -> list[str]:
-        """"sources", "accounts", "regions", "labels" or "numbers", sorted (cached)."""
-        out = self._sorted.get(name)
-        if out is None:
-            values = self.numbers if name == "numbers" else getattr(self, name)
-            out = self._sorted[name] = sorted(values)
-        return out
+        """"sources", "accounts", "regions", "labels" or "numbers", sorted (cached while the
+        set keeps its size: they only grow)."""
+        values: set[str] | dict[str, int] = (
+            self.numbers if name == "numbers" else getattr(self, name))
+        cached = self._sorted.get(name)
+        if cached is None or cached[0] != len(values):
+            cached = self._sorted[name] = (len(values), sorted(values))
+        return cached[1]
 
     # ---- pickling (snapshots) -----------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         # the calls still held elsewhere, pickled with them
-        state["gone"] = dict(self.gone) if self.gone is not None else None
+        gone = self.gone
+        state["gone"] = None if gone is None else {
+            k: c for k, c in ((k, r()) for k, r in gone.items()) if c is not None}
         state["_sorted"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        gone = state.pop("gone", None)
+        gone: dict[str, Call] | None = state.pop("gone", None)
         self.__dict__.update(state)
-        self.gone = WeakValueDictionary(gone) if gone is not None else None
+        self.gone = None
+        if gone is not None:
+            self.gone = {}
+            for k, c in gone.items():
+                self.gone[k] = ref(c, _forget(self.gone, k))
+
+
+def _forget(gone: dict[str, ref[Call]], call_id: str) -> Callable[[ref[Call]], None]:
+    """The weak reference's callback: the call is gone for good, so is its entry."""
+
+    def drop(dead: ref[Call]) -> None:
+        if gone.get(call_id) is dead:
+            del gone[call_id]
+
+    return drop
