@@ -23,7 +23,11 @@ from tollwatch.cli_common import (
     AccessOpt,
     ConfigOpt,
     CountryOpt,
+    FleetOpt,
+    ParquetOpt,
+    SchedulerOpt,
     TzOpt,
+    WorkersOpt,
     err,
     fail,
     out,
@@ -31,7 +35,6 @@ from tollwatch.cli_common import (
     settings_for,
     warn,
 )
-from tollwatch.cli_fleet import FleetOpt, ParquetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.config import Settings, masked_dump
 from tollwatch.config.fleet import is_fleet_file
 from tollwatch.config.load import default_path

@@ -74,3 +74,26 @@ def parse_time(value: str | None, tz: ZoneInfo | None, name: str) -> datetime | 
         raise fail(f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
                    "2026-11-24T06:00") from None
     return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when
+
+
+# the fleet options of `scan` and `report` (here, so that the CLI loads no fleet code to parse)
+FleetOpt = Annotated[
+    Path | None,
+    typer.Option("--fleet", help="A fleet: a settings file with \\[\\[pbx]] entries, or a "
+                 "directory ROOT/<pbx>/Master.csv* (--config: shared settings)."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=0, help="--fleet: local Dask worker processes "
+                 "(default: CPU count; 0: no Dask, one PBX after another)."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="--fleet: an existing Dask scheduler, e.g. "
+                 "tcp://host:8786."),
+]
+ParquetOpt = Annotated[
+    Path | None,
+    typer.Option("--parquet", help="--fleet: write classified calls as Parquet under "
+                 "DIR/pbx=<pbx>/day=<date>/.", file_okay=False),
+]

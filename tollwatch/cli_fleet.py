@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -22,27 +22,6 @@ from tollwatch.fleet_report import Span
 from tollwatch.fleet_scan import Progress, run_fleet
 from tollwatch.rules.base import check_rules
 from tollwatch.scan import ScanStats
-
-FleetOpt = Annotated[
-    Path | None,
-    typer.Option("--fleet", help="A fleet: a settings file with \\[\\[pbx]] entries, or a "
-                 "directory ROOT/<pbx>/Master.csv* (--config: shared settings)."),
-]
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option("--workers", min=0, help="--fleet: local Dask worker processes "
-                 "(default: CPU count; 0: no Dask, one PBX after another)."),
-]
-SchedulerOpt = Annotated[
-    str | None,
-    typer.Option("--scheduler", help="--fleet: an existing Dask scheduler, e.g. "
-                 "tcp://host:8786."),
-]
-ParquetOpt = Annotated[
-    Path | None,
-    typer.Option("--parquet", help="--fleet: write classified calls as Parquet under "
-                 "DIR/pbx=<pbx>/day=<date>/.", file_okay=False),
-]
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)

@@ -18,14 +18,16 @@ from tollwatch.cli_common import (
     AccessOpt,
     ConfigOpt,
     CountryOpt,
+    FleetOpt,
+    SchedulerOpt,
     TzOpt,
+    WorkersOpt,
     err,
     parse_time,
     settings_for,
     warn,
 )
 from tollwatch.cli_common import fail as _fail
-from tollwatch.cli_fleet import FleetOpt, SchedulerOpt, WorkersOpt
 from tollwatch.config.secrets import SecretError
 from tollwatch.report.build import build_report
 from tollwatch.settings import overrides
