@@ -124,36 +124,52 @@ class Baseline:
             stats.novel[b] += 1
         self.up.add(call.call_id)
         stats.conc[local.hour] = max(stats.conc[local.hour], len(self.up))
-        key = dest_key(call.dest)
+        dest = call.dest
+        key = dest.region or dest.calling_code  # dest_key
         if key is None:
             return
         source = call.source
+        # Each table is only written when this call is the first of its kind today; then (and
+        # only then) what today added is noted in `_touched` for the roll.
         days = self.dest_days.get(key)
         if days is None:
             days = self.dest_days[key] = set()
-        days.add(day)
+        new_dest = day not in days
+        if new_dest:
+            days.add(day)
         srcs = self.dest_sources.get(key)
         if srcs is None:
             srcs = self.dest_sources[key] = {}
-        srcs[source] = _seen(srcs.get(source), day)
+        old = srcs.get(source)
+        new_pair = old is None or old[1] != day
+        if new_pair:
+            srcs[source] = _seen(old, day)
         mine = self.src_dests.get(source)
         if mine is None:
             mine = self.src_dests[source] = {}
-        mine[key] = _seen(mine.get(key), day)
+        old = mine.get(key)
+        if old is None or old[1] != day:
+            mine[key] = _seen(old, day)
+            new_pair = True
         hours = self.src_hours.get(source)
         if hours is None:
             hours = self.src_hours[source] = {}
         at_hour = hours.get(local.hour)
         if at_hour is None:
             at_hour = hours[local.hour] = set()
-        at_hour.add(day)
-        if self._touched is not None:
+        new_hour = day not in at_hour
+        if new_hour:
+            at_hour.add(day)
+        if self._touched is not None and (new_dest or new_pair or new_hour):
             touched = self._touched.get(day)
             if touched is None:
                 touched = self._touched[day] = _Touched()
-            touched.dests.add(key)
-            touched.pairs.add((key, source))
-            touched.hours.add((source, local.hour))
+            if new_dest:
+                touched.dests.add(key)
+            if new_pair:
+                touched.pairs.add((key, source))
+            if new_hour:
+                touched.hours.add((source, local.hour))
 
     def observe_end(self, call: Call) -> None:
         self.up.discard(call.call_id)

@@ -36,12 +36,17 @@ class Engine:
         self.calendar = calendar
         self.clock: datetime | None = None
         self.attempts = AttemptTracker()
-        # Each event goes only to the rules that have a hook for it (and want the call).
-        self._start_rules = _dispatch(rules, "on_start")
-        self._answer_rules = _dispatch(rules, "on_answer")
-        self._end_rules = _dispatch(rules, "on_end")
+        # Each event goes only to the rules that have a hook for it and can care about the call
+        # (`_targets`: one list per kind of call); a custom `wants` is asked per call.
+        self._start_rules = _targets(rules, "on_start")
+        self._answer_rules = _targets(rules, "on_answer")
+        self._end_rules = _targets(rules, "on_end")
         self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
         self._auth_rules = [r for r in rules if _overrides(r, "on_auth")]
+        # The earliest rule timer, known while no timed rule was handed anything since it was
+        # asked (`_wake_known`); a call's end can move a timer too (long_call drops ended calls)
+        self._wake: datetime | None = None
+        self._wake_known = False
 
     @classmethod
     def from_settings(
@@ -72,6 +77,12 @@ class Engine:
 
     def advance(self, now: datetime) -> list[IncidentChange]:
         """Fire every rule timer due at or before `now`, in time order."""
+        if self._wake_known:
+            wake = self._wake
+            if wake is None or wake > now:
+                clock = self.clock
+                self.clock = now if clock is None or now > clock else clock
+                return []
         changes: list[IncidentChange] = []
         clock = self.clock
         while True:
@@ -79,9 +90,10 @@ class Engine:
             due_rule: Rule[Any] | None = None
             for rule in self._timed:
                 at = rule.next_wakeup()
-                if at is not None and at <= now and (due is None or at < due):
+                if at is not None and (due is None or at < due):
                     due, due_rule = at, rule
-            if due is None or due_rule is None:
+            if due is None or due_rule is None or due > now:
+                self._wake, self._wake_known = due, True
                 break
             clock = due if clock is None or due > clock else clock
             self.clock = clock
@@ -92,47 +104,45 @@ class Engine:
         return changes
 
     def handle(self, event: CallEvent) -> list[IncidentChange]:
-        changes = self.advance(event.at)
-        call, now, kind = event.call, event.at, event.kind
+        now, kind, call = event
+        changes = self.advance(now)
         if kind == Kind.STARTED:
             call.closed = self.calendar.closed_reason(call.start)
             self.attempts.started(call, now)
             change = self.tracker.add_call(call, now)
             if change is not None:
                 changes.append(change)
-            self._dispatch(self._start_rules, call, now, changes, _START)
-            if self.baseline is not None:  # learned after scoring: never its own normal
-                self.baseline.observe_start(call)
+            targets = self._start_rules
+            hook = _START
         elif kind == Kind.ANSWERED:
             self.attempts.answered(call)
-            self._dispatch(self._answer_rules, call, now, changes, _ANSWER)
+            targets = self._answer_rules
+            hook = _ANSWER
         else:
             call.ended = True
+            self._wake_known = False  # a timer of this call may go
             self.attempts.ended(call, now)
             if self.baseline is not None:
                 self.baseline.observe_end(call)
-            self._dispatch(self._end_rules, call, now, changes, _END)
-        return changes
-
-    def _dispatch(
-        self, targets: list[_Target], call: Call, now: datetime,
-        changes: list[IncidentChange], hook: int,
-    ) -> None:
-        repeat = call.repeat
-        off_hours = call.closed is not None
-        for rule, custom, counts_repeats, during, handlers in targets:
-            if custom:
-                if not rule.wants(call):
-                    continue
-            elif (repeat and not counts_repeats) or (during and during != off_hours + 1):
+            targets = self._end_rules
+            hook = _END
+        which = targets[(call.repeat << 2) | ((call.closed is not None) << 1) | call.risky]
+        for timed, wants, handlers in which:
+            if wants is not None and not wants(call):
                 continue
+            if timed:
+                self._wake_known = False
             findings = handlers[hook](call, now)
             if findings:
                 changes.extend(self._apply(findings))
+        if hook == _START and self.baseline is not None:
+            self.baseline.observe_start(call)  # learned after scoring: never its own normal
+        return changes
 
     def handle_auth(self, event: AuthEvent) -> list[IncidentChange]:
         changes = self.advance(event.at)
         for rule in self._auth_rules:
+            self._wake_known = False
             changes.extend(self._apply(rule.on_auth(event)))
         return changes
 
@@ -150,25 +160,38 @@ def _overrides(rule: Rule[Any], method: str) -> bool:
 
 
 _START, _ANSWER, _END = 0, 1, 2
-_DURING = {"any": 0, "business_hours": 1, "off_hours": 2}  # off_hours + 1 must match
 Handler = Callable[[Call, datetime], list[Finding]]
-# (rule, has its own wants(), counts_repeats, during code, its on_start/on_answer/on_end)
-_Target = tuple[Rule[Any], bool, bool, int, tuple[Handler, Handler, Handler]]
 
 
-def _dispatch(rules: list[Rule[Any]], hook: str) -> list[_Target]:
-    """The rules that override `hook`, with what Rule.wants looks at, precomputed."""
-    return [
-        (
-            r,
-            _overrides(r, "wants"),
-            r.counts_repeats,
-            _DURING[r.options.during],
-            (r.on_start, r.on_answer, r.on_end),
-        )
-        for r in rules
-        if _overrides(r, hook)
-    ]
+# (has timers: handing it an event may move them; its own `wants`, asked per call, or None;
+# its on_start, on_answer, on_end)
+_Target = tuple[bool, Callable[[Call], bool] | None, tuple[Handler, Handler, Handler]]
+
+
+def _targets(rules: list[Rule[Any]], hook: str) -> list[list[_Target]]:
+    """The rules that override `hook`, for each kind of call: index repeat * 4 + closed * 2 +
+    risky (`Engine.handle`); what Rule.wants looks at is decided here, once."""
+    during_ok = {"any": (True, True), "business_hours": (True, False),
+                 "off_hours": (False, True)}
+    lists: list[list[_Target]] = []
+    for index in range(8):
+        repeat, closed, risky = bool(index & 4), bool(index & 2), bool(index & 1)
+        found: list[_Target] = []
+        for r in rules:
+            if not _overrides(r, hook):
+                continue
+            timed = _overrides(r, "next_wakeup")
+            handlers = (r.on_start, r.on_answer, r.on_end)
+            if _overrides(r, "wants"):
+                found.append((timed, r.wants, handlers))
+                continue
+            if (repeat and not r.counts_repeats) or not during_ok[r.options.during][closed]:
+                continue
+            if (r.only_risky and not risky) or (r.only_closed and not closed):
+                continue
+            found.append((timed, None, handlers))
+        lists.append(found)
+    return lists
 
 
 def events_for(call: Call) -> list[CallEvent]:

@@ -174,7 +174,7 @@ class IncidentTracker:
         inc = self._current(key, now, create=True)
         assert inc is not None
         grew = False
-        for call in finding.calls:
+        for call in finding.calls_new_to(inc):
             if call.call_id not in inc.calls:
                 inc.calls[call.call_id] = call
                 grew = True

@@ -6,7 +6,6 @@ number block called from any sources), a timespan, a count (and at least `min_so
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -41,7 +40,12 @@ class Burst(Rule[BurstOptions]):
     options_model = BurstOptions
 
     def setup(self) -> None:
-        self.windows = Windows(self.options.window)
+        o = self.options
+        # sources are counted where a finding needs them (min_sources, destination groups)
+        self.windows = Windows(
+            o.window, count_sources=o.min_sources > 1 or o.group_by in ("destination", "dest_block")
+        )
+        self.only_risky = self.options.calls == "high_risk"  # novel_high_risk needs it
 
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         o = self.options
@@ -60,8 +64,8 @@ class Burst(Rule[BurstOptions]):
             return []
         recent = self.windows.held(key)
         sources = 1
-        if o.min_sources > 1 or o.group_by in ("destination", "dest_block"):
-            per_source = Counter(c.source for c in recent)
+        per_source = recent.sources
+        if per_source is not None:
             sources = len(per_source)
             if sources < o.min_sources:
                 return []
@@ -72,8 +76,9 @@ class Burst(Rule[BurstOptions]):
         span = format_duration(o.window)
         reason = f"{n} {what} calls {who(call, key, o.group_by, sources)} within {span} ({words})"
         return [
-            self.finding(
+            self.window_finding(
                 now, call, recent, reason,
                 pbx_wide=o.group_by != "source", group=incident_group(key, o.group_by),
+                source=call.source if o.group_by == "source" else None,
             )
         ]

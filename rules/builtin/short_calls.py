@@ -43,5 +43,8 @@ class ShortCallFlood(Rule[ShortCallOptions]):
             f"{len(recent)} international calls shorter than {format_duration(o.shorter_than)} "
             f"within {format_duration(o.window)} (threshold {o.count})"
         )
-        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by != "source",
-                             group=incident_group(key, o.group_by))]
+        return [self.window_finding(
+            now, call, recent, reason, pbx_wide=o.group_by != "source",
+            group=incident_group(key, o.group_by),
+            source=call.source if o.group_by == "source" else None,
+        )]
