@@ -54,8 +54,10 @@ class AttemptTracker:
         group = self.group_of(call)
         number = self.number_of(call)
         legs = self.groups.get(group)
-        if legs is None:
-            legs = self.groups[group] = []
+        if legs is None:  # the usual case: the first leg of its call
+            self.groups[group] = [_Leg(call, number)]
+            call.repeat = False
+            return False
         repeat = any(
             leg.number == number and (leg.ended_at is None or not leg.answered)
             for leg in legs
@@ -75,9 +77,10 @@ class AttemptTracker:
         if leg is None:
             return
         leg.ended_at = now
-        legs = self.groups[self.group_of(call)]
+        group = self.group_of(call)
+        legs = self.groups[group]
         if all(x.ended_at is not None and x.answered for x in legs):
-            del self.groups[self.group_of(call)]  # nothing left that a later leg could repeat
+            del self.groups[group]  # nothing left that a later leg could repeat
 
     def prune(self, now: datetime) -> None:
         limit = now - KEEP

@@ -60,6 +60,7 @@ class Rule(Generic[OptionsT]):
     # for such calls without changing its state.
     only_risky: bool = False
     only_closed: bool = False
+    only_rated: bool = False  # calls to destinations without a rate ([rates])
 
     def __init__(self, name: str, options: OptionsT, context: RuleContext) -> None:
         self.name = name
@@ -89,7 +90,10 @@ class Rule(Generic[OptionsT]):
         return []
 
     def next_wakeup(self) -> datetime | None:
-        """When this rule next needs on_tick (timers such as long_call); None for never."""
+        """When this rule next needs on_tick (timers such as long_call); None for never.
+
+        The engine asks again only after it handed the rule an event, a tick or a security
+        event: the answer may change only then (a rule that keeps calls sees their ends)."""
         return None
 
     def on_tick(self, now: datetime) -> list[Finding]:
@@ -146,7 +150,7 @@ class Rule(Generic[OptionsT]):
         )
 
 
-_NOT_STATE = frozenset(("name", "options", "context", "only_risky", "only_closed"))
+_NOT_STATE = frozenset(("name", "options", "context", "only_risky", "only_closed", "only_rated"))
 
 REGISTRY: dict[str, type[Rule[Any]]] = {}
 

@@ -27,6 +27,7 @@ from tollwatch.rules.destinations import Destination
 from tollwatch.rules.model import Call
 
 BUCKET = 300  # seconds per volume bucket
+_DAY = timedelta(days=1)
 PER_HOUR = 3600 // BUCKET
 BUCKETS = 24 * PER_HOUR
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -394,7 +395,19 @@ class Baseline:
 
     def usual_hour(self, source: str, at: datetime) -> bool:
         """Whether `source` called abroad at this hour of day on `usual_hour_days` days."""
+        hours = self.src_hours.get(source)
+        if hours is None:
+            return False
+        need = self.options.usual_hour_days
+        days = hours.get(self.calendar.local(at).hour, ())
+        if len(days) < need:  # too few days even if all of them count
+            return False
         start, today = self._span(at)
-        hour = self.calendar.local(at).hour
-        days = self.src_hours.get(source, {}).get(hour, ())
-        return sum(1 for d in days if start <= d < today) >= self.options.usual_hour_days
+        before = start - _DAY
+        if today == self.last_day and min(days) >= before:
+            # in time order (no day after today is learned), and the roll dropped the days
+            # before the period but the one just before it
+            n = len(days) - (today in days) - (before in days)
+        else:
+            n = sum(1 for d in days if start <= d < today)
+        return n >= need

@@ -43,10 +43,11 @@ class Engine:
         self._end_rules = _targets(rules, "on_end")
         self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
         self._auth_rules = [r for r in rules if _overrides(r, "on_auth")]
-        # The earliest rule timer, known while no timed rule was handed anything since it was
-        # asked (`_wake_known`); a call's end can move a timer too (long_call drops ended calls)
+        # Each timed rule's next wakeup, asked again only once the rule was handed an event or
+        # a tick since (Rule.next_wakeup moves only then); `_wake` is the earliest.
+        self._wakes: list[datetime | None] = [None] * len(self._timed)
+        self._stale: set[int] = set(range(len(self._timed)))
         self._wake: datetime | None = None
-        self._wake_known = False
 
     @classmethod
     def from_settings(
@@ -77,12 +78,22 @@ class Engine:
 
     def advance(self, now: datetime) -> list[IncidentChange]:
         """Fire every rule timer due at or before `now`, in time order."""
-        if self._wake_known:
-            wake = self._wake
-            if wake is None or wake > now:
-                clock = self.clock
-                self.clock = now if clock is None or now > clock else clock
-                return []
+        stale = self._stale
+        if stale:  # ask again only the timed rules that were handed something since
+            wakes = self._wakes
+            for i in stale:
+                wakes[i] = self._timed[i].next_wakeup()
+            stale.clear()
+            wake = None
+            for w in wakes:
+                if w is not None and (wake is None or w < wake):
+                    wake = w
+            self._wake = wake
+        wake = self._wake
+        if wake is None or wake > now:
+            clock = self.clock
+            self.clock = now if clock is None or now > clock else clock
+            return []
         changes: list[IncidentChange] = []
         clock = self.clock
         while True:
@@ -90,10 +101,9 @@ class Engine:
             due_rule: Rule[Any] | None = None
             for rule in self._timed:
                 at = rule.next_wakeup()
-                if at is not None and (due is None or at < due):
+                if at is not None and at <= now and (due is None or at < due):
                     due, due_rule = at, rule
-            if due is None or due_rule is None or due > now:
-                self._wake, self._wake_known = due, True
+            if due is None or due_rule is None:
                 break
             clock = due if clock is None or due > clock else clock
             self.clock = clock
@@ -101,6 +111,7 @@ class Engine:
             if findings:
                 changes.extend(self._apply(findings))
         self.clock = now if clock is None or now > clock else clock
+        stale.update(range(len(self._timed)))
         return changes
 
     def handle(self, event: CallEvent) -> list[IncidentChange]:
@@ -109,6 +120,7 @@ class Engine:
         if kind == Kind.STARTED:
             call.closed = self.calendar.closed_reason(call.start)
             self.attempts.started(call, now)
+            call.route = _route(call)
             change = self.tracker.add_call(call, now)
             if change is not None:
                 changes.append(change)
@@ -120,18 +132,19 @@ class Engine:
             hook = _ANSWER
         else:
             call.ended = True
-            self._wake_known = False  # a timer of this call may go
             self.attempts.ended(call, now)
             if self.baseline is not None:
                 self.baseline.observe_end(call)
             targets = self._end_rules
             hook = _END
-        which = targets[(call.repeat << 2) | ((call.closed is not None) << 1) | call.risky]
-        for timed, wants, handlers in which:
+        route = call.route
+        if route < 0:  # a call whose start this engine did not see (restored)
+            route = call.route = _route(call)
+        for timed, wants, handlers in targets[route]:
             if wants is not None and not wants(call):
                 continue
-            if timed:
-                self._wake_known = False
+            if timed >= 0:
+                self._stale.add(timed)
             findings = handlers[hook](call, now)
             if findings:
                 changes.extend(self._apply(findings))
@@ -142,8 +155,8 @@ class Engine:
     def handle_auth(self, event: AuthEvent) -> list[IncidentChange]:
         changes = self.advance(event.at)
         for rule in self._auth_rules:
-            self._wake_known = False
             changes.extend(self._apply(rule.on_auth(event)))
+        self._stale.update(range(len(self._timed)))
         return changes
 
     def _apply(self, findings: Iterable[Finding]) -> list[IncidentChange]:
@@ -163,33 +176,43 @@ _START, _ANSWER, _END = 0, 1, 2
 Handler = Callable[[Call, datetime], list[Finding]]
 
 
-# (has timers: handing it an event may move them; its own `wants`, asked per call, or None;
-# its on_start, on_answer, on_end)
-_Target = tuple[bool, Callable[[Call], bool] | None, tuple[Handler, Handler, Handler]]
+# (its index among the timed rules, -1 if it has no timers; its own `wants`, asked per call,
+# or None; its on_start, on_answer, on_end)
+_Target = tuple[int, Callable[[Call], bool] | None, tuple[Handler, Handler, Handler]]
+
+
+def _route(call: Call) -> int:
+    """Which list of targets a call's events go to (`_targets`): what the engine knows of the
+    call once it started (repeat leg, started while closed, risky, rated)."""
+    return (call.repeat << 3) | ((call.closed is not None) << 2) | (call.risky << 1) | (
+        bool(call.dest.rate))
 
 
 def _targets(rules: list[Rule[Any]], hook: str) -> list[list[_Target]]:
-    """The rules that override `hook`, for each kind of call: index repeat * 4 + closed * 2 +
-    risky (`Engine.handle`); what Rule.wants looks at is decided here, once."""
+    """The rules that override `hook`, for each kind of call (`_route`); what Rule.wants
+    looks at, and what a rule says it ignores (`Rule.only_risky`...), is decided here once."""
     during_ok = {"any": (True, True), "business_hours": (True, False),
                  "off_hours": (False, True)}
+    timed = [r for r in rules if _overrides(r, "next_wakeup")]
     lists: list[list[_Target]] = []
-    for index in range(8):
-        repeat, closed, risky = bool(index & 4), bool(index & 2), bool(index & 1)
+    for index in range(16):
+        repeat, closed = bool(index & 8), bool(index & 4)
+        risky, rated = bool(index & 2), bool(index & 1)
         found: list[_Target] = []
         for r in rules:
             if not _overrides(r, hook):
                 continue
-            timed = _overrides(r, "next_wakeup")
+            which = next((i for i, t in enumerate(timed) if t is r), -1)
             handlers = (r.on_start, r.on_answer, r.on_end)
             if _overrides(r, "wants"):
-                found.append((timed, r.wants, handlers))
+                found.append((which, r.wants, handlers))
                 continue
             if (repeat and not r.counts_repeats) or not during_ok[r.options.during][closed]:
                 continue
-            if (r.only_risky and not risky) or (r.only_closed and not closed):
+            if ((r.only_risky and not risky) or (r.only_closed and not closed)
+                    or (r.only_rated and not rated)):
                 continue
-            found.append((timed, None, handlers))
+            found.append((which, None, handlers))
         lists.append(found)
     return lists
 

@@ -34,6 +34,7 @@ class Call:
     closed: str | None = None  # why the office was closed when the call started (engine sets it)
     linkedid: str = ""  # the Asterisk call this leg belongs to ("" when the CDR has no linkedid)
     repeat: bool = False  # a failover leg or parallel fork of an attempt counted already
+    route: int = field(default=-1, repr=False)  # which rules its events go to (engine sets it)
 
     @property
     def billsec(self) -> float:
@@ -61,12 +62,20 @@ class Call:
 
 def dest_number_key(call: Call) -> str:
     """The incident/window key of a call's destination number: "dest:+23276543210"."""
-    return call.dest.number_key
+    try:  # the cached value without cached_property's lock (Python 3.11)
+        key: str = call.dest.__dict__["number_key"]
+    except KeyError:
+        return call.dest.number_key
+    return key
 
 
 def dest_block_key(call: Call) -> str:
     """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
-    return call.dest.block_key
+    try:
+        key: str = call.dest.__dict__["block_key"]
+    except KeyError:
+        return call.dest.block_key
+    return key
 
 
 class Kind(IntEnum):

@@ -107,16 +107,17 @@ class Windows:
         window = self._groups.get(key)
         if window is None:
             window = self._groups[key] = Window(self.count_sources)
-        window.times.append(at)
+        times = window.times
+        times.append(at)
         window.calls.append(call)
         window.added += 1
         sources = window.sources
         if sources is not None:
             sources[call.source] = sources.get(call.source, 0) + 1
         limit = at - self.span
-        if window.times[0] <= limit:
+        if times[0] <= limit:
             window.evict(limit)
-        return len(window.calls)
+        return len(times)
 
     def held(self, key: str) -> Window:
         """A group's window as of the last add (no eviction): its calls, for a finding (which

@@ -14,7 +14,14 @@ from pydantic import Field
 from tollwatch.config.types import Duration, format_duration
 from tollwatch.rules.base import Rule, RuleOptions, register
 from tollwatch.rules.builtin._learned import learned_limit, limit_words, novel_high_risk
-from tollwatch.rules.builtin._window import GroupBy, Windows, group_key, incident_group, who
+from tollwatch.rules.builtin._window import (
+    PBX,
+    GroupBy,
+    Windows,
+    group_key,
+    incident_group,
+    who,
+)
 from tollwatch.rules.model import Call, Finding
 
 
@@ -54,7 +61,8 @@ class Burst(Rule[BurstOptions]):
             return []
         if o.calls == "high_risk" and not novel_high_risk(baseline, call, now):
             return []
-        key = group_key(call, o.group_by)
+        by = o.group_by
+        key = call.source if by == "source" else PBX if by == "pbx" else group_key(call, by)
         n = self.windows.add(key, now, call)
         if n < o.count:
             return []
