@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from tollwatch.alerting.base import pending_note
+
 Message = dict[str, Any]
 View = dict[str, Any]
 
@@ -175,8 +177,8 @@ def block_line(block: dict[str, Any], *, lifted: bool = False, now: datetime | N
         return (f"{target}: WOULD BLOCK (dry run) until {until}; to block now: "
                 f"`{escape(block_command(block))}`")
     if block.get("failed"):
-        return (f"{target}: block NOT applied yet ({escape(block['failed'])}); recorded, "
-                "applied when AMI is back")
+        return (f"{target}: block NOT applied yet ({escape(block['failed'])}); "
+                f"{pending_note(block['failed'])}")
     text = f"{target}: blocked until {until}"
     if lift:
         text += f"; lift with `{escape(lift)}`"

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, tzinfo
 from typing import IO, Any
 
-from tollwatch.alerting.base import IncidentView
+from tollwatch.alerting.base import IncidentView, pending_note
 from tollwatch.alerting.blockkit import block_command, minutes_text
 from tollwatch.alerting.textsafe import plain
 
@@ -99,8 +99,8 @@ def format_block(kind: str, view: IncidentView, tz: tzinfo | None = None) -> str
                          f"{plain(block_command(b))})")  # fmt: skip
         elif b.get("failed"):
             failed += 1
-            parts.append(f"NOT applied yet: {what} ({plain(b['failed'])}; recorded, applied "
-                         "when AMI is back)")  # fmt: skip
+            parts.append(f"NOT applied yet: {what} ({plain(b['failed'])}; "
+                         f"{pending_note(str(b['failed']))})")  # fmt: skip
         else:
             applied += 1
             parts.append(f"blocked {what} until {until} (lift: {plain(b.get('lift', '?'))})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 import polars as pl
@@ -22,6 +22,9 @@ from tollwatch.config.schema import Settings
 from tollwatch.rules import numbering
 from tollwatch.rules.destinations_one import row_one
 from tollwatch.rules.prefixes import high_risk_list, rate_table
+
+if TYPE_CHECKING:
+    from tollwatch.rules.destinations_fast import FastPlan
 
 CLASSES = ("internal", "emergency", "service", "domestic", "international", "unknown")
 
@@ -40,6 +43,18 @@ DEST_COLUMNS = (
 
 BLOCK_DIGITS = 3  # a number block: the number less its last 3 digits (+2327654xxx)
 _LOCAL_MIN = 7  # a number this long dialed without any prefix is a local/national number
+_FAST_MIN = 32  # frames this small take the polars plan (the live path: no numpy import)
+
+
+def _order(taken: Any) -> Any:
+    """For each row, its index in (taken rows, then the other rows)."""
+    import numpy as np
+
+    pos = np.empty(taken.size, dtype=np.int64)
+    n = int(taken.sum())
+    pos[taken] = np.arange(n, dtype=np.int64)
+    pos[~taken] = np.arange(n, taken.size, dtype=np.int64)
+    return pos
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,7 @@ class Classifier:
         self._cache: OrderedDict[str, Destination] = OrderedDict()
         self._cache_size = cache_size
         self._steps: dict[str, list[list[pl.Expr]]] = {}
+        self._fast: FastPlan | None = None
 
     # ---- the merged prefix table -------------------------------------------------------
     def _build_table(self) -> None:
@@ -346,6 +362,27 @@ class Classifier:
         return steps
 
     def _apply(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        """Add DEST_COLUMNS: plain numbers ([+]digits) by the vectorized path, which gives
+        what the polars plan gives (tests/test_destinations_fast.py), the rest by the plan."""
+        if frame.height < _FAST_MIN:
+            return self._apply_plan(frame, column)
+        if self._fast is None:
+            from tollwatch.rules.destinations_fast import FastPlan  # numpy, pyarrow: batch only
+
+            self._fast = FastPlan(self)
+        got = self._fast.columns(frame.get_column(column).cast(pl.String))
+        if got is None:
+            return self._apply_plan(frame, column)
+        taken, cols = got
+        if not taken.all():
+            rest = self._apply_plan(frame.filter(pl.Series(~taken)), column)
+            at = pl.Series(_order(taken))  # row i: position in fast rows then the rest
+            cols = {k: pl.concat([v, rest.get_column(k)]).gather(at) for k, v in cols.items()}
+        out = frame.with_columns(**cols)
+        return out.drop([c for c in out.columns if c.startswith("_d_") or c == "e164_digits"])
+
+    def _apply_plan(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        """The polars plan (`expressions`) on every row."""
         df = frame
         for step in self._steps_for(column):
             df = df.with_columns(step)
@@ -377,7 +414,7 @@ class Classifier:
 
     def _apply_one(self, dialed: str) -> dict[str, Any]:
         """The polars plan on a one-row frame (what `row_one` is tested against)."""
-        return self._apply(pl.DataFrame({"dst": [dialed]}), "dst").row(0, named=True)
+        return self._apply_plan(pl.DataFrame({"dst": [dialed]}), "dst").row(0, named=True)
 
     def batches(self, column: str = "dst", limit: int = 2_000_000) -> BatchClassifier:
         """A classifier for one scan's batches (each batch's distinct numbers classified once)."""

@@ -105,3 +105,16 @@ def test_console_times_for_people() -> None:
     assert "3 call(s) since 2026-11-24 22:22:00 JST" in line
     assert "since 2026-11-24 13:22:00+00:00" in format_change("opened", v)
     assert "now 3 calls, talk time 1:30" in format_update(v)
+
+
+async def test_a_csv_only_pbx_block_never_promises_ami_in_slack_or_console(tmp_path: Path) -> None:
+    told = Told()
+    blocker = Blocker(make(tmp_path, hangup=False, enabled=True), {}, notify=told, clock=Clock())
+    await blocker.handle("escalated", view(first_call_at="2026-11-24T13:22:00+00:00"))
+    v = told.calls[0][1]
+    assert v["blocks"][0]["failed"] == "no AMI connection for this PBX"
+    out = io.StringIO()
+    await ConsoleAlerter(out).send("blocked", v)
+    for text in (out.getvalue(), slack_texts(v)):
+        assert "NOT applied yet" in text and "by hand" in text
+        assert "when AMI is back" not in text

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tollwatch.alerting.base import IncidentView
+from tollwatch.alerting.base import NO_AMI_CONNECTION, IncidentView
 from tollwatch.alerting.remediation import astdb, sync
 from tollwatch.alerting.remediation.astdb import ActionSender
 from tollwatch.alerting.remediation.hangup import hang_up
@@ -271,7 +271,7 @@ class Blocker:
                 except Exception as exc:
                     result.failed[pbx] = str(exc) or type(exc).__name__
                     if pbx not in self.senders:  # a CSV-only PBX: no AMI will ever come back
-                        result.failed[pbx] = "no AMI connection for this PBX"
+                        result.failed[pbx] = NO_AMI_CONNECTION
                         log.warning(
                             "pbx %s: block %s recorded but NOT applied: tollwatch has no AMI "
                             "connection to this PBX (CDR file only); add an [[ami]] server "
