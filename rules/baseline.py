@@ -269,7 +269,8 @@ class Baseline:
 
     def ready(self, at: datetime) -> bool:
         """Enough history before the day of `at` for learned thresholds."""
-        _, today = self._span(at)
+        span = self._span_memo
+        _, today = span[1] if span is not None and span[0] is at else self._span(at)
         first = self.first_day
         memo = self._ready_memo
         if memo is not None and memo[0] == today and memo[1] == first:

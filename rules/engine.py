@@ -116,8 +116,15 @@ class Engine:
 
     def handle(self, event: CallEvent) -> list[IncidentChange]:
         now, kind, call = event
-        changes = self.advance(now)
-        if kind == Kind.STARTED:
+        wake = self._wake
+        if self._stale or (wake is not None and wake <= now):
+            changes = self.advance(now)
+        else:  # no timer due (advance's first lines)
+            changes = []
+            clock = self.clock
+            if clock is None or now > clock:
+                self.clock = now
+        if kind == _STARTED:
             call.closed = self.calendar.closed_reason(call.start)
             self.attempts.started(call, now)
             call.route = _route(call)
@@ -126,7 +133,7 @@ class Engine:
                 changes.append(change)
             targets = self._start_rules
             hook = _START
-        elif kind == Kind.ANSWERED:
+        elif kind == _ANSWERED:
             self.attempts.answered(call)
             targets = self._answer_rules
             hook = _ANSWER
@@ -173,6 +180,8 @@ def _overrides(rule: Rule[Any], method: str) -> bool:
 
 
 _START, _ANSWER, _END = 0, 1, 2
+_STARTED, _ANSWERED = Kind.STARTED, Kind.ANSWERED
+_ENDED, _ENDED_SAME_INSTANT = Kind.ENDED, Kind.ENDED_SAME_INSTANT
 Handler = Callable[[Call, datetime], list[Finding]]
 
 
@@ -219,13 +228,20 @@ def _targets(rules: list[Rule[Any]], hook: str) -> list[list[_Target]]:
 
 def events_for(call: Call) -> list[CallEvent]:
     """The events a finished call produces, as the live daemon would have seen them."""
-    events = [CallEvent(call.start, Kind.STARTED, call)]
-    last = call.start
-    if call.answer is not None:
-        answer = max(call.answer, call.start)
-        events.append(CallEvent(answer, Kind.ANSWERED, call))
+    start = call.start
+    events = [CallEvent(start, _STARTED, call)]
+    last = start
+    answer = call.answer
+    if answer is not None:
+        if answer < start:
+            answer = start
+        events.append(CallEvent(answer, _ANSWERED, call))
         last = answer
-    end = call.end if call.end is not None else last
-    kind = Kind.ENDED if end > last else Kind.ENDED_SAME_INSTANT
-    events.append(CallEvent(max(end, last), kind, call))
+    end = call.end
+    if end is None:
+        end = last
+    if end > last:
+        events.append(CallEvent(end, _ENDED, call))
+    else:  # the one of the two max() would give
+        events.append(CallEvent(last if last > end else end, _ENDED_SAME_INSTANT, call))
     return events

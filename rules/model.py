@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -105,9 +104,9 @@ class AuthEvent:
 
 
 class CallWindow(Protocol):
-    """A rule's window of calls (rules.builtin._window.Window), as a finding sees it."""
+    """A rule's window of calls (rules.builtin._window.Window), as a finding sees it: new calls
+    come last (calls may leave from anywhere)."""
 
-    calls: deque[Call]
     added: int  # calls ever added to it
     sent_to: object  # the incident its calls last went to
     sent_at: int  # `added` then
@@ -140,7 +139,7 @@ class Finding:
         calls = self.calls
         if calls:
             first = calls[0].source
-            if all(c.source == first for c in calls):
+            if calls[-1].source == first and all(c.source == first for c in calls):
                 return first
         if self.group:
             return self.group

@@ -35,7 +35,8 @@ class SequentialDialing(Rule[SequentialOptions]):
         if not e164 or len(e164) <= o.varying_digits + 4:
             return []
         block = e164[: -o.varying_digits]
-        key = f"{group_key(call, o.group_by)}|{block}"
+        by = o.group_by
+        key = f"{call.source if by == 'source' else group_key(call, by)}|{block}"
         n = self.windows.add(key, now, call)
         self._seen += 1
         if self._seen % 1024 == 0:

@@ -35,7 +35,8 @@ class ShortCallFlood(Rule[ShortCallOptions]):
             return []
         if call.billsec >= o.shorter_than.total_seconds():
             return []
-        key = group_key(call, o.group_by)
+        by = o.group_by
+        key = call.source if by == "source" else group_key(call, by)
         if self.windows.add(key, now, call) < o.count:
             return []
         recent = self.windows.held(key)
