@@ -106,3 +106,22 @@ def test_other_country_and_extra_emergency() -> None:
     c = make("GB", emergency={"extra": ["999", "1234567"]},
              dialplan={"access_codes": ["9", "81"], "max_extension_length": 3})
     check(c, [*_random_numbers(11, 8_000), "91234567", "999", "9999", "+1234567", "811234567"])
+
+
+@pytest.mark.parametrize("distinct", [5_000, 100])
+def test_classify_df_row_by_row_or_distinct(distinct: int) -> None:
+    """classify_df classifies mostly distinct numbers row by row, repeated ones once each and
+    joins them back: both give the frame the plan gives on the distinct numbers, joined."""
+    c = PLANS["ES-0"]
+    pool = _random_numbers(13, distinct)
+    rng = np.random.default_rng(2)
+    frame = pl.DataFrame({"dst": [pool[i] for i in rng.integers(0, distinct, 6_000)],
+                          "n": range(6_000)}, schema={"dst": pl.String, "n": pl.Int64})
+    want = frame.join(c._apply_plan(frame.select("dst").unique(), "dst"), on="dst",
+                      how="left", nulls_equal=True, maintain_order="left")
+    got = c.classify_df(frame, "dst")
+    assert got.equals(want)
+    clash = frame.with_columns(region=pl.lit("x"))  # a column the plan adds: the join, as before
+    assert c.classify_df(clash, "dst").columns == [*clash.columns, *[
+        n + "_right" if n == "region" else n for n in c._apply_plan(frame.head(1), "dst")
+        .columns[2:]]]
