@@ -79,7 +79,9 @@ class AttemptTracker:
         leg.ended_at = now
         group = call.linkedid or call.call_id  # group_of
         legs = self.groups[group]
-        if all(x.ended_at is not None and x.answered for x in legs):
+        if leg.answered if len(legs) == 1 else all(
+            x.ended_at is not None and x.answered for x in legs
+        ):
             del self.groups[group]  # nothing left that a later leg could repeat
 
     def prune(self, now: datetime) -> None:
