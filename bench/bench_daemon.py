@@ -14,12 +14,14 @@ Figures: AMI messages/s end to end (every frame sent / wall time from the first 
 moment the end marker, a final FullyBooted, is processed), LiveEvents/s, DialBegin -> rule
 decision latency (median, p95, p99, max), peak RSS. `--direct` measures the daemon side alone
 (no sockets): reading frames, the tracker, and `Daemon.process`, stage by stage.
+`--reader` measures the AMI source's read path alone (bytes in, LiveEvents on the queue).
 `--profile FILE` runs the end-to-end daemon under cProfile and prints time by component.
 
     python bench/gen_ami.py --calls 20000
     python bench/bench_daemon.py bench/data/ami-busy-20000.txt              # full speed
     python bench/bench_daemon.py bench/data/ami-busy-20000.txt --rate 5000  # latency
     python bench/bench_daemon.py bench/data/ami-busy-20000.txt --direct
+    python bench/bench_daemon.py bench/data/ami-busy-20000.txt --reader --passes 3
     python bench/bench_daemon.py bench/data/ami-busy-20000.txt --profile bench/data/prof.txt
 """
 
@@ -234,13 +236,15 @@ def make_daemon(settings: Any, data_dir: str) -> Any:
             self.stalls["write_status"].append(time.perf_counter() - t)
 
         async def process(self, event: Any) -> None:
-            before = sum(alerter.sent.values())
-            await super().process(event)
-            if type(event) is CallStarted:
+            if type(event) is not CallStarted:
+                await super().process(event)
+            else:
+                before = sum(alerter.sent.values())
+                await super().process(event)
                 self.decided[event.call_id] = time.time()
                 if sum(alerter.sent.values()) != before:
                     self.alerted.add(event.call_id)
-            elif type(event) is PbxBooted:
+            if type(event) is PbxBooted:
                 self.booted += 1
                 if self.booted >= 2:  # the login's FullyBooted, then the end marker
                     self.done.set()
@@ -369,6 +373,61 @@ async def end_to_end(
     }  # fmt: skip
 
 
+def masked_stream(path: Path, limit: int) -> tuple[int, bytes]:
+    """The messages the sender would send with the daemon's login mask, joined (at most
+    `limit` of them)."""
+    from tollwatch.cdr_ingest.live.ami import EVENT_MASK
+
+    wants = _mask(EVENT_MASK)
+    out: list[bytes] = []
+    for frame in frames(path):
+        if wants(frame):
+            out.append(frame)
+            if len(out) >= limit:
+                break
+    return len(out), b"".join(out)
+
+
+async def reader(path: Path, limit: int, passes: int) -> dict[str, Any]:
+    """The AMI source's read path alone, no socket: the login-masked stream in 256 KiB reads
+    (what asyncio hands the protocol) through `_Protocol.data_received` -> the manager's
+    frame handling -> `AmiCallTracker` -> the event queue. Best CPU time of `passes`."""
+    from tollwatch.cdr_ingest.live.ami import AmiSource, _Manager
+    from tollwatch.cdr_ingest.live.ami_framing import _Protocol
+    from tollwatch.cdr_ingest.live.backlog import EventQueue
+
+    class Transport:
+        def write(self, data: bytes) -> None:
+            pass
+
+    n, data = masked_stream(path, limit)
+    chunk = 1 << 18
+    best = float("inf")
+    source: Any = None
+    for _ in range(passes):
+        source = AmiSource("pbx", "127.0.0.1", 1, "tollwatch", SECRET,
+                           events=EventQueue(1 << 30))  # fmt: skip
+        manager = _Manager(source, host="127.0.0.1", port=1,
+                           loop=asyncio.get_running_loop(), events="on")  # fmt: skip
+        manager.register_event("*", source._on_event)
+        protocol = _Protocol()
+        protocol.connection_made(Transport())
+        protocol.factory = manager
+        protocol.data_received(b"Asterisk Call Manager/11.0.0\r\n")
+        cpu = time.process_time()
+        for i in range(0, len(data), chunk):
+            protocol.data_received(data[i : i + chunk])
+        best = min(best, time.process_time() - cpu)
+    out: dict[str, Any] = {"mode": "reader", "messages": n, "mb": len(data) / 1e6,
+                           "passes": passes}  # fmt: skip
+    if source is not None:
+        out.update({"cpu_s": best, "msgs_per_cpu_s": n / best if best else 0.0,
+                    "live_events": source.events.qsize(), "bad_frames": source.bad_frames,
+                    "errors": source.status.errors,
+                    "ignored": sum(source.tracker.stats.ignored.values())})  # fmt: skip
+    return out
+
+
 async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
     """The daemon side without sockets: read each frame as the AMI source does (its fast path:
     the event name, events the tracker ignores only counted, the rest parsed to a dict;
@@ -495,7 +554,11 @@ def main(argv: list[str] | None = None) -> None:
         help="send every message, ignoring the login's event mask (VarSet, ...)",
     )
     ap.add_argument("--direct", action="store_true", help="daemon side alone, no sockets")
-    ap.add_argument("--limit", type=int, default=10**9, help="--direct: messages at most")
+    ap.add_argument("--reader", action="store_true",
+                    help="the AMI read path alone (framing, fast path, tracker), no socket")
+    ap.add_argument("--passes", type=int, default=3, help="--reader: passes (best CPU time)")
+    ap.add_argument("--limit", type=int, default=10**9,
+                    help="--direct, --reader: messages at most")
     ap.add_argument("--profile", type=Path, help="cProfile the daemon process, stats to FILE")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--json", type=Path, help="append the result as one JSON line to FILE")
@@ -515,7 +578,9 @@ def main(argv: list[str] | None = None) -> None:
 
             prof.enable()
         t0 = time.perf_counter()
-        if args.direct:
+        if args.reader:
+            res = asyncio.run(reader(args.file, args.limit, args.passes))
+        elif args.direct:
             res = asyncio.run(direct(args.file, data_dir, args.limit))
         else:
             res = asyncio.run(

@@ -20,6 +20,10 @@ fresh tracker; the CSV rows through the batch reader), alerts sent (incidents wi
 row sent in the outbox) = incidents (stored, warning or critical), reconnects, storage
 failures, and the daemon's RSS over time.
 
+`--tracemalloc SECONDS`: the daemon runs with tracemalloc on and dumps a snapshot every SECONDS;
+the result lists what grew most between the first snapshot after warm-up and the last (by
+source line). Tracing costs CPU and memory: RSS figures of such a run are not the daemon's.
+
     sudo nice -n 5 python3 bench/soak.py --minutes 30 --every 120
 """
 
@@ -200,6 +204,44 @@ base_url = "{slack_url}"
     return path
 
 
+# The daemon under tracemalloc: a thread dumps a snapshot every N seconds into a directory.
+TRACED = """
+import runpy, sys, threading, time, tracemalloc
+every, where = float(sys.argv[1]), sys.argv[2]
+def dump():
+    n = 0
+    while True:
+        time.sleep(every)
+        tracemalloc.take_snapshot().dump(f"{where}/snap-{n:04d}")
+        n += 1
+threading.Thread(target=dump, daemon=True).start()
+sys.argv = ["tollwatch", *sys.argv[3:]]
+runpy.run_module("tollwatch", run_name="__main__", alter_sys=True)
+"""
+
+
+def growth(where: Path, warmup_s: float, every: float, top: int = 20) -> dict[str, Any]:
+    """What grew most (by source line) from the first snapshot after warm-up to the last."""
+    import tracemalloc
+
+    snaps = sorted(where.glob("snap-*"))
+    first_i = min(len(snaps) - 1, max(0, int(warmup_s // every)))
+    if len(snaps) < 2 or first_i >= len(snaps) - 1:
+        return {"snapshots": len(snaps)}
+    first = tracemalloc.Snapshot.load(str(snaps[first_i]))
+    last = tracemalloc.Snapshot.load(str(snaps[-1]))
+    stats = last.compare_to(first, "lineno")
+    total = sum(s.size_diff for s in stats)
+    return {"snapshots": len(snaps), "from_s": round((first_i + 1) * every),
+            "to_s": round(len(snaps) * every), "traced_mib_first": round(
+                sum(s.size for s in first.statistics("filename")) / 2**20, 1),
+            "traced_mib_last": round(sum(s.size for s in last.statistics("filename")) / 2**20, 1),
+            "net_growth_kib": round(total / 1024, 1),
+            "top": [f"{s.size_diff / 1024:+.1f} KiB {s.count_diff:+d} blocks "
+                    f"{s.traceback[0].filename.replace(str(ROOT) + '/', '')}:"
+                    f"{s.traceback[0].lineno}" for s in stats[:top]]}
+
+
 def read_status(data: Path) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
         doc: dict[str, Any] = json.loads((data / "status.json").read_text())
@@ -233,7 +275,7 @@ def _every(samples: list[tuple[float, float]], step: float) -> list[tuple[float,
 
 
 async def soak(minutes: float, every: float, calls: int, keep: bool = False,
-               full_for: float = 30.0) -> dict[str, Any]:
+               full_for: float = 30.0, trace_every: float = 0.0) -> dict[str, Any]:
     stream = b"".join(generate(calls, concurrent=60, seed=11))
     frames = stream.count(b"\r\n\r\n")
     pace = minutes * 60 / frames
@@ -254,9 +296,14 @@ async def soak(minutes: float, every: float, calls: int, keep: bool = False,
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SOAK_SLACK_TOKEN": "xoxb-soak",
            "SOAK_AMI_SECRET": SECRET}
     log_path = tmp / "daemon.log"
+    cmd = [sys.executable, "-m", "tollwatch", "run", "--config", str(cfg)]
+    traces = tmp / "traces"
+    if trace_every:
+        traces.mkdir()
+        cmd = [sys.executable, "-X", "tracemalloc=1", "-c", TRACED, str(trace_every),
+               str(traces), "run", "--config", str(cfg)]
     with log_path.open("wb") as log_fh:
-        daemon = subprocess.Popen([sys.executable, "-m", "tollwatch", "run", "--config",
-                                   str(cfg)], env=env, stdout=log_fh, stderr=subprocess.STDOUT)
+        daemon = subprocess.Popen(cmd, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
     proc = psutil.Process(daemon.pid)
     for _ in range(120):  # logged in and the follower started
         if server.logins() and read_status(data):
@@ -365,6 +412,8 @@ async def soak(minutes: float, every: float, calls: int, keep: bool = False,
                 "rotated": log_text.count("rotated, finishing")},
         "rss_mib": rss_summary(rss, warmup=60.0),
     }
+    if trace_every:
+        result["tracemalloc"] = growth(traces, 60.0, trace_every)
     stub.down()
     server.call(server.fake.close())
     if real_disk:
@@ -384,9 +433,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--full-for", type=float, default=30, help="seconds the disk stays full")
     ap.add_argument("--out", type=Path, help="write the figures here as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (log)")
+    ap.add_argument("--tracemalloc", type=float, default=0.0, metavar="SECONDS",
+                    help="trace the daemon's allocations, a snapshot every SECONDS")
     args = ap.parse_args(argv)
     result = asyncio.run(soak(args.minutes, args.every, args.calls, args.keep,
-                               args.full_for))
+                               args.full_for, args.tracemalloc))
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -218,6 +218,9 @@ class Incidents(Strict):
     warning_score: int = Field(default=60, ge=1)
     critical_score: int = Field(default=100, ge=1)
     gap: Duration = timedelta(hours=1)
+    # an incident lists the details of its first and last calls (counts and sums stay exact)
+    keep_first_calls: int = Field(default=50, ge=0)
+    keep_last_calls: int = Field(default=150, ge=0)
 
     @model_validator(mode="after")
     def _order(self) -> Incidents:

@@ -68,70 +68,69 @@ class _Intervals:
         return [v[at] for v in self.values]
 
 
-def _heads(series: pl.Series, width: int) -> tuple[Bytes, Ints, Bools]:
-    """(the first `width` bytes of each string, 0 past its end; its length; whether it is a
-    plain number: ASCII digits with at most one leading "+", at least one digit)."""
+def _strings(series: pl.Series, pad: int) -> tuple[Bytes, Ints, Ints, Bools]:
+    """(bytes, start, length, null): row i is bytes[start[i]:start[i]+length[i]]; `pad` zero
+    bytes end `bytes`, so any row can be read `pad` bytes past its start."""
     series = series.rechunk()
     arr: Any = series.to_arrow(compat_level=pl.CompatLevel.newest())
     n = len(arr)
     null = series.is_null().to_numpy()
-    cols = np.arange(width, dtype=np.int64)
-    if _is_view(arr):
+    zeros = np.zeros(pad, dtype=np.uint8)
+    if _is_view(arr):  # 16 bytes a row: length, then the string (<= 12 bytes) or where it is
         bufs = arr.buffers()
         views = np.frombuffer(bufs[1], dtype=np.uint8)[arr.offset * 16 : (arr.offset + n) * 16]
-        views = views.reshape(n, 16)
-        length = np.where(null, 0, views[:, :4].copy().view(np.int32)[:, 0]).astype(np.int64)
-        head = np.zeros((n, width), dtype=np.uint8)
-        inline = min(width, 12)
-        head[:, :inline] = views[:, 4 : 4 + inline]
-        far = np.flatnonzero(length > 12)
         data = [np.frombuffer(b, dtype=np.uint8) for b in bufs[2:] if b is not None]
-        other = np.zeros(n, dtype=np.int64)
-        if far.size:
-            flat = np.concatenate(data)
-            base = np.cumsum([0] + [d.size for d in data], dtype=np.int64)
-            place = views[far, 8:16].copy().view(np.int32).astype(np.int64)
-            start = base[place[:, 0]] + place[:, 1]
-            head[far] = _gather(flat, start, length[far], cols)
-            other[far] = _non_digits(flat, start, length[far])
-        near = length <= 12
-        short_head = head[:, :inline] if width >= 12 else views[:, 4:16]
-        bad = ((short_head < 48) | (short_head > 57)) & (
-            np.arange(short_head.shape[1])[None, :] < length[:, None]
-        )
-        other = np.where(near, bad.sum(axis=1), other)
+        flat = np.concatenate([views, *data, zeros])
+        fields = views.view(np.int32).reshape(n, 4)
+        length = np.where(null, 0, fields[:, 0]).astype(np.int64)
+        start = np.arange(n, dtype=np.int64) * 16 + 4
+        far = length > 12
+        if far.any():
+            base = np.cumsum([views.size] + [d.size for d in data], dtype=np.int64)
+            at = np.where(far, fields[:, 2], 0)
+            start = np.where(far, base[at] + fields[:, 3], start)
     else:
         arr = series.to_arrow()  # large_string (pyarrow, polars without string views)
         bufs = arr.buffers()
         offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
-        flat = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(
-            0, dtype=np.uint8)
-        length = np.where(null, 0, np.diff(offsets))
-        head = _gather(flat, offsets[:-1], length, cols)
-        other = _non_digits(flat, offsets[:-1], length)
-    head = np.where(cols[None, :] < length[:, None], head, 0).astype(np.uint8)
-    plus = head[:, 0] == ord("+")
-    return head, length, ~null & (length - plus >= 1) & (other == plus)
+        data = [np.frombuffer(bufs[2], dtype=np.uint8)] if bufs[2] is not None else []
+        flat = np.concatenate([*data, zeros])
+        start, length = offsets[:-1].astype(np.int64), np.where(null, 0, np.diff(offsets))
+    return flat, start, length, null
 
 
 def _is_view(arr: Any) -> bool:
     return str(arr.type) == "string_view"
 
 
-def _gather(flat: Bytes, start: Ints, length: Ints, cols: Ints) -> Bytes:
-    if flat.size == 0:
-        return np.zeros((start.size, cols.size), dtype=np.uint8)
-    idx = np.minimum(start[:, None] + cols[None, :], flat.size - 1)
-    return np.where(cols[None, :] < length[:, None], flat[idx], 0).astype(np.uint8)
+_LOW = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+_NIBBLES = np.uint64(0x0F0F0F0F0F0F0F0F)
+_HIGH = np.uint64(0xF0F0F0F0F0F0F0F0)
+_DIGIT_HIGH = np.uint64(0x3030303030303030)
+_SIX = np.uint64(0x0606060606060606)
+_CARRY = np.uint64(0x1010101010101010)
 
 
-def _non_digits(flat: Bytes, start: Ints, length: Ints) -> Ints:
-    """How many bytes of each string are not ASCII digits."""
-    if flat.size == 0:
-        return np.zeros(start.size, dtype=np.int64)
-    count = np.concatenate([[0], np.cumsum((flat < 48) | (flat > 57), dtype=np.int64)])
-    ends, starts = np.minimum(start + length, flat.size), np.minimum(start, flat.size)
-    return np.asarray(count[ends] - count[starts], dtype=np.int64)
+def _digits(series: pl.Series, words: int) -> tuple[Bytes, Ints, Bools, Bools]:
+    """(the first 8*words digits of each plain number, 0 past its end; how many digits; its
+    "+"; which rows are plain numbers: ASCII digits, at most one leading "+", one digit or
+    more). Read 8 bytes at a time: every 8-byte window of the strings as one 64-bit word."""
+    flat, start, length, null = _strings(series, 8 * words + 8)
+    window = np.ndarray(shape=(flat.size - 7,), dtype="<u8", buffer=flat, strides=(1,))
+    plus = (length > 0) & (flat[start] == ord("+"))
+    dstart, dlen = start + plus, length - plus
+    out = np.empty((start.size, words), dtype=np.uint64)
+    plain = ~null & (dlen >= 1)
+    for k in range(words):
+        valid = _LOW[np.clip(dlen - 8 * k, 0, 8)]
+        w = window[dstart + 8 * k] & valid
+        out[:, k] = w
+        plain &= ((w & _HIGH) == (_DIGIT_HIGH & valid)) & ((((w & _NIBBLES) + _SIX) & _CARRY) == 0)
+    longer = np.flatnonzero(plain & (dlen > 8 * words))
+    if longer.size:  # digits past the words: the regex on those rows ([0-9] is ASCII only)
+        rest = series.gather(longer).str.contains(r"^\+?[0-9]+$").to_numpy()
+        plain[longer] = rest
+    return out.view(np.uint8), dlen, plus, plain
 
 
 def _present(values: Ints) -> list[int]:
@@ -311,12 +310,11 @@ class FastPlan:
         if not self.usable:
             return None
         c = self.c
-        head, length, taken = _heads(series, self.width + 1)
+        digits, dlen, plus, taken = _digits(series, self.width // 8)
         rows = np.flatnonzero(taken)
         if rows.size < taken.size:
-            head, length, series = head[rows], length[rows], series.gather(rows)
-        plus = head[:, 0] == ord("+")
-        d = _Digits(np.where(plus[:, None], head[:, 1:], head[:, :-1]), length - plus)
+            digits, dlen, plus, series = digits[rows], dlen[rows], plus[rows], series.gather(rows)
+        d = _Digits(digits, dlen)
         cut = self._candidate(d, plus)
         clen = d.length - cut
         emerg = self._emergency(d, cut, plus)

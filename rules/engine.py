@@ -72,7 +72,8 @@ class Engine:
             specs = {name: spec.model_dump() for name, spec in settings.rules.items()}
         inc = settings.incidents
         tracker = IncidentTracker(
-            settings.site.name, inc.warning_score, inc.critical_score, inc.gap
+            settings.site.name, inc.warning_score, inc.critical_score, inc.gap,
+            (inc.keep_first_calls, inc.keep_last_calls),
         )
         return cls(build_rules(specs, context), tracker, context.calendar, baseline)
 

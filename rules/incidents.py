@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
+from typing import Any
 
+from tollwatch.rules.incident_calls import DEFAULT_LIMIT, IncidentCalls
 from tollwatch.rules.model import Call, Finding, dest_block_key, dest_number_key
 
 PBX = "*"
@@ -41,17 +43,37 @@ class RuleHit:
 
 @dataclass
 class Incident:
+    """`log` holds the calls: exact aggregates, and the details of the first and last few
+    (`rules/incident_calls.py`); `calls` are the calls listed, `call_count` all of them."""
+
     id: str
     site: str
     source: str
     opened_at: datetime  # event time of the first finding
     last_activity: datetime
-    calls: dict[str, Call] = field(default_factory=dict)
     hits: dict[str, RuleHit] = field(default_factory=dict)
     severity: Severity = Severity.NONE
     detected_at: dict[Severity, datetime] = field(default_factory=dict)
     version: int = 0  # bumped on every visible change
     refused: int = 0  # calls the dialplan refused because of a tollwatch block
+    log: IncidentCalls = field(default_factory=IncidentCalls, repr=False)
+
+    @property
+    def calls(self) -> dict[str, Call]:
+        """The calls whose details are kept (every call below the limit), by id."""
+        return self.log.listed()
+
+    @property
+    def call_count(self) -> int:
+        return self.log.count
+
+    @property
+    def calls_not_listed(self) -> int:
+        return self.log.count - len(self.log.listed())
+
+    def take(self, call: Call) -> bool:
+        """Count a call in (False if it was in already)."""
+        return self.log.add(call)
 
     @property
     def score(self) -> int:
@@ -60,32 +82,42 @@ class Incident:
     @property
     def first_call_at(self) -> datetime:
         """The first call's start; for an incident without calls (failed logins), its opening."""
-        return min((c.start for c in self.calls.values()), default=self.opened_at)
+        return self.log.first_start or self.opened_at
 
     @property
     def last_call_at(self) -> datetime:
-        return max((c.start for c in self.calls.values()), default=self.last_activity)
+        return self.log.last_start or self.last_activity
 
     @property
     def accounts(self) -> list[str]:
-        return sorted({c.account for c in self.calls.values() if c.account})
+        return list(self.log.sorted_set("accounts"))
 
     @property
     def sources(self) -> list[str]:
-        return sorted({c.source for c in self.calls.values()})
+        return list(self.log.sorted_set("sources"))
 
     @property
     def regions(self) -> list[str]:
-        return sorted({c.dest.region for c in self.calls.values() if c.dest.region})
+        return list(self.log.sorted_set("regions"))
 
     def ordered_calls(self) -> list[Call]:
-        return sorted(self.calls.values(), key=lambda c: (c.start, c.call_id))
+        """The listed calls by start."""
+        return self.log.ordered()
 
     def minutes(self, now: datetime | None = None) -> float:
-        return sum(c.up_for(now or c.end or c.start) for c in self.calls.values()) / 60.0
+        return self.log.seconds(now) / 60.0
 
     def reasons(self) -> list[str]:
         return [h.reason for h in sorted(self.hits.values(), key=lambda h: -h.score)]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Snapshots from before the call log held every call in `calls`: counted in afresh."""
+        calls = state.pop("calls", None)
+        self.__dict__.update(state)
+        if "log" not in state:
+            self.log = IncidentCalls()
+            for call in (calls or {}).values():
+                self.log.add(call)
 
 
 @dataclass(frozen=True)
@@ -99,9 +131,16 @@ class IncidentChange:
 
 class IncidentTracker:
     def __init__(
-        self, site: str, warning_score: int, critical_score: int, gap: timedelta
+        self,
+        site: str,
+        warning_score: int,
+        critical_score: int,
+        gap: timedelta,
+        keep: tuple[int, int] | None = DEFAULT_LIMIT,
     ) -> None:
+        """`keep`: (first, last) calls whose details an incident keeps; None: every call."""
         self.site = site
+        self.keep = keep
         self.warning = warning_score
         self.critical = critical_score
         self.gap = gap
@@ -129,6 +168,7 @@ class IncidentTracker:
                 source=key,
                 opened_at=now,
                 last_activity=now,
+                log=IncidentCalls(self.keep),
             )
             self.open[key] = inc
         return inc
@@ -146,9 +186,8 @@ class IncidentTracker:
             inc = self._current(dest_number_key(call), now, create=False)
         if inc is None:
             inc = self._current(dest_block_key(call), now, create=False)
-        if inc is None or call.call_id in inc.calls:
+        if inc is None or not inc.log.add(call):
             return None
-        inc.calls[call.call_id] = call
         inc.last_activity = now
         if inc.severity == Severity.NONE:
             return None
@@ -173,11 +212,7 @@ class IncidentTracker:
         now = finding.at
         inc = self._current(key, now, create=True)
         assert inc is not None
-        grew = False
-        for call in finding.calls_new_to(inc):
-            if call.call_id not in inc.calls:
-                inc.calls[call.call_id] = call
-                grew = True
+        grew = inc.log.add_all(finding.calls_new_to(inc))
         inc.last_activity = now
         hit = inc.hits.get(finding.rule)
         if hit is None:

@@ -177,7 +177,8 @@ class Daemon:
             log.exception("pbx %s: failed to process %s", event.pbx, type(event).__name__)
             return
         self._dirty.add(event.pbx)
-        await self._publish(event.pbx, changes)
+        if changes or pipeline.engine.tracker.closed:
+            await self._publish(event.pbx, changes)
 
     async def skip_recovered(self) -> None:
         """While AMI is connected, move the paired CDR files past what AMI already saw."""
@@ -311,21 +312,22 @@ class Daemon:
         """Handle events in order; hand the loop back every few milliseconds even with a
         backlog (a queue that is not empty never suspends `get()`), so the sources' readers
         (and their keepalive answers) are never starved by our own processing."""
-        yielded = time.monotonic()
+        queue = self.queue
+        clock = time.monotonic
+        yielded = clock()
         while True:
-            event = await self.queue.get()
-            self._busy_since = time.monotonic()
+            event = queue.get_nowait() if queue.qsize() else await queue.get()
+            self._busy_since = clock()
             try:
                 await self.process(event)
             except Exception:  # one event must never stop the consumer
                 self.errors += 1
                 log.exception("pbx %s: failed to handle %s", event.pbx, type(event).__name__)
             self._busy_since = None
-            now = time.monotonic()
-            self._progress_at = now
+            now = self._progress_at = clock()
             if now - yielded > 0.005:
                 await asyncio.sleep(0)
-                yielded = time.monotonic()
+                yielded = clock()
 
     async def _ticker(self) -> None:
         n = 0

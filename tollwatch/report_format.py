@@ -14,7 +14,6 @@ from rich.table import Table
 
 from tollwatch.alerting.textsafe import csv_cell, markup
 from tollwatch.rules.incidents import Incident, Severity
-from tollwatch.rules.model import Call
 
 
 def _iso(when: datetime | None, tz: ZoneInfo) -> str | None:
@@ -45,26 +44,34 @@ def human_minutes(minutes: float | None) -> str:
 
 
 def incident_dict(inc: Incident, tz: ZoneInfo, now: datetime | None = None) -> dict[str, Any]:
-    """The incident as data. `now` (live): minutes and spend count calls still up until now."""
-    calls = inc.ordered_calls()
-    destinations = sorted({c.label() for c in calls})
-    accounts = inc.accounts
+    """The incident as data. `now` (live): minutes and spend count calls still up until now.
+
+    Counts, minutes, spend, sources, regions, destinations and numbers cover every call;
+    `call_ids` lists the calls whose details the incident keeps (its first and last ones, and
+    those still up) and `calls_not_listed` says how many more there are. `number_calls`
+    (parallel to `numbers`) counts the calls to each number: remediation's evidence."""
+    log = inc.log
+    calls = log.ordered()
+    accounts = log.sorted_set("accounts")
+    numbers = log.sorted_set("numbers")
     return {
         "id": inc.id,
         "site": inc.site,
         "severity": inc.severity.label,
         "score": inc.score,
         "source": inc.source,
-        "sources": inc.sources,
+        "sources": list(log.sorted_set("sources")),
         "account": accounts[0] if len(accounts) == 1 else ",".join(accounts),
         "rules": [h.rule for h in sorted(inc.hits.values(), key=lambda h: -h.score)],
-        "regions": inc.regions,
-        "destinations": destinations,
-        "numbers": sorted({c.dest.e164 for c in calls if c.dest.e164}),
-        "calls": len(calls),
+        "regions": list(log.sorted_set("regions")),
+        "destinations": list(log.sorted_set("labels")),
+        "numbers": list(numbers),
+        "number_calls": [log.numbers[n] for n in numbers],
+        "calls": log.count,
+        "calls_not_listed": log.count - len(calls),
         "attempts_refused": inc.refused,  # calls the dialplan refused (blocks in force)
-        "minutes": round(inc.minutes(now), 2),
-        "spend": _spend(calls, now),
+        "minutes": round(log.seconds(now) / 60.0, 2),
+        "spend": log.spend(now),
         "first_call_at": _iso(inc.first_call_at, tz),
         "last_call_at": _iso(inc.last_call_at, tz),
         "detected_at": _iso(inc.detected_at.get(inc.severity), tz),
@@ -74,14 +81,11 @@ def incident_dict(inc: Incident, tz: ZoneInfo, now: datetime | None = None) -> d
     }
 
 
-def _spend(calls: list[Call], now: datetime | None = None) -> float | None:
-    """Estimated cost from the rate table; None when no call's destination has a rate."""
-    rated = [c for c in calls if c.dest.rate]
-    if not rated:
-        return None
-    return round(
-        sum((c.dest.rate or 0.0) * c.up_for(now or c.end or c.start) / 60.0 for c in rated), 2
-    )
+def not_listed(count: int) -> str:
+    """ "… and 1,234 more calls" ("" when every call is listed)."""
+    if count <= 0:
+        return ""
+    return f"… and {count:,} more call{'s' if count != 1 else ''}"
 
 
 def to_json(incidents: list[Incident], tz: ZoneInfo) -> str:
@@ -97,7 +101,7 @@ def to_jsonl(incidents: list[Incident], tz: ZoneInfo) -> str:
 CSV_FIELDS = (
     "id", "severity", "score", "source", "account", "rules", "regions", "destinations", "calls",
     "attempts_refused", "minutes", "first_call_at", "last_call_at", "detected_at", "reasons",
-    "call_ids",
+    "call_ids", "calls_not_listed",
 )
 
 
@@ -145,3 +149,6 @@ def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> No
                       f"({markup(inc.id)})")
         for reason in inc.reasons():
             console.print(f"   • {markup(reason)}", soft_wrap=True)
+        hidden = inc.calls_not_listed
+        if hidden:
+            console.print(f"   calls listed: the first and last ones {not_listed(hidden)}")

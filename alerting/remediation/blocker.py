@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -80,9 +81,9 @@ class Blocker:
         self.interval = interval
         self.families = astdb.families(self.rem.family)
         self._told: set[tuple[str, str, str]] = set()  # (incident, target, why) refusals said
-        # (incident, target) -> call ids of the fraudulent calls a block of it answered; once
+        # (incident, target) -> the fraudulent calls (per number) a block of it answered; once
         # that block expired or was lifted, only new such calls block it again
-        self._covered: dict[tuple[str, Target], set[str]] = {}
+        self._covered: dict[tuple[str, Target], dict[str, int]] = {}
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[tuple[str, IncidentView] | None] = asyncio.Queue()
 
@@ -158,19 +159,25 @@ class Blocker:
             out["dry_run"] = dry
             await self._notify("blocked", out)
 
-    def _calls_for(self, target: Target, view: IncidentView) -> set[str]:
-        """The incident's fraudulent calls a block of `target` applies to."""
+    def _calls_for(self, target: Target, view: IncidentView) -> dict[str, int]:
+        """The incident's fraudulent calls a block of `target` applies to, counted per number:
+        from the view's calls per number (every call; the listed call ids are only the first
+        and last ones)."""
         source = str(view.get("source", ""))
         pbx = str(view.get("pbx", ""))
-        out = set()
-        for call_id, number in zip(view.get("call_ids") or [], view.get("call_numbers") or [],
-                                   strict=False):  # fmt: skip
+        numbers = view.get("numbers") or []
+        counts = view.get("number_calls")
+        if counts is None:  # a view stored before the counts: its listed calls
+            per = Counter(str(n) for n in view.get("call_numbers") or [] if n)
+            numbers, counts = list(per), list(per.values())
+        out: dict[str, int] = {}
+        for number, n in zip(numbers, counts, strict=False):
             if not number:
                 continue
             dest = self.scope.destination(str(number))
             if self.scope.fraudulent(dest, source, pbx) and self.scope.covers(target, number,
                                                                                source):
-                out.add(str(call_id))
+                out[str(number)] = int(n)
         return out
 
     def _fresh_evidence(self, pbx: str, incident: str, target: Target, view: IncidentView) -> bool:
@@ -181,7 +188,8 @@ class Blocker:
             return True
         now = self._calls_for(target, view)
         known = self._covered.setdefault((incident, target), now)  # a restart forgot: now
-        return bool(now - known)
+        # calls are only ever added: a number with more calls than known = a new call to it
+        return any(n > known.get(number, 0) for number, n in now.items())
 
     def _covers(self, blocks: Sequence[Target], dialed: str, source: str) -> Target | None:
         """The block in force that applies to a call from `source` dialing `dialed`."""

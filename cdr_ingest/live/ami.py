@@ -30,7 +30,7 @@ from panoramisk.message import Message
 from tollwatch.alerting.textsafe import plain
 from tollwatch.cdr_ingest._types import CdrOptions
 from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
-from tollwatch.cdr_ingest.live.ami_framing import _Protocol, event_name, parse_event
+from tollwatch.cdr_ingest.live.ami_framing import FastEvents, _Protocol
 from tollwatch.cdr_ingest.live.ami_login import session_start
 from tollwatch.cdr_ingest.live.backlog import EventQueue
 from tollwatch.cdr_ingest.live.events import LiveEvent, SourceStatus
@@ -58,13 +58,13 @@ class AmiDisconnected(AmiError):
     """The connection was lost after login."""
 
 
-class _Manager(Manager):  # type: ignore[misc]
-    """One connection, no automatic reconnect, loss reported to the owner."""
+class _Manager(FastEvents, Manager):  # type: ignore[misc]
+    """One connection, no automatic reconnect, loss reported to the owner; plain event frames
+    read by `FastEvents` (ami_framing), straight into the source's tracker."""
 
     pinger: Any
 
     def __init__(self, source: AmiSource, **config: Any) -> None:
-        self.own_events: set[str] = set()  # patterns other than "*": panoramisk's path
         super().__init__(**config)
         self.source = source
         self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
@@ -81,33 +81,16 @@ class _Manager(Manager):  # type: ignore[misc]
         self.source._bad_frame(frame, crashed)
 
     def received(self) -> None:
-        self.source._last_rx = time.monotonic()
+        source = self.source
+        source._last_rx = time.monotonic()
+        source._in_read = True
+        source._read_at = None
 
     def read_done(self) -> None:
-        self.source._refresh()
-
-    def fast_event(self, frame: str) -> bool:
-        """Handle a plain event frame without building a panoramisk Message (see
-        ami_framing): True if done, False to take panoramisk's path. Only events that reach
-        nothing but our catch-all callback: not one panoramisk itself listens to
-        (FullyBooted), not Shutdown (it closes the connection)."""
-        name = event_name(frame)
-        if name is None or name in self.own_events or name.lower() == "shutdown":
-            return False
-        tracker = self.source.tracker
-        self.source._seen_event = True
-        if tracker.skip(name):
-            return True
-        msg = parse_event(frame)
-        if msg is None:
-            return False
-        self.source._feed(msg, name)
-        return True
-
-    def register_event(self, pattern: str, callback: Any = None) -> Any:
-        if pattern != "*":
-            self.own_events.add(pattern)
-        return super().register_event(pattern, callback)
+        source = self.source
+        source._in_read = False
+        source._read_at = None
+        source._refresh()
 
 
 class AmiSource:
@@ -162,6 +145,8 @@ class AmiSource:
         self._lost_at: datetime | None = None  # when the last session was lost
         self._told: set[str] = set()  # login check findings already logged
         self._seen_event = False  # an event came in the current read (its arrival time)
+        self._in_read = False  # handling the frames of one socket read
+        self._read_at: datetime | None = None  # that read's arrival time, once asked for
 
     def __repr__(self) -> str:
         return f"AmiSource({self.name!r}, {self.username}@{self.host}:{self.port})"
@@ -192,6 +177,8 @@ class AmiSource:
             why = f"{type(exc).__name__}: {exc}" if exc else "closed by server"
             raise AmiDisconnected(f"{self._where}: connection lost ({why})")
         except AmiError as err:
+            if self._closing and self.status.connected:
+                return  # close() during the login's resync: not a failure
             self.status.errors += 1
             self.status.state = str(err)
             raise
@@ -389,7 +376,12 @@ class AmiSource:
         self._feed(_plain(message), message.get("Event"))
 
     def _feed(self, msg: dict[str, str], name: str | None) -> None:
-        at = self.clock()
+        if self._in_read:  # the events of one socket read arrived at the same time
+            at = self._read_at
+            if at is None:
+                at = self._read_at = self.clock()
+        else:
+            at = self.clock()
         self.status.last_event_at = at
         try:
             events = self.tracker.feed(msg, at)
@@ -412,7 +404,8 @@ class AmiSource:
             log.info("AMI %s: %s", self.name, note)
             if len(self.status.notes) < 20:
                 self.status.notes.append(note)
-        self._refresh()
+        if not self._in_read:  # a read refreshes the status once, at its end
+            self._refresh()
 
     def _refresh(self) -> None:
         """Status from the tracker and the queue: after each read from the socket, and after

@@ -48,6 +48,7 @@ def period_incidents(settings: Settings, figs: Figures, classifier: Classifier) 
     if frame is None or frame.height == 0:
         return []
     engine = Engine.from_settings(settings, rule_specs(settings))
+    engine.tracker.keep = None  # every call of an incident is flagged: keep them all
     for rule in engine.rules:
         if isinstance(rule, NewDestination) and rule.options.during == "any":
             rule.history_start = figs.history_start
