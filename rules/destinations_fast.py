@@ -211,7 +211,8 @@ class FastPlan:
         self.domestic = np.array([r in c.domestic for r in regions] + [False], dtype=np.bool_)
         self.country_at = where[c.country]
         self.emergency = [e for e in c.emergency if _is_digits(e)]
-        ac = max([len(a) for a in c.access_codes] + [0])
+        ac = self.ac_len = max([len(a) for a in c.access_codes] + [0])
+        self._cuts = sorted({0} | {len(a) for a in c.access_codes})  # what _candidate cuts
         lead = max([len(p) for p in c.intl_prefixes] + [len(c.national_prefix), 0])
         need = ac + lead + max([self.key_width] + [len(e) for e in self.emergency])
         self.width = -(-need // 8) * 8  # whole 64-bit words
@@ -244,17 +245,25 @@ class FastPlan:
     def _by_cut(self, cut: Ints, test: Any) -> Bools:
         """test(k) for the candidate (the digits from k on), on the rows whose cut is k."""
         out = np.zeros(cut.size, dtype=np.bool_)
-        for k in _present(cut):
+        for k in self._cuts:
             out |= (cut == k) & test(k)
         return out
 
     def _emergency(self, d: _Digits, cut: Ints, plus: Bools) -> Bools:
+        """Only numbers no longer than an access code and an emergency number can be one."""
         out = np.zeros(d.mat.shape[0], dtype=np.bool_)
+        most = max((len(e) for e in self.emergency), default=0) + self.ac_len
+        rows = np.flatnonzero(~plus & (d.length <= most) & bool(self.emergency))
+        if rows.size == 0:
+            return out
+        sub, cut = _Digits(d.mat[rows], d.length[rows]), cut[rows]
+        hit = np.zeros(rows.size, dtype=np.bool_)
         for e in self.emergency:
-            out |= d.equals(0, e) | self._by_cut(cut, lambda k, e=e: d.equals(k, e))
+            hit |= sub.equals(0, e) | self._by_cut(cut, lambda k, e=e: sub.equals(k, e))
             for ac in self.c.access_codes:
-                out |= d.starts(0, ac) & d.equals(len(ac), e)
-        return out & ~plus
+                hit |= sub.starts(0, ac) & sub.equals(len(ac), e)
+        out[rows] = hit
+        return out
 
     def _e164(self, d: _Digits, cut: Ints, clen: Ints, plus: Bools,
               short: Bools) -> tuple[Bools, Ints, Ints]:
