@@ -367,7 +367,9 @@ async def end_to_end(
         "rss_mb_over_time": rss,
         "loop_lag_ms": {k: round(v, 2) for k, v in percentiles(lags).items() if k != "n"},
         "snapshots": {"forked": snap.forked, "failed": snap.failed,
-                      "last_pickle_ms": round(snap.last_s * 1e3, 1)} if snap else None,
+                      "last_pickle_ms": round(snap.last_s * 1e3, 1),
+                      "last_held_ms": round(getattr(snap, "held_s", 0.0) * 1e3, 1)}
+        if snap else None,
         "stalls": {k: {"n": len(v), "total_s": round(sum(v), 3), "max_ms": round(max(v) * 1e3, 1)}
                    for k, v in daemon.stalls.items() if v},
     }  # fmt: skip

@@ -172,7 +172,7 @@ async def test_views_at_a_tick_leave_room_for_events(tmp_path: Path,
 
 
 async def test_a_big_state_is_saved_less_often(tmp_path: Path) -> None:
-    snap = Snapshotter(inline_max=10.0, duty=0.05)
+    snap = Snapshotter(inline_max=10.0, duty=0.05, hold_duty=0.05)
     assert snap.due()
     await snap.take({"pbx": lambda: slow({}, 0.02)})  # >= 20 ms: at most every 0.4 s or more
     assert snap.last_s >= 0.02 and not snap.due()
@@ -188,3 +188,18 @@ async def test_a_big_state_is_saved_less_often(tmp_path: Path) -> None:
     assert daemon.store.load_snapshot("pbx") is None and daemon._dirty == {"pbx"}
     daemon.flush(final=True)  # stopping saves it whatever
     assert daemon.store.load_snapshot("pbx") is not None
+
+
+async def test_what_holds_the_loop_is_paced_apart() -> None:
+    """A pickle in place holds the loop all along, a child only for the fork() call: the
+    next snapshot waits until that pause is at most `hold_duty` of the time."""
+    snap = Snapshotter(inline_max=10.0, duty=1.0, hold_duty=0.1)
+    await snap.take({"pbx": lambda: slow({}, 0.02)})  # in place: the loop held >= 20 ms
+    assert snap.held_s == snap.last_s >= 0.02
+    assert not snap.due()  # the pickling duty alone (1.0) would allow it at once
+    await asyncio.sleep(snap.held_s / 0.1 - (time.monotonic() - snap.taken_at) + 0.05)
+    assert snap.due()
+    snap.inline_max = 0.0
+    await snap.take({"pbx": lambda: slow({}, 0.3)})  # in a child: held only by fork()
+    assert snap.forked == 1 and snap.last_s >= 0.3
+    assert 0.0 < snap.held_s < snap.last_s

@@ -135,8 +135,8 @@ class Daemon:
         self._dirty.clear()  # events from now on mark their PBX again
         try:
             blobs = await self.snapshotter.take({n: self.pipelines[n].snapshot for n in names})
-            for name, blob in blobs.items():
-                self.store.save_snapshot(name, blob)
+            for name, blob in blobs.items():  # megabytes into SQLite: not on the loop
+                await asyncio.to_thread(self.store.save_snapshot, name, blob)
         except BaseException:
             self._dirty.update(names)  # not saved: the next flush (or the final one) does
             raise
