@@ -13,6 +13,7 @@ peak RSS its own ``ru_maxrss`` (``wait4``). The bare read is
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import subprocess
@@ -89,13 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("files", type=Path, nargs="+")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", type=Path, help="append each result as a JSON line")
+    p.add_argument("--no-compile", action="store_true",
+                   help="do not byte-compile the checkout's modules first")
     p.add_argument("--scan-args", nargs=argparse.REMAINDER, default=[],
                    help="extra arguments for tollwatch scan (last)")
     a = p.parse_args(argv)
+    if not a.no_compile:
+        for package in ("tollwatch", "cdr_ingest", "rules", "alerting", "config"):
+            compileall.compile_dir(ROOT / package, quiet=1)
     for path in a.files:
         print(f"{path} (load {os.getloadavg()[0]:.1f}):", flush=True)
         res = measure(path, a.repeat, a.scan_args)
         res["load_after"] = os.getloadavg()
+        res["compiled"] = not a.no_compile
         print(f"  {res['rows']:,} rows: best read {res['read_wall']:.2f} s / cpu "
               f"{res['read_cpu']:.2f}; best scan {res['scan_wall']:.2f} s / cpu "
               f"{res['scan_cpu']:.2f}; ratio wall {res['ratio_wall']:.2f}x cpu "

@@ -1,17 +1,18 @@
 """Where does ``run_scan`` spend its time? Stage-by-stage timings on one file.
 
-Each stage is a separate query collected with the streaming engine, so later stages include
-the earlier ones; the differences are the cost of each step (wall and CPU seconds, CPU being
-user+sys of this process, all polars threads):
+Each stage is a separate pass over the file, so later stages include the earlier ones; the
+differences are the cost of each step (wall and CPU seconds, CPU being user+sys of this
+process, all polars threads):
 
-1. ``bare``: polars reading the file, every field a string (the floor);
-2. ``source``: cdr_ingest's IO source (pieces, polars' CSV parser, the strict line check);
-3. ``ingest``: ``scan_cdrs`` in full (+ typing, times, problem checks, outbound, source);
-4. ``wanted``: + the filter run_scan applies (outbound or problem rows);
-5. ``classified``: + destination classification of the outbound rows, batch by batch
-   (each batch's distinct numbers, as run_scan does);
-6. ``count``: the second pass run_scan makes to count all rows;
-7. ``calls`` / ``replay``: Call objects built from the kept rows, replayed through the engine.
+1. ``bare``: polars reading the file, every field a string (the floor; streaming engine);
+2. ``source``: cdr_ingest's parsed pieces (pieces, polars' CSV parser, the strict line check);
+3. ``ingest``: ``scan_chunks`` in full, chunk by chunk as run_scan reads (+ typing, times,
+   problem checks, outbound, source);
+4. ``wanted``: + the filter run_scan applies (outbound, problem, Local-dial... rows), batches
+   gathered as run_scan gathers them but not looked at;
+5. ``loop``: + what run_scan does with each batch (counts, problems, destination
+   classification of each batch's distinct numbers, the calls rules look at);
+6. ``calls`` / ``replay``: Call objects built from the kept rows, replayed through the engine.
 
     python bench/profile_scan.py bench/data/master-1000000.csv [--cprofile out.txt]
 """
@@ -30,13 +31,13 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from tollwatch.cdr_ingest import scan_cdrs
+from tollwatch.cdr_ingest import scan_chunks
 from tollwatch.cdr_ingest._detect import detect
-from tollwatch.cdr_ingest._scan import _source
+from tollwatch.cdr_ingest._scan import _frames
 from tollwatch.rules.batch import CALL_COLUMNS, calls_from_frame, replay
 from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.engine import Engine
-from tollwatch.scan import run_scan
+from tollwatch.scan import _LOOP_COLUMNS, ScanStats, _Loop, run_scan
 from tollwatch.settings import cdr_options, load, overrides, rule_specs
 
 T = TypeVar("T")
@@ -59,22 +60,23 @@ def stages(path: Path) -> dict[str, float]:
     assert fmt is not None
     timed("bare", lambda: pl.scan_csv(path, has_header=False, infer_schema=False)
           .collect(engine="streaming"), out)  # fmt: skip
-    timed("source", lambda: _source(path, len(fmt.columns), 0).collect(engine="streaming"), out)
-    rows = scan_cdrs([path], opts)
-    timed("ingest", lambda: rows.collect(engine="streaming"), out)
-    wanted = rows.filter(pl.col("problem").is_not_null() | pl.col("outbound"))
-    timed("wanted", lambda: wanted.collect(engine="streaming"), out)
+    skip = fmt.header_line if fmt.header else 0
+    timed("source", lambda: sum(df.height for df in _frames(path, len(fmt.columns), skip)), out)
+    timed("ingest", lambda: sum(lf.collect().height for _, lf in scan_chunks([path], opts)), out)
     classifier = Classifier(settings)
-    batches = classifier.batches("dialed")
-    relevant = pl.col("problem").is_null() & (
-        (pl.col("dest_class") == "international") | pl.col("high_risk"))
 
-    def classified() -> pl.DataFrame:
-        kept = [batches(b).filter(relevant) for b in wanted.collect_batches(chunk_size=200_000)]
-        return pl.concat(kept).select(CALL_COLUMNS)
+    class Gathered(_Loop):  # the batches run_scan takes, not looked at
+        def take(self, batch: pl.DataFrame, progress: object) -> None:
+            pass
 
-    keep = timed("classified", classified, out)
-    timed("count", lambda: rows.select(pl.len()).collect(engine="streaming"), out)
+    def loop(kind: type[_Loop]) -> _Loop:
+        it = kind(ScanStats(), classifier.batches("dialed"), pl.lit(True), None, None)
+        it.read_files([path], opts, _LOOP_COLUMNS, None)
+        return it
+
+    timed("wanted", lambda: loop(Gathered), out)
+    taken = timed("loop", lambda: loop(_Loop), out)
+    keep = pl.concat(taken.relevant).select(CALL_COLUMNS)  # (Local chains not followed)
     allow = settings.allowlist.sources
     calls = timed("calls", lambda: list(calls_from_frame(keep, classifier, allow)), out)
     engine = Engine.from_settings(settings, rule_specs(settings))
@@ -106,11 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     d: dict[str, Any] = {}
     for suffix in ("", "_cpu"):
         d["bare polars read" + suffix] = t["bare" + suffix]
-        d["IO source (pieces, CSV parser, line check)" + suffix] = t["source" + suffix]
+        d["parsed pieces (CSV parser, line check)" + suffix] = t["source" + suffix]
         d["rest of ingest (typing, times, checks, outbound)" + suffix] = (
             t["ingest" + suffix] - t["source" + suffix])
-        d["destination classification" + suffix] = t["classified" + suffix] - t["wanted" + suffix]
-        d["second pass to count rows" + suffix] = t["count" + suffix]
+        d["wanted filter, batches" + suffix] = t["wanted" + suffix] - t["ingest" + suffix]
+        d["loop: classification, counts, problems" + suffix] = (
+            t["loop" + suffix] - t["wanted" + suffix])
         d["build Call objects" + suffix] = t["calls" + suffix]
         d["engine replay" + suffix] = t["replay" + suffix]
     print("\nbreakdown (differences between stages):")

@@ -6,15 +6,16 @@ until ``release_temp_files()`` is called (see ``_gzip``).
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
 
 from ._gzip import release_temp_files
 from ._outbound import dials_local, local_dials, resolve_local_chains
-from ._scan import SCHEMA, check_timezone, detect, scan_file
+from ._scan import SCHEMA, check_timezone, detect, file_chunks, scan_file
 from ._types import CdrOptions, IngestError
 from .dialects import canonical_columns
 
@@ -29,6 +30,7 @@ __all__ = [
     "release_temp_files",
     "resolve_local_chains",
     "scan_cdrs",
+    "scan_chunks",
 ]
 
 
@@ -72,6 +74,30 @@ def scan_cdrs(
     if not frames:
         return pl.LazyFrame(schema=SCHEMA)
     return pl.concat(frames, how="vertical")
+
+
+def scan_chunks(
+    paths: Sequence[Path], options: CdrOptions, on_file_error: Callable[[str], None] | None = None
+) -> Iterator[tuple[int, pl.LazyFrame]]:
+    """The rows of ``scan_cdrs`` (same files, errors, order) as consecutive chunks, each
+    (rows in it, its LazyFrame of SCHEMA columns): evaluate one chunk at a time, and memory
+    holds one chunk whatever the files' size. As in scan_cdrs, every file is checked and
+    detected before the first chunk is returned; rows are read as chunks are taken."""
+    check_timezone(options)
+    if on_file_error is None:
+        for path in paths:
+            _check_readable(Path(path))
+    files = []
+    for p in paths:
+        try:
+            if on_file_error is not None:
+                _check_readable(Path(p))
+            files.append(file_chunks(Path(p), str(p), options, on_file_error))
+        except IngestError as e:
+            if on_file_error is None:
+                raise
+            on_file_error(str(e))
+    return itertools.chain.from_iterable(files)
 
 
 def describe_layout(path: Path, options: CdrOptions | None = None) -> str:

@@ -38,7 +38,7 @@ from ._outbound import classify
 from ._typed import STRINGS, typed
 from ._types import CdrOptions
 
-__all__ = ["SCHEMA", "FileFormat", "check_timezone", "detect", "scan_file"]
+__all__ = ["SCHEMA", "FileFormat", "check_timezone", "detect", "file_chunks", "scan_file"]
 
 SCHEMA: dict[str, pl.DataType] = {
     "origin": pl.String(),
@@ -230,6 +230,30 @@ def pushed_down(
     return df if with_columns is None else df.select(with_columns)
 
 
+def _frames(data_path: Path, n: int, skip_line: int, fields: bool = True) -> Iterator[pl.DataFrame]:
+    """The parsed pieces of data_path, in file order (columns of _source_schema; without
+    `fields`, the _f* columns are left out: for counting rows)."""
+    fd = os.open(data_path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return
+        data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        try:
+            first_line = 1
+            for start, end in _pieces(data, size):
+                piece, dirty = clean(os.pread(fd, end - start, start))
+                if fields:
+                    yield from _rows_of(piece, first_line, n, skip_line, dirty)
+                else:
+                    yield _line_rows(piece, first_line, skip_line, dirty)
+                first_line += _line_count(piece)
+        finally:
+            data.close()
+    finally:
+        os.close(fd)
+
+
 def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:
     """A LazyFrame over the parsed pieces of data_path (columns of _source_schema)."""
     schema = _source_schema(n)
@@ -240,47 +264,82 @@ def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:
         n_rows: int | None,
         batch_size: int | None,
     ) -> Iterator[pl.DataFrame]:
-        fd = os.open(data_path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-            if size == 0:
-                return
-            data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-            try:
-                first_line = 1
-                fields = with_columns is None or any(c.startswith("_f") for c in with_columns)
-                for start, end in _pieces(data, size):
-                    piece, dirty = clean(os.pread(fd, end - start, start))
-                    if fields:
-                        frames = _rows_of(piece, first_line, n, skip_line, dirty)
-                    else:  # e.g. counting rows: no field is looked at
-                        frames = iter([_line_rows(piece, first_line, skip_line, dirty)])
-                    for df in frames:
-                        yield pushed_down(df, predicate, with_columns)
-                    first_line += _line_count(piece)
-            finally:
-                data.close()
-        finally:
-            os.close(fd)
+        fields = with_columns is None or any(c.startswith("_f") for c in with_columns)
+        for df in _frames(data_path, n, skip_line, fields):  # no field looked at: counting
+            yield pushed_down(df, predicate, with_columns)
 
     return register_io_source(rows, schema=schema, explain_name="cdr_ingest")
+
+
+def _normalized(lf: pl.LazyFrame, fmt: FileFormat, shown: str, options: CdrOptions) -> pl.LazyFrame:
+    """The typed, classified SCHEMA columns over source rows (columns of _source_schema)."""
+    n = len(fmt.columns)
+    lf = lf.with_columns(_valid=pl.col(f"_f{n - 1}").is_not_null())
+    lf = classify(typed(lf, fmt, shown, options), options)
+    return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
+
+
+def _data_path(
+    path: Path, shown: str, options: CdrOptions, partial: Callable[[str], None] | None
+) -> tuple[FileFormat, Path] | None:
+    fmt = detect(path, shown, options)
+    if fmt is None:
+        return None
+    data_path = _gzip.decompress(path, shown, partial) if fmt.gzip else path
+    if fmt.cr_lines:
+        data_path = _gzip.cr_to_lf(data_path, shown)
+    return fmt, data_path
 
 
 def scan_file(
     path: Path, shown: str, options: CdrOptions, partial: Callable[[str], None] | None = None
 ) -> pl.LazyFrame:
     """Return the normalized LazyFrame of one file. `partial`: see `_gzip.decompress`."""
-    fmt = detect(path, shown, options)
-    if fmt is None:
+    found = _data_path(path, shown, options, partial)
+    if found is None:
         return pl.LazyFrame(schema=SCHEMA)
-    data_path = _gzip.decompress(path, shown, partial) if fmt.gzip else path
-    if fmt.cr_lines:
-        data_path = _gzip.cr_to_lf(data_path, shown)
+    fmt, data_path = found
+    lf = _source(data_path, len(fmt.columns), fmt.header_line if fmt.header else 0)
+    return _normalized(lf, fmt, shown, options)
+
+
+# Rows of source frames gathered into one chunk before it is typed and classified.
+CHUNK_ROWS = 50_000
+
+
+def file_chunks(
+    path: Path, shown: str, options: CdrOptions, partial: Callable[[str], None] | None = None
+) -> Iterator[tuple[int, pl.LazyFrame]]:
+    """The file as consecutive chunks, each (rows in it, its normalized LazyFrame over rows
+    already read): evaluating one at a time holds one chunk in memory, whatever the file's
+    size. The file is detected (and a gzip file decompressed) now, its rows read as the
+    chunks are taken. The rows are scan_file's, in the same order."""
+    found = _data_path(path, shown, options, partial)
+    if found is None:
+        return iter(())
+    fmt, data_path = found
+    return _chunks(fmt, data_path, shown, options)
+
+
+def _chunks(
+    fmt: FileFormat, data_path: Path, shown: str, options: CdrOptions
+) -> Iterator[tuple[int, pl.LazyFrame]]:
     n = len(fmt.columns)
-    lf = _source(data_path, n, fmt.header_line if fmt.header else 0)
-    lf = lf.with_columns(_valid=pl.col(f"_f{n - 1}").is_not_null())
-    lf = classify(typed(lf, fmt, shown, options), options)
-    return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
+
+    def chunk(frames: list[pl.DataFrame]) -> tuple[int, pl.LazyFrame]:
+        df = pl.concat(frames)
+        return df.height, _normalized(df.lazy(), fmt, shown, options)
+
+    frames: list[pl.DataFrame] = []
+    rows = 0
+    for df in _frames(data_path, n, fmt.header_line if fmt.header else 0):
+        frames.append(df)
+        rows += df.height
+        if rows >= CHUNK_ROWS:
+            yield chunk(frames)
+            frames, rows = [], 0
+    if frames:
+        yield chunk(frames)
 
 
 def check_timezone(options: CdrOptions) -> None:

@@ -51,14 +51,19 @@ def _calls(
     allowed: dict[tuple[str, str | None], bool],
 ) -> Iterator[Call]:
     cols = {name: frame.get_column(name).to_list() for name in CALL_COLUMNS}
-    dest_cols = [cols["dialed"], *(cols[name] for name in DEST_COLUMNS)]
-    for i, values in enumerate(zip(*dest_cols, strict=True)):
-        dest = dests.get(values)
+    dest_keys = zip(cols["dialed"], *(cols[name] for name in DEST_COLUMNS), strict=True)
+    rows = zip(
+        dest_keys, cols["call_id"], cols["source"], cols["account"], cols["start"],
+        cols["answer"], cols["end"], cols["trunk"], cols["origin"], cols["linkedid"],
+        strict=True,
+    )  # fmt: skip
+    get = dests.get
+    for values, call_id, source, account, start, answer, end, trunk, origin, linkedid in rows:
+        dest = get(values)
         if dest is None:
             dest = dests[values] = Destination.from_row(
                 values[0], dict(zip(DEST_COLUMNS, values[1:], strict=True))
             )
-        source = cols["source"][i]
         allow = dest.allowlisted
         if not allow and source_allow:
             key = (source, dest.e164)
@@ -69,17 +74,17 @@ def _calls(
                 )
             allow = hit
         yield Call(
-            call_id=cols["call_id"][i],
+            call_id=call_id,
             source=source,
-            account=cols["account"][i] or "",
+            account=account or "",
             dest=dest,
-            start=cols["start"][i],
-            answer=cols["answer"][i],
-            end=cols["end"][i],
-            trunk=cols["trunk"][i] or "",
-            origin=cols["origin"][i],
+            start=start,
+            answer=answer,
+            end=end,
+            trunk=trunk or "",
+            origin=origin,
             allowlisted=allow,
-            linkedid=cols["linkedid"][i] or "",
+            linkedid=linkedid or "",
         )
 
 

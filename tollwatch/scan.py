@@ -15,7 +15,13 @@ from pathlib import Path
 
 import polars as pl
 
-from tollwatch.cdr_ingest import dials_local, local_dials, resolve_local_chains, scan_cdrs
+from tollwatch.cdr_ingest import (
+    CdrOptions,
+    dials_local,
+    local_dials,
+    resolve_local_chains,
+    scan_chunks,
+)
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.cdr_ingest.live.follow_rows import REFUSED_MARK
 from tollwatch.config import Settings
@@ -90,43 +96,108 @@ def run_scan(
     started = time.perf_counter()
     classifier = Classifier(settings)
     stats = ScanStats()
-    if database is not None:
-        rows = database.scan(cdr_options(settings), since, until)
-        read_before = database.rows_read
-    else:
-        rows = scan_cdrs(paths, cdr_options(settings), on_file_error=stats.file_problems.append)
-    good = pl.col("problem").is_null()
     window = pl.lit(True)
     if since is not None:
         window = window & (pl.col("start") >= _utc(since))
     if until is not None:
         window = window & (pl.col("start") < _utc(until))
-    outbound = pl.col("outbound") & window
-    refused_row = pl.col("userfield").fill_null("").str.starts_with(REFUSED_MARK) & window
-    wanted = rows.filter(
-        pl.col("problem").is_not_null()
-        | outbound
-        | refused_row
-        | (pl.col("replaced") > 0)
-        | (pl.col("trunk_basis") == "device")
-        | dials_local()  # to follow Local chains back to who sent a call out
+    loop = _Loop(stats, classifier.batches("dialed"), window, problems, calls)
+    columns = _LOOP_COLUMNS if calls is None else None  # what the loop reads (calls: all)
+    if database is not None:
+        lf = database.scan(cdr_options(settings), since, until)
+        read_before = database.rows_read
+        for batch in loop.wanted(lf, columns).collect_batches(chunk_size=BATCH_ROWS):
+            loop.take(batch, progress)
+        # counted as read: a second pass would query the table again
+        stats.rows = database.rows_read - read_before
+    else:
+        loop.read_files(paths, cdr_options(settings), columns, progress)
+    stats.notes = loop.legs.notes()
+    frame = _relevant(loop, cdr_options(settings))
+    stats.calls_scored = frame.height
+    specs = rule_specs(settings) if rules else {}
+    engine = Engine.from_settings(settings, specs, baseline)
+    incidents = (
+        run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
     )
-    if calls is None:  # only the columns this loop reads: batches waiting for it hold less
-        wanted = wanted.select(_LOOP_COLUMNS)
-    classify = classifier.batches("dialed")
-    relevant: list[pl.DataFrame] = []
-    refused: list[tuple[str, datetime]] = []  # (source, start) of calls a block refused
-    dials: list[pl.DataFrame] = []
-    legs = _Legs()
-    for batch in wanted.collect_batches(chunk_size=200_000):
+    count_refused(incidents, loop.refused, settings.incidents.gap)
+    incidents = sort_incidents(incidents)
+    validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
+    stats.seconds = time.perf_counter() - started
+    return ScanResult(incidents, stats, engine.baseline, validity)
+
+
+BATCH_ROWS = 200_000  # rows the loop below takes at a time
+
+
+class _Loop:
+    """What run_scan does with each batch of wanted rows (counts, problems, the legs rules
+    look at), in file order."""
+
+    def __init__(
+        self,
+        stats: ScanStats,
+        classify: BatchClassifier,
+        window: pl.Expr,
+        problems: Problems | None,
+        calls: Calls | None,
+    ) -> None:
+        self.stats = stats
+        self.classify = classify
+        self.outbound = pl.col("outbound") & window
+        self.refused_row = (
+            pl.col("userfield").fill_null("").str.starts_with(REFUSED_MARK) & window
+        )
+        self.problems = problems
+        self.calls = calls
+        self.relevant: list[pl.DataFrame] = []
+        self.refused: list[tuple[str, datetime]] = []  # (source, start) of calls a block refused
+        self.dials: list[pl.DataFrame] = []
+        self.legs = _Legs()
+
+    def wanted(self, rows: pl.LazyFrame, columns: Sequence[str] | None) -> pl.LazyFrame:
+        """The rows the loop looks at (and of them only `columns`, when given)."""
+        wanted = rows.filter(
+            pl.col("problem").is_not_null()
+            | self.outbound
+            | self.refused_row
+            | (pl.col("replaced") > 0)
+            | (pl.col("trunk_basis") == "device")
+            | dials_local()  # to follow Local chains back to who sent a call out
+        )
+        return wanted if columns is None else wanted.select(columns)
+
+    def read_files(
+        self,
+        paths: Sequence[Path],
+        options: CdrOptions,
+        columns: Sequence[str] | None,
+        progress: Progress | None,
+    ) -> None:
+        """Take the wanted rows of the files, BATCH_ROWS at a time, reading them a chunk at a
+        time (memory holds one chunk and one batch, whatever the files' size); count rows."""
+        chunks = scan_chunks(paths, options, self.stats.file_problems.append)
+        held: list[pl.DataFrame] = []  # wanted rows not taken yet
+        for count, chunk in chunks:
+            self.stats.rows += count
+            held.append(self.wanted(chunk, columns).collect())
+            if sum(df.height for df in held) >= BATCH_ROWS:
+                self.take(pl.concat(held), progress)
+                held = []
+        if held:
+            self.take(pl.concat(held), progress)
+
+    def take(self, batch: pl.DataFrame, progress: Progress | None) -> None:
         if batch.height == 0:
-            continue
+            return
+        stats = self.stats
+        good = pl.col("problem").is_null()
         bad = batch.filter(~good)
         if bad.height:
             stats.skipped += bad.height
             _by_file(stats.skipped_by_file, bad)
-            if problems is not None:
-                problems(list(bad.select("origin", "problem").iter_rows()))
+            if self.problems is not None:
+                self.problems(list(bad.select("origin", "problem").iter_rows()))
             room = MAX_PROBLEMS - len(stats.problems)
             if room > 0:
                 stats.problems.extend(bad.head(room).select("origin", "problem").iter_rows())
@@ -135,41 +206,36 @@ def run_scan(
             stats.replaced += int(dirty["replaced"].sum())
             stats.replaced_rows += dirty.height
             _by_file(stats.replaced_by_file, dirty, "replaced")
-        legs.add(batch.filter(good))
-        stopped = batch.filter(good & refused_row & ~pl.col("outbound"))
-        refused.extend((src or "", at) for src, at in stopped.select("source", "start").iter_rows())
+        self.legs.add(batch.filter(good))
+        stopped = batch.filter(good & self.refused_row & ~pl.col("outbound"))
+        self.refused.extend(
+            (src or "", at) for src, at in stopped.select("source", "start").iter_rows()
+        )
         local = local_dials(batch.filter(good))
         if local.height:
-            dials.append(local)
-        out = batch.filter(good & outbound)
+            self.dials.append(compact(local))
+        out = batch.filter(good & self.outbound)
         stats.outbound += out.height
         if out.height:
-            keep = _classified(out, classify, stats, calls)
+            keep = _classified(out, self.classify, stats, self.calls)
             if keep.height:
-                relevant.append(keep.select(*CALL_COLUMNS, "channel"))
+                self.relevant.append(compact(keep.select(*CALL_COLUMNS, "channel")))
         if progress is not None:
             progress(*_line_of(batch["origin"][-1]))
-    if database is not None:  # counted as read: a second pass would query the table again
-        stats.rows = database.rows_read - read_before
-    else:
-        stats.rows = _count_rows(rows)
-    stats.notes = legs.notes()
-    frame = pl.concat(relevant) if relevant else pl.DataFrame()
-    if frame.height:
-        if dials:
-            frame = resolve_local_chains(frame, pl.concat(dials), cdr_options(settings))
-        frame = frame.select(CALL_COLUMNS)
-    stats.calls_scored = frame.height
-    specs = rule_specs(settings) if rules else {}
-    engine = Engine.from_settings(settings, specs, baseline)
-    incidents = (
-        run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
-    )
-    count_refused(incidents, refused, settings.incidents.gap)
-    incidents = sort_incidents(incidents)
-    validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
-    stats.seconds = time.perf_counter() - started
-    return ScanResult(incidents, stats, engine.baseline, validity)
+
+
+def _relevant(loop: _Loop, options: CdrOptions) -> pl.DataFrame:
+    """The calls rules look at, in start order, as one frame; the loop's parts are let go
+    as they are joined (one copy of the calls in memory, not three)."""
+    frame = pl.concat(loop.relevant) if loop.relevant else pl.DataFrame()
+    loop.relevant.clear()
+    if frame.height == 0:
+        return frame
+    if loop.dials:
+        dials = pl.concat(loop.dials)
+        loop.dials.clear()
+        frame = resolve_local_chains(frame, dials, options)
+    return frame.select(CALL_COLUMNS).sort("start", maintain_order=True)
 
 
 def _classified(
@@ -182,7 +248,8 @@ def _classified(
     classes = classify.distinct(out)
     if len(stats.numbers) < SAMPLE:
         room = SAMPLE - len(stats.numbers)
-        stats.numbers.update(classes.get_column("dialed").drop_nulls().head(room).to_list())
+        first = out.get_column("dialed").drop_nulls().unique(maintain_order=True).head(room)
+        stats.numbers.update(first.to_list())  # the first ones in file order: the same each run
     if calls is not None:
         calls(out.join(classes, on="dialed", how="left", nulls_equal=True))
     counted = out.select("dialed").join(
@@ -192,6 +259,14 @@ def _classified(
         stats.by_class[cls] = stats.by_class.get(cls, 0) + n
     wanted = classes.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
     return out.join(wanted, on="dialed", how="inner", nulls_equal=True, maintain_order="left")
+
+
+def compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """frame with its strings copied out. A polars string column taken from a batch (a filter,
+    a join) points into the batch's string buffers and keeps them all alive: what the scan
+    keeps of each batch would otherwise hold on to every batch read (the whole file)."""
+    strings = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(pl.concat_str(pl.col(c), pl.lit("")).alias(c) for c in strings)
 
 
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
@@ -216,12 +291,6 @@ def count_refused(
 def _utc(when: datetime) -> datetime:
     """Call times are UTC: a bound in another zone compares as the same instant."""
     return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _count_rows(rows: pl.LazyFrame) -> int:
-    """Rows in all files: the streaming pass only returns outbound and bad rows, so count."""
-    counted = rows.select(pl.len()).collect(engine="streaming")
-    return int(counted.item())
 
 
 def _by_file(counts: dict[str, int], frame: pl.DataFrame, column: str | None = None) -> None:
