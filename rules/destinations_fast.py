@@ -79,7 +79,8 @@ def _strings(series: pl.Series, pad: int) -> tuple[Bytes, Ints, Ints, Bools]:
     if _is_view(arr):  # 16 bytes a row: length, then the string (<= 12 bytes) or where it is
         bufs = arr.buffers()
         views = np.frombuffer(bufs[1], dtype=np.uint8)[arr.offset * 16 : (arr.offset + n) * 16]
-        data = [np.frombuffer(b, dtype=np.uint8) for b in bufs[2:] if b is not None]
+        data = [np.zeros(0, dtype=np.uint8) if b is None else np.frombuffer(b, dtype=np.uint8)
+                for b in bufs[2:]]  # kept in place: views name their buffer by position
         flat = np.concatenate([views, *data, zeros])
         fields = views.view(np.int32).reshape(n, 4)
         length = np.where(null, 0, fields[:, 0]).astype(np.int64)
