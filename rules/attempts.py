@@ -51,11 +51,13 @@ class AttemptTracker:
         self._seen += 1
         if self._seen % _PRUNE_EVERY == 0:
             self.prune(now)
-        group = self.group_of(call)
-        number = self.number_of(call)
+        group = call.linkedid or call.call_id  # group_of
+        number = call.dest.e164 or call.dest.dialed  # number_of
         legs = self.groups.get(group)
-        if legs is None:
-            legs = self.groups[group] = []
+        if legs is None:  # the usual case: the first leg of its call
+            self.groups[group] = [_Leg(call, number)]
+            call.repeat = False
+            return False
         repeat = any(
             leg.number == number and (leg.ended_at is None or not leg.answered)
             for leg in legs
@@ -75,9 +77,12 @@ class AttemptTracker:
         if leg is None:
             return
         leg.ended_at = now
-        legs = self.groups[self.group_of(call)]
-        if all(x.ended_at is not None and x.answered for x in legs):
-            del self.groups[self.group_of(call)]  # nothing left that a later leg could repeat
+        group = call.linkedid or call.call_id  # group_of
+        legs = self.groups[group]
+        if leg.answered if len(legs) == 1 else all(
+            x.ended_at is not None and x.answered for x in legs
+        ):
+            del self.groups[group]  # nothing left that a later leg could repeat
 
     def prune(self, now: datetime) -> None:
         limit = now - KEEP
@@ -89,7 +94,7 @@ class AttemptTracker:
                 del self.groups[group]
 
     def _leg(self, call: Call) -> _Leg | None:
-        for leg in self.groups.get(self.group_of(call), ()):
+        for leg in self.groups.get(call.linkedid or call.call_id, ()):  # group_of
             if leg.call is call:
                 return leg
         return None

@@ -20,6 +20,7 @@ from tollwatch.rules.model import AuthEvent, Call, Finding
 
 if TYPE_CHECKING:
     from tollwatch.rules.baseline import Baseline
+    from tollwatch.rules.builtin._window import Window
 
 
 class RuleOptions(BaseModel):
@@ -53,6 +54,13 @@ class Rule(Generic[OptionsT]):
     # Whether the rule sees failover legs and forks of an attempt it saw already (rules.attempts):
     # volume rules count an attempt once; rules about talk time and cost see every leg.
     counts_repeats: ClassVar[bool] = False
+    # The engine does not call the hooks of a rule that provably ignores a call: `only_risky`,
+    # calls that are not risky (high-risk, not allowlisted); `only_closed`, calls that started
+    # during business hours. A rule sets them (class or instance, in setup) when it returns []
+    # for such calls without changing its state.
+    only_risky: bool = False
+    only_closed: bool = False
+    only_rated: bool = False  # calls to destinations without a rate ([rates])
 
     def __init__(self, name: str, options: OptionsT, context: RuleContext) -> None:
         self.name = name
@@ -82,7 +90,10 @@ class Rule(Generic[OptionsT]):
         return []
 
     def next_wakeup(self) -> datetime | None:
-        """When this rule next needs on_tick (timers such as long_call); None for never."""
+        """When this rule next needs on_tick (timers such as long_call); None for never.
+
+        The engine asks again only after it handed the rule an event, a tick or a security
+        event: the answer may change only then (a rule that keeps calls sees their ends)."""
         return None
 
     def on_tick(self, now: datetime) -> list[Finding]:
@@ -94,7 +105,7 @@ class Rule(Generic[OptionsT]):
 
     def snapshot(self) -> dict[str, Any]:
         """The rule's state, to survive a daemon restart (pickled together with incidents)."""
-        return {k: v for k, v in vars(self).items() if k not in ("name", "options", "context")}
+        return {k: v for k, v in vars(self).items() if k not in _NOT_STATE}
 
     def restore(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
@@ -108,19 +119,38 @@ class Rule(Generic[OptionsT]):
         score: int | None = None,
         pbx_wide: bool = False,
         group: str | None = None,
+        source: str | None = None,
     ) -> Finding:
+        """`source`: the one source of all the calls, when the rule knows it."""
         return Finding(
-            rule=self.name,
-            rule_type=self.rule_type,
-            at=now,
-            trigger=trigger,
-            calls=tuple(calls),
-            score=self.options.score if score is None else score,
-            reason=reason,
-            pbx_wide=pbx_wide,
-            group=group,
+            self.name, self.rule_type, now, trigger, tuple(calls),
+            self.options.score if score is None else score, reason, pbx_wide, group, source,
         )
 
+    def window_finding(
+        self,
+        now: datetime,
+        trigger: Call,
+        window: Window,
+        reason: str,
+        score: int | None = None,
+        pbx_wide: bool = False,
+        group: str | None = None,
+        source: str | None = None,
+    ) -> Finding:
+        """A finding whose calls are a window's (not copied: the tracker takes only the calls
+        it has not seen from that window, `Finding.calls_new_to`)."""
+        sources = window.sources
+        if source is None and sources is not None and len(sources) == 1:
+            source = next(iter(sources))
+        return Finding(
+            self.name, self.rule_type, now, trigger, window.calls,
+            self.options.score if score is None else score, reason, pbx_wide, group, source,
+            window,
+        )
+
+
+_NOT_STATE = frozenset(("name", "options", "context", "only_risky", "only_closed", "only_rated"))
 
 REGISTRY: dict[str, type[Rule[Any]]] = {}
 

@@ -27,6 +27,7 @@ from tollwatch.rules.destinations import Destination
 from tollwatch.rules.model import Call
 
 BUCKET = 300  # seconds per volume bucket
+_DAY = timedelta(days=1)
 PER_HOUR = 3600 // BUCKET
 BUCKETS = 24 * PER_HOUR
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -124,36 +125,52 @@ class Baseline:
             stats.novel[b] += 1
         self.up.add(call.call_id)
         stats.conc[local.hour] = max(stats.conc[local.hour], len(self.up))
-        key = dest_key(call.dest)
+        dest = call.dest
+        key = dest.region or dest.calling_code  # dest_key
         if key is None:
             return
         source = call.source
+        # Each table is only written when this call is the first of its kind today; then (and
+        # only then) what today added is noted in `_touched` for the roll.
         days = self.dest_days.get(key)
         if days is None:
             days = self.dest_days[key] = set()
-        days.add(day)
+        new_dest = day not in days
+        if new_dest:
+            days.add(day)
         srcs = self.dest_sources.get(key)
         if srcs is None:
             srcs = self.dest_sources[key] = {}
-        srcs[source] = _seen(srcs.get(source), day)
+        old = srcs.get(source)
+        new_pair = old is None or old[1] != day
+        if new_pair:
+            srcs[source] = _seen(old, day)
         mine = self.src_dests.get(source)
         if mine is None:
             mine = self.src_dests[source] = {}
-        mine[key] = _seen(mine.get(key), day)
+        old = mine.get(key)
+        if old is None or old[1] != day:
+            mine[key] = _seen(old, day)
+            new_pair = True
         hours = self.src_hours.get(source)
         if hours is None:
             hours = self.src_hours[source] = {}
         at_hour = hours.get(local.hour)
         if at_hour is None:
             at_hour = hours[local.hour] = set()
-        at_hour.add(day)
-        if self._touched is not None:
+        new_hour = day not in at_hour
+        if new_hour:
+            at_hour.add(day)
+        if self._touched is not None and (new_dest or new_pair or new_hour):
             touched = self._touched.get(day)
             if touched is None:
                 touched = self._touched[day] = _Touched()
-            touched.dests.add(key)
-            touched.pairs.add((key, source))
-            touched.hours.add((source, local.hour))
+            if new_dest:
+                touched.dests.add(key)
+            if new_pair:
+                touched.pairs.add((key, source))
+            if new_hour:
+                touched.hours.add((source, local.hour))
 
     def observe_end(self, call: Call) -> None:
         self.up.discard(call.call_id)
@@ -252,7 +269,8 @@ class Baseline:
 
     def ready(self, at: datetime) -> bool:
         """Enough history before the day of `at` for learned thresholds."""
-        _, today = self._span(at)
+        span = self._span_memo
+        _, today = span[1] if span is not None and span[0] is at else self._span(at)
         first = self.first_day
         memo = self._ready_memo
         if memo is not None and memo[0] == today and memo[1] == first:
@@ -378,7 +396,19 @@ class Baseline:
 
     def usual_hour(self, source: str, at: datetime) -> bool:
         """Whether `source` called abroad at this hour of day on `usual_hour_days` days."""
+        hours = self.src_hours.get(source)
+        if hours is None:
+            return False
+        need = self.options.usual_hour_days
+        days = hours.get(self.calendar.local(at).hour, ())
+        if len(days) < need:  # too few days even if all of them count
+            return False
         start, today = self._span(at)
-        hour = self.calendar.local(at).hour
-        days = self.src_hours.get(source, {}).get(hour, ())
-        return sum(1 for d in days if start <= d < today) >= self.options.usual_hour_days
+        before = start - _DAY
+        if today == self.last_day and min(days) >= before:
+            # in time order (no day after today is learned), and the roll dropped the days
+            # before the period but the one just before it
+            n = len(days) - (today in days) - (before in days)
+        else:
+            n = sum(1 for d in days if start <= d < today)
+        return n >= need

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -19,10 +19,11 @@ class BusinessCalendar:
         h = settings.hours
         self.week: list[list[TimeRange]] = [h.for_weekday(i) for i in range(7)]
         self.closures = set(h.closures)
-        self._cache: dict[int, str | None] = {}  # by epoch minute: hours are minute-grained
         self._last: tuple[datetime, datetime] | None = None  # (when, local): one-entry memo
         self._holidays: holidays.HolidayBase | None = None
         self._holiday_names: dict[date, str | None] = {}
+        self._special: dict[date, tuple[str, str] | None] = {}  # closures, holidays: words
+        self._plans: list[tuple[bytes, str, str] | None] = [None] * 7  # per weekday (_plan)
         if h.holidays_country:
             try:
                 self._holidays = holidays.country_holidays(
@@ -51,22 +52,62 @@ class BusinessCalendar:
         return local
 
     def closed_reason(self, when: datetime) -> str | None:
-        """Why the office is closed at `when`, in words, or None during business hours."""
-        if when.tzinfo is None:
-            return self._closed_reason(when.replace(second=0, microsecond=0))
-        minute = int(when.timestamp()) // 60
-        try:
-            return self._cache[minute]
-        except KeyError:
-            pass
-        reason = self._closed_reason(when.replace(second=0, microsecond=0))
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[minute] = reason
-        return reason
+        """Why the office is closed at `when`, in words, or None during business hours.
 
-    def _closed_reason(self, when: datetime) -> str | None:
-        local = self.local(when)
+        Hours are minute-grained: the answer is the one for the start of `when`'s minute."""
+        local = self.local(when)  # the conversion the baseline then reuses (one-entry memo)
+        if local.second != when.second:  # zone offsets apart by seconds (historic dates)
+            return self._closed_reason_of(self.local(when.replace(second=0, microsecond=0)))
+        day = local.date()
+        try:
+            special = self._special[day]
+        except KeyError:
+            special = self._special_day(day)
+        if special is not None:
+            return f"{special[0]}{local.hour:02d}:{local.minute:02d}{special[1]}"
+        wd = local.weekday()
+        plan = self._plans[wd]
+        if plan is None:
+            plan = self._plan(wd)
+        if plan[0][local.hour * 60 + local.minute]:
+            return None
+        return f"{plan[1]}{local.hour:02d}:{local.minute:02d}{plan[2]}"
+
+    def _special_day(self, day: date) -> tuple[str, str] | None:
+        """A closure day's or holiday's reason (the words before and after the time), else
+        None."""
+        head = f"{_DAYS[day.weekday()]} {day.isoformat()} "
+        found: tuple[str, str] | None = None
+        if day in self.closures:
+            found = (head, ", a closure day")
+        else:
+            name = self.holiday(day)
+            if name:
+                found = (head, f", public holiday ({name})")
+        if len(self._special) > 10_000:
+            self._special.clear()
+        self._special[day] = found
+        return found
+
+    def _plan(self, wd: int) -> tuple[bytes, str, str]:
+        """For one weekday: which of its 1,440 minutes are business hours, and the words (before
+        and after the time) for a minute that is not. Hours are minute-grained (HH:MM)."""
+        ranges = self.week[wd]
+        before = self.week[(wd - 1) % 7]
+        open_at = bytes(
+            any(r.contains(t) for r in ranges) or any(r.spills(t) for r in before)
+            for t in (time(m // 60, m % 60) for m in range(1440))
+        )
+        weekday = _DAYS[wd]
+        if not ranges:
+            words = ", office closed"
+        else:
+            words = f", outside business hours ({', '.join(str(r) for r in ranges)})"
+        plan = self._plans[wd] = (open_at, f"{weekday} ", words)
+        return plan
+
+    def _closed_reason_of(self, local: datetime) -> str | None:
+        """The same answer, worked out from the local time directly."""
         day = local.date()
         stamp = f"{local.hour:02d}:{local.minute:02d}"
         weekday = _DAYS[local.weekday()]

@@ -36,12 +36,18 @@ class Engine:
         self.calendar = calendar
         self.clock: datetime | None = None
         self.attempts = AttemptTracker()
-        # Each event goes only to the rules that have a hook for it (and want the call).
-        self._start_rules = _dispatch(rules, "on_start")
-        self._answer_rules = _dispatch(rules, "on_answer")
-        self._end_rules = _dispatch(rules, "on_end")
+        # Each event goes only to the rules that have a hook for it and can care about the call
+        # (`_targets`: one list per kind of call); a custom `wants` is asked per call.
+        self._start_rules = _targets(rules, "on_start")
+        self._answer_rules = _targets(rules, "on_answer")
+        self._end_rules = _targets(rules, "on_end")
         self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
         self._auth_rules = [r for r in rules if _overrides(r, "on_auth")]
+        # Each timed rule's next wakeup, asked again only once the rule was handed an event or
+        # a tick since (Rule.next_wakeup moves only then); `_wake` is the earliest.
+        self._wakes: list[datetime | None] = [None] * len(self._timed)
+        self._stale: set[int] = set(range(len(self._timed)))
+        self._wake: datetime | None = None
 
     @classmethod
     def from_settings(
@@ -73,6 +79,22 @@ class Engine:
 
     def advance(self, now: datetime) -> list[IncidentChange]:
         """Fire every rule timer due at or before `now`, in time order."""
+        stale = self._stale
+        if stale:  # ask again only the timed rules that were handed something since
+            wakes = self._wakes
+            for i in stale:
+                wakes[i] = self._timed[i].next_wakeup()
+            stale.clear()
+            wake = None
+            for w in wakes:
+                if w is not None and (wake is None or w < wake):
+                    wake = w
+            self._wake = wake
+        wake = self._wake
+        if wake is None or wake > now:
+            clock = self.clock
+            self.clock = now if clock is None or now > clock else clock
+            return []
         changes: list[IncidentChange] = []
         clock = self.clock
         while True:
@@ -90,51 +112,59 @@ class Engine:
             if findings:
                 changes.extend(self._apply(findings))
         self.clock = now if clock is None or now > clock else clock
+        stale.update(range(len(self._timed)))
         return changes
 
     def handle(self, event: CallEvent) -> list[IncidentChange]:
-        changes = self.advance(event.at)
-        call, now, kind = event.call, event.at, event.kind
-        if kind == Kind.STARTED:
+        now, kind, call = event
+        wake = self._wake
+        if self._stale or (wake is not None and wake <= now):
+            changes = self.advance(now)
+        else:  # no timer due (advance's first lines)
+            changes = []
+            clock = self.clock
+            if clock is None or now > clock:
+                self.clock = now
+        if kind == _STARTED:
             call.closed = self.calendar.closed_reason(call.start)
             self.attempts.started(call, now)
+            call.route = _route(call)
             change = self.tracker.add_call(call, now)
             if change is not None:
                 changes.append(change)
-            self._dispatch(self._start_rules, call, now, changes, _START)
-            if self.baseline is not None:  # learned after scoring: never its own normal
-                self.baseline.observe_start(call)
-        elif kind == Kind.ANSWERED:
+            targets = self._start_rules
+            hook = _START
+        elif kind == _ANSWERED:
             self.attempts.answered(call)
-            self._dispatch(self._answer_rules, call, now, changes, _ANSWER)
+            targets = self._answer_rules
+            hook = _ANSWER
         else:
             call.ended = True
             self.attempts.ended(call, now)
             if self.baseline is not None:
                 self.baseline.observe_end(call)
-            self._dispatch(self._end_rules, call, now, changes, _END)
-        return changes
-
-    def _dispatch(
-        self, targets: list[_Target], call: Call, now: datetime,
-        changes: list[IncidentChange], hook: int,
-    ) -> None:
-        repeat = call.repeat
-        off_hours = call.closed is not None
-        for rule, custom, counts_repeats, during, handlers in targets:
-            if custom:
-                if not rule.wants(call):
-                    continue
-            elif (repeat and not counts_repeats) or (during and during != off_hours + 1):
+            targets = self._end_rules
+            hook = _END
+        route = call.route
+        if route < 0:  # a call whose start this engine did not see (restored)
+            route = call.route = _route(call)
+        for timed, wants, handlers in targets[route]:
+            if wants is not None and not wants(call):
                 continue
+            if timed >= 0:
+                self._stale.add(timed)
             findings = handlers[hook](call, now)
             if findings:
                 changes.extend(self._apply(findings))
+        if hook == _START and self.baseline is not None:
+            self.baseline.observe_start(call)  # learned after scoring: never its own normal
+        return changes
 
     def handle_auth(self, event: AuthEvent) -> list[IncidentChange]:
         changes = self.advance(event.at)
         for rule in self._auth_rules:
             changes.extend(self._apply(rule.on_auth(event)))
+        self._stale.update(range(len(self._timed)))
         return changes
 
     def _apply(self, findings: Iterable[Finding]) -> list[IncidentChange]:
@@ -151,36 +181,68 @@ def _overrides(rule: Rule[Any], method: str) -> bool:
 
 
 _START, _ANSWER, _END = 0, 1, 2
-_DURING = {"any": 0, "business_hours": 1, "off_hours": 2}  # off_hours + 1 must match
+_STARTED, _ANSWERED = Kind.STARTED, Kind.ANSWERED
+_ENDED, _ENDED_SAME_INSTANT = Kind.ENDED, Kind.ENDED_SAME_INSTANT
 Handler = Callable[[Call, datetime], list[Finding]]
-# (rule, has its own wants(), counts_repeats, during code, its on_start/on_answer/on_end)
-_Target = tuple[Rule[Any], bool, bool, int, tuple[Handler, Handler, Handler]]
 
 
-def _dispatch(rules: list[Rule[Any]], hook: str) -> list[_Target]:
-    """The rules that override `hook`, with what Rule.wants looks at, precomputed."""
-    return [
-        (
-            r,
-            _overrides(r, "wants"),
-            r.counts_repeats,
-            _DURING[r.options.during],
-            (r.on_start, r.on_answer, r.on_end),
-        )
-        for r in rules
-        if _overrides(r, hook)
-    ]
+# (its index among the timed rules, -1 if it has no timers; its own `wants`, asked per call,
+# or None; its on_start, on_answer, on_end)
+_Target = tuple[int, Callable[[Call], bool] | None, tuple[Handler, Handler, Handler]]
+
+
+def _route(call: Call) -> int:
+    """Which list of targets a call's events go to (`_targets`): what the engine knows of the
+    call once it started (repeat leg, started while closed, risky, rated)."""
+    return (call.repeat << 3) | ((call.closed is not None) << 2) | (call.risky << 1) | (
+        bool(call.dest.rate))
+
+
+def _targets(rules: list[Rule[Any]], hook: str) -> list[list[_Target]]:
+    """The rules that override `hook`, for each kind of call (`_route`); what Rule.wants
+    looks at, and what a rule says it ignores (`Rule.only_risky`...), is decided here once."""
+    during_ok = {"any": (True, True), "business_hours": (True, False),
+                 "off_hours": (False, True)}
+    timed = [r for r in rules if _overrides(r, "next_wakeup")]
+    lists: list[list[_Target]] = []
+    for index in range(16):
+        repeat, closed = bool(index & 8), bool(index & 4)
+        risky, rated = bool(index & 2), bool(index & 1)
+        found: list[_Target] = []
+        for r in rules:
+            if not _overrides(r, hook):
+                continue
+            which = next((i for i, t in enumerate(timed) if t is r), -1)
+            handlers = (r.on_start, r.on_answer, r.on_end)
+            if _overrides(r, "wants"):
+                found.append((which, r.wants, handlers))
+                continue
+            if (repeat and not r.counts_repeats) or not during_ok[r.options.during][closed]:
+                continue
+            if ((r.only_risky and not risky) or (r.only_closed and not closed)
+                    or (r.only_rated and not rated)):
+                continue
+            found.append((which, None, handlers))
+        lists.append(found)
+    return lists
 
 
 def events_for(call: Call) -> list[CallEvent]:
     """The events a finished call produces, as the live daemon would have seen them."""
-    events = [CallEvent(call.start, Kind.STARTED, call)]
-    last = call.start
-    if call.answer is not None:
-        answer = max(call.answer, call.start)
-        events.append(CallEvent(answer, Kind.ANSWERED, call))
+    start = call.start
+    events = [CallEvent(start, _STARTED, call)]
+    last = start
+    answer = call.answer
+    if answer is not None:
+        if answer < start:
+            answer = start
+        events.append(CallEvent(answer, _ANSWERED, call))
         last = answer
-    end = call.end if call.end is not None else last
-    kind = Kind.ENDED if end > last else Kind.ENDED_SAME_INSTANT
-    events.append(CallEvent(max(end, last), kind, call))
+    end = call.end
+    if end is None:
+        end = last
+    if end > last:
+        events.append(CallEvent(end, _ENDED, call))
+    else:  # the one of the two max() would give
+        events.append(CallEvent(last if last > end else end, _ENDED_SAME_INSTANT, call))
     return events

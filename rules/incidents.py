@@ -212,7 +212,7 @@ class IncidentTracker:
         now = finding.at
         inc = self._current(key, now, create=True)
         assert inc is not None
-        grew = inc.log.add_all(finding.calls)
+        grew = inc.log.add_all(finding.calls_new_to(inc))
         inc.last_activity = now
         hit = inc.hits.get(finding.rule)
         if hit is None:

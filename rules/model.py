@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
+from typing import NamedTuple, Protocol
 
 from tollwatch.rules.destinations import Destination
 
@@ -31,6 +33,7 @@ class Call:
     closed: str | None = None  # why the office was closed when the call started (engine sets it)
     linkedid: str = ""  # the Asterisk call this leg belongs to ("" when the CDR has no linkedid)
     repeat: bool = False  # a failover leg or parallel fork of an attempt counted already
+    route: int = field(default=-1, repr=False)  # which rules its events go to (engine sets it)
 
     @property
     def billsec(self) -> float:
@@ -58,12 +61,20 @@ class Call:
 
 def dest_number_key(call: Call) -> str:
     """The incident/window key of a call's destination number: "dest:+23276543210"."""
-    return call.dest.number_key
+    try:  # the cached value without cached_property's lock (Python 3.11)
+        key: str = call.dest.__dict__["number_key"]
+    except KeyError:
+        return call.dest.number_key
+    return key
 
 
 def dest_block_key(call: Call) -> str:
     """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
-    return call.dest.block_key
+    try:
+        key: str = call.dest.__dict__["block_key"]
+    except KeyError:
+        return call.dest.block_key
+    return key
 
 
 class Kind(IntEnum):
@@ -75,8 +86,7 @@ class Kind(IntEnum):
     ENDED_SAME_INSTANT = 3  # a call that ends the instant it starts or is answered
 
 
-@dataclass(frozen=True)
-class CallEvent:
+class CallEvent(NamedTuple):
     at: datetime
     kind: Kind
     call: Call
@@ -93,17 +103,28 @@ class AuthEvent:
     service: str = ""
 
 
-@dataclass(frozen=True)
+class CallWindow(Protocol):
+    """A rule's window of calls (rules.builtin._window.Window), as a finding sees it: new calls
+    come last (calls may leave from anywhere)."""
+
+    added: int  # calls ever added to it
+    sent_to: object  # the incident its calls last went to
+    sent_at: int  # `added` then
+
+
+@dataclass(slots=True)
 class Finding:
     rule: str  # the rule's name
     rule_type: str
     at: datetime  # event time at which it fired
     trigger: Call | None  # the call whose event fired it (None for an authentication finding)
-    calls: tuple[Call, ...]
+    calls: Sequence[Call]  # a tuple, or a window's own calls (read at once, never kept)
     score: int
     reason: str
     pbx_wide: bool = False
     group: str | None = None  # the incident key when there are no calls to tell it
+    source: str | None = None  # the one source of all its calls, when the rule knows it
+    window: CallWindow | None = None  # the window `calls` belong to
 
     @property
     def sources(self) -> set[str]:
@@ -113,14 +134,33 @@ class Finding:
     def key(self) -> str:
         """Which incident it joins: its one source, else its group (a destination number or
         block, "dest:+2327654xxx", for a finding across sources), else PBX-wide."""
+        if self.source is not None:
+            return self.source
         calls = self.calls
         if calls:
             first = calls[0].source
-            if all(c.source == first for c in calls):
+            if calls[-1].source == first and all(c.source == first for c in calls):
                 return first
         if self.group:
             return self.group
         return "*"
+
+    def calls_new_to(self, incident: object) -> Sequence[Call]:
+        """Its calls that may not be in `incident` yet: all of them, unless they are a window
+        whose calls went to this same incident before (then those added to it since, which
+        is all that can be new: a window only gains calls at its end); notes that they are in
+        it now. Incidents never lose a call, and a finding is applied as soon as it is made."""
+        calls = self.calls
+        window = self.window
+        if window is None:
+            return calls
+        fresh = window.added - window.sent_at if window.sent_to is incident else len(calls)
+        window.sent_to = incident
+        window.sent_at = window.added
+        n = len(calls)
+        if fresh >= n:
+            return calls
+        return [calls[i] for i in range(n - fresh, n)]
 
     @property
     def trigger_time(self) -> datetime:

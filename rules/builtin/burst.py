@@ -6,7 +6,6 @@ number block called from any sources), a timespan, a count (and at least `min_so
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -15,7 +14,14 @@ from pydantic import Field
 from tollwatch.config.types import Duration, format_duration
 from tollwatch.rules.base import Rule, RuleOptions, register
 from tollwatch.rules.builtin._learned import learned_limit, limit_words, novel_high_risk
-from tollwatch.rules.builtin._window import GroupBy, Windows, group_key, incident_group, who
+from tollwatch.rules.builtin._window import (
+    PBX,
+    GroupBy,
+    Windows,
+    group_key,
+    incident_group,
+    who,
+)
 from tollwatch.rules.model import Call, Finding
 
 
@@ -41,7 +47,12 @@ class Burst(Rule[BurstOptions]):
     options_model = BurstOptions
 
     def setup(self) -> None:
-        self.windows = Windows(self.options.window)
+        o = self.options
+        # sources are counted where a finding needs them (min_sources, destination groups)
+        self.windows = Windows(
+            o.window, count_sources=o.min_sources > 1 or o.group_by in ("destination", "dest_block")
+        )
+        self.only_risky = self.options.calls == "high_risk"  # novel_high_risk needs it
 
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         o = self.options
@@ -50,7 +61,8 @@ class Burst(Rule[BurstOptions]):
             return []
         if o.calls == "high_risk" and not novel_high_risk(baseline, call, now):
             return []
-        key = group_key(call, o.group_by)
+        by = o.group_by
+        key = call.source if by == "source" else PBX if by == "pbx" else group_key(call, by)
         n = self.windows.add(key, now, call)
         if n < o.count:
             return []
@@ -60,8 +72,8 @@ class Burst(Rule[BurstOptions]):
             return []
         recent = self.windows.held(key)
         sources = 1
-        if o.min_sources > 1 or o.group_by in ("destination", "dest_block"):
-            per_source = Counter(c.source for c in recent)
+        per_source = recent.sources
+        if per_source is not None:
             sources = len(per_source)
             if sources < o.min_sources:
                 return []
@@ -72,8 +84,9 @@ class Burst(Rule[BurstOptions]):
         span = format_duration(o.window)
         reason = f"{n} {what} calls {who(call, key, o.group_by, sources)} within {span} ({words})"
         return [
-            self.finding(
+            self.window_finding(
                 now, call, recent, reason,
                 pbx_wide=o.group_by != "source", group=incident_group(key, o.group_by),
+                source=call.source if o.group_by == "source" else None,
             )
         ]

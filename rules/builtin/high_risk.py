@@ -31,6 +31,7 @@ class HighRiskOptions(RuleOptions):
 class HighRiskDestination(Rule[HighRiskOptions]):
     rule_type = "high_risk_destination"
     options_model = HighRiskOptions
+    only_risky = True
 
     def setup(self) -> None:
         self.windows = Windows(self.options.window)
@@ -48,7 +49,8 @@ class HighRiskDestination(Rule[HighRiskOptions]):
         span = format_duration(o.window)
         if n >= o.many:
             reason = f"{n} calls to high-risk destinations within {span}: {places}"
-            return [self.finding(now, call, recent, reason, score=o.many_score)]
+            return [self.window_finding(now, call, recent, reason, score=o.many_score,
+                                        source=call.source)]
         what = "call" if n == 1 else "calls"
         reason = f"{n} {what} to high-risk destinations within {span}: {places}"
-        return [self.finding(now, call, [call], reason)]
+        return [self.finding(now, call, (call,), reason, source=call.source)]

@@ -27,6 +27,7 @@ class OffHoursOptions(RuleOptions):
 class OffHours(Rule[OffHoursOptions]):
     rule_type = "off_hours"
     options_model = OffHoursOptions
+    only_closed = True
 
     def setup(self) -> None:
         self.windows = Windows(self.options.many_window)
@@ -50,5 +51,7 @@ class OffHours(Rule[OffHoursOptions]):
                 f"{len(recent)} international calls outside business hours within "
                 f"{format_duration(o.many_window)} (latest {why})"
             )
-            return [self.finding(now, call, recent, reason, score=o.many_score)]
-        return [self.finding(now, call, [call], f"international call on {why}")]
+            return [self.window_finding(now, call, recent, reason, score=o.many_score,
+                                        source=call.source)]
+        return [self.finding(now, call, (call,), f"international call on {why}",
+                             source=call.source)]

@@ -35,14 +35,15 @@ class SequentialDialing(Rule[SequentialOptions]):
         if not e164 or len(e164) <= o.varying_digits + 4:
             return []
         block = e164[: -o.varying_digits]
-        key = f"{group_key(call, o.group_by)}|{block}"
-        self.windows.add(key, now, call)
-        recent = self.windows.held(key)
+        by = o.group_by
+        key = f"{call.source if by == 'source' else group_key(call, by)}|{block}"
+        n = self.windows.add(key, now, call)
         self._seen += 1
         if self._seen % 1024 == 0:
-            self.windows.prune(now)
-        if len(recent) < o.count:
+            self.windows.prune(now)  # other groups: this one is as of now already
+        if n < o.count:
             return []  # fewer calls than numbers needed
+        recent = self.windows.held(key)
         numbers = {c.dest.e164 for c in recent}
         if len(numbers) < o.count:
             return []
@@ -51,5 +52,8 @@ class SequentialDialing(Rule[SequentialOptions]):
             f"{len(numbers)} different numbers in block {mask} dialed within "
             f"{format_duration(o.window)} (threshold {o.count})"
         )
-        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by != "source",
-                             group=incident_group(group_key(call, o.group_by), o.group_by))]
+        return [self.window_finding(
+            now, call, recent, reason, pbx_wide=o.group_by != "source",
+            group=incident_group(group_key(call, o.group_by), o.group_by),
+            source=call.source if o.group_by == "source" else None,
+        )]

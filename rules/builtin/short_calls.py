@@ -35,7 +35,8 @@ class ShortCallFlood(Rule[ShortCallOptions]):
             return []
         if call.billsec >= o.shorter_than.total_seconds():
             return []
-        key = group_key(call, o.group_by)
+        by = o.group_by
+        key = call.source if by == "source" else group_key(call, by)
         if self.windows.add(key, now, call) < o.count:
             return []
         recent = self.windows.held(key)
@@ -43,5 +44,8 @@ class ShortCallFlood(Rule[ShortCallOptions]):
             f"{len(recent)} international calls shorter than {format_duration(o.shorter_than)} "
             f"within {format_duration(o.window)} (threshold {o.count})"
         )
-        return [self.finding(now, call, recent, reason, pbx_wide=o.group_by != "source",
-                             group=incident_group(key, o.group_by))]
+        return [self.window_finding(
+            now, call, recent, reason, pbx_wide=o.group_by != "source",
+            group=incident_group(key, o.group_by),
+            source=call.source if o.group_by == "source" else None,
+        )]

@@ -37,6 +37,7 @@ class Spend(Rule[SpendOptions]):
     rule_type = "spend"
     options_model = SpendOptions
     counts_repeats = True
+    only_rated = True  # a call without a rate costs nothing here
 
     def setup(self) -> None:
         self.calls: dict[str, list[Call]] = {}  # rated calls answered within the window

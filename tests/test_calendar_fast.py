@@ -1,0 +1,69 @@
+"""The calendar's per-weekday minute table gives the answer worked out from the local time."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from tests.helpers import settings
+from tollwatch.rules.calendar import BusinessCalendar
+
+UTC = ZoneInfo("UTC")
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@st.composite
+def a_range(draw: st.DrawFn) -> str:
+    start = draw(st.integers(0, 23 * 60 + 59))
+    end = draw(st.integers(0, 24 * 60).filter(lambda e: e != start))
+    return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+
+
+hours_strategy = st.fixed_dictionaries(
+    {d: st.lists(a_range(), max_size=2) for d in DAYS},
+)
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(
+    hours=hours_strategy,
+    tz=st.sampled_from(["Asia/Tokyo", "Europe/Berlin", "America/New_York", "Asia/Kolkata",
+                        "Australia/Lord_Howe", "UTC"]),
+    country=st.sampled_from(["", "JP", "DE", "US"]),
+    closures=st.lists(st.dates(date(2026, 3, 1), date(2026, 12, 31)), max_size=3),
+    offsets=st.lists(st.integers(0, 300 * 24 * 3600), min_size=1, max_size=60),
+)
+def test_closed_reason_equals_the_direct_answer(
+    hours: dict[str, list[str]], tz: str, country: str, closures: list[date],
+    offsets: list[int],
+) -> None:
+    s = settings("JP", tz, hours={**hours, "holidays_country": country, "closures": closures})
+    cal = BusinessCalendar(s)
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    for off in offsets:
+        when = base + timedelta(seconds=off)
+        minute = when.replace(second=0, microsecond=0)
+        expected = cal._closed_reason_of(minute.astimezone(cal.tz))  # the direct way
+        assert cal.closed_reason(when) == expected
+        assert cal.closed_reason(when.astimezone(ZoneInfo(tz))) == expected  # any zone in
+
+
+def test_the_reason_words() -> None:
+    s = settings("JP", "Asia/Tokyo", hours={"monday": ["09:00-18:00"], "tuesday": [],
+                                             "holidays_country": "JP",
+                                             "closures": [date(2026, 12, 29)]})
+    cal = BusinessCalendar(s)
+    tz = ZoneInfo("Asia/Tokyo")
+    assert cal.closed_reason(datetime(2026, 11, 30, 9, 0, tzinfo=tz)) is None
+    assert cal.closed_reason(datetime(2026, 11, 30, 8, 59, 30, tzinfo=tz)) == (
+        "Monday 08:59, outside business hours (09:00-18:00)")
+    assert cal.closed_reason(datetime(2026, 12, 1, 10, 0, tzinfo=tz)) == (
+        "Tuesday 10:00, office closed")
+    assert cal.closed_reason(datetime(2026, 12, 29, 10, 0, tzinfo=tz)) == (
+        "Tuesday 2026-12-29 10:00, a closure day")
+    assert cal.closed_reason(datetime(2026, 11, 23, 10, 0, tzinfo=tz)) == (
+        "Monday 2026-11-23 10:00, public holiday (Labor Thanksgiving Day)")
