@@ -99,7 +99,9 @@ class FileReader:
         if f is not self._file:  # the file was dropped meanwhile (close())
             return
         f.offset, f.line = pos.offset, pos.line
-        f.fp = fingerprint(f.fh.fileno(), pos.offset)
+        # a chunk's end carries the fingerprint taken when it was read: taken now, after the
+        # parse, the file may have been copytruncated meanwhile and its copy not be found
+        f.fp = pos.fp or fingerprint(f.fh.fileno(), pos.offset)
         self.positions.save(self._key, f.position)
 
     def _error(self, message: str) -> None:
@@ -318,16 +320,22 @@ class FileReader:
         if cut == 0:
             if final and len(data) == size - f.offset:
                 # the unterminated last line of a finished file: a row, as in batch
-                end = Position(f.inode, size, f.line + 1)
-                return Chunk(f, data + b"\n", f.position, end)
+                end = self._end(f, size, f.line + 1)
+                return None if end is None else Chunk(f, data + b"\n", f.position, end)
             if len(data) == self.max_chunk and self._skip_long_line(f, size, final):
                 return self._read(f)
             return None
         self.status.connected = True
         self.status.state = f"{'finishing rotated' if f.rotated else 'following'} {f.path}"
         data = data[:cut]
-        end = Position(f.inode, f.offset + cut, f.line + data.count(b"\n"))
-        return Chunk(f, data, f.position, end)
+        end = self._end(f, f.offset + cut, f.line + data.count(b"\n"))
+        return None if end is None else Chunk(f, data, f.position, end)
+
+    def _end(self, f: OpenFile, offset: int, line: int) -> Position | None:
+        """The position after a chunk just read, with the file's fingerprint there; None if
+        the file was truncated since the read (the next poll finds the copy)."""
+        fp = fingerprint(f.fh.fileno(), offset)
+        return None if fp == "short" else Position(f.inode, offset, line, fp)
 
     def _skip_long_line(self, f: OpenFile, size: int, final: bool) -> bool:
         """A line longer than max_chunk: count it as bad and go past it once it has ended
