@@ -10,6 +10,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -18,6 +19,8 @@ from ._outbound import dials_local, local_dials, resolve_local_chains
 from ._scan import SCHEMA, check_timezone, detect, file_chunks, scan_file
 from ._types import CdrOptions, IngestError
 from .dialects import canonical_columns
+
+_T = TypeVar("_T")
 
 __all__ = [
     "SCHEMA",
@@ -57,20 +60,7 @@ def scan_cdrs(
     damaged gzip) raises IngestError; with `on_file_error`, it is reported there instead (one
     line: "path: reason") and the other files are read. Of a damaged gzip file, the complete
     lines before the damage are read (and the damage reported)."""
-    check_timezone(options)
-    if on_file_error is None:
-        for path in paths:
-            _check_readable(Path(path))
-    frames = []
-    for p in paths:
-        try:
-            if on_file_error is not None:
-                _check_readable(Path(p))
-            frames.append(scan_file(Path(p), str(p), options, on_file_error))
-        except IngestError as e:
-            if on_file_error is None:
-                raise
-            on_file_error(str(e))
+    frames = _each_file(paths, options, on_file_error, scan_file)
     if not frames:
         return pl.LazyFrame(schema=SCHEMA)
     return pl.concat(frames, how="vertical")
@@ -83,21 +73,34 @@ def scan_chunks(
     (rows in it, its LazyFrame of SCHEMA columns): evaluate one chunk at a time, and memory
     holds one chunk whatever the files' size. As in scan_cdrs, every file is checked and
     detected before the first chunk is returned; rows are read as chunks are taken."""
+    files = _each_file(paths, options, on_file_error, file_chunks)
+    return itertools.chain.from_iterable(files)
+
+
+def _each_file(
+    paths: Sequence[Path],
+    options: CdrOptions,
+    on_file_error: Callable[[str], None] | None,
+    open_one: Callable[[Path, str, CdrOptions, Callable[[str], None] | None], _T],
+) -> list[_T]:
+    """`open_one` of each readable file, in order. Without `on_file_error` every file is
+    checked first and the first unreadable one raises IngestError; with it, an unreadable file
+    is reported there (one line: "path: reason") and skipped."""
     check_timezone(options)
     if on_file_error is None:
         for path in paths:
             _check_readable(Path(path))
-    files = []
+    opened = []
     for p in paths:
         try:
             if on_file_error is not None:
                 _check_readable(Path(p))
-            files.append(file_chunks(Path(p), str(p), options, on_file_error))
+            opened.append(open_one(Path(p), str(p), options, on_file_error))
         except IngestError as e:
             if on_file_error is None:
                 raise
             on_file_error(str(e))
-    return itertools.chain.from_iterable(files)
+    return opened
 
 
 def describe_layout(path: Path, options: CdrOptions | None = None) -> str:
