@@ -5,13 +5,12 @@ equals scan under the same cap."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.helpers import settings
-from tests.test_parity import live_events, write_master
+from tests.test_parity import feed_live, write_master
 from tollwatch.alerting.remediation.scope import Scope
 from tollwatch.live import LivePipeline
 from tollwatch.report_format import incident_dict
@@ -69,15 +68,7 @@ def test_live_equals_scan_under_the_same_cap(tmp_path: Path) -> None:
     s = capped(3, 4)
     batch = run_scan([path], s).incidents
     pipeline = LivePipeline("pbx", s, Classifier(s), rule_specs(s))
-    clock: datetime | None = None
-    for ev in live_events(calls):
-        if clock is not None:
-            t = clock + timedelta(seconds=1)
-            while t < ev.at:
-                pipeline.tick(t)
-                t += timedelta(seconds=1)
-        pipeline.feed(ev)
-        clock = ev.at
+    feed_live(pipeline, calls)
     live = pipeline.engine.tracker.all_incidents()
     assert max(i.calls_not_listed for i in batch) > 0
     def same(vs: list[dict[str, Any]]) -> list[dict[str, Any]]:  # ids name the site/pbx

@@ -101,6 +101,20 @@ def live_events(calls: list[dict[str, Any]]) -> list[LiveEvent]:
     return [heapq.heappop(heap)[3] for _ in range(len(heap))]
 
 
+def feed_live(pipeline: LivePipeline, calls: list[dict[str, Any]]) -> None:
+    """The calls' live events into the pipeline, ticking once a second between events as the
+    daemon does."""
+    clock: datetime | None = None
+    for ev in live_events(calls):
+        if clock is not None:
+            t = clock + timedelta(seconds=1)
+            while t < ev.at:
+                pipeline.tick(t)
+                t += timedelta(seconds=1)
+        pipeline.feed(ev)
+        clock = ev.at
+
+
 def summary(incidents: list[Incident]) -> list[tuple[Any, ...]]:
     return sorted(
         (i.source, i.severity.label, i.score, tuple(sorted(i.calls)),
@@ -122,15 +136,7 @@ def test_live_replay_equals_scan(tmp_path_factory: Any, calls: list[dict[str, An
     batch = run_scan([path], S).incidents
 
     pipeline = LivePipeline("pbx", S, CLASSIFIER, rule_specs(S))
-    clock: datetime | None = None
-    for ev in live_events(calls):
-        if clock is not None:  # the daemon ticks once a second between events
-            t = clock + timedelta(seconds=1)
-            while t < ev.at:
-                pipeline.tick(t)
-                t += timedelta(seconds=1)
-        pipeline.feed(ev)
-        clock = ev.at
+    feed_live(pipeline, calls)
     live = pipeline.engine.tracker.all_incidents()
     assert summary(live) == summary(batch)
 
@@ -194,13 +200,5 @@ def test_live_replay_equals_scan_with_a_learned_baseline(
     assert learned.ready(BASE) and learned.is_routine("CU", BASE)
     batch = run_scan([path], S, baseline=learned).incidents
     pipeline = LivePipeline("pbx", S, CLASSIFIER, rule_specs(S), baseline=_learned_copy(tmp))
-    clock: datetime | None = None
-    for ev in live_events(calls):
-        if clock is not None:
-            t = clock + timedelta(seconds=1)
-            while t < ev.at:
-                pipeline.tick(t)
-                t += timedelta(seconds=1)
-        pipeline.feed(ev)
-        clock = ev.at
+    feed_live(pipeline, calls)
     assert summary(pipeline.engine.tracker.all_incidents()) == summary(batch)
