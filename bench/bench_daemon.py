@@ -329,8 +329,14 @@ async def _sample_rss(out: list[tuple[float, float]], every: float) -> None:
 
 
 async def end_to_end(
-    path: Path, rate: float, masked: bool, data_dir: str, timeout: float, rss_every: float = 0.0,
-    no_fork: bool = False, trace: bool = False,
+    path: Path,
+    rate: float,
+    masked: bool,
+    data_dir: str,
+    timeout: float,
+    rss_every: float = 0.0,
+    no_fork: bool = False,
+    trace: bool = False,
 ) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
@@ -606,21 +612,33 @@ def main(argv: list[str] | None = None) -> None:
         help="send every message, ignoring the login's event mask (VarSet, ...)",
     )
     ap.add_argument("--direct", action="store_true", help="daemon side alone, no sockets")
-    ap.add_argument("--reader", action="store_true",
-                    help="the AMI read path alone (framing, fast path, tracker), no socket")
+    ap.add_argument(
+        "--reader",
+        action="store_true",
+        help="the AMI read path alone (framing, fast path, tracker), no socket",
+    )
     ap.add_argument("--passes", type=int, default=3, help="--reader: passes (best CPU time)")
-    ap.add_argument("--limit", type=int, default=10**9,
-                    help="--direct, --reader: messages at most")
+    ap.add_argument("--limit", type=int, default=10**9, help="--direct, --reader: messages at most")
     ap.add_argument("--profile", type=Path, help="cProfile the daemon process, stats to FILE")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--json", type=Path, help="append the result as one JSON line to FILE")
-    ap.add_argument("--no-fork", action="store_true",
-                    help="pickle every snapshot on the event loop (as before tollwatch.snapshots)")
-    ap.add_argument("--rss-every", type=float, default=0.0,
-                    help="sample the daemon's RSS every S seconds (rss_mb_over_time)")
-    ap.add_argument("--trace", action="store_true",
-                    help="split each DialBegin -> decision into stages; name what held the loop "
-                    "during the slow ones (bench/daemon_trace.py)")
+    ap.add_argument(
+        "--no-fork",
+        action="store_true",
+        help="pickle every snapshot on the event loop (as before tollwatch.snapshots)",
+    )
+    ap.add_argument(
+        "--rss-every",
+        type=float,
+        default=0.0,
+        help="sample the daemon's RSS every S seconds (rss_mb_over_time)",
+    )
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="split each DialBegin -> decision into stages; name what held the loop "
+        "during the slow ones (bench/daemon_trace.py)",
+    )
     args = ap.parse_args(argv)
     pinned = pin(0)
     load = os.getloadavg()
@@ -639,8 +657,16 @@ def main(argv: list[str] | None = None) -> None:
             res = asyncio.run(direct(args.file, data_dir, args.limit))
         else:
             res = asyncio.run(
-                end_to_end(args.file, args.rate, not args.all_events, data_dir, args.timeout,
-                           args.rss_every, args.no_fork, args.trace)
+                end_to_end(
+                    args.file,
+                    args.rate,
+                    not args.all_events,
+                    data_dir,
+                    args.timeout,
+                    args.rss_every,
+                    args.no_fork,
+                    args.trace,
+                )
             )
         res["run_s"] = time.perf_counter() - t0
         if prof:

@@ -88,8 +88,13 @@ class Trace:
 
         os.fork = traced_fork
 
-    def report(self, dial: list[tuple[str, float]], decided: dict[str, float],
-               changed: set[str], slow_ms: float = 2.0) -> dict[str, Any]:
+    def report(
+        self,
+        dial: list[tuple[str, float]],
+        decided: dict[str, float],
+        changed: set[str],
+        slow_ms: float = 2.0,
+    ) -> dict[str, Any]:
         """Stage percentiles over all calls, and for the calls over `slow_ms`: which stage
         took most and which loop-holding work overlapped them."""
         gc.callbacks.remove(self._gc)
@@ -100,14 +105,27 @@ class Trace:
             read, put = self.queued[uid]
             start = self.started[uid]
             end = decided[uid]
-            rows.append((uid, sent, end, {"to_read": read - sent, "in_read": put - read,
-                                          "queued": start - put, "process": end - start}))
+            rows.append(
+                (
+                    uid,
+                    sent,
+                    end,
+                    {
+                        "to_read": read - sent,
+                        "in_read": put - read,
+                        "queued": start - put,
+                        "process": end - start,
+                    },
+                )
+            )
         out: dict[str, Any] = {"calls": len(rows), "slow_ms": slow_ms}
         for stage in STAGES:
             xs = sorted(r[3][stage] for r in rows)
             if xs:
-                out[stage] = {q: round(xs[min(len(xs) - 1, int(p * len(xs)))] * 1e3, 2)
-                              for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+                out[stage] = {
+                    q: round(xs[min(len(xs) - 1, int(p * len(xs)))] * 1e3, 2)
+                    for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+                }
                 out[stage]["max"] = round(xs[-1] * 1e3, 2)
         slow = [r for r in rows if r[2] - r[1] > slow_ms / 1e3]
         out["slow_calls"] = len(slow)
@@ -126,8 +144,13 @@ class Trace:
                     wall = sched[i][0] - sched[j][0]
                     ran = (sched[i][1] - sched[j][1]) / 1e9
                     waited = (sched[i][2] - sched[j][2]) / 1e9
-                    stage += (" - waiting for a core" if waited > 0.5 * wall else
-                              " - running (loop busy)" if ran > 0.5 * wall else " - idle?")
+                    stage += (
+                        " - waiting for a core"
+                        if waited > 0.5 * wall
+                        else " - running (loop busy)"
+                        if ran > 0.5 * wall
+                        else " - idle?"
+                    )
             main[stage + (" (changed an incident)" if uid in changed else "")] += 1
             hit = {what for a, b, what in held if a < end and b > sent}
             overlaps.update(hit)
@@ -138,8 +161,10 @@ class Trace:
         kinds: dict[str, list[float]] = defaultdict(list)
         for a, b, what in held:
             kinds[what].append(b - a)
-        out["held"] = {k: {"n": len(v), "total_ms": round(sum(v) * 1e3, 1),
-                           "max_ms": round(max(v) * 1e3, 2)} for k, v in sorted(kinds.items())}
+        out["held"] = {
+            k: {"n": len(v), "total_ms": round(sum(v) * 1e3, 1), "max_ms": round(max(v) * 1e3, 2)}
+            for k, v in sorted(kinds.items())
+        }
         big = sorted(self.reads, key=lambda r: r[1] - r[0])[-5:]
         out["longest_reads"] = [{"ms": round((b - a) * 1e3, 2), "bytes": n} for a, b, n in big]
         return out

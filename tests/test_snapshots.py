@@ -105,9 +105,11 @@ async def test_daemon_state_saved_through_the_child_restores(tmp_path: Path, for
     again.restore()
     pipe, before = again.pipelines["pbx"], daemon.pipelines["pbx"]
     assert set(pipe.up) == set(before.up) and set(pipe.engine.tracker.open) == set(
-        before.engine.tracker.open)
+        before.engine.tracker.open
+    )
     assert {k: sorted(i.calls) for k, i in pipe.engine.tracker.open.items()} == {
-        k: sorted(i.calls) for k, i in before.engine.tracker.open.items()}
+        k: sorted(i.calls) for k, i in before.engine.tracker.open.items()
+    }
 
 
 async def test_an_interrupted_flush_keeps_the_pbx_dirty(tmp_path: Path) -> None:
@@ -140,8 +142,9 @@ def pending_incidents(daemon: Daemon, n: int) -> list[str]:
     return list(pending)
 
 
-async def test_views_at_a_tick_leave_room_for_events(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_views_at_a_tick_leave_room_for_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.test_daemon import Recorder
     from tollwatch import publisher
 

@@ -218,8 +218,10 @@ class Daemon:
         if self.queue.qsize() == 0:
             self._progress_at = now
         if now - self._progress_at > self.stall_after:
-            return (f"no event handled for {now - self._progress_at:.0f}s with "
-                    f"{self.queue.qsize()} waiting")
+            return (
+                f"no event handled for {now - self._progress_at:.0f}s with "
+                f"{self.queue.qsize()} waiting"
+            )
         if now - self._tick_at > self.stall_after:
             return f"rule timers stopped {now - self._tick_at:.0f}s ago"
         return ""
@@ -227,8 +229,10 @@ class Daemon:
     def health_line(self) -> str:
         """One line for systemd's STATUS=: events, backlog, storage, stall."""
         backlog = self.queue.measures()
-        parts = [f"{self.events} events", f"backlog {backlog['events']} "
-                 f"(oldest {backlog['oldest_s']:.1f}s)"]
+        parts = [
+            f"{self.events} events",
+            f"backlog {backlog['events']} (oldest {backlog['oldest_s']:.1f}s)",
+        ]
         for problem in HEALTH.problems():
             parts.append(f"storage {problem['errno']} at {problem['path']} (in memory)")
         stall = self.stalled()
@@ -269,11 +273,13 @@ class Daemon:
             self.store.write_status(statuses, extra)
         except Exception:  # status must never stop the daemon; status.json still says it
             log.exception("cannot store the status")
-        self.status_file.write({
-            "updated_at": utcnow().isoformat(),
-            "daemon": extra,
-            "sources": [_source_dict(st) for st in statuses],
-        })
+        self.status_file.write(
+            {
+                "updated_at": utcnow().isoformat(),
+                "daemon": extra,
+                "sources": [_source_dict(st) for st in statuses],
+            }
+        )
 
     # ---- the loop -------------------------------------------------------------------------
     async def _consume(self) -> None:

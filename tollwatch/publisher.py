@@ -34,8 +34,13 @@ PUBLISH_SLICE = 0.002  # seconds of views before the loop is handed back to the 
 class Publisher:
     """`queue(pbx, changes, closed, flush)` when deciding; `publish_queued()` right after."""
 
-    def __init__(self, store: StateStore, alerters: Sequence[Alerter], views: IncidentViews,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        alerters: Sequence[Alerter],
+        views: IncidentViews,
+        clock: Callable[[], datetime],
+    ) -> None:
         self.store = store
         self.alerters = alerters  # the daemon's list: alerters added later are included
         self.views = views
@@ -46,8 +51,9 @@ class Publisher:
         self.failed = 0  # publications that raised (logged; the ones after still go out)
         self._lock = asyncio.Lock()  # one publisher at a time, in queue order
 
-    def queue(self, pbx: str, changes: list[IncidentChange], closed: list[Incident],
-              flush: bool) -> None:
+    def queue(
+        self, pbx: str, changes: list[IncidentChange], closed: list[Incident], flush: bool
+    ) -> None:
         self.outgoing.append((pbx, changes, closed, flush))
 
     async def publish_queued(self) -> None:
@@ -74,8 +80,9 @@ class Publisher:
         if self.outgoing and not self._lock.locked():
             await self.publish_queued()
 
-    async def publish(self, pbx: str, changes: list[IncidentChange], closed: list[Incident],
-                      flush: bool = False) -> None:
+    async def publish(
+        self, pbx: str, changes: list[IncidentChange], closed: list[Incident], flush: bool = False
+    ) -> None:
         """Openings and escalations go out at once; growth ("updated") at most once per
         incident per tick (`flush`), so a busy attack costs one view and one write per second.
         Then the incidents that closed, for good."""
