@@ -356,6 +356,7 @@ async def end_to_end(
 
         daemon.trace = Trace()
         daemon.trace.install(daemon.sources[0].source)
+        daemon.trace.install_daemon(daemon)
     stop = asyncio.Event()
     cpu0 = time.process_time()
     kids0 = _children_cpu()

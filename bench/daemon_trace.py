@@ -50,6 +50,29 @@ class Trace:
         else:
             self.hold(self._gc_at, f"gc gen{info['generation']}")
 
+    def timed(self, obj: Any, name: str, what: str) -> None:
+        """Record each call of `obj.name` (synchronous) as loop-holding work `what`."""
+        func = getattr(obj, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.time()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.hold(t, what)
+
+        setattr(obj, name, wrapper)
+
+    def install_daemon(self, daemon: Any) -> None:
+        """The parts of a tick and of a publication, each on its own."""
+        for pipeline in daemon.pipelines.values():
+            self.timed(pipeline, "tick", "tick: rule timers (engine.advance)")
+            self.timed(pipeline.engine.tracker, "expire", "tick: incidents expired")
+        self.timed(daemon.views, "view", "publish: view")
+        self.timed(daemon.store, "save_incident", "publish: save_incident (SQLite)")
+        self.timed(daemon.store, "write_status", "write_status: SQLite")
+        self.timed(daemon.status_file, "write", "write_status: status.json")
+
     def install(self, source: Any) -> None:
         """Wrap the AMI protocol's reads and the source's emits; follow the collector."""
         from tollwatch.cdr_ingest.live import CallStarted

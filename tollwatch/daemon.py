@@ -11,8 +11,10 @@ the incident changes and returns, and the consumer publishes them before the nex
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -21,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tollwatch.alerting.base import Alerter, Background
-from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected
+from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected, SourceStatus
 from tollwatch.cdr_ingest.live.backlog import EventQueue
 from tollwatch.config import Settings
 from tollwatch.config.sqlite import HEALTH, recover_all
@@ -88,6 +90,8 @@ class Daemon:
         self._started = utcnow()
         self._rate_mark = time.monotonic()
         self._rate_events: dict[str, int] = {}
+        self._status_lock = threading.Lock()
+        self._status_taken = self._status_written = 0  # status figures taken / last written
         # AMI sessions: restart vs reconnect, and the calls of an outage from the CDR file
         self.sessions = Sessions(self.tz)
         self.snapshotter = Snapshotter()  # pickles a big state off the event loop
@@ -241,6 +245,14 @@ class Daemon:
         return "; ".join(parts)
 
     def write_status(self) -> None:
+        self._write_status(*self._status_now())  # on the loop: at start and at stop
+
+    async def write_status_async(self) -> None:
+        """`write_status()` for the writer task: the figures taken on the loop, the SQLite
+        row and status.json written from a thread (a commit or a slow disk holds no event)."""
+        await asyncio.to_thread(self._write_status, *self._status_now())
+
+    def _status_now(self) -> tuple[list[SourceStatus], dict[str, Any]]:
         now = time.monotonic()
         elapsed = max(1e-6, now - self._rate_mark)
         for src in self.sources:
@@ -268,7 +280,19 @@ class Daemon:
             "moved_aside": list(HEALTH.moved_aside),
             "stalled": self.stalled(),
         }
-        statuses = [s.status for s in self.sources]
+        self._status_taken += 1
+        extra["_seq"] = self._status_taken
+        return [copy.deepcopy(s.status) for s in self.sources], extra  # as they are now
+
+    def _write_status(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:
+        with self._status_lock:  # a thread's write taken earlier never lands after a later one
+            seq = extra.pop("_seq")
+            if seq < self._status_written:
+                return
+            self._status_written = seq
+            self._write_status_now(statuses, extra)
+
+    def _write_status_now(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:
         try:
             self.store.write_status(statuses, extra)
         except Exception:  # status must never stop the daemon; status.json still says it
@@ -330,7 +354,7 @@ class Daemon:
                 log.exception("cannot save the state")
             since_status += d.snapshot_every.total_seconds()
             if since_status >= d.status_every.total_seconds():
-                self.write_status()
+                await self.write_status_async()
                 since_status = 0.0
 
     async def _watchdog(self) -> None:

@@ -105,9 +105,14 @@ class Publisher:
         mark = time.monotonic()
         stopping = False
         for kind, incident in seen.values():
-            view = self.views.view(incident, self.clock())
-            view["pbx"] = pbx
-            self.store.save_incident(pbx, view, is_open=True)
+            try:
+                view = self.views.view(incident, self.clock())
+                view["pbx"] = pbx
+                self.store.save_incident(pbx, view, is_open=True)
+            except Exception:  # one broken view must not hold back the other incidents'
+                self.failed += 1
+                log.exception("pbx %s: cannot publish incident %s", pbx, incident.id)
+                continue
             for alerter in self.alerters:
                 try:
                     await alerter.send(kind, view)
