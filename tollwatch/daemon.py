@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import gc
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 from tollwatch.alerting.base import Alerter, Background
 from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected, SourceStatus
 from tollwatch.cdr_ingest.live.backlog import EventQueue
+from tollwatch.collector import Collector
 from tollwatch.config import Settings
 from tollwatch.config.sqlite import HEALTH, recover_all
 from tollwatch.live import LivePipeline
@@ -95,6 +95,7 @@ class Daemon:
         # AMI sessions: restart vs reconnect, and the calls of an outage from the CDR file
         self.sessions = Sessions(self.tz)
         self.snapshotter = Snapshotter()  # pickles a big state off the event loop
+        self.collector = Collector()
         self.views = IncidentViews(self.tz)  # incident views built call by call
         # views, SQLite rows and alerts of incident changes: after the decision, in order
         self.publisher = Publisher(store, self.alerters, self.views, self.clock)
@@ -338,6 +339,7 @@ class Daemon:
                 self.errors += 1
                 log.exception("rule timers failed")
             self._tick_at = time.monotonic()
+            self.collector.tick()
             n += 1
             if n % 30 == 0:
                 await self.skip_recovered()
@@ -373,11 +375,7 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.restore()
-        # What start-up built (modules, settings, tables, restored state) lives as long as the
-        # process: out of the collector's full passes, which otherwise walk it again and again
-        # (each a pause of the event loop that grows with everything ever imported)
-        gc.collect()
-        gc.freeze()
+        self.collector.start()  # short garbage-collector pauses (tollwatch.collector)
         backoff = self.settings.daemon.max_backoff.total_seconds()
         tasks = [
             asyncio.create_task(supervise(s, self.queue, backoff), name=f"source:{s.name}")
@@ -416,6 +414,7 @@ class Daemon:
                 if isinstance(alerter, Background):
                     await alerter.close()
             self.notifier.close()
+            self.collector.stop()
             log.info("tollwatch stopped; state saved")
 
 
