@@ -146,8 +146,8 @@ class Daemon:
         self._dirty.clear()  # events from now on mark their PBX again
         try:
             blobs = await self.snapshotter.take({n: self.pipelines[n].snapshot for n in names})
-            for name, blob in blobs.items():  # megabytes into SQLite: not on the loop
-                await asyncio.to_thread(self.store.save_snapshot, name, blob)
+            for name, blob in blobs.items():  # megabytes into SQLite: not on the loop, and
+                await self.publisher.write(self.store.save_snapshot, name, blob)  # after rows
         except BaseException:
             self._dirty.update(names)  # not saved: the next flush (or the final one) does
             raise
@@ -408,6 +408,7 @@ class Daemon:
             for name in self.pipelines:  # with the growth not yet published
                 self._queue_publication(name, [], flush=True)
             await self.publisher.publish_queued()
+            await self.publisher.close()
             self.flush(final=True)
             self.write_status()
             for alerter in self.alerters:
