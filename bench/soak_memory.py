@@ -70,14 +70,22 @@ def summary(samples: list[tuple[float, dict[str, float]]], warmup: float) -> dic
     total = [(t, s["rss"]) for t, s in kept]
     mid = total[len(total) // 2]
     result: dict[str, Any] = {
-        "start": total[0][1], "start_at_s": round(total[0][0]), "mid": mid[1],
-        "mid_at_s": round(mid[0]), "end": total[-1][1], "end_at_s": round(total[-1][0]),
-        "max": max(r for _, r in total), "slope_mib_per_hour": slope(total),
+        "start": total[0][1],
+        "start_at_s": round(total[0][0]),
+        "mid": mid[1],
+        "mid_at_s": round(mid[0]),
+        "end": total[-1][1],
+        "end_at_s": round(total[-1][0]),
+        "max": max(r for _, r in total),
+        "slope_mib_per_hour": slope(total),
         "samples": len(samples),
     }
     result["parts"] = {
-        p: {"start": kept[0][1][p], "end": kept[-1][1][p],
-            "slope_mib_per_hour": slope([(t, s[p]) for t, s in kept])}
+        p: {
+            "start": kept[0][1][p],
+            "end": kept[-1][1][p],
+            "slope_mib_per_hour": slope([(t, s[p]) for t, s in kept]),
+        }
         for p in PARTS
     }
     result["per_5_min"] = [{"at_min": round(t / 60, 1), **s} for t, s in every(samples, 300.0)]
@@ -120,8 +128,9 @@ runpy.run_module("tollwatch", run_name="__main__", alter_sys=True)
 """
 
 
-def growth(where: Path, warmup_s: float, every_s: float, root: Path,
-           top: int = 20) -> dict[str, Any]:
+def growth(
+    where: Path, warmup_s: float, every_s: float, root: Path, top: int = 20
+) -> dict[str, Any]:
     """What grew most (by source line) from the first snapshot after warm-up to the last."""
     import tracemalloc
 
@@ -133,11 +142,17 @@ def growth(where: Path, warmup_s: float, every_s: float, root: Path,
     last = tracemalloc.Snapshot.load(str(snaps[-1]))
     stats = last.compare_to(first, "lineno")
     total = sum(s.size_diff for s in stats)
-    return {"snapshots": len(snaps), "from_s": round((first_i + 1) * every_s),
-            "to_s": round(len(snaps) * every_s), "traced_mib_first": round(
-                sum(s.size for s in first.statistics("filename")) / 2**20, 1),
-            "traced_mib_last": round(sum(s.size for s in last.statistics("filename")) / 2**20, 1),
-            "net_growth_kib": round(total / 1024, 1),
-            "top": [f"{s.size_diff / 1024:+.1f} KiB {s.count_diff:+d} blocks "
-                    f"{s.traceback[0].filename.replace(str(root) + '/', '')}:"
-                    f"{s.traceback[0].lineno}" for s in stats[:top]]}
+    return {
+        "snapshots": len(snaps),
+        "from_s": round((first_i + 1) * every_s),
+        "to_s": round(len(snaps) * every_s),
+        "traced_mib_first": round(sum(s.size for s in first.statistics("filename")) / 2**20, 1),
+        "traced_mib_last": round(sum(s.size for s in last.statistics("filename")) / 2**20, 1),
+        "net_growth_kib": round(total / 1024, 1),
+        "top": [
+            f"{s.size_diff / 1024:+.1f} KiB {s.count_diff:+d} blocks "
+            f"{s.traceback[0].filename.replace(str(root) + '/', '')}:"
+            f"{s.traceback[0].lineno}"
+            for s in stats[:top]
+        ],
+    }
