@@ -158,7 +158,6 @@ async def soak(
 ) -> dict[str, Any]:
     stream = b"".join(generate(calls, concurrent=60, seed=11))
     frames = stream.count(b"\r\n\r\n")
-    pace = minutes * 60 / frames
     ami_keys = calls_in(stream)
     tmp = Path(tempfile.mkdtemp(prefix="tw-soak-"))
     data_mount = tmp / "disk"
@@ -207,7 +206,7 @@ async def soak(
             break
         await asyncio.sleep(0.5)
     started = daemon.t0 = writer.t0 = time.monotonic()
-    replay = asyncio.create_task(server.replay(stream, pace))
+    replay = asyncio.create_task(server.replay(stream, minutes * 60))
     faults: list[str] = []
     nxt, k, r = started + every, 0, 0
     csv_at, attack_every = started, 420.0
@@ -290,6 +289,7 @@ async def soak(
         "drain_s": round(drain_s),
         "drain": drained,
         "frames_sent": sent,
+        "frames_in_stream": frames,
         "calls_sent": expected,
         "calls_seen": seen,
         "missing": {

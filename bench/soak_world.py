@@ -52,9 +52,21 @@ class Server:
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def replay(self, stream: bytes, pace: float) -> int:
-        fut = asyncio.run_coroutine_threadsafe(self.fake.replay(stream, pace=pace), self.loop)
-        sent: int = await asyncio.wrap_future(fut)
+    async def replay(self, stream: bytes, seconds: float, slot: float = 30.0) -> int:
+        """Send the stream's frames spread over `seconds` of wall time, on a schedule: the
+        frames of each `slot` seconds are due by the slot's end, so time lost to a loaded
+        machine or a paused connection is made up later instead of adding up."""
+        frames = [f + b"\r\n\r\n" for f in stream.split(b"\r\n\r\n") if f.strip()]
+        slots = max(1, round(seconds / slot))
+        size = -(-len(frames) // slots)
+        t0 = time.monotonic()
+        sent = 0
+        for i in range(0, len(frames), size):
+            part = frames[i : i + size]
+            due = t0 + (i + len(part)) / len(frames) * seconds
+            pace = max(0.0, (due - time.monotonic()) / len(part))
+            coro = self.fake.replay(b"".join(part), pace=pace)
+            sent = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
         return sent
 
     def logins(self) -> int:

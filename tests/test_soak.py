@@ -37,6 +37,7 @@ def test_short_soak_loses_nothing() -> None:
     kinds = {f.split()[1] for f in result["faults"]}
     assert kinds == set(soak.KINDS), result["faults"]
     assert result["drain"] == "complete", result
+    assert result["frames_sent"] == result["frames_in_stream"]
     assert result["calls_seen"] == result["calls_sent"], result
     assert result["missing_count"] == {"pbx": 0, "csvpbx": 0}, result["missing"]
     assert result["calls_sent"]["pbx"] == 150 and result["calls_sent"]["csvpbx"] > 15
