@@ -89,6 +89,7 @@ def summary(samples: list[tuple[float, dict[str, float]]], warmup: float) -> dic
         for p in PARTS
     }
     result["per_5_min"] = [{"at_min": round(t / 60, 1), **s} for t, s in every(samples, 300.0)]
+    result["per_minute"] = [{"at_min": round(t / 60, 1), **s} for t, s in every(samples, 60.0)]
     return result
 
 
