@@ -61,6 +61,7 @@ from bench.soak_world import (  # noqa: E402
     KINDS,
     ROTATIONS,
     SECRET,
+    SHORT_WINDOWS,
     CdrWriter,
     Server,
     calls_in,
@@ -155,6 +156,7 @@ async def soak(
     extra_env: dict[str, str] | None = None,
     sample_every: float = 10.0,
     drain_timeout: float = 900.0,
+    short_windows: bool = False,
 ) -> dict[str, Any]:
     stream = b"".join(generate(calls, concurrent=60, seed=11))
     frames = stream.count(b"\r\n\r\n")
@@ -175,7 +177,8 @@ async def soak(
     writer = CdrWriter(cdr_dir / "Master.csv")
     stub = SlackStub().start()
     server = Server()
-    cfg = config(tmp, data, writer.path, server.fake.port, stub.base_url)
+    extra = SHORT_WINDOWS if short_windows else ""
+    cfg = config(tmp, data, writer.path, server.fake.port, stub.base_url, extra)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -323,6 +326,7 @@ async def soak(
         },
         "rss_mib": memory.summary(daemon.samples, warmup=60.0),
         "env": extra_env or {},
+        "short_windows": short_windows,
     }
     if trace_every:
         result["tracemalloc"] = memory.growth(traces, 60.0, trace_every, ROOT)
@@ -373,6 +377,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metavar="SECONDS",
         help="how long to wait after the traffic for calls seen to reach calls sent",
     )
+    ap.add_argument("--short-windows", action="store_true",
+                    help="every rule and incident span at most 10 min (the state they bound "
+                    "fills in minutes, not hours)")  # fmt: skip
     args = ap.parse_args(argv)
     extra = dict(kv.split("=", 1) for kv in args.env)
     result = asyncio.run(
@@ -386,6 +393,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             extra,
             args.sample_every,
             args.drain_timeout,
+            args.short_windows,
         )
     )
     print(json.dumps(result, indent=2))

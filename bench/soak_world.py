@@ -183,7 +183,27 @@ class CdrWriter:
         return f"row {index + 1} written at {at:.0f}s after {rotations} rotation(s), {nxt}"
 
 
-def config(tmp: Path, data: Path, cdr: Path, ami_port: int, slack_url: str) -> Path:
+# Every time span of the rules and incidents at most 10 minutes (`--short-windows`): the state
+# that the spans bound (rule windows, open incidents) is full after 10-20 minutes instead of
+# 6 hours, so a run of an hour shows whether memory stays flat once nothing more may be held
+# (long_call's 2 h exposure window stays: it holds only calls longer than 30 minutes).
+SHORT_WINDOWS = """
+[incidents]
+gap = "10m"
+""" + "".join(
+    f'\n[[rules]]\nname = "{name}"\n{key} = "10m"\n'
+    for name, key in [
+        ("high_risk_destination", "window"), ("off_hours", "many_window"),
+        ("burst_off_hours", "window"), ("burst_high_risk", "window"),
+        ("burst_destination", "window"), ("sequential_dialing", "window"),
+        ("spend", "window"), ("auth_failures", "compromise_window"),
+    ]
+)  # fmt: skip
+
+
+def config(
+    tmp: Path, data: Path, cdr: Path, ami_port: int, slack_url: str, extra: str = ""
+) -> Path:
     path = tmp / "soak.toml"
     path.write_text(f"""
 [site]
@@ -211,5 +231,5 @@ enabled = true
 channel = "#soak"
 token_env = "SOAK_SLACK_TOKEN"
 base_url = "{slack_url}"
-""")
+{extra}""")
     return path
