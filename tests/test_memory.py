@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sqlite3
 import threading
 from typing import Any
 
@@ -17,6 +19,7 @@ from tollwatch.memory import (
     TRIM_EVERY,
     Allocator,
     Housekeeper,
+    _Sqlite,
     housekeeper,
     rss,
     seconds,
@@ -83,17 +86,37 @@ class _Lib:
 def test_no_glibc_means_nothing_trimmed_and_rss_still_logged() -> None:
     alloc = Allocator(lib=object())
     assert not alloc.available and alloc.trim() is False and alloc.info() is None
-    keeper = Housekeeper(every=60, allocator=alloc, resident=lambda: 50 * MIB)
+    keeper = Housekeeper(
+        every=60, allocator=alloc, resident=lambda: 50 * MIB, sqlite=lambda: 3 * MIB
+    )
     keeper.once()
     assert keeper.trims == 0
-    assert keeper.line() == "memory: rss 50.0 MiB"
+    assert re.fullmatch(r"memory: rss 50\.0 MiB; sqlite 3\.0 MiB; \d+ python blocks", keeper.line())
 
 
 def test_every_zero_turns_trimming_off() -> None:
     lib = _Lib()
-    keeper = Housekeeper(every=0, allocator=Allocator(lib=lib), resident=lambda: None)
+    keeper = Housekeeper(
+        every=0, allocator=Allocator(lib=lib), resident=lambda: None, sqlite=lambda: None
+    )
     keeper.once()
-    assert lib.trims == 0 and keeper.line() == "memory: rss ?"
+    assert lib.trims == 0 and keeper.line().startswith("memory: rss ?; ")
+    assert "sqlite" not in keeper.line() and "trims" not in keeper.line()
+
+
+@pytest.mark.skipif(_Sqlite()() is None, reason="libsqlite3 not found")
+def test_sqlite_memory_is_measured() -> None:
+    measure = _Sqlite()
+    before = measure()
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (x TEXT)")
+    db.executemany("INSERT INTO t VALUES (?)", [("x" * 100,)] * 50_000)
+    during = measure()
+    db.close()
+    assert before is not None and during is not None and during - before > 4 * MIB
+    keeper = Housekeeper(sqlite=lambda: during)
+    keeper.once()
+    assert f"sqlite {during / MIB:.1f} MiB" in keeper.line()
 
 
 async def test_run_trims_off_the_loop_logs_and_survives_a_failure(

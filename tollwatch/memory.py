@@ -9,8 +9,8 @@ the middle of a heap are only returned by `malloc_trim`, never by `free`, so und
 traffic the resident size creeps up with fragmentation although nothing leaks (issue 13's soak:
 RSS +35 MiB/h while the Python heap grew 4 MiB). `Housekeeper.run()` calls `malloc_trim(0)`
 every minute in a worker thread (the event loop is not held; ctypes releases the GIL) and logs,
-every 15 minutes, RSS and glibc's figures (`mallinfo2`): in use, free, mapped, what the trims
-returned.
+every 15 minutes, RSS and glibc's figures (`mallinfo2`: in use, free, mapped), what SQLite's
+allocator holds, Python's allocated blocks, and what the trims returned.
 
 `TOLLWATCH_MALLOC_TRIM` (seconds between trims; `0` turns it off) changes the interval,
 `TOLLWATCH_MEMORY_LOG` (seconds) how often the line is logged. Other
@@ -23,6 +23,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,26 @@ class Allocator:
         }
 
 
+class _Sqlite:
+    """Bytes SQLite's own allocator holds now (`sqlite3_memory_used`, all connections: page
+    caches, statements, in-memory databases); None where the library cannot be found."""
+
+    def __init__(self) -> None:
+        self._used: Any = None
+        for name in ("libsqlite3.so.0", "libsqlite3.dylib"):
+            try:
+                fn = ctypes.CDLL(name).sqlite3_memory_used
+            except (OSError, AttributeError):
+                continue
+            fn.argtypes = []
+            fn.restype = ctypes.c_int64
+            self._used = fn
+            break
+
+    def __call__(self) -> int | None:
+        return int(self._used()) if self._used is not None else None
+
+
 def rss() -> int | None:
     """This process's resident size in bytes (/proc/self/statm), None where there is none."""
     try:
@@ -114,6 +135,7 @@ class Housekeeper:
     report_every: float = REPORT_EVERY
     allocator: Allocator = field(default_factory=Allocator)
     resident: Callable[[], int | None] = rss
+    sqlite: Callable[[], int | None] = field(default_factory=_Sqlite)
     clock: Callable[[], float] = time.monotonic
     trims: int = 0
     returned: int = 0  # bytes of RSS the trims gave back (RSS before - after, when it fell)
@@ -132,7 +154,13 @@ class Housekeeper:
         after = self.resident()
         if before is not None and after is not None and after < before:
             self.returned += before - after
-        self.last = {"rss": after, "trim_s": took, "malloc": self.allocator.info()}
+        self.last = {
+            "rss": after,
+            "trim_s": took,
+            "malloc": self.allocator.info(),
+            "sqlite": self.sqlite(),
+            "py_blocks": sys.getallocatedblocks(),
+        }
         return self.last
 
     def line(self) -> str:
@@ -144,6 +172,10 @@ class Housekeeper:
                 f"malloc heap {_mib(info['heap'])} ({_mib(info['in_use'])} in use, "
                 f"{_mib(info['free'])} free), mapped {_mib(info['mapped'])}"
             )
+        if self.last.get("sqlite") is not None:
+            parts.append(f"sqlite {_mib(self.last['sqlite'])}")
+        if self.last.get("py_blocks") is not None:
+            parts.append(f"{self.last['py_blocks']} python blocks")
         if self.trims:
             parts.append(
                 f"{self.trims} trims returned {_mib(self.returned)} in {self.trim_s * 1000:.0f} ms"
