@@ -164,3 +164,26 @@ async def test_a_slow_disk_holds_no_event_and_the_snapshot_comes_after_the_rows(
     await daemon.flush_async()  # the snapshot waits for the rows before it
     assert daemon.store.load_snapshot("pbx") is not None and len(daemon.store.incidents()) == 1
     await daemon.publisher.close()
+
+
+async def test_the_snapshot_waits_for_alerts_queued_from_a_thread(tmp_path: Path) -> None:
+    order: list[str] = []
+
+    class Queuing(Recorder):
+        async def written(self) -> None:
+            await asyncio.sleep(0.05)
+            order.append("alerts written")
+
+    daemon = daemon_with(tmp_path, Queuing())
+    save = daemon.store.save_snapshot
+
+    def saving(pbx: str, blob: bytes) -> None:
+        order.append("snapshot")
+        save(pbx, blob)
+
+    daemon.store.save_snapshot = saving  # type: ignore[method-assign]
+    for event in feed(daemon, 3):
+        await daemon.process(event)
+    await daemon.flush_async()
+    assert order == ["alerts written", "snapshot"]
+    await daemon.publisher.close()

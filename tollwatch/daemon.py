@@ -147,6 +147,7 @@ class Daemon:
         self._dirty.clear()  # events from now on mark their PBX again
         try:
             blobs = await self.snapshotter.take({n: self.pipelines[n].snapshot for n in names})
+            await self._alerts_written()  # the alerts of the changes it holds are queued
             for name, blob in blobs.items():  # megabytes into SQLite: not on the loop, and
                 await self.publisher.write(self.store.save_snapshot, name, blob)  # after rows
         except BaseException:
@@ -154,6 +155,13 @@ class Daemon:
             raise
         self._learned.update(names)
         self._save_baselines(False)
+
+    async def _alerts_written(self) -> None:
+        """Wait for alerters that queue from a thread (Slack's outbox) to have written."""
+        for alerter in self.alerters:
+            written = getattr(alerter, "written", None)
+            if written is not None:
+                await written()
 
     def _save_baselines(self, final: bool) -> None:
         now = time.monotonic()
@@ -411,6 +419,7 @@ class Daemon:
                 self._queue_publication(name, [], flush=True)
             await self.publisher.publish_queued()
             await self.publisher.close()
+            await self._alerts_written()
             self.flush(final=True)
             self.write_status()
             for alerter in self.alerters:
