@@ -132,10 +132,10 @@ async def test_status_written_from_a_thread_never_goes_back_in_time(tmp_path: Pa
     from tollwatch.state import read_status_file
 
     daemon = daemon_with(tmp_path, Recorder())
-    old = daemon._status_now()
+    old = daemon.reporter.figures(daemon)
     daemon.events = 7
     await daemon.write_status_async()  # the newer figures
-    daemon._write_status(*old)  # taken earlier, written late: skipped
+    daemon.reporter.write(daemon.store, *old)  # taken earlier, written late: skipped
     doc = read_status_file(tmp_path)
     assert doc is not None and doc["daemon"]["events"] == 7
     assert daemon.store.read_status()["daemon"][1]["events"] == 7
