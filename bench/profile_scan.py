@@ -71,7 +71,7 @@ def stages(path: Path) -> dict[str, float]:
 
     def loop(kind: type[_Loop]) -> _Loop:
         it = kind(ScanStats(), classifier.batches("dialed"), pl.lit(True), None, None)
-        it.read_files([path], opts, _LOOP_COLUMNS, None)
+        it.read(scan_chunks([path], opts, where=it.wanted()), _LOOP_COLUMNS, None)
         return it
 
     timed("wanted", lambda: loop(Gathered), out)
@@ -110,10 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         d["bare polars read" + suffix] = t["bare" + suffix]
         d["parsed pieces (CSV parser, line check)" + suffix] = t["source" + suffix]
         d["rest of ingest (typing, times, checks, outbound)" + suffix] = (
-            t["ingest" + suffix] - t["source" + suffix])
+            t["ingest" + suffix] - t["source" + suffix]
+        )
         d["wanted filter, batches" + suffix] = t["wanted" + suffix] - t["ingest" + suffix]
         d["loop: classification, counts, problems" + suffix] = (
-            t["loop" + suffix] - t["wanted" + suffix])
+            t["loop" + suffix] - t["wanted" + suffix]
+        )
         d["build Call objects" + suffix] = t["calls" + suffix]
         d["engine replay" + suffix] = t["replay" + suffix]
     print("\nbreakdown (differences between stages):")
