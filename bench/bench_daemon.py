@@ -213,37 +213,72 @@ def make_daemon(settings: Any, data_dir: str) -> Any:
             self.booted = 0
             self.done = asyncio.Event()
             self.stalls: dict[str, list[float]] = defaultdict(list)  # loop-holding work, s
+            self.trace: Any = None  # a daemon_trace.Trace with --trace
+            self.published: dict[str, float] = {}  # incident changed: its alerts sent at
+            self._unpublished: list[str] = []
+            publisher = getattr(self, "publisher", None)  # None: a checkout from before it
+            if publisher is not None:
+                publish = publisher.publish_queued
+
+                async def publish_queued() -> None:
+                    before = sum(alerter.sent.values())
+                    await publish()
+                    now = time.time()
+                    if sum(alerter.sent.values()) != before:  # not growth kept for the tick
+                        for cid in self._unpublished:
+                            self.published[cid] = now
+                            self.alerted.add(cid)
+                    self._unpublished.clear()
+
+                publisher.publish_queued = publish_queued
+
+        def _queued(self) -> int:
+            """Changes queued for publication (real ones: a tick queues empty ones too)."""
+            publisher = getattr(self, "publisher", None)
+            if publisher is None:
+                return 0
+            return sum(1 for _p, changes, closed, _f in publisher.outgoing if changes or closed)
+
+        def _held(self, what: str, t: float, wall: float) -> None:
+            self.stalls[what].append(time.perf_counter() - t)
+            if self.trace is not None:
+                self.trace.hold(wall, what)
 
         def flush(self, final: bool = False) -> None:
-            t = time.perf_counter()
+            t, w = time.perf_counter(), time.time()
             super().flush(final)
-            self.stalls["flush (snapshot, baseline)"].append(time.perf_counter() - t)
+            self._held("flush (snapshot, baseline)", t, w)
 
         async def flush_async(self) -> None:
-            t = time.perf_counter()
+            t, w = time.perf_counter(), time.time()
             await super().flush_async()
-            self.stalls["flush_async (wall, loop not held while forked)"].append(
-                time.perf_counter() - t)
+            self._held("flush_async (wall, loop not held while forked)", t, w)
 
         async def tick(self) -> None:
-            t = time.perf_counter()
+            t, w = time.perf_counter(), time.time()
             await super().tick()
-            self.stalls["tick (timers, coalesced views)"].append(time.perf_counter() - t)
+            self._held("tick (timers, coalesced views)", t, w)
 
         def write_status(self) -> None:
-            t = time.perf_counter()
+            t, w = time.perf_counter(), time.time()
             super().write_status()
-            self.stalls["write_status"].append(time.perf_counter() - t)
+            self._held("write_status", t, w)
 
         async def process(self, event: Any) -> None:
             if type(event) is not CallStarted:
                 await super().process(event)
             else:
+                if self.trace is not None:
+                    self.trace.started[event.call_id] = time.time()
                 before = sum(alerter.sent.values())
+                queued = self._queued()
                 await super().process(event)
                 self.decided[event.call_id] = time.time()
-                if sum(alerter.sent.values()) != before:
+                if sum(alerter.sent.values()) != before:  # published before the decision
                     self.alerted.add(event.call_id)
+                    self.published[event.call_id] = self.decided[event.call_id]
+                elif self._queued() != queued:  # decided now, published right after
+                    self._unpublished.append(event.call_id)
             if type(event) is PbxBooted:
                 self.booted += 1
                 if self.booted >= 2:  # the login's FullyBooted, then the end marker
@@ -294,8 +329,14 @@ async def _sample_rss(out: list[tuple[float, float]], every: float) -> None:
 
 
 async def end_to_end(
-    path: Path, rate: float, masked: bool, data_dir: str, timeout: float, rss_every: float = 0.0,
+    path: Path,
+    rate: float,
+    masked: bool,
+    data_dir: str,
+    timeout: float,
+    rss_every: float = 0.0,
     no_fork: bool = False,
+    trace: bool = False,
 ) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
@@ -310,6 +351,12 @@ async def end_to_end(
     if no_fork and hasattr(daemon, "snapshotter"):
         daemon.snapshotter.inline_max = float("inf")  # every snapshot pickled on the loop
     daemon.sources.extend(ami_sources(settings, daemon.queue))
+    if trace:
+        from daemon_trace import Trace
+
+        daemon.trace = Trace()
+        daemon.trace.install(daemon.sources[0].source)
+        daemon.trace.install_daemon(daemon)
     stop = asyncio.Event()
     cpu0 = time.process_time()
     kids0 = _children_cpu()
@@ -360,6 +407,8 @@ async def end_to_end(
         "latency": percentiles(lat),
         "latency_incident_changed": percentiles(hit),
         "latency_no_change": percentiles(quiet),
+        "decision_to_published": percentiles(
+            [daemon.published[u] - daemon.decided[u] for u in daemon.published]),
         "errors": {"daemon": daemon.errors, "source": src.status.errors,
                    "bad_frames": src.bad_frames, "tracker_malformed": src.tracker.stats.malformed},
         "incidents": len(daemon.store.incidents()),
@@ -370,6 +419,8 @@ async def end_to_end(
                       "last_pickle_ms": round(snap.last_s * 1e3, 1),
                       "last_held_ms": round(getattr(snap, "held_s", 0.0) * 1e3, 1)}
         if snap else None,
+        "trace": daemon.trace.report(sent["dial"], daemon.decided, daemon.alerted)
+        if daemon.trace is not None else None,
         "stalls": {k: {"n": len(v), "total_s": round(sum(v), 3), "max_ms": round(max(v) * 1e3, 1)}
                    for k, v in daemon.stalls.items() if v},
     }  # fmt: skip
@@ -445,7 +496,7 @@ async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
     daemon = make_daemon(settings, data_dir)
     tracker = AmiCallTracker("pbx", cdr_options(settings))
     tracker.use_version("11.0.0")  # as the login banner tells it
-    t_parse = t_track = t_proc = 0.0
+    t_parse = t_track = t_proc = t_pub = 0.0
     n = fed = 0
     batch: list[str] = []
     it = frames(path)
@@ -479,10 +530,16 @@ async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
         for ev in out:
             await daemon.process(ev)
         t_proc += pc() - t
-    total = t_parse + t_track + t_proc
+        t = pc()
+        publisher = getattr(daemon, "publisher", None)  # None: a checkout from before it
+        if publisher is not None:
+            await publisher.publish_queued()
+        t_pub += pc() - t
+    total = t_parse + t_track + t_proc + t_pub
     return {
         "mode": "direct", "messages": n, "parsed": fed, "live_events": daemon.events,
-        "read_s": t_parse, "tracker_s": t_track, "process_s": t_proc, "total_s": total,
+        "read_s": t_parse, "tracker_s": t_track, "process_s": t_proc, "publish_s": t_pub,
+        "total_s": total,
         "msgs_per_s": n / total, "read_msgs_per_s": n / t_parse,
         "process_live_events_per_s": daemon.events / t_proc if t_proc else 0.0,
         "calls_seen": daemon.pipelines["pbx"].calls_seen,
@@ -556,18 +613,33 @@ def main(argv: list[str] | None = None) -> None:
         help="send every message, ignoring the login's event mask (VarSet, ...)",
     )
     ap.add_argument("--direct", action="store_true", help="daemon side alone, no sockets")
-    ap.add_argument("--reader", action="store_true",
-                    help="the AMI read path alone (framing, fast path, tracker), no socket")
+    ap.add_argument(
+        "--reader",
+        action="store_true",
+        help="the AMI read path alone (framing, fast path, tracker), no socket",
+    )
     ap.add_argument("--passes", type=int, default=3, help="--reader: passes (best CPU time)")
-    ap.add_argument("--limit", type=int, default=10**9,
-                    help="--direct, --reader: messages at most")
+    ap.add_argument("--limit", type=int, default=10**9, help="--direct, --reader: messages at most")
     ap.add_argument("--profile", type=Path, help="cProfile the daemon process, stats to FILE")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--json", type=Path, help="append the result as one JSON line to FILE")
-    ap.add_argument("--no-fork", action="store_true",
-                    help="pickle every snapshot on the event loop (as before tollwatch.snapshots)")
-    ap.add_argument("--rss-every", type=float, default=0.0,
-                    help="sample the daemon's RSS every S seconds (rss_mb_over_time)")
+    ap.add_argument(
+        "--no-fork",
+        action="store_true",
+        help="pickle every snapshot on the event loop (as before tollwatch.snapshots)",
+    )
+    ap.add_argument(
+        "--rss-every",
+        type=float,
+        default=0.0,
+        help="sample the daemon's RSS every S seconds (rss_mb_over_time)",
+    )
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="split each DialBegin -> decision into stages; name what held the loop "
+        "during the slow ones (bench/daemon_trace.py)",
+    )
     args = ap.parse_args(argv)
     pinned = pin(0)
     load = os.getloadavg()
@@ -586,8 +658,16 @@ def main(argv: list[str] | None = None) -> None:
             res = asyncio.run(direct(args.file, data_dir, args.limit))
         else:
             res = asyncio.run(
-                end_to_end(args.file, args.rate, not args.all_events, data_dir, args.timeout,
-                           args.rss_every, args.no_fork)
+                end_to_end(
+                    args.file,
+                    args.rate,
+                    not args.all_events,
+                    data_dir,
+                    args.timeout,
+                    args.rss_every,
+                    args.no_fork,
+                    args.trace,
+                )
             )
         res["run_s"] = time.perf_counter() - t0
         if prof:

@@ -117,34 +117,60 @@ class Engine:
 
     def handle(self, event: CallEvent) -> list[IncidentChange]:
         now, kind, call = event
+        if kind == _STARTED:
+            return self.started(call, now)
+        if kind == _ANSWERED:
+            return self.answered(call, now)
+        return self.ended(call, now)
+
+    def _catch_up(self, now: datetime) -> list[IncidentChange]:
+        """Fire the timers due by `now` (none due: only the clock moves)."""
         wake = self._wake
         if self._stale or (wake is not None and wake <= now):
-            changes = self.advance(now)
-        else:  # no timer due (advance's first lines)
-            changes = []
-            clock = self.clock
-            if clock is None or now > clock:
-                self.clock = now
-        if kind == _STARTED:
-            call.closed = self.calendar.closed_reason(call.start)
-            self.attempts.started(call, now)
-            call.route = _route(call)
-            change = self.tracker.add_call(call, now)
-            if change is not None:
-                changes.append(change)
-            targets = self._start_rules
-            hook = _START
-        elif kind == _ANSWERED:
-            self.attempts.answered(call)
-            targets = self._answer_rules
-            hook = _ANSWER
-        else:
-            call.ended = True
-            self.attempts.ended(call, now)
-            if self.baseline is not None:
-                self.baseline.observe_end(call)
-            targets = self._end_rules
-            hook = _END
+            return self.advance(now)
+        clock = self.clock
+        if clock is None or now > clock:
+            self.clock = now
+        return []
+
+    def started(self, call: Call, now: datetime) -> list[IncidentChange]:
+        """A call started (`handle` of a STARTED event; the batch replay calls it directly)."""
+        changes = self._catch_up(now)
+        call.closed = self.calendar.closed_reason(call.start)
+        self.attempts.started(call, now)
+        route = call.route = _route(call)
+        change = self.tracker.add_call(call, now)
+        if change is not None:
+            changes.append(change)
+        for timed, wants, handlers in self._start_rules[route]:
+            if wants is not None and not wants(call):
+                continue
+            if timed >= 0:
+                self._stale.add(timed)
+            findings = handlers[_START](call, now)
+            if findings:
+                changes.extend(self._apply(findings))
+        if self.baseline is not None:
+            self.baseline.observe_start(call)  # learned after scoring: never its own normal
+        return changes
+
+    def answered(self, call: Call, now: datetime) -> list[IncidentChange]:
+        changes = self._catch_up(now)
+        self.attempts.answered(call)
+        return self._dispatch(self._answer_rules, _ANSWER, call, now, changes)
+
+    def ended(self, call: Call, now: datetime) -> list[IncidentChange]:
+        changes = self._catch_up(now)
+        call.ended = True
+        self.attempts.ended(call, now)
+        if self.baseline is not None:
+            self.baseline.observe_end(call)
+        return self._dispatch(self._end_rules, _END, call, now, changes)
+
+    def _dispatch(
+        self, targets: list[list[_Target]], hook: int, call: Call, now: datetime,
+        changes: list[IncidentChange],
+    ) -> list[IncidentChange]:
         route = call.route
         if route < 0:  # a call whose start this engine did not see (restored)
             route = call.route = _route(call)
@@ -156,8 +182,6 @@ class Engine:
             findings = handlers[hook](call, now)
             if findings:
                 changes.extend(self._apply(findings))
-        if hook == _START and self.baseline is not None:
-            self.baseline.observe_start(call)  # learned after scoring: never its own normal
         return changes
 
     def handle_auth(self, event: AuthEvent) -> list[IncidentChange]:

@@ -34,26 +34,29 @@ _ZERO = timedelta(0)
 
 
 class IncidentCalls:
+    # Values that start the same in every log are class attributes until first written (most
+    # incidents are made for one weak finding and never written again).
+    gone: dict[str, ref[Call]] | None = None  # see __init__
+    count = 0
+    first_start: datetime | None = None
+    last_start: datetime | None = None
+    rated = 0  # calls with a rate (spend is None without any)
+    settled = _ZERO  # talk time of the calls that ended (exact: timedelta)
+    settled_spend = 0.0
+    _settle_at = 64  # settle `up` when it grows past this (amortized O(1) per call)
+
     def __init__(self, limit: tuple[int, int] | None = DEFAULT_LIMIT) -> None:
         self.limit = limit
         self.head: dict[str, Call] = {}  # the first calls added (all of them when no limit)
         self.tail: OrderedDict[str, Call] = OrderedDict()  # the last calls added
-        # calls whose details were dropped, while something else holds them (made on the first
-        # drop: most incidents never drop one)
-        self.gone: dict[str, ref[Call]] | None = None
+        # `gone`: calls whose details were dropped, while something else holds them (made on
+        # the first drop: most incidents never drop one)
         self.up: dict[str, Call] = {}  # calls whose minutes may still change
-        self.count = 0
-        self.first_start: datetime | None = None
-        self.last_start: datetime | None = None
         self.sources: set[str] = set()
         self.accounts: set[str] = set()
         self.regions: set[str] = set()
         self.labels: set[str] = set()
         self.numbers: dict[str, int] = {}  # E.164 -> calls to it
-        self.rated = 0  # calls with a rate (spend is None without any)
-        self.settled = _ZERO  # talk time of the calls that ended (exact: timedelta)
-        self.settled_spend = 0.0
-        self._settle_at = 64  # settle `up` when it grows past this (amortized O(1) per call)
         self._sorted: dict[str, tuple[int, list[str]]] = {}  # (size, sorted) per set
 
     # ---- taking calls in ---------------------------------------------------------------------

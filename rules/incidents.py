@@ -57,6 +57,8 @@ class Incident:
     version: int = 0  # bumped on every visible change
     refused: int = 0  # calls the dialplan refused because of a tollwatch block
     log: IncidentCalls = field(default_factory=IncidentCalls, repr=False)
+    # `score` as the tracker last summed it (None: not yet, e.g. restored from a snapshot)
+    points: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def calls(self) -> dict[str, Call]:
@@ -181,11 +183,29 @@ class IncidentTracker:
     def add_call(self, call: Call, now: datetime) -> IncidentChange | None:
         """A relevant call from a source with an open incident becomes part of it; else one to
         a destination number or block with an open incident (from any source) joins that."""
-        inc = self._current(call.source, now, create=False)
+        open_ = self.open
+        if not open_:
+            return None
+        # `_current(key, now, create=False)` for each key in turn, inlined: an incident quiet
+        # for longer than the gap is closed on the way
+        gap = self.gap
+        key = call.source
+        inc = open_.get(key)
+        if inc is not None and now - inc.last_activity > gap:
+            self._close(key)
+            inc = None
         if inc is None:
-            inc = self._current(dest_number_key(call), now, create=False)
-        if inc is None:
-            inc = self._current(dest_block_key(call), now, create=False)
+            key = dest_number_key(call)
+            inc = open_.get(key)
+            if inc is not None and now - inc.last_activity > gap:
+                self._close(key)
+                inc = None
+            if inc is None:
+                key = dest_block_key(call)
+                inc = open_.get(key)
+                if inc is not None and now - inc.last_activity > gap:
+                    self._close(key)
+                    inc = None
         if inc is None or not inc.log.add(call):
             return None
         inc.last_activity = now
@@ -210,10 +230,15 @@ class IncidentTracker:
     def add(self, finding: Finding) -> IncidentChange | None:
         key = finding.key
         now = finding.at
-        inc = self._current(key, now, create=True)
-        assert inc is not None
+        inc = self.open.get(key)
+        if inc is None or now - inc.last_activity > self.gap:
+            inc = self._current(key, now, create=True)
+            assert inc is not None
         grew = inc.log.add_all(finding.calls_new_to(inc))
         inc.last_activity = now
+        points = inc.points
+        if points is None:
+            points = inc.score
         hit = inc.hits.get(finding.rule)
         if hit is None:
             inc.hits[finding.rule] = RuleHit(
@@ -226,19 +251,23 @@ class IncidentTracker:
                 now,
                 len(finding.calls),
             )
+            points += finding.score
             grew = True
         else:
             hit.count += 1
             hit.last_at = now
             size = len(finding.calls)
             # Keep the strongest finding's words: the highest score, then the most calls.
-            if (finding.score, size) >= (hit.score, hit.size):
-                grew = grew or finding.score > hit.score or finding.reason != hit.reason
-                hit.score = finding.score
+            score = finding.score
+            if score > hit.score or (score == hit.score and size >= hit.size):
+                grew = grew or score > hit.score or finding.reason != hit.reason
+                points += score - hit.score
+                hit.score = score
                 hit.reason = finding.reason
                 hit.size = size
+        inc.points = points  # the sum of the hits' scores (`Incident.score`), kept as they change
         before = inc.severity
-        after = self._severity(inc.score)
+        after = self._severity(points)
         if after > before:
             inc.severity = after
             for level in Severity:

@@ -137,7 +137,10 @@ class Finding:
         if self.source is not None:
             return self.source
         calls = self.calls
-        if calls:
+        n = len(calls)
+        if n == 1:
+            return calls[0].source
+        if n:
             first = calls[0].source
             if calls[-1].source == first and all(c.source == first for c in calls):
                 return first

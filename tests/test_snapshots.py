@@ -95,6 +95,8 @@ async def test_daemon_state_saved_through_the_child_restores(tmp_path: Path, for
         daemon.snapshotter.last_s = 1.0
     for event in feed(daemon, 30):
         await daemon.process(event)
+    assert daemon.publisher.outgoing  # decided, not yet published: the flush publishes first
+    await daemon.publisher.publish_queued()
     expected = daemon.pipelines["pbx"].snapshot()
     await daemon.flush_async()
     assert daemon.snapshotter.forked == int(forked)
@@ -103,9 +105,11 @@ async def test_daemon_state_saved_through_the_child_restores(tmp_path: Path, for
     again.restore()
     pipe, before = again.pipelines["pbx"], daemon.pipelines["pbx"]
     assert set(pipe.up) == set(before.up) and set(pipe.engine.tracker.open) == set(
-        before.engine.tracker.open)
+        before.engine.tracker.open
+    )
     assert {k: sorted(i.calls) for k, i in pipe.engine.tracker.open.items()} == {
-        k: sorted(i.calls) for k, i in before.engine.tracker.open.items()}
+        k: sorted(i.calls) for k, i in before.engine.tracker.open.items()
+    }
 
 
 async def test_an_interrupted_flush_keeps_the_pbx_dirty(tmp_path: Path) -> None:
@@ -130,7 +134,7 @@ async def test_an_interrupted_flush_keeps_the_pbx_dirty(tmp_path: Path) -> None:
 def pending_incidents(daemon: Daemon, n: int) -> list[str]:
     from tollwatch.rules.incidents import Incident, Severity
 
-    pending = daemon._updates.setdefault("pbx", {})
+    pending = daemon.publisher.updates.setdefault("pbx", {})
     for i in range(n):
         inc = Incident(id=f"s:{i}", site="s", source=str(200 + i), opened_at=T0,
                        last_activity=T0, severity=Severity.WARNING)  # fmt: skip
@@ -138,12 +142,13 @@ def pending_incidents(daemon: Daemon, n: int) -> list[str]:
     return list(pending)
 
 
-async def test_views_at_a_tick_leave_room_for_events(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_views_at_a_tick_leave_room_for_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.test_daemon import Recorder
-    from tollwatch import daemon as daemon_mod
+    from tollwatch import publisher
 
-    monkeypatch.setattr(daemon_mod, "PUBLISH_SLICE", 0.0)  # hand the loop back after each view
+    monkeypatch.setattr(publisher, "PUBLISH_SLICE", 0.0)  # hand the loop back after each view
     s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
     rec = Recorder()
     daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [rec], ["pbx"])
@@ -155,13 +160,13 @@ async def test_views_at_a_tick_leave_room_for_events(tmp_path: Path,
             between.append(len(rec.sent))
             await asyncio.sleep(0)
 
-    await asyncio.gather(daemon._publish("pbx", [], flush=True), other())
+    await asyncio.gather(daemon.publisher.publish("pbx", [], [], flush=True), other())
     assert [v["id"] for _, v in rec.sent] == ids
     assert len(set(between) - {0, 5}) >= 2  # the other task ran while views were published
 
     ids = pending_incidents(daemon, 5)  # stopping while views go out: all still go out
     rec.sent.clear()
-    task = asyncio.create_task(daemon._publish("pbx", [], flush=True))
+    task = asyncio.create_task(daemon.publisher.publish("pbx", [], [], flush=True))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     task.cancel()

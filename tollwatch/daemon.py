@@ -3,12 +3,18 @@
 Everything runs in one asyncio loop: the sources (each under a supervisor that reconnects),
 the consumer that drives the rules, a one-second ticker for rule timers, and a writer that
 snapshots state to SQLite so a restart continues the same incidents.
+
+The rule decision does not wait for its publication (tollwatch.publisher): `process` queues
+the incident changes and returns, and the consumer publishes them before the next event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import gc
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -17,24 +23,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tollwatch.alerting.base import Alerter, Background
-from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected
+from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected, SourceStatus
 from tollwatch.cdr_ingest.live.backlog import EventQueue
 from tollwatch.config import Settings
 from tollwatch.config.sqlite import HEALTH, recover_all
 from tollwatch.live import LivePipeline
 from tollwatch.live_views import IncidentViews
+from tollwatch.memory import housekeeper
 from tollwatch.notify import Notifier
+from tollwatch.publisher import Publisher
 from tollwatch.recovery import Sessions
 from tollwatch.rules.baseline_io import BaselineError, dumps, load, loads
 from tollwatch.rules.destinations import Classifier
-from tollwatch.rules.incidents import Incident, IncidentChange
+from tollwatch.rules.incidents import IncidentChange
 from tollwatch.settings import rule_specs
 from tollwatch.snapshots import Snapshotter
 from tollwatch.state import StateStore, StatusFile
 from tollwatch.supervisor import Source, supervise
 
 log = logging.getLogger("tollwatch.daemon")
-PUBLISH_SLICE = 0.002  # seconds of coalesced views at a tick before the loop is handed back
 BASELINE_EVERY = 900.0  # seconds between saves of a changed baseline (0.2-0.5 s at 8000 phones)
 
 Clock = Callable[[], datetime]
@@ -81,14 +88,17 @@ class Daemon:
         self._dirty: set[str] = set()
         self._learned: set[str] = set()  # pbx whose baseline changed since it was saved
         self._learned_mark = time.monotonic()
-        self._updates: dict[str, dict[str, Incident]] = {}  # growth not yet published, per pbx
         self._started = utcnow()
         self._rate_mark = time.monotonic()
         self._rate_events: dict[str, int] = {}
+        self._status_lock = threading.Lock()
+        self._status_taken = self._status_written = 0  # status figures taken / last written
         # AMI sessions: restart vs reconnect, and the calls of an outage from the CDR file
         self.sessions = Sessions(self.tz)
         self.snapshotter = Snapshotter()  # pickles a big state off the event loop
         self.views = IncidentViews(self.tz)  # incident views built call by call
+        # views, SQLite rows and alerts of incident changes: after the decision, in order
+        self.publisher = Publisher(store, self.alerters, self.views, self.clock)
 
     # ---- state ----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -131,7 +141,8 @@ class Daemon:
         pickle is saved less often than `snapshot_every` (and always at stop)."""
         if not self.snapshotter.due():
             return
-        names = sorted(self._dirty)
+        await self.publisher.publish_queued()  # no snapshot holds a change not yet published
+        names = sorted(self._dirty)  # (from here to the fork nothing else runs)
         self._dirty.clear()  # events from now on mark their PBX again
         try:
             blobs = await self.snapshotter.take({n: self.pipelines[n].snapshot for n in names})
@@ -178,7 +189,7 @@ class Daemon:
             return
         self._dirty.add(event.pbx)
         if changes or pipeline.engine.tracker.closed:
-            await self._publish(event.pbx, changes)
+            self._queue_publication(event.pbx, changes, flush=False)
 
     async def skip_recovered(self) -> None:
         """While AMI is connected, move the paired CDR files past what AMI already saw."""
@@ -193,53 +204,15 @@ class Daemon:
             pipeline.engine.tracker.expire(now)
             if changes or pipeline.engine.tracker.closed:
                 self._dirty.add(name)
-            await self._publish(name, changes, flush=True)
+            self._queue_publication(name, changes, flush=True)
+        await self.publisher.publish_queued()
 
-    async def _publish(self, pbx: str, changes: list[IncidentChange], flush: bool = False) -> None:
-        """Openings and escalations go out at once; growth ("updated") at most once per
-        incident per tick, so a busy attack costs one view and one write per second."""
-        seen: dict[str, tuple[str, Incident]] = {}
-        pending = self._updates.setdefault(pbx, {})
-        for change in changes:  # several changes of one incident in one event: say it once
-            iid = change.incident.id
-            if change.kind == "updated" and iid not in seen:
-                pending[iid] = change.incident
-                continue
-            kind = change.kind
-            if iid in seen and seen[iid][0] != "updated":
-                kind = seen[iid][0]
-            seen[iid] = (kind, change.incident)
-            pending.pop(iid, None)  # the opening/escalation carries the growth too
-        if flush:
-            for iid, incident in pending.items():
-                seen.setdefault(iid, ("updated", incident))
-            pending.clear()
-        mark = time.monotonic()
-        stopping = False
-        for kind, incident in seen.values():
-            view = self.views.view(incident, self.clock())
-            view["pbx"] = pbx
-            self.store.save_incident(pbx, view, is_open=True)
-            for alerter in self.alerters:
-                try:
-                    await alerter.send(kind, view)
-                except Exception:
-                    log.exception("alerter %s failed for %s", alerter.name, incident.id)
-            if flush and not stopping and time.monotonic() - mark > PUBLISH_SLICE:
-                try:  # many big views at a tick: events go on between them
-                    await asyncio.sleep(0)
-                except asyncio.CancelledError:
-                    stopping = True  # publish the rest first: nothing taken out is dropped
-                mark = time.monotonic()
+    def _queue_publication(self, pbx: str, changes: list[IncidentChange], flush: bool) -> None:
+        """Hand decided changes (and the incidents closed meanwhile) to the publisher."""
         tracker = self.pipelines[pbx].engine.tracker
-        for incident in tracker.closed:
-            view = self.views.view(incident, self.clock())
-            self.views.forget(incident.id)
-            view["pbx"] = pbx
-            self.store.save_incident(pbx, view, is_open=False)
+        closed = list(tracker.closed)
         tracker.closed.clear()
-        if stopping:
-            raise asyncio.CancelledError
+        self.publisher.queue(pbx, changes, closed, flush)
 
     def stalled(self) -> str:
         """Why the pipeline is not making progress ("" when it is): events wait but none was
@@ -250,8 +223,10 @@ class Daemon:
         if self.queue.qsize() == 0:
             self._progress_at = now
         if now - self._progress_at > self.stall_after:
-            return (f"no event handled for {now - self._progress_at:.0f}s with "
-                    f"{self.queue.qsize()} waiting")
+            return (
+                f"no event handled for {now - self._progress_at:.0f}s with "
+                f"{self.queue.qsize()} waiting"
+            )
         if now - self._tick_at > self.stall_after:
             return f"rule timers stopped {now - self._tick_at:.0f}s ago"
         return ""
@@ -259,8 +234,10 @@ class Daemon:
     def health_line(self) -> str:
         """One line for systemd's STATUS=: events, backlog, storage, stall."""
         backlog = self.queue.measures()
-        parts = [f"{self.events} events", f"backlog {backlog['events']} "
-                 f"(oldest {backlog['oldest_s']:.1f}s)"]
+        parts = [
+            f"{self.events} events",
+            f"backlog {backlog['events']} (oldest {backlog['oldest_s']:.1f}s)",
+        ]
         for problem in HEALTH.problems():
             parts.append(f"storage {problem['errno']} at {problem['path']} (in memory)")
         stall = self.stalled()
@@ -269,6 +246,14 @@ class Daemon:
         return "; ".join(parts)
 
     def write_status(self) -> None:
+        self._write_status(*self._status_now())  # on the loop: at start and at stop
+
+    async def write_status_async(self) -> None:
+        """`write_status()` for the writer task: the figures taken on the loop, the SQLite
+        row and status.json written from a thread (a commit or a slow disk holds no event)."""
+        await asyncio.to_thread(self._write_status, *self._status_now())
+
+    def _status_now(self) -> tuple[list[SourceStatus], dict[str, Any]]:
         now = time.monotonic()
         elapsed = max(1e-6, now - self._rate_mark)
         for src in self.sources:
@@ -285,7 +270,7 @@ class Daemon:
         extra = {
             "started_at": self._started.isoformat(),
             "events": self.events,
-            "errors": self.errors,
+            "errors": self.errors + self.publisher.failed,
             "open_incidents": open_incidents,
             "calls_in_progress": {n: p.in_progress for n, p in self.pipelines.items()},
             "calls_seen": {n: p.calls_seen for n, p in self.pipelines.items()},
@@ -296,16 +281,30 @@ class Daemon:
             "moved_aside": list(HEALTH.moved_aside),
             "stalled": self.stalled(),
         }
-        statuses = [s.status for s in self.sources]
+        self._status_taken += 1
+        extra["_seq"] = self._status_taken
+        return [copy.deepcopy(s.status) for s in self.sources], extra  # as they are now
+
+    def _write_status(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:
+        with self._status_lock:  # a thread's write taken earlier never lands after a later one
+            seq = extra.pop("_seq")
+            if seq < self._status_written:
+                return
+            self._status_written = seq
+            self._write_status_now(statuses, extra)
+
+    def _write_status_now(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:
         try:
             self.store.write_status(statuses, extra)
         except Exception:  # status must never stop the daemon; status.json still says it
             log.exception("cannot store the status")
-        self.status_file.write({
-            "updated_at": utcnow().isoformat(),
-            "daemon": extra,
-            "sources": [_source_dict(st) for st in statuses],
-        })
+        self.status_file.write(
+            {
+                "updated_at": utcnow().isoformat(),
+                "daemon": extra,
+                "sources": [_source_dict(st) for st in statuses],
+            }
+        )
 
     # ---- the loop -------------------------------------------------------------------------
     async def _consume(self) -> None:
@@ -319,7 +318,8 @@ class Daemon:
             event = queue.get_nowait() if queue.qsize() else await queue.get()
             self._busy_since = clock()
             try:
-                await self.process(event)
+                await self.process(event)  # the decision
+                await self.publisher.publish_now()  # then its views, rows and alerts
             except Exception:  # one event must never stop the consumer
                 self.errors += 1
                 log.exception("pbx %s: failed to handle %s", event.pbx, type(event).__name__)
@@ -355,7 +355,7 @@ class Daemon:
                 log.exception("cannot save the state")
             since_status += d.snapshot_every.total_seconds()
             if since_status >= d.status_every.total_seconds():
-                self.write_status()
+                await self.write_status_async()
                 since_status = 0.0
 
     async def _watchdog(self) -> None:
@@ -374,6 +374,11 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.restore()
+        # What start-up built (modules, settings, tables, restored state) lives as long as the
+        # process: out of the collector's full passes, which otherwise walk it again and again
+        # (each a pause of the event loop that grows with everything ever imported)
+        gc.collect()
+        gc.freeze()
         backoff = self.settings.daemon.max_backoff.total_seconds()
         tasks = [
             asyncio.create_task(supervise(s, self.queue, backoff), name=f"source:{s.name}")
@@ -388,6 +393,7 @@ class Daemon:
             asyncio.create_task(self._consume(), name="consume"),
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._writer(), name="writer"),
+            asyncio.create_task(housekeeper().run(), name="memory"),  # malloc_trim: issue 13
         ]
         log.info("tollwatch running: %d source(s), %d pbx", len(self.sources), len(self.pipelines))
         self.write_status()
@@ -402,8 +408,10 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             while not self.queue.empty():  # what was already read is not lost
                 await self.process(self.queue.get_nowait())
-            for name in self.pipelines:
-                await self._publish(name, [], flush=True)
+                await self.publisher.publish_now()
+            for name in self.pipelines:  # with the growth not yet published
+                self._queue_publication(name, [], flush=True)
+            await self.publisher.publish_queued()
             self.flush(final=True)
             self.write_status()
             for alerter in self.alerters:

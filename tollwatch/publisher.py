@@ -1,0 +1,133 @@
+"""The daemon's publisher: incident changes -> views, SQLite rows, alerters, after the decision.
+
+The rules decide on the event loop, event by event; publishing a change (building the incident's
+view, writing it to SQLite, handing it to every alerter: Slack's outbox, remediation) costs
+more than deciding, and used to run before `Daemon.process` returned, so the decision of the
+call that opened or escalated an incident (and every event queued behind it) waited for it.
+Now `queue()` records the changes in order and `process` returns: the decision is made. The
+consumer then publishes them (`publish_now`) before it takes the next event, so a view shows
+the incident as the deciding event left it; a tick's coalesced growth is published the same
+way, handing the loop back between views. Order is kept (one queue, one publisher at a time:
+an opening before its growth, growth before the close). Nothing is lost: the daemon takes a
+snapshot only after `publish_queued()` emptied the queue, so a restart never holds an incident
+whose opening was not published, and stopping publishes what is left first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from tollwatch.alerting.base import Alerter
+from tollwatch.live_views import IncidentViews
+from tollwatch.rules.incidents import Incident, IncidentChange
+from tollwatch.state import StateStore
+
+log = logging.getLogger("tollwatch.daemon")
+PUBLISH_SLICE = 0.002  # seconds of views before the loop is handed back to the events
+
+
+class Publisher:
+    """`queue(pbx, changes, closed, flush)` when deciding; `publish_queued()` right after."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        alerters: Sequence[Alerter],
+        views: IncidentViews,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.alerters = alerters  # the daemon's list: alerters added later are included
+        self.views = views
+        self.clock = clock
+        self.updates: dict[str, dict[str, Incident]] = {}  # growth not yet published, per pbx
+        # decided, not yet published: (pbx, changes, incidents closed, publish the growth)
+        self.outgoing: deque[tuple[str, list[IncidentChange], list[Incident], bool]] = deque()
+        self.failed = 0  # publications that raised (logged; the ones after still go out)
+        self._lock = asyncio.Lock()  # one publisher at a time, in queue order
+
+    def queue(
+        self, pbx: str, changes: list[IncidentChange], closed: list[Incident], flush: bool
+    ) -> None:
+        self.outgoing.append((pbx, changes, closed, flush))
+
+    async def publish_queued(self) -> None:
+        """Publish every queued change, in order; returns once none is left."""
+        async with self._lock:
+            outgoing = self.outgoing
+            while outgoing:
+                pbx, changes, closed, flush = outgoing[0]
+                try:
+                    await self.publish(pbx, changes, closed, flush)
+                except asyncio.CancelledError:
+                    outgoing.popleft()  # `publish` finished it before re-raising
+                    raise
+                except Exception:  # one failed view or write must not stop the rest
+                    outgoing.popleft()
+                    self.failed += 1
+                    log.exception("pbx %s: cannot publish incident changes", pbx)
+                else:
+                    outgoing.popleft()
+
+    async def publish_now(self) -> None:
+        """After an event: publish what it queued, unless a publication is under way (a
+        tick's views, handing the loop back between them): that one takes it in order."""
+        if self.outgoing and not self._lock.locked():
+            await self.publish_queued()
+
+    async def publish(
+        self, pbx: str, changes: list[IncidentChange], closed: list[Incident], flush: bool = False
+    ) -> None:
+        """Openings and escalations go out at once; growth ("updated") at most once per
+        incident per tick (`flush`), so a busy attack costs one view and one write per second.
+        Then the incidents that closed, for good."""
+        seen: dict[str, tuple[str, Incident]] = {}
+        pending = self.updates.setdefault(pbx, {})
+        for change in changes:  # several changes of one incident in one event: say it once
+            iid = change.incident.id
+            if change.kind == "updated" and iid not in seen:
+                pending[iid] = change.incident
+                continue
+            kind = change.kind
+            if iid in seen and seen[iid][0] != "updated":
+                kind = seen[iid][0]
+            seen[iid] = (kind, change.incident)
+            pending.pop(iid, None)  # the opening/escalation carries the growth too
+        if flush:
+            for iid, incident in pending.items():
+                seen.setdefault(iid, ("updated", incident))
+            pending.clear()
+        mark = time.monotonic()
+        stopping = False
+        for kind, incident in seen.values():
+            try:
+                view = self.views.view(incident, self.clock())
+                view["pbx"] = pbx
+                self.store.save_incident(pbx, view, is_open=True)
+            except Exception:  # one broken view must not hold back the other incidents'
+                self.failed += 1
+                log.exception("pbx %s: cannot publish incident %s", pbx, incident.id)
+                continue
+            for alerter in self.alerters:
+                try:
+                    await alerter.send(kind, view)
+                except Exception:
+                    log.exception("alerter %s failed for %s", alerter.name, incident.id)
+            if not stopping and time.monotonic() - mark > PUBLISH_SLICE:
+                try:  # many big views: events go on between them
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    stopping = True  # publish the rest first: nothing taken out is dropped
+                mark = time.monotonic()
+        for incident in closed:
+            view = self.views.view(incident, self.clock())
+            self.views.forget(incident.id)
+            view["pbx"] = pbx
+            self.store.save_incident(pbx, view, is_open=False)
+        if stopping:
+            raise asyncio.CancelledError
