@@ -37,7 +37,7 @@ from tollwatch.cdr_ingest._scan import _frames
 from tollwatch.rules.batch import CALL_COLUMNS, calls_from_frame, replay
 from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.engine import Engine
-from tollwatch.scan import _LOOP_COLUMNS, ScanStats, _Loop, run_scan
+from tollwatch.scan import _LOOP_COLUMNS, ScanStats, _Loop, run_scan, unpack
 from tollwatch.settings import cdr_options, load, overrides, rule_specs
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ def stages(path: Path) -> dict[str, float]:
 
     timed("wanted", lambda: loop(Gathered), out)
     taken = timed("loop", lambda: loop(_Loop), out)
-    keep = pl.concat(taken.relevant).select(CALL_COLUMNS)  # (Local chains not followed)
+    keep = unpack(taken.relevant).select(CALL_COLUMNS)  # (Local chains not followed)
     allow = settings.allowlist.sources
     calls = timed("calls", lambda: list(calls_from_frame(keep, classifier, allow)), out)
     engine = Engine.from_settings(settings, rule_specs(settings))

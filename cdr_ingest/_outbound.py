@@ -160,7 +160,7 @@ def attribute(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     other = pl.col("_other")
     lf = lf.with_columns(
         pl.when(calling_phone)
-        .then(_endpoint(pl.when(calling_phone).then(chan)))
+        .then(_endpoint(pl.when(calling_phone).then(chan)).fill_null(""))
         .when(other)
         .then(
             source_expr(  # every branch is evaluated on every row: mask its input

@@ -7,6 +7,7 @@ high-risk), and afterwards the incremental engine replays those calls on event t
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -145,9 +146,9 @@ class _Loop:
         self.refused_row = pl.col("userfield").fill_null("").str.starts_with(REFUSED_MARK) & window
         self.problems = problems
         self.calls = calls
-        self.relevant: list[pl.DataFrame] = []
+        self.relevant: list[bytes] = []  # pack()ed
         self.refused: list[tuple[str, datetime]] = []  # (source, start) of calls a block refused
-        self.dials: list[pl.DataFrame] = []
+        self.dials: list[bytes] = []  # pack()ed
         self.legs = _Legs()
 
     def wanted(self) -> pl.Expr:
@@ -209,13 +210,13 @@ class _Loop:
         )
         local = local_dials(batch)
         if local.height:
-            self.dials.append(compact(local))
+            self.dials.append(pack(local))
         out = batch.filter(self.outbound)
         stats.outbound += out.height
         if out.height:
             keep = _classified(out, self.classify, stats, self.calls)
             if keep.height:
-                self.relevant.append(compact(keep.select(*CALL_COLUMNS, "channel")))
+                self.relevant.append(pack(keep.select(*CALL_COLUMNS, "channel")))
         if progress is not None:
             progress(*_line_of(last))
 
@@ -223,12 +224,12 @@ class _Loop:
 def _relevant(loop: _Loop, options: CdrOptions) -> pl.DataFrame:
     """The calls rules look at, in start order, as one frame; the loop's parts are let go
     as they are joined (one copy of the calls in memory, not three)."""
-    frame = pl.concat(loop.relevant) if loop.relevant else pl.DataFrame()
+    frame = unpack(loop.relevant) if loop.relevant else pl.DataFrame()
     loop.relevant.clear()
     if frame.height == 0:
         return frame
     if loop.dials:
-        dials = pl.concat(loop.dials)
+        dials = unpack(loop.dials)
         loop.dials.clear()
         frame = resolve_local_chains(frame, dials, options)
     return frame.select(CALL_COLUMNS).sort("start", maintain_order=True)
@@ -257,12 +258,20 @@ def _classified(
     return out.join(wanted, on="dialed", how="inner", nulls_equal=True, maintain_order="left")
 
 
-def compact(frame: pl.DataFrame) -> pl.DataFrame:
-    """frame with its strings copied out. A polars string column taken from a batch (a filter,
-    a join) points into the batch's string buffers and keeps them all alive: what the scan
-    keeps of each batch would otherwise hold on to every batch read (the whole file)."""
-    strings = [c for c, dtype in frame.schema.items() if dtype == pl.String]
-    return frame.with_columns(pl.concat_str(pl.col(c), pl.lit("")).alias(c) for c in strings)
+def pack(frame: pl.DataFrame) -> bytes:
+    """frame as compressed Arrow IPC bytes: what the loop keeps of each batch (the calls rules
+    look at, the Local dials) until the replay. Kept as polars frames, those small long-lived
+    buffers sat between the batches' short-lived ones and pinned their memory: RSS grew by ~2.7x
+    their size (26 MB per million rows at 20M); as bytes (zstd, ~4x smaller, outside polars'
+    heap) RSS stays flat. `unpack` gives the frame back, the same columns and values."""
+    out = io.BytesIO()
+    frame.write_ipc(out, compression="zstd")
+    return out.getvalue()
+
+
+def unpack(parts: Sequence[bytes]) -> pl.DataFrame:
+    """The frames `pack` made, one after the other, as one frame."""
+    return pl.concat([pl.read_ipc(io.BytesIO(part)) for part in parts])
 
 
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
