@@ -321,7 +321,8 @@ class _Legs:
             return
         # one row per (basis, trunk endpoint or dialed channel) first, then names: cheap
         key = pl.when(pl.col("outbound")).then(pl.col("trunk")).otherwise(pl.col("dstchannel"))
-        firsts = picked.group_by(basis.alias("b"), key.alias("k")).agg(
+        # in file order: which names fill the 200 noted is the same on every run
+        firsts = picked.group_by(basis.alias("b"), key.alias("k"), maintain_order=True).agg(
             pl.col("outbound").first(), pl.col("dstchannel").first(), pl.col("lastdata").first()
         )
         has_dest = pl.col("dstchannel") != ""
