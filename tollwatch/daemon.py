@@ -208,7 +208,7 @@ class Daemon:
             if changes or pipeline.engine.tracker.closed:
                 self._dirty.add(name)
             self._queue_publication(name, changes, flush=True)
-        await self.publisher.publish_queued()
+        await self.publisher.publish_now()  # (or the publication under way takes them)
 
     def _queue_publication(self, pbx: str, changes: list[IncidentChange], flush: bool) -> None:
         """Hand decided changes (and the incidents closed meanwhile) to the publisher."""
@@ -326,6 +326,7 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         self.restore()
         self.collector.start()  # short garbage-collector pauses (tollwatch.collector)
+        self._tick_at = self._progress_at = time.monotonic()  # stalls count from here
         backoff = self.settings.daemon.max_backoff.total_seconds()
         tasks = [
             asyncio.create_task(supervise(s, self.queue, backoff), name=f"source:{s.name}")
