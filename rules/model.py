@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import NamedTuple, Protocol
+from functools import cached_property
+from typing import NamedTuple, Protocol, cast
 
 from tollwatch.rules.destinations import Destination
 
@@ -61,20 +62,25 @@ class Call:
 
 def dest_number_key(call: Call) -> str:
     """The incident/window key of a call's destination number: "dest:+23276543210"."""
-    try:  # the cached value without cached_property's lock (Python 3.11)
-        key: str = call.dest.__dict__["number_key"]
-    except KeyError:
-        return call.dest.number_key
+    cached = call.dest.__dict__  # cached_property's value, without its lock (Python 3.11)
+    key: str | None = cached.get("number_key")
+    if key is None:
+        key = cached["number_key"] = _number_key(call.dest)
     return key
 
 
 def dest_block_key(call: Call) -> str:
     """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
-    try:
-        key: str = call.dest.__dict__["block_key"]
-    except KeyError:
-        return call.dest.block_key
+    cached = call.dest.__dict__
+    key: str | None = cached.get("block_key")
+    if key is None:
+        key = cached["block_key"] = _block_key(call.dest)
     return key
+
+
+# what the cached properties compute (numbers are mostly distinct: most reads are the first)
+_number_key = cast(cached_property[str], vars(Destination)["number_key"]).func
+_block_key = cast(cached_property[str], vars(Destination)["block_key"]).func
 
 
 class Kind(IntEnum):
