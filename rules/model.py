@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
 from functools import cached_property
 from typing import NamedTuple, Protocol, cast
@@ -35,6 +35,8 @@ class Call:
     linkedid: str = ""  # the Asterisk call this leg belongs to ("" when the CDR has no linkedid)
     repeat: bool = False  # a failover leg or parallel fork of an attempt counted already
     route: int = field(default=-1, repr=False)  # which rules its events go to (engine sets it)
+    # rules a batch replay leaves out of on_start for it, one bit each (rules.sparse)
+    sparse: int = field(default=0, repr=False)
 
     @property
     def billsec(self) -> float:
@@ -81,6 +83,21 @@ def dest_block_key(call: Call) -> str:
 # what the cached properties compute (numbers are mostly distinct: most reads are the first)
 _number_key = cast(cached_property[str], vars(Destination)["number_key"]).func
 _block_key = cast(cached_property[str], vars(Destination)["block_key"]).func
+
+
+MAX_SPARSE = 4  # sparse rules an engine tells apart (its dispatch lists double with each one)
+
+
+@dataclass(frozen=True)
+class SparseGroup:
+    """What a rule's on_start counts per group (`Rule.sparse_group`, rules.sparse): calls
+    within `span`, nothing found below `count`. `block_digits` 0: the group is the call's
+    source; else its source and its E.164 number less the last `block_digits` digits (calls
+    without a number are always asked)."""
+
+    span: timedelta
+    count: int
+    block_digits: int = 0
 
 
 class Kind(IntEnum):
