@@ -29,6 +29,7 @@ from tollwatch.config import Settings
 from tollwatch.config.sqlite import HEALTH, recover_all
 from tollwatch.live import LivePipeline
 from tollwatch.live_views import IncidentViews
+from tollwatch.memory import housekeeper
 from tollwatch.notify import Notifier
 from tollwatch.publisher import Publisher
 from tollwatch.recovery import Sessions
@@ -392,6 +393,7 @@ class Daemon:
             asyncio.create_task(self._consume(), name="consume"),
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._writer(), name="writer"),
+            asyncio.create_task(housekeeper().run(), name="memory"),  # malloc_trim: issue 13
         ]
         log.info("tollwatch running: %d source(s), %d pbx", len(self.sources), len(self.pipelines))
         self.write_status()
