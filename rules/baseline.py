@@ -57,12 +57,6 @@ class _Touched:
     hours: set[tuple[str, int]] = field(default_factory=set)
 
 
-def _seen(old: Seen | None, day: date) -> Seen:
-    if old is None:
-        return (None, day)
-    return old if old[1] == day else (old[1], day)
-
-
 def _seen_in(s: Seen | None, start: date, today: date) -> bool:
     """Whether a (previous, last) pair shows a day in [start, today)."""
     if s is None:
@@ -148,14 +142,14 @@ class Baseline:
             srcs = self.dest_sources[key] = {}
         old = srcs.get(source)
         new_pair = old is None or old[1] != day
-        if new_pair:  # _seen(old, day)
+        if new_pair:  # (the day called before, today)
             srcs[source] = (None if old is None else old[1], day)
         mine = self.src_dests.get(source)
         if mine is None:
             mine = self.src_dests[source] = {}
         old = mine.get(key)
         if old is None or old[1] != day:
-            mine[key] = (None if old is None else old[1], day)  # _seen(old, day)
+            mine[key] = (None if old is None else old[1], day)
             new_pair = True
         hours = self.src_hours.get(source)
         if hours is None:
