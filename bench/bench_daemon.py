@@ -497,6 +497,7 @@ async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
     tracker = AmiCallTracker("pbx", cdr_options(settings))
     tracker.use_version("11.0.0")  # as the login banner tells it
     t_parse = t_track = t_proc = t_pub = 0.0
+    publisher = getattr(daemon, "publisher", None)  # None: a checkout from before it
     n = fed = 0
     batch: list[str] = []
     it = frames(path)
@@ -531,10 +532,11 @@ async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
             await daemon.process(ev)
         t_proc += pc() - t
         t = pc()
-        publisher = getattr(daemon, "publisher", None)  # None: a checkout from before it
         if publisher is not None:
             await publisher.publish_queued()
         t_pub += pc() - t
+    if publisher is not None and hasattr(publisher, "written"):
+        await publisher.written()
     total = t_parse + t_track + t_proc + t_pub
     return {
         "mode": "direct", "messages": n, "parsed": fed, "live_events": daemon.events,

@@ -44,6 +44,7 @@ async def test_the_decision_returns_before_the_publication(tmp_path: Path) -> No
     rec.open.set()
     await publishing
     assert [k for k, _ in rec.sent] == ["opened"] and not daemon.publisher.outgoing
+    await daemon.publisher.written()  # rows go to SQLite from the writer thread
     assert len(daemon.store.incidents()) == 1
 
 
@@ -138,3 +139,28 @@ async def test_status_written_from_a_thread_never_goes_back_in_time(tmp_path: Pa
     doc = read_status_file(tmp_path)
     assert doc is not None and doc["daemon"]["events"] == 7
     assert daemon.store.read_status()["daemon"][1]["events"] == 7
+
+
+async def test_a_slow_disk_holds_no_event_and_the_snapshot_comes_after_the_rows(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    rec = Recorder()
+    daemon = daemon_with(tmp_path, rec)
+    save = daemon.store.save_incident
+
+    def slow_save(*args: object, **kwargs: object) -> None:
+        time.sleep(0.3)  # a commit behind another process's gigabytes
+        save(*args, **kwargs)  # type: ignore[arg-type]
+
+    daemon.store.save_incident = slow_save  # type: ignore[method-assign]
+    started = time.perf_counter()
+    for event in feed(daemon, 3):
+        await daemon.process(event)
+        await daemon.publisher.publish_now()
+    assert time.perf_counter() - started < 0.2 and [k for k, _ in rec.sent] == ["opened"]
+    assert daemon.store.incidents() == []  # still being written
+    await daemon.flush_async()  # the snapshot waits for the rows before it
+    assert daemon.store.load_snapshot("pbx") is not None and len(daemon.store.incidents()) == 1
+    await daemon.publisher.close()

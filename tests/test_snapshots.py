@@ -173,6 +173,7 @@ async def test_views_at_a_tick_leave_room_for_events(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [v["id"] for _, v in rec.sent] == ids
+    await daemon.publisher.written()
     assert {i["id"] for i in daemon.store.incidents()} == set(ids)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import gc
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 from tollwatch.alerting.base import Alerter, Background
 from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected, SourceStatus
 from tollwatch.cdr_ingest.live.backlog import EventQueue
+from tollwatch.collector import Collector
 from tollwatch.config import Settings
 from tollwatch.config.sqlite import HEALTH, recover_all
 from tollwatch.live import LivePipeline
@@ -96,6 +96,7 @@ class Daemon:
         # AMI sessions: restart vs reconnect, and the calls of an outage from the CDR file
         self.sessions = Sessions(self.tz)
         self.snapshotter = Snapshotter()  # pickles a big state off the event loop
+        self.collector = Collector()
         self.views = IncidentViews(self.tz)  # incident views built call by call
         # views, SQLite rows and alerts of incident changes: after the decision, in order
         self.publisher = Publisher(store, self.alerters, self.views, self.clock)
@@ -146,8 +147,8 @@ class Daemon:
         self._dirty.clear()  # events from now on mark their PBX again
         try:
             blobs = await self.snapshotter.take({n: self.pipelines[n].snapshot for n in names})
-            for name, blob in blobs.items():  # megabytes into SQLite: not on the loop
-                await asyncio.to_thread(self.store.save_snapshot, name, blob)
+            for name, blob in blobs.items():  # megabytes into SQLite: not on the loop, and
+                await self.publisher.write(self.store.save_snapshot, name, blob)  # after rows
         except BaseException:
             self._dirty.update(names)  # not saved: the next flush (or the final one) does
             raise
@@ -339,6 +340,7 @@ class Daemon:
                 self.errors += 1
                 log.exception("rule timers failed")
             self._tick_at = time.monotonic()
+            self.collector.tick()
             n += 1
             if n % 30 == 0:
                 await self.skip_recovered()
@@ -374,11 +376,7 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.restore()
-        # What start-up built (modules, settings, tables, restored state) lives as long as the
-        # process: out of the collector's full passes, which otherwise walk it again and again
-        # (each a pause of the event loop that grows with everything ever imported)
-        gc.collect()
-        gc.freeze()
+        self.collector.start()  # short garbage-collector pauses (tollwatch.collector)
         backoff = self.settings.daemon.max_backoff.total_seconds()
         tasks = [
             asyncio.create_task(supervise(s, self.queue, backoff), name=f"source:{s.name}")
@@ -412,12 +410,14 @@ class Daemon:
             for name in self.pipelines:  # with the growth not yet published
                 self._queue_publication(name, [], flush=True)
             await self.publisher.publish_queued()
+            await self.publisher.close()
             self.flush(final=True)
             self.write_status()
             for alerter in self.alerters:
                 if isinstance(alerter, Background):
                     await alerter.close()
             self.notifier.close()
+            self.collector.stop()
             log.info("tollwatch stopped; state saved")
 
 
