@@ -77,6 +77,9 @@ class Rule(Generic[OptionsT]):
     only_risky: bool = False
     only_closed: bool = False
     only_rated: bool = False  # calls to destinations without a rate ([rates])
+    # on_end never brings next_wakeup forward (it may only drop timers): the engine keeps the
+    # wakeup it has, which is then at worst too early, and `advance` asks the rule again
+    end_defers_wakeup: ClassVar[bool] = False
 
     def __init__(self, name: str, options: OptionsT, context: RuleContext) -> None:
         self.name = name

@@ -244,6 +244,8 @@ def _targets(
             if not _overrides(r, hook) or (hook == "on_start" and id(r) in spared):
                 continue
             which = next((i for i, t in enumerate(timed) if t is r), -1)
+            if hook == "on_end" and r.end_defers_wakeup:
+                which = -1  # its cached wakeup stays (too early at worst: `advance` asks)
             handlers = (r.on_start, r.on_answer, r.on_end)
             if _overrides(r, "wants"):
                 found.append((which, r.wants, handlers))
