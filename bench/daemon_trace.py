@@ -74,6 +74,11 @@ class Trace:
         self.timed(daemon.store, "save_incident", "publish: save_incident (SQLite)")
         self.timed(daemon.store, "write_status", "write_status: SQLite")
         self.timed(daemon.status_file, "write", "write_status: status.json")
+        try:  # issue 13's malloc_trim (a thread; glibc locks each arena while trimming it)
+            from tollwatch.memory import Housekeeper
+        except ImportError:
+            return
+        self.timed(Housekeeper, "once", "malloc_trim")
 
     def install(self, source: Any) -> None:
         """Wrap the AMI protocol's reads and the source's emits; follow the collector."""
