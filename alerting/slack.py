@@ -42,6 +42,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -118,6 +119,9 @@ class SlackAlerter(Posting):
         self._summary: tuple[str, str, float] | None = None  # the flood's (channel, ts, when)
         self._last_prune = 0.0
         self._closed = False
+        self._writer: ThreadPoolExecutor | None = None  # writes outbox rows, in order
+        self._last_add: Future[bool] | None = None
+        self._adding = 0  # rows handed to the writer, not written yet
         self.stopped: str | None = None  # a permanent error: no retries until resume()
         self.outbox.set_health("ok", "", self.clock())
 
@@ -126,13 +130,19 @@ class SlackAlerter(Posting):
         settings = self.settings
         if self.webhook_mode:
             if self._webhook is None or self._own_clients:
-                url = read_secret(settings.webhook_env, settings.webhook_file, "slack",
-                                  "webhook_env", "webhook_file")
+                url = read_secret(
+                    settings.webhook_env,
+                    settings.webhook_file,
+                    "slack",
+                    "webhook_env",
+                    "webhook_file",
+                )
                 self._add_secret(url)
                 self._webhook = ThreadedWebhook(url)
         elif self._client is None or self._own_clients:
-            token = read_secret(settings.token_env, settings.token_file, "slack",
-                                "token_env", "token_file")
+            token = read_secret(
+                settings.token_env, settings.token_file, "slack", "token_env", "token_file"
+            )
             self._add_secret(token)
             base = settings.base_url or DEFAULT_BASE_URL
             self._client = ThreadedWebClient(token, base if base.endswith("/") else base + "/")
@@ -158,14 +168,36 @@ class SlackAlerter(Posting):
 
     # ---- the Alerter protocol ------------------------------------------------------------
     async def send(self, kind: str, view: IncidentView) -> None:
-        """Queue one change (durably); the sender loop posts it. Never waits on Slack."""
+        """Queue one change (durably); the sender loop posts it. Never waits on Slack, nor
+        on the disk: the outbox row is written by a writer thread, in order (a commit stuck
+        behind another process's writes holds no AMI event); `written()` waits for it."""
         if kind not in KINDS:
             log.warning("slack: unknown change kind %r for %s; ignored", kind, view.get("id"))
             return
         if kind == "updated" and (not self.settings.updates or self.webhook_mode):
             return
-        if self.outbox.add(kind, view, self.clock()):
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="tollwatch-outbox")
+        loop = asyncio.get_running_loop()
+        self._adding += 1
+        fut = self._writer.submit(self.outbox.add, kind, dict(view), self.clock())
+        self._last_add = fut
+        fut.add_done_callback(lambda f: loop.call_soon_threadsafe(self._added, f))
+
+    def _added(self, fut: Future[bool]) -> None:
+        """An outbox row written (on the writer thread): wake the sender."""
+        self._adding -= 1
+        exc = fut.exception()
+        if exc is not None:  # the outbox keeps itself in memory on a disk failure: a bug
+            log.error("slack: cannot queue an alert: %s", self._redact(repr(exc)))
+        elif fut.result():
             self._wake.set()
+
+    async def written(self) -> None:
+        """Wait until every alert handed to `send()` so far is in the outbox."""
+        last = self._last_add
+        if last is not None and not last.done():
+            await asyncio.wait({asyncio.wrap_future(last)})
 
     # ---- the sender ----------------------------------------------------------------------
     async def post_report(self, key: str, text: str, chart: Path | None = None) -> None:
@@ -190,6 +222,7 @@ class SlackAlerter(Posting):
         """Post everything due now. Returns the seconds until something is due again (0: at
         once), or None when nothing is pending."""
         async with self._lock:
+            await self.written()  # what send() queued is in the outbox
             return await self._step()
 
     async def close(self) -> None:
@@ -198,21 +231,28 @@ class SlackAlerter(Posting):
         if self._closed:
             return
         self._closed = True
+        await self.written()
         try:
             if self._inflight is not None and not self._inflight.done():
                 await asyncio.wait_for(asyncio.shield(self._inflight), self._close_timeout)
             if self.clock() >= self._paused_until:
                 await asyncio.wait_for(self.step(), self._close_timeout)
         except Exception as exc:  # shutting down: the outbox keeps them for the next start
-            log.info("slack: %d alert(s) left in the outbox at shutdown (%s)",
-                     self.pending(), self._redact(type(exc).__name__))
+            log.info(
+                "slack: %d alert(s) left in the outbox at shutdown (%s)",
+                self.pending(),
+                self._redact(type(exc).__name__),
+            )
         if self._inflight is not None and not self._inflight.done():
             self._inflight.cancel()  # gave up waiting: it is retried after the next start
             await asyncio.gather(self._inflight, return_exceptions=True)
         self.outbox.close()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     def pending(self) -> int:
-        return len(self.outbox.pending())
+        return len(self.outbox.pending()) + self._adding
 
     # ---- internals -----------------------------------------------------------------------
     async def _step(self) -> float | None:
@@ -288,8 +328,13 @@ class SlackAlerter(Posting):
         self.outbox.postpone_all(until)
         self._paused_until = until
         if state != self._state:
-            log.warning("slack: %s (%s); %d alert(s) kept, retrying in %.0fs", state,
-                        self._redact(short(exc)), self.pending(), delay)
+            log.warning(
+                "slack: %s (%s); %d alert(s) kept, retrying in %.0fs",
+                state,
+                self._redact(short(exc)),
+                self.pending(),
+                delay,
+            )
             self._state = state
             self.outbox.set_health("retrying", self._redact(f"{state} ({short(exc)})"), now)
         else:
@@ -302,11 +347,12 @@ class SlackAlerter(Posting):
         if item is not None:
             self.outbox.mark_failed(item.id, self._redact(f"{code}: {exc}")[:500], now)
         self._paused_until = math.inf
-        detail = f"Slack refused: {code}: {hint}; fix the [slack] settings, then reload or " \
-                 "restart tollwatch"
+        detail = (
+            f"Slack refused: {code}: {hint}; fix the [slack] settings, then reload or "
+            "restart tollwatch"
+        )
         if self.stopped != code:
-            log.error("slack: %s; %d alert(s) kept, not retried until then", detail,
-                      self.pending())
+            log.error("slack: %s; %d alert(s) kept, not retried until then", detail, self.pending())
         self.stopped = code
         self._state = f"stopped ({code})"
         self.outbox.set_health("stopped", detail, now)
@@ -314,8 +360,11 @@ class SlackAlerter(Posting):
     def _succeeded(self) -> None:
         self._failures = 0
         if self._state != "ok":
-            log.warning("slack: delivering again (was %s); %d alert(s) still queued",
-                        self._state, self.pending())
+            log.warning(
+                "slack: delivering again (was %s); %d alert(s) still queued",
+                self._state,
+                self.pending(),
+            )
             self._state = "ok"
             self.outbox.set_health("ok", "", self.clock())
 

@@ -89,9 +89,24 @@ def dial_uid(frame: bytes) -> str | None:
 # -- the sender (child process) ---------------------------------------------------------------
 
 
-def sender_main(path: str, rate: float, masked: bool, conn: Connection) -> None:
+def sender_main(path: str, rate: float, masked: bool, conn: Connection, loops: int = 1) -> None:
     pinned = pin(1)
-    asyncio.run(_send(Path(path), rate, masked, conn, pinned))
+    asyncio.run(_send(Path(path), rate, masked, conn, pinned, loops))
+
+
+_END = b"Event: FullyBooted\r\n"
+
+
+def looped(path: Path, loops: int) -> Iterator[bytes]:
+    """The file's frames `loops` times; pass k's call ids get a different epoch (`1796...`
+    -> `k1796...`: every Uniqueid, Linkedid and their Dest* copies), so each pass's calls
+    are new calls; the end marker only at the end."""
+    for k in range(loops):
+        last = k == loops - 1
+        for frame in frames(path):
+            if not last and frame.startswith(_END):
+                continue
+            yield frame if k == 0 else frame.replace(b": 1796", b": %d1796" % k)
 
 
 def _mask(events: str) -> Callable[[bytes], bool]:
@@ -116,7 +131,9 @@ def _mask(events: str) -> Callable[[bytes], bool]:
     return wants
 
 
-async def _send(path: Path, rate: float, masked: bool, conn: Connection, pinned: str) -> None:
+async def _send(
+    path: Path, rate: float, masked: bool, conn: Connection, pinned: str, loops: int = 1
+) -> None:
     from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 
     class BenchAmi(FakeAmi):
@@ -132,7 +149,7 @@ async def _send(path: Path, rate: float, masked: bool, conn: Connection, pinned:
             first = 0.0
             t0 = time.perf_counter()
             wants = _mask(client.events) if masked else (lambda _f: True)
-            for frame in frames(path):
+            for frame in looped(path, loops):
                 if not wants(frame):
                     continue
                 batch.append(frame)
@@ -214,6 +231,7 @@ def make_daemon(settings: Any, data_dir: str) -> Any:
             self.done = asyncio.Event()
             self.stalls: dict[str, list[float]] = defaultdict(list)  # loop-holding work, s
             self.trace: Any = None  # a daemon_trace.Trace with --trace
+            self.keep_latency = True
             self.published: dict[str, float] = {}  # incident changed: its alerts sent at
             self._unpublished: list[str] = []
             publisher = getattr(self, "publisher", None)  # None: a checkout from before it
@@ -265,8 +283,8 @@ def make_daemon(settings: Any, data_dir: str) -> Any:
             self._held("write_status", t, w)
 
         async def process(self, event: Any) -> None:
-            if type(event) is not CallStarted:
-                await super().process(event)
+            if type(event) is not CallStarted or not self.keep_latency:  # (no bookkeeping in
+                await super().process(event)  # a long run measuring RSS)
             else:
                 if self.trace is not None:
                     self.trace.started[event.call_id] = time.time()
@@ -337,12 +355,15 @@ async def end_to_end(
     rss_every: float = 0.0,
     no_fork: bool = False,
     trace: bool = False,
+    loops: int = 1,
 ) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=sender_main, args=(str(path), rate, masked, child), daemon=True)
+    proc = ctx.Process(
+        target=sender_main, args=(str(path), rate, masked, child, loops), daemon=True
+    )
     proc.start()
     loop = asyncio.get_running_loop()
     port = await loop.run_in_executor(None, parent.recv)
@@ -351,6 +372,7 @@ async def end_to_end(
     if no_fork and hasattr(daemon, "snapshotter"):
         daemon.snapshotter.inline_max = float("inf")  # every snapshot pickled on the loop
     daemon.sources.extend(ami_sources(settings, daemon.queue))
+    daemon.keep_latency = loops == 1
     if trace:
         from daemon_trace import Trace
 
@@ -415,6 +437,9 @@ async def end_to_end(
         "alerts": dict(daemon.alerters[0].sent),
         "rss_mb_over_time": rss,
         "loop_lag_ms": {k: round(v, 2) for k, v in percentiles(lags).items() if k != "n"},
+        "collector": {k: getattr(daemon.collector, k) for k in
+                      ("full_collections", "full_found", "last_full_s")}
+        if hasattr(daemon, "collector") else None,
         "snapshots": {"forked": snap.forked, "failed": snap.failed,
                       "last_pickle_ms": round(snap.last_s * 1e3, 1),
                       "last_held_ms": round(getattr(snap, "held_s", 0.0) * 1e3, 1)}
@@ -497,6 +522,7 @@ async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
     tracker = AmiCallTracker("pbx", cdr_options(settings))
     tracker.use_version("11.0.0")  # as the login banner tells it
     t_parse = t_track = t_proc = t_pub = 0.0
+    publisher = getattr(daemon, "publisher", None)  # None: a checkout from before it
     n = fed = 0
     batch: list[str] = []
     it = frames(path)
@@ -531,10 +557,11 @@ async def direct(path: Path, data_dir: str, limit: int) -> dict[str, Any]:
             await daemon.process(ev)
         t_proc += pc() - t
         t = pc()
-        publisher = getattr(daemon, "publisher", None)  # None: a checkout from before it
         if publisher is not None:
             await publisher.publish_queued()
         t_pub += pc() - t
+    if publisher is not None and hasattr(publisher, "written"):
+        await publisher.written()
     total = t_parse + t_track + t_proc + t_pub
     return {
         "mode": "direct", "messages": n, "parsed": fed, "live_events": daemon.events,
@@ -640,6 +667,12 @@ def main(argv: list[str] | None = None) -> None:
         help="split each DialBegin -> decision into stages; name what held the loop "
         "during the slow ones (bench/daemon_trace.py)",
     )
+    ap.add_argument(
+        "--loop",
+        type=int,
+        default=1,
+        help="send the file N times, each pass's calls with new ids (long runs)",
+    )
     args = ap.parse_args(argv)
     pinned = pin(0)
     load = os.getloadavg()
@@ -667,6 +700,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.rss_every,
                     args.no_fork,
                     args.trace,
+                    args.loop,
                 )
             )
         res["run_s"] = time.perf_counter() - t0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import gc
 import os
+import threading
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -59,7 +60,8 @@ class Trace:
             try:
                 return func(*args, **kwargs)
             finally:
-                self.hold(t, what)
+                on_loop = threading.current_thread() is threading.main_thread()
+                self.hold(t, what if on_loop else f"{what} [thread: loop not held]")
 
         setattr(obj, name, wrapper)
 
@@ -72,6 +74,11 @@ class Trace:
         self.timed(daemon.store, "save_incident", "publish: save_incident (SQLite)")
         self.timed(daemon.store, "write_status", "write_status: SQLite")
         self.timed(daemon.status_file, "write", "write_status: status.json")
+        try:  # issue 13's malloc_trim (a thread; glibc locks each arena while trimming it)
+            from tollwatch.memory import Housekeeper
+        except ImportError:
+            return
+        self.timed(Housekeeper, "once", "malloc_trim")
 
     def install(self, source: Any) -> None:
         """Wrap the AMI protocol's reads and the source's emits; follow the collector."""
@@ -182,8 +189,9 @@ class Trace:
         out["slow_overlapping"] = dict(overlaps.most_common())
         out["slow_overlapping_nothing"] = none
         kinds: dict[str, list[float]] = defaultdict(list)
-        for a, b, what in held:
-            kinds[what].append(b - a)
+        first_read = self.reads[0][0] if self.reads else 0.0
+        for a, b, what in held:  # start-up (before the stream) on its own
+            kinds[what if a >= first_read else f"{what} [before the stream]"].append(b - a)
         out["held"] = {
             k: {"n": len(v), "total_ms": round(sum(v) * 1e3, 1), "max_ms": round(max(v) * 1e3, 2)}
             for k, v in sorted(kinds.items())

@@ -37,7 +37,7 @@ from tollwatch.cdr_ingest._scan import _frames
 from tollwatch.rules.batch import CALL_COLUMNS, calls_from_frame, replay
 from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.engine import Engine
-from tollwatch.scan import _LOOP_COLUMNS, ScanStats, _Loop, run_scan
+from tollwatch.scan import _LOOP_COLUMNS, ScanStats, _Loop, run_scan, unpack
 from tollwatch.settings import cdr_options, load, overrides, rule_specs
 
 T = TypeVar("T")
@@ -71,12 +71,12 @@ def stages(path: Path) -> dict[str, float]:
 
     def loop(kind: type[_Loop]) -> _Loop:
         it = kind(ScanStats(), classifier.batches("dialed"), pl.lit(True), None, None)
-        it.read_files([path], opts, _LOOP_COLUMNS, None)
+        it.read(scan_chunks([path], opts, where=it.wanted()), _LOOP_COLUMNS, None)
         return it
 
     timed("wanted", lambda: loop(Gathered), out)
     taken = timed("loop", lambda: loop(_Loop), out)
-    keep = pl.concat(taken.relevant).select(CALL_COLUMNS)  # (Local chains not followed)
+    keep = unpack(taken.relevant).select(CALL_COLUMNS)  # (Local chains not followed)
     allow = settings.allowlist.sources
     calls = timed("calls", lambda: list(calls_from_frame(keep, classifier, allow)), out)
     engine = Engine.from_settings(settings, rule_specs(settings))
@@ -110,10 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         d["bare polars read" + suffix] = t["bare" + suffix]
         d["parsed pieces (CSV parser, line check)" + suffix] = t["source" + suffix]
         d["rest of ingest (typing, times, checks, outbound)" + suffix] = (
-            t["ingest" + suffix] - t["source" + suffix])
+            t["ingest" + suffix] - t["source" + suffix]
+        )
         d["wanted filter, batches" + suffix] = t["wanted" + suffix] - t["ingest" + suffix]
         d["loop: classification, counts, problems" + suffix] = (
-            t["loop" + suffix] - t["wanted" + suffix])
+            t["loop" + suffix] - t["wanted" + suffix]
+        )
         d["build Call objects" + suffix] = t["calls" + suffix]
         d["engine replay" + suffix] = t["replay" + suffix]
     print("\nbreakdown (differences between stages):")

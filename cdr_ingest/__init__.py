@@ -67,13 +67,25 @@ def scan_cdrs(
 
 
 def scan_chunks(
-    paths: Sequence[Path], options: CdrOptions, on_file_error: Callable[[str], None] | None = None
+    paths: Sequence[Path],
+    options: CdrOptions,
+    on_file_error: Callable[[str], None] | None = None,
+    where: pl.Expr | None = None,
 ) -> Iterator[tuple[int, pl.LazyFrame]]:
     """The rows of ``scan_cdrs`` (same files, errors, order) as consecutive chunks, each
     (rows in it, its LazyFrame of SCHEMA columns): evaluate one chunk at a time, and memory
     holds one chunk whatever the files' size. As in scan_cdrs, every file is checked and
-    detected before the first chunk is returned; rows are read as chunks are taken."""
-    files = _each_file(paths, options, on_file_error, file_chunks)
+    detected before the first chunk is returned; rows are read as chunks are taken.
+    `where`: each chunk's LazyFrame holds only the rows it keeps (the count is of all rows);
+    it may read every SCHEMA column but origin, call_id, account, source and trunk, which
+    are then made for the kept rows only."""
+
+    def one(
+        path: Path, shown: str, opts: CdrOptions, partial: Callable[[str], None] | None
+    ) -> Iterator[tuple[int, pl.LazyFrame]]:
+        return file_chunks(path, shown, opts, partial, where)
+
+    files = _each_file(paths, options, on_file_error, one)
     return itertools.chain.from_iterable(files)
 
 

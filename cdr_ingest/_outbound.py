@@ -94,7 +94,13 @@ def _calling_phone(chan: pl.Expr, options: CdrOptions) -> pl.Expr:
 
 
 def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
-    """Add outbound, source, trunk, dialed and trunk_basis.
+    """Add outbound, trunk_basis, dialed, source and trunk (`outbound`, then `attribute`)."""
+    return attribute(outbound(lf, options), options)
+
+
+def outbound(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
+    """Add outbound, trunk_basis and dialed (and _dest, the destination channel, for
+    `attribute`, which adds who sent the leg out and through which trunk).
 
     The destination channel (dstchannel, or the Dial target when the dial failed) is a trunk:
     by ``[outbound] trunks`` when configured ("configured"); else not when a ``phones`` glob
@@ -111,13 +117,15 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
     lf = lf.with_columns(
         pl.when(use_dst).then(pl.col("dstchannel")).otherwise(synthetic + "-").alias("_dest")
     )
-    lf = with_dial_columns(lf, "_dest")
     dest = pl.col("_dest")
     lf = lf.with_columns(  # columns, so that each regex runs once whatever the engine
         _real=dest.str.contains(_HAS_ENDPOINT) & ~dest.str.contains(_LOCAL),
         _by_name=~_is_phone(dest, options),
     )
     real, by_name = pl.col("_real"), pl.col("_by_name")
+    # "device" evidence is read only where the name alone would say trunk (by_name), and
+    # never with configured trunks: elsewhere the bare-target check is not run.
+    lf = with_dial_columns(lf, "_dest", pl.lit(False) if options.trunks else by_name)
     ev = pl.col("_evidence")
     if options.trunks:
         trunk = real & _matches(options.trunks, *_glob_names(dest))
@@ -128,20 +136,31 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
         basis = pl.when(ev == "number").then(pl.lit("number")).otherwise(pl.lit("name"))
     if options.contexts:
         trunk = trunk & pl.col("dcontext").is_in(list(options.contexts))
-    chan = pl.col("channel")
-    lf = lf.with_columns(
-        trunk.fill_null(False).alias("outbound"), _calling_phone(chan, options).alias("_cp")
+    device = (real & (ev == "device") & by_name).fill_null(False)
+    if options.trunks:
+        device = pl.lit(False)
+    lf = lf.with_columns(trunk.fill_null(False).alias("outbound"))
+    return lf.with_columns(
+        pl.when(pl.col("outbound"))
+        .then(basis)
+        .when(device)
+        .then(pl.lit("device"))
+        .alias("trunk_basis"),
     )
+
+
+def attribute(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
+    """Add source and trunk to `outbound`'s rows (and drop its _dest)."""
+    chan = pl.col("channel")
+    lf = lf.with_columns(_cp=_calling_phone(chan, options))
     calling_phone = pl.col("_cp")
     # Who sent it out (cdr_ingest.attribution), from this row alone: a Local chain is followed
     # back to its start later (resolve_local_chains), where the rows that dialed it are at hand.
-    lf = lf.with_columns(
-        _other=pl.col("outbound") & ~calling_phone & ~chan.str.contains(_LOCAL)
-    )
+    lf = lf.with_columns(_other=pl.col("outbound") & ~calling_phone & ~chan.str.contains(_LOCAL))
     other = pl.col("_other")
     lf = lf.with_columns(
         pl.when(calling_phone)
-        .then(_endpoint(pl.when(calling_phone).then(chan)))
+        .then(_endpoint(pl.when(calling_phone).then(chan)).fill_null(""))
         .when(other)
         .then(
             source_expr(  # every branch is evaluated on every row: mask its input
@@ -158,17 +177,8 @@ def classify(lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
         .otherwise(pl.col("src"))
         .alias("source")
     ).drop("_cp", "_other")
-    device = (real & (ev == "device") & by_name).fill_null(False)
-    if options.trunks:
-        device = pl.lit(False)
-    return lf.with_columns(
-        _endpoint(pl.when(pl.col("outbound")).then(dest)).fill_null("").alias("trunk"),
-        pl.when(pl.col("outbound"))
-        .then(basis)
-        .when(device)
-        .then(pl.lit("device"))
-        .alias("trunk_basis"),
-    )
+    trunk = _endpoint(pl.when(pl.col("outbound")).then(pl.col("_dest"))).fill_null("")
+    return lf.with_columns(trunk.alias("trunk")).drop("_dest")
 
 
 # Rows that dial a Local channel: what tollwatch.scan keeps to follow Local chains back.
@@ -183,11 +193,16 @@ def dials_local() -> pl.Expr:
 
 def local_dials(frame: pl.DataFrame) -> pl.DataFrame:
     """The Local-dialing rows of a frame as (Local base name, dialer, dcontext, dst)."""
-    return frame.filter(dials_local()).select(
-        local_base_expr(pl.col("dstchannel")).alias("_base"),
-        pl.col("channel").alias("_dialer"),
-        pl.col("dcontext").alias("_dcontext"),
-        pl.col("dst").alias("_dst"),
+    return (
+        frame.lazy()
+        .filter(dials_local())
+        .select(
+            local_base_expr(pl.col("dstchannel")).alias("_base"),
+            pl.col("channel").alias("_dialer"),
+            pl.col("dcontext").alias("_dcontext"),
+            pl.col("dst").alias("_dst"),
+        )
+        .collect()
     )
 
 
@@ -204,8 +219,10 @@ def resolve_local_chains(
     if not frame.select(local.any()).item():
         return frame
     dials = dials.unique("_base", keep="last")
-    hop = frame.with_row_index("_row").filter(local).select(
-        "_row", local_base_expr(pl.col("channel")).alias("_base")
+    hop = (
+        frame.with_row_index("_row")
+        .filter(local)
+        .select("_row", local_base_expr(pl.col("channel")).alias("_base"))
     )
     found: list[pl.DataFrame] = []
     for _ in range(_MAX_HOPS):
@@ -230,6 +247,8 @@ def resolve_local_chains(
         max_ext=options.max_extension_length,
     )
     return joined.with_columns(
-        pl.when(pl.col("_dialer").is_not_null()).then(source).otherwise(pl.col("source"))
+        pl.when(pl.col("_dialer").is_not_null())
+        .then(source)
+        .otherwise(pl.col("source"))
         .alias("source")
     ).drop("_row", "_dialer", "_dcontext", "_dst")

@@ -32,10 +32,11 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from . import _gzip
+from ._ahead import ahead
 from ._detect import FileFormat, detect
 from ._fields import clean, extract_fields, strict_regex, unquote
-from ._outbound import classify
-from ._typed import STRINGS, typed
+from ._outbound import attribute, outbound
+from ._typed import STRINGS, line_origin, named, typed
 from ._types import CdrOptions
 
 __all__ = ["SCHEMA", "FileFormat", "check_timezone", "detect", "file_chunks", "scan_file"]
@@ -108,9 +109,7 @@ def _line_rows(piece: bytes, first_line: int, skip_line: int, dirty: bool) -> pl
     """The rows of piece without their fields (_f* columns left out): for counting rows."""
     lines = _numbered(_lines(piece), first_line)
     keep = (pl.col("line") != "") & (pl.col("_ln") != skip_line)
-    return lines.filter(keep).select(
-        "_ln", pl.lit(dirty).alias("_dirty"), "line"
-    )
+    return lines.filter(keep).select("_ln", pl.lit(dirty).alias("_dirty"), "line")
 
 
 def _numbered(df: pl.DataFrame, first_line: int) -> pl.DataFrame:
@@ -271,12 +270,35 @@ def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:
     return register_io_source(rows, schema=schema, explain_name="cdr_ingest")
 
 
-def _normalized(lf: pl.LazyFrame, fmt: FileFormat, shown: str, options: CdrOptions) -> pl.LazyFrame:
-    """The typed, classified SCHEMA columns over source rows (columns of _source_schema)."""
+def normalize(
+    lf: pl.LazyFrame,
+    fmt: FileFormat,
+    options: CdrOptions,
+    origin: pl.Expr,
+    where: pl.Expr | None = None,
+) -> pl.LazyFrame:
+    """The typed, classified SCHEMA columns over source rows (columns _f*, _valid, line, _ln,
+    _dirty), each row named by `origin`. `where`: only the rows it keeps; it is applied before
+    the columns that cost the most and are read the least (origin, call_id, account, source,
+    trunk), so it may look at any other SCHEMA column, and those are made for its rows only."""
+    lf = outbound(typed(lf, fmt, options), options)
+    if where is not None:
+        lf = lf.filter(where)
+    lf = attribute(named(lf, origin), options)
+    return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
+
+
+def _normalized(
+    lf: pl.LazyFrame,
+    fmt: FileFormat,
+    shown: str,
+    options: CdrOptions,
+    where: pl.Expr | None = None,
+) -> pl.LazyFrame:
+    """normalize() over the rows of _source (a file's rows are named path:line)."""
     n = len(fmt.columns)
     lf = lf.with_columns(_valid=pl.col(f"_f{n - 1}").is_not_null())
-    lf = classify(typed(lf, fmt, shown, options), options)
-    return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
+    return normalize(lf, fmt, options, line_origin(shown), where)
 
 
 def _data_path(
@@ -308,31 +330,37 @@ CHUNK_ROWS = 50_000
 
 
 def file_chunks(
-    path: Path, shown: str, options: CdrOptions, partial: Callable[[str], None] | None = None
+    path: Path,
+    shown: str,
+    options: CdrOptions,
+    partial: Callable[[str], None] | None = None,
+    where: pl.Expr | None = None,
 ) -> Iterator[tuple[int, pl.LazyFrame]]:
     """The file as consecutive chunks, each (rows in it, its normalized LazyFrame over rows
     already read): evaluating one at a time holds one chunk in memory, whatever the file's
     size. The file is detected (and a gzip file decompressed) now, its rows read as the
-    chunks are taken. The rows are scan_file's, in the same order."""
+    chunks are taken. The rows are scan_file's, in the same order (with `where`: only those
+    it keeps, see `normalize`; the counts are of all rows)."""
     found = _data_path(path, shown, options, partial)
     if found is None:
         return iter(())
     fmt, data_path = found
-    return _chunks(fmt, data_path, shown, options)
+    return _chunks(fmt, data_path, shown, options, where)
 
 
 def _chunks(
-    fmt: FileFormat, data_path: Path, shown: str, options: CdrOptions
+    fmt: FileFormat, data_path: Path, shown: str, options: CdrOptions, where: pl.Expr | None
 ) -> Iterator[tuple[int, pl.LazyFrame]]:
     n = len(fmt.columns)
 
     def chunk(frames: list[pl.DataFrame]) -> tuple[int, pl.LazyFrame]:
         df = pl.concat(frames)
-        return df.height, _normalized(df.lazy(), fmt, shown, options)
+        return df.height, _normalized(df.lazy(), fmt, shown, options, where)
 
     frames: list[pl.DataFrame] = []
     rows = 0
-    for df in _frames(data_path, n, fmt.header_line if fmt.header else 0):
+    # the next pieces are parsed in a thread while this chunk is typed and taken
+    for df in ahead(_frames(data_path, n, fmt.header_line if fmt.header else 0)):
         frames.append(df)
         rows += df.height
         if rows >= CHUNK_ROWS:

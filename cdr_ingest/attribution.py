@@ -70,7 +70,8 @@ def _endpoint(channel: str) -> str:
 
 
 def _endpoint_expr(channel: pl.Expr) -> pl.Expr:
-    return channel.str.extract(_AFTER_TECH, 1).str.replace(_SUFFIX, "")
+    """`_endpoint` over a column: "" for a name without one (never null: a source is text)."""
+    return channel.str.extract(_AFTER_TECH, 1).str.replace(_SUFFIX, "").fill_null("")
 
 
 def _internal(exten: str, max_ext: int) -> bool:

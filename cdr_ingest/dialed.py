@@ -39,12 +39,15 @@ _TARGETS = r"^([^/,&@]+/[^/,&@]+(?:&[^/,&@]+/[^/,&@]+)*)(?:,|$)"  # all bare: TE
 _CHANNEL_SUFFIX = r"-[0-9A-Fa-f]*(?:;[0-9]+)?$"
 
 
-def with_dial_columns(lf: pl.LazyFrame, dest: str | None = None) -> pl.LazyFrame:
+def with_dial_columns(
+    lf: pl.LazyFrame, dest: str | None = None, devices: pl.Expr | None = None
+) -> pl.LazyFrame:
     """Add `dialed` (from columns lastapp, lastdata, dst) and, given the column holding each
     leg's destination channel, `_evidence`: "number" when the first Dial target sends a
     number to that channel's peer, "device" when the Dial's targets are bare endpoints and that
     channel is one of them, else null (no evidence: another app, or a target for another
-    endpoint such as a DAHDI group)."""
+    endpoint such as a DAHDI group). `devices`: the rows whose "device" evidence the caller
+    reads (default all); elsewhere it is left null, and the bare-target check not run."""
     dial = pl.col("lastapp").is_in(_DIAL_APP)
     data = pl.col("lastdata")
     # Only a target with "@" or a second "/" can carry a number: a capture-free check first
@@ -67,15 +70,16 @@ def with_dial_columns(lf: pl.LazyFrame, dest: str | None = None) -> pl.LazyFrame
         pl.when(number.str.contains(_NUMBER)).then(number).alias("_dial_number"),
         pl.concat_str(part("tech"), pl.lit("/"), part("peer"), pl.lit("-")).alias("_dial_peer"),
     )
-    lf = lf.with_columns(
-        pl.coalesce(pl.col("_dial_number"), pl.col("dst")).alias("dialed")
-    ).drop("_a", "_b", "_a_ok")
+    lf = lf.with_columns(pl.coalesce(pl.col("_dial_number"), pl.col("dst")).alias("dialed")).drop(
+        "_a", "_b", "_a_ok"
+    )
     if dest is None:
         return lf.drop("_may", "_dial_number", "_dial_peer")
     has_number = pl.col("_dial_number").is_not_null()
     to_dest = pl.col(dest).str.starts_with(pl.col("_dial_peer"))
     # bare targets: is the destination one of them ("&PJSIP/201&PJSIP/202&" holds "&PJSIP/202&")
-    lf = lf.with_columns(_targets=pl.when(dial & ~may).then(data).str.extract(_TARGETS, 1))
+    bare = dial & ~may if devices is None else dial & ~may & devices
+    lf = lf.with_columns(_targets=pl.when(bare).then(data).str.extract(_TARGETS, 1))
     targets = pl.col("_targets")
     # the destination's channel less its suffix, only where there are targets to look in
     channel = pl.when(targets.is_not_null()).then(pl.col(dest)).str.replace(_CHANNEL_SUFFIX, "")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tollwatch.config.load import format_validation_error
 from tollwatch.rules.calendar import BusinessCalendar
-from tollwatch.rules.model import AuthEvent, Call, Finding
+from tollwatch.rules.model import AuthEvent, Call, Finding, SparseGroup
 
 if TYPE_CHECKING:
     from tollwatch.rules.baseline import Baseline
@@ -77,6 +77,9 @@ class Rule(Generic[OptionsT]):
     only_risky: bool = False
     only_closed: bool = False
     only_rated: bool = False  # calls to destinations without a rate ([rates])
+    # on_end never brings next_wakeup forward (it may only drop timers): the engine keeps the
+    # wakeup it has, which is then at worst too early, and `advance` asks the rule again
+    end_defers_wakeup: ClassVar[bool] = False
 
     def __init__(self, name: str, options: OptionsT, context: RuleContext) -> None:
         self.name = name
@@ -95,6 +98,13 @@ class Rule(Generic[OptionsT]):
         if during == "any":
             return True
         return (call.closed is not None) == (during == "off_hours")
+
+    def sparse_group(self) -> SparseGroup | None:
+        """What lets a batch replay leave calls out of on_start (rules.sparse): given only when
+        on_start does nothing but add the call to a window of its group within the span, and
+        finds nothing while that window holds fewer than the count (its other hooks ignore
+        the calls; the live daemon still hands every call)."""
+        return None
 
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         return []

@@ -57,12 +57,6 @@ class _Touched:
     hours: set[tuple[str, int]] = field(default_factory=set)
 
 
-def _seen(old: Seen | None, day: date) -> Seen:
-    if old is None:
-        return (None, day)
-    return old if old[1] == day else (old[1], day)
-
-
 def _seen_in(s: Seen | None, start: date, today: date) -> bool:
     """Whether a (previous, last) pair shows a day in [start, today)."""
     if s is None:
@@ -117,15 +111,20 @@ class Baseline:
         stats = self.days.get(day)
         if stats is None:
             stats = self.days[day] = DayStats(self.day_kind(day))
-        b = (local.hour * 3600 + local.minute * 60 + local.second) // BUCKET
+        hour = local.hour
+        b = (hour * 3600 + local.minute * 60 + local.second) // BUCKET
         stats.intl[b] += 1
+        dest = call.dest
         # "Not routine" means something only once routine can be judged (min_history):
         # before that, counting every high-risk call would make floods of them look usual.
-        if call.risky and self.ready(call.start) and not self.is_routine(call.dest, call.start):
+        if (dest.high_risk and not call.allowlisted  # call.risky
+                and self.ready(call.start) and not self.is_routine(dest, call.start)):
             stats.novel[b] += 1
-        self.up.add(call.call_id)
-        stats.conc[local.hour] = max(stats.conc[local.hour], len(self.up))
-        dest = call.dest
+        up = self.up
+        up.add(call.call_id)
+        conc = stats.conc
+        if len(up) > conc[hour]:
+            conc[hour] = len(up)
         key = dest.region or dest.calling_code  # dest_key
         if key is None:
             return
@@ -143,21 +142,21 @@ class Baseline:
             srcs = self.dest_sources[key] = {}
         old = srcs.get(source)
         new_pair = old is None or old[1] != day
-        if new_pair:
-            srcs[source] = _seen(old, day)
+        if new_pair:  # (the day called before, today)
+            srcs[source] = (None if old is None else old[1], day)
         mine = self.src_dests.get(source)
         if mine is None:
             mine = self.src_dests[source] = {}
         old = mine.get(key)
         if old is None or old[1] != day:
-            mine[key] = _seen(old, day)
+            mine[key] = (None if old is None else old[1], day)
             new_pair = True
         hours = self.src_hours.get(source)
         if hours is None:
             hours = self.src_hours[source] = {}
-        at_hour = hours.get(local.hour)
+        at_hour = hours.get(hour)
         if at_hour is None:
-            at_hour = hours[local.hour] = set()
+            at_hour = hours[hour] = set()
         new_hour = day not in at_hour
         if new_hour:
             at_hour.add(day)
@@ -170,7 +169,7 @@ class Baseline:
             if new_pair:
                 touched.pairs.add((key, source))
             if new_hour:
-                touched.hours.add((source, local.hour))
+                touched.hours.add((source, hour))
 
     def observe_end(self, call: Call) -> None:
         self.up.discard(call.call_id)

@@ -13,6 +13,7 @@ from tollwatch.rules.destinations import DEST_COLUMNS, Classifier, Destination
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import Incident
 from tollwatch.rules.model import Call, Kind
+from tollwatch.rules.sparse import sparse_bits
 
 # Columns rules need from the CDR frame (cdr_ingest) after classification (Classifier).
 CALL_COLUMNS = (
@@ -24,20 +25,31 @@ CALL_COLUMNS = (
 
 
 def calls_from_frame(
-    frame: pl.DataFrame, classifier: Classifier, source_allow: Mapping[str, list[str]]
+    frame: pl.DataFrame,
+    classifier: Classifier,
+    source_allow: Mapping[str, list[str]],
+    engine: Engine | None = None,
 ) -> Iterator[Call]:
     """Build Call objects from classified CDR rows (sorted by start).
 
     Columns are read as Python lists once (not row dicts), and calls to the same number with
-    the same classification share one Destination."""
+    the same classification share one Destination. With `engine`, each call carries the
+    sparse rules of that engine it can be left out of (`Call.sparse`, rules.sparse): the
+    frame must then hold every call that engine is handed from here on."""
     frame = frame.sort("start", maintain_order=True)
+    groups = [] if engine is None else [
+        group for group in (r.sparse_group() for r in engine.sparse) if group is not None]
+    bits = sparse_bits(frame, groups, engine.clock) if engine is not None and groups else None
     dests: dict[tuple[object, ...], Destination] = {}
     allowed: dict[tuple[str, str | None], bool] = {}
+    offset = 0
     for part in frame.iter_slices(_SLICE):
         if len(dests) > _SHARED:  # numbers mostly distinct: do not keep them all
             dests.clear()
             allowed.clear()
-        yield from _calls(part, classifier, source_allow, dests, allowed)
+        spared = [0] * part.height if bits is None else bits[offset : offset + part.height]
+        offset += part.height
+        yield from _calls(part, classifier, source_allow, dests, allowed, spared)
 
 
 _SLICE = 50_000  # rows turned into Python lists at a time (memory stays flat)
@@ -50,16 +62,19 @@ def _calls(
     source_allow: Mapping[str, list[str]],
     dests: dict[tuple[object, ...], Destination],
     allowed: dict[tuple[str, str | None], bool],
+    spared: list[int],
 ) -> Iterator[Call]:
     cols = {name: frame.get_column(name).to_list() for name in CALL_COLUMNS}
     dest_keys = zip(cols["dialed"], *(cols[name] for name in DEST_COLUMNS), strict=True)
     rows = zip(
         dest_keys, cols["call_id"], cols["source"], cols["account"], cols["start"],
-        cols["answer"], cols["end"], cols["trunk"], cols["origin"], cols["linkedid"],
+        cols["answer"], cols["end"], cols["trunk"], cols["origin"], cols["linkedid"], spared,
         strict=True,
     )  # fmt: skip
     get = dests.get
-    for values, call_id, source, account, start, answer, end, trunk, origin, linkedid in rows:
+    for values, call_id, source, account, start, answer, end, trunk, origin, linkedid, bits in (
+        rows
+    ):
         dest = get(values)
         if dest is None:
             dest = dests[values] = Destination.from_row(
@@ -86,6 +101,7 @@ def _calls(
             origin=origin,
             allowlisted=allow,
             linkedid=linkedid or "",
+            sparse=bits,
         )
 
 
@@ -165,7 +181,9 @@ def run_frame(
     classifier: Classifier,
     source_allow: Mapping[str, list[str]] | None = None,
 ) -> list[Incident]:
-    return replay(engine, calls_from_frame(frame, classifier, source_allow or {}))
+    """Replay a frame's calls (classified CDR rows): every call the engine is handed from here
+    on (rules.sparse leaves some out of some rules' on_start)."""
+    return replay(engine, calls_from_frame(frame, classifier, source_allow or {}, engine))
 
 
 __all__ = ["CALL_COLUMNS", "calls_from_frame", "replay", "run_frame"]

@@ -14,7 +14,7 @@ from tollwatch.rules.base import Rule, RuleContext, build_rules
 from tollwatch.rules.baseline import Baseline
 from tollwatch.rules.calendar import BusinessCalendar
 from tollwatch.rules.incidents import IncidentChange, IncidentTracker
-from tollwatch.rules.model import AuthEvent, Call, CallEvent, Finding, Kind
+from tollwatch.rules.model import MAX_SPARSE, AuthEvent, Call, CallEvent, Finding, Kind
 
 
 def relevant(call: Call) -> bool:
@@ -36,11 +36,14 @@ class Engine:
         self.calendar = calendar
         self.clock: datetime | None = None
         self.attempts = AttemptTracker()
+        # Rules whose on_start a batch replay may spare calls that cannot matter to them
+        # (rules.sparse; `Call.sparse` has a bit for each, in this order).
+        self.sparse = [r for r in rules if r.sparse_group() is not None][:MAX_SPARSE]
         # Each event goes only to the rules that have a hook for it and can care about the call
         # (`_targets`: one list per kind of call); a custom `wants` is asked per call.
-        self._start_rules = _targets(rules, "on_start")
-        self._answer_rules = _targets(rules, "on_answer")
-        self._end_rules = _targets(rules, "on_end")
+        self._start_rules = _targets(rules, "on_start", self.sparse)
+        self._answer_rules = _targets(rules, "on_answer", self.sparse)
+        self._end_rules = _targets(rules, "on_end", self.sparse)
         self._timed = [r for r in rules if _overrides(r, "next_wakeup")]
         self._auth_rules = [r for r in rules if _overrides(r, "on_auth")]
         # Each timed rule's next wakeup, asked again only once the rule was handed an event or
@@ -217,26 +220,32 @@ _Target = tuple[int, Callable[[Call], bool] | None, tuple[Handler, Handler, Hand
 
 def _route(call: Call) -> int:
     """Which list of targets a call's events go to (`_targets`): what the engine knows of the
-    call once it started (repeat leg, started while closed, risky, rated)."""
-    return (call.repeat << 3) | ((call.closed is not None) << 2) | (call.risky << 1) | (
-        bool(call.dest.rate))
+    call once it started (repeat leg, started while closed, risky, rated), and the sparse
+    rules a batch replay leaves it out of (`Call.sparse`, above those four bits)."""
+    return (call.sparse << 4) | (call.repeat << 3) | ((call.closed is not None) << 2) | (
+        call.risky << 1) | bool(call.dest.rate)
 
 
-def _targets(rules: list[Rule[Any]], hook: str) -> list[list[_Target]]:
+def _targets(
+    rules: list[Rule[Any]], hook: str, sparse: list[Rule[Any]]
+) -> list[list[_Target]]:
     """The rules that override `hook`, for each kind of call (`_route`); what Rule.wants
     looks at, and what a rule says it ignores (`Rule.only_risky`...), is decided here once."""
     during_ok = {"any": (True, True), "business_hours": (True, False),
                  "off_hours": (False, True)}
     timed = [r for r in rules if _overrides(r, "next_wakeup")]
     lists: list[list[_Target]] = []
-    for index in range(16):
+    for index in range(16 << len(sparse)):
         repeat, closed = bool(index & 8), bool(index & 4)
         risky, rated = bool(index & 2), bool(index & 1)
+        spared = {id(r) for i, r in enumerate(sparse) if (index >> 4) & (1 << i)}
         found: list[_Target] = []
         for r in rules:
-            if not _overrides(r, hook):
+            if not _overrides(r, hook) or (hook == "on_start" and id(r) in spared):
                 continue
             which = next((i for i, t in enumerate(timed) if t is r), -1)
+            if hook == "on_end" and r.end_defers_wakeup:
+                which = -1  # its cached wakeup stays (too early at worst: `advance` asks)
             handlers = (r.on_start, r.on_answer, r.on_end)
             if _overrides(r, "wants"):
                 found.append((which, r.wants, handlers))

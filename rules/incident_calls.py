@@ -22,7 +22,7 @@ always still in the weak map: the count is exact.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from weakref import ref
@@ -31,6 +31,7 @@ from tollwatch.rules.model import Call
 
 DEFAULT_LIMIT = (50, 150)  # the first 50 and the last 150 calls' details
 _ZERO = timedelta(0)
+_PRUNE_MIN = 256
 
 
 class IncidentCalls:
@@ -44,6 +45,7 @@ class IncidentCalls:
     settled = _ZERO  # talk time of the calls that ended (exact: timedelta)
     settled_spend = 0.0
     _settle_at = 64  # settle `up` when it grows past this (amortized O(1) per call)
+    _prune_at = 256  # prune dead entries of `gone` when it reaches this size (`_drop`)
 
     def __init__(self, limit: tuple[int, int] | None = DEFAULT_LIMIT) -> None:
         self.limit = limit
@@ -61,9 +63,17 @@ class IncidentCalls:
 
     # ---- taking calls in ---------------------------------------------------------------------
     def __contains__(self, call_id: str) -> bool:
+        return call_id in self.head or call_id in self.tail or self._held_gone(call_id)
+
+    def _held_gone(self, call_id: str) -> bool:
+        """Whether a call whose details were dropped is still held by something else (a rule
+        window): once nothing holds it, it is as if never counted (its weak reference is dead;
+        the entry itself is pruned later, `_drop`)."""
         gone = self.gone
-        return (call_id in self.head or call_id in self.tail
-                or (gone is not None and call_id in gone))  # fmt: skip
+        if gone is None:
+            return False
+        held = gone.get(call_id)
+        return held is not None and held() is not None
 
     def add(self, call: Call) -> bool:
         """Count a call (False if it was counted already)."""
@@ -74,15 +84,14 @@ class IncidentCalls:
 
     def add_all(self, calls: Iterable[Call]) -> bool:
         """Count the calls not counted yet (a finding's); whether there was one."""
-        head, tail, gone = self.head, self.tail, self.gone
+        head, tail = self.head, self.tail
         grew = False
         for call in calls:
             cid = call.call_id
-            if cid in head or cid in tail or (gone is not None and cid in gone):
+            if cid in head or cid in tail or self._held_gone(cid):
                 continue
             self._take(call)
             grew = True
-            gone = self.gone
         return grew
 
     def _take(self, call: Call) -> None:
@@ -120,10 +129,22 @@ class IncidentCalls:
             tail = self.tail
             tail[cid] = call
             if len(tail) > limit[1]:
-                old_id, old = tail.popitem(last=False)
-                if self.gone is None:
-                    self.gone = {}
-                self.gone[old_id] = ref(old, _forget(self.gone, old_id))
+                self._drop(*tail.popitem(last=False))
+
+    def _drop(self, call_id: str, call: Call) -> None:
+        """Forget a call's details but remember, while something else holds the call, that it
+        was counted. A plain weak reference (no callback: a callback closing over the map made
+        a reference cycle per entry, garbage only the full collector frees, and five tracked
+        objects instead of none); dead entries are pruned whenever the map doubled since the
+        last pruning (amortized O(1) per call)."""
+        gone = self.gone
+        if gone is None:
+            gone = self.gone = {}
+        gone[call_id] = ref(call)
+        if len(gone) >= self._prune_at:
+            for cid in [cid for cid, held in gone.items() if held() is None]:
+                del gone[cid]
+            self._prune_at = max(_PRUNE_MIN, 2 * len(gone))
 
     def _settle_one(self, call: Call) -> None:
         if call.answer is not None and call.end is not None:
@@ -196,16 +217,4 @@ class IncidentCalls:
         self.__dict__.update(state)
         self.gone = None
         if gone is not None:
-            self.gone = {}
-            for k, c in gone.items():
-                self.gone[k] = ref(c, _forget(self.gone, k))
-
-
-def _forget(gone: dict[str, ref[Call]], call_id: str) -> Callable[[ref[Call]], None]:
-    """The weak reference's callback: the call is gone for good, so is its entry."""
-
-    def drop(dead: ref[Call]) -> None:
-        if gone.get(call_id) is dead:
-            del gone[call_id]
-
-    return drop
+            self.gone = {k: ref(c) for k, c in gone.items()}

@@ -17,6 +17,7 @@ from tollwatch.rules.incident_calls import DEFAULT_LIMIT, IncidentCalls
 from tollwatch.rules.model import Call, Finding, dest_block_key, dest_number_key
 
 PBX = "*"
+_DEST = "dest:"  # how the keys of destination numbers and blocks begin (rules.model)
 
 
 class Severity(IntEnum):
@@ -146,8 +147,20 @@ class IncidentTracker:
         self.warning = warning_score
         self.critical = critical_score
         self.gap = gap
-        self.open: dict[str, Incident] = {}
+        self._open: dict[str, Incident] = {}
+        self._dest_open = 0  # open incidents keyed by a destination number or block
         self.closed: list[Incident] = []  # closed incidents that reached at least a warning
+
+    @property
+    def open(self) -> dict[str, Incident]:
+        """The open incidents by key: a source, "*" (PBX-wide), a destination number or block
+        ("dest:+2327654xxx"), ... (read it; the tracker alone changes it)."""
+        return self._open
+
+    @open.setter
+    def open(self, incidents: dict[str, Incident]) -> None:  # restored from a snapshot
+        self._open = incidents
+        self._dest_open = sum(1 for key in incidents if key.startswith(_DEST))
 
     def _severity(self, score: int) -> Severity:
         if score >= self.critical:
@@ -157,7 +170,7 @@ class IncidentTracker:
         return Severity.NONE
 
     def _current(self, key: str, now: datetime, create: bool) -> Incident | None:
-        inc = self.open.get(key)
+        inc = self._open.get(key)
         if inc is not None and now - inc.last_activity > self.gap:
             self._close(key)
             inc = None
@@ -172,18 +185,22 @@ class IncidentTracker:
                 last_activity=now,
                 log=IncidentCalls(self.keep),
             )
-            self.open[key] = inc
+            self._open[key] = inc
+            if key.startswith(_DEST):
+                self._dest_open += 1
         return inc
 
     def _close(self, key: str) -> None:
-        inc = self.open.pop(key)
+        inc = self._open.pop(key)
+        if key.startswith(_DEST):
+            self._dest_open -= 1
         if inc.severity > Severity.NONE:
             self.closed.append(inc)
 
     def add_call(self, call: Call, now: datetime) -> IncidentChange | None:
         """A relevant call from a source with an open incident becomes part of it; else one to
         a destination number or block with an open incident (from any source) joins that."""
-        open_ = self.open
+        open_ = self._open
         if not open_:
             return None
         # `_current(key, now, create=False)` for each key in turn, inlined: an incident quiet
@@ -194,7 +211,7 @@ class IncidentTracker:
         if inc is not None and now - inc.last_activity > gap:
             self._close(key)
             inc = None
-        if inc is None:
+        if inc is None and self._dest_open:  # (else no destination key can be open)
             key = dest_number_key(call)
             inc = open_.get(key)
             if inc is not None and now - inc.last_activity > gap:
@@ -230,7 +247,7 @@ class IncidentTracker:
     def add(self, finding: Finding) -> IncidentChange | None:
         key = finding.key
         now = finding.at
-        inc = self.open.get(key)
+        inc = self._open.get(key)
         if inc is None or now - inc.last_activity > self.gap:
             inc = self._current(key, now, create=True)
             assert inc is not None

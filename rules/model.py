@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
-from typing import NamedTuple, Protocol
+from functools import cached_property
+from typing import NamedTuple, Protocol, cast
 
 from tollwatch.rules.destinations import Destination
 
@@ -34,6 +35,8 @@ class Call:
     linkedid: str = ""  # the Asterisk call this leg belongs to ("" when the CDR has no linkedid)
     repeat: bool = False  # a failover leg or parallel fork of an attempt counted already
     route: int = field(default=-1, repr=False)  # which rules its events go to (engine sets it)
+    # rules a batch replay leaves out of on_start for it, one bit each (rules.sparse)
+    sparse: int = field(default=0, repr=False)
 
     @property
     def billsec(self) -> float:
@@ -61,20 +64,40 @@ class Call:
 
 def dest_number_key(call: Call) -> str:
     """The incident/window key of a call's destination number: "dest:+23276543210"."""
-    try:  # the cached value without cached_property's lock (Python 3.11)
-        key: str = call.dest.__dict__["number_key"]
-    except KeyError:
-        return call.dest.number_key
+    cached = call.dest.__dict__  # cached_property's value, without its lock (Python 3.11)
+    key: str | None = cached.get("number_key")
+    if key is None:
+        key = cached["number_key"] = _number_key(call.dest)
     return key
 
 
 def dest_block_key(call: Call) -> str:
     """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
-    try:
-        key: str = call.dest.__dict__["block_key"]
-    except KeyError:
-        return call.dest.block_key
+    cached = call.dest.__dict__
+    key: str | None = cached.get("block_key")
+    if key is None:
+        key = cached["block_key"] = _block_key(call.dest)
     return key
+
+
+# what the cached properties compute (numbers are mostly distinct: most reads are the first)
+_number_key = cast(cached_property[str], vars(Destination)["number_key"]).func
+_block_key = cast(cached_property[str], vars(Destination)["block_key"]).func
+
+
+MAX_SPARSE = 4  # sparse rules an engine tells apart (its dispatch lists double with each one)
+
+
+@dataclass(frozen=True)
+class SparseGroup:
+    """What a rule's on_start counts per group (`Rule.sparse_group`, rules.sparse): calls
+    within `span`, nothing found below `count`. `block_digits` 0: the group is the call's
+    source; else its source and its E.164 number less the last `block_digits` digits (calls
+    without a number are always asked)."""
+
+    span: timedelta
+    count: int
+    block_digits: int = 0
 
 
 class Kind(IntEnum):

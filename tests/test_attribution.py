@@ -156,6 +156,8 @@ def _frame(msg: dict[str, str]) -> bytes:
 _names = st.sampled_from([
     "PJSIP/201-0000000a", "PJSIP/carrier-0000000b", "SIP/lobby-00000001", "DAHDI/1-1",
     "Local/0102@from-internal-00000001;2", "IAX2/1234567-0000000c", "PJSIP/s-00000001",
+    # CDR text is anyone's: names with no endpoint (no slash, a line break after it)
+    "x", 'a"b', "/201", "PJSIP/carrier\n-00000001", "2026-11-01 01:30:00",
 ])
 _extens = st.sampled_from(["", "s", "201", "202", "0312345678", "0102327654300", "99999999"])
 

@@ -71,6 +71,37 @@ class Stuck:
         self.sent += 1
 
 
+async def _stall_and_recover(
+    daemon: Daemon, source: FeedSource, stuck: Stuck, systemd: Systemd
+) -> None:
+    """Healthy and fed, then stuck on an alert (no WATCHDOG=1, STATUS says why), then fed again.
+    Every step is waited for, not slept: a loaded machine is slow."""
+    await until(lambda: source.queue is not None)
+    await until(lambda: systemd.watchdogs() >= 3)  # healthy and idle: fed
+    first = systemd.read()[0]
+    assert first["READY"] == "1" and "events" in first["STATUS"]
+
+    assert source.queue is not None
+    for i in range(12):  # the attack opens an incident: the alerter hangs on it
+        at = T0 + timedelta(seconds=i)
+        source.queue.put_nowait(CallStarted("pbx", f"c{i}", at, "209", "acme",
+                                            f"01023276543{i:02d}", "carrier"))
+        source.queue.put_nowait(CallEnded("pbx", f"c{i}", at + timedelta(seconds=3)))
+
+    def says_stuck() -> bool:  # stall_after passed: the daemon says what it waits on
+        status = [m["STATUS"] for m in systemd.read() if "STATUS" in m][-1]
+        return "STALLED" in status and ("waiting" in status or "handled for" in status)
+
+    await until(says_stuck)
+    fed = systemd.watchdogs()
+    await asyncio.sleep(1.0)
+    assert systemd.watchdogs() == fed  # no WATCHDOG=1 while stuck: systemd would restart us
+
+    stuck.release.set()  # unstuck: progress again, the watchdog is fed again
+    await until(lambda: daemon.queue.qsize() == 0)
+    await until(lambda: systemd.watchdogs() > fed)
+
+
 def test_notifier_outside_systemd_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     n = Notifier()
@@ -88,30 +119,11 @@ async def test_stuck_pipeline_stops_feeding_the_watchdog(tmp_path: Path, systemd
                     clock=lambda: T0 + timedelta(minutes=1))
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))
-    await until(lambda: source.queue is not None)
-    await asyncio.sleep(0.5)
-    first = systemd.read()[0]
-    assert first["READY"] == "1" and "events" in first["STATUS"]
-    assert systemd.watchdogs() >= 3  # healthy and idle: fed
-
-    assert source.queue is not None
-    for i in range(12):  # the attack opens an incident: the alerter hangs on it
-        at = T0 + timedelta(seconds=i)
-        source.queue.put_nowait(CallStarted("pbx", f"c{i}", at, "209", "acme",
-                                            f"01023276543{i:02d}", "carrier"))
-        source.queue.put_nowait(CallEnded("pbx", f"c{i}", at + timedelta(seconds=3)))
-    await asyncio.sleep(1.6)  # stall_after passes
-    fed = systemd.watchdogs()
-    await asyncio.sleep(1.0)
-    assert systemd.watchdogs() == fed  # no WATCHDOG=1 while stuck: systemd would restart us
-    status = [m["STATUS"] for m in systemd.read() if "STATUS" in m][-1]
-    assert "STALLED" in status and ("waiting" in status or "handled for" in status)
-
-    stuck.release.set()  # unstuck: progress again, the watchdog is fed again
-    await until(lambda: daemon.queue.qsize() == 0)
-    await asyncio.sleep(0.5)
-    assert systemd.watchdogs() > fed
-    stop.set()
-    await task
-    daemon.store.close()
+    try:
+        await _stall_and_recover(daemon, source, stuck, systemd)
+    finally:  # a failed assertion must not leave the daemon hanging on the stuck alerter
+        stuck.release.set()
+        stop.set()
+        await task
+        daemon.store.close()
     assert systemd.read()[-1].get("STOPPING") == "1"

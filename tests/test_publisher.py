@@ -44,6 +44,7 @@ async def test_the_decision_returns_before_the_publication(tmp_path: Path) -> No
     rec.open.set()
     await publishing
     assert [k for k, _ in rec.sent] == ["opened"] and not daemon.publisher.outgoing
+    await daemon.publisher.written()  # rows go to SQLite from the writer thread
     assert len(daemon.store.incidents()) == 1
 
 
@@ -131,10 +132,58 @@ async def test_status_written_from_a_thread_never_goes_back_in_time(tmp_path: Pa
     from tollwatch.state import read_status_file
 
     daemon = daemon_with(tmp_path, Recorder())
-    old = daemon._status_now()
+    old = daemon.reporter.figures(daemon)
     daemon.events = 7
     await daemon.write_status_async()  # the newer figures
-    daemon._write_status(*old)  # taken earlier, written late: skipped
+    daemon.reporter.write(daemon.store, *old)  # taken earlier, written late: skipped
     doc = read_status_file(tmp_path)
     assert doc is not None and doc["daemon"]["events"] == 7
     assert daemon.store.read_status()["daemon"][1]["events"] == 7
+
+
+async def test_a_slow_disk_holds_no_event_and_the_snapshot_comes_after_the_rows(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    rec = Recorder()
+    daemon = daemon_with(tmp_path, rec)
+    save = daemon.store.save_incident
+
+    def slow_save(*args: object, **kwargs: object) -> None:
+        time.sleep(0.3)  # a commit behind another process's gigabytes
+        save(*args, **kwargs)  # type: ignore[arg-type]
+
+    daemon.store.save_incident = slow_save  # type: ignore[method-assign]
+    started = time.perf_counter()
+    for event in feed(daemon, 3):
+        await daemon.process(event)
+        await daemon.publisher.publish_now()
+    assert time.perf_counter() - started < 0.2 and [k for k, _ in rec.sent] == ["opened"]
+    assert daemon.store.incidents() == []  # still being written
+    await daemon.flush_async()  # the snapshot waits for the rows before it
+    assert daemon.store.load_snapshot("pbx") is not None and len(daemon.store.incidents()) == 1
+    await daemon.publisher.close()
+
+
+async def test_the_snapshot_waits_for_alerts_queued_from_a_thread(tmp_path: Path) -> None:
+    order: list[str] = []
+
+    class Queuing(Recorder):
+        async def written(self) -> None:
+            await asyncio.sleep(0.05)
+            order.append("alerts written")
+
+    daemon = daemon_with(tmp_path, Queuing())
+    save = daemon.store.save_snapshot
+
+    def saving(pbx: str, blob: bytes) -> None:
+        order.append("snapshot")
+        save(pbx, blob)
+
+    daemon.store.save_snapshot = saving  # type: ignore[method-assign]
+    for event in feed(daemon, 3):
+        await daemon.process(event)
+    await daemon.flush_async()
+    assert order == ["alerts written", "snapshot"]
+    await daemon.publisher.close()

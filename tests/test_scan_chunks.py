@@ -76,8 +76,18 @@ def test_chunks_check_every_file_before_the_first_row(tmp_path: Path) -> None:
 def _summary(result: ScanResult) -> dict[str, Any]:
     s = result.stats
     stats = (
-        s.rows, s.skipped, s.outbound, s.by_class, s.problems, s.file_problems, s.calls_scored,
-        s.skipped_by_file, s.replaced, s.replaced_rows, s.replaced_by_file, s.notes,
+        s.rows,
+        s.skipped,
+        s.outbound,
+        s.by_class,
+        s.problems,
+        s.file_problems,
+        s.calls_scored,
+        s.skipped_by_file,
+        s.replaced,
+        s.replaced_rows,
+        s.replaced_by_file,
+        s.notes,
         sorted(s.numbers),
     )
     incidents = [(i.id, i.severity, i.score, list(i.calls), i.reasons()) for i in result.incidents]
@@ -102,3 +112,24 @@ def test_run_scan_results_do_not_depend_on_chunk_sizes(
     small = _summary(run_scan(files, s, progress=lambda f, n: lines.append((f, n))))
     assert small == whole
     assert len(lines) > 5 and lines[-1] == (str(files[-2]), 24)  # in file order, to the end
+
+
+@pytest.mark.parametrize(("piece", "chunk"), [(1 << 24, 50_000), (700, 5)])
+def test_where_keeps_the_rows_it_names_with_every_column(
+    tmp_path: Path, fixtures: Path, monkeypatch: pytest.MonkeyPatch, piece: int, chunk: int
+) -> None:
+    """`where` is applied before origin, call_id, account, source and trunk are made: the
+    rows it keeps have the very values scan_cdrs gives them; the counts are of all rows."""
+    files = _files(tmp_path, fixtures)
+    options = CdrOptions(timezone="Asia/Tokyo")
+    where = pl.col("problem").is_not_null() | (
+        pl.col("outbound") & pl.col("dialed").str.ends_with("1")
+    )
+    whole = scan_cdrs(files, options).collect()
+    _small(monkeypatch, piece, chunk, 1)
+    chunks = list(scan_chunks(files, options, where=where))
+    kept = pl.concat([lf.collect() for _, lf in chunks])
+    assert sum(n for n, _ in chunks) == whole.height
+    assert kept.equals(whole.filter(where))
+    assert 0 < kept.height < whole.height
+    assert kept.get_column("source").drop_nulls().len() > 0  # made for the kept rows

@@ -142,3 +142,22 @@ def test_console_script_exit_code(fixtures: Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert "critical" in proc.stdout
+
+
+def test_calls_from_a_channel_with_no_endpoint_do_not_crash_the_output(
+    tmp_path: Path, fixtures: Path
+) -> None:
+    """A calling channel without TECH/endpoint (anyone can write CDR text) has the source
+    live gives it (""), never a null that the incident's sorted lists trip over."""
+    rows = list(csv.reader((fixtures / "Master-attack.csv").open()))
+    for row in rows[:12]:
+        row[5] = "x"  # channel
+    bad = tmp_path / "Master.csv"
+    with bad.open("w", newline="") as fh:
+        csv.writer(fh, quoting=csv.QUOTE_ALL).writerows(rows)
+    for fmt in ("jsonl", "table", "csv"):
+        result = runner.invoke(app, ["scan", *JP_UTC, "--format", fmt, str(bad)])
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert result.exit_code == 1 and "209" in result.stdout, result.stderr
+    incidents = [json.loads(x) for x in scan(*JP_UTC, "-f", "jsonl", str(bad))[1].splitlines()]
+    assert sorted(s for i in incidents for s in i["sources"]) == ["", "209"]

@@ -61,8 +61,9 @@ def _token(monkeypatch: pytest.MonkeyPatch, stub: SlackStub) -> None:
 
 
 def bot_settings(stub: SlackStub, **kw: Any) -> Slack:
-    return Slack(enabled=True, channel="#fraud", token_env="TW_SLACK_TOKEN",
-                 base_url=stub.base_url, **kw)
+    return Slack(
+        enabled=True, channel="#fraud", token_env="TW_SLACK_TOKEN", base_url=stub.base_url, **kw
+    )
 
 
 def hook_settings(**kw: Any) -> Slack:
@@ -70,19 +71,32 @@ def hook_settings(**kw: Any) -> Slack:
 
 
 def make(settings: Slack, data: Path, fake: FakeTime) -> SlackAlerter:
-    return SlackAlerter(settings, data, clock=fake.clock, sleep=fake.sleep,
-                        rng=random.Random(7), close_timeout=2.0)
+    return SlackAlerter(
+        settings, data, clock=fake.clock, sleep=fake.sleep, rng=random.Random(7), close_timeout=2.0
+    )
 
 
 def view(iid: str = "inc-1", **kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "id": iid, "site": "acme", "pbx": "pbx1", "severity": "warning", "score": 60,
-        "source": "2001", "sources": ["2001"], "account": "sales",
+        "id": iid,
+        "site": "acme",
+        "pbx": "pbx1",
+        "severity": "warning",
+        "score": 60,
+        "source": "2001",
+        "sources": ["2001"],
+        "account": "sales",
         "rules": ["high_risk_destination", "after_hours"],
-        "regions": ["SL"], "destinations": ["Sierra Leone (+232)"],
-        "calls": 3, "minutes": 7.5, "spend": 4.2, "currency": "EUR",
-        "first_call_at": "2025-06-15T02:13:05+02:00", "last_call_at": "2025-06-15T02:20:00+02:00",
-        "detected_at": "2025-06-15T02:14:00+02:00", "call_ids": ["a", "b", "c"],
+        "regions": ["SL"],
+        "destinations": ["Sierra Leone (+232)"],
+        "calls": 3,
+        "minutes": 7.5,
+        "spend": 4.2,
+        "currency": "EUR",
+        "first_call_at": "2025-06-15T02:13:05+02:00",
+        "last_call_at": "2025-06-15T02:20:00+02:00",
+        "detected_at": "2025-06-15T02:14:00+02:00",
+        "call_ids": ["a", "b", "c"],
         "reasons": ["3 calls to high-risk Sierra Leone (+232)", "calls at 02:13, outside hours"],
     }
     base.update(kw)
@@ -90,9 +104,13 @@ def view(iid: str = "inc-1", **kw: Any) -> dict[str, Any]:
 
 
 def block(value: str = "232", **kw: Any) -> dict[str, Any]:
-    b: dict[str, Any] = {"kind": "prefix", "value": value,
-                         "expires_at": "2025-06-16T02:20:00+02:00",
-                         "lift": f"tollwatch unblock {value}", "dry_run": False}
+    b: dict[str, Any] = {
+        "kind": "prefix",
+        "value": value,
+        "expires_at": "2025-06-16T02:20:00+02:00",
+        "lift": f"tollwatch unblock {value}",
+        "dry_run": False,
+    }
     b.update(kw)
     return b
 
@@ -118,8 +136,9 @@ async def drain(alerter: SlackAlerter, fake: FakeTime, limit: int = 50) -> None:
 
 
 # ---- the messages -----------------------------------------------------------------------------
-async def test_opened_posts_the_parent_message(stub: SlackStub, fake: FakeTime,
-                                               tmp_path: Path) -> None:
+async def test_opened_posts_the_parent_message(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     v = view(severity="critical", score=140)
     await alerter.send("opened", v)
@@ -129,18 +148,27 @@ async def test_opened_posts_the_parent_message(stub: SlackStub, fake: FakeTime,
     assert (req.method, req.path) == ("POST", "/api/chat.postMessage")
     assert req.headers["Authorization"] == f"Bearer {TOKEN}"
     expected = blockkit.parent_message(v)
-    assert req.body == {"channel": "#fraud", "text": expected["text"],
-                        "blocks": expected["blocks"], "unfurl_links": False,
-                        "unfurl_media": False}
+    assert req.body == {
+        "channel": "#fraud",
+        "text": expected["text"],
+        "blocks": expected["blocks"],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
     assert req.body["text"] == (  # short: what a phone notification shows
         "[CRITICAL] 2001 (account sales) → Sierra Leone (+232) at acme / pbx1, 3 call(s), "
         "≈ 4.20 EUR [inc-1]"
     )
     blocks = req.body["blocks"]
-    assert blocks[0] == {"type": "header", "text": {
-        "type": "plain_text", "emoji": True,
-        "text": ":rotating_light: CRITICAL toll fraud at acme / pbx1: 2001 (account sales) → "
-                "Sierra Leone (+232)"}}
+    assert blocks[0] == {
+        "type": "header",
+        "text": {
+            "type": "plain_text",
+            "emoji": True,
+            "text": ":rotating_light: CRITICAL toll fraud at acme / pbx1: 2001 (account sales) → "
+            "Sierra Leone (+232)",
+        },
+    }
     fields = [f["text"] for f in blocks[1]["fields"]]
     assert fields == [
         "*Severity*\n:rotating_light: CRITICAL (score 140)",
@@ -164,7 +192,8 @@ async def test_opened_posts_the_parent_message(stub: SlackStub, fake: FakeTime,
 
 
 async def test_replies_go_to_the_thread_and_escalation_updates_the_parent(
-        stub: SlackStub, fake: FakeTime, tmp_path: Path) -> None:
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     await alerter.send("opened", view())
     await alerter.step()
@@ -175,19 +204,33 @@ async def test_replies_go_to_the_thread_and_escalation_updates_the_parent(
     await alerter.send("escalated", crit)
     await alerter.step()
     assert [r.api for r in stub.calls()] == [
-        "chat.postMessage", "chat.postMessage", "chat.update", "chat.postMessage"]
+        "chat.postMessage",
+        "chat.postMessage",
+        "chat.update",
+        "chat.postMessage",
+    ]
     _, update_reply, update, escalate_reply = stub.calls()
     upd = blockkit.reply_message("updated", view(calls=5, minutes=12.0))
-    assert update_reply.body == {"channel": CHANNEL_ID, "thread_ts": parent_ts,
-                                 "text": upd["text"], "blocks": upd["blocks"],
-                                 "unfurl_links": False, "unfurl_media": False}
+    assert update_reply.body == {
+        "channel": CHANNEL_ID,
+        "thread_ts": parent_ts,
+        "text": upd["text"],
+        "blocks": upd["blocks"],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
     assert update_reply.body["text"] == "[inc-1] now 5 call(s), 12:00 min, spend ≈ 4.20 EUR"
     parent = blockkit.parent_message(crit)
-    assert update.body == {"channel": CHANNEL_ID, "ts": parent_ts, "text": parent["text"],
-                           "blocks": parent["blocks"]}
+    assert update.body == {
+        "channel": CHANNEL_ID,
+        "ts": parent_ts,
+        "text": parent["text"],
+        "blocks": parent["blocks"],
+    }
     assert escalate_reply.body["thread_ts"] == parent_ts
     assert escalate_reply.body["text"] == (
-        "[inc-1] severity raised to CRITICAL (score 150): 6 call(s), 14:00 min, spend ≈ 4.20 EUR")
+        "[inc-1] severity raised to CRITICAL (score 150): 6 call(s), 14:00 min, spend ≈ 4.20 EUR"
+    )
     assert "reply_broadcast" not in escalate_reply.body
     await alerter.close()
 
@@ -199,41 +242,53 @@ async def test_block_applied_and_lifted(stub: SlackStub, fake: FakeTime, tmp_pat
     await alerter.send("unblocked", view(blocks=[block()]))
     await drain(alerter, fake)
     apis = [r.api for r in stub.calls()]
-    assert apis == ["chat.postMessage", "chat.update", "chat.postMessage",
-                    "chat.update", "chat.postMessage"]
+    assert apis == [
+        "chat.postMessage",
+        "chat.update",
+        "chat.postMessage",
+        "chat.update",
+        "chat.postMessage",
+    ]
     _, upd_blocked, reply_blocked, upd_lifted, reply_lifted = stub.calls()
-    assert "*Blocked*\n• calls to +232: blocked until <!date^1750033200^{date_short_pretty} " \
-           "{time_secs}|2025-06-16 02:20:00 +02:00>; lift with `tollwatch unblock 232`" \
-           in texts(upd_blocked.body["blocks"])
+    assert (
+        "*Blocked*\n• calls to +232: blocked until <!date^1750033200^{date_short_pretty} "
+        "{time_secs}|2025-06-16 02:20:00 +02:00>; lift with `tollwatch unblock 232`"
+        in texts(upd_blocked.body["blocks"])
+    )
     assert reply_blocked.body["text"] == (
         "[inc-1] blocked: calls to +232: blocked until 2025-06-16 02:20:00 +02:00; "
-        "lift with `tollwatch unblock 232`")
+        "lift with `tollwatch unblock 232`"
+    )
     assert "No block applied." in texts(upd_lifted.body["blocks"])
     # the fake clock is in 2025-06-15 ... before expires_at: lifted by hand
     assert reply_lifted.body["text"] == "[inc-1] calls to +232: block lifted"
-    assert {r.body.get("thread_ts") for r in (reply_blocked, reply_lifted)} == {
-        "1700000001.000001"}
+    assert {r.body.get("thread_ts") for r in (reply_blocked, reply_lifted)} == {"1700000001.000001"}
     await alerter.close()
 
 
 def test_block_expired_and_dry_run_wording() -> None:
     from datetime import UTC, datetime
+
     late = datetime(2025, 6, 17, tzinfo=UTC)
     msg = blockkit.reply_message("unblocked", view(blocks=[block()]), now=late)
     assert msg["text"] == "[inc-1] calls to +232: block expired"
     dry = blockkit.reply_message("blocked", view(blocks=[block(dry_run=True)]))
-    assert dry["text"] == "[inc-1] WOULD BLOCK (dry run): calls to +232: WOULD BLOCK (dry run) " \
-                          "until 2025-06-16 02:20:00 +02:00; to block now: `tollwatch block 232`"
+    assert (
+        dry["text"] == "[inc-1] WOULD BLOCK (dry run): calls to +232: WOULD BLOCK (dry run) "
+        "until 2025-06-16 02:20:00 +02:00; to block now: `tollwatch block 232`"
+    )
     on_pbx = blockkit.block_line(block(dry_run=True) | {"pbx": "tokyo"})
     assert on_pbx.endswith("to block now: `tollwatch block 232 --pbx tokyo`")
     assert blockkit.block_line(block("209", kind="source", dry_run=True)).endswith(
-        "`tollwatch block --source 209`")
+        "`tollwatch block --source 209`"
+    )
     src = blockkit.block_line(block("2001", kind="source", lift="tollwatch unblock 2001"))
     assert src.startswith("calls from 2001: blocked until")
 
 
 async def test_pending_updates_are_coalesced_into_one_reply(
-        stub: SlackStub, fake: FakeTime, tmp_path: Path) -> None:
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     await alerter.send("opened", view())
     await alerter.step()
@@ -253,13 +308,13 @@ async def test_updates_off(stub: SlackStub, fake: FakeTime, tmp_path: Path) -> N
     await alerter.send("updated", view(calls=9))
     await alerter.send("escalated", view(severity="critical"))
     await drain(alerter, fake)
-    assert [r.api for r in stub.calls()] == ["chat.postMessage", "chat.update",
-                                             "chat.postMessage"]
+    assert [r.api for r in stub.calls()] == ["chat.postMessage", "chat.update", "chat.postMessage"]
     await alerter.close()
 
 
-async def test_same_change_twice_is_posted_once(stub: SlackStub, fake: FakeTime,
-                                                tmp_path: Path) -> None:
+async def test_same_change_twice_is_posted_once(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     await alerter.send("opened", view())
     await alerter.send("opened", view())
@@ -271,16 +326,21 @@ async def test_same_change_twice_is_posted_once(stub: SlackStub, fake: FakeTime,
     await alerter.send("updated", view(calls=4))
     await alerter.step()
     assert len(stub.posts()) == 2
-    assert alert_key("updated", view(calls=4)) == \
-        "inc-1:updated:warning:4:after_hours+high_risk_destination"
-    assert alert_key("blocked", view(blocks=[block()])) == \
-        "inc-1:blocked:prefix=232@2025-06-16T02:20:00+02:00"
+    assert (
+        alert_key("updated", view(calls=4))
+        == "inc-1:updated:warning:4:after_hours+high_risk_destination"
+    )
+    assert (
+        alert_key("blocked", view(blocks=[block()]))
+        == "inc-1:blocked:prefix=232@2025-06-16T02:20:00+02:00"
+    )
     await alerter.close()
 
 
 # ---- failures ---------------------------------------------------------------------------------
-async def test_429_retry_after_is_honoured_exactly(stub: SlackStub, fake: FakeTime,
-                                                   tmp_path: Path) -> None:
+async def test_429_retry_after_is_honoured_exactly(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     stub.fail(429, retry_after=7)
     await alerter.send("opened", view())
@@ -298,8 +358,9 @@ async def test_429_retry_after_is_honoured_exactly(stub: SlackStub, fake: FakeTi
     await alerter.close()
 
 
-async def test_run_loop_sleeps_what_slack_asked(stub: SlackStub, fake: FakeTime,
-                                                tmp_path: Path) -> None:
+async def test_run_loop_sleeps_what_slack_asked(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     stub.fail(429, times=2, retry_after=30)
     task = asyncio.create_task(alerter.run())
@@ -315,8 +376,7 @@ async def test_run_loop_sleeps_what_slack_asked(stub: SlackStub, fake: FakeTime,
     await alerter.close()
 
 
-async def test_500_is_retried_with_backoff(stub: SlackStub, fake: FakeTime,
-                                           tmp_path: Path) -> None:
+async def test_500_is_retried_with_backoff(stub: SlackStub, fake: FakeTime, tmp_path: Path) -> None:
     alerter = make(bot_settings(stub, max_retry_delay=timedelta(seconds=3)), tmp_path, fake)
     stub.fail(500, times=4)
     await alerter.send("opened", view())
@@ -344,8 +404,8 @@ async def test_html_500_is_retried_too(stub: SlackStub, fake: FakeTime, tmp_path
 
 
 async def test_slack_down_then_back_nothing_lost_order_kept(
-        stub: SlackStub, fake: FakeTime, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    stub: SlackStub, fake: FakeTime, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     alerter = make(bot_settings(stub), tmp_path, fake)
     stub.down()
@@ -371,16 +431,20 @@ async def test_slack_down_then_back_nothing_lost_order_kept(
         ("chat.postMessage", "1700000001.000001", "[inc-1] seve"),
     ]
     assert "inc-1" in stub.posts()[0].body["text"] and "inc-2" in stub.posts()[1].body["text"]
-    warnings = [r.getMessage() for r in caplog.records
-                if r.name == "tollwatch.alert.slack" and r.levelno >= logging.WARNING]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "tollwatch.alert.slack" and r.levelno >= logging.WARNING
+    ]
     assert len(warnings) == 2, warnings  # once when it broke, once when it came back
     assert warnings[0].startswith("slack: unreachable")
     assert warnings[1].startswith("slack: delivering again")
     await alerter.close()
 
 
-async def test_restart_sends_the_outbox_once(stub: SlackStub, fake: FakeTime,
-                                             tmp_path: Path) -> None:
+async def test_restart_sends_the_outbox_once(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     first = make(bot_settings(stub), tmp_path, fake)
     await first.send("opened", view("inc-1"))
     await first.step()
@@ -415,8 +479,7 @@ async def test_restart_sends_the_outbox_once(stub: SlackStub, fake: FakeTime,
     ]
 
 
-async def test_reply_waits_for_its_parent(stub: SlackStub, fake: FakeTime,
-                                          tmp_path: Path) -> None:
+async def test_reply_waits_for_its_parent(stub: SlackStub, fake: FakeTime, tmp_path: Path) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     stub.fail(500)
     await alerter.send("opened", view("inc-1"))
@@ -432,8 +495,9 @@ async def test_reply_waits_for_its_parent(stub: SlackStub, fake: FakeTime,
     await alerter.close()
 
 
-async def test_change_without_known_parent_posts_a_parent(stub: SlackStub, fake: FakeTime,
-                                                          tmp_path: Path) -> None:
+async def test_change_without_known_parent_posts_a_parent(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     """An incident that opened before Slack was configured: its first change starts a thread."""
     alerter = make(bot_settings(stub), tmp_path, fake)
     await alerter.send("updated", view("inc-9", calls=12))
@@ -447,8 +511,9 @@ async def test_change_without_known_parent_posts_a_parent(stub: SlackStub, fake:
 
 
 # ---- flood ------------------------------------------------------------------------------------
-async def test_flood_of_openings_is_one_summary(stub: SlackStub, fake: FakeTime,
-                                                tmp_path: Path) -> None:
+async def test_flood_of_openings_is_one_summary(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     for n in range(50):
         await alerter.send("opened", view(f"inc-{n:02d}", source=str(3000 + n)))
@@ -459,7 +524,8 @@ async def test_flood_of_openings_is_one_summary(stub: SlackStub, fake: FakeTime,
     [summary] = stub.calls()
     assert summary.api == "chat.postMessage" and summary.body["channel"] == "#fraud"
     assert summary.body["text"].startswith(
-        "50 new toll-fraud incidents within 1s (0 critical): inc-00, inc-01,")
+        "50 new toll-fraud incidents within 1s (0 critical): inc-00, inc-01,"
+    )
     blocks = summary.body["blocks"]
     assert len(blocks) <= 50
     assert blocks[0]["text"]["text"] == ":rotating_light: 50 new toll-fraud incidents within 1s"
@@ -478,7 +544,8 @@ async def test_flood_of_openings_is_one_summary(stub: SlackStub, fake: FakeTime,
     _, upd, esc, batch = stub.calls()
     assert [r.api for r in (upd, esc, batch)] == ["chat.postMessage"] * 3
     assert {upd.body["thread_ts"], esc.body["thread_ts"], batch.body["thread_ts"]} == {
-        "1700000001.000001"}
+        "1700000001.000001"
+    }
     assert upd.body["text"] == "[inc-07] now 9 call(s), 7:30 min, spend ≈ 4.20 EUR"
     assert "`inc-07` 3007 (account sales)" in upd.body["blocks"][0]["text"]["text"]
     assert esc.body["reply_broadcast"] is True
@@ -487,7 +554,8 @@ async def test_flood_of_openings_is_one_summary(stub: SlackStub, fake: FakeTime,
 
 
 async def test_openings_up_to_the_threshold_are_posted_one_by_one(
-        stub: SlackStub, fake: FakeTime, tmp_path: Path) -> None:
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     for n in range(10):
         await alerter.send("opened", view(f"inc-{n}"))
@@ -501,8 +569,9 @@ async def test_openings_up_to_the_threshold_are_posted_one_by_one(
     await alerter.close()
 
 
-async def test_backlog_after_an_outage_is_one_summary(stub: SlackStub, fake: FakeTime,
-                                                      tmp_path: Path) -> None:
+async def test_backlog_after_an_outage_is_one_summary(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
     alerter = make(bot_settings(stub), tmp_path, fake)
     stub.down()
     for n in range(12):
@@ -550,8 +619,9 @@ async def test_webhook_flood(stub: SlackStub, fake: FakeTime, tmp_path: Path) ->
 
 
 # ---- secrets ----------------------------------------------------------------------------------
-async def test_no_secret_in_logs_or_errors(stub: SlackStub, fake: FakeTime, tmp_path: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_secret_in_logs_or_errors(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     for settings, sub in ((bot_settings(stub), "bot"), (hook_settings(), "hook")):
         alerter = make(settings, tmp_path / sub, fake)
@@ -581,6 +651,7 @@ async def test_no_secret_in_logs_or_errors(stub: SlackStub, fake: FakeTime, tmp_
 
 def test_missing_secret_names_no_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tollwatch.config.secrets import SecretError
+
     monkeypatch.delenv("TW_SLACK_TOKEN")
     with pytest.raises(SecretError, match="named by token_env is not set") as err:
         SlackAlerter(Slack(enabled=True, channel="#x", token_env="TW_SLACK_TOKEN"), tmp_path)
@@ -624,9 +695,15 @@ def test_outbox_due_order_and_backoff(tmp_path: Path) -> None:
 
 
 def test_summary_and_parent_limits() -> None:
-    many = [view(f"inc-{n}", destinations=[f"Country {k} (+{k})" for k in range(30)],
-                 reasons=["x" * 500] * 8, rules=[f"r{k}" for k in range(8)])
-            for n in range(200)]
+    many = [
+        view(
+            f"inc-{n}",
+            destinations=[f"Country {k} (+{k})" for k in range(30)],
+            reasons=["x" * 500] * 8,
+            rules=[f"r{k}" for k in range(8)],
+        )
+        for n in range(200)
+    ]
     summary = blockkit.summary_message(many)
     assert len(summary["blocks"]) <= 50
     msg = blockkit.parent_message(many[0], [block(str(k)) for k in range(20)])
@@ -643,3 +720,27 @@ def test_summary_and_parent_limits() -> None:
     assert "unknown (no rate)" in " ".join(texts(escaped["blocks"]))
     pbx_wide = blockkit.parent_message(view(source="*", account=""))
     assert "all sources (PBX-wide)" in pbx_wide["text"]
+
+
+async def test_a_slow_outbox_write_holds_no_event_and_is_posted_after(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
+    import time
+
+    alerter = make(bot_settings(stub), tmp_path, fake)
+    add = alerter.outbox.add
+
+    def slow_add(*args: Any, **kwargs: Any) -> bool:
+        time.sleep(0.3)  # a commit behind another process's gigabytes
+        return add(*args, **kwargs)
+
+    alerter.outbox.add = slow_add  # type: ignore[method-assign]
+    started = time.perf_counter()
+    await alerter.send("opened", view())
+    await alerter.send("updated", view(calls=9))
+    assert time.perf_counter() - started < 0.2  # the loop was not held
+    assert alerter.pending() == 2 and alerter.outbox.pending() == []  # being written
+    await alerter.written()
+    assert [i.kind for i in alerter.outbox.pending()] == ["opened", "updated"]  # in order
+    assert await alerter.step() is None and len(stub.posts()) == 2
+    await alerter.close()

@@ -173,6 +173,7 @@ async def test_views_at_a_tick_leave_room_for_events(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [v["id"] for _, v in rec.sent] == ids
+    await daemon.publisher.written()
     assert {i["id"] for i in daemon.store.incidents()} == set(ids)
 
 
@@ -205,6 +206,9 @@ async def test_what_holds_the_loop_is_paced_apart() -> None:
     await asyncio.sleep(snap.held_s / 0.1 - (time.monotonic() - snap.taken_at) + 0.05)
     assert snap.due()
     snap.inline_max = 0.0
+    started = time.perf_counter()
     await snap.take({"pbx": lambda: slow({}, 0.3)})  # in a child: held only by fork()
+    took = time.perf_counter() - started
     assert snap.forked == 1 and snap.last_s >= 0.3
-    assert 0.0 < snap.held_s < snap.last_s
+    # the fork() call only (however long a loaded machine makes it), not the child's pickle
+    assert 0.0 < snap.held_s <= took - 0.29

@@ -11,22 +11,19 @@ the incident changes and returns, and the consumer publishes them before the nex
 from __future__ import annotations
 
 import asyncio
-import copy
-import gc
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from tollwatch.alerting.base import Alerter, Background
-from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected, SourceStatus
+from tollwatch.cdr_ingest.live import LiveEvent, PbxBooted, PbxConnected
 from tollwatch.cdr_ingest.live.backlog import EventQueue
+from tollwatch.collector import Collector
 from tollwatch.config import Settings
 from tollwatch.config.sqlite import HEALTH, recover_all
+from tollwatch.daemon_status import StatusReporter
 from tollwatch.live import LivePipeline
 from tollwatch.live_views import IncidentViews
 from tollwatch.memory import housekeeper
@@ -88,14 +85,12 @@ class Daemon:
         self._dirty: set[str] = set()
         self._learned: set[str] = set()  # pbx whose baseline changed since it was saved
         self._learned_mark = time.monotonic()
-        self._started = utcnow()
-        self._rate_mark = time.monotonic()
-        self._rate_events: dict[str, int] = {}
-        self._status_lock = threading.Lock()
-        self._status_taken = self._status_written = 0  # status figures taken / last written
+        self.started = utcnow()
+        self.reporter = StatusReporter(self.status_file)  # status.json and the status row
         # AMI sessions: restart vs reconnect, and the calls of an outage from the CDR file
         self.sessions = Sessions(self.tz)
         self.snapshotter = Snapshotter()  # pickles a big state off the event loop
+        self.collector = Collector()
         self.views = IncidentViews(self.tz)  # incident views built call by call
         # views, SQLite rows and alerts of incident changes: after the decision, in order
         self.publisher = Publisher(store, self.alerters, self.views, self.clock)
@@ -146,13 +141,21 @@ class Daemon:
         self._dirty.clear()  # events from now on mark their PBX again
         try:
             blobs = await self.snapshotter.take({n: self.pipelines[n].snapshot for n in names})
-            for name, blob in blobs.items():  # megabytes into SQLite: not on the loop
-                await asyncio.to_thread(self.store.save_snapshot, name, blob)
+            await self._alerts_written()  # the alerts of the changes it holds are queued
+            for name, blob in blobs.items():  # megabytes into SQLite: not on the loop, and
+                await self.publisher.write(self.store.save_snapshot, name, blob)  # after rows
         except BaseException:
             self._dirty.update(names)  # not saved: the next flush (or the final one) does
             raise
         self._learned.update(names)
         self._save_baselines(False)
+
+    async def _alerts_written(self) -> None:
+        """Wait for alerters that queue from a thread (Slack's outbox) to have written."""
+        for alerter in self.alerters:
+            written = getattr(alerter, "written", None)
+            if written is not None:
+                await written()
 
     def _save_baselines(self, final: bool) -> None:
         now = time.monotonic()
@@ -205,7 +208,7 @@ class Daemon:
             if changes or pipeline.engine.tracker.closed:
                 self._dirty.add(name)
             self._queue_publication(name, changes, flush=True)
-        await self.publisher.publish_queued()
+        await self.publisher.publish_now()  # (or the publication under way takes them)
 
     def _queue_publication(self, pbx: str, changes: list[IncidentChange], flush: bool) -> None:
         """Hand decided changes (and the incidents closed meanwhile) to the publisher."""
@@ -246,65 +249,12 @@ class Daemon:
         return "; ".join(parts)
 
     def write_status(self) -> None:
-        self._write_status(*self._status_now())  # on the loop: at start and at stop
+        self.reporter.write(self.store, *self.reporter.figures(self))  # at start and at stop
 
     async def write_status_async(self) -> None:
         """`write_status()` for the writer task: the figures taken on the loop, the SQLite
         row and status.json written from a thread (a commit or a slow disk holds no event)."""
-        await asyncio.to_thread(self._write_status, *self._status_now())
-
-    def _status_now(self) -> tuple[list[SourceStatus], dict[str, Any]]:
-        now = time.monotonic()
-        elapsed = max(1e-6, now - self._rate_mark)
-        for src in self.sources:
-            before = self._rate_events.get(src.name, 0)
-            src.status.events_per_s = round((src.status.events - before) / elapsed, 1)
-            self._rate_events[src.name] = src.status.events
-        self._rate_mark = now
-        open_incidents = sum(
-            1
-            for p in self.pipelines.values()
-            for i in p.engine.tracker.open.values()
-            if i.severity > 0
-        )
-        extra = {
-            "started_at": self._started.isoformat(),
-            "events": self.events,
-            "errors": self.errors + self.publisher.failed,
-            "open_incidents": open_incidents,
-            "calls_in_progress": {n: p.in_progress for n, p in self.pipelines.items()},
-            "calls_seen": {n: p.calls_seen for n, p in self.pipelines.items()},
-            "site": self.settings.site.name,
-            "backlog": self.queue.measures(),
-            "storage": HEALTH.problems(),
-            "storage_failures": HEALTH.failures_total,
-            "moved_aside": list(HEALTH.moved_aside),
-            "stalled": self.stalled(),
-        }
-        self._status_taken += 1
-        extra["_seq"] = self._status_taken
-        return [copy.deepcopy(s.status) for s in self.sources], extra  # as they are now
-
-    def _write_status(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:
-        with self._status_lock:  # a thread's write taken earlier never lands after a later one
-            seq = extra.pop("_seq")
-            if seq < self._status_written:
-                return
-            self._status_written = seq
-            self._write_status_now(statuses, extra)
-
-    def _write_status_now(self, statuses: list[SourceStatus], extra: dict[str, Any]) -> None:
-        try:
-            self.store.write_status(statuses, extra)
-        except Exception:  # status must never stop the daemon; status.json still says it
-            log.exception("cannot store the status")
-        self.status_file.write(
-            {
-                "updated_at": utcnow().isoformat(),
-                "daemon": extra,
-                "sources": [_source_dict(st) for st in statuses],
-            }
-        )
+        await asyncio.to_thread(self.reporter.write, self.store, *self.reporter.figures(self))
 
     # ---- the loop -------------------------------------------------------------------------
     async def _consume(self) -> None:
@@ -339,6 +289,7 @@ class Daemon:
                 self.errors += 1
                 log.exception("rule timers failed")
             self._tick_at = time.monotonic()
+            self.collector.tick()
             n += 1
             if n % 30 == 0:
                 await self.skip_recovered()
@@ -374,11 +325,8 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.restore()
-        # What start-up built (modules, settings, tables, restored state) lives as long as the
-        # process: out of the collector's full passes, which otherwise walk it again and again
-        # (each a pause of the event loop that grows with everything ever imported)
-        gc.collect()
-        gc.freeze()
+        self.collector.start()  # short garbage-collector pauses (tollwatch.collector)
+        self._tick_at = self._progress_at = time.monotonic()  # stalls count from here
         backoff = self.settings.daemon.max_backoff.total_seconds()
         tasks = [
             asyncio.create_task(supervise(s, self.queue, backoff), name=f"source:{s.name}")
@@ -412,19 +360,16 @@ class Daemon:
             for name in self.pipelines:  # with the growth not yet published
                 self._queue_publication(name, [], flush=True)
             await self.publisher.publish_queued()
+            await self.publisher.close()
+            await self._alerts_written()
             self.flush(final=True)
             self.write_status()
             for alerter in self.alerters:
                 if isinstance(alerter, Background):
                     await alerter.close()
             self.notifier.close()
+            self.collector.stop()
             log.info("tollwatch stopped; state saved")
-
-
-def _source_dict(st: Any) -> dict[str, Any]:
-    data = asdict(st)
-    data["last_event_at"] = st.last_event_at.isoformat() if st.last_event_at else None
-    return data
 
 
 async def _guarded(work: Callable[[], Awaitable[None]], name: str) -> None:

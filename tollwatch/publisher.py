@@ -9,8 +9,10 @@ consumer then publishes them (`publish_now`) before it takes the next event, so 
 the incident as the deciding event left it; a tick's coalesced growth is published the same
 way, handing the loop back between views. Order is kept (one queue, one publisher at a time:
 an opening before its growth, growth before the close). Nothing is lost: the daemon takes a
-snapshot only after `publish_queued()` emptied the queue, so a restart never holds an incident
-whose opening was not published, and stopping publishes what is left first.
+snapshot only after `publish_queued()` emptied the queue, and writes it after their rows (one
+writer thread writes incident rows and snapshots to SQLite, in order), so a restart never
+holds an incident whose opening was not published; stopping publishes and writes what is
+left first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from tollwatch.alerting.base import Alerter
 from tollwatch.live_views import IncidentViews
@@ -50,6 +54,11 @@ class Publisher:
         self.outgoing: deque[tuple[str, list[IncidentChange], list[Incident], bool]] = deque()
         self.failed = 0  # publications that raised (logged; the ones after still go out)
         self._lock = asyncio.Lock()  # one publisher at a time, in queue order
+        # incident rows (and snapshots) are written by one thread, in order: a commit that
+        # waits for the disk (another process writing gigabytes: seconds, measured) holds no
+        # event
+        self._writer: ThreadPoolExecutor | None = None
+        self._last_write: Future[None] | None = None
 
     def queue(
         self, pbx: str, changes: list[IncidentChange], closed: list[Incident], flush: bool
@@ -73,6 +82,40 @@ class Publisher:
                     log.exception("pbx %s: cannot publish incident changes", pbx)
                 else:
                     outgoing.popleft()
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="tollwatch-writes")
+        self._last_write = self._writer.submit(fn, *args)
+        return self._last_write
+
+    def _save(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
+        self._submit(self._save_logged, pbx, dict(view), is_open)
+
+    async def write(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run a store write on the writer thread after the incident rows handed to it
+        before (a snapshot after the changes it holds) and wait for it."""
+        await asyncio.wrap_future(self._submit(fn, *args))
+
+    def _save_logged(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
+        try:
+            self.store.save_incident(pbx, view, is_open)
+        except Exception:  # the store keeps itself in memory on a disk failure: a bug here
+            self.failed += 1
+            log.exception("pbx %s: cannot save incident %s", pbx, view.get("id"))
+
+    async def written(self) -> None:
+        """Wait until every incident row handed to the writer thread is written."""
+        last = self._last_write
+        if last is not None and not last.done():
+            await asyncio.wrap_future(last)
+
+    async def close(self) -> None:
+        """Write what is left and stop the writer thread (a later publication starts it again)."""
+        await self.written()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     async def publish_now(self) -> None:
         """After an event: publish what it queued, unless a publication is under way (a
@@ -108,7 +151,7 @@ class Publisher:
             try:
                 view = self.views.view(incident, self.clock())
                 view["pbx"] = pbx
-                self.store.save_incident(pbx, view, is_open=True)
+                self._save(pbx, view, is_open=True)
             except Exception:  # one broken view must not hold back the other incidents'
                 self.failed += 1
                 log.exception("pbx %s: cannot publish incident %s", pbx, incident.id)
@@ -128,6 +171,6 @@ class Publisher:
             view = self.views.view(incident, self.clock())
             self.views.forget(incident.id)
             view["pbx"] = pbx
-            self.store.save_incident(pbx, view, is_open=False)
+            self._save(pbx, view, is_open=False)
         if stopping:
             raise asyncio.CancelledError

@@ -9,6 +9,7 @@ Read-only: only SELECT statements are ever sent.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,7 +17,7 @@ import polars as pl
 
 from .._types import CdrOptions
 from ._connect import Connection, DbError, DbUrl, parse_url
-from ._read import CHUNK_ROWS, Counter, scan_table, table_options
+from ._read import CHUNK_ROWS, Counter, normalized, read_chunks, scan_table, table_options
 from ._table import Table, open_table
 
 __all__ = ["CdrDatabase", "Connection", "DbError", "DbUrl", "Table", "parse_url"]
@@ -63,9 +64,23 @@ class CdrDatabase:
     ) -> pl.LazyFrame:
         """Rows whose start is in [since, until) (some more near the edges: filter on `start`),
         read window by window on the start column; `rows_read` counts them as they come."""
-        return scan_table(
-            self.table, self.options(options), since, until, chunk_rows, self.counter
-        )
+        return scan_table(self.table, self.options(options), since, until, chunk_rows, self.counter)
+
+    def chunks(
+        self,
+        options: CdrOptions,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: pl.Expr | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> Iterator[tuple[int, pl.LazyFrame]]:
+        """`scan`'s rows as `scan_chunks` gives a file's: (rows in it, its normalized
+        LazyFrame, only the rows `where` keeps), one query result at a time: the next chunk
+        is queried when this one is taken, so nothing piles up however slow the taker."""
+        opts = self.options(options)
+        zone = "UTC" if opts.usegmtime else opts.timezone
+        for df in read_chunks(self.table, zone, since, until, chunk_rows, self.counter):
+            yield df.height, normalized(self.table, df.lazy(), opts, where)
 
     @property
     def rows_read(self) -> int:
@@ -78,8 +93,11 @@ class CdrDatabase:
             f"{name}={col}" if name != col else name for name, col in t.mapping.items()
         )
         opts = self.options(options)
-        clock = "UTC (the column stores instants)" if t.aware else (
-            "UTC" if opts.usegmtime else f"local time ({opts.timezone})")
+        clock = (
+            "UTC (the column stores instants)"
+            if t.aware
+            else ("UTC" if opts.usegmtime else f"local time ({opts.timezone})")
+        )
         return (
             f"{t.conn.url.shown} table {t.name}: {len(t.types)} columns, read {mapped}; "
             f"rows told apart by {'+'.join(t.key_names) if len(t.keys) < 4 else 'all columns'}"

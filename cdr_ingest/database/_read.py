@@ -19,9 +19,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from .._detect import FileFormat
-from .._outbound import classify
-from .._scan import SCHEMA, pushed_down
-from .._typed import typed
+from .._scan import normalize, pushed_down
 from .._types import CdrOptions
 from ._table import TIMES, Table
 
@@ -70,17 +68,13 @@ def origin_expr(table: Table) -> pl.Expr:
     return pl.concat_str(parts)
 
 
-def normalized(table: Table, lf: pl.LazyFrame, options: CdrOptions) -> pl.LazyFrame:
+def normalized(
+    table: Table, lf: pl.LazyFrame, options: CdrOptions, where: pl.Expr | None = None
+) -> pl.LazyFrame:
     """The rows in SCHEMA, through the typing and outbound classification files go through;
-    a row is named by its key (there is no line number)."""
+    a row is named by its key (there is no line number). `where`: see `normalize`."""
     fmt = FileFormat(table.columns, "database", True, False, table.shown)
-    lf = typed(lf, fmt, table.shown, options)
-    call_id = pl.when(pl.col("uniqueid") != "").then(pl.col("uniqueid")).otherwise(
-        pl.col("origin")
-    )
-    lf = lf.with_columns(origin_expr(table).alias("origin")).with_columns(call_id.alias("call_id"))
-    lf = classify(lf, options)
-    return lf.select([pl.col(name).cast(dtype) for name, dtype in SCHEMA.items()])
+    return normalize(lf, fmt, options, origin_expr(table), where)
 
 
 @dataclass
@@ -135,8 +129,9 @@ def read_chunks(
             yield from _emit(table, body, counter)
             lower = f"{col} >= {at}"
         else:  # a whole chunk of one start time: take all rows of it at once
-            yield from _emit(table, table.conn.read(f"{select} {source} WHERE {col} = {at}"),
-                             counter)
+            yield from _emit(
+                table, table.conn.read(f"{select} {source} WHERE {col} = {at}"), counter
+            )
             lower = f"{col} > {at}"
 
 

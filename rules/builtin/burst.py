@@ -22,7 +22,7 @@ from tollwatch.rules.builtin._window import (
     incident_group,
     who,
 )
-from tollwatch.rules.model import Call, Finding
+from tollwatch.rules.model import Call, Finding, SparseGroup
 
 
 class BurstOptions(RuleOptions):
@@ -53,6 +53,12 @@ class Burst(Rule[BurstOptions]):
             o.window, count_sources=o.min_sources > 1 or o.group_by in ("destination", "dest_block")
         )
         self.only_risky = self.options.calls == "high_risk"  # novel_high_risk needs it
+
+    def sparse_group(self) -> SparseGroup | None:
+        """Per source: nothing below `count` calls in the window (a learned threshold is never
+        below it; min_sources only adds a condition)."""
+        o = self.options
+        return SparseGroup(o.window, o.count) if o.group_by == "source" else None
 
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         o = self.options

@@ -47,6 +47,7 @@ class LongCall(Rule[LongCallOptions]):
     rule_type = "long_call"
     options_model = LongCallOptions
     counts_repeats = True
+    end_defers_wakeup = True  # on_end sets no timer; the call's own timer is dropped later
 
     def setup(self) -> None:
         self._timers: list[tuple[datetime, int, Call]] = []

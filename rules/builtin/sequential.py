@@ -9,7 +9,7 @@ from pydantic import Field
 from tollwatch.config.types import Duration, format_duration
 from tollwatch.rules.base import Rule, RuleOptions, register
 from tollwatch.rules.builtin._window import GroupBy, Windows, group_key, incident_group
-from tollwatch.rules.model import Call, Finding
+from tollwatch.rules.model import Call, Finding, SparseGroup
 
 
 class SequentialOptions(RuleOptions):
@@ -28,6 +28,13 @@ class SequentialDialing(Rule[SequentialOptions]):
     def setup(self) -> None:
         self.windows = Windows(self.options.window)
         self._seen = 0
+
+    def sparse_group(self) -> SparseGroup | None:
+        """Per source and block: nothing below `count` calls (distinct numbers are fewer)."""
+        o = self.options
+        if o.group_by != "source":
+            return None
+        return SparseGroup(o.window, o.count, o.varying_digits)
 
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         o = self.options

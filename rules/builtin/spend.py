@@ -37,6 +37,7 @@ class Spend(Rule[SpendOptions]):
     rule_type = "spend"
     options_model = SpendOptions
     counts_repeats = True
+    end_defers_wakeup = True  # on_end (_check) sets no timer
     only_rated = True  # a call without a rate costs nothing here
 
     def setup(self) -> None:

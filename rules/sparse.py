@@ -1,0 +1,86 @@
+"""Calls a batch replay need not hand to a rule's on_start: provably no part of any finding.
+
+A rule whose on_start only adds the call to a sliding window of its group (a source, or a source
+and a number block), on event time, and finds nothing while that window holds fewer than `count`
+calls, says so with `Rule.sparse_group()`. In a batch the calls to come are known: when a call's
+group holds fewer than `count` relevant calls in the open interval (start - span, start + span),
+no window the call is ever in (a later call's, (t - span, t] with t in [start, start + span))
+reaches `count`, so the call is in no finding and changes nothing a finding reads; the rule is
+not asked about it (`Call.sparse`, one bit per sparse rule, in the engine's dispatch route).
+Counting every relevant call of the group (not only those the rule keeps) only makes the count
+larger, and so does a hash collision between two groups: both err on the side of asking.
+
+The live daemon does not know the calls to come and hands every call to every rule; the
+property test `tests/test_sparse.py` checks that a replay with and without this gives the same
+incidents (the calls, scores, counts and reasons of every rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from tollwatch.rules.model import SparseGroup
+
+
+def sparse_bits(
+    frame: pl.DataFrame, groups: Sequence[SparseGroup], after: datetime | None
+) -> list[int]:
+    """For each row of `frame` (columns start, source, e164; in the order given), a bit per
+    group in `groups` set when the row's call can be left out of that rule's on_start.
+
+    `after`: the engine's clock (None for a fresh engine): windows may already hold calls up
+    to it, which the frame does not show, so only calls at least `span` later are left out.
+    The frame must hold every call the engine is handed from here on."""
+    n = frame.height
+    bits = np.zeros(n, dtype=np.int64)
+    if n == 0 or not groups:
+        return bits.tolist()
+    start = frame.get_column("start")
+    times = start.dt.epoch("us").to_numpy()
+    ordered = np.sort(times)
+    for i, group in enumerate(groups):
+        span = int(group.span / timedelta(microseconds=1))
+        if group.block_digits:
+            e164 = pl.col("e164")
+            block = e164.str.slice(0, (e164.str.len_chars() - group.block_digits).clip(0))
+            key = pl.concat_str([pl.col("source"), pl.lit("|"), block])
+        else:
+            key = pl.col("source")
+        keys = frame.select(key.alias("key")).get_column("key")
+        known = keys.is_not_null().to_numpy()
+        codes = keys.fill_null("").hash().to_numpy()
+        count = _counts_around(codes, times, ordered, span)
+        quiet = known & (count < group.count)
+        if after is not None:
+            floor = int((after - _EPOCH) / timedelta(microseconds=1)) + span
+            quiet &= times >= floor
+        bits |= quiet.astype(np.int64) << i
+    return bits.tolist()
+
+
+def _counts_around(
+    codes: np.ndarray, times: np.ndarray, ordered: np.ndarray, span: int
+) -> np.ndarray:
+    """Per row, the rows of its group (same code) with a time in (time - span, time + span).
+
+    Times are replaced by their rank among all times (`ordered`, sorted), so that (group,
+    rank) fits one int64: t' > x exactly when left_rank(t') >= right_rank(x), and t' < y
+    exactly when left_rank(t') < left_rank(y)."""
+    n = len(times)
+    rank = np.searchsorted(ordered, times, side="left")
+    low = np.searchsorted(ordered, times - span, side="right")  # first rank above time - span
+    high = np.searchsorted(ordered, times + span, side="left")  # first rank at time + span
+    _, group = np.unique(codes, return_inverse=True)
+    base = group.astype(np.int64) * (n + 1)
+    combined = np.sort(base + rank)
+    first = np.searchsorted(combined, base + low, side="left")
+    stop = np.searchsorted(combined, base + high, side="left")
+    counted: np.ndarray = stop - first
+    return counted
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
