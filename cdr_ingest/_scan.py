@@ -137,7 +137,7 @@ def _fast(
             schema=dict.fromkeys(names, pl.String()),
             truncate_ragged_lines=False,
             missing_columns="insert",
-            empty_string_is_null=True,
+            empty_string_is_null=False,  # a missing field is null, filled with "" as an empty one
             encoding="utf8-lossy",
             raise_if_empty=False,
         ).collect()

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -243,3 +244,32 @@ def test_small_chunks_cut_no_start_time_in_two(freepbx: Server) -> None:
         part = db.scan(CdrOptions(), chunk_rows=n).collect().sort("call_id")
         assert part.equals(whole), n
         assert db.rows_read - before == 29
+
+
+def test_chunks_are_scans_rows_queried_as_they_are_taken(
+    freepbx: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`scan --db` reads `chunks`: the rows of `scan` (with `where`: the ones it keeps), and
+    the next query is sent only when the loop takes the next chunk (no backlog)."""
+    from tollwatch.cdr_ingest import CdrOptions
+
+    db = CdrDatabase.open(freepbx.url, "cdr")
+    whole = db.scan(CdrOptions()).collect()
+    sent: list[str] = []
+    kind = type(db.table.conn)
+    read = kind.read
+
+    def counted(self: Any, sql: str) -> pl.DataFrame:
+        sent.append(sql)
+        return read(self, sql)
+
+    monkeypatch.setattr(kind, "read", counted)
+    where = pl.col("outbound")
+    chunks = db.chunks(CdrOptions(), where=where, chunk_rows=5)
+    count, first = next(chunks)
+    assert len(sent) == 1 and 0 < count <= 5  # one query so far, for the chunk taken
+    rest = list(chunks)
+    assert len(sent) > 3
+    kept = pl.concat([first.collect(), *[lf.collect() for _, lf in rest]])
+    assert count + sum(n for n, _ in rest) == whole.height
+    assert kept.sort("call_id").equals(whole.filter(where).sort("call_id"))

@@ -14,7 +14,6 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tollwatch import __version__, report_format
 from tollwatch.alerting.textsafe import markup, plain
@@ -238,6 +237,8 @@ def _scan_with_progress(
     total = sum(_size(f) for f in files)
     if not show or not err.is_terminal or total < 20_000_000:
         return run_scan(files, settings, since, until, problems=problems, baseline=baseline)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # a terminal
+
     sizes = {str(f): _size(f) for f in files}
     order = [str(f) for f in files]
     with Progress(
