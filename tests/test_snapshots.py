@@ -212,3 +212,13 @@ async def test_what_holds_the_loop_is_paced_apart() -> None:
     assert snap.forked == 1 and snap.last_s >= 0.3
     # the fork() call only (however long a loaded machine makes it), not the child's pickle
     assert 0.0 < snap.held_s <= took - 0.29
+
+
+async def test_the_child_steps_aside_for_the_daemon() -> None:
+    snap = Snapshotter(inline_max=0.0)
+    snap.last_s = 1.0
+    here = os.nice(0)
+    got = await snap.take({"pbx": lambda: pickle.dumps((os.nice(0), len(os.sched_getaffinity(0))))})
+    assert snap.forked == 1
+    nice, cores = pickle.loads(got["pbx"])
+    assert nice == min(19, here + 10) and cores == (os.cpu_count() or 1)

@@ -29,14 +29,17 @@ DUTY = 0.05  # snapshots take at most this share of the time: a 0.4 s pickle, ev
 # call, which copies the page tables of the whole process: 5-50 ms for 100-250 MB): a 20 ms
 # fork every 4 s at most, so the pauses stay out of the decision latency's 99th percentile
 HOLD_DUTY = 0.005
+CHILD_NICE = 10  # the child's priority below the daemon's (measured: a pinned daemon's child
+# pickling on its core was the longest wait of the slow decisions at load 1.3)
 _HEAD = struct.Struct("!Qd")  # bytes that follow, the child's pickling time
 
 
 class Snapshotter:
     """`await take({name: snapshot_fn})` -> {name: bytes}, in place or in a child."""
 
-    def __init__(self, inline_max: float = INLINE_MAX, duty: float = DUTY,
-                 hold_duty: float = HOLD_DUTY) -> None:
+    def __init__(
+        self, inline_max: float = INLINE_MAX, duty: float = DUTY, hold_duty: float = HOLD_DUTY
+    ) -> None:
         self.inline_max = inline_max
         self.duty = duty
         self.hold_duty = hold_duty
@@ -84,6 +87,7 @@ class Snapshotter:
             status = 1
             try:
                 signal.set_wakeup_fd(-1)  # a signal here is not the parent's loop's business
+                _step_aside()
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_DFL)
                 os.close(r)
@@ -120,6 +124,15 @@ class Snapshotter:
         self.last_s = took
         self.forked += 1
         return out
+
+
+def _step_aside() -> None:
+    """In the child: the daemon's decisions come first. Lower priority, and any core (a
+    daemon pinned to one core would otherwise share it with its own child)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(CHILD_NICE)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
 def _write_all(fd: int, data: bytes) -> None:
