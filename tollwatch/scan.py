@@ -223,22 +223,16 @@ class _Loop:
 
 def _relevant(loop: _Loop, options: CdrOptions) -> pl.DataFrame:
     """The calls rules look at, in start order, as one frame; the loop's parts are let go
-    as they are read, and the frame is sorted a column at a time (one copy of the calls in
-    memory and one column, not two copies: ~190 MB less at 1.2M calls, dense20m)."""
+    as they are joined (one copy of the calls in memory, not three)."""
     frame = unpack(loop.relevant) if loop.relevant else pl.DataFrame()
+    loop.relevant.clear()
     if frame.height == 0:
         return frame
     if loop.dials:
         dials = unpack(loop.dials)
+        loop.dials.clear()
         frame = resolve_local_chains(frame, dials, options)
-    frame = frame.select(CALL_COLUMNS)
-    by_start = pl.int_range(pl.len(), dtype=pl.UInt32).sort_by("start", maintain_order=True)
-    order = frame.select(by_start).to_series()
-    columns = frame.get_columns()
-    del frame
-    for i, column in enumerate(columns):
-        columns[i] = column.gather(order)  # the unsorted column goes
-    return pl.DataFrame(columns)
+    return frame.select(CALL_COLUMNS).sort("start", maintain_order=True)
 
 
 def _classified(
@@ -275,14 +269,9 @@ def pack(frame: pl.DataFrame) -> bytes:
     return out.getvalue()
 
 
-def unpack(parts: list[bytes]) -> pl.DataFrame:
-    """The frames `pack` made, one after the other, as one frame; `parts` is emptied as
-    they are read (each part's bytes go once it is a frame)."""
-    frames = []
-    parts.reverse()
-    while parts:
-        frames.append(pl.read_ipc(io.BytesIO(parts.pop())))
-    return pl.concat(frames, rechunk=False)
+def unpack(parts: Sequence[bytes]) -> pl.DataFrame:
+    """The frames `pack` made, one after the other, as one frame."""
+    return pl.concat([pl.read_ipc(io.BytesIO(part)) for part in parts])
 
 
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
