@@ -21,10 +21,12 @@ then stops the daemon and reports: calls seen (the daemon's status, per PBX) aga
 (the AMI stream through a fresh tracker; the CSV rows through the batch reader), and the calls
 missing by name: those absent from the daemon's call-id memory in its last snapshot (exact up
 to 20,000 calls per PBX), each CSV row with when it was written and which rotation took its
-file; alerts sent (incidents with an 'opened' row sent in the outbox) = incidents (stored,
-warning or critical); reconnects, storage failures; and the daemon's memory over time:
-RSS split by /proc/PID/smaps into glibc's main heap, its thread arenas, other anonymous maps
-and mapped files (bench/soak_memory.py), with the daemon's CPU seconds and the load average.
+file (meaningful only when `stores_unsaved_at_exit` is 0: a store still kept in memory at the
+end, its disk full, leaves an older snapshot and outbox in the file); alerts sent (incidents
+with an 'opened' row sent in the outbox) = incidents (stored, warning or critical);
+reconnects, storage failures; and the daemon's memory over time: RSS split by
+/proc/PID/smaps into glibc's main heap, its thread arenas, other anonymous maps and mapped
+files (bench/soak_memory.py), with the daemon's CPU seconds and the load average.
 `--env NAME=VALUE` sets the daemon's environment (MALLOC_ARENA_MAX, TOLLWATCH_MALLOC_TRIM).
 
 `--tracemalloc SECONDS`: the daemon runs with tracemalloc on and dumps a snapshot every SECONDS;
@@ -66,6 +68,7 @@ from bench.soak_world import (  # noqa: E402
     Server,
     calls_in,
     config,
+    missing,
 )
 from tests.slack_stub import SlackStub  # noqa: E402
 
@@ -129,23 +132,6 @@ async def drain(
     return "timeout"
 
 
-def missing(data: Path, sent: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Calls sent that the daemon's pipeline does not remember (its last snapshot's call-id
-    memory, exact while a PBX saw at most 20,000 calls), and calls it remembers twice over."""
-    import pickle
-
-    from tollwatch.state import StateStore
-
-    store = StateStore.in_dir(data)
-    out: dict[str, list[str]] = {}
-    for pbx, keys in sent.items():
-        blob = store.load_snapshot(pbx)
-        remembered = set(pickle.loads(blob).get("seen", {})) if blob else set()
-        out[pbx] = [k for k in keys if k not in remembered]
-    store.close()
-    return out
-
-
 async def soak(
     minutes: float,
     every: float,
@@ -157,6 +143,7 @@ async def soak(
     sample_every: float = 10.0,
     drain_timeout: float = 900.0,
     short_windows: bool = False,
+    disk_mib: int = 96,
 ) -> dict[str, Any]:
     stream = b"".join(generate(calls, concurrent=60, seed=11))
     frames = stream.count(b"\r\n\r\n")
@@ -167,7 +154,8 @@ async def soak(
     real_disk = (
         os.geteuid() == 0
         and subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(data_mount)], check=False
+            ["mount", "-t", "tmpfs", "-o", f"size={disk_mib}m", "tmpfs", str(data_mount)],
+            check=False,
         ).returncode
         == 0
     )
@@ -287,6 +275,9 @@ async def soak(
     box.close()
     lost = missing(data, {"pbx": ami_keys, "csvpbx": list(csv_rows)})
     log_text = log_path.read_text(errors="replace")
+    # a store still in memory at the end (its disk full, e.g. the tmpfs filled by the state
+    # itself) was not saved: the file's snapshot and outbox are older than the run's end
+    unsaved = log_text.count("could not be written at shutdown")
     result = {
         "minutes": round(traffic_s / 60, 1),
         "drain_s": round(drain_s),
@@ -297,9 +288,10 @@ async def soak(
         "calls_seen": seen,
         "missing": {
             "pbx": lost["pbx"][:50],
-            "csvpbx": [f"{k}: {writer.describe(csv_rows[k])}" for k in lost["csvpbx"]],
+            "csvpbx": [f"{k}: {writer.describe(csv_rows[k])}" for k in lost["csvpbx"][:50]],
         },
         "missing_count": {p: len(v) for p, v in lost.items()},
+        "stores_unsaved_at_exit": unsaved,
         "csv_rows_written": len(writer.rows),
         "csv_events": csv_status.get("events"),
         "csv_errors": csv_status.get("errors"),
@@ -377,6 +369,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metavar="SECONDS",
         help="how long to wait after the traffic for calls seen to reach calls sent",
     )
+    ap.add_argument("--disk-mib", type=int, default=96,
+                    help="size of the data directory's tmpfs (as root)")  # fmt: skip
     ap.add_argument("--short-windows", action="store_true",
                     help="every rule and incident span at most 10 min (the state they bound "
                     "fills in minutes, not hours)")  # fmt: skip
@@ -394,6 +388,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.sample_every,
             args.drain_timeout,
             args.short_windows,
+            args.disk_mib,
         )
     )
     print(json.dumps(result, indent=2))

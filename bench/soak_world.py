@@ -233,3 +233,20 @@ token_env = "SOAK_SLACK_TOKEN"
 base_url = "{slack_url}"
 {extra}""")
     return path
+
+
+def missing(data: Path, sent: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Calls sent that the daemon's pipeline does not remember (its last snapshot's call-id
+    memory, exact while a PBX saw at most 20,000 calls), and calls it remembers twice over."""
+    import pickle
+
+    from tollwatch.state import StateStore
+
+    store = StateStore.in_dir(data)
+    out: dict[str, list[str]] = {}
+    for pbx, keys in sent.items():
+        blob = store.load_snapshot(pbx)
+        remembered = set(pickle.loads(blob).get("seen", {})) if blob else set()
+        out[pbx] = [k for k in keys if k not in remembered]
+    store.close()
+    return out

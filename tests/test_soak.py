@@ -39,6 +39,7 @@ def test_short_soak_loses_nothing() -> None:
     assert result["drain"] == "complete", result
     assert result["frames_sent"] == result["frames_in_stream"]
     assert result["calls_seen"] == result["calls_sent"], result
+    assert result["stores_unsaved_at_exit"] == 0
     assert result["missing_count"] == {"pbx": 0, "csvpbx": 0}, result["missing"]
     assert result["calls_sent"]["pbx"] == 150 and result["calls_sent"]["csvpbx"] > 15
     assert result["csv_errors"] == 0
