@@ -141,18 +141,11 @@ class Engine:
         changes = self._catch_up(now)
         call.closed = self.calendar.closed_reason(call.start)
         self.attempts.started(call, now)
-        route = call.route = _route(call)
+        call.route = _route(call)
         change = self.tracker.add_call(call, now)
         if change is not None:
             changes.append(change)
-        for timed, wants, handlers in self._start_rules[route]:
-            if wants is not None and not wants(call):
-                continue
-            if timed >= 0:
-                self._stale.add(timed)
-            findings = handlers[_START](call, now)
-            if findings:
-                changes.extend(self._apply(findings))
+        self._dispatch(self._start_rules, _START, call, now, changes)
         if self.baseline is not None:
             self.baseline.observe_start(call)  # learned after scoring: never its own normal
         return changes
