@@ -175,10 +175,13 @@ class Outbox(SqliteFile):
 
     def mark_sent(self, ids: Sequence[int], now: float, ts: str | None,
                   state: str = SENT) -> None:
+        """Done with these rows: their key stays (no alert goes out twice), their payload goes
+        (nothing reads a sent row's view: kept for `PRUNE_AFTER`, whole views made the file
+        grow ~22 MiB an hour at a busy alert rate)."""
         def work(db: sqlite3.Connection) -> None:
             db.executemany(
-                "UPDATE outbox SET state = ?, sent_at = ?, slack_ts = ?, error = NULL "
-                "WHERE id = ?",
+                "UPDATE outbox SET state = ?, sent_at = ?, slack_ts = ?, error = NULL, "
+                "payload = '{}' WHERE id = ?",
                 [(state, now, ts, i) for i in ids],
             )
 

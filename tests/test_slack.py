@@ -694,6 +694,20 @@ def test_outbox_due_order_and_backoff(tmp_path: Path) -> None:
     box.close()
 
 
+def test_outbox_keeps_keys_not_views_of_sent_alerts(tmp_path: Path) -> None:
+    """A sent alert's key stays (never posted twice), its view goes: the file stays small."""
+    box = Outbox(tmp_path / "o.sqlite3")
+    big = view("a", calls=200) | {"call_ids": [f"1700000000.{n}" for n in range(200)]}
+    assert box.add("opened", big, 1.0) and box.add("updated", view("a", calls=5), 2.0)
+    [first] = box.due(10.0)
+    box.mark_sent([first.id], 10.0, "1.1")
+    assert not box.add("opened", big, 11.0)  # the key still answers
+    [pending] = box.due(10.0)
+    assert pending.kind == "updated" and pending.payload["calls"] == 5  # pending: kept whole
+    rows = dict(box._db.execute("SELECT kind, length(payload) FROM outbox").fetchall())
+    assert rows["opened"] == 2 and rows["updated"] > 100
+    box.close()
+
 def test_summary_and_parent_limits() -> None:
     many = [
         view(
