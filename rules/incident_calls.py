@@ -45,7 +45,7 @@ class IncidentCalls:
     settled = _ZERO  # talk time of the calls that ended (exact: timedelta)
     settled_spend = 0.0
     _settle_at = 64  # settle `up` when it grows past this (amortized O(1) per call)
-    _prune_at = 256  # prune dead entries of `gone` when it reaches this size (`_drop`)
+    _prune_at = _PRUNE_MIN  # prune dead entries of `gone` when it reaches this size (`_drop`)
 
     def __init__(self, limit: tuple[int, int] | None = DEFAULT_LIMIT) -> None:
         self.limit = limit
