@@ -407,10 +407,13 @@ async def _loop_lag(out: list[float], every: float = 0.01) -> None:
         out.append(time.perf_counter() - t - every)
 
 
-async def _sample_rss(out: list[dict[str, Any]], every: float, daemon: Any = None) -> None:
+async def _sample_rss(
+    out: list[dict[str, Any]], every: float, daemon: Any = None, log: Path | None = None
+) -> None:
     """RSS every `every` s; with a daemon also its smaps split (`soak_memory.split`: heap,
     arenas, anon, file, MiB), its open incidents and calls up, and how far its event time
-    (the rule engine's clock) runs ahead of the wall clock."""
+    (the rule engine's clock) runs ahead of the wall clock. Each row is also appended to
+    `log` as it is taken (a long run cut short still says what it measured)."""
     try:
         from soak_memory import split
     except ImportError:  # a checkout from before it
@@ -429,6 +432,9 @@ async def _sample_rss(out: list[dict[str, Any]], every: float, daemon: Any = Non
             if clock is not None:
                 row["ahead_h"] = round((clock - datetime.now(UTC)).total_seconds() / 3600, 2)
         out.append(row)
+        if log is not None:
+            with log.open("a") as f:
+                f.write(json.dumps(row) + "\n")
         await asyncio.sleep(every)
 
 
@@ -444,6 +450,7 @@ async def end_to_end(
     loops: int = 1,
     pass_every: float = DAY,
     warmup: int = 0,
+    rss_log: Path | None = None,
 ) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
@@ -481,7 +488,9 @@ async def end_to_end(
     task = asyncio.create_task(daemon.run(stop))
     result_f = loop.run_in_executor(None, parent.recv)
     rss: list[dict[str, Any]] = []
-    sampler = asyncio.create_task(_sample_rss(rss, rss_every, daemon)) if rss_every > 0 else None
+    sampler = None
+    if rss_every > 0:
+        sampler = asyncio.create_task(_sample_rss(rss, rss_every, daemon, rss_log))
     lags: list[float] = []
     lag_task = asyncio.create_task(_loop_lag(lags))
     try:
@@ -757,6 +766,7 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="sample the daemon's RSS every S seconds (rss_mb_over_time)",
     )
+    ap.add_argument("--rss-log", type=Path, help="--rss-every: append each sample to FILE too")
     ap.add_argument(
         "--trace",
         action="store_true",
@@ -813,6 +823,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.loop,
                     args.pass_every,
                     args.warmup,
+                    args.rss_log,
                 )
             )
         res["run_s"] = time.perf_counter() - t0
