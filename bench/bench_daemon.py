@@ -51,6 +51,8 @@ from typing import Any
 SECRET = "bench-secret"
 _SEP = b"\r\n\r\n"
 _UID = b"\r\nUniqueid: "
+_TS = b"\r\nTimestamp: "
+DAY = 86400.0
 
 
 def pin(core: int) -> str:
@@ -89,24 +91,58 @@ def dial_uid(frame: bytes) -> str | None:
 # -- the sender (child process) ---------------------------------------------------------------
 
 
-def sender_main(path: str, rate: float, masked: bool, conn: Connection, loops: int = 1) -> None:
+def sender_main(
+    path: str, rate: float, masked: bool, conn: Connection, loops: int = 1, pass_every: float = DAY
+) -> None:
     pinned = pin(1)
-    asyncio.run(_send(Path(path), rate, masked, conn, pinned, loops))
+    asyncio.run(_send(Path(path), rate, masked, conn, pinned, loops, pass_every))
 
 
 _END = b"Event: FullyBooted\r\n"
 
 
-def looped(path: Path, loops: int) -> Iterator[bytes]:
+def stamps(path: Path) -> tuple[float, float] | None:
+    """The first and last `Timestamp:` of a `gen_ami.py --timestamps` file (None: it has
+    none, the daemon takes arrival time), read from its head and its tail."""
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+        f.seek(max(0, path.stat().st_size - (1 << 16)))
+        tail = f.read()
+    first, last = head.find(_TS), tail.rfind(_TS)
+    if first < 0 or last < 0:
+        return None
+
+    def value(data: bytes, i: int) -> float:
+        i += len(_TS)
+        return float(data[i : data.find(b"\r\n", i)])
+
+    return value(head, first), value(tail, last)
+
+
+def looped(
+    path: Path, loops: int, start: float | None = None, pass_every: float = DAY
+) -> Iterator[bytes]:
     """The file's frames `loops` times; pass k's call ids get a different epoch (`1796...`
     -> `k1796...`: every Uniqueid, Linkedid and their Dest* copies), so each pass's calls
-    are new calls; the end marker only at the end."""
+    are new calls; the end marker only at the end. A file with `Timestamp:` headers
+    (timestampevents=yes) is rebased: its first event happens at `start` (the sender's clock
+    when it begins) and pass k `k * pass_every` seconds later (the same traffic the next
+    day): event time runs as the file's timeline says, ahead of the wall clock."""
+    span = stamps(path) if start is not None else None
     for k in range(loops):
         last = k == loops - 1
+        offset = None if span is None or start is None else start - span[0] + k * pass_every
         for frame in frames(path):
             if not last and frame.startswith(_END):
                 continue
-            yield frame if k == 0 else frame.replace(b": 1796", b": %d1796" % k)
+            i = frame.find(_TS) if offset is not None else -1
+            if i >= 0:  # (the header comes before any call id: only the rest is renamed)
+                i += len(_TS)
+                j = frame.find(b"\r\n", i)
+                rest = frame[j:] if k == 0 else frame[j:].replace(b": 1796", b": %d1796" % k)
+                yield b"%s%.6f%s" % (frame[:i], float(frame[i:j]) + offset, rest)
+            else:
+                yield frame if k == 0 else frame.replace(b": 1796", b": %d1796" % k)
 
 
 def _mask(events: str) -> Callable[[bytes], bool]:
@@ -132,7 +168,13 @@ def _mask(events: str) -> Callable[[bytes], bool]:
 
 
 async def _send(
-    path: Path, rate: float, masked: bool, conn: Connection, pinned: str, loops: int = 1
+    path: Path,
+    rate: float,
+    masked: bool,
+    conn: Connection,
+    pinned: str,
+    loops: int = 1,
+    pass_every: float = DAY,
 ) -> None:
     from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 
@@ -149,7 +191,7 @@ async def _send(
             first = 0.0
             t0 = time.perf_counter()
             wants = _mask(client.events) if masked else (lambda _f: True)
-            for frame in looped(path, loops):
+            for frame in looped(path, loops, time.time(), pass_every):
                 if not wants(frame):
                     continue
                 batch.append(frame)
@@ -339,10 +381,27 @@ async def _loop_lag(out: list[float], every: float = 0.01) -> None:
         out.append(time.perf_counter() - t - every)
 
 
-async def _sample_rss(out: list[tuple[float, float]], every: float) -> None:
+async def _sample_rss(out: list[dict[str, Any]], every: float, daemon: Any = None) -> None:
+    """RSS every `every` s; with a daemon also its smaps split (`soak_memory.split`: heap,
+    arenas, anon, file, MiB), its open incidents and calls up, and how far its event time
+    (the rule engine's clock) runs ahead of the wall clock."""
+    try:
+        from soak_memory import split
+    except ImportError:  # a checkout from before it
+        split = None
     t0 = time.monotonic()
     while True:
-        out.append((round(time.monotonic() - t0, 1), round(_rss_mb(), 1)))
+        row: dict[str, Any] = {"t": round(time.monotonic() - t0, 1), "rss": round(_rss_mb(), 1)}
+        if split is not None:
+            row.update({k: round(v, 1) for k, v in split(os.getpid()).items() if k != "rss"})
+        if daemon is not None:
+            pipeline = daemon.pipelines["pbx"]
+            row["open"] = len(pipeline.engine.tracker.open)
+            row["up"] = pipeline.in_progress
+            clock = pipeline.engine.clock
+            if clock is not None:
+                row["ahead_h"] = round((clock - datetime.now(UTC)).total_seconds() / 3600, 2)
+        out.append(row)
         await asyncio.sleep(every)
 
 
@@ -356,13 +415,22 @@ async def end_to_end(
     no_fork: bool = False,
     trace: bool = False,
     loops: int = 1,
+    pass_every: float = DAY,
 ) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
+    span = stamps(path)
+    if span is not None and loops > 1 and span[1] - span[0] > pass_every:
+        raise SystemExit(
+            f"the file spans {span[1] - span[0]:.0f} s of event time, more than "
+            f"--pass-every {pass_every:.0f}: passes would go back in time"
+        )
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(
-        target=sender_main, args=(str(path), rate, masked, child, loops), daemon=True
+        target=sender_main,
+        args=(str(path), rate, masked, child, loops, pass_every),
+        daemon=True,
     )
     proc.start()
     loop = asyncio.get_running_loop()
@@ -384,8 +452,8 @@ async def end_to_end(
     kids0 = _children_cpu()
     task = asyncio.create_task(daemon.run(stop))
     result_f = loop.run_in_executor(None, parent.recv)
-    rss: list[tuple[float, float]] = []
-    sampler = asyncio.create_task(_sample_rss(rss, rss_every)) if rss_every > 0 else None
+    rss: list[dict[str, Any]] = []
+    sampler = asyncio.create_task(_sample_rss(rss, rss_every, daemon)) if rss_every > 0 else None
     lags: list[float] = []
     lag_task = asyncio.create_task(_loop_lag(lags))
     try:
@@ -673,6 +741,13 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="send the file N times, each pass's calls with new ids (long runs)",
     )
+    ap.add_argument(
+        "--pass-every",
+        type=float,
+        default=DAY,
+        help="a file with Timestamp headers (gen_ami.py --timestamps): event time between the "
+        "starts of two --loop passes, s (default a day: each pass is the next day's traffic)",
+    )
     args = ap.parse_args(argv)
     pinned = pin(0)
     load = os.getloadavg()
@@ -701,6 +776,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.no_fork,
                     args.trace,
                     args.loop,
+                    args.pass_every,
                 )
             )
         res["run_s"] = time.perf_counter() - t0

@@ -7,7 +7,10 @@ them with fresh Uniqueids, channel names, bridge ids, SIP session ids, extension
 numbers, and interleaves the clones on a synthetic timeline so that `--concurrent` calls are up
 at once on average. The output uses the recordings' framing (CRLF lines, a blank line after each
 message, no banner, no Timestamp header: timestampevents=no as recorded) and ends with a
-`FullyBooted` event that the benchmark uses as an end marker.
+`FullyBooted` event that the benchmark uses as an end marker. `--timestamps` adds the header a
+PBX with `timestampevents=yes` sends (`Timestamp: <epoch>.<micro>` after `Privilege:`), from
+the synthetic timeline: the daemon then sees event time (ring and talk durations, the calls'
+spacing) instead of arrival time, and `bench_daemon.py` rebases it to its own clock.
 
 Traffic mix (of `--calls`): 70% domestic (Japanese dial plan, as the recordings: 0 + national
 number), 25% international (010 + one of 16 ordinary countries), 0.5% high-risk (Sierra Leone,
@@ -88,7 +91,10 @@ def _calls_of(msgs: list[dict[str, str]]) -> list[list[dict[str, str]]]:
     return list(calls.values())
 
 
-def _template(call: list[dict[str, str]]) -> Template | None:
+_PRIVILEGE = re.compile(r"(\r\nPrivilege: [^\r]*\r\n)")
+
+
+def _template(call: list[dict[str, str]], timestamps: bool = False) -> Template | None:
     [begin] = [m for m in call if m.get("Event") == "DialBegin"] or [None]
     if begin is None or not call[0].get("Event", "").endswith("Sent"):
         return None
@@ -127,16 +133,18 @@ def _template(call: list[dict[str, str]]) -> Template | None:
         text = ext_rx.sub("{ext}", peer_rx.sub("{peer}", text))
         for key in ("EventTV", "SessionTV"):
             text = re.sub(rf"{key}: [^\r]*", f"{key}: {{tv}}", text)
+        if timestamps:  # as manager.c writes it: right after Privilege
+            text = _PRIVILEGE.sub(lambda x: x.group(1) + "Timestamp: {ts}\r\n", text, count=1)
         out.append(text)
         phase.append(now)
     return Template(out, phase)
 
 
-def load_templates(fixtures: Path = FIXTURES) -> list[Template]:
+def load_templates(fixtures: Path = FIXTURES, timestamps: bool = False) -> list[Template]:
     templates = []
     for name in TRANSCRIPTS:
         msgs = parse_frames((fixtures / name).read_bytes())
-        templates += [t for c in _calls_of(msgs) if (t := _template(c)) is not None]
+        templates += [t for c in _calls_of(msgs) if (t := _template(c, timestamps)) is not None]
     return templates
 
 
@@ -159,10 +167,12 @@ def generate(
     seed: int = 1,
     start: float | None = None,
     distinct: float = 0.1,
+    timestamps: bool = False,
 ) -> Iterator[bytes]:
-    """The stream, message by message (encoded), end marker included."""
+    """The stream, message by message (encoded), end marker included; with `timestamps`,
+    each message says when it happened (`Timestamp:`, timestampevents=yes)."""
     rng = random.Random(seed)
-    templates = load_templates()
+    templates = load_templates(timestamps=timestamps)
     share = {"domestic": 0.70, "international": 0.25, "high_risk": 0.005}
     pool_n = {k: max(1, int(calls * v * distinct)) for k, v in share.items()}
     zipf = {k: list(itertools.accumulate(1 / (j + 1) ** 1.05 for j in range(n)))
@@ -210,6 +220,7 @@ def generate(
             at = when[ph] + k * 1e-4
             vals["tv"] = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
             vals["tv"] += "+0000"
+            vals["ts"] = f"{at:.6f}"
             seq += 1
             heapq.heappush(heap, (at, seq, text.format(**vals)))
         while heap and heap[0][0] <= t:
@@ -227,15 +238,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--distinct", type=float, default=0.1,
                     help="numbers dialed: a pool of DISTINCT x calls of each kind, Zipf-drawn;"
                          " 0: a fresh random number for every call")  # fmt: skip
+    ap.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="a Timestamp header on every message (timestampevents=yes)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    out = args.out or DATA / f"ami-busy-{args.calls}.txt"
+    stem = f"ami-busy-{args.calls}" + ("-ts" if args.timestamps else "")
+    out = args.out or DATA / f"{stem}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     n = 0
     with out.open("wb") as f:
         buf: list[bytes] = []
-        for msg in generate(args.calls, args.concurrent, args.seed, distinct=args.distinct):
+        for msg in generate(
+            args.calls,
+            args.concurrent,
+            args.seed,
+            distinct=args.distinct,
+            timestamps=args.timestamps,
+        ):
             buf.append(msg)
             n += 1
             if len(buf) >= 10000:

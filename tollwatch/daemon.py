@@ -93,7 +93,7 @@ class Daemon:
         self.collector = Collector()
         self.views = IncidentViews(self.tz)  # incident views built call by call
         # views, SQLite rows and alerts of incident changes: after the decision, in order
-        self.publisher = Publisher(store, self.alerters, self.views, self.clock)
+        self.publisher = Publisher(store, self.alerters, self.views, self.now)
 
     # ---- state ----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -200,11 +200,22 @@ class Daemon:
             if src.status.connected:
                 await self.sessions.skip(src.name)
 
+    def now(self, pbx: str) -> datetime:
+        """The PBX's present: our clock, or its event time when that runs ahead (Asterisk's
+        `Timestamp:` from a clock ahead of ours, a replay faster than real time). Incidents
+        expire, and views count minutes of calls still up, on the clock the rules see: by the
+        wall clock alone an incident whose last call is "in the future" would never expire
+        at a tick, and a call up would count negative minutes."""
+        wall = self.clock()
+        pipeline = self.pipelines.get(pbx)
+        clock = pipeline.engine.clock if pipeline is not None else None
+        return clock if clock is not None and clock > wall else wall
+
     async def tick(self) -> None:
         now = self.clock()
         for name, pipeline in self.pipelines.items():
-            changes = pipeline.tick(now)
-            pipeline.engine.tracker.expire(now)
+            changes = pipeline.tick(now)  # the engine's clock never goes back: max(now, events)
+            pipeline.engine.tracker.expire(self.now(name))
             if changes or pipeline.engine.tracker.closed:
                 self._dirty.add(name)
             self._queue_publication(name, changes, flush=True)

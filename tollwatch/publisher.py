@@ -43,12 +43,12 @@ class Publisher:
         store: StateStore,
         alerters: Sequence[Alerter],
         views: IncidentViews,
-        clock: Callable[[], datetime],
+        clock: Callable[[str], datetime],
     ) -> None:
         self.store = store
         self.alerters = alerters  # the daemon's list: alerters added later are included
         self.views = views
-        self.clock = clock
+        self.clock = clock  # the PBX's present (`Daemon.now`): a view's minutes count to it
         self.updates: dict[str, dict[str, Incident]] = {}  # growth not yet published, per pbx
         # decided, not yet published: (pbx, changes, incidents closed, publish the growth)
         self.outgoing: deque[tuple[str, list[IncidentChange], list[Incident], bool]] = deque()
@@ -149,7 +149,7 @@ class Publisher:
         stopping = False
         for kind, incident in seen.values():
             try:
-                view = self.views.view(incident, self.clock())
+                view = self.views.view(incident, self.clock(pbx))
                 view["pbx"] = pbx
                 self._save(pbx, view, is_open=True)
             except Exception:  # one broken view must not hold back the other incidents'
@@ -168,7 +168,7 @@ class Publisher:
                     stopping = True  # publish the rest first: nothing taken out is dropped
                 mark = time.monotonic()
         for incident in closed:
-            view = self.views.view(incident, self.clock())
+            view = self.views.view(incident, self.clock(pbx))
             self.views.forget(incident.id)
             view["pbx"] = pbx
             self._save(pbx, view, is_open=False)
