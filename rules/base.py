@@ -106,6 +106,11 @@ class Rule(Generic[OptionsT]):
         the calls; the live daemon still hands every call)."""
         return None
 
+    def start_idle(self) -> bool:
+        """Whether on_start finds nothing and changes no state until on_auth is called again:
+        a batch replay (CDRs have no security events) then leaves the rule out of on_start."""
+        return False
+
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         return []
 

@@ -387,7 +387,7 @@ class Baseline:
             days = self.dest_days.get(key)
             if not days:
                 return False
-            if today - timedelta(days=1) in days:  # the usual case: called the day before
+            if today - _DAY in days:  # the usual case: called the day before
                 return start < today
             return any(start <= d < today for d in days)
         mine = self.src_dests.get(source)

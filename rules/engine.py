@@ -36,8 +36,8 @@ class Engine:
         self.calendar = calendar
         self.clock: datetime | None = None
         self.attempts = AttemptTracker()
-        # Rules whose on_start a batch replay may spare calls that cannot matter to them
-        # (rules.sparse; `Call.sparse` has a bit for each, in this order).
+        # Rules whose on_start (or on_end) a batch replay may spare calls that cannot matter
+        # to them (rules.sparse; `Call.sparse` has a bit for each, in this order).
         self.sparse = [r for r in rules if r.sparse_group() is not None][:MAX_SPARSE]
         # Each event goes only to the rules that have a hook for it and can care about the call
         # (`_targets`: one list per kind of call); a custom `wants` is asked per call.
@@ -79,6 +79,13 @@ class Engine:
             (inc.keep_first_calls, inc.keep_last_calls),
         )
         return cls(build_rules(specs, context), tracker, context.calendar, baseline)
+
+    def leave_out_idle(self, idle: bool) -> None:
+        """With `idle`, on_start no longer goes to the rules that say it is idle until a
+        security event (`Rule.start_idle`, asked now): for a batch replay, which hands none.
+        Without: every rule again."""
+        left_out = frozenset(id(r) for r in self.rules if r.start_idle()) if idle else None
+        self._start_rules = _targets(self.rules, "on_start", self.sparse, left_out)
 
     def advance(self, now: datetime) -> list[IncidentChange]:
         """Fire every rule timer due at or before `now`, in time order."""
@@ -164,13 +171,32 @@ class Engine:
         return self._dispatch(self._end_rules, _END, call, now, changes)
 
     def _dispatch(
-        self, targets: list[list[_Target]], hook: int, call: Call, now: datetime,
+        self, targets: list[_Targets], hook: int, call: Call, now: datetime,
         changes: list[IncidentChange],
     ) -> list[IncidentChange]:
         route = call.route
         if route < 0:  # a call whose start this engine did not see (restored)
             route = call.route = _route(call)
-        for timed, wants, handlers in targets[route]:
+        handlers, stale, asked = targets[route]
+        if asked is not None:  # some rule of this list has its own `wants`
+            return self._dispatch_asking(asked, hook, call, now, changes)
+        if stale:  # the timed rules it goes to (none reads `_stale` meanwhile)
+            self._stale.update(stale)
+        add = self.tracker.add
+        for handler in handlers[hook]:
+            findings = handler(call, now)
+            if findings:
+                for finding in findings:
+                    change = add(finding)
+                    if change is not None:
+                        changes.append(change)
+        return changes
+
+    def _dispatch_asking(
+        self, asked: list[_Target], hook: int, call: Call, now: datetime,
+        changes: list[IncidentChange],
+    ) -> list[IncidentChange]:
+        for timed, wants, handlers in asked:
             if wants is not None and not wants(call):
                 continue
             if timed >= 0:
@@ -209,6 +235,10 @@ Handler = Callable[[Call, datetime], list[Finding]]
 # (its index among the timed rules, -1 if it has no timers; its own `wants`, asked per call,
 # or None; its on_start, on_answer, on_end)
 _Target = tuple[int, Callable[[Call], bool] | None, tuple[Handler, Handler, Handler]]
+# One kind of call's targets for one hook: (each hook's handlers, by hook (only the one the list
+# is for is filled), in rule order; the timed rules among them; None, or when a rule asks
+# `wants` per call, every target to ask)
+_Targets = tuple[tuple[tuple[Handler, ...], ...], tuple[int, ...], list[_Target] | None]
 
 
 def _route(call: Call) -> int:
@@ -220,21 +250,26 @@ def _route(call: Call) -> int:
 
 
 def _targets(
-    rules: list[Rule[Any]], hook: str, sparse: list[Rule[Any]]
-) -> list[list[_Target]]:
+    rules: list[Rule[Any]], hook: str, sparse: list[Rule[Any]],
+    left_out: frozenset[int] | None = None,
+) -> list[_Targets]:
     """The rules that override `hook`, for each kind of call (`_route`); what Rule.wants
-    looks at, and what a rule says it ignores (`Rule.only_risky`...), is decided here once."""
+    looks at, and what a rule says it ignores (`Rule.only_risky`...), is decided here once.
+    `left_out`: ids of rules to leave out."""
     during_ok = {"any": (True, True), "business_hours": (True, False),
                  "off_hours": (False, True)}
     timed = [r for r in rules if _overrides(r, "next_wakeup")]
-    lists: list[list[_Target]] = []
+    lists: list[_Targets] = []
     for index in range(16 << len(sparse)):
         repeat, closed = bool(index & 8), bool(index & 4)
         risky, rated = bool(index & 2), bool(index & 1)
-        spared = {id(r) for i, r in enumerate(sparse) if (index >> 4) & (1 << i)}
+        spared = {id(r) for i, r in enumerate(sparse)
+                  if (index >> 4) & (1 << i) and _sparse_hook(r) == hook}
         found: list[_Target] = []
         for r in rules:
-            if not _overrides(r, hook) or (hook == "on_start" and id(r) in spared):
+            if not _overrides(r, hook) or id(r) in spared:
+                continue
+            if left_out is not None and id(r) in left_out:
                 continue
             which = next((i for i, t in enumerate(timed) if t is r), -1)
             if hook == "on_end" and r.end_defers_wakeup:
@@ -249,8 +284,22 @@ def _targets(
                     or (r.only_rated and not rated)):
                 continue
             found.append((which, None, handlers))
-        lists.append(found)
+        position = _HOOKS.index(hook)
+        plain = tuple(t[2][position] for t in found)
+        by_hook = tuple(plain if i == position else () for i in range(len(_HOOKS)))
+        stale = tuple(t[0] for t in found if t[0] >= 0)
+        asked = found if any(t[1] is not None for t in found) else None
+        lists.append((by_hook, stale, asked))
     return lists
+
+
+_HOOKS = ("on_start", "on_answer", "on_end")
+
+
+def _sparse_hook(rule: Rule[Any]) -> str:
+    """The hook a batch may leave a sparse call out of (rules.sparse)."""
+    group = rule.sparse_group()
+    return "on_end" if group is not None and group.at_end else "on_start"
 
 
 def events_for(call: Call) -> list[CallEvent]:

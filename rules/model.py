@@ -93,11 +93,13 @@ class SparseGroup:
     """What a rule's on_start counts per group (`Rule.sparse_group`, rules.sparse): calls
     within `span`, nothing found below `count`. `block_digits` 0: the group is the call's
     source; else its source and its E.164 number less the last `block_digits` digits (calls
-    without a number are always asked)."""
+    without a number are always asked). `at_end`: the rule's on_end does that instead, on
+    the time of the call's end event (its on_end is what a batch may leave out)."""
 
     span: timedelta
     count: int
     block_digits: int = 0
+    at_end: bool = False
 
 
 class Kind(IntEnum):

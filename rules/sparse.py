@@ -1,4 +1,5 @@
-"""Calls a batch replay need not hand to a rule's on_start: provably no part of any finding.
+"""Calls a batch replay need not hand to a rule's on_start (or on_end): provably no part of
+any finding.
 
 A rule whose on_start only adds the call to a sliding window of its group (a source, or a source
 and a number block), on event time, and finds nothing while that window holds fewer than `count`
@@ -9,6 +10,9 @@ reaches `count`, so the call is in no finding and changes nothing a finding read
 not asked about it (`Call.sparse`, one bit per sparse rule, in the engine's dispatch route).
 Counting every relevant call of the group (not only those the rule keeps) only makes the count
 larger, and so does a hash collision between two groups: both err on the side of asking.
+
+The same holds for a rule whose on_end does that instead (`SparseGroup.at_end`: per-source
+short_call_flood), with each call's end event time in place of its start.
 
 The live daemon does not know the calls to come and hands every call to every rule; the
 property test `tests/test_sparse.py` checks that a replay with and without this gives the same
@@ -29,8 +33,9 @@ from tollwatch.rules.model import SparseGroup
 def sparse_bits(
     frame: pl.DataFrame, groups: Sequence[SparseGroup], after: datetime | None
 ) -> list[int]:
-    """For each row of `frame` (columns start, source, e164; in the order given), a bit per
-    group in `groups` set when the row's call can be left out of that rule's on_start.
+    """For each row of `frame` (columns start, source, e164, and answer and end for groups
+    `at_end`; in the order given), a bit per group in `groups` set when the row's call can be
+    left out of that rule's on_start (on_end for groups `at_end`: counted on end times).
 
     `after`: the engine's clock (None for a fresh engine): windows may already hold calls up
     to it, which the frame does not show, so only calls at least `span` later are left out.
@@ -39,10 +44,16 @@ def sparse_bits(
     bits = np.zeros(n, dtype=np.int64)
     if n == 0 or not groups:
         return bits.tolist()
-    start = frame.get_column("start")
-    times = start.dt.epoch("us").to_numpy()
-    ordered = np.sort(times)
+    at_start = frame.get_column("start").dt.epoch("us").to_numpy()
+    by_start = np.sort(at_start)
+    at_end = by_end = None
     for i, group in enumerate(groups):
+        times, ordered = at_start, by_start
+        if group.at_end:
+            if at_end is None or by_end is None:
+                at_end = _end_times(frame)
+                by_end = np.sort(at_end)
+            times, ordered = at_end, by_end
         span = int(group.span / timedelta(microseconds=1))
         if group.block_digits:
             e164 = pl.col("e164")
@@ -60,6 +71,14 @@ def sparse_bits(
             quiet &= times >= floor
         bits |= quiet.astype(np.int64) << i
     return bits.tolist()
+
+
+def _end_times(frame: pl.DataFrame) -> np.ndarray:
+    """When each call's end event comes (`engine.events_for`): the latest of its start,
+    answer and end, in epoch microseconds."""
+    column = pl.max_horizontal("start", "answer", "end").dt.epoch("us")
+    ends: np.ndarray = frame.select(column.alias("at")).get_column("at").to_numpy()
+    return ends
 
 
 def _counts_around(

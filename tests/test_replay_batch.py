@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import gc
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tests.helpers import Traffic, at, settings
 from tollwatch.rules.batch import replay
-from tollwatch.rules.engine import Engine, relevant
+from tollwatch.rules.engine import Engine, events_for, relevant
+from tollwatch.rules.model import AuthEvent, Call, Finding
 
 NUMBERS = [
     "0102327654300",
@@ -78,3 +79,36 @@ def test_replay_leaves_the_collector_off_when_it_was_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_replay_leaves_out_a_rule_idle_until_a_security_event_and_only_then() -> None:
+    traffic = Traffic(settings("JP", "Asia/Tokyo"))
+    t0 = at("2026-11-24T13:29:20")
+    call = traffic.call("209", "01044201234567", t0 + timedelta(minutes=5), talk=60)
+    engine = Engine.from_settings(traffic.settings)
+    auth = next(r for r in engine.rules if r.rule_type == "auth_failures")
+    asked: list[str] = []
+    on_start = auth.on_start
+
+    def spy(c: Call, now: datetime) -> list[Finding]:
+        asked.append(c.call_id)
+        return on_start(c, now)
+
+    auth.on_start = spy  # type: ignore[method-assign]
+    engine.leave_out_idle(False)  # dispatch lists made again, with the spy
+    assert auth.start_idle()
+    replay(engine, [call])
+    assert asked == []  # no break-in: not asked
+    later = traffic.call("209", "01044201234567", t0 + timedelta(minutes=9))
+    for event in events_for(later):
+        engine.handle(event)
+    assert asked == [later.call_id]  # after the replay, live events reach it again
+    engine = Engine.from_settings(traffic.settings)
+    auth = next(r for r in engine.rules if r.rule_type == "auth_failures")
+    for i in range(6):
+        engine.handle_auth(AuthEvent(t0 + timedelta(seconds=i), "failed", "209", "198.51.100.7"))
+    engine.handle_auth(AuthEvent(t0 + timedelta(minutes=1), "success", "209", "198.51.100.7"))
+    assert not auth.start_idle()
+    replay(engine, [call])
+    inc = next(i for i in engine.tracker.all_incidents() if i.source == "209")
+    assert "auth_failures" in inc.hits and inc.severity.label == "critical"

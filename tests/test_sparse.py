@@ -1,7 +1,7 @@
-"""Leaving calls out of sparse rules' on_start (rules.sparse) changes no incident.
+"""Leaving calls out of sparse rules' on_start or on_end (rules.sparse) changes no incident.
 
 Random calls from a few phones to a few number blocks, close enough in time for the per-source
-burst and sequential-dialing windows to fill now and then (their counts lowered to 3), are
+burst, sequential-dialing and short-call windows to fill now and then (counts lowered to 3), are
 replayed twice through fresh engines: every call to every rule, and with the calls the batch
 may leave out (`Call.sparse`, from `sparse_bits`). The incidents must be the same in every
 detail the tracker keeps: ids, severity, score, calls, and each rule's score, count, reason
@@ -30,6 +30,7 @@ S = settings("JP", "Asia/Tokyo")
 SPECS = rule_specs(S)
 SPECS["burst"] = {**SPECS["burst"], "count": 3, "window": timedelta(minutes=10)}
 SPECS["sequential_dialing"] = {**SPECS["sequential_dialing"], "count": 3}
+SPECS["short_call_flood"] = {**SPECS["short_call_flood"], "count": 3}
 BASE = at("2026-11-27T18:30", "Asia/Tokyo")  # Friday evening: business hours, then closed
 BLOCKS = ["01023276543", "01053580011", "01044201234", "01018765551"]
 
@@ -54,13 +55,17 @@ def make(calls: list[tuple[str, str, int, int, int, bool]]) -> list[Call]:
 
 def spare(engine: Engine, calls: list[Call]) -> None:
     """Mark the calls the way `calls_from_frame` does with an engine."""
+    when = pl.Datetime("us", "UTC")
     frame = pl.DataFrame(
         {
             "start": [c.start for c in calls],
+            "answer": [c.answer for c in calls],
+            "end": [c.end for c in calls],
             "source": [c.source for c in calls],
             "e164": [c.dest.e164 for c in calls],
         },
-        schema={"start": pl.Datetime("us", "UTC"), "source": pl.String, "e164": pl.String},
+        schema={"start": when, "answer": when, "end": when, "source": pl.String,
+                "e164": pl.String},
     )
     groups = [g for g in (r.sparse_group() for r in engine.sparse) if g is not None]
     for call, bits in zip(calls, sparse_bits(frame, groups, engine.clock), strict=True):
@@ -105,17 +110,18 @@ def test_leaving_sparse_calls_out_changes_no_incident(
 
 
 def test_sparse_calls_are_left_out_and_busy_ones_are_not() -> None:
-    """Calls far apart are left out of both rules; a flood to one block is not (and fires)."""
+    """Calls far apart are left out of the three rules; a flood of short calls to one block is
+    not (and fires all three)."""
     lone = [("201", BLOCKS[0], i, 3600, 60, True) for i in range(5)]
     flood = [("202", BLOCKS[1], i, 5, 3, True) for i in range(6)]
     calls = make(lone + flood)
     found, spared = run(calls, sparse=True)
-    assert [c.sparse for c in calls[:5]] == [3] * 5  # both rules, bits 0 and 1
+    assert [c.sparse for c in calls[:5]] == [7] * 5  # all three rules, bits 0, 1 and 2
     assert all(c.sparse == 0 for c in calls[5:])
     assert spared == 5
     assert found == run(make(lone + flood), sparse=False)[0]
     rules = {k for *_, hits in found for k, *_ in hits}
-    assert {"burst", "sequential_dialing"} <= rules
+    assert {"burst", "sequential_dialing", "short_call_flood"} <= rules
 
 
 def test_an_earlier_clock_keeps_the_first_calls_of_the_frame() -> None:
@@ -126,5 +132,7 @@ def test_an_earlier_clock_keeps_the_first_calls_of_the_frame() -> None:
     calls = make([("201", BLOCKS[0], 1, 0, 60, True), ("201", BLOCKS[0], 2, 7200, 60, True)])
     assert calls[0].start == BASE  # 30 minutes after the clock: within both spans (10m, 1h)
     spare(engine, calls)
-    assert calls[0].sparse == 1  # the 10-minute burst window cannot reach back to the clock
-    assert calls[1].sparse == 3
+    # the 10-minute windows of burst (on start) and short_call_flood (on end) cannot reach back
+    # to the clock; sequential dialing's hour can
+    assert calls[0].sparse == 5
+    assert calls[1].sparse == 7

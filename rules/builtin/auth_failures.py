@@ -68,6 +68,10 @@ class AuthFailures(Rule[AuthFailuresOptions]):
                 found.append(self.finding(now, None, [], reason, group=f"from {event.address}"))
         return found
 
+    def start_idle(self) -> bool:
+        """No account logged in after failures: on_start finds nothing (only on_auth adds)."""
+        return not self.broken
+
     def on_start(self, call: Call, now: datetime) -> list[Finding]:
         when = self.broken.get(call.source)
         if when is None or now - when > self.options.compromise_window:

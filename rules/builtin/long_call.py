@@ -116,20 +116,23 @@ class LongCall(Rule[LongCallOptions]):
                         if not c.ended or (c.end is not None and c.end > since)]
         found = []
         last = {c.source: c for c in triggers}
-        checks = [
-            (o.exposure_minutes, [c for c in self.exposed if c.source == src], f"from {src}", t)
-            for src, t in last.items()
-        ]
+        mine: dict[str, list[Call]] = {src: [] for src in last}  # their exposed calls, in order
+        for c in self.exposed:
+            kept = mine.get(c.source)
+            if kept is not None:
+                kept.append(c)
+        checks = [(o.exposure_minutes, mine[src], f"from {src}", t) for src, t in last.items()]
         checks.append((o.exposure_pbx_minutes, self.exposed, "PBX-wide", triggers[-1]))
         cur = self.context.currency
         for limit, calls, who, trigger in checks:
-            if not calls:
+            if not calls or not (limit or o.exposure_amount):
                 continue
             total = sum(_minutes(c, since, now) for c in calls)
-            cost = sum((c.dest.rate or 0.0) * _minutes(c, since, now) for c in calls)
             if limit and total >= limit:
                 over = f"threshold {limit:.0f} min"
-            elif o.exposure_amount and cost >= o.exposure_amount:
+            elif o.exposure_amount and (cost := sum(
+                    (c.dest.rate or 0.0) * _minutes(c, since, now) for c in calls
+            )) >= o.exposure_amount:  # the cost only when a limit on it is set
                 over = f"estimated {cost:.2f} {cur}, threshold {o.exposure_amount:.2f} {cur}"
             else:
                 continue

@@ -9,7 +9,7 @@ from pydantic import Field
 from tollwatch.config.types import Duration, format_duration
 from tollwatch.rules.base import Rule, RuleOptions, register
 from tollwatch.rules.builtin._window import GroupBy, Windows, group_key, incident_group
-from tollwatch.rules.model import Call, Finding
+from tollwatch.rules.model import Call, Finding, SparseGroup
 
 
 class ShortCallOptions(RuleOptions):
@@ -29,11 +29,19 @@ class ShortCallFlood(Rule[ShortCallOptions]):
     def setup(self) -> None:
         self.windows = Windows(self.options.window)
 
+    def sparse_group(self) -> SparseGroup | None:
+        """Per source: on_end adds short calls to the window of their end event, and finds
+        nothing below `count`."""
+        o = self.options
+        return SparseGroup(o.window, o.count, at_end=True) if o.group_by == "source" else None
+
     def on_end(self, call: Call, now: datetime) -> list[Finding]:
         o = self.options
-        if call.answer is None and not o.include_unanswered:
+        answer, end = call.answer, call.end
+        if answer is None and not o.include_unanswered:
             return []
-        if call.billsec >= o.shorter_than.total_seconds():
+        talk = 0.0 if answer is None or end is None else (end - answer).total_seconds()
+        if max(talk, 0.0) >= o.shorter_than.total_seconds():  # Call.billsec, inlined
             return []
         by = o.group_by
         key = call.source if by == "source" else group_key(call, by)
