@@ -147,7 +147,11 @@ class Engine:
         """A call started (`handle` of a STARTED event; the batch replay calls it directly)."""
         changes = self._catch_up(now)
         call.closed = self.calendar.closed_reason(call.start)
-        self.attempts.started(call, now)
+        if call.lone:  # a batch knows no other leg of its attempt
+            call.repeat = False
+            self.attempts.skip(now)
+        else:
+            self.attempts.started(call, now)
         call.route = _route(call)
         change = self.tracker.add_call(call, now)
         if change is not None:
@@ -159,13 +163,15 @@ class Engine:
 
     def answered(self, call: Call, now: datetime) -> list[IncidentChange]:
         changes = self._catch_up(now)
-        self.attempts.answered(call)
+        if not call.lone:
+            self.attempts.answered(call)
         return self._dispatch(self._answer_rules, _ANSWER, call, now, changes)
 
     def ended(self, call: Call, now: datetime) -> list[IncidentChange]:
         changes = self._catch_up(now)
         call.ended = True
-        self.attempts.ended(call, now)
+        if not call.lone:
+            self.attempts.ended(call, now)
         if self.baseline is not None:
             self.baseline.observe_end(call)
         return self._dispatch(self._end_rules, _END, call, now, changes)

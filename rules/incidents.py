@@ -185,6 +185,7 @@ class IncidentTracker:
                 last_activity=now,
                 log=IncidentCalls(self.keep),
             )
+            inc.points = 0  # no hits yet (`Incident.score`)
             self._open[key] = inc
             if key.startswith(_DEST):
                 self._dest_open += 1
