@@ -52,8 +52,9 @@ def make(calls: list[tuple[str, str, int, int, bool, int]]) -> list[Call]:
 
 
 def mark(engine: Engine, calls: list[Call]) -> None:
-    frame = pl.DataFrame({"call_id": [c.call_id for c in calls],
-                          "linkedid": [c.linkedid for c in calls]})
+    frame = pl.DataFrame(
+        {"call_id": [c.call_id for c in calls], "linkedid": [c.linkedid for c in calls]}
+    )
     for call, lone in zip(calls, lone_legs(frame, engine.attempts), strict=True):
         call.lone = lone
 
@@ -82,8 +83,14 @@ def test_leaving_lone_legs_untracked_changes_nothing(
 
 
 def test_only_legs_alone_in_the_frame_and_the_tracker_are_lone() -> None:
-    calls = make([("201", NUMBERS[0], 0, 0, False, 0), ("201", NUMBERS[0], 5, 60, True, 1),
-                  ("202", NUMBERS[2], 30, 60, True, 0), ("203", NUMBERS[3], 30, 60, True, 0)])
+    calls = make(
+        [
+            ("201", NUMBERS[0], 0, 0, False, 0),
+            ("201", NUMBERS[0], 5, 60, True, 1),
+            ("202", NUMBERS[2], 30, 60, True, 0),
+            ("203", NUMBERS[3], 30, 60, True, 0),
+        ]
+    )
     _, repeats, lone = run(calls, lone=True, split=0)
     assert [c.lone for c in calls] == [False, False, True, True]
     assert repeats == [False, True, False, False]  # failover after an unanswered leg
