@@ -145,7 +145,14 @@ class Engine:
 
     def started(self, call: Call, now: datetime) -> list[IncidentChange]:
         """A call started (`handle` of a STARTED event; the batch replay calls it directly)."""
-        changes = self._catch_up(now)
+        wake = self._wake  # `_catch_up`, inlined (every event)
+        if self._stale or (wake is not None and wake <= now):
+            changes = self.advance(now)
+        else:
+            changes = []
+            clock = self.clock
+            if clock is None or now > clock:
+                self.clock = now
         call.closed = self.calendar.closed_reason(call.start)
         if call.lone:  # a batch knows no other leg of its attempt
             call.repeat = False
@@ -162,13 +169,27 @@ class Engine:
         return changes
 
     def answered(self, call: Call, now: datetime) -> list[IncidentChange]:
-        changes = self._catch_up(now)
+        wake = self._wake  # `_catch_up`, inlined (every event)
+        if self._stale or (wake is not None and wake <= now):
+            changes = self.advance(now)
+        else:
+            changes = []
+            clock = self.clock
+            if clock is None or now > clock:
+                self.clock = now
         if not call.lone:
             self.attempts.answered(call)
         return self._dispatch(self._answer_rules, _ANSWER, call, now, changes)
 
     def ended(self, call: Call, now: datetime) -> list[IncidentChange]:
-        changes = self._catch_up(now)
+        wake = self._wake  # `_catch_up`, inlined (every event)
+        if self._stale or (wake is not None and wake <= now):
+            changes = self.advance(now)
+        else:
+            changes = []
+            clock = self.clock
+            if clock is None or now > clock:
+                self.clock = now
         call.ended = True
         if not call.lone:
             self.attempts.ended(call, now)

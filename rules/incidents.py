@@ -30,6 +30,10 @@ class Severity(IntEnum):
         return self.name.lower()
 
 
+# bound once: reading an Enum member off its class costs more than a plain global read
+_NONE, _WARNING, _CRITICAL = Severity.NONE, Severity.WARNING, Severity.CRITICAL
+
+
 @dataclass
 class RuleHit:
     rule: str
@@ -164,10 +168,10 @@ class IncidentTracker:
 
     def _severity(self, score: int) -> Severity:
         if score >= self.critical:
-            return Severity.CRITICAL
+            return _CRITICAL
         if score >= self.warning:
-            return Severity.WARNING
-        return Severity.NONE
+            return _WARNING
+        return _NONE
 
     def _current(self, key: str, now: datetime, create: bool) -> Incident | None:
         inc = self._open.get(key)
@@ -195,7 +199,7 @@ class IncidentTracker:
         inc = self._open.pop(key)
         if key.startswith(_DEST):
             self._dest_open -= 1
-        if inc.severity > Severity.NONE:
+        if inc.severity > _NONE:
             self.closed.append(inc)
 
     def add_call(self, call: Call, now: datetime) -> IncidentChange | None:
@@ -227,7 +231,7 @@ class IncidentTracker:
         if inc is None or not inc.log.add(call):
             return None
         inc.last_activity = now
-        if inc.severity == Severity.NONE:
+        if inc.severity == _NONE:
             return None
         inc.version += 1
         return IncidentChange("updated", inc, now)
@@ -240,7 +244,7 @@ class IncidentTracker:
             return None
         inc.refused += 1
         inc.last_activity = max(inc.last_activity, now)
-        if inc.severity == Severity.NONE:
+        if inc.severity == _NONE:
             return None
         inc.version += 1
         return IncidentChange("updated", inc, now)
@@ -292,9 +296,9 @@ class IncidentTracker:
                 if before < level <= after:
                     inc.detected_at[level] = finding.trigger_time
             inc.version += 1
-            kind = "opened" if before == Severity.NONE else "escalated"
+            kind = "opened" if before == _NONE else "escalated"
             return IncidentChange(kind, inc, now)
-        if grew and after > Severity.NONE:
+        if grew and after > _NONE:
             inc.version += 1
             return IncidentChange("updated", inc, now)
         return None
@@ -305,5 +309,5 @@ class IncidentTracker:
 
     def all_incidents(self) -> list[Incident]:
         """Every incident that reached at least a warning, open or closed, oldest first."""
-        found = self.closed + [i for i in self.open.values() if i.severity > Severity.NONE]
+        found = self.closed + [i for i in self.open.values() if i.severity > _NONE]
         return sorted(found, key=lambda i: (i.first_call_at, i.source))
