@@ -133,19 +133,9 @@ class Engine:
             return self.answered(call, now)
         return self.ended(call, now)
 
-    def _catch_up(self, now: datetime) -> list[IncidentChange]:
-        """Fire the timers due by `now` (none due: only the clock moves)."""
-        wake = self._wake
-        if self._stale or (wake is not None and wake <= now):
-            return self.advance(now)
-        clock = self.clock
-        if clock is None or now > clock:
-            self.clock = now
-        return []
-
     def started(self, call: Call, now: datetime) -> list[IncidentChange]:
         """A call started (`handle` of a STARTED event; the batch replay calls it directly)."""
-        wake = self._wake  # `_catch_up`, inlined (every event)
+        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
         if self._stale or (wake is not None and wake <= now):
             changes = self.advance(now)
         else:
@@ -169,7 +159,7 @@ class Engine:
         return changes
 
     def answered(self, call: Call, now: datetime) -> list[IncidentChange]:
-        wake = self._wake  # `_catch_up`, inlined (every event)
+        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
         if self._stale or (wake is not None and wake <= now):
             changes = self.advance(now)
         else:
@@ -182,7 +172,7 @@ class Engine:
         return self._dispatch(self._answer_rules, _ANSWER, call, now, changes)
 
     def ended(self, call: Call, now: datetime) -> list[IncidentChange]:
-        wake = self._wake  # `_catch_up`, inlined (every event)
+        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
         if self._stale or (wake is not None and wake <= now):
             changes = self.advance(now)
         else:
