@@ -153,6 +153,9 @@ class IncidentTracker:
         self.gap = gap
         self._open: dict[str, Incident] = {}
         self._dest_open = 0  # open incidents keyed by a destination number or block
+        # the latest activity any of them had: once it is more than `gap` ago, every one of
+        # them is quiet (closed when next looked up) and a call joins none
+        self._dest_latest: datetime | None = None
         self.closed: list[Incident] = []  # closed incidents that reached at least a warning
 
     @property
@@ -164,7 +167,9 @@ class IncidentTracker:
     @open.setter
     def open(self, incidents: dict[str, Incident]) -> None:  # restored from a snapshot
         self._open = incidents
-        self._dest_open = sum(1 for key in incidents if key.startswith(_DEST))
+        dest = [inc.last_activity for key, inc in incidents.items() if key.startswith(_DEST)]
+        self._dest_open = len(dest)
+        self._dest_latest = max(dest, default=None)
 
     def _severity(self, score: int) -> Severity:
         if score >= self.critical:
@@ -193,7 +198,14 @@ class IncidentTracker:
             self._open[key] = inc
             if key.startswith(_DEST):
                 self._dest_open += 1
+                self._dest_active(now)
         return inc
+
+    def _dest_active(self, now: datetime) -> None:
+        """An incident keyed by a destination had activity at `now`."""
+        latest = self._dest_latest
+        if latest is None or now > latest:
+            self._dest_latest = now
 
     def _close(self, key: str) -> None:
         inc = self._open.pop(key)
@@ -216,7 +228,9 @@ class IncidentTracker:
         if inc is not None and now - inc.last_activity > gap:
             self._close(key)
             inc = None
-        if inc is None and self._dest_open:  # (else no destination key can be open)
+        dest_latest = self._dest_latest
+        if (inc is None and self._dest_open  # (else no destination key can be open)
+                and dest_latest is not None and now - dest_latest <= gap):  # (else all quiet)
             key = dest_number_key(call)
             inc = open_.get(key)
             if inc is not None and now - inc.last_activity > gap:
@@ -231,6 +245,8 @@ class IncidentTracker:
         if inc is None or not inc.log.add(call):
             return None
         inc.last_activity = now
+        if key is not call.source:  # joined by its destination
+            self._dest_active(now)
         if inc.severity == _NONE:
             return None
         inc.version += 1
@@ -258,6 +274,8 @@ class IncidentTracker:
             assert inc is not None
         grew = inc.log.add_all(finding.calls_new_to(inc))
         inc.last_activity = now
+        if self._dest_open and key.startswith(_DEST):
+            self._dest_active(now)
         points = inc.points
         if points is None:
             points = inc.score
