@@ -59,19 +59,22 @@ sys.path.insert(0, str(ROOT))
 
 from bench import soak_memory as memory  # noqa: E402
 from bench.gen_ami import generate  # noqa: E402
+from bench.soak_clock import on_fast_clock, real_seconds  # noqa: E402
 from bench.soak_world import (  # noqa: E402
     KINDS,
     ROTATIONS,
     SECRET,
     SHORT_WINDOWS,
+    CallCounter,
     CdrWriter,
     Server,
-    calls_in,
     config,
+    frame_count,
     missing,
 )
 from tests.slack_stub import SlackStub  # noqa: E402
 
+SEEN_CAP = 20_000  # the daemon remembers the last 20,000 call ids per PBX (tollwatch/live.py)
 __all__ = ["KINDS", "CdrWriter", "main", "missing", "soak"]
 
 
@@ -85,12 +88,16 @@ def read_status(data: Path) -> dict[str, Any]:
 class Daemon:
     """`tollwatch run` in a child process, its memory sampled (soak_memory.split)."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, cmd: list[str], env: dict[str, str], log_path: Path, progress: Path | None = None
+    ) -> None:
         with log_path.open("wb") as log_fh:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
         self.cpu = psutil.Process(self.proc.pid)
         self.samples: list[tuple[float, dict[str, float]]] = []
         self.t0 = time.monotonic()
+        self.real0 = real_seconds()
+        self.progress = progress  # each sample appended as a JSON line (figures of a cut run)
 
     def sample(self, every: float) -> None:
         now = time.monotonic() - self.t0
@@ -101,7 +108,11 @@ class Daemon:
             times = self.cpu.cpu_times()
             parts["cpu_s"] = round(times.user + times.system, 1)
             parts["load1"] = round(os.getloadavg()[0], 2)
+            parts["real_s"] = round(real_seconds() - self.real0, 1)
             self.samples.append((now, parts))
+            if self.progress is not None:
+                with self.progress.open("a") as fh:
+                    fh.write(json.dumps({"clock_s": round(now, 1), **parts}) + "\n")
 
 
 async def drain(
@@ -144,10 +155,12 @@ async def soak(
     drain_timeout: float = 900.0,
     short_windows: bool = False,
     disk_mib: int = 96,
+    speed: float = 1.0,
+    daemon_nice: int | None = None,
+    progress: Path | None = None,
 ) -> dict[str, Any]:
-    stream = b"".join(generate(calls, concurrent=60, seed=11))
-    frames = stream.count(b"\r\n\r\n")
-    ami_keys = calls_in(stream)
+    frames = frame_count(calls)
+    ami_calls = CallCounter()
     tmp = Path(tempfile.mkdtemp(prefix="tw-soak-"))
     data_mount = tmp / "disk"
     data_mount.mkdir()
@@ -191,13 +204,19 @@ async def soak(
             "--config",
             str(cfg),
         ]
-    daemon = Daemon(cmd, env, log_path)
-    for _ in range(120):  # logged in and the follower started
+    daemon = Daemon(cmd, env, log_path, progress)
+    if daemon_nice is not None:
+        with contextlib.suppress(OSError):
+            daemon.cpu.nice(daemon_nice)
+    up_by = time.monotonic() + 60 * speed  # start-up takes real seconds, not clock seconds
+    while time.monotonic() < up_by:  # logged in and the follower started
         if server.logins() and read_status(data):
             break
         await asyncio.sleep(0.5)
     started = daemon.t0 = writer.t0 = time.monotonic()
-    replay = asyncio.create_task(server.replay(stream, minutes * 60))
+    daemon.real0 = real_seconds()
+    stream = generate(calls, concurrent=60, seed=11)
+    replay = asyncio.create_task(server.replay(stream, frames, minutes * 60, seen=ami_calls.feed))
     faults: list[str] = []
     nxt, k, r = started + every, 0, 0
     csv_at, attack_every = started, 420.0
@@ -248,13 +267,15 @@ async def soak(
         faults.append(f"{now - started:.0f}s {what}")
         print(faults[-1], flush=True)
     sent = replay.result()
+    ami_keys = ami_calls.keys
     traffic_s = time.monotonic() - started
+    traffic_real_s = real_seconds() - daemon.real0
     csv_rows = writer.outbound_rows(tmp / "written.csv")
     expected = {"pbx": len(ami_keys), "csvpbx": len(csv_rows)}
     drained = await drain(data, stub, expected, daemon, drain_timeout, sample_every)
     drain_s = time.monotonic() - started - traffic_s
     daemon.proc.send_signal(signal.SIGTERM)
-    code = await asyncio.to_thread(daemon.proc.wait, 120)
+    code = await asyncio.to_thread(daemon.proc.wait, 120 * speed)
     status = read_status(data)
     seen = (status.get("daemon") or {}).get("calls_seen") or {}
     csv_status = next((s for s in status.get("sources", []) if s.get("name") == "csvpbx"), {})
@@ -273,13 +294,16 @@ async def soak(
     }
     pending = len(box.pending())
     box.close()
-    lost = missing(data, {"pbx": ami_keys, "csvpbx": list(csv_rows)})
+    # the daemon's call-id memory holds the last SEEN_CAP calls of each PBX: those are checked
+    lost = missing(data, {"pbx": ami_keys[-SEEN_CAP:], "csvpbx": list(csv_rows)[-SEEN_CAP:]})
     log_text = log_path.read_text(errors="replace")
     # a store still in memory at the end (its disk full, e.g. the tmpfs filled by the state
     # itself) was not saved: the file's snapshot and outbox are older than the run's end
     unsaved = log_text.count("could not be written at shutdown")
     result = {
+        "speed": speed,
         "minutes": round(traffic_s / 60, 1),
+        "real_minutes": round(traffic_real_s / 60, 1),
         "drain_s": round(drain_s),
         "drain": drained,
         "frames_sent": sent,
@@ -291,6 +315,7 @@ async def soak(
             "csvpbx": [f"{k}: {writer.describe(csv_rows[k])}" for k in lost["csvpbx"][:50]],
         },
         "missing_count": {p: len(v) for p, v in lost.items()},
+        "checked_by_name": {p: min(n, SEEN_CAP) for p, n in expected.items()},
         "stores_unsaved_at_exit": unsaved,
         "csv_rows_written": len(writer.rows),
         "csv_events": csv_status.get("events"),
@@ -306,6 +331,7 @@ async def soak(
         "real_tmpfs": real_disk,
         "daemon_exit": code,
         "daemon_cpu_s": daemon.samples[-1][1].get("cpu_s"),
+        "bench_cpu_s": round(sum(os.times()[:2]), 1),
         "load1": [s["load1"] for _, s in memory.every(daemon.samples, 300.0)],
         "log": {
             "lines": log_text.count("\n"),
@@ -317,6 +343,7 @@ async def soak(
             "memory": [ln for ln in log_text.splitlines() if "memory: " in ln][-20:],
         },
         "rss_mib": memory.summary(daemon.samples, warmup=60.0),
+        "rss_per_5_real_min": memory.per_real(daemon.samples, 300.0),
         "env": extra_env or {},
         "short_windows": short_windows,
     }
@@ -374,7 +401,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--short-windows", action="store_true",
                     help="every rule and incident span at most 10 min (the state they bound "
                     "fills in minutes, not hours)")  # fmt: skip
+    ap.add_argument("--speed", type=float, default=1.0,
+                    help="run this bench and the daemon on a clock N times as fast as the real "
+                    "one (libfaketime): --minutes, --every, --full-for, --drain-timeout and "
+                    "every span of the daemon are then clock time")  # fmt: skip
+    ap.add_argument("--daemon-nice", type=int, default=None, metavar="N",
+                    help="the daemon's nice value (below the bench's own to keep up)")  # fmt: skip
+    ap.add_argument("--samples", type=Path, metavar="FILE",
+                    help="append each memory sample to FILE when taken (JSON lines)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.speed != 1 and os.environ.get("TOLLWATCH_SOAK_SPEED") != f"{args.speed:g}":
+        script = Path(__file__)
+        return on_fast_clock(script, args.speed, sys.argv[1:] if argv is None else argv, args.out)
     extra = dict(kv.split("=", 1) for kv in args.env)
     result = asyncio.run(
         soak(
@@ -389,6 +427,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.drain_timeout,
             args.short_windows,
             args.disk_mib,
+            args.speed,
+            args.daemon_nice,
+            args.samples,
         )
     )
     print(json.dumps(result, indent=2))

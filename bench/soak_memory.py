@@ -88,9 +88,38 @@ def summary(samples: list[tuple[float, dict[str, float]]], warmup: float) -> dic
         }
         for p in PARTS
     }
+    result["halves"] = halves(kept)
     result["per_5_min"] = [{"at_min": round(t / 60, 1), **s} for t, s in every(samples, 300.0)]
     result["per_minute"] = [{"at_min": round(t / 60, 1), **s} for t, s in every(samples, 60.0)]
     return result
+
+
+def halves(kept: list[tuple[float, dict[str, float]]]) -> dict[str, Any]:
+    """Slopes (MiB/h) of the total, the total without mapped files and each part over the first
+    and the second half of the samples' time (after warm-up), and the mean of each half."""
+    if len(kept) < 4:
+        return {}
+    mid_t = (kept[0][0] + kept[-1][0]) / 2
+    out: dict[str, Any] = {"split_at_min": round(mid_t / 60, 1)}
+    for name, part in (("first", [x for x in kept if x[0] < mid_t]),
+                       ("second", [x for x in kept if x[0] >= mid_t])):  # fmt: skip
+        out[name] = {
+            "slope_mib_per_hour": slope([(t, s["rss"]) for t, s in part]),
+            "slope_without_files": slope([(t, s["rss"] - s["file"]) for t, s in part]),
+            "mean": round(sum(s["rss"] for _, s in part) / len(part), 1),
+            **{f"slope_{p}": slope([(t, s[p]) for t, s in part]) for p in PARTS},
+        }
+    return out
+
+
+def per_real(samples: list[tuple[float, dict[str, float]]], step: float) -> list[dict[str, Any]]:
+    """The first sample of each `step` seconds of real time (`real_s`, set when the clock runs
+    fast), with the clock's minute beside it."""
+    timed = [(s["real_s"], (t, s)) for t, s in samples if "real_s" in s]
+    return [
+        {"real_min": round(r / 60, 1), "clock_min": round(t / 60, 1), **s}
+        for r, (t, s) in every(timed, step)
+    ]
 
 
 def slope(points: list[tuple[float, float]]) -> float:

@@ -11,12 +11,15 @@ import random
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from bench.gen_ami import load_templates
 from tollwatch.cdr_ingest import CdrOptions, scan_cdrs
 from tollwatch.cdr_ingest.live import CallStarted
 from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
@@ -27,16 +30,35 @@ KINDS = ["ami_drop", "logrotate", "slack_500", "disk_full", "slack_429"]
 ROTATIONS = ["create", "copytruncate", "copytruncate_gz"]
 
 
+class CallCounter:
+    """The calls of an AMI stream fed in pieces (whole frames), as the daemon's pipeline
+    remembers them (`call_id|trunk`), in the order they started."""
+
+    def __init__(self) -> None:
+        self.tracker = AmiCallTracker("pbx")
+        self.keys: list[str] = []
+
+    def feed(self, data: bytes) -> None:
+        now = datetime.now(UTC)
+        for msg in parse_frames(data):
+            for e in self.tracker.feed(msg, now):
+                if isinstance(e, CallStarted):
+                    self.keys.append(f"{e.call_id}|{e.trunk}")
+
+
 def calls_in(stream: bytes) -> list[str]:
     """The calls of an AMI stream, as the daemon's pipeline remembers them (`call_id|trunk`)."""
-    tracker = AmiCallTracker("pbx")
-    now = datetime.now(UTC)
-    return [
-        f"{e.call_id}|{e.trunk}"
-        for msg in parse_frames(stream)
-        for e in tracker.feed(msg, now)
-        if isinstance(e, CallStarted)
-    ]
+    counter = CallCounter()
+    counter.feed(stream)
+    return counter.keys
+
+
+def frame_count(calls: int) -> int:
+    """How many frames `gen_ami.generate(calls)` yields, end marker included, without
+    generating them: call i plays template i mod T, one frame per template message."""
+    sizes = [len(t.msgs) for t in load_templates()]
+    whole, rest = divmod(calls, len(sizes))
+    return whole * sum(sizes) + sum(sizes[:rest]) + 1
 
 
 class Server:
@@ -52,20 +74,30 @@ class Server:
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def replay(self, stream: bytes, seconds: float, slot: float = 30.0) -> int:
-        """Send the stream's frames spread over `seconds` of wall time, on a schedule: the
-        frames of each `slot` seconds are due by the slot's end, so time lost to a loaded
-        machine or a paused connection is made up later instead of adding up."""
-        frames = [f + b"\r\n\r\n" for f in stream.split(b"\r\n\r\n") if f.strip()]
+    async def replay(
+        self,
+        frames: Iterator[bytes],
+        total: int,
+        seconds: float,
+        slot: float = 30.0,
+        seen: Callable[[bytes], None] | None = None,
+    ) -> int:
+        """Send `total` frames, taken from `frames` one slot at a time (a long stream is never
+        held whole), spread over `seconds` of wall time on a schedule: the frames of each
+        `slot` seconds are due by the slot's end, so time lost to a loaded machine or a paused
+        connection is made up later instead of adding up. `seen` gets each slot's frames."""
         slots = max(1, round(seconds / slot))
-        size = -(-len(frames) // slots)
+        size = -(-total // slots)
         t0 = time.monotonic()
-        sent = 0
-        for i in range(0, len(frames), size):
-            part = frames[i : i + size]
-            due = t0 + (i + len(part)) / len(frames) * seconds
+        sent = done = 0
+        while part := list(islice(frames, size)):
+            data = b"".join(part)
+            if seen is not None:
+                seen(data)
+            done += len(part)
+            due = t0 + done / total * seconds
             pace = max(0.0, (due - time.monotonic()) / len(part))
-            coro = self.fake.replay(b"".join(part), pace=pace)
+            coro = self.fake.replay(data, pace=pace)
             sent = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
         return sent
 
@@ -237,7 +269,7 @@ base_url = "{slack_url}"
 
 def missing(data: Path, sent: dict[str, list[str]]) -> dict[str, list[str]]:
     """Calls sent that the daemon's pipeline does not remember (its last snapshot's call-id
-    memory, exact while a PBX saw at most 20,000 calls), and calls it remembers twice over."""
+    memory, which holds the last 20,000 calls of each PBX: pass at most the last 20,000 sent)."""
     import pickle
 
     from tollwatch.state import StateStore

@@ -79,3 +79,81 @@ def test_missing_names_the_calls_the_daemon_does_not_remember(tmp_path: Path) ->
         rows[keys[1]]
     )
     assert writer.describe(rows[keys[-1]]).endswith("after 1 rotation(s), never rotated")
+
+
+def test_frame_count_and_calls_fed_in_pieces_match_the_whole_stream() -> None:
+    """The long soak never holds its stream: the frames are counted without generating them
+    and the calls sent are tracked a slot at a time; both equal what the whole stream gives."""
+    from bench.gen_ami import generate
+    from bench.soak_world import CallCounter, calls_in, frame_count
+
+    for calls in (1, 7, 150):
+        frames = list(generate(calls, concurrent=60, seed=11))
+        stream = b"".join(frames)
+        assert frame_count(calls) == len(frames) == stream.count(b"\r\n\r\n")
+        counter = CallCounter()
+        for i in range(0, len(frames), 37):
+            counter.feed(b"".join(frames[i : i + 37]))
+        assert counter.keys == calls_in(stream) and len(set(counter.keys)) == calls
+
+
+def test_speed_without_libfaketime_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import soak_clock
+
+    monkeypatch.setattr(soak_clock, "FAKETIME_LIBS", [tmp_path / "libfaketimeMT.so.1"])
+    monkeypatch.delenv("TOLLWATCH_SOAK_SPEED", raising=False)
+    with pytest.raises(SystemExit, match=r"libfaketimeMT\.so\.1 not found .*apt-get install"):
+        soak.main(["--speed", "8", "--minutes", "1"])
+    (tmp_path / "libfaketimeMT.so.1").write_bytes(b"")
+    env = soak_clock.faketime_env(12.5)
+    assert env["LD_PRELOAD"] == str(tmp_path / "libfaketimeMT.so.1")
+    assert env["FAKETIME"] == "+0 x12.5" and env["TOLLWATCH_SOAK_SPEED"] == "12.5"
+
+
+def test_halves_and_real_time_table() -> None:
+    """Slopes over the first and second half of the clock's time: rising then flat; the
+    5-minute table by real seconds (the clock ran 10x)."""
+    from bench import soak_memory
+
+    samples = []
+    for i in range(121):  # a sample a clock minute, 2 clock hours
+        t = 60.0 * i
+        heap = 20 + min(t, 3600) / 3600 * 30  # +30 MiB in the first hour, then flat
+        parts = {"heap": heap, "arenas": 1.0, "anon": 50.0, "file": 40.0 + (i % 2)}
+        parts["rss"] = sum(parts.values())
+        samples.append((t, {**parts, "real_s": t / 10}))
+    halves = soak_memory.summary(samples, warmup=0.0)["halves"]
+    assert halves["split_at_min"] == 60.0
+    assert 29 < halves["first"]["slope_without_files"] < 31
+    assert halves["second"]["slope_without_files"] == 0.0
+    assert 29 < halves["first"]["slope_heap"] < 31 and halves["second"]["slope_heap"] == 0.0
+    table = soak_memory.per_real(samples, 300.0)  # every 5 real min = every 50 clock min
+    assert [row["clock_min"] for row in table] == [0.0, 50.0, 100.0]
+    assert [row["real_min"] for row in table] == [0.0, 5.0, 10.0]
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(240)
+def test_short_soak_on_a_fast_clock() -> None:
+    """Two clock minutes at 8x (libfaketime on the bench and the daemon): every fault once,
+    every call seen, every incident alerted, in a fraction of the clock's time."""
+    from bench import soak_clock
+
+    if not any(p.exists() for p in soak_clock.FAKETIME_LIBS):
+        pytest.skip("libfaketime not installed (apt-get install faketime)")
+    result = soak.main(
+        ["--speed", "8", "--minutes", "2", "--every", "20", "--calls", "400",
+         "--full-for", "10", "--sample-every", "40"]
+    )  # fmt: skip
+    assert result["speed"] == 8.0
+    assert {f.split()[1] for f in result["faults"]} == set(soak.KINDS), result["faults"]
+    assert result["drain"] == "complete", result
+    assert result["calls_seen"] == result["calls_sent"], result
+    assert result["missing_count"] == {"pbx": 0, "csvpbx": 0}, result["missing"]
+    assert result["incidents_alerted"] == result["incidents"] >= 1
+    assert result["alerts_pending"] == 0 and result["log"]["tracebacks"] == 0
+    assert result["daemon_exit"] == 0
+    assert result["real_minutes"] < result["minutes"] / 3  # the clock ran fast
+    assert result["rss_per_5_real_min"][0]["real_min"] == 0.0
