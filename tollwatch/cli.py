@@ -10,10 +10,12 @@ import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 from zoneinfo import ZoneInfo
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from tollwatch import __version__, report_format
 from tollwatch.alerting.textsafe import markup, plain
@@ -47,12 +49,44 @@ from tollwatch.scan import Problems, ScanResult, ScanStats, run_scan
 from tollwatch.scan_problems import ProblemFile
 from tollwatch.settings import cdr_options, overrides
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    from typer import _click  # the click TyperGroup is built on (typer 0.29 vendors it)
+
+_SETTINGS: dict[str, Any] = dict(
     add_completion=False,
-    no_args_is_help=True,
-    help="PBX toll-fraud monitor for Asterisk.",
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help text is shown as written: "[cdr]" is a settings section
+)
+
+
+class _Commands(TyperGroup):
+    """This module's commands, and the others (report, learn, baseline, block, status...)
+    made when first asked for (another name, the list of commands): `tollwatch scan` does not
+    import their modules (the remediation, report and status ones: ~0.2 CPU s)."""
+
+    def _add_others(self) -> None:
+        if not getattr(self, "_others_added", False):
+            self._others_added = True
+            others = typer.Typer(**_SETTINGS)
+            _register(others)
+            for name, command in cast(TyperGroup, typer.main.get_command(others)).commands.items():
+                self.commands.setdefault(name, command)
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        if cmd_name not in self.commands:
+            self._add_others()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        self._add_others()
+        return super().list_commands(ctx)
+
+
+app = typer.Typer(
+    cls=_Commands,
+    no_args_is_help=True,
+    help="PBX toll-fraud monitor for Asterisk.",
+    **_SETTINGS,
 )
 
 
@@ -113,14 +147,21 @@ def scan(
     ] = "0",
     problems: Annotated[
         Path | None,
-        typer.Option("--problems", help="Write every skipped row (file:line, reason) to this "
-                     "CSV file; the summary lists only the first 20.", dir_okay=False),
+        typer.Option(
+            "--problems",
+            help="Write every skipped row (file:line, reason) to this "
+            "CSV file; the summary lists only the first 20.",
+            dir_okay=False,
+        ),
     ] = None,
     baseline: Annotated[
         Path | None,
-        typer.Option("--baseline", help="The site's baseline from `tollwatch learn` (default: "
-                     "[baseline] file; without one it is learned as the scan goes).",
-                     dir_okay=False),
+        typer.Option(
+            "--baseline",
+            help="The site's baseline from `tollwatch learn` (default: "
+            "[baseline] file; without one it is learned as the scan goes).",
+            dir_okay=False,
+        ),
     ] = None,
     fleet: FleetOpt = None,
     workers: WorkersOpt = None,
@@ -134,16 +175,36 @@ def scan(
         from tollwatch import cli_fleet
 
         if files or problems or verbose:
-            raise _fail(["--fleet takes each PBX's files from its settings; --problems and "
-                         "--verbose work on a single-PBX scan"])
-        raise typer.Exit(cli_fleet.scan_command(
-            fleet, config, overrides(country, tz, access_code), since, until, fmt.value, quiet,
-            workers, scheduler, parquet, lambda stats: _too_many_skipped(stats, tolerance)))
+            raise _fail(
+                [
+                    "--fleet takes each PBX's files from its settings; --problems and "
+                    "--verbose work on a single-PBX scan"
+                ]
+            )
+        raise typer.Exit(
+            cli_fleet.scan_command(
+                fleet,
+                config,
+                overrides(country, tz, access_code),
+                since,
+                until,
+                fmt.value,
+                quiet,
+                workers,
+                scheduler,
+                parquet,
+                lambda stats: _too_many_skipped(stats, tolerance),
+            )
+        )
     if workers is not None or scheduler or parquet:
         raise _fail(["--workers, --scheduler and --parquet go with --fleet"])
     if bool(files) == db:
-        raise _fail(["give CDR files to scan, or --db to read the [cdr] database table (or "
-                     "--fleet FLEET.toml|DIR)"])
+        raise _fail(
+            [
+                "give CDR files to scan, or --db to read the [cdr] database table (or "
+                "--fleet FLEET.toml|DIR)"
+            ]
+        )
     settings = settings_for(config, country, tz, access_code)
     learned = _baseline(baseline or settings.baseline.file, settings)
     zone = ZoneInfo(settings.site.timezone)
@@ -156,12 +217,19 @@ def scan(
                     err.print(markup(describe_layout(f, cdr_options(settings))), soft_wrap=True)
         with ProblemFile(problems) as sink:
             if db:
-                result = _scan_database(settings, start, stop, verbose,
-                                        sink.write if problems else None, learned)
+                result = _scan_database(
+                    settings, start, stop, verbose, sink.write if problems else None, learned
+                )
             else:
-                result = _scan_with_progress(files, settings, start, stop, show=not quiet,
-                                             problems=sink.write if problems else None,
-                                             baseline=learned)
+                result = _scan_with_progress(
+                    files,
+                    settings,
+                    start,
+                    stop,
+                    show=not quiet,
+                    problems=sink.write if problems else None,
+                    baseline=learned,
+                )
     except (IngestError, SecretError) as exc:
         raise _fail([str(exc)]) from None
     except OSError as exc:
@@ -231,8 +299,13 @@ def _stdout_gone() -> None:
 
 
 def _scan_with_progress(
-    files: list[Path], settings: Settings, since: datetime | None, until: datetime | None,
-    show: bool, problems: Problems | None = None, baseline: Baseline | None = None,
+    files: list[Path],
+    settings: Settings,
+    since: datetime | None,
+    until: datetime | None,
+    show: bool,
+    problems: Problems | None = None,
+    baseline: Baseline | None = None,
 ) -> ScanResult:
     total = sum(_size(f) for f in files)
     if not show or not err.is_terminal or total < 20_000_000:
@@ -242,8 +315,12 @@ def _scan_with_progress(
     sizes = {str(f): _size(f) for f in files}
     order = [str(f) for f in files]
     with Progress(
-        TextColumn("[bold]scanning"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=err, transient=True,
+        TextColumn("[bold]scanning"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     ) as bar:
         task = bar.add_task("scan", total=total)
         per_line = {name: _bytes_per_line(Path(name)) for name in order}
@@ -252,8 +329,9 @@ def _scan_with_progress(
             done = sum(sizes[n] for n in order[: order.index(file)]) if file in order else 0
             bar.update(task, completed=done + min(sizes.get(file, 0), line * per_line[file]))
 
-        return run_scan(files, settings, since, until, progress=update, problems=problems,
-                        baseline=baseline)
+        return run_scan(
+            files, settings, since, until, progress=update, problems=problems, baseline=baseline
+        )
 
 
 def _baseline(path: Path | None, settings: Settings) -> Baseline | None:
@@ -266,16 +344,21 @@ def _baseline(path: Path | None, settings: Settings) -> Baseline | None:
 
 
 def _scan_database(
-    settings: Settings, since: datetime | None, until: datetime | None, verbose: bool,
-    problems: Problems | None, baseline: Baseline | None = None,
+    settings: Settings,
+    since: datetime | None,
+    until: datetime | None,
+    verbose: bool,
+    problems: Problems | None,
+    baseline: Baseline | None = None,
 ) -> ScanResult:
     from tollwatch.dbsource import settings_database
 
     database = settings_database(settings)
     if verbose:
         err.print(markup(database.describe(cdr_options(settings))), soft_wrap=True)
-    return run_scan([], settings, since, until, problems=problems, database=database,
-                    baseline=baseline)
+    return run_scan(
+        [], settings, since, until, problems=problems, database=database, baseline=baseline
+    )
 
 
 def _size(path: Path) -> int:
@@ -315,8 +398,10 @@ def _summary(stats: ScanStats, incidents_count: int, settings: Settings) -> None
     for origin, problem in stats.problems[:20]:
         err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}", soft_wrap=True)
     if stats.skipped > 20:
-        err.print(f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",
-                  soft_wrap=True)
+        err.print(
+            f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",
+            soft_wrap=True,
+        )
     for note in stats.notes[:10]:
         err.print(f"note: {markup(note)}", soft_wrap=True)
 
@@ -343,11 +428,16 @@ def classify(
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
             continue
         where = f"{d.region_name} ({d.region}, +{d.calling_code})" if d.region else "-"
-        risk = f"HIGH RISK ({d.risk_prefix})" if d.high_risk else (
-            "allowlisted" if d.allowlisted else "")
+        risk = (
+            f"HIGH RISK ({d.risk_prefix})"
+            if d.high_risk
+            else ("allowlisted" if d.allowlisted else "")
+        )
         check = "invalid" if valid is False else ""
-        line = (f"{plain(number):>20}  {d.dest_class:<13} {d.e164 or '-':<18} {check:<7} "
-                f"{where}  {risk}")
+        line = (
+            f"{plain(number):>20}  {d.dest_class:<13} {d.e164 or '-':<18} {check:<7} "
+            f"{where}  {risk}"
+        )
         sys.stdout.write(line.rstrip() + "\n")
 
 
@@ -365,8 +455,11 @@ def check_config(
     ] = None,
     sample: Annotated[
         list[Path] | None,
-        typer.Option("--sample", help="A CDR file: check its dialed numbers are valid under "
-                     "the settings (up to 10k distinct numbers; repeatable)."),
+        typer.Option(
+            "--sample",
+            help="A CDR file: check its dialed numbers are valid under "
+            "the settings (up to 10k distinct numbers; repeatable).",
+        ),
     ] = None,
 ) -> None:
     """Validate a settings file (every error at once, referenced secrets included) and print
@@ -397,21 +490,25 @@ def check_config(
         if warning:
             warn(warning)
             raise typer.Exit(1)
-        err.print(f"{validity.checked} distinct outbound numbers checked, "
-                  f"{validity.invalid} invalid")
+        err.print(
+            f"{validity.checked} distinct outbound numbers checked, {validity.invalid} invalid"
+        )
     err.print(f"[green]settings OK[/green] (times in {markup(settings.site.zone_label)})")
 
 
 def _config_warnings(settings: Settings) -> list[str]:
     found = []
     if settings.hours.holidays_country == "" and settings.site.country:
-        found.append(f"hours.holidays_country: the holidays package has no calendar for "
-                     f"{settings.site.country}: public holidays are not known (list them in "
-                     "hours.closures)")
+        found.append(
+            f"hours.holidays_country: the holidays package has no calendar for "
+            f"{settings.site.country}: public holidays are not known (list them in "
+            "hours.closures)"
+        )
     return found
 
 
-def _register() -> None:
+def _register(app: typer.Typer) -> None:
+    """The commands of other modules (see _Commands), in the order `--help` lists them."""
     from tollwatch import cli_blocks, cli_status
     from tollwatch.report.cli import report
 
@@ -420,8 +517,13 @@ def _register() -> None:
 
     app.command()(learn)
     app.add_typer(baseline_app, name="baseline")
-    for command in (cli_blocks.block, cli_blocks.unblock, cli_blocks.blocks, cli_blocks.dialplan,
-                    cli_status.status):
+    for command in (
+        cli_blocks.block,
+        cli_blocks.unblock,
+        cli_blocks.blocks,
+        cli_blocks.dialplan,
+        cli_status.status,
+    ):
         app.command()(command)
     app.command("slack-test")(cli_status.slack_test)
 
@@ -432,8 +534,10 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     log_format: Annotated[
         str | None,
-        typer.Option("--log-format", help="text or json (default: text; no timestamps when "
-                     "journald adds its own)."),
+        typer.Option(
+            "--log-format",
+            help="text or json (default: text; no timestamps when journald adds its own).",
+        ),
     ] = None,
 ) -> None:
     """Run the live monitor: AMI servers, followed Master.csv files and CDR tables. A fleet
@@ -446,8 +550,9 @@ def run(
         return
     settings = settings_for(config)
     if not settings.ami and not settings.csv_sources and not settings.db_sources:
-        raise fail("no sources: add [[ami]] servers, [[csv_sources]] or [[db_sources]] to "
-                   "the settings")
+        raise fail(
+            "no sources: add [[ami]] servers, [[csv_sources]] or [[db_sources]] to the settings"
+        )
     from tollwatch.logs import setup_logging
 
     setup_logging(verbose, log_format)
@@ -470,9 +575,6 @@ def demo(
     setup_logging(False, None)
     code = asyncio.run(run_demo(pace, out))
     raise typer.Exit(code)
-
-
-_register()
 
 
 def main() -> None:
