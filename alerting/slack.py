@@ -261,15 +261,15 @@ class SlackAlerter(Posting):
             if now < self._paused_until:
                 return self._paused_until - now
             if now - self._last_prune > 86400:
-                self.outbox.prune(now - PRUNE_AFTER)
+                await self._db(self.outbox.prune, now - PRUNE_AFTER)
                 self._last_prune = now
-            items = self.outbox.due(now)
+            items = await self._db(self.outbox.due, now)
             if not items:
-                nxt = self.outbox.next_due_at()
+                nxt = await self._db(self.outbox.next_due_at)
                 return None if nxt is None else max(0.0, nxt - now)
             wait_flood: float | None = None
             opens = [i for i in items if i.kind == "opened"]
-            if opens and self._flooding(now, len(opens)):
+            if opens and await self._flooding(now, len(opens)):
                 ready_at = min(i.created_at for i in opens) + min(FLOOD_GATHER, self._window)
                 if now >= ready_at:
                     if not await self._guarded(self._post_flood(opens)):
@@ -283,11 +283,13 @@ class SlackAlerter(Posting):
             if not items:
                 return wait_flood
 
-    def _flooding(self, now: float, due_openings: int) -> bool:
+    async def _flooding(self, now: float, due_openings: int) -> bool:
         """More openings than the threshold arrived within the window, or are waiting now
         (a backlog after an outage or a restart)."""
         limit = self.settings.flood_threshold
-        return due_openings > limit or self.outbox.count_opened_since(now - self._window) > limit
+        if due_openings > limit:
+            return True
+        return await self._db(self.outbox.count_opened_since, now - self._window) > limit
 
     async def _guarded(self, work: Awaitable[None]) -> bool:
         """Run one delivery to its end even if the sender is cancelled meanwhile (so a post
@@ -301,17 +303,17 @@ class SlackAlerter(Posting):
         try:
             await work
         except Exception as exc:
-            self._failed(exc)
+            await self._failed(exc)
             return False
-        self._succeeded()
+        await self._succeeded()
         return True
 
     # ---- failures ------------------------------------------------------------------------
-    def _failed(self, exc: BaseException) -> None:
+    async def _failed(self, exc: BaseException) -> None:
         now = self.clock()
         fatal = permanent(exc)
         if fatal is not None:
-            self._stop(fatal[0], fatal[1], exc)
+            await self._stop(fatal[0], fatal[1], exc)
             return
         state, retry_after = self._classify(exc)
         if retry_after is not None:
@@ -324,8 +326,8 @@ class SlackAlerter(Posting):
         item = self._current
         error = self._redact(f"{state}: {exc}")[:500]
         if item is not None:
-            self.outbox.mark_failed(item.id, error, until)
-        self.outbox.postpone_all(until)
+            await self._db(self.outbox.mark_failed, item.id, error, until)
+        await self._db(self.outbox.postpone_all, until)
         self._paused_until = until
         if state != self._state:
             log.warning(
@@ -336,16 +338,18 @@ class SlackAlerter(Posting):
                 delay,
             )
             self._state = state
-            self.outbox.set_health("retrying", self._redact(f"{state} ({short(exc)})"), now)
+            detail = self._redact(f"{state} ({short(exc)})")
+            await self._db(self.outbox.set_health, "retrying", detail, now)
         else:
             log.debug("slack: still %s; retrying in %.1fs", state, delay)
 
-    def _stop(self, code: str, hint: str, exc: BaseException) -> None:
+    async def _stop(self, code: str, hint: str, exc: BaseException) -> None:
         """A permanent error: keep every alert, stop retrying until resume() (reload/restart)."""
         now = self.clock()
         item = self._current
         if item is not None:
-            self.outbox.mark_failed(item.id, self._redact(f"{code}: {exc}")[:500], now)
+            error = self._redact(f"{code}: {exc}")[:500]
+            await self._db(self.outbox.mark_failed, item.id, error, now)
         self._paused_until = math.inf
         detail = (
             f"Slack refused: {code}: {hint}; fix the [slack] settings, then reload or "
@@ -355,9 +359,9 @@ class SlackAlerter(Posting):
             log.error("slack: %s; %d alert(s) kept, not retried until then", detail, self.pending())
         self.stopped = code
         self._state = f"stopped ({code})"
-        self.outbox.set_health("stopped", detail, now)
+        await self._db(self.outbox.set_health, "stopped", detail, now)
 
-    def _succeeded(self) -> None:
+    async def _succeeded(self) -> None:
         self._failures = 0
         if self._state != "ok":
             log.warning(
@@ -366,7 +370,7 @@ class SlackAlerter(Posting):
                 self.pending(),
             )
             self._state = "ok"
-            self.outbox.set_health("ok", "", self.clock())
+            await self._db(self.outbox.set_health, "ok", "", self.clock())
 
     def _classify(self, exc: BaseException) -> tuple[str, float | None]:
         """A state name for the log, and the exact wait Slack asked for (429) if any."""

@@ -4,12 +4,14 @@ loop and failure handling stay there)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from slack_sdk.errors import SlackApiError
 
@@ -22,6 +24,8 @@ from tollwatch.config.types import format_duration
 
 log = logging.getLogger("tollwatch.alert.slack")
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 _BAD_BLOCKS = {"invalid_blocks", "invalid_blocks_format"}
 _CANT_UPDATE = {"message_not_found", "cant_update_message", "edit_window_closed",
                 "msg_too_long", "invalid_blocks", "invalid_blocks_format"}
@@ -40,7 +44,16 @@ class Posting:
     _current: Item | None
     _summary: tuple[str, str, float] | None
     _warned: set[str]
+    _writer: ThreadPoolExecutor | None
     clock: Callable[[], float]
+
+    async def _db(self, work: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """An outbox call (a read, a mark, a commit) on the outbox's writer thread, after the
+        rows `send()` queued before it: a commit that waits for the disk, or for the lock a
+        slow add holds, holds no AMI event on the loop."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="tollwatch-outbox")
+        return await asyncio.wrap_future(self._writer.submit(work, *args, **kwargs))
 
     # ---- one item ------------------------------------------------------------------------
     async def _deliver(self, item: Item) -> None:
@@ -49,12 +62,12 @@ class Posting:
         if item.kind == "report":
             await self._deliver_report(item)
             return
-        thread = self.outbox.thread(item.incident_id)
+        thread = await self._db(self.outbox.thread, item.incident_id)
         if self.webhook_mode:
             await self._deliver_webhook(item)
             return
         if item.kind == "updated" and not self.settings.updates:
-            self.outbox.mark_sent([item.id], self.clock(), None, state=SKIPPED)
+            await self._db(self.outbox.mark_sent, [item.id], self.clock(), None, state=SKIPPED)
             return
         if item.kind in ("blocked", "unblocked"):
             active = _merge_blocks(thread.blocks if thread else [], item.kind,
@@ -63,15 +76,15 @@ class Posting:
             active = thread.blocks if thread else []
         if thread is None:  # opened, or a change of an incident whose parent we never posted
             ts = await self._post_parent(view, active)
-            self.outbox.set_blocks(item.incident_id, active)
-            self.outbox.mark_sent([item.id], self.clock(), ts)
+            await self._db(self.outbox.set_blocks, item.incident_id, active)
+            await self._db(self.outbox.mark_sent, [item.id], self.clock(), ts)
             return
         if item.kind == "opened":  # already has a thread (a flood summary): nothing new
-            self.outbox.mark_sent([item.id], self.clock(), thread.ts)
+            await self._db(self.outbox.mark_sent, [item.id], self.clock(), thread.ts)
             return
         ids = [item.id]
         if item.kind == "updated":  # several pending updates of one incident: one reply
-            for later in self.outbox.pending(item.incident_id)[1:]:
+            for later in (await self._db(self.outbox.pending, item.incident_id))[1:]:
                 if later.kind != "updated":
                     break
                 ids.append(later.id)
@@ -80,11 +93,11 @@ class Posting:
             await self._update_parent(thread, view, active)
         reply_ts = await self._reply(thread, item.kind, view)
         if item.kind in ("blocked", "unblocked"):
-            self.outbox.set_blocks(item.incident_id, active)
+            await self._db(self.outbox.set_blocks, item.incident_id, active)
         now = self.clock()
-        self.outbox.mark_sent([ids[-1]], now, reply_ts)
+        await self._db(self.outbox.mark_sent, [ids[-1]], now, reply_ts)
         if len(ids) > 1:
-            self.outbox.mark_sent(ids[:-1], now, reply_ts, state=COALESCED)
+            await self._db(self.outbox.mark_sent, ids[:-1], now, reply_ts, state=COALESCED)
 
     async def _deliver_report(self, item: Item) -> None:
         """A nightly report: its summary as a message, the chart uploaded in its thread."""
@@ -93,26 +106,26 @@ class Posting:
                    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
         if self.webhook_mode:
             await self._webhook_post(message)
-            self.outbox.mark_sent([item.id], self.clock(), None)
+            await self._db(self.outbox.mark_sent, [item.id], self.clock(), None)
             return
-        thread = self.outbox.thread(item.incident_id)
+        thread = await self._db(self.outbox.thread, item.incident_id)
         if thread is None:  # the summary first (kept, so a failed upload does not repeat it)
             resp = await self._api("chat_postMessage", channel=self.channel, text=text,
                                    blocks=message["blocks"], unfurl_links=False)
-            self.outbox.set_thread(item.incident_id, str(resp["channel"]), str(resp["ts"]),
-                                   self.clock())
-            thread = self.outbox.thread(item.incident_id)
+            await self._db(self.outbox.set_thread, item.incident_id, str(resp["channel"]),
+                           str(resp["ts"]), self.clock())
+            thread = await self._db(self.outbox.thread, item.incident_id)
             assert thread is not None
         chart = item.payload.get("chart")
         if chart and Path(chart).is_file():
             await self._api("files_upload_v2", channel=thread.channel, thread_ts=thread.ts,
                             file=chart, filename=Path(chart).name, title="Calls per hour")
-        self.outbox.mark_sent([item.id], self.clock(), thread.ts)
+        await self._db(self.outbox.mark_sent, [item.id], self.clock(), thread.ts)
 
     async def _deliver_webhook(self, item: Item) -> None:
         view = item.payload
         if item.kind == "updated":
-            self.outbox.mark_sent([item.id], self.clock(), None, state=SKIPPED)
+            await self._db(self.outbox.mark_sent, [item.id], self.clock(), None, state=SKIPPED)
             return
         if item.kind in ("opened", "escalated"):
             message = blockkit.parent_message(view, view.get("blocks") or [],
@@ -120,7 +133,7 @@ class Posting:
         else:  # a block change: say which incident, since there is no thread
             message = blockkit.flood_reply(item.kind, view, now=self._now_dt())
         await self._webhook_post(message)
-        self.outbox.mark_sent([item.id], self.clock(), None)
+        await self._db(self.outbox.mark_sent, [item.id], self.clock(), None)
 
     async def _post_flood(self, opens: Sequence[Item]) -> None:
         views = [i.payload for i in opens]
@@ -128,7 +141,7 @@ class Posting:
         window = format_duration(timedelta(seconds=max(1, math.ceil(span))))
         if self.webhook_mode:
             await self._webhook_post(blockkit.summary_message(views, window))
-            self.outbox.mark_sent([i.id for i in opens], self.clock(), None)
+            await self._db(self.outbox.mark_sent, [i.id for i in opens], self.clock(), None)
             return
         recent = self._recent_summary()
         if recent is not None:  # the same flood goes on: one reply in its thread
@@ -144,8 +157,9 @@ class Posting:
             channel, parent = str(resp["channel"]), str(resp["ts"])
         now = self.clock()
         for item in opens:
-            self.outbox.set_thread(item.incident_id, channel, parent, now, summary=True)
-        self.outbox.mark_sent([i.id for i in opens], now, parent)
+            await self._db(self.outbox.set_thread, item.incident_id, channel, parent, now,
+                           summary=True)
+        await self._db(self.outbox.mark_sent, [i.id for i in opens], now, parent)
         self._summary = (channel, parent, now)
         log.warning("slack: flood of %d new incidents posted as one summary", len(opens))
 
@@ -162,7 +176,7 @@ class Posting:
         resp = await self._api("chat_postMessage", channel=self.channel, text=msg["text"],
                                blocks=msg["blocks"], unfurl_links=False, unfurl_media=False)
         channel, ts = str(resp["channel"]), str(resp["ts"])
-        self.outbox.set_thread(str(view["id"]), channel, ts, self.clock())
+        await self._db(self.outbox.set_thread, str(view["id"]), channel, ts, self.clock())
         return ts
 
     async def _update_parent(self, thread: Thread, view: IncidentView,

@@ -92,10 +92,16 @@ def dial_uid(frame: bytes) -> str | None:
 
 
 def sender_main(
-    path: str, rate: float, masked: bool, conn: Connection, loops: int = 1, pass_every: float = DAY
+    path: str,
+    rate: float,
+    masked: bool,
+    conn: Connection,
+    loops: int = 1,
+    pass_every: float = DAY,
+    warmup: int = 0,
 ) -> None:
     pinned = pin(1)
-    asyncio.run(_send(Path(path), rate, masked, conn, pinned, loops, pass_every))
+    asyncio.run(_send(Path(path), rate, masked, conn, pinned, loops, pass_every, warmup))
 
 
 _END = b"Event: FullyBooted\r\n"
@@ -120,16 +126,23 @@ def stamps(path: Path) -> tuple[float, float] | None:
 
 
 def looped(
-    path: Path, loops: int, start: float | None = None, pass_every: float = DAY
+    path: Path,
+    loops: int,
+    start: float | None = None,
+    pass_every: float = DAY,
+    on_pass: Callable[[int], None] | None = None,
 ) -> Iterator[bytes]:
     """The file's frames `loops` times; pass k's call ids get a different epoch (`1796...`
     -> `k1796...`: every Uniqueid, Linkedid and their Dest* copies), so each pass's calls
     are new calls; the end marker only at the end. A file with `Timestamp:` headers
     (timestampevents=yes) is rebased: its first event happens at `start` (the sender's clock
     when it begins) and pass k `k * pass_every` seconds later (the same traffic the next
-    day): event time runs as the file's timeline says, ahead of the wall clock."""
+    day): event time runs as the file's timeline says, ahead of the wall clock. `on_pass(k)`
+    is called before pass k's first frame."""
     span = stamps(path) if start is not None else None
     for k in range(loops):
+        if on_pass is not None:
+            on_pass(k)
         last = k == loops - 1
         offset = None if span is None or start is None else start - span[0] + k * pass_every
         for frame in frames(path):
@@ -175,7 +188,10 @@ async def _send(
     pinned: str,
     loops: int = 1,
     pass_every: float = DAY,
+    warmup: int = 0,
 ) -> None:
+    """Stream the file (`warmup` passes as fast as the daemon takes them, then `loops`
+    passes at `rate`) to the daemon once it logged in; send back what was sent, when."""
     from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 
     class BenchAmi(FakeAmi):
@@ -190,8 +206,17 @@ async def _send(
             uids: list[str] = []
             first = 0.0
             t0 = time.perf_counter()
+            paced: dict[str, float] = {"from": 0, "at": 0.0}  # after the warm-up passes
             wants = _mask(client.events) if masked else (lambda _f: True)
-            for frame in looped(path, loops, time.time(), pass_every):
+
+            def on_pass(k: int) -> None:
+                nonlocal t0
+                if k == warmup:
+                    t0 = time.perf_counter()
+                    paced.update({"from": sent, "at": time.time()})
+
+            stream = looped(path, warmup + loops, time.time(), pass_every, on_pass)
+            for frame in stream:
                 if not wants(frame):
                     continue
                 batch.append(frame)
@@ -200,8 +225,8 @@ async def _send(
                     uids.append(uid)
                 if len(batch) < batch_n:
                     continue
-                if rate > 0:  # wait for this batch's slot
-                    ahead = t0 + sent / rate - time.perf_counter()
+                if rate > 0 and paced["at"]:  # wait for this batch's slot
+                    ahead = t0 + (sent - paced["from"]) / rate - time.perf_counter()
                     if ahead > 0:
                         await asyncio.sleep(ahead)
                 data = b"".join(batch)
@@ -223,7 +248,8 @@ async def _send(
             nbytes += len(data)
             await writer.drain()
             return {"sent": sent, "bytes": nbytes, "first": first, "last": time.time(),
-                    "dial": dial, "pinned": pinned}  # fmt: skip
+                    "dial": dial, "pinned": pinned, "paced_from_msg": paced["from"],
+                    "paced_at": paced["at"]}  # fmt: skip
 
     async with BenchAmi("tollwatch", SECRET) as ami:
         conn.send(ami.port)
@@ -381,17 +407,21 @@ async def _loop_lag(out: list[float], every: float = 0.01) -> None:
         out.append(time.perf_counter() - t - every)
 
 
-async def _sample_rss(out: list[dict[str, Any]], every: float, daemon: Any = None) -> None:
+async def _sample_rss(
+    out: list[dict[str, Any]], every: float, daemon: Any = None, log: Path | None = None
+) -> None:
     """RSS every `every` s; with a daemon also its smaps split (`soak_memory.split`: heap,
     arenas, anon, file, MiB), its open incidents and calls up, and how far its event time
-    (the rule engine's clock) runs ahead of the wall clock."""
+    (the rule engine's clock) runs ahead of the wall clock. Each row is also appended to
+    `log` as it is taken (a long run cut short still says what it measured)."""
     try:
         from soak_memory import split
     except ImportError:  # a checkout from before it
         split = None
     t0 = time.monotonic()
     while True:
-        row: dict[str, Any] = {"t": round(time.monotonic() - t0, 1), "rss": round(_rss_mb(), 1)}
+        row: dict[str, Any] = {"t": round(time.monotonic() - t0, 1), "at": round(time.time()),
+                               "rss": round(_rss_mb(), 1)}  # fmt: skip
         if split is not None:
             row.update({k: round(v, 1) for k, v in split(os.getpid()).items() if k != "rss"})
         if daemon is not None:
@@ -402,6 +432,9 @@ async def _sample_rss(out: list[dict[str, Any]], every: float, daemon: Any = Non
             if clock is not None:
                 row["ahead_h"] = round((clock - datetime.now(UTC)).total_seconds() / 3600, 2)
         out.append(row)
+        if log is not None:
+            with log.open("a") as f:
+                f.write(json.dumps(row) + "\n")
         await asyncio.sleep(every)
 
 
@@ -416,6 +449,8 @@ async def end_to_end(
     trace: bool = False,
     loops: int = 1,
     pass_every: float = DAY,
+    warmup: int = 0,
+    rss_log: Path | None = None,
 ) -> dict[str, Any]:
     from tollwatch.sources import ami_sources
 
@@ -429,7 +464,7 @@ async def end_to_end(
     parent, child = ctx.Pipe()
     proc = ctx.Process(
         target=sender_main,
-        args=(str(path), rate, masked, child, loops, pass_every),
+        args=(str(path), rate, masked, child, loops, pass_every, warmup),
         daemon=True,
     )
     proc.start()
@@ -440,7 +475,7 @@ async def end_to_end(
     if no_fork and hasattr(daemon, "snapshotter"):
         daemon.snapshotter.inline_max = float("inf")  # every snapshot pickled on the loop
     daemon.sources.extend(ami_sources(settings, daemon.queue))
-    daemon.keep_latency = loops == 1
+    daemon.keep_latency = loops == 1 and warmup == 0
     if trace:
         from daemon_trace import Trace
 
@@ -453,7 +488,9 @@ async def end_to_end(
     task = asyncio.create_task(daemon.run(stop))
     result_f = loop.run_in_executor(None, parent.recv)
     rss: list[dict[str, Any]] = []
-    sampler = asyncio.create_task(_sample_rss(rss, rss_every, daemon)) if rss_every > 0 else None
+    sampler = None
+    if rss_every > 0:
+        sampler = asyncio.create_task(_sample_rss(rss, rss_every, daemon, rss_log))
     lags: list[float] = []
     lag_task = asyncio.create_task(_loop_lag(lags))
     try:
@@ -729,6 +766,7 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="sample the daemon's RSS every S seconds (rss_mb_over_time)",
     )
+    ap.add_argument("--rss-log", type=Path, help="--rss-every: append each sample to FILE too")
     ap.add_argument(
         "--trace",
         action="store_true",
@@ -740,6 +778,13 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=1,
         help="send the file N times, each pass's calls with new ids (long runs)",
+    )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="first send the file N more times as fast as the daemon takes them (each pass "
+        "the next day, as --loop): state that spans days is full when the --loop passes start",
     )
     ap.add_argument(
         "--pass-every",
@@ -777,6 +822,8 @@ def main(argv: list[str] | None = None) -> None:
                     args.trace,
                     args.loop,
                     args.pass_every,
+                    args.warmup,
+                    args.rss_log,
                 )
             )
         res["run_s"] = time.perf_counter() - t0

@@ -708,6 +708,7 @@ def test_outbox_keeps_keys_not_views_of_sent_alerts(tmp_path: Path) -> None:
     assert rows["opened"] == 2 and rows["updated"] > 100
     box.close()
 
+
 def test_summary_and_parent_limits() -> None:
     many = [
         view(
@@ -757,4 +758,43 @@ async def test_a_slow_outbox_write_holds_no_event_and_is_posted_after(
     await alerter.written()
     assert [i.kind for i in alerter.outbox.pending()] == ["opened", "updated"]  # in order
     assert await alerter.step() is None and len(stub.posts()) == 2
+    await alerter.close()
+
+
+async def test_the_sender_reads_and_marks_the_outbox_off_the_loop(
+    stub: SlackStub, fake: FakeTime, tmp_path: Path
+) -> None:
+    """The sender's own outbox work (what is due, marking a post sent: a commit) runs on the
+    outbox's writer thread: a slow disk holds no AMI event while alerts go out."""
+    import time
+
+    alerter = make(bot_settings(stub), tmp_path, fake)
+    await alerter.send("opened", view())
+    await alerter.send("updated", view(calls=9))
+    await alerter.written()
+    outbox = alerter.outbox
+    due, mark_sent = outbox.due, outbox.mark_sent
+
+    def slow(work: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.4)  # a read or a commit behind another process's gigabytes
+            return work(*args, **kwargs)
+
+        return call
+
+    outbox.due = slow(due)  # type: ignore[method-assign]
+    outbox.mark_sent = slow(mark_sent)  # type: ignore[method-assign]
+    gaps: list[float] = []
+
+    async def events() -> None:  # what the loop does meanwhile: handle AMI events
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            gaps.append(time.perf_counter() - t)
+
+    beat = asyncio.create_task(events())
+    assert await alerter.step() is None
+    beat.cancel()
+    assert len(stub.posts()) == 2 and outbox.pending() == []  # posted, in order, marked sent
+    assert len(gaps) > 50 and max(gaps) < 0.3  # ~2 s of slow outbox work; the loop went on
     await alerter.close()

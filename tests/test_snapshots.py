@@ -222,3 +222,41 @@ async def test_the_child_steps_aside_for_the_daemon() -> None:
     assert snap.forked == 1
     nice, cores = pickle.loads(got["pbx"])
     assert nice == min(19, here + 10) and cores == (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("forked", [False, True])
+async def test_a_due_baseline_is_written_by_the_snapshot_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: bool
+) -> None:
+    """Its JSON is made where the snapshot is pickled (a forked child for a big state), not on
+    the loop; it is written only when due (BASELINE_EVERY), after the rows."""
+    from tollwatch import daemon as daemon_mod
+    from tollwatch.rules.baseline_io import dumps
+
+    made_in = tmp_path / "pids"
+
+    def recorded(*args: object, **kwargs: object) -> str:
+        with made_in.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return dumps(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(daemon_mod, "dumps", recorded)
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    # every snapshot in a child, or none (whatever a loaded machine makes of a small pickle)
+    daemon.snapshotter.inline_max = -1.0 if forked else float("inf")
+    for event in feed(daemon, 30):
+        await daemon.process(event)
+    await daemon.flush_async()  # not due yet: the snapshot alone
+    assert daemon.store.baselines() == {} and daemon._learned == {"pbx"}
+    monkeypatch.setattr(daemon_mod, "BASELINE_EVERY", 0.0)
+    daemon._dirty.add("pbx")
+    daemon.snapshotter.taken_at = -float("inf")
+    await daemon.flush_async()
+    await daemon.publisher.written()
+    expected = dumps(daemon.pipelines["pbx"].baseline, s.site.name)
+    assert daemon.store.baselines() == {"pbx": expected} and not daemon._learned
+    pids = {int(x) for x in made_in.read_text().split()}
+    assert daemon.snapshotter.forked == (2 if forked else 0)
+    assert (os.getpid() not in pids) if forked else (pids == {os.getpid()})
+    await daemon.publisher.close()
