@@ -275,7 +275,13 @@ async def soak(
     drained = await drain(data, stub, expected, daemon, drain_timeout, sample_every)
     drain_s = time.monotonic() - started - traffic_s
     daemon.proc.send_signal(signal.SIGTERM)
-    code = await asyncio.to_thread(daemon.proc.wait, 120 * speed)
+    stop = "exited after SIGTERM"
+    try:
+        code = await asyncio.to_thread(daemon.proc.wait, 120 * speed)
+    except subprocess.TimeoutExpired:  # still busy (a traced daemon far behind): report anyway
+        daemon.proc.kill()
+        code = await asyncio.to_thread(daemon.proc.wait)
+        stop = f"killed: no exit within {120 * speed:.0f} s of SIGTERM"
     status = read_status(data)
     seen = (status.get("daemon") or {}).get("calls_seen") or {}
     csv_status = next((s for s in status.get("sources", []) if s.get("name") == "csvpbx"), {})
@@ -330,6 +336,7 @@ async def soak(
         "rotations": writer.rotations,
         "real_tmpfs": real_disk,
         "daemon_exit": code,
+        "daemon_stop": stop,
         "daemon_cpu_s": daemon.samples[-1][1].get("cpu_s"),
         "bench_cpu_s": round(sum(os.times()[:2]), 1),
         "load1": [s["load1"] for _, s in memory.every(daemon.samples, 300.0)],
