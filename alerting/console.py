@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from datetime import datetime, tzinfo
 from typing import IO, Any
 
@@ -11,6 +12,7 @@ from tollwatch.alerting.blockkit import block_command, minutes_text
 from tollwatch.alerting.textsafe import plain
 
 log = logging.getLogger("tollwatch.alert")
+SEEN_MAX = 4096  # incidents whose last printed counts are kept (a daemon runs for months)
 
 
 class ConsoleAlerter:
@@ -23,7 +25,10 @@ class ConsoleAlerter:
         """`tz`: the site's zone, for times as people read them (None: the view's offset)."""
         self.stream = stream
         self.tz = tz
-        self._seen: dict[str, tuple[Any, Any]] = {}
+        # the counts last printed per incident, to print growth only when it moves; the most
+        # recently changed SEEN_MAX incidents (alerters are not told when one closes): a
+        # forgotten one prints its next growth line once more, nothing is lost
+        self._seen: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 
     async def send(self, kind: str, view: IncidentView) -> None:
         key = str(view.get("id", ""))
@@ -38,6 +43,9 @@ class ConsoleAlerter:
             line = format_change(kind, view, self.tz)
         if kind not in ("blocked", "unblocked"):
             self._seen[key] = counts
+            self._seen.move_to_end(key)
+            if len(self._seen) > SEEN_MAX:
+                self._seen.popitem(last=False)
         if self.stream is not None:
             self.stream.write(line + "\n")
             self.stream.flush()
