@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import polars as pl
+
 from tollwatch.rules.model import Call
 
 # A failed leg is remembered this long after it ended (failover follows within seconds).
@@ -67,6 +69,13 @@ class AttemptTracker:
         call.repeat = repeat
         return repeat
 
+    def skip(self, now: datetime) -> None:
+        """A leg that starts alone (`Call.lone`): not tracked, but counted like `started`
+        counts legs (pruning comes at the same legs, so the other groups see the same)."""
+        self._seen += 1
+        if self._seen % _PRUNE_EVERY == 0:
+            self.prune(now)
+
     def answered(self, call: Call) -> None:
         leg = self._leg(call)
         if leg is not None:
@@ -101,3 +110,19 @@ class AttemptTracker:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.groups.values())
+
+
+def lone_legs(frame: pl.DataFrame, tracker: AttemptTracker) -> list[bool]:
+    """For each row of `frame` (columns call_id, linkedid), whether its call is the only leg of
+    its group (`AttemptTracker.group_of`) in the frame, and the tracker holds no leg of that
+    group. Such a leg never repeats an attempt and no other leg can repeat it: a batch that
+    knows the frame holds every call the engine gets from now on leaves it untracked
+    (`Call.lone`; the live daemon tracks every leg)."""
+    linkedid = pl.col("linkedid")
+    group = pl.when(linkedid.is_not_null() & (linkedid != "")).then(linkedid).otherwise(
+        pl.col("call_id"))
+    lone = group.is_unique()
+    if tracker.groups:
+        lone = lone & ~group.is_in(list(tracker.groups))
+    flags: list[bool] = frame.select(lone.alias("lone")).get_column("lone").to_list()
+    return flags

@@ -187,34 +187,43 @@ class Baseline:
         if self._touched is None:
             self._touched = self._index()
         gone = [d for d in self._touched if d < start]
+        dest_days, dest_sources = self.dest_days, self.dest_sources
+        src_dests, src_hours = self.src_dests, self.src_hours
         for d in gone:
             touched = self._touched.pop(d)
             for key in touched.dests:
-                days = self.dest_days.get(key)
+                days = dest_days.get(key)
                 if days is not None:
                     days.difference_update([x for x in days if x < start])
                     if not days:
-                        del self.dest_days[key]
-            for key, src in touched.pairs:
-                for table, outer, inner in ((self.dest_sources, key, src),
-                                            (self.src_dests, src, key)):
-                    entries = table.get(outer)
-                    if entries is None:
-                        continue
-                    seen = entries.get(inner)
+                        del dest_days[key]
+            for key, src in touched.pairs:  # both tables, written out (thousands a day)
+                entries = dest_sources.get(key)
+                if entries is not None:
+                    seen = entries.get(src)
                     if seen is not None and seen[1] < start:
-                        del entries[inner]
+                        del entries[src]
                         if not entries:
-                            del table[outer]
+                            del dest_sources[key]
+                entries = src_dests.get(src)
+                if entries is not None:
+                    seen = entries.get(key)
+                    if seen is not None and seen[1] < start:
+                        del entries[key]
+                        if not entries:
+                            del src_dests[src]
             for src, h in touched.hours:
-                hours = self.src_hours.get(src)
-                if hours is None or h not in hours:
+                hours = src_hours.get(src)
+                if hours is None:
                     continue
-                hours[h].difference_update([x for x in hours[h] if x < start])
-                if not hours[h]:
+                at_hour = hours.get(h)
+                if at_hour is None:
+                    continue
+                at_hour.difference_update([x for x in at_hour if x < start])
+                if not at_hour:
                     del hours[h]
                     if not hours:
-                        del self.src_hours[src]
+                        del src_hours[src]
 
     def _index(self) -> dict[date, _Touched]:
         """Which day added what, rebuilt from the learned tables (after a load)."""

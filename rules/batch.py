@@ -9,6 +9,7 @@ from datetime import datetime
 
 import polars as pl
 
+from tollwatch.rules.attempts import lone_legs
 from tollwatch.rules.destinations import DEST_COLUMNS, Classifier, Destination
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import Incident
@@ -34,12 +35,14 @@ def calls_from_frame(
 
     Columns are read as Python lists once (not row dicts), and calls to the same number with
     the same classification share one Destination. With `engine`, each call carries the
-    sparse rules of that engine it can be left out of (`Call.sparse`, rules.sparse): the
-    frame must then hold every call that engine is handed from here on."""
+    sparse rules of that engine it can be left out of (`Call.sparse`, rules.sparse), and
+    whether it is the only leg of its attempt (`Call.lone`, rules.attempts): the frame must
+    then hold every call that engine is handed from here on."""
     frame = frame.sort("start", maintain_order=True)
     groups = [] if engine is None else [
         group for group in (r.sparse_group() for r in engine.sparse) if group is not None]
     bits = sparse_bits(frame, groups, engine.clock) if engine is not None and groups else None
+    lone = lone_legs(frame, engine.attempts) if engine is not None and frame.height else None
     dests: dict[tuple[object, ...], Destination] = {}
     allowed: dict[tuple[str, str | None], bool] = {}
     offset = 0
@@ -48,8 +51,9 @@ def calls_from_frame(
             dests.clear()
             allowed.clear()
         spared = [0] * part.height if bits is None else bits[offset : offset + part.height]
+        alone = [False] * part.height if lone is None else lone[offset : offset + part.height]
         offset += part.height
-        yield from _calls(part, classifier, source_allow, dests, allowed, spared)
+        yield from _calls(part, classifier, source_allow, dests, allowed, spared, alone)
 
 
 _SLICE = 50_000  # rows turned into Python lists at a time (memory stays flat)
@@ -63,18 +67,18 @@ def _calls(
     dests: dict[tuple[object, ...], Destination],
     allowed: dict[tuple[str, str | None], bool],
     spared: list[int],
+    alone: list[bool],
 ) -> Iterator[Call]:
     cols = {name: frame.get_column(name).to_list() for name in CALL_COLUMNS}
     dest_keys = zip(cols["dialed"], *(cols[name] for name in DEST_COLUMNS), strict=True)
     rows = zip(
         dest_keys, cols["call_id"], cols["source"], cols["account"], cols["start"],
         cols["answer"], cols["end"], cols["trunk"], cols["origin"], cols["linkedid"], spared,
-        strict=True,
+        alone, strict=True,
     )  # fmt: skip
     get = dests.get
-    for values, call_id, source, account, start, answer, end, trunk, origin, linkedid, bits in (
-        rows
-    ):
+    for (values, call_id, source, account, start, answer, end, trunk, origin, linkedid, bits,
+         lone) in rows:  # fmt: skip
         dest = get(values)
         if dest is None:
             dest = dests[values] = Destination.from_row(
@@ -102,6 +106,7 @@ def _calls(
             allowlisted=allow,
             linkedid=linkedid or "",
             sparse=bits,
+            lone=lone,
         )
 
 

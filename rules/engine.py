@@ -133,21 +133,22 @@ class Engine:
             return self.answered(call, now)
         return self.ended(call, now)
 
-    def _catch_up(self, now: datetime) -> list[IncidentChange]:
-        """Fire the timers due by `now` (none due: only the clock moves)."""
-        wake = self._wake
-        if self._stale or (wake is not None and wake <= now):
-            return self.advance(now)
-        clock = self.clock
-        if clock is None or now > clock:
-            self.clock = now
-        return []
-
     def started(self, call: Call, now: datetime) -> list[IncidentChange]:
         """A call started (`handle` of a STARTED event; the batch replay calls it directly)."""
-        changes = self._catch_up(now)
+        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
+        if self._stale or (wake is not None and wake <= now):
+            changes = self.advance(now)
+        else:
+            changes = []
+            clock = self.clock
+            if clock is None or now > clock:
+                self.clock = now
         call.closed = self.calendar.closed_reason(call.start)
-        self.attempts.started(call, now)
+        if call.lone:  # a batch knows no other leg of its attempt
+            call.repeat = False
+            self.attempts.skip(now)
+        else:
+            self.attempts.started(call, now)
         call.route = _route(call)
         change = self.tracker.add_call(call, now)
         if change is not None:
@@ -158,14 +159,30 @@ class Engine:
         return changes
 
     def answered(self, call: Call, now: datetime) -> list[IncidentChange]:
-        changes = self._catch_up(now)
-        self.attempts.answered(call)
+        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
+        if self._stale or (wake is not None and wake <= now):
+            changes = self.advance(now)
+        else:
+            changes = []
+            clock = self.clock
+            if clock is None or now > clock:
+                self.clock = now
+        if not call.lone:
+            self.attempts.answered(call)
         return self._dispatch(self._answer_rules, _ANSWER, call, now, changes)
 
     def ended(self, call: Call, now: datetime) -> list[IncidentChange]:
-        changes = self._catch_up(now)
+        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
+        if self._stale or (wake is not None and wake <= now):
+            changes = self.advance(now)
+        else:
+            changes = []
+            clock = self.clock
+            if clock is None or now > clock:
+                self.clock = now
         call.ended = True
-        self.attempts.ended(call, now)
+        if not call.lone:
+            self.attempts.ended(call, now)
         if self.baseline is not None:
             self.baseline.observe_end(call)
         return self._dispatch(self._end_rules, _END, call, now, changes)

@@ -30,6 +30,10 @@ class Severity(IntEnum):
         return self.name.lower()
 
 
+# bound once: reading an Enum member off its class costs more than a plain global read
+_NONE, _WARNING, _CRITICAL = Severity.NONE, Severity.WARNING, Severity.CRITICAL
+
+
 @dataclass
 class RuleHit:
     rule: str
@@ -149,6 +153,9 @@ class IncidentTracker:
         self.gap = gap
         self._open: dict[str, Incident] = {}
         self._dest_open = 0  # open incidents keyed by a destination number or block
+        # the latest activity any of them had: once it is more than `gap` ago, every one of
+        # them is quiet (closed when next looked up) and a call joins none
+        self._dest_latest: datetime | None = None
         self.closed: list[Incident] = []  # closed incidents that reached at least a warning
 
     @property
@@ -160,14 +167,16 @@ class IncidentTracker:
     @open.setter
     def open(self, incidents: dict[str, Incident]) -> None:  # restored from a snapshot
         self._open = incidents
-        self._dest_open = sum(1 for key in incidents if key.startswith(_DEST))
+        dest = [inc.last_activity for key, inc in incidents.items() if key.startswith(_DEST)]
+        self._dest_open = len(dest)
+        self._dest_latest = max(dest, default=None)
 
     def _severity(self, score: int) -> Severity:
         if score >= self.critical:
-            return Severity.CRITICAL
+            return _CRITICAL
         if score >= self.warning:
-            return Severity.WARNING
-        return Severity.NONE
+            return _WARNING
+        return _NONE
 
     def _current(self, key: str, now: datetime, create: bool) -> Incident | None:
         inc = self._open.get(key)
@@ -185,16 +194,24 @@ class IncidentTracker:
                 last_activity=now,
                 log=IncidentCalls(self.keep),
             )
+            inc.points = 0  # no hits yet (`Incident.score`)
             self._open[key] = inc
             if key.startswith(_DEST):
                 self._dest_open += 1
+                self._dest_active(now)
         return inc
+
+    def _dest_active(self, now: datetime) -> None:
+        """An incident keyed by a destination had activity at `now`."""
+        latest = self._dest_latest
+        if latest is None or now > latest:
+            self._dest_latest = now
 
     def _close(self, key: str) -> None:
         inc = self._open.pop(key)
         if key.startswith(_DEST):
             self._dest_open -= 1
-        if inc.severity > Severity.NONE:
+        if inc.severity > _NONE:
             self.closed.append(inc)
 
     def add_call(self, call: Call, now: datetime) -> IncidentChange | None:
@@ -211,7 +228,9 @@ class IncidentTracker:
         if inc is not None and now - inc.last_activity > gap:
             self._close(key)
             inc = None
-        if inc is None and self._dest_open:  # (else no destination key can be open)
+        dest_latest = self._dest_latest
+        if (inc is None and self._dest_open  # (else no destination key can be open)
+                and dest_latest is not None and now - dest_latest <= gap):  # (else all quiet)
             key = dest_number_key(call)
             inc = open_.get(key)
             if inc is not None and now - inc.last_activity > gap:
@@ -226,7 +245,9 @@ class IncidentTracker:
         if inc is None or not inc.log.add(call):
             return None
         inc.last_activity = now
-        if inc.severity == Severity.NONE:
+        if key is not call.source:  # joined by its destination
+            self._dest_active(now)
+        if inc.severity == _NONE:
             return None
         inc.version += 1
         return IncidentChange("updated", inc, now)
@@ -239,7 +260,7 @@ class IncidentTracker:
             return None
         inc.refused += 1
         inc.last_activity = max(inc.last_activity, now)
-        if inc.severity == Severity.NONE:
+        if inc.severity == _NONE:
             return None
         inc.version += 1
         return IncidentChange("updated", inc, now)
@@ -253,6 +274,8 @@ class IncidentTracker:
             assert inc is not None
         grew = inc.log.add_all(finding.calls_new_to(inc))
         inc.last_activity = now
+        if self._dest_open and key.startswith(_DEST):
+            self._dest_active(now)
         points = inc.points
         if points is None:
             points = inc.score
@@ -291,9 +314,9 @@ class IncidentTracker:
                 if before < level <= after:
                     inc.detected_at[level] = finding.trigger_time
             inc.version += 1
-            kind = "opened" if before == Severity.NONE else "escalated"
+            kind = "opened" if before == _NONE else "escalated"
             return IncidentChange(kind, inc, now)
-        if grew and after > Severity.NONE:
+        if grew and after > _NONE:
             inc.version += 1
             return IncidentChange("updated", inc, now)
         return None
@@ -304,5 +327,5 @@ class IncidentTracker:
 
     def all_incidents(self) -> list[Incident]:
         """Every incident that reached at least a warning, open or closed, oldest first."""
-        found = self.closed + [i for i in self.open.values() if i.severity > Severity.NONE]
+        found = self.closed + [i for i in self.open.values() if i.severity > _NONE]
         return sorted(found, key=lambda i: (i.first_call_at, i.source))

@@ -37,6 +37,8 @@ class Call:
     route: int = field(default=-1, repr=False)  # which rules its events go to (engine sets it)
     # rules a batch replay leaves out of on_start for it, one bit each (rules.sparse)
     sparse: int = field(default=0, repr=False)
+    # a batch holds no other leg of its attempt: never a repeat, not tracked (rules.attempts)
+    lone: bool = field(default=False, repr=False)
 
     @property
     def billsec(self) -> float:
