@@ -133,16 +133,19 @@ class Engine:
             return self.answered(call, now)
         return self.ended(call, now)
 
+    def _catch_up(self, now: datetime) -> list[IncidentChange]:
+        """Before a call event: fire the timers due by `now` (none due: only the clock moves)."""
+        wake = self._wake
+        if self._stale or (wake is not None and wake <= now):
+            return self.advance(now)
+        clock = self.clock
+        if clock is None or now > clock:
+            self.clock = now
+        return []
+
     def started(self, call: Call, now: datetime) -> list[IncidentChange]:
         """A call started (`handle` of a STARTED event; the batch replay calls it directly)."""
-        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
-        if self._stale or (wake is not None and wake <= now):
-            changes = self.advance(now)
-        else:
-            changes = []
-            clock = self.clock
-            if clock is None or now > clock:
-                self.clock = now
+        changes = self._catch_up(now)
         call.closed = self.calendar.closed_reason(call.start)
         if call.lone:  # a batch knows no other leg of its attempt
             call.repeat = False
@@ -159,27 +162,13 @@ class Engine:
         return changes
 
     def answered(self, call: Call, now: datetime) -> list[IncidentChange]:
-        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
-        if self._stale or (wake is not None and wake <= now):
-            changes = self.advance(now)
-        else:
-            changes = []
-            clock = self.clock
-            if clock is None or now > clock:
-                self.clock = now
+        changes = self._catch_up(now)
         if not call.lone:
             self.attempts.answered(call)
         return self._dispatch(self._answer_rules, _ANSWER, call, now, changes)
 
     def ended(self, call: Call, now: datetime) -> list[IncidentChange]:
-        wake = self._wake  # fire the timers due by now (none due: only the clock moves)
-        if self._stale or (wake is not None and wake <= now):
-            changes = self.advance(now)
-        else:
-            changes = []
-            clock = self.clock
-            if clock is None or now > clock:
-                self.clock = now
+        changes = self._catch_up(now)
         call.ended = True
         if not call.lone:
             self.attempts.ended(call, now)
