@@ -10,6 +10,7 @@ is fed in this process, without sockets, as fast as it goes:
 * the AMI PBX: `gen_ami.generate` with `Timestamp:` headers at the soak's 12,000 calls a clock
   hour (`--concurrent 500`: 500 calls up at once at a 150-s mean hold), through the daemon's
   AMI tracker and login mask, as `daemon_days.py` does;
+* the remediation blocker (a dry run) as `tollwatch run` adds it, drained at each tick;
 * the CSV-only PBX: the rows `soak_world.CdrWriter` writes (1-3 every 2 s, 80% to random
   domestic numbers, 20% to the US, 12 calls to Sierra Leone every 7 min), as the events its
   follower makes of them (started, answered, ended when the row is written), merged in time.
@@ -231,12 +232,14 @@ class Finder:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tollwatch.alerting.remediation import Blocker
     from tollwatch.cdr_ingest.live.ami import EVENT_MASK
     from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
     from tollwatch.cdr_ingest.live.ami_framing import event_name, parse_event
     from tollwatch.config import load_settings
     from tollwatch.daemon import Daemon
     from tollwatch.rules.base import check_rules
+    from tollwatch.runner import BaselineProfile
     from tollwatch.sources import cdr_options
     from tollwatch.state import StateStore
 
@@ -250,6 +253,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     clock = Clock(t0)
     pbxes = ["pbx"] if args.ami_file else ["pbx", "csvpbx"]
     daemon = Daemon(settings, StateStore.in_dir(data), [], [NullAlerter()], pbxes, clock=clock)
+    profiles = {name: BaselineProfile(p.baseline) for name, p in daemon.pipelines.items()}
+    blocker = Blocker(settings, {}, profile=profiles)  # a dry run, as `tollwatch run` adds it
+    daemon.alerters.append(blocker)
     daemon.restore()
     ami = AmiCallTracker("pbx", cdr_options(settings))
     ami.use_version("22.0.0")
@@ -305,6 +311,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if clock.now >= next_tick:
             next_tick = clock.now + tick_every
             await daemon.tick()
+            await blocker.drain()
         if clock.now >= next_save:
             next_save = clock.now + save_every
             daemon.flush()

@@ -64,3 +64,118 @@ async def test_blocker_refusals_are_said_once_for_recent_incidents(
     for k in range(20):
         await blocker.handle("updated", {**pbx_wide, "id": f"inc-{k}"})
     assert len(blocker._told) == 4
+
+
+def _call(i: int, number: str) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    from tollwatch.rules.model import Call
+
+    start = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(seconds=i)
+    c = Call(f"c{i}", "209", "", _CLASSIFIER.classify(number), start,
+             answer=start, end=start + timedelta(seconds=30))  # fmt: skip
+    c.ended = True
+    return c
+
+
+_CLASSIFIER = __import__("tollwatch.rules.destinations", fromlist=["Classifier"]).Classifier(
+    settings("JP")
+)
+
+
+def test_an_incident_that_never_goes_quiet_keeps_a_bounded_number_of_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An open incident counted the calls of every distinct number it ever saw: one that never
+    goes quiet (a source or the PBX under steady traffic) grew for ever. Now, with a limit, the
+    NUMBERS most recently called; calls, minutes and the kept numbers' counts stay exact."""
+    from zoneinfo import ZoneInfo
+
+    from tollwatch.report_format import incident_dict
+    from tollwatch.rules import incident_calls
+    from tollwatch.rules.incidents import Incident
+
+    monkeypatch.setattr(incident_calls, "NUMBERS", 16, raising=False)
+    inc = Incident(id="s:209:1", site="s", source="209", opened_at=_call(0, "0").start,
+                   last_activity=_call(0, "0").start)  # fmt: skip
+    hot = "0101212555" + "0000"
+    for i in range(1, 2001):  # fresh numbers, and one number called every 10th call
+        number = hot if i % 10 == 0 else "010442079" + str(460000 + i)
+        assert inc.take(_call(i, number))
+        assert len(inc.log.numbers) <= 16 + 2
+    assert inc.call_count == 2000 and inc.minutes() == 1000.0
+    assert inc.log.numbers["+12125550000"] == 200  # called all along: kept, counted exactly
+    assert "+442079460999" not in inc.log.numbers and "+442079461999" in inc.log.numbers
+    view = incident_dict(inc, ZoneInfo("UTC"))
+    assert view["numbers"] == sorted(inc.log.numbers) and len(view["numbers"]) <= 18
+    assert view["numbers_dropped"] == 1801 - len(inc.log.numbers)
+    assert view["number_calls"][view["numbers"].index("+12125550000")] == 200
+
+
+def test_numbers_are_all_kept_without_a_limit_and_below_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The report's tracker keeps every call (limit None): every number too; below NUMBERS
+    the view is what it was (no `numbers_dropped`)."""
+    from zoneinfo import ZoneInfo
+
+    from tollwatch.report_format import incident_dict
+    from tollwatch.rules import incident_calls
+    from tollwatch.rules.incident_calls import IncidentCalls
+    from tollwatch.rules.incidents import Incident
+
+    monkeypatch.setattr(incident_calls, "NUMBERS", 16, raising=False)
+    every = IncidentCalls(None)
+    small = Incident(id="s:209:2", site="s", source="209", opened_at=_call(0, "0").start,
+                     last_activity=_call(0, "0").start)  # fmt: skip
+    for i in range(1, 101):
+        every.add(_call(i, "010442079" + str(460000 + i)))
+        if i <= 16:
+            small.take(_call(i, "010442079" + str(460000 + i)))
+    assert len(every.numbers) == 100 and every.numbers_dropped == 0
+    assert "numbers_dropped" not in incident_dict(small, ZoneInfo("UTC"))
+    assert len(small.log.numbers) == 16
+
+
+def test_the_sorted_numbers_follow_a_forgetting_that_keeps_their_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sorted view of the numbers is cached while their count stays the same: forgetting
+    brings the count back to NUMBERS with other numbers, so it must not serve the old list."""
+    from tollwatch.rules import incident_calls
+    from tollwatch.rules.incident_calls import IncidentCalls
+
+    monkeypatch.setattr(incident_calls, "NUMBERS", 8, raising=False)
+    log = IncidentCalls()
+    for i in range(1, 9):
+        log.add(_call(i, "010442079" + str(460000 + i)))
+    assert log.sorted_set("numbers") == sorted(log.numbers)  # cached at 8
+    for i in range(9, 31, 2):  # two more: 10 > 8 + 8 // 8, forgotten down to 8 again
+        log.add(_call(i, "010442079" + str(460000 + i)))
+        log.add(_call(i + 1, "010442079" + str(460000 + i + 1)))
+        assert len(log.numbers) == 8 and log.numbers_dropped == i - 7
+        assert log.sorted_set("numbers") == sorted(log.numbers)
+
+
+def test_the_classifier_cache_holds_a_few_mib_however_many_numbers_are_dialed() -> None:
+    """`classify()` caches each dialed number's Destination: at the old cap of 65,536 that was
+    ~21 MiB, filled over a day of fresh numbers (the soak's CSV PBX dials random ones); now
+    CACHE_NUMBERS (16,384, ~7 MiB), least recently used out, and what it answers is the same
+    for a number that was evicted."""
+    import gc
+    import tracemalloc
+
+    from tollwatch.rules.destinations import Classifier
+
+    c = Classifier(settings("JP"))
+    first = c.classify("0312340000")
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for i in range(30_000):
+        c.classify(f"03{55000000 + i}")
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert len(c._cache) <= 16_384
+    assert held < 9 * 2**20, held / 2**20  # ~7 MiB; 30,000 entries took ~13 MiB before
+    assert c.classify("0312340000") == first and c.classify("0312340000") is not first
