@@ -298,6 +298,9 @@ async def soak(
 
     store = StateStore.in_dir(data)
     incidents = [i for i in store.incidents() if i["severity"] in ("warning", "critical")]
+    # the days each PBX's baseline held when the daemon saved it at exit (with --learn-days:
+    # the history's, so the daemon started from it and did not learn afresh)
+    baseline_days = {p: len(json.loads(t).get("days", {})) for p, t in store.baselines().items()}
     store.close()
     box = Outbox.in_dir(data)
     opened = {
@@ -362,6 +365,7 @@ async def soak(
         "env": extra_env or {},
         "short_windows": short_windows,
         "learned": learned,
+        "baseline_days_at_exit": baseline_days,
     }
     if trace_every:
         result["tracemalloc"] = memory.growth(traces, 60.0, trace_every, ROOT)

@@ -145,8 +145,12 @@ def test_short_soak_on_a_fast_clock() -> None:
         pytest.skip("libfaketime not installed (apt-get install faketime)")
     result = soak.main(
         ["--speed", "8", "--minutes", "2", "--every", "20", "--calls", "400",
-         "--full-for", "10", "--sample-every", "40"]
+         "--full-for", "10", "--sample-every", "40", "--learn-days", "2"]
     )  # fmt: skip
+    assert result["learned"]["pbx"]["days"] == 3  # 2 days of history over 3 dates
+    # saved at exit with the history in it: the daemon started from the learned baseline
+    assert result["baseline_days_at_exit"]["pbx"] >= 3
+    assert result["baseline_days_at_exit"]["csvpbx"] >= 3
     assert result["speed"] == 8.0
     assert {f.split()[1] for f in result["faults"]} == set(soak.KINDS), result["faults"]
     assert result["drain"] == "complete", result
