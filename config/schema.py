@@ -92,10 +92,10 @@ class Hours(Strict):
     def _holidays(cls, value: str | None) -> str | None:
         if not value:
             return value
-        from holidays import list_supported_countries
+        from holidays.registry import EntityLoader  # the codes, no country module imported
 
         up = value.upper()
-        if up not in list_supported_countries():
+        if up not in EntityLoader.get_country_codes():
             raise ValueError(f'"{value}" is not a country the holidays package knows '
                              '(an ISO 3166 code like "JP"; "" for no public holidays)')
         return up
