@@ -59,7 +59,8 @@ class Kept:
                 starts.append(start)
         parts.clear()
         self._bounds = np.cumsum([0, *(frame.height for frame in starts)])
-        by_start = pl.concat(starts).with_row_index("_i").sort("start", maintain_order=True)
+        by_start = pl.concat(starts) if starts else pl.DataFrame({"start": []})
+        by_start = by_start.with_row_index("_i").sort("start", maintain_order=True)
         self._order = by_start.get_column("_i").to_numpy()  # position in file order, by start
         del starts, by_start
         self._source: pl.Series | None = None
