@@ -184,13 +184,11 @@ def resolve(settings: Settings) -> list[str]:
         em.numbers = list(countries.emergency_numbers(country))
     hours = settings.hours
     if hours.holidays_country is None:
-        from holidays.registry import EntityLoader
+        from holidays import list_supported_countries
 
         # a home country the holidays package does not know: no public holidays (check-config
-        # says so). The registry's codes (list_supported_countries' keys) without importing
-        # every country's module: 0.05 CPU s at the start of every command.
-        known = EntityLoader.get_country_codes()
-        hours.holidays_country = country if country in known else ""
+        # says so)
+        hours.holidays_country = country if country in list_supported_countries() else ""
     if hours.holidays_country and hours.holidays_subdivision:
         import holidays
 

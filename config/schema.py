@@ -92,10 +92,10 @@ class Hours(Strict):
     def _holidays(cls, value: str | None) -> str | None:
         if not value:
             return value
-        from holidays.registry import EntityLoader  # the codes, no country module imported
+        from holidays import list_supported_countries
 
         up = value.upper()
-        if up not in EntityLoader.get_country_codes():
+        if up not in list_supported_countries():
             raise ValueError(f'"{value}" is not a country the holidays package knows '
                              '(an ISO 3166 code like "JP"; "" for no public holidays)')
         return up
