@@ -28,6 +28,9 @@ reconnects, storage failures; and the daemon's memory over time: RSS split by
 /proc/PID/smaps into glibc's main heap, its thread arenas, other anonymous maps and mapped
 files (bench/soak_memory.py), with the daemon's CPU seconds and the load average.
 `--env NAME=VALUE` sets the daemon's environment (MALLOC_ARENA_MAX, TOLLWATCH_MALLOC_TRIM).
+`--learn-days 28` starts the daemon with its baseline's period full (28 days of this traffic
+before now, learned as `tollwatch learn` does: bench/soak_history.py), so what still grows
+once the rules' spans are full is what no span or cap bounds.
 
 `--tracemalloc SECONDS`: the daemon runs with tracemalloc on and dumps a snapshot every SECONDS;
 the result lists what grew most between the first snapshot after warm-up and the last (by
@@ -60,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 from bench import soak_memory as memory  # noqa: E402
 from bench.gen_ami import generate  # noqa: E402
 from bench.soak_clock import on_fast_clock, real_seconds  # noqa: E402
+from bench.soak_history import in_child  # noqa: E402
 from bench.soak_world import (  # noqa: E402
     KINDS,
     ROTATIONS,
@@ -158,6 +162,7 @@ async def soak(
     speed: float = 1.0,
     daemon_nice: int | None = None,
     progress: Path | None = None,
+    learn_days: int = 0,
 ) -> dict[str, Any]:
     frames = frame_count(calls)
     ami_calls = CallCounter()
@@ -187,6 +192,9 @@ async def soak(
         "SOAK_AMI_SECRET": SECRET,
         **(extra_env or {}),
     }
+    # the baseline's period full from the start: the soak's traffic of the days before, learned
+    # as `tollwatch learn` does and stored as the daemon's own (bench/soak_history.py)
+    learned = in_child(data, cfg, learn_days, tmp) if learn_days else {}
     log_path = tmp / "daemon.log"
     cmd = [sys.executable, "-m", "tollwatch", "run", "--config", str(cfg)]
     traces = tmp / "traces"
@@ -290,6 +298,9 @@ async def soak(
 
     store = StateStore.in_dir(data)
     incidents = [i for i in store.incidents() if i["severity"] in ("warning", "critical")]
+    # the days each PBX's baseline held when the daemon saved it at exit (with --learn-days:
+    # the history's, so the daemon started from it and did not learn afresh)
+    baseline_days = {p: len(json.loads(t).get("days", {})) for p, t in store.baselines().items()}
     store.close()
     box = Outbox.in_dir(data)
     opened = {
@@ -353,6 +364,8 @@ async def soak(
         "rss_per_5_real_min": memory.per_real(daemon.samples, 300.0),
         "env": extra_env or {},
         "short_windows": short_windows,
+        "learned": learned,
+        "baseline_days_at_exit": baseline_days,
     }
     if trace_every:
         result["tracemalloc"] = memory.growth(traces, 60.0, trace_every, ROOT)
@@ -414,6 +427,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "every span of the daemon are then clock time")  # fmt: skip
     ap.add_argument("--daemon-nice", type=int, default=None, metavar="N",
                     help="the daemon's nice value (below the bench's own to keep up)")  # fmt: skip
+    ap.add_argument("--learn-days", type=int, default=0, metavar="DAYS",
+                    help="start with the baseline full: DAYS of the soak's traffic before now, "
+                    "learned as `tollwatch learn` does (bench/soak_history.py)")  # fmt: skip
     ap.add_argument("--samples", type=Path, metavar="FILE",
                     help="append each memory sample to FILE when taken (JSON lines)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -437,6 +453,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.speed,
             args.daemon_nice,
             args.samples,
+            args.learn_days,
         )
     )
     print(json.dumps(result, indent=2))

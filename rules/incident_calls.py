@@ -6,8 +6,11 @@ it gathers grows without bound. `IncidentCalls` keeps, exactly and in O(1) per c
   * the sources, accounts, regions and destination labels (sets: bounded by the PBX's
     extensions and the world's regions);
   * the calls per distinct destination number (remediation's evidence: it blocks what those
-    numbers show, and counts the calls a block covers; bounded by the distinct numbers dialed,
-    a few dozen bytes each instead of a call);
+    numbers show, and counts the calls a block covers), a few dozen bytes each instead of a
+    call: with a limit, for the `NUMBERS` most recently called numbers (an incident that never
+    goes quiet, e.g. a source or the PBX under steady traffic, would otherwise keep one entry
+    per number ever dialed; `numbers_dropped` counts the others, a dropped number called again
+    counts afresh);
   * the talk seconds and spend of ended calls (summed when they end), and the calls still up
     (their minutes still change; bounded by concurrency);
 and the details (the `Call`) of the first `first` and the last `last` calls added, plus any
@@ -30,6 +33,7 @@ from weakref import ref
 from tollwatch.rules.model import Call
 
 DEFAULT_LIMIT = (50, 150)  # the first 50 and the last 150 calls' details
+NUMBERS = 10_000  # numbers whose calls are counted, with a limit: the most recently called
 _ZERO = timedelta(0)
 _PRUNE_MIN = 256
 
@@ -46,6 +50,7 @@ class IncidentCalls:
     settled_spend = 0.0
     _settle_at = 64  # settle `up` when it grows past this (amortized O(1) per call)
     _prune_at = _PRUNE_MIN  # prune dead entries of `gone` when it reaches this size (`_drop`)
+    numbers_dropped = 0  # numbers forgotten (the least recently called past NUMBERS)
 
     def __init__(self, limit: tuple[int, int] | None = DEFAULT_LIMIT) -> None:
         self.limit = limit
@@ -112,7 +117,12 @@ class IncidentCalls:
         e164 = d.e164
         if e164:
             numbers = self.numbers
-            numbers[e164] = numbers.get(e164, 0) + 1
+            if self.limit is None:
+                numbers[e164] = numbers.get(e164, 0) + 1
+            else:  # most recently called last
+                numbers[e164] = numbers.pop(e164, 0) + 1
+                if len(numbers) > NUMBERS + (NUMBERS >> 3):
+                    self._forget_numbers()
         if d.rate:
             self.rated += 1
         if call.ended and call.end is not None:
@@ -130,6 +140,15 @@ class IncidentCalls:
             tail[cid] = call
             if len(tail) > limit[1]:
                 self._drop(*tail.popitem(last=False))
+
+    def _forget_numbers(self) -> None:
+        """Keep the NUMBERS most recently called numbers (done when an eighth more came:
+        amortized O(1) per call)."""
+        numbers = self.numbers
+        drop = len(numbers) - NUMBERS
+        self.numbers = dict(list(numbers.items())[drop:])
+        self.numbers_dropped += drop
+        self._sorted.pop("numbers", None)  # (its size may come back to the same)
 
     def _drop(self, call_id: str, call: Call) -> None:
         """Forget a call's details but remember, while something else holds the call, that it

@@ -145,8 +145,12 @@ def test_short_soak_on_a_fast_clock() -> None:
         pytest.skip("libfaketime not installed (apt-get install faketime)")
     result = soak.main(
         ["--speed", "8", "--minutes", "2", "--every", "20", "--calls", "400",
-         "--full-for", "10", "--sample-every", "40"]
+         "--full-for", "10", "--sample-every", "40", "--learn-days", "2"]
     )  # fmt: skip
+    assert result["learned"]["pbx"]["days"] == 3  # 2 days of history over 3 dates
+    # saved at exit with the history in it: the daemon started from the learned baseline
+    assert result["baseline_days_at_exit"]["pbx"] >= 3
+    assert result["baseline_days_at_exit"]["csvpbx"] >= 3
     assert result["speed"] == 8.0
     assert {f.split()[1] for f in result["faults"]} == set(soak.KINDS), result["faults"]
     assert result["drain"] == "complete", result
@@ -157,3 +161,33 @@ def test_short_soak_on_a_fast_clock() -> None:
     assert result["daemon_exit"] == 0
     assert result["real_minutes"] < result["minutes"] / 3  # the clock ran fast
     assert result["rss_per_5_real_min"][0]["real_min"] == 0.0
+
+
+def test_history_learned_as_the_daemon_own_baseline(tmp_path: Path) -> None:
+    """`soak.py --learn-days N`: N days of both PBXes' calls before now, learned with `tollwatch
+    learn`'s code and stored per PBX where the daemon keeps its baseline, so `run` starts from
+    it with the period full (bench/soak_history.py)."""
+    from datetime import UTC, datetime
+
+    from bench import soak_history, soak_world
+    from tollwatch.config import load_settings
+    from tollwatch.daemon import Daemon
+    from tollwatch.rules.base import check_rules
+
+    data = tmp_path / "data"
+    cfg = soak_world.config(tmp_path, data, tmp_path / "Master.csv", 5038, "http://127.0.0.1:9")
+    end = datetime(2026, 12, 1, 6, tzinfo=UTC)
+    learned = soak_history.in_child(data, cfg, 2, tmp_path)
+    assert learned["pbx"]["days"] == learned["csvpbx"]["days"] == 3  # 2 days over 3 dates
+    assert learned["csvpbx"] == {"days": 3, "destinations": 1, "sources": 100}
+    assert learned["pbx"]["sources"] == 800 and learned["pbx"]["destinations"] >= 18
+    assert not list(tmp_path.glob("history-*"))  # the history is removed once learned
+    settings = load_settings(cfg, rule_checks=check_rules)
+    daemon = Daemon(settings, StateStore.in_dir(data), [], [], ["pbx", "csvpbx"])
+    daemon.restore()
+    csv = daemon.pipelines["csvpbx"].baseline
+    assert csv.days and max(csv.days) >= end.date()  # ends now (after `end`)
+    assert set(csv.dest_days) == {"US"} and set(csv.src_dests) == {str(x) for x in range(200, 300)}
+    ami = daemon.pipelines["pbx"].baseline
+    assert sum(s.intl[b] for s in ami.days.values() for b in range(288)) > 2 * 24 * 2_900
+    daemon.store.close()

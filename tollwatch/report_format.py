@@ -49,7 +49,9 @@ def incident_dict(inc: Incident, tz: ZoneInfo, now: datetime | None = None) -> d
     Counts, minutes, spend, sources, regions, destinations and numbers cover every call;
     `call_ids` lists the calls whose details the incident keeps (its first and last ones, and
     those still up) and `calls_not_listed` says how many more there are. `number_calls`
-    (parallel to `numbers`) counts the calls to each number: remediation's evidence."""
+    (parallel to `numbers`) counts the calls to each number: remediation's evidence; an incident
+    that counted more numbers than it keeps (`incident_calls.NUMBERS`, the most recently called)
+    says how many it forgot in `numbers_dropped` (absent otherwise)."""
     log = inc.log
     calls = log.ordered()
     accounts = log.sorted_set("accounts")
@@ -78,7 +80,7 @@ def incident_dict(inc: Incident, tz: ZoneInfo, now: datetime | None = None) -> d
         "call_ids": [c.call_id for c in calls],
         "call_numbers": [c.dest.e164 or "" for c in calls],  # parallel to call_ids
         "reasons": inc.reasons(),
-    }
+    } | ({"numbers_dropped": log.numbers_dropped} if log.numbers_dropped else {})
 
 
 def not_listed(count: int) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from tollwatch.alerting.base import NO_AMI_CONNECTION, IncidentView
 from tollwatch.alerting.remediation import astdb, sync
@@ -21,10 +22,16 @@ from tollwatch.config.schema import Settings
 from tollwatch.rules.destinations import Classifier
 
 log = logging.getLogger("tollwatch.remediation")
+_V = TypeVar("_V")
 
 Notify = Callable[[str, IncidentView], Awaitable[None]]
 _WATCHED = ("opened", "escalated", "updated")
 _HOUR = 3600
+# incidents whose block evidence and refusal warnings are remembered, the most recently changed
+# (a daemon runs for months; alerters are not told when an incident closes, and a closed one
+# gets no more calls: new calls open a new incident, so only an incident quiet while this many
+# others changed is forgotten, and it is treated as after a restart)
+REMEMBER = 4096
 
 
 class BlockRefused(Exception):
@@ -80,10 +87,11 @@ class Blocker:
         self.clock = clock
         self.interval = interval
         self.families = astdb.families(self.rem.family)
-        self._told: set[tuple[str, str, str]] = set()  # (incident, target, why) refusals said
-        # (incident, target) -> the fraudulent calls (per number) a block of it answered; once
+        # incident -> the refusals said for it, (target, why): each is logged once
+        self._told: OrderedDict[str, set[tuple[str, str]]] = OrderedDict()
+        # incident -> target -> the fraudulent calls (per number) a block of it answered; once
         # that block expired or was lifted, only new such calls block it again
-        self._covered: dict[tuple[str, Target], dict[str, int]] = {}
+        self._covered: OrderedDict[str, dict[Target, dict[str, int]]] = OrderedDict()
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[tuple[str, IncidentView] | None] = asyncio.Queue()
 
@@ -126,7 +134,7 @@ class Blocker:
         refused: list[dict[str, str]] = []
         for target in self.scope.targets(view):
             if self.store.active(pbx, target.kind, target.value, dry_run=dry):
-                self._covered[incident, target] = self._calls_for(target, view)
+                self._covered_by(incident)[target] = self._calls_for(target, view)
                 continue  # already blocked for this (or an earlier) incident
             if not self._fresh_evidence(pbx, incident, target, view):
                 continue
@@ -134,13 +142,13 @@ class Blocker:
                 result = await self.block(target, [pbx], reason=reason_of(view), origin="auto",
                                           incident_id=incident, dry_run=dry)  # fmt: skip
             except BlockRefused as exc:
-                key = (incident, str(target), str(exc))
-                if key not in self._told:
-                    self._told.add(key)
+                told = _recent(self._told, incident, set)
+                if (str(target), str(exc)) not in told:
+                    told.add((str(target), str(exc)))
                     log.warning("incident %s: not blocking %s: %s", incident, target, exc)
                     refused.append({"kind": target.kind, "value": target.value, "why": str(exc)})
                 continue
-            self._covered[incident, target] = self._calls_for(target, view)
+            self._covered_by(incident)[target] = self._calls_for(target, view)
             new.extend(result.records)
             failed.update({r.id: result.failed[r.pbx] for r in result.records
                            if r.pbx in result.failed})  # fmt: skip
@@ -180,6 +188,9 @@ class Blocker:
                 out[str(number)] = int(n)
         return out
 
+    def _covered_by(self, incident: str) -> dict[Target, dict[str, int]]:
+        return _recent(self._covered, incident, dict)
+
     def _fresh_evidence(self, pbx: str, incident: str, target: Target, view: IncidentView) -> bool:
         """False when this incident already had `target` blocked (since expired or lifted) and
         no new fraudulent call to it came since: the expiry stands."""
@@ -187,7 +198,7 @@ class Blocker:
         if not before:
             return True
         now = self._calls_for(target, view)
-        known = self._covered.setdefault((incident, target), now)  # a restart forgot: now
+        known = self._covered_by(incident).setdefault(target, now)  # a restart forgot: now
         # calls are only ever added: a number with more calls than known = a new call to it
         return any(n > known.get(number, 0) for number, n in now.items())
 
@@ -397,3 +408,14 @@ class Blocker:
         except Exception:
             log.exception("remediation: notify %s failed", kind)
 
+
+def _recent(memory: OrderedDict[str, _V], key: str, make: Callable[[], _V]) -> _V:
+    """`memory[key]` (made when missing) as the most recently used; past REMEMBER keys the
+    least recently used is forgotten."""
+    value = memory.get(key)
+    if value is None:
+        value = memory[key] = make()
+    memory.move_to_end(key)
+    while len(memory) > REMEMBER:
+        memory.popitem(last=False)
+    return value
