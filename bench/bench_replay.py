@@ -35,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from tollwatch.rules.batch import calls_from_frame, replay
+from tollwatch.rules.batch import Rows, calls_from_frame, replay
 from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import Incident
@@ -53,8 +53,9 @@ def relevant_frame(path: Path) -> pl.DataFrame:
     kept: list[pl.DataFrame] = []
     original = scan.run_frame
 
-    def keep(engine: Engine, frame: pl.DataFrame, *args: object) -> list[Incident]:
-        kept.append(frame)
+    def keep(engine: Engine, frame: pl.DataFrame | Rows, *args: object) -> list[Incident]:
+        # run_scan hands its kept calls as Rows (tollwatch.scan_kept), read slice by slice
+        kept.append(frame if isinstance(frame, pl.DataFrame) else pl.concat(frame.slices(1 << 20)))
         return []
 
     scan.run_frame = keep  # type: ignore[assignment]

@@ -37,7 +37,8 @@ from tollwatch.cdr_ingest._scan import _frames
 from tollwatch.rules.batch import CALL_COLUMNS, calls_from_frame, replay
 from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.engine import Engine
-from tollwatch.scan import _LOOP_COLUMNS, ScanStats, _Loop, run_scan, unpack
+from tollwatch.scan import _LOOP_COLUMNS, ScanStats, _Loop, run_scan
+from tollwatch.scan_kept import unpack
 from tollwatch.settings import cdr_options, load, overrides, rule_specs
 
 T = TypeVar("T")

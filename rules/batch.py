@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 import polars as pl
 
@@ -25,28 +26,73 @@ CALL_COLUMNS = (
 )
 
 
+class Rows(Protocol):
+    """The calls of a replay in start order, read a few columns or a slice at a time: a frame
+    in memory (`FrameRows`), or calls kept packed that are never all unpacked at once
+    (tollwatch.scan's). `columns` is asked first, `slices` then once."""
+
+    @property
+    def height(self) -> int: ...
+
+    def columns(self, names: Sequence[str]) -> pl.DataFrame:
+        """These columns of every call, in start order."""
+        ...
+
+    def slices(self, size: int) -> Iterator[pl.DataFrame]:
+        """Every call (CALL_COLUMNS), in start order, `size` rows at a time."""
+        ...
+
+
+class FrameRows:
+    """A frame's calls as `Rows` (sorted by start, stably)."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame.sort("start", maintain_order=True)
+
+    @property
+    def height(self) -> int:
+        return self.frame.height
+
+    def columns(self, names: Sequence[str]) -> pl.DataFrame:
+        return self.frame.select(names)
+
+    def slices(self, size: int) -> Iterator[pl.DataFrame]:
+        return self.frame.iter_slices(size)
+
+
+# What the whole-frame marks read: rules.sparse (start, answer, end, source, e164) and
+# rules.attempts (call_id, linkedid).
+_SPARSE_COLUMNS = ("start", "answer", "end", "source", "e164")
+_LONE_COLUMNS = ("call_id", "linkedid")
+
+
 def calls_from_frame(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | Rows,
     classifier: Classifier,
     source_allow: Mapping[str, list[str]],
     engine: Engine | None = None,
 ) -> Iterator[Call]:
-    """Build Call objects from classified CDR rows (sorted by start).
+    """Build Call objects from classified CDR rows, in start order (a frame is sorted first).
 
-    Columns are read as Python lists once (not row dicts), and calls to the same number with
-    the same classification share one Destination. With `engine`, each call carries the
-    sparse rules of that engine it can be left out of (`Call.sparse`, rules.sparse), and
-    whether it is the only leg of its attempt (`Call.lone`, rules.attempts): the frame must
-    then hold every call that engine is handed from here on."""
-    frame = frame.sort("start", maintain_order=True)
+    Columns are read as Python lists a slice at a time (not row dicts), and calls to the same
+    number with the same classification share one Destination. With `engine`, each call
+    carries the sparse rules of that engine it can be left out of (`Call.sparse`,
+    rules.sparse), and whether it is the only leg of its attempt (`Call.lone`,
+    rules.attempts): the rows must then hold every call that engine is handed from here on.
+    Those marks read a few columns of every row first; the rest is read slice by slice."""
+    rows = FrameRows(frame) if isinstance(frame, pl.DataFrame) else frame
     groups = [] if engine is None else [
         group for group in (r.sparse_group() for r in engine.sparse) if group is not None]
-    bits = sparse_bits(frame, groups, engine.clock) if engine is not None and groups else None
-    lone = lone_legs(frame, engine.attempts) if engine is not None and frame.height else None
+    bits = None
+    if engine is not None and groups:
+        bits = sparse_bits(rows.columns(_SPARSE_COLUMNS), groups, engine.clock)
+    lone = None
+    if engine is not None and rows.height:
+        lone = lone_legs(rows.columns(_LONE_COLUMNS), engine.attempts)
     dests: dict[tuple[object, ...], Destination] = {}
     allowed: dict[tuple[str, str | None], bool] = {}
     offset = 0
-    for part in frame.iter_slices(_SLICE):
+    for part in rows.slices(_SLICE):
         if len(dests) > _SHARED:  # numbers mostly distinct: do not keep them all
             dests.clear()
             allowed.clear()
@@ -185,13 +231,13 @@ _ENDED_SAME_INSTANT = int(Kind.ENDED_SAME_INSTANT)
 
 def run_frame(
     engine: Engine,
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | Rows,
     classifier: Classifier,
     source_allow: Mapping[str, list[str]] | None = None,
 ) -> list[Incident]:
-    """Replay a frame's calls (classified CDR rows): every call the engine is handed from here
-    on (rules.sparse leaves some out of some rules' on_start)."""
+    """Replay a frame's calls (classified CDR rows, or `Rows` of them): every call the engine
+    is handed from here on (rules.sparse leaves some out of some rules' on_start)."""
     return replay(engine, calls_from_frame(frame, classifier, source_allow or {}, engine))
 
 
-__all__ = ["CALL_COLUMNS", "calls_from_frame", "replay", "run_frame"]
+__all__ = ["CALL_COLUMNS", "FrameRows", "Rows", "calls_from_frame", "replay", "run_frame"]

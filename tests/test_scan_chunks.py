@@ -133,26 +133,3 @@ def test_where_keeps_the_rows_it_names_with_every_column(
     assert kept.equals(whole.filter(where))
     assert 0 < kept.height < whole.height
     assert kept.get_column("source").drop_nulls().len() > 0  # made for the kept rows
-
-
-def test_kept_calls_come_back_packed_and_sorted_by_start_stably(
-    tmp_path: Path, fixtures: Path
-) -> None:
-    """What the loop keeps goes through pack/unpack unchanged, and _relevant sorts it by
-    start as a stable sort does (calls that start in the same second keep file order)."""
-    from tollwatch.rules.batch import CALL_COLUMNS
-    from tollwatch.scan import _Loop, _relevant, pack, unpack
-
-    files = _files(tmp_path, fixtures)
-    seen: list[pl.DataFrame] = []
-    run_scan(files, settings("JP", "UTC"), calls=seen.append)
-    calls = pl.concat(seen, how="diagonal_relaxed").select(*CALL_COLUMNS, "channel")
-    calls = calls.filter(pl.col("start").is_not_null()).reverse()  # not in start order
-    assert calls.height > 20 and calls.get_column("start").n_unique() < calls.height  # ties
-    parts = [pack(calls.slice(i, 7)) for i in range(0, calls.height, 7)]
-    assert unpack(list(parts)).equals(calls)
-    loop = _Loop.__new__(_Loop)
-    loop.relevant, loop.dials = parts, []
-    got = _relevant(loop, CdrOptions())
-    assert got.equals(calls.select(CALL_COLUMNS).sort("start", maintain_order=True))
-    assert loop.relevant == []  # let go as read

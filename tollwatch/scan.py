@@ -8,7 +8,6 @@ high-risk), and afterwards the incremental engine replays those calls on event t
 from __future__ import annotations
 
 import gc
-import io
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,13 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tollwatch.cdr_ingest import (
-    CdrOptions,
-    dials_local,
-    local_dials,
-    resolve_local_chains,
-    scan_chunks,
-)
+from tollwatch.cdr_ingest import dials_local, local_dials, scan_chunks
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.cdr_ingest.live.follow_rows import REFUSED_MARK
 from tollwatch.config import Settings
@@ -34,6 +27,7 @@ from tollwatch.rules.destinations import BatchClassifier, Classifier
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import PBX, Incident
 from tollwatch.rules.validity import SAMPLE, Validity, check_numbers
+from tollwatch.scan_kept import Kept, pack
 from tollwatch.settings import cdr_options, rule_specs
 
 MAX_PROBLEMS = 1000
@@ -155,13 +149,14 @@ def _run_scan(
         chunks = scan_chunks(paths, options, stats.file_problems.append, loop.wanted())
     loop.read(chunks, columns, progress)
     stats.notes = loop.legs.notes()
-    frame = _relevant(loop, cdr_options(settings))
-    stats.calls_scored = frame.height
+    kept = Kept(loop.relevant, loop.dials, options)  # the loop's parts are handed over
+    stats.calls_scored = kept.height
     specs = rule_specs(settings) if rules else {}
     engine = Engine.from_settings(settings, specs, baseline)
     incidents = (
-        run_frame(engine, frame, classifier, settings.allowlist.sources) if frame.height else []
+        run_frame(engine, kept, classifier, settings.allowlist.sources) if kept.height else []
     )
+    del kept
     count_refused(incidents, loop.refused, settings.incidents.gap)
     incidents = sort_incidents(incidents)
     validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
@@ -265,20 +260,6 @@ class _Loop:
             progress(*_line_of(last))
 
 
-def _relevant(loop: _Loop, options: CdrOptions) -> pl.DataFrame:
-    """The calls rules look at, in start order, as one frame; the loop's parts are let go
-    as they are joined (one copy of the calls in memory, not three)."""
-    frame = unpack(loop.relevant) if loop.relevant else pl.DataFrame()
-    loop.relevant.clear()
-    if frame.height == 0:
-        return frame
-    if loop.dials:
-        dials = unpack(loop.dials)
-        loop.dials.clear()
-        frame = resolve_local_chains(frame, dials, options)
-    return frame.select(CALL_COLUMNS).sort("start", maintain_order=True)
-
-
 def _classified(
     out: pl.DataFrame, classify: BatchClassifier, stats: ScanStats, calls: Calls | None
 ) -> pl.DataFrame:
@@ -300,22 +281,6 @@ def _classified(
         stats.by_class[cls] = stats.by_class.get(cls, 0) + n
     wanted = classes.filter((pl.col("dest_class") == "international") | pl.col("high_risk"))
     return out.join(wanted, on="dialed", how="inner", nulls_equal=True, maintain_order="left")
-
-
-def pack(frame: pl.DataFrame) -> bytes:
-    """frame as compressed Arrow IPC bytes: what the loop keeps of each batch (the calls rules
-    look at, the Local dials) until the replay. Kept as polars frames, those small long-lived
-    buffers sat between the batches' short-lived ones and pinned their memory: RSS grew by ~2.7x
-    their size (26 MB per million rows at 20M); as bytes (zstd, ~4x smaller, outside polars'
-    heap) RSS stays flat. `unpack` gives the frame back, the same columns and values."""
-    out = io.BytesIO()
-    frame.write_ipc(out, compression="zstd")
-    return out.getvalue()
-
-
-def unpack(parts: Sequence[bytes]) -> pl.DataFrame:
-    """The frames `pack` made, one after the other, as one frame."""
-    return pl.concat([pl.read_ipc(io.BytesIO(part)) for part in parts])
 
 
 def sort_incidents(incidents: Sequence[Incident]) -> list[Incident]:
