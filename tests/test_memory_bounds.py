@@ -179,3 +179,40 @@ def test_the_classifier_cache_holds_a_few_mib_however_many_numbers_are_dialed() 
     assert len(c._cache) <= 16_384
     assert held < 9 * 2**20, held / 2**20  # ~7 MiB; 30,000 entries took ~13 MiB before
     assert c.classify("0312340000") == first and c.classify("0312340000") is not first
+
+
+def test_window_groups_no_call_comes_back_to_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group was evicted only when a call was added to it: the destination block of a past
+    attack (`burst_destination`), a source gone quiet, kept its calls for ever. Now every
+    group is pruned every PRUNE_EVERY adds; what each add counts and holds is unchanged (the
+    calls of the group within the span, checked against a model on random traffic)."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from tollwatch.rules.builtin import _window
+    from tollwatch.rules.builtin._window import Windows
+
+    monkeypatch.setattr(_window, "PRUNE_EVERY", 64, raising=False)
+    span = timedelta(minutes=10)
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    fresh = Windows(span)
+    for i in range(5000):  # a new group every second, never seen again
+        fresh.add(f"dest:+232{i}xxx", t0 + timedelta(seconds=i), _call(i, "0102327654300"))
+    assert len(fresh) <= 600 + 64 + 1  # the span's groups, and those since the last pruning
+
+    rnd = random.Random(13)
+    windows = Windows(span, count_sources=True)
+    model: dict[str, list[tuple[datetime, Any]]] = {}
+    at = t0
+    for i in range(4000):
+        at += timedelta(seconds=rnd.choice([0, 1, 5, 30, 200]))
+        key = rnd.choice(["209", "210", "*"]) if rnd.random() < 0.5 else f"dest:{i % 300}"
+        call = _call(i, "0102327654300")
+        n = windows.add(key, at, call)
+        kept = [(t, c) for t, c in model.get(key, []) if t > at - span] + [(at, call)]
+        model[key] = kept
+        assert n == len(kept)
+        assert list(windows.held(key)) == [c for _, c in kept]
+        held = windows.held(key).sources
+        assert held == {"209": len(kept)}  # (every call here is from 209)
+    assert len(windows) < 300

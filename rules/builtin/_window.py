@@ -74,9 +74,19 @@ class Window:
         return iter(self.calls)
 
 
+PRUNE_EVERY = 1024  # adds between two prunings of every group (`Windows.add`)
+
+
 class Windows:
     """Calls within `span` of the newest event, per group; empty groups are dropped.
-    `count_sources`: each group also counts its calls per source (`Window.sources`)."""
+    `count_sources`: each group also counts its calls per source (`Window.sources`).
+
+    A group is evicted when a call is added to it; one that no call comes to again (the
+    destination block of a past attack, a source gone quiet) is evicted, and dropped once
+    empty, when every group is pruned: every PRUNE_EVERY adds (amortized O(1) per add), so
+    what the windows hold is bounded by the span, not by every group ever seen."""
+
+    _adds = 0  # (a class default: snapshots from before it restore without it)
 
     def __init__(self, span: timedelta, count_sources: bool = False) -> None:
         self.span = span
@@ -104,6 +114,10 @@ class Windows:
 
     def add(self, key: str, at: datetime, call: Call) -> int:
         """Add a call; returns how many calls the group's window now holds."""
+        self._adds += 1
+        if self._adds >= PRUNE_EVERY:
+            self._adds = 0
+            self.prune(at, keep=key)  # (this group is evicted below, as always)
         window = self._groups.get(key)
         if window is None:
             window = self._groups[key] = Window(self.count_sources)
@@ -137,10 +151,13 @@ class Windows:
             return []
         return list(window.calls)
 
-    def prune(self, now: datetime) -> None:
+    def prune(self, now: datetime, keep: str | None = None) -> None:
+        """Evict every group (but `keep`) as of `now`; drop the empty ones."""
         limit = now - self.span
         groups = self._groups
         for key in list(groups):
+            if key == keep:
+                continue
             window = groups[key]
             window.evict(limit)
             if not window.calls:
