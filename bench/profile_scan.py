@@ -14,7 +14,12 @@ process, all polars threads):
    classification of each batch's distinct numbers, the calls rules look at);
 6. ``calls`` / ``replay``: Call objects built from the kept rows, replayed through the engine.
 
+With ``--memory``, instead: one ``run_scan`` in this process, its RSS (VmRSS) sampled every
+20 ms and told by phase (the loop, reading back the kept calls, the whole-frame marks, the
+replay, the validity sample): where the peak is.
+
     python bench/profile_scan.py bench/data/master-1000000.csv [--cprofile out.txt]
+    python bench/profile_scan.py FILE --memory
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
+import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -98,12 +106,93 @@ def profile(path: Path, top: int) -> str:
     return buf.getvalue()
 
 
+def _rss_mb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+class Phases:
+    """RSS (MB) at the start, peak and end of each phase, sampled every 20 ms in a thread."""
+
+    def __init__(self) -> None:
+        self.now = "start"
+        self.table: dict[str, list[int]] = {"start": [_rss_mb()] * 3}  # start, peak, end
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            row = self.table[self.now]
+            row[1] = max(row[1], _rss_mb())
+
+    def mark(self, name: str) -> None:
+        rss = _rss_mb()
+        self.table[self.now][1:] = [max(self.table[self.now][1], rss), rss]
+        self.now = name
+        self.table.setdefault(name, [rss, rss, rss])
+
+    def wrap(self, owner: Any, name: str, label: str, after: str | None = None) -> None:
+        """Mark `label` when owner.name is called (and `after` when it returns)."""
+        fn = getattr(owner, name)
+
+        def marked(*args: Any, **kwargs: Any) -> Any:
+            self.mark(label)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if after is not None:
+                    self.mark(after)
+
+        setattr(owner, name, marked)
+
+    def stop(self) -> None:
+        self.mark("end")
+        self._stop.set()
+        self._thread.join()
+
+
+def memory(path: Path) -> Phases:
+    """run_scan on path in this process, RSS by phase."""
+    import tollwatch.rules.batch as batch
+    import tollwatch.scan as scan
+
+    settings = load(None, overrides(country="JP", tz="Asia/Tokyo"))
+    phases = Phases()
+    phases.wrap(scan._Loop, "read", "loop (ingest, classification, packing)", "after the loop")
+    phases.wrap(scan, "Kept", "kept calls: start order, Local chains")
+    phases.wrap(batch, "replay", "replay starts", "after the replay")
+    phases.wrap(batch, "sparse_bits", "whole-frame marks (sparse, lone legs)")
+    phases.wrap(batch, "lone_legs", "whole-frame marks (sparse, lone legs)",
+                "replay: Call objects, engine")
+    phases.wrap(scan, "check_numbers", "validity sample")
+    c0, t0 = time.process_time(), time.perf_counter()
+    result = scan.run_scan([path], settings)
+    phases.stop()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(f"{path}: {result.stats.rows:,} rows, {result.stats.calls_scored:,} kept calls, "
+          f"{len(result.incidents)} incidents; {time.process_time() - c0:.1f} CPU s, "
+          f"{time.perf_counter() - t0:.1f} s wall, peak RSS {peak} MB, "
+          f"load {os.getloadavg()[0]:.1f}")
+    print(f"  {'phase':<45} {'start':>6} {'peak':>6} {'end':>6} (MB)")
+    for name, (start, high, end) in phases.table.items():
+        print(f"  {name:<45} {start:6} {high:6} {end:6}")
+    return phases
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("file", type=Path)
     p.add_argument("--cprofile", type=Path, help="also write a cProfile of run_scan here")
     p.add_argument("--top", type=int, default=40)
+    p.add_argument("--memory", action="store_true", help="RSS by phase of one run_scan instead")
     args = p.parse_args(argv)
+    if args.memory:
+        memory(args.file)
+        return 0
     print(f"{args.file}:")
     t = stages(args.file)
     d: dict[str, Any] = {}

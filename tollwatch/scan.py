@@ -164,7 +164,9 @@ def _run_scan(
     return ScanResult(incidents, stats, engine.baseline, validity)
 
 
-BATCH_ROWS = 200_000  # rows the loop below takes at a time
+# Wanted rows the loop below takes at a time: with 100k (from 200k) its peak RSS is ~50-60 MB
+# lower (dense 1M: 643 -> 591 MB with chunks of 100k rows, 5M: 765 -> 702), CPU the same.
+BATCH_ROWS = 100_000
 
 
 class _Loop:
