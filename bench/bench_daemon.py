@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -156,6 +156,25 @@ def looped(
                 yield b"%s%.6f%s" % (frame[:i], float(frame[i:j]) + offset, rest)
             else:
                 yield frame if k == 0 else frame.replace(b": 1796", b": %d1796" % k)
+
+
+def messages(
+    frames: Iterable[bytes], wants: Callable[[bytes], bool], tracker: Any
+) -> Iterator[Any]:
+    """The AMI messages of `frames` the daemon would see: those its login mask `wants`, not
+    skipped by the call `tracker` by name, parsed (frames that do not parse are left out)."""
+    from tollwatch.cdr_ingest.live.ami_framing import event_name, parse_event
+
+    for frame in frames:
+        if not wants(frame):
+            continue
+        text = frame.decode().strip()
+        name = event_name(text)
+        if name is not None and tracker.skip(name):
+            continue
+        msg = parse_event(text)
+        if msg is not None:
+            yield msg
 
 
 def _mask(events: str) -> Callable[[bytes], bool]:

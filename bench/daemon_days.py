@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_daemon import DAY, _mask, bench_settings, looped, make_daemon
+from bench_daemon import DAY, _mask, bench_settings, looped, make_daemon, messages
 from soak_memory import split
 
 
 async def run(path: Path, passes: int, pass_every: float, out: Path) -> None:
     from tollwatch.cdr_ingest.live.ami import EVENT_MASK
     from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
-    from tollwatch.cdr_ingest.live.ami_framing import event_name, parse_event
     from tollwatch.sources import cdr_options
 
     data_dir = tempfile.mkdtemp(prefix="daemon-days-")
@@ -66,20 +65,10 @@ async def run(path: Path, passes: int, pass_every: float, out: Path) -> None:
         if k:  # (the state as the passes before it left it)
             report(k)
 
-    n = 0
-    for frame in looped(path, passes, time.time(), pass_every, on_pass):
-        if not wants(frame):
-            continue
-        text = frame.decode().strip()
-        name = event_name(text)
-        if name is not None and tracker.skip(name):
-            continue
-        msg = parse_event(text)
-        if msg is None:
-            continue
+    frames = looped(path, passes, time.time(), pass_every, on_pass)
+    for n, msg in enumerate(messages(frames, wants, tracker), 1):
         for event in tracker.feed(msg, datetime.now(UTC)):
             await daemon.process(event)
-        n += 1
         if n % 2000 == 0:
             await daemon.publisher.publish_queued()
             await daemon.tick()

@@ -56,7 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_daemon import NullAlerter, _mask, looped  # noqa: E402
+from bench.bench_daemon import NullAlerter, _mask, looped, messages  # noqa: E402
 from bench.gen_ami import generate  # noqa: E402
 from bench.soak_history import in_child  # noqa: E402
 from bench.soak_memory import split  # noqa: E402
@@ -235,7 +235,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from tollwatch.alerting.remediation import Blocker
     from tollwatch.cdr_ingest.live.ami import EVENT_MASK
     from tollwatch.cdr_ingest.live.ami_calls import AmiCallTracker
-    from tollwatch.cdr_ingest.live.ami_framing import event_name, parse_event
     from tollwatch.config import load_settings
     from tollwatch.daemon import Daemon
     from tollwatch.rules.base import check_rules
@@ -288,16 +287,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await daemon.process(event)
         await daemon.publisher.publish_now()
 
-    for frame in frames:
-        if not wants(frame):
-            continue
-        text = frame.decode().strip()
-        name = event_name(text)
-        if name is not None and ami.skip(name):
-            continue
-        msg = parse_event(text)
-        if msg is None:
-            continue
+    for msg in messages(frames, wants, ami):
         stamp = msg.get("Timestamp")
         at = datetime.fromtimestamp(float(stamp), UTC) if stamp else clock.now
         while pending is not None and pending[0] <= at:
