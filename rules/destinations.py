@@ -64,8 +64,15 @@ def _order(taken: Any) -> Any:
     return pos
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class Destination:
+    """Where a dialed string goes. Read-only by convention (never assigned after it is made:
+    one object is shared by every call to the number, live and batch); hashed and compared
+    by its fields, as a frozen dataclass would be. Not frozen because a frozen dataclass's
+    `__init__` sets each field through `object.__setattr__`: ~2.3 us a Destination instead of
+    ~0.35 us, a fifth of the cost of turning a batch's calls into Call objects
+    (rules.batch). `number_key`/`block_key` are cached in its `__dict__` on first use."""
+
     dialed: str
     dest_class: str
     e164: str | None
@@ -98,16 +105,16 @@ class Destination:
     def from_row(cls, dialed: str, row: dict[str, Any]) -> Destination:
         """From a row with DEST_COLUMNS (what classify_df adds)."""
         return cls(
-            dialed=dialed,
-            dest_class=row["dest_class"],
-            e164=row["e164"],
-            calling_code=row["calling_code"],
-            region=row["region"],
-            region_name=row["region_name"],
-            high_risk=bool(row["high_risk"]),
-            risk_prefix=row["risk_prefix"],
-            allowlisted=bool(row["allowlisted"]),
-            rate=row["rate"],
+            dialed,
+            row["dest_class"],
+            row["e164"],
+            row["calling_code"],
+            row["region"],
+            row["region_name"],
+            bool(row["high_risk"]),
+            row["risk_prefix"],
+            bool(row["allowlisted"]),
+            row["rate"],
         )
 
 

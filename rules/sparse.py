@@ -47,6 +47,7 @@ def sparse_bits(
     at_start = frame.get_column("start").dt.epoch("us").to_numpy()
     by_start = np.sort(at_start)
     at_end = by_end = None
+    grouped: dict[int, np.ndarray] = {}  # by block_digits: each row's group, numbered
     for i, group in enumerate(groups):
         times, ordered = at_start, by_start
         if group.at_end:
@@ -55,22 +56,33 @@ def sparse_bits(
                 by_end = np.sort(at_end)
             times, ordered = at_end, by_end
         span = int(group.span / timedelta(microseconds=1))
-        if group.block_digits:
-            e164 = pl.col("e164")
-            block = e164.str.slice(0, (e164.str.len_chars() - group.block_digits).clip(0))
-            key = pl.concat_str([pl.col("source"), pl.lit("|"), block])
-        else:
-            key = pl.col("source")
-        keys = frame.select(key.alias("key")).get_column("key")
-        known = keys.is_not_null().to_numpy()
-        codes = keys.fill_null("").hash().to_numpy()
+        codes = grouped.get(group.block_digits)
+        if codes is None:
+            codes = grouped[group.block_digits] = _groups(frame, group.block_digits)
         count = _counts_around(codes, times, ordered, span)
-        quiet = known & (count < group.count)
+        quiet = (codes >= 0) & (count < group.count)
         if after is not None:
             floor = int((after - _EPOCH) / timedelta(microseconds=1)) + span
             quiet &= times >= floor
         bits |= quiet.astype(np.int64) << i
     return bits.tolist()
+
+
+def _groups(frame: pl.DataFrame, block_digits: int) -> np.ndarray:
+    """Each row's group numbered from 0 (its source, or its source and number block), -1 when
+    it has none (no source, or no number for a block): groups told apart by a hash of the
+    key, so two may share a number (that only makes counts larger)."""
+    if block_digits:
+        e164 = pl.col("e164")
+        block = e164.str.slice(0, (e164.str.len_chars() - block_digits).clip(0))
+        key = pl.concat_str([pl.col("source"), pl.lit("|"), block])
+    else:
+        key = pl.col("source")
+    keys = frame.select(key.alias("key")).get_column("key")
+    known = keys.is_not_null().to_numpy()
+    _, numbered = np.unique(keys.fill_null("").hash().to_numpy(), return_inverse=True)
+    codes: np.ndarray = np.where(known, numbered.astype(np.int64), -1)
+    return codes
 
 
 def _end_times(frame: pl.DataFrame) -> np.ndarray:
@@ -84,21 +96,26 @@ def _end_times(frame: pl.DataFrame) -> np.ndarray:
 def _counts_around(
     codes: np.ndarray, times: np.ndarray, ordered: np.ndarray, span: int
 ) -> np.ndarray:
-    """Per row, the rows of its group (same code) with a time in (time - span, time + span).
+    """Per row, the rows of its group (same code, >= -1) with a time in (time - span,
+    time + span).
 
     Times are replaced by their rank among all times (`ordered`, sorted), so that (group,
     rank) fits one int64: t' > x exactly when left_rank(t') >= right_rank(x), and t' < y
-    exactly when left_rank(t') < left_rank(y)."""
+    exactly when left_rank(t') < left_rank(y). The bounds are looked up in (group, rank)
+    order, where they only grow: a search starts where the one before ended (numpy does that
+    for sorted needles), instead of anywhere in the array."""
     n = len(times)
     rank = np.searchsorted(ordered, times, side="left")
     low = np.searchsorted(ordered, times - span, side="right")  # first rank above time - span
     high = np.searchsorted(ordered, times + span, side="left")  # first rank at time + span
-    _, group = np.unique(codes, return_inverse=True)
-    base = group.astype(np.int64) * (n + 1)
-    combined = np.sort(base + rank)
-    first = np.searchsorted(combined, base + low, side="left")
-    stop = np.searchsorted(combined, base + high, side="left")
-    counted: np.ndarray = stop - first
+    base = (codes + 1) * (n + 1)
+    keys = base + rank
+    order = np.argsort(keys, kind="stable")
+    combined = keys[order]
+    first = np.searchsorted(combined, (base + low)[order], side="left")
+    stop = np.searchsorted(combined, (base + high)[order], side="left")
+    counted = np.empty(n, dtype=np.int64)
+    counted[order] = stop - first
     return counted
 
 
