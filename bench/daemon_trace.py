@@ -188,6 +188,10 @@ class Trace:
         out["slow_by_main_stage"] = dict(main.most_common())
         out["slow_overlapping"] = dict(overlaps.most_common())
         out["slow_overlapping_nothing"] = none
+        if slow and dial:  # when: slow calls per second of the stream (the ten worst seconds)
+            t0 = dial[0][1]
+            per_s = Counter(int(sent - t0) for _, sent, _, _ in slow)
+            out["slow_seconds"] = {str(k): v for k, v in per_s.most_common(10)}
         kinds: dict[str, list[float]] = defaultdict(list)
         first_read = self.reads[0][0] if self.reads else 0.0
         for a, b, what in held:  # start-up (before the stream) on its own

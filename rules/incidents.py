@@ -244,7 +244,7 @@ class IncidentTracker:
                     inc = None
         if inc is None or not inc.log.add(call):
             return None
-        inc.last_activity = now
+        inc.last_activity = now if now > inc.last_activity else inc.last_activity
         if key is not call.source:  # joined by its destination
             self._dest_active(now)
         if inc.severity == _NONE:
@@ -273,7 +273,7 @@ class IncidentTracker:
             inc = self._current(key, now, create=True)
             assert inc is not None
         grew = inc.log.add_all(finding.calls_new_to(inc))
-        inc.last_activity = now
+        inc.last_activity = now if now > inc.last_activity else inc.last_activity
         if self._dest_open and key.startswith(_DEST):
             self._dest_active(now)
         points = inc.points

@@ -6,7 +6,7 @@ import asyncio
 import csv
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -107,7 +107,13 @@ def test_bruteforce_auth_attempts() -> None:
     # The one success is the AMI login of the session that recorded the transcript.
     [ok] = [a for a in auths if a.outcome == "success"]
     assert (ok.account, ok.service, ok.event) == ("monitor", "AMI", "SuccessfulAuth")
-    assert auths[1].at == datetime(2026, 11, 24, 13, 29, 20, 344000, tzinfo=UTC)  # EventTV
+    # Arriving at AT, half an hour before their EventTV says: the PBX's clock does not agree
+    # with ours, so our clock (arrival) times them, as it times the calls.
+    assert auths[1].at == AT
+    # Arriving a second after their EventTV: the clocks agree, EventTV times them.
+    tv = datetime(2026, 11, 24, 13, 29, 20, 344000, tzinfo=UTC)
+    fed = [e for m in msgs for e in AmiCallTracker("p").feed(m, tv + timedelta(seconds=1))]
+    assert of(AuthAttempt, fed)[1].at == tv  # EventTV
     # ChallengeSent is not an attempt; our own AMI login is dropped once we know it.
     tracker = AmiCallTracker("p")
     tracker.ignore_own_login("monitor", "IPV4/TCP/127.0.0.1/46494")
@@ -125,6 +131,30 @@ def test_timestamp_header_is_event_time() -> None:
     assert isinstance(a, AuthAttempt)
     assert a.at == datetime.fromtimestamp(1795527074.5, UTC)
     assert (a.address, a.outcome) == ("2001:db8::1", "failed")
+
+
+@pytest.mark.parametrize(
+    ("arrival", "expected"),
+    [
+        (timedelta(seconds=1.5), "tv"),  # the clocks agree: the PBX's own time of the event
+        (timedelta(seconds=-1.5), "tv"),
+        (timedelta(seconds=3), "arrival"),  # PBX clock behind ours
+        (timedelta(hours=-1), "arrival"),  # PBX clock an hour ahead of ours
+        (timedelta(days=400), "arrival"),
+    ],
+)
+def test_event_tv_is_taken_only_while_the_clocks_agree(
+    arrival: timedelta, expected: str
+) -> None:
+    """Without a Timestamp header calls are timed by arrival; a security event's EventTV is on
+    the PBX's clock, so it is taken only within EVENT_TV_SKEW of its arrival."""
+    tv = datetime(2026, 11, 24, 13, 29, 20, 344000, tzinfo=UTC)
+    msg = {"Event": "InvalidPassword", "AccountID": "207", "Service": "PJSIP",
+           "RemoteAddress": "IPV4/UDP/192.0.2.7/5060",
+           "EventTV": "2026-11-24T22:29:20.344+0900"}  # fmt: skip
+    [a] = AmiCallTracker("p").feed(msg, tv + arrival)
+    assert isinstance(a, AuthAttempt)
+    assert a.at == (tv if expected == "tv" else tv + arrival)
 
 
 def test_unanswered_dial_ends_once_and_local_dest_is_not_a_call() -> None:

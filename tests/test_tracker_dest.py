@@ -47,3 +47,25 @@ def test_calls_join_a_destination_incident_only_while_it_is_active() -> None:
     assert restored.add_call(again, again.start) is not None
     restored.open = {}
     assert restored.add_call(again, again.start) is None
+
+
+def test_an_earlier_event_never_moves_an_incidents_last_activity_back() -> None:
+    """A finding or call timed before the incident's latest activity (a timer fired on a
+    clock ahead of the calls, a late event) leaves the latest activity where it is: the
+    incident is not closed as quiet between two of its own calls."""
+    traffic = Traffic(settings("JP", "Asia/Tokyo"))
+    t0 = at("2026-11-24T10:00")
+    ahead = traffic.call("301", "0102327654300", t0 + timedelta(minutes=50))
+    tr = tracker()
+    assert tr.add(finding((ahead,), "dest:x")) is not None
+    late = traffic.call("301", "0102327654301", t0)  # timed 50 minutes before
+    assert tr.add(finding((late,), "dest:x")) is not None
+    [inc] = tr.open.values()
+    assert inc.last_activity == ahead.start
+    own = traffic.call("301", "0102327654302", ahead.start + GAP - timedelta(minutes=1))
+    assert tr.add_call(own, own.start) is not None  # joins: 59 minutes after the latest
+    assert inc.last_activity == own.start
+    tr.add_call(late, late.start)  # a call event from the past: counted, nothing moved back
+    assert inc.last_activity == own.start
+    tr.expire(own.start + GAP)
+    assert list(tr.open.values()) == [inc]

@@ -71,6 +71,10 @@ def remote_ip(address: str) -> str:
     return host.strip("[]")
 
 
+# How far a security event's EventTV may be from its arrival and still be taken (see feed).
+EVENT_TV_SKEW = timedelta(seconds=2)
+
+
 def event_time(msg: Mapping[str, str], at: datetime) -> datetime:
     """Timestamp (timestampevents=yes) or EventTV when present and valid, else `at`."""
     stamp = msg.get("Timestamp", "")
@@ -79,6 +83,11 @@ def event_time(msg: Mapping[str, str], at: datetime) -> datetime:
             return datetime.fromtimestamp(float(stamp), UTC)
         except (ValueError, OverflowError, OSError):
             pass
+    return event_tv(msg, at)
+
+
+def event_tv(msg: Mapping[str, str], at: datetime) -> datetime:
+    """A security event's EventTV (the PBX's clock) when present and valid, else `at`."""
     tv = msg.get("EventTV", "")
     if tv:
         m = _EVENT_TV.match(tv)  # the usual shape, without strptime (~10 µs a call)
@@ -195,6 +204,13 @@ class AmiCallTracker:
     def feed(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent]:
         name = msg.get("Event", "")
         when = event_time(msg, at)
+        if "Timestamp" not in msg and abs(when - at) > EVENT_TV_SKEW:
+            # No Timestamp header (timestampevents=no): call events are on our clock (their
+            # arrival), so a security event's EventTV, on the PBX's clock, is taken only while
+            # the two clocks agree. A PBX clock ahead of ours would otherwise push the rules'
+            # clock ahead of every later call (incidents closed for "quiet" between two of
+            # their own calls), one behind it would time a break-in before the calls it let in.
+            when = at
         if not self.dialect_chosen and name == "Newchannel":
             self._standby.translate(msg)  # in case this turns out to be an Asterisk 11
         if name == "Dial" and "SubEvent" in msg and not self.dialect_chosen:
