@@ -155,6 +155,9 @@ def test_event_tv_is_taken_only_while_the_clocks_agree(
     [a] = AmiCallTracker("p").feed(msg, tv + arrival)
     assert isinstance(a, AuthAttempt)
     assert a.at == (tv if expected == "tv" else tv + arrival)
+    # a Timestamp header that cannot be read leaves EventTV under the same check
+    [b] = AmiCallTracker("p").feed({**msg, "Timestamp": "soon"}, tv + arrival)
+    assert isinstance(b, AuthAttempt) and b.at == a.at
 
 
 def test_unanswered_dial_ends_once_and_local_dest_is_not_a_call() -> None:

@@ -75,15 +75,19 @@ def remote_ip(address: str) -> str:
 EVENT_TV_SKEW = timedelta(seconds=2)
 
 
-def event_time(msg: Mapping[str, str], at: datetime) -> datetime:
-    """Timestamp (timestampevents=yes) or EventTV when present and valid, else `at`."""
+def event_time(msg: Mapping[str, str], at: datetime, skew: timedelta | None = None) -> datetime:
+    """Timestamp (timestampevents=yes) or EventTV when present and valid, else `at`; with
+    `skew`, an EventTV further than that from `at` is not taken either."""
     stamp = msg.get("Timestamp", "")
     if stamp:
         try:
             return datetime.fromtimestamp(float(stamp), UTC)
         except (ValueError, OverflowError, OSError):
             pass
-    return event_tv(msg, at)
+    tv = event_tv(msg, at)
+    if skew is not None and abs(tv - at) > skew:
+        return at
+    return tv
 
 
 def event_tv(msg: Mapping[str, str], at: datetime) -> datetime:
@@ -203,14 +207,12 @@ class AmiCallTracker:
 
     def feed(self, msg: Mapping[str, str], at: datetime) -> list[LiveEvent]:
         name = msg.get("Event", "")
-        when = event_time(msg, at)
-        if "Timestamp" not in msg and abs(when - at) > EVENT_TV_SKEW:
-            # No Timestamp header (timestampevents=no): call events are on our clock (their
-            # arrival), so a security event's EventTV, on the PBX's clock, is taken only while
-            # the two clocks agree. A PBX clock ahead of ours would otherwise push the rules'
-            # clock ahead of every later call (incidents closed for "quiet" between two of
-            # their own calls), one behind it would time a break-in before the calls it let in.
-            when = at
+        # Without a (valid) Timestamp header call events are on our clock (their arrival), so
+        # a security event's EventTV, on the PBX's clock, is taken only while the two clocks
+        # agree. A PBX clock ahead of ours would otherwise push the rules' clock ahead of every
+        # later call (incidents closed for "quiet" between two of their own calls), one behind
+        # it would time a break-in before the calls it let in.
+        when = event_time(msg, at, EVENT_TV_SKEW)
         if not self.dialect_chosen and name == "Newchannel":
             self._standby.translate(msg)  # in case this turns out to be an Asterisk 11
         if name == "Dial" and "SubEvent" in msg and not self.dialect_chosen:
