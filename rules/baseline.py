@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import accumulate
+from operator import sub
 
 from tollwatch.config.schema import Baseline as BaselineSettings
 from tollwatch.rules.calendar import BusinessCalendar
@@ -331,13 +333,14 @@ class Baseline:
                 values.append(stats.conc[hour])
                 continue
             counts = stats.intl if what == "international" else stats.novel
-            sums = [0]
-            for c in counts:
-                sums.append(sums[-1] + c)
-            values.append(max(
-                sums[min(BUCKETS, s + k)] - sums[max(0, s)]
-                for s in range(first - k + 1, first + PER_HOUR)
-            ))
+            # prefix sums padded by k on both sides: p[s + k] is the sum of the buckets
+            # before s clamped to [0, BUCKETS]; each window [s, s + k) starting from
+            # first - k + 1 to the hour's last bucket is p[s + 2k] - p[s + k]
+            p = [0] * k + list(accumulate(counts, initial=0))
+            p += [p[-1]] * k
+            lo = first + 1  # (first - k + 1) + k
+            hi = first + PER_HOUR + k
+            values.append(max(map(sub, p[lo + k : hi + k], p[lo:hi])))
         return self._quantile(values)
 
     def concurrency(self, at: datetime) -> Volume | None:

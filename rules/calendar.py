@@ -9,6 +9,7 @@ import holidays
 
 from tollwatch.config.schema import Settings
 from tollwatch.config.types import TimeRange
+from tollwatch.rules.model import TWO_DIGITS
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -59,19 +60,20 @@ class BusinessCalendar:
         if local.second != when.second:  # zone offsets apart by seconds (historic dates)
             return self._closed_reason_of(self.local(when.replace(second=0, microsecond=0)))
         day = local.date()
+        two = TWO_DIGITS
         try:
             special = self._special[day]
         except KeyError:
             special = self._special_day(day)
         if special is not None:
-            return f"{special[0]}{local.hour:02d}:{local.minute:02d}{special[1]}"
+            return f"{special[0]}{two[local.hour]}:{two[local.minute]}{special[1]}"
         wd = local.weekday()
         plan = self._plans[wd]
         if plan is None:
             plan = self._plan(wd)
         if plan[0][local.hour * 60 + local.minute]:
             return None
-        return f"{plan[1]}{local.hour:02d}:{local.minute:02d}{plan[2]}"
+        return f"{plan[1]}{two[local.hour]}:{two[local.minute]}{plan[2]}"
 
     def _special_day(self, day: date) -> tuple[str, str] | None:
         """A closure day's or holiday's reason (the words before and after the time), else

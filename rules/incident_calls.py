@@ -167,7 +167,9 @@ class IncidentCalls:
 
     def _settle_one(self, call: Call) -> None:
         if call.answer is not None and call.end is not None:
-            talk = max(_ZERO, call.end - call.answer)
+            talk = call.end - call.answer
+            if talk < _ZERO:
+                talk = _ZERO
             self.settled += talk
             if call.dest.rate:
                 self.settled_spend += call.dest.rate * talk.total_seconds() / 60.0

@@ -14,7 +14,7 @@ from enum import IntEnum
 from typing import Any
 
 from tollwatch.rules.incident_calls import DEFAULT_LIMIT, IncidentCalls
-from tollwatch.rules.model import Call, Finding, dest_block_key, dest_number_key
+from tollwatch.rules.model import Call, Finding, dest_block_key, dest_number_key, stamp
 
 PBX = "*"
 _DEST = "dest:"  # how the keys of destination numbers and blocks begin (rules.model)
@@ -184,10 +184,8 @@ class IncidentTracker:
             self._close(key)
             inc = None
         if inc is None and create:
-            stamp = (f"{now.year:04d}{now.month:02d}{now.day:02d}T"
-                     f"{now.hour:02d}{now.minute:02d}{now.second:02d}Z")
             inc = Incident(
-                id=f"{self.site}:{key}:{stamp}",
+                id=f"{self.site}:{key}:{stamp(now)}",
                 site=self.site,
                 source=key,
                 opened_at=now,

@@ -87,6 +87,19 @@ _number_key = cast(cached_property[str], vars(Destination)["number_key"]).func
 _block_key = cast(cached_property[str], vars(Destination)["block_key"]).func
 
 
+# f"{n:02d}" for 0-99, looked up: an int's format spec costs ~1,500 instructions (callgrind),
+# paid on every incident opened and every call outside business hours
+TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
+
+
+def stamp(when: datetime) -> str:
+    """`when`'s fields as "20261202T053001Z" (the same as formatting each with :04d / :02d)."""
+    two = TWO_DIGITS
+    year = when.year
+    return (f"{year if year >= 1000 else f'{year:04d}'}{two[when.month]}{two[when.day]}T"
+            f"{two[when.hour]}{two[when.minute]}{two[when.second]}Z")
+
+
 MAX_SPARSE = 4  # sparse rules an engine tells apart (its dispatch lists double with each one)
 
 

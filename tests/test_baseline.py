@@ -269,3 +269,42 @@ def test_concurrent_threshold_follows_the_usual_calls_up() -> None:
         t.call(f"4{k:02d}", us(9500 + k), tuesday + timedelta(minutes=5, seconds=k), talk=600)
     late = [i for i in t.run(only=["concurrent"]) if i.first_call_at >= SCORED]
     assert late and any("usual for Tuesday 15:00 is ≤ 14" in r for r in late[0].reasons())
+
+
+def test_usual_is_the_quantile_of_each_days_busiest_window_overlapping_the_hour() -> None:
+    """`usual` against its definition written out: for each day of the kind in the span, the
+    most calls in `k` consecutive 5-minute buckets (k = the window in buckets, plus one) of
+    the windows overlapping the hour, clamped at the day's ends; then the quantile."""
+    import math
+    import random
+
+    from tollwatch.rules.baseline import BUCKET, BUCKETS, PER_HOUR, DayStats
+
+    rng = random.Random(12)
+    b = Engine.from_settings(settings("GB", "UTC")).baseline
+    assert b is not None
+    first = MONDAY.date()
+    for i in range(21):
+        stats = DayStats(i % 7)
+        stats.intl = [rng.choice((0, 0, 1, 2, 7)) for _ in range(BUCKETS)]
+        stats.novel = [rng.choice((0, 0, 0, 1, 3)) for _ in range(BUCKETS)]
+        b.days[first + timedelta(days=i)] = stats
+
+    def plain(counts: list[int], hour: int, k: int) -> int:
+        def total(lo: int, hi: int) -> int:
+            return sum(counts[max(0, lo) : min(BUCKETS, hi)])
+
+        return max(total(s, s + k) for s in range(hour * PER_HOUR - k + 1, (hour + 1) * PER_HOUR))
+
+    for window in (timedelta(minutes=1), timedelta(minutes=10), timedelta(hours=3)):
+        k = max(1, math.ceil(window.total_seconds() / BUCKET)) + 1
+        for what, field in (("international", "intl"), ("high_risk", "novel")):
+            for hour in (0, 1, 11, 22, 23):
+                for kind in (0, 6):
+                    start, today = first + timedelta(days=2), first + timedelta(days=19)
+                    values = sorted(
+                        plain(getattr(s, field), hour, k)
+                        for d, s in b.days.items() if start <= d < today and s.kind == kind
+                    )
+                    rank = max(0, math.ceil(b.options.quantile * len(values)) - 1)
+                    assert b.usual(kind, hour, what, window, start, today) == values[rank]

@@ -67,3 +67,16 @@ def test_the_reason_words() -> None:
         "Tuesday 2026-12-29 10:00, a closure day")
     assert cal.closed_reason(datetime(2026, 11, 23, 10, 0, tzinfo=tz)) == (
         "Monday 2026-11-23 10:00, public holiday (Labor Thanksgiving Day)")
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(when=st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59)))
+def test_stamp_is_each_field_formatted_04d_and_02d(when: datetime) -> None:
+    """Incident ids' stamp (the fields looked up in a table) as the format specs give it,
+    years below 1000 included."""
+    from tollwatch.rules.model import stamp
+
+    early = when.replace(day=min(when.day, 28))  # (no 29 February in those years)
+    for at in (when, early.replace(year=999), early.replace(year=5), when.replace(tzinfo=UTC)):
+        assert stamp(at) == (f"{at.year:04d}{at.month:02d}{at.day:02d}T"
+                             f"{at.hour:02d}{at.minute:02d}{at.second:02d}Z")

@@ -233,3 +233,26 @@ def test_auth_failures_then_success_then_calls_abroad_is_critical() -> None:
     assert inc.detected_at[Severity.CRITICAL] == call.start
     assert "logged in at 2026-11-24 13:30:20 UTC after repeated failed attempts" in (
         inc.hits["auth_failures"].reason)
+
+
+def test_exposure_minutes_summed_as_each_calls_minutes() -> None:
+    """long_call's total over the exposed calls (its loop written out) is the sum of each
+    call's minutes, to the last bit: calls up, ended, unanswered, answered before `since`,
+    ending after `now`."""
+    import random
+
+    from tollwatch.rules.builtin.long_call import _minutes, _total_minutes
+
+    rng = random.Random(7)
+    t = Traffic(settings("GB", "UTC"))
+    base = at("2026-10-05 09:00")
+    for i in range(400):
+        c = t.call(f"2{i % 9:02d}", "0012125550123", base + timedelta(seconds=rng.uniform(0, 7200)),
+                   talk=rng.choice((0.0, 0.4, 59.9, 600.25, 5400.0)), ring=rng.uniform(0, 30),
+                   answered=rng.random() < 0.8)
+        c.ended = rng.random() < 0.5
+    for k in range(1, 60):
+        calls = rng.sample(t.calls, k)
+        now = base + timedelta(seconds=rng.uniform(0, 9000))
+        since = now - timedelta(hours=rng.choice((0.5, 2)))
+        assert _total_minutes(calls, since, now) == sum(_minutes(c, since, now) for c in calls)

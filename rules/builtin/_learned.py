@@ -37,7 +37,8 @@ def learned_limit(
     usual = baseline.concurrency(at) if window is None else baseline.volume(what, window, at)
     if usual is None:
         return floor, None
-    return max(floor, math.ceil(factor * usual[0])), usual
+    learned = math.ceil(factor * usual[0])
+    return (learned if learned > floor else floor), usual  # max(floor, learned)
 
 
 def limit_words(limit: int, floor: int, usual: Volume | None) -> str:
