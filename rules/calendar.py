@@ -14,6 +14,25 @@ from tollwatch.rules.model import TWO_DIGITS
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
+def holidays_in_english(country: str, subdiv: str | None = None) -> holidays.HolidayBase:
+    """The country's public holidays, named in English whatever the process's locale.
+
+    Without a `language` the holidays package names them in the language of the environment
+    (LANGUAGE, LC_ALL, LC_MESSAGES, LANG), so the same calls gave "public holiday (Culture
+    Day)" in one process and "(文化の日)" in another: gettext reads LANG=C.UTF-8 as en_US
+    under Python 3.11 and as C (the names' original language) from 3.12, and a daemon under
+    systemd sees yet another locale. Reasons are English: the country's own English when it
+    is one (en_GB, en_IN), else en_US where the package has it, else the original names."""
+    found = holidays.country_holidays(country, subdiv=subdiv)
+    kind = type(found)
+    default: str | None = getattr(kind, "default_language", None)
+    supported: tuple[str, ...] = tuple(getattr(kind, "supported_languages", ()))
+    language = default
+    if not (default or "").startswith("en") and "en_US" in supported:
+        language = "en_US"
+    return holidays.country_holidays(country, subdiv=subdiv, language=language)
+
+
 class BusinessCalendar:
     def __init__(self, settings: Settings) -> None:
         self.tz = ZoneInfo(settings.site.timezone)
@@ -27,9 +46,7 @@ class BusinessCalendar:
         self._plans: list[tuple[bytes, str, str] | None] = [None] * 7  # per weekday (_plan)
         if h.holidays_country:
             try:
-                self._holidays = holidays.country_holidays(
-                    h.holidays_country, subdiv=h.holidays_subdivision
-                )
+                self._holidays = holidays_in_english(h.holidays_country, h.holidays_subdivision)
             except NotImplementedError:
                 self._holidays = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -80,3 +81,26 @@ def test_stamp_is_each_field_formatted_04d_and_02d(when: datetime) -> None:
     for at in (when, early.replace(year=999), early.replace(year=5), when.replace(tzinfo=UTC)):
         assert stamp(at) == (f"{at.year:04d}{at.month:02d}{at.day:02d}T"
                              f"{at.hour:02d}{at.minute:02d}{at.second:02d}Z")
+
+
+def test_holiday_names_are_english_whatever_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holidays package names holidays in the environment's language unless told: the
+    same calls gave "Culture Day" under Python 3.11 and "文化の日" under 3.12 (LANG=C.UTF-8
+    read as en_US, then as C), and the language of a Japanese or German host otherwise."""
+    seen: dict[str, list[str | None]] = {}
+    for lang in ("C.UTF-8", "ja_JP.UTF-8", "de_DE.UTF-8", "fr_FR.UTF-8", ""):
+        for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+            monkeypatch.setenv(var, lang)
+        for country, tz in (("JP", "Asia/Tokyo"), ("DE", "Europe/Berlin"), ("GB", "Europe/London"),
+                            ("FR", "Europe/Paris")):
+            cal = BusinessCalendar(settings(country, tz))
+            seen.setdefault(country, []).append(cal.holiday(date(2026, 12, 25)))
+            seen.setdefault(f"{country} new year", []).append(cal.holiday(date(2026, 1, 1)))
+        jp = BusinessCalendar(settings("JP", "Asia/Tokyo"))
+        assert jp.holiday(date(2026, 11, 3)) == "Culture Day"
+        assert "public holiday (Culture Day)" in (
+            jp.closed_reason(datetime(2026, 11, 3, 1, 0, tzinfo=UTC)) or "")
+    for country, names in seen.items():
+        assert len(set(names)) == 1, (country, names)  # the same in every locale
+    assert seen["JP new year"][0] == "New Year's Day"
+    assert seen["DE"][0] == "Christmas Day" and seen["GB"][0] == "Christmas Day"
