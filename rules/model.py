@@ -96,8 +96,10 @@ def stamp(when: datetime) -> str:
     """`when`'s fields as "20261202T053001Z" (the same as formatting each with :04d / :02d)."""
     two = TWO_DIGITS
     year = when.year
-    return (f"{year if year >= 1000 else f'{year:04d}'}{two[when.month]}{two[when.day]}T"
-            f"{two[when.hour]}{two[when.minute]}{two[when.second]}Z")
+    return (
+        f"{year if year >= 1000 else f'{year:04d}'}{two[when.month]}{two[when.day]}T"
+        f"{two[when.hour]}{two[when.minute]}{two[when.second]}Z"
+    )
 
 
 MAX_SPARSE = 4  # sparse rules an engine tells apart (its dispatch lists double with each one)
