@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tests.helpers import Traffic, at, settings
 from tollwatch.rules.incidents import Severity
+from tollwatch.rules.model import Call
 
 SL = "0102327654321"  # Sierra Leone, high-risk
 UK = "01044201234567"  # United Kingdom, not high-risk
@@ -236,12 +237,18 @@ def test_auth_failures_then_success_then_calls_abroad_is_critical() -> None:
 
 
 def test_exposure_minutes_summed_as_each_calls_minutes() -> None:
-    """long_call's total over the exposed calls (its loop written out) is the sum of each
-    call's minutes, to the last bit: calls up, ended, unanswered, answered before `since`,
-    ending after `now`."""
+    """long_call's total over the exposed calls (one loop, min and max written out) is the sum
+    of each call's talk minutes within [since, now], to the last bit: calls up, ended,
+    unanswered, answered before `since`, ending after `now`."""
     import random
 
-    from tollwatch.rules.builtin.long_call import _minutes, _total_minutes
+    from tollwatch.rules.builtin.long_call import _total_minutes
+
+    def _minutes(c: Call, since: datetime, now: datetime) -> float:  # the plain definition
+        if c.answer is None:
+            return 0.0
+        stop = c.end if c.ended and c.end is not None else now
+        return max(0.0, (min(stop, now) - max(c.answer, since)).total_seconds()) / 60.0
 
     rng = random.Random(7)
     t = Traffic(settings("GB", "UTC"))
