@@ -1,6 +1,7 @@
 """Call objects from a classified frame (rules.batch.calls_from_frame) are what a row-by-row
-reading gives: every field of every call, with the same types (repr), shared Destinations,
-datetimes with polars' own tzinfo object; Destinations pickled by the frozen version load."""
+reading gives: every field of every call, with the same types (repr), shared Destinations and
+names, datetimes with polars' own tzinfo object; Destinations pickled by the frozen version
+load."""
 
 from __future__ import annotations
 
@@ -95,8 +96,15 @@ def test_calls_are_the_rows_read_one_by_one(
     got = list(calls_from_frame(frame, CLASSIFIER, source_allow))
     assert shown(got) == shown(reference(frame, source_allow))
     by_number: dict[str, Destination] = {}
+    names: dict[str, str] = {}
     for call in got:  # one Destination per number and classification
-        assert by_number.setdefault(call.dest.dialed, call.dest) is call.dest
+        d = call.dest
+        assert by_number.setdefault(d.dialed, d) is d
+        # one object per source and per name of a destination (interned: the rules' tables
+        # are keyed by them, and a lookup that finds the same object compares no characters)
+        for text in (call.source, d.dest_class, d.calling_code, d.region, d.region_name):
+            if text is not None:
+                assert names.setdefault(text, text) is text
 
 
 def test_whole_utc_seconds_are_made_as_polars_makes_them() -> None:

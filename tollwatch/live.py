@@ -8,6 +8,7 @@ import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 from tollwatch.cdr_ingest.live import (
@@ -99,7 +100,7 @@ class LivePipeline:
         allow = self.settings.allowlist.sources.get(event.source, [])
         call = Call(
             call_id=event.call_id,
-            source=event.source,
+            source=intern(event.source),  # one object per source: tables keyed by it (batch)
             account=event.account,
             dest=dest,
             start=event.at,
