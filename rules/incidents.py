@@ -180,6 +180,11 @@ class IncidentTracker:
         self._dest_open = len(dest)
         self._dest_latest = max(dest, default=None)
 
+    def raised(self) -> int:
+        """How many open incidents reached at least a warning (a count for status pages: it
+        makes no incident of a held-back finding, which never is one)."""
+        return sum(1 for inc in self._open.values() if inc.severity > _NONE)
+
     def _severity(self, score: int) -> Severity:
         if score >= self.critical:
             return _CRITICAL

@@ -44,9 +44,7 @@ class StatusReporter:
             self._rate_events[src.name] = src.status.events
         self._rate_mark = now
         pipelines = daemon.pipelines
-        open_incidents = sum(
-            1 for p in pipelines.values() for i in p.engine.tracker.open.values() if i.severity > 0
-        )
+        open_incidents = sum(p.engine.tracker.raised() for p in pipelines.values())
         extra = {
             "started_at": daemon.started.isoformat(),
             "events": daemon.events,

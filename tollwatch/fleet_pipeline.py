@@ -172,8 +172,7 @@ class PbxPipeline:
         if last:
             row["last_event_age_s"] = round((now - max(last)).total_seconds(), 1)
         row["calls_in_progress"] = sum(p.in_progress for p in d.pipelines.values())
-        row["open_incidents"] = sum(1 for p in d.pipelines.values()
-                                    for i in p.engine.tracker.open.values() if i.severity > 0)
+        row["open_incidents"] = sum(p.engine.tracker.raised() for p in d.pipelines.values())
         row["events"] = d.events
         row["errors"] = self.failures + d.errors + sum(st.errors for st in statuses)
         blocker = next((a for a in d.alerters if isinstance(a, Blocker)), None)
