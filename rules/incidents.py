@@ -242,7 +242,7 @@ class IncidentTracker:
         quiet for longer than the gap (it would have closed unseen: never a warning)."""
         finding = self._held.pop(key)
         if now is None or now - finding.at <= self.gap:
-            self._add(finding)
+            self._add(finding, key)
 
     def add_call(self, call: Call, now: datetime) -> IncidentChange | None:
         """A relevant call from a source with an open incident becomes part of it; else one to
@@ -308,10 +308,11 @@ class IncidentTracker:
                 self._from_held(key, finding.at)
             if key not in self._open and self._hold(finding, key):
                 return None  # as the incident it would open: below a warning, unseen
-        return self._add(finding)
+        return self._add(finding, key)
 
-    def _add(self, finding: Finding) -> IncidentChange | None:
-        key = finding.key
+    def _add(self, finding: Finding, key: str) -> IncidentChange | None:
+        """Apply a finding to the incident of `key` (its `key`, worked out once: a window's
+        finding may walk its calls for it)."""
         now = finding.at
         inc = self._open.get(key)
         if inc is None or now - inc.last_activity > self.gap:

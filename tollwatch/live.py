@@ -100,7 +100,7 @@ class LivePipeline:
         allow = self.settings.allowlist.sources.get(event.source, [])
         call = Call(
             call_id=event.call_id,
-            source=intern(event.source),  # one object per source: tables keyed by it (batch)
+            source=intern(event.source),  # one object per source: rules' tables key on it
             account=event.account,
             dest=dest,
             start=event.at,
