@@ -135,7 +135,7 @@ def _calls(
         # one object per source (and per name of a destination, `_destination`): the rules'
         # and the baseline's tables are keyed by them, and a lookup that meets the very object
         # it holds compares no characters (polars makes a new str per row; the dense replay
-        # spent ~5-10% more CPU on those comparisons, on keys far apart in memory)
+        # spent ~4.5% more CPU on those comparisons, on keys far apart in memory)
         source = one(source)
         allow = dest.allowlisted
         if not allow and source_allow:

@@ -140,3 +140,6 @@ def test_a_lone_weak_finding_opens_no_incident_until_something_joins_it() -> Non
     tr.add(Finding("pair", "new_destination", late.start, late, (late,), 5, "x", source="202"))
     tr.expire(late.start + GAP + timedelta(seconds=1))  # quiet: dropped, never seen
     assert tr._held == {} and tr.all_incidents() == []
+    tr.add(Finding("pair", "new_destination", late.start, late, (late,), 5, "x", source="202"))
+    tr.open = {}  # restored from a snapshot: what was held before is gone with the old state
+    assert tr.open == {} and tr._held == {}
