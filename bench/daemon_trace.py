@@ -72,6 +72,7 @@ class Trace:
             self.timed(pipeline.engine.tracker, "expire", "tick: incidents expired")
         self.timed(daemon.views, "view", "publish: view")
         self.timed(daemon.store, "save_incident", "publish: save_incident (SQLite)")
+        self.timed(daemon.store, "save_incidents", "publish: save_incidents (SQLite)")
         self.timed(daemon.store, "write_status", "write_status: SQLite")
         self.timed(daemon.status_file, "write", "write_status: status.json")
         try:  # issue 13's malloc_trim (a thread; glibc locks each arena while trimming it)

@@ -148,13 +148,13 @@ async def test_a_slow_disk_holds_no_event_and_the_snapshot_comes_after_the_rows(
 
     rec = Recorder()
     daemon = daemon_with(tmp_path, rec)
-    save = daemon.store.save_incident
+    save = daemon.store.save_incidents
 
     def slow_save(*args: object, **kwargs: object) -> None:
         time.sleep(0.3)  # a commit behind another process's gigabytes
         save(*args, **kwargs)  # type: ignore[arg-type]
 
-    daemon.store.save_incident = slow_save  # type: ignore[method-assign]
+    daemon.store.save_incidents = slow_save  # type: ignore[method-assign]
     started = time.perf_counter()
     for event in feed(daemon, 3):
         await daemon.process(event)
@@ -187,3 +187,60 @@ async def test_the_snapshot_waits_for_alerts_queued_from_a_thread(tmp_path: Path
     await daemon.flush_async()
     assert order == ["alerts written", "snapshot"]
     await daemon.publisher.close()
+
+
+async def test_rows_waiting_for_the_writer_go_in_one_transaction_latest_view_kept(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    daemon = daemon_with(tmp_path, Recorder())
+    pub = daemon.publisher
+    store = daemon.store
+    gate = threading.Event()
+    batches: list[list[tuple[str, str, object]]] = []
+    save = store.save_incidents
+
+    def counting(rows: list[tuple[str, dict[str, object], bool]]) -> None:
+        gate.wait(5)  # the thread is busy while the loop publishes
+        batches.append([(pbx, str(view["id"]), view["score"]) for pbx, view, _ in rows])
+        save(rows)  # type: ignore[arg-type]
+
+    store.save_incidents = counting  # type: ignore[method-assign]
+
+    def view(iid: str, score: int) -> dict[str, object]:
+        return {"id": iid, "source": "201", "severity": "warning", "score": score,
+                "first_call_at": "2026-12-02T00:00:00+00:00", "detected_at": None}
+
+    pub._save("pbx", view("a", 1), True)  # the thread takes it, then waits at the gate
+    for score in range(2, 40):  # meanwhile a busy second's views
+        pub._save("pbx", view("a", score), True)
+        pub._save("pbx", view(f"b{score % 3}", score), score < 30)
+    gate.set()
+    await pub.close()
+    assert batches[0] == [("pbx", "a", 1)]
+    assert batches[1:] == [[("pbx", "a", 39), ("pbx", "b2", 38), ("pbx", "b0", 39),
+                            ("pbx", "b1", 37)]]  # one transaction, each incident's last view
+    assert {r["id"]: r["score"] for r in store.incidents()} == {"a": 39, "b0": 39, "b1": 37,
+                                                                 "b2": 38}
+    assert {r["id"] for r in store.incidents(open_only=True)} == {"a"}
+
+
+async def test_a_row_that_cannot_be_written_costs_only_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    daemon = daemon_with(tmp_path, Recorder())
+    pub = daemon.publisher
+    good = {"id": "ok", "source": "201", "severity": "warning", "score": 5,
+            "first_call_at": "2026-12-02T00:00:00+00:00", "detected_at": None}
+    bad = {**good, "id": "bad", "score": object()}  # not JSON: the batch fails
+    gate = threading.Event()
+    pub._submit(gate.wait, 5)  # the thread busy: both rows wait, then go in one batch
+    pub._save("pbx", bad, True)
+    pub._save("pbx", good, True)
+    gate.set()
+    await pub.close()
+    assert [r["id"] for r in daemon.store.incidents()] == ["ok"]
+    assert pub.failed == 1 and "cannot save incident bad" in caplog.text

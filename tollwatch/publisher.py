@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -59,6 +60,9 @@ class Publisher:
         # event
         self._writer: ThreadPoolExecutor | None = None
         self._last_write: Future[None] | None = None
+        # rows for the writer thread, by (pbx, incident id) (`_save`); taken under the lock
+        self._rows: dict[tuple[str, str], tuple[str, dict[str, Any], bool]] = {}
+        self._rows_lock = threading.Lock()
 
     def queue(
         self, pbx: str, changes: list[IncidentChange], closed: list[Incident], flush: bool
@@ -90,7 +94,26 @@ class Publisher:
         return self._last_write
 
     def _save(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
-        self._submit(self._save_logged, pbx, dict(view), is_open)
+        """Hand an incident's row to the writer thread. Rows wait in `_rows` (a later view of an
+        incident replaces one not yet written) and the thread writes all that wait in one
+        transaction: a busy second's views cost one wake-up of the thread and one commit, not
+        one each (each had the thread contend with the event loop for its core and the GIL).
+        Whenever rows wait, a `_write_rows` is queued on the thread that has not taken them
+        yet, so a write queued after this (`write`: a snapshot) comes after these rows."""
+        with self._rows_lock:
+            first = not self._rows
+            self._rows[pbx, str(view.get("id"))] = (pbx, dict(view), is_open)
+        if first:
+            self._submit(self._write_rows)
+
+    def _write_rows(self) -> None:
+        with self._rows_lock:
+            rows, self._rows = list(self._rows.values()), {}
+        try:
+            self.store.save_incidents(rows)
+        except Exception:  # the store keeps itself in memory on a disk failure: a bug here
+            for pbx, view, is_open in rows:  # row by row: the others are written
+                self._save_logged(pbx, view, is_open)
 
     async def write(self, fn: Callable[..., None], *args: Any) -> None:
         """Run a store write on the writer thread after the incident rows handed to it
@@ -100,7 +123,7 @@ class Publisher:
     def _save_logged(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
         try:
             self.store.save_incident(pbx, view, is_open)
-        except Exception:  # the store keeps itself in memory on a disk failure: a bug here
+        except Exception:
             self.failed += 1
             log.exception("pbx %s: cannot save incident %s", pbx, view.get("id"))
 

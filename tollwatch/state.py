@@ -53,6 +53,29 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _save_incident(db: sqlite3.Connection, pbx: str, view: dict[str, Any], is_open: bool) -> None:
+    if not view.get("blocks"):  # only the stored blocks are read, not the whole view
+        row = db.execute(
+            "SELECT json_quote(json_extract(data, '$.blocks')) FROM incidents WHERE id=?",
+            (view["id"],),
+        ).fetchone()
+        blocks = json.loads(row[0]) if row else None
+        if blocks:
+            view = {**view, "blocks": blocks}
+    db.execute(
+        "INSERT INTO incidents(id, pbx, source, severity, score, first_call_at, "
+        "detected_at, updated_at, open, data) VALUES (?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, score=excluded.score,"
+        " detected_at=excluded.detected_at, updated_at=excluded.updated_at,"
+        " open=excluded.open, data=excluded.data",
+        (
+            view["id"], pbx, view["source"], view["severity"], view["score"],
+            view["first_call_at"], view["detected_at"], _now(), int(is_open),
+            json.dumps(view, ensure_ascii=False),
+        ),
+    )
+
+
 class StateStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path, SCHEMA)
@@ -89,29 +112,15 @@ class StateStore(SqliteFile):
     # ---- incidents -----------------------------------------------------------------------
     def save_incident(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
         """Insert or update an incident's view; blocks recorded on it earlier are kept."""
+        self._write(lambda db: _save_incident(db, pbx, view, is_open))
+
+    def save_incidents(self, rows: list[tuple[str, dict[str, Any], bool]]) -> None:
+        """`save_incident` of each (pbx, view, open), in one transaction (the daemon's writer
+        thread hands over everything published since its last write at once)."""
 
         def work(db: sqlite3.Connection) -> None:
-            nonlocal view
-            if not view.get("blocks"):  # only the stored blocks are read, not the whole view
-                row = db.execute(
-                    "SELECT json_quote(json_extract(data, '$.blocks')) FROM incidents WHERE id=?",
-                    (view["id"],),
-                ).fetchone()
-                blocks = json.loads(row[0]) if row else None
-                if blocks:
-                    view = {**view, "blocks": blocks}
-            db.execute(
-                "INSERT INTO incidents(id, pbx, source, severity, score, first_call_at, "
-                "detected_at, updated_at, open, data) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, score=excluded.score,"
-                " detected_at=excluded.detected_at, updated_at=excluded.updated_at,"
-                " open=excluded.open, data=excluded.data",
-                (
-                    view["id"], pbx, view["source"], view["severity"], view["score"],
-                    view["first_call_at"], view["detected_at"], _now(), int(is_open),
-                    json.dumps(view, ensure_ascii=False),
-                ),
-            )
+            for pbx, view, is_open in rows:
+                _save_incident(db, pbx, view, is_open)
 
         self._write(work)
 
