@@ -58,21 +58,3 @@ def test_frozen_objects_are_still_freed_by_reference_counting() -> None:
         assert ref() is None
     finally:
         col.stop()
-
-
-def test_threads_switch_often_while_it_runs_and_as_before_after() -> None:
-    import sys
-
-    from tollwatch.collector import SWITCH_INTERVAL
-
-    before = sys.getswitchinterval()
-    col = Collector()
-    try:
-        col.start()
-        col.start()  # started twice: still puts back what was there before the first
-        assert sys.getswitchinterval() == SWITCH_INTERVAL < before
-    finally:
-        col.stop()
-    assert sys.getswitchinterval() == before
-    col.stop()  # stopped twice: nothing to put back
-    assert sys.getswitchinterval() == before

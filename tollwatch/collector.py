@@ -15,23 +15,15 @@ usual; only a cycle that becomes garbage after being frozen waits, for the full 
 taken every `full_every` seconds (everything unfrozen and collected once, then frozen again:
 one longer pause an hour instead of a few a minute), and at stop everything is given
 back to the collector.
-
-While it runs, Python switches threads every `SWITCH_INTERVAL` instead of every 5 ms: the
-writer thread (incident rows, status) and the housekeeper share the daemon's core, and the
-event loop waiting for the GIL they hold was a good part of the slow decisions after hours
-(`bench_daemon.py --local-hour 22 --trace`, bench/README.md): with 0.5 ms, 388-421 calls over
-2 ms instead of 631-753, p99 3.7-4.4 ms instead of 4.9-5.1 on the slower machine.
 """
 
 from __future__ import annotations
 
 import gc
-import sys
 import time
 from collections.abc import Callable
 
 FULL_EVERY = 3600.0  # seconds between full collections of everything
-SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL before another one waiting gets it
 
 
 class Collector:
@@ -44,16 +36,12 @@ class Collector:
         self.full_collections = 0
         self.full_found = 0  # cyclic garbage the full collections found (leaked otherwise)
         self.last_full_s = 0.0
-        self._switch: float | None = None  # the switch interval before `start`
 
     def start(self) -> None:
         """After start-up: what it built lives as long as the process."""
         gc.collect()
         gc.freeze()
         self._full_at = self.clock()
-        if self._switch is None:
-            self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
 
     def tick(self) -> None:
         """Once a second: freeze what lived through it; now and then collect everything."""
@@ -69,6 +57,3 @@ class Collector:
     def stop(self) -> None:
         """Give everything back to the collector (a process that goes on without us)."""
         gc.unfreeze()
-        if self._switch is not None:
-            sys.setswitchinterval(self._switch)
-            self._switch = None
