@@ -96,8 +96,8 @@ class Publisher:
     def _save(self, pbx: str, view: dict[str, Any], is_open: bool) -> None:
         """Hand an incident's row to the writer thread. Rows wait in `_rows` (a later view of an
         incident replaces one not yet written) and the thread writes all that wait in one
-        transaction: a busy second's views cost one wake-up of the thread and one commit, not
-        one each (each had the thread contend with the event loop for its core and the GIL).
+        transaction: a busy second's views cost a few commits, not one each (after hours on
+        the dense bench stream, 2,363 -> ~990; the event loop's latency did not move).
         Whenever rows wait, a `_write_rows` is queued on the thread that has not taken them
         yet, so a write queued after this (`write`: a snapshot) comes after these rows."""
         with self._rows_lock:
