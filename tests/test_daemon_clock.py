@@ -129,3 +129,19 @@ def test_the_bench_stream_carries_event_time_pass_after_pass(tmp_path: Path) -> 
         start // day,
         start // day + 1,
     }  # the stamps' days, not our clock's (WALL)
+
+
+def test_the_bench_site_clock_reads_the_hour_asked_whatever_the_time() -> None:
+    """`bench_daemon.py --local-hour H`: a zone in which the run starts at H o'clock, so that
+    runs at different times of day compare (the dense stream: office hours or after hours)."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from bench.bench_daemon import zone_at_hour
+
+    start = datetime(2026, 12, 2, 0, 0, 30, tzinfo=UTC)
+    for minutes in range(0, 24 * 60, 17):
+        now = start + timedelta(minutes=minutes)
+        for hour in range(24):
+            zone = zone_at_hour(hour, now)
+            assert now.astimezone(ZoneInfo(zone)).hour == hour, (now, hour, zone)
