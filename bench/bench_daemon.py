@@ -49,6 +49,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+try:
+    from core_aside import core_to_self  # run as a script (bench/ is on the path)
+except ImportError:
+    from bench.core_aside import core_to_self  # imported by the tests
+
 SECRET = "bench-secret"
 _SEP = b"\r\n\r\n"
 _UID = b"\r\nUniqueid: "
@@ -863,6 +868,12 @@ def main(argv: list[str] | None = None) -> None:
         "during the slow ones (bench/daemon_trace.py)",
     )
     ap.add_argument(
+        "--isolate",
+        action="store_true",
+        help="for the run, move every other process's threads off the daemon's core (root; "
+        "their affinity is put back after; bench/core_aside.py)",
+    )
+    ap.add_argument(
         "--loop",
         type=int,
         default=1,
@@ -889,7 +900,10 @@ def main(argv: list[str] | None = None) -> None:
     pinned = pin(0)
     load = os.getloadavg()
     started = datetime.now(ZoneInfo(SITE_TZ))
-    with tempfile.TemporaryDirectory(prefix="tollwatch-bench-") as data_dir:
+    with (
+        core_to_self(0, args.isolate) as isolated,
+        tempfile.TemporaryDirectory(prefix="tollwatch-bench-") as data_dir,
+    ):
         prof = cProfile.Profile() if args.profile else None
         if prof:  # imports before, so the profile shows the work, not the imports
             import tollwatch.daemon
@@ -923,6 +937,7 @@ def main(argv: list[str] | None = None) -> None:
         if prof:
             prof.disable()
     res["daemon_pinned"] = pinned
+    res["isolated"] = isolated
     res["site_tz"] = SITE_TZ
     res["local_start"] = started.isoformat(timespec="minutes")
     res["loadavg_before"] = load
