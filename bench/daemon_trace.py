@@ -15,6 +15,10 @@ Besides, whatever held the loop is recorded as (start, end, what) intervals: gar
 collections (`gc.callbacks`, by generation), ticks, flushes, status writes, snapshot forks, and
 each sample over the threshold names the intervals that overlap it. Clocks: `time.time()` in
 both processes (same machine).
+
+On a virtual machine the hypervisor may take the daemon's core away ("steal" in /proc/stat):
+a thread samples core 0's steal time every 0.25 s, and the report gives it for the seconds
+with the most slow calls (`steal_ms_in_slow_seconds`) and in all (`steal_ms_core0`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,20 @@ from collections import Counter, defaultdict
 from typing import Any
 
 STAGES = ("to_read", "in_read", "queued", "process")
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def core_steal(core: int) -> int | None:
+    """The core's steal time so far (USER_HZ ticks), None where /proc/stat does not say."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{core} "):
+                    fields = line.split()
+                    return int(fields[8]) if len(fields) > 8 else None
+    except OSError:
+        return None
+    return None
 
 
 class Trace:
@@ -41,6 +59,25 @@ class Trace:
         self.started: dict[str, float] = {}  # call id -> Daemon.process start
         self.held: list[tuple[float, float, str]] = []
         self._gc_at = 0.0
+        self.steal: list[tuple[float, int]] = []  # (wall, core 0's steal in USER_HZ ticks)
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample_steal, name="trace-steal", daemon=True).start()
+
+    def _sample_steal(self) -> None:
+        while not self._stop.is_set():
+            steal = core_steal(0)
+            if steal is not None:
+                self.steal.append((time.time(), steal))
+            self._stop.wait(0.25)
+
+    def _steal_ms(self, a: float, b: float) -> float:
+        """Core 0's steal between wall times a and b, from the samples around them."""
+        times = [t for t, _ in self.steal]
+        i = max(0, bisect.bisect_right(times, a) - 1)
+        j = min(len(times) - 1, bisect.bisect_left(times, b))
+        if not self.steal or j <= i:
+            return 0.0
+        return (self.steal[j][1] - self.steal[i][1]) * 1e3 / _HZ
 
     def hold(self, start: float, what: str) -> None:
         self.held.append((start, time.time(), what))
@@ -129,6 +166,7 @@ class Trace:
         """Stage percentiles over all calls, and for the calls over `slow_ms`: which stage
         took most and which loop-holding work overlapped them."""
         gc.callbacks.remove(self._gc)
+        self._stop.set()
         rows = []
         for uid, sent in dial:
             if uid not in decided or uid not in self.queued or uid not in self.started:
@@ -193,6 +231,12 @@ class Trace:
             t0 = dial[0][1]
             per_s = Counter(int(sent - t0) for _, sent, _, _ in slow)
             out["slow_seconds"] = {str(k): v for k, v in per_s.most_common(10)}
+            out["steal_ms_in_slow_seconds"] = {
+                str(k): round(self._steal_ms(t0 + k, t0 + k + 1), 1)
+                for k, _ in per_s.most_common(10)
+            }
+        if self.steal:
+            out["steal_ms_core0"] = round(self._steal_ms(self.steal[0][0], self.steal[-1][0]), 1)
         kinds: dict[str, list[float]] = defaultdict(list)
         first_read = self.reads[0][0] if self.reads else 0.0
         for a, b, what in held:  # start-up (before the stream) on its own
