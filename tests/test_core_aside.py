@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -29,8 +30,10 @@ def test_a_process_leaves_the_core_and_comes_back() -> None:
     core = min(cores)
     child = _child()
     try:
+        deadline = time.monotonic() + 10
         while len(os.listdir(f"/proc/{child.pid}/task")) < 2:  # its second thread started
-            pass
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
         tids = {int(t) for t in os.listdir(f"/proc/{child.pid}/task")}
         moved = move_off(core, pids=[child.pid])
         assert set(moved) == tids
