@@ -8,16 +8,30 @@ every thread that may run elsewhere too, for the run only, and puts each back af
 Threads bound to one core (the kernel's per-CPU threads) and threads whose affinity cannot be
 changed are left as they are. Linux only (`/proc`, `sched_setaffinity`); needs the right to
 change the other processes' affinity (root).
+
+A run stopped by SIGTERM, SIGHUP or Ctrl-C puts them back on its way out. One killed outright
+(SIGKILL) cannot: what it moved is kept in `STATE` while it runs, and
+
+    python bench/core_aside.py --put-back
+
+puts those threads back (a run also refuses to start while that file is there).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
+import signal
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 
 Moved = dict[int, set[int]]  # thread id -> its affinity before
+STATE = Path(tempfile.gettempdir()) / "tollwatch-core-aside.json"
 
 
 def _threads(pids: Iterable[int] | None, keep: set[int]) -> Iterator[int]:
@@ -59,14 +73,52 @@ def put_back(moved: Moved) -> int:
     return done
 
 
+def _exit_on(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `core_to_self`, which puts back
+
+
 @contextlib.contextmanager
-def core_to_self(core: int, enabled: bool) -> Iterator[dict[str, int]]:
+def core_to_self(
+    core: int, enabled: bool, state: Path = STATE, pids: Iterable[int] | None = None
+) -> Iterator[dict[str, int]]:
     """Within the block, `core` runs only this process (and what it starts); the figures say
-    how many threads were moved and put back."""
+    how many threads were moved and put back. Call from the main thread."""
     figures = {"threads_moved": 0, "threads_put_back": 0}
-    moved = move_off(core) if enabled else {}
-    figures["threads_moved"] = len(moved)
+    if not enabled:
+        yield figures
+        return
+    if state.exists():
+        raise SystemExit(f"{state}: a run that was killed moved threads off a core; "
+                         "put them back first: python bench/core_aside.py --put-back")
+    handlers = {sig: signal.signal(sig, _exit_on) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    moved: Moved = {}
     try:
+        moved = move_off(core, pids=pids)
+        state.write_text(json.dumps({str(t): sorted(c) for t, c in moved.items()}))
+        figures["threads_moved"] = len(moved)
         yield figures
     finally:
         figures["threads_put_back"] = put_back(moved)
+        state.unlink(missing_ok=True)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def put_back_saved(state: Path = STATE) -> int:
+    """Put back what a killed run moved (`state`), then forget it; returns how many."""
+    if not state.exists():
+        return 0
+    saved = json.loads(state.read_text())
+    done = put_back({int(t): set(c) for t, c in saved.items()})
+    state.unlink()
+    return done
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--put-back", action="store_true", help="undo what a killed run moved")
+    args = ap.parse_args()
+    if args.put_back:
+        print(f"{put_back_saved()} threads put back")
+    else:
+        ap.print_help(sys.stderr)

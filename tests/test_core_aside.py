@@ -3,14 +3,17 @@ for the run and puts them back."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from bench.core_aside import move_off, put_back
+from bench.core_aside import core_to_self, move_off, put_back, put_back_saved
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
@@ -58,6 +61,42 @@ def test_this_process_and_one_core_threads_are_left_alone() -> None:
         assert moved == {}
         assert child.pid not in move_off(core, pids=[child.pid])  # bound to the core: stays
         assert os.sched_getaffinity(child.pid) == {core}
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_terminated_run_puts_back_and_a_killed_one_can_be_undone(tmp_path: Path) -> None:
+    cores = os.sched_getaffinity(0)
+    core = min(cores)
+    state = tmp_path / "moved.json"
+    child = _child()
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+        with (
+            pytest.raises(SystemExit) as exited,
+            core_to_self(core, True, state, pids=[child.pid]) as figures,
+        ):
+            assert os.sched_getaffinity(child.pid) == cores - {core}
+            assert state.exists()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        assert exited.value.code == 128 + signal.SIGTERM
+        assert figures["threads_put_back"] == figures["threads_moved"] >= 1
+        assert os.sched_getaffinity(child.pid) == cores
+        assert not state.exists() and signal.getsignal(signal.SIGTERM) == before
+
+        # SIGKILL: nothing unwinds; the state file says what to put back
+        moved = move_off(core, pids=[child.pid])
+        state.write_text(json.dumps({str(t): sorted(c) for t, c in moved.items()}))
+        with (
+            pytest.raises(SystemExit, match="--put-back"),
+            core_to_self(core, True, state, pids=[child.pid]),
+        ):
+            pass
+        assert os.sched_getaffinity(child.pid) == cores - {core}  # the refused run moved none
+        assert put_back_saved(state) == len(moved)
+        assert os.sched_getaffinity(child.pid) == cores and not state.exists()
     finally:
         child.kill()
         child.wait()
