@@ -47,11 +47,17 @@ def _threads(pids: Iterable[int] | None, keep: set[int]) -> Iterator[int]:
         yield from tids
 
 
-def move_off(core: int, keep: Iterable[int] = (), pids: Iterable[int] | None = None) -> Moved:
+def move_off(
+    core: int,
+    keep: Iterable[int] = (),
+    pids: Iterable[int] | None = None,
+    moved: Moved | None = None,
+) -> Moved:
     """Take `core` out of the affinity of every thread of `pids` (default: every process)
     but those of `keep`, where the thread may run on another core too. Returns what to put
-    back (`put_back`)."""
-    moved: Moved = {}
+    back (`put_back`): `moved` when given, filled as it goes, so that a caller interrupted
+    meanwhile (a signal) still knows every thread moved so far."""
+    moved = {} if moved is None else moved
     for tid in _threads(pids, {os.getpid(), *keep}):
         try:
             before = os.sched_getaffinity(tid)
@@ -93,7 +99,7 @@ def core_to_self(
     handlers = {sig: signal.signal(sig, _exit_on) for sig in (signal.SIGTERM, signal.SIGHUP)}
     moved: Moved = {}
     try:
-        moved = move_off(core, pids=pids)
+        move_off(core, pids=pids, moved=moved)  # filled as it goes: a signal meanwhile puts back
         state.write_text(json.dumps({str(t): sorted(c) for t, c in moved.items()}))
         figures["threads_moved"] = len(moved)
         yield figures

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,35 @@ def test_a_terminated_run_puts_back_and_a_killed_one_can_be_undone(tmp_path: Pat
             pass
         assert os.sched_getaffinity(child.pid) == cores - {core}  # the refused run moved none
         assert put_back_saved(state) == len(moved)
+        assert os.sched_getaffinity(child.pid) == cores and not state.exists()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_run_interrupted_while_moving_puts_back_what_it_moved(tmp_path: Path) -> None:
+    cores = os.sched_getaffinity(0)
+    core = min(cores)
+    child = _child()
+
+    def pids_then_interrupted() -> Iterator[int]:
+        yield child.pid
+        raise KeyboardInterrupt  # Ctrl-C (or SIGTERM's SystemExit) before the next process
+
+    try:
+        moved: dict[int, set[int]] = {}
+        with pytest.raises(KeyboardInterrupt):
+            move_off(core, pids=pids_then_interrupted(), moved=moved)
+        assert child.pid in moved  # what was moved before the interruption is known
+        assert os.sched_getaffinity(child.pid) == cores - {core}
+        put_back(moved)
+
+        state = tmp_path / "moved.json"
+        with (
+            pytest.raises(KeyboardInterrupt),
+            core_to_self(core, True, state, pids=pids_then_interrupted()),
+        ):
+            pass
         assert os.sched_getaffinity(child.pid) == cores and not state.exists()
     finally:
         child.kill()
