@@ -31,6 +31,21 @@ _NANP = {r for r in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1]}
 _ALWAYS = ("112", "999", "911")
 
 
+@cache
+def holiday_countries() -> frozenset[str]:
+    """The country codes the holidays package knows (its aliases too: UK, USA...), read off its
+    registry. `holidays.list_supported_countries()` gives the same codes but imports all ~250
+    country modules to list their subdivisions: ~70 ms on every command that loads settings."""
+    try:
+        from holidays.registry import EntityLoader
+
+        return frozenset(EntityLoader.get_country_codes())
+    except (ImportError, AttributeError):  # the registry moved: the slow public way
+        from holidays import list_supported_countries
+
+        return frozenset(list_supported_countries())
+
+
 def metadata(country: str) -> PhoneMetadata:
     md = PhoneMetadata.metadata_for_region(country)
     if md is None:

@@ -184,11 +184,9 @@ def resolve(settings: Settings) -> list[str]:
         em.numbers = list(countries.emergency_numbers(country))
     hours = settings.hours
     if hours.holidays_country is None:
-        from holidays import list_supported_countries
-
         # a home country the holidays package does not know: no public holidays (check-config
         # says so)
-        hours.holidays_country = country if country in list_supported_countries() else ""
+        hours.holidays_country = country if country in countries.holiday_countries() else ""
     if hours.holidays_country and hours.holidays_subdivision:
         import holidays
 

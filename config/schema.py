@@ -92,10 +92,10 @@ class Hours(Strict):
     def _holidays(cls, value: str | None) -> str | None:
         if not value:
             return value
-        from holidays import list_supported_countries
+        from tollwatch.config.countries import holiday_countries
 
         up = value.upper()
-        if up not in list_supported_countries():
+        if up not in holiday_countries():
             raise ValueError(f'"{value}" is not a country the holidays package knows '
                              '(an ISO 3166 code like "JP"; "" for no public holidays)')
         return up

@@ -137,3 +137,24 @@ def test_masked_dump_hides_secrets() -> None:
             assert obj in ("****", None, "")
 
     walk(dumped)
+
+
+def test_holiday_countries_are_the_packages_own_list() -> None:
+    """Read off the holidays registry (no country module imported) and still exactly what
+    `holidays.list_supported_countries()` lists, aliases included."""
+    from holidays import list_supported_countries
+
+    from tollwatch.config.countries import holiday_countries
+
+    assert holiday_countries() == frozenset(list_supported_countries())
+    assert {"JP", "US", "GB", "UK", "USA"} <= holiday_countries()
+
+
+def test_home_country_without_public_holidays_in_the_package() -> None:
+    # Ascension Island has a numbering plan (phonenumbers) but no holidays in the package
+    from tollwatch.config.countries import holiday_countries
+
+    assert "AC" not in holiday_countries()
+    ac = load_settings(None, {"site": {"country": "AC", "timezone": "UTC"}})
+    jp = load_settings(None, {"site": {"country": "JP", "timezone": "UTC"}})
+    assert (ac.hours.holidays_country, jp.hours.holidays_country) == ("", "JP")

