@@ -26,7 +26,7 @@ from tollwatch.rules.batch import CALL_COLUMNS, run_frame
 from tollwatch.rules.destinations import BatchClassifier, Classifier
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import PBX, Incident
-from tollwatch.rules.validity import SAMPLE, Validity, check_numbers
+from tollwatch.rules.validity import SAMPLE, EarlyCheck, Validity
 from tollwatch.scan_kept import Kept, pack
 from tollwatch.settings import cdr_options, rule_specs
 
@@ -141,6 +141,7 @@ def _run_scan(
     if until is not None:
         window = window & (pl.col("start") < _utc(until))
     loop = _Loop(stats, classifier.batches("dialed"), window, problems, calls)
+    early = loop.sampled = EarlyCheck(settings, SAMPLE)
     columns = _LOOP_COLUMNS if calls is None else None  # what the loop reads (calls: all)
     options = cdr_options(settings)
     if database is not None:  # a query at a time, as the loop takes them: no backlog
@@ -159,7 +160,7 @@ def _run_scan(
     del kept
     count_refused(incidents, loop.refused, settings.incidents.gap)
     incidents = sort_incidents(incidents)
-    validity = check_numbers(settings, sorted(stats.numbers), classifier=classifier)
+    validity = early.result(stats.numbers, classifier)
     stats.seconds = time.perf_counter() - started
     return ScanResult(incidents, stats, engine.baseline, validity)
 
@@ -191,6 +192,7 @@ class _Loop:
         self.refused: list[tuple[str, datetime]] = []  # (source, start) of calls a block refused
         self.dials: list[bytes] = []  # pack()ed
         self.legs = _Legs()
+        self.sampled: EarlyCheck | None = None  # told of stats.numbers as it fills
 
     def wanted(self) -> pl.Expr:
         """The rows the loop looks at (a `scan_chunks` filter)."""
@@ -256,6 +258,8 @@ class _Loop:
         stats.outbound += out.height
         if out.height:
             keep = _classified(out, self.classify, stats, self.calls)
+            if self.sampled is not None:
+                self.sampled.offer(stats.numbers)
             if keep.height:
                 self.relevant.append(pack(keep.select(*CALL_COLUMNS, "channel")))
         if progress is not None:
