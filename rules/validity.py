@@ -11,7 +11,6 @@ names the one that makes the most numbers valid.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,6 +19,7 @@ from typing import Any
 import phonenumbers
 import polars as pl
 
+from tollwatch.background import Background
 from tollwatch.config import ConfigError, Settings, load_settings
 from tollwatch.config.countries import metadata
 from tollwatch.rules.destinations import Classifier
@@ -129,38 +129,26 @@ class EarlyCheck:
     def __init__(self, settings: Settings, sample: int = SAMPLE) -> None:
         self.settings = settings
         self.sample = sample
-        self._thread: threading.Thread | None = None
-        self._result: Validity | None = None
-        self._error: BaseException | None = None
+        self._check: Background[Validity] | None = None
 
     @property
     def started(self) -> bool:
-        return self._thread is not None
+        return self._check is not None
 
     def offer(self, numbers: set[str]) -> None:
         """The sample so far; the check starts (once) when it holds `sample` numbers."""
-        if self._thread is None and len(numbers) >= self.sample:
+        if self._check is None and len(numbers) >= self.sample:
             distinct = sorted(numbers)
-            self._thread = threading.Thread(
-                target=self._run, args=(distinct,), name="tollwatch-validity", daemon=True
+            # a Classifier of its own: the scan's is in use meanwhile
+            self._check = Background(
+                lambda: check_numbers(self.settings, distinct, self.sample), "tollwatch-validity"
             )
-            self._thread.start()
-
-    def _run(self, numbers: list[str]) -> None:
-        try:  # a Classifier of its own: the scan's is in use meanwhile
-            self._result = check_numbers(self.settings, numbers, self.sample)
-        except BaseException as exc:  # raised in the scan's thread, by result()
-            self._error = exc
 
     def result(self, numbers: set[str], classifier: Classifier | None = None) -> Validity:
         """The check's result (waiting for the thread), or the check now if it never started."""
-        if self._thread is None:
+        if self._check is None:
             return check_numbers(self.settings, sorted(numbers), self.sample, classifier)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
+        return self._check.result()
 
 
 def _candidates(settings: Settings, invalid: list[str]) -> list[tuple[str, str | None]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from tollwatch.background import Background
 from tollwatch.cdr_ingest import dials_local, local_dials, scan_chunks
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.cdr_ingest.live.follow_rows import REFUSED_MARK
@@ -140,6 +141,10 @@ def _run_scan(
         window = window & (pl.col("start") >= _utc(since))
     if until is not None:
         window = window & (pl.col("start") < _utc(until))
+    specs = rule_specs(settings) if rules else {}
+    # The engine does not depend on the rows: it is made while polars reads them (the holidays
+    # package alone takes ~70 ms to import its countries)
+    made = Background(lambda: Engine.from_settings(settings, specs, baseline), "tollwatch-engine")
     loop = _Loop(stats, classifier.batches("dialed"), window, problems, calls)
     early = loop.sampled = EarlyCheck(settings, SAMPLE)
     columns = _LOOP_COLUMNS if calls is None else None  # what the loop reads (calls: all)
@@ -152,8 +157,7 @@ def _run_scan(
     stats.notes = loop.legs.notes()
     kept = Kept(loop.relevant, loop.dials, options)  # the loop's parts are handed over
     stats.calls_scored = kept.height
-    specs = rule_specs(settings) if rules else {}
-    engine = Engine.from_settings(settings, specs, baseline)
+    engine = made.result()
     incidents = (
         run_frame(engine, kept, classifier, settings.allowlist.sources) if kept.height else []
     )

@@ -1,6 +1,7 @@
-"""The number-validity check of a scan starts in a thread once its sample is full
-(`rules.validity.EarlyCheck`): the same result as checking at the end, errors raised in the
-scan, and a sample that never fills checked at the end in the scan's own thread."""
+"""What `scan` does in threads while polars reads the rows: the number-validity check once its
+sample is full (`rules.validity.EarlyCheck`: the same result as checking at the end, errors
+raised in the scan, a sample that never fills checked at the end in the scan's own thread),
+and the rule engine (`tollwatch.background.Background`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.helpers import settings
 from tests.test_cdr_ingest import cdr_line, write
+from tollwatch.background import Background
 from tollwatch.rules import validity
 from tollwatch.rules.validity import EarlyCheck, check_numbers
 from tollwatch.scan import run_scan
@@ -86,3 +88,41 @@ def test_run_scan_checks_in_a_thread_only_when_the_sample_fills(
     assert threads == ["tollwatch-validity" if sample < 40 else "MainThread"]
     assert result.validity == real(settings("JP"), sorted(result.stats.numbers), sample)
     assert len(result.stats.numbers) == min(sample, 40)
+
+
+def test_background_hands_over_the_result_or_the_error() -> None:
+    gate = threading.Event()
+    made = Background(lambda: (gate.wait(5), threading.current_thread().name)[1], "tw-test")
+    gate.set()
+    assert made.result() == "tw-test"
+    assert Background(lambda: None, "tw-none").result() is None
+
+    def broken() -> int:
+        raise ValueError("bad rule options")
+
+    with pytest.raises(ValueError, match="bad rule options"):
+        Background(broken, "tw-broken").result()
+
+
+def test_the_engine_is_made_in_a_thread_and_its_errors_reach_the_scan(
+    fixtures: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tollwatch import scan
+
+    made_in: list[str] = []
+    real = scan.Engine.from_settings
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        made_in.append(threading.current_thread().name)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(scan.Engine, "from_settings", spy)
+    result = run_scan([fixtures / "Master-attack.csv"], settings("JP"))
+    assert made_in == ["tollwatch-engine"] and result.incidents
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("no engine")
+
+    monkeypatch.setattr(scan.Engine, "from_settings", broken)
+    with pytest.raises(RuntimeError, match="no engine"):
+        run_scan([fixtures / "Master-attack.csv"], settings("JP"))
