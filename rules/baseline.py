@@ -101,6 +101,13 @@ class Baseline:
         self._ready_memo = None
         self._touched = None
 
+    def index(self) -> None:
+        """Build now what each learned day added (`_touched`), if it is not there (after a
+        load): the next day roll would otherwise build it, on the daemon's event loop at the
+        first local midnight after a restart (50-215 ms for 8,000 phones over 28 days)."""
+        if self._touched is None:
+            self._touched = self._index()
+
     # ---- learning --------------------------------------------------------------------------
     def observe_start(self, call: Call) -> None:
         """A call started (after the rules scored it)."""

@@ -7,11 +7,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import Traffic, at, settings
 from tests.test_daemon import ListSource, Recorder
 from tests.test_parity import live_events
 from tollwatch.daemon import Daemon
-from tollwatch.rules.baseline_io import dumps, loads, new_baseline, to_dict
+from tollwatch.rules.baseline_io import dumps, load_file, loads, new_baseline, to_dict
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import Incident, Severity
 from tollwatch.rules.model import Call
@@ -208,6 +210,41 @@ def test_daemon_starts_from_a_learned_file(tmp_path: Path) -> None:
     daemon.restore()
     assert daemon.pipelines["pbx"].baseline.is_routine("MX", None)
     assert to_dict(daemon.pipelines["pbx"].baseline) == to_dict(b)
+
+
+def test_a_loaded_baseline_is_indexed_at_start_not_at_the_first_roll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The day index (what each day added, for forgetting it) is built when the daemon
+    restores, so the first day roll after a restart, on the event loop, does not build it;
+    the roll then forgets exactly what it would have."""
+    from tollwatch.rules.baseline import Baseline
+    from tollwatch.rules.baseline_io import save
+
+    t = Traffic(settings("GB", "UTC"))
+    office(t, weeks=5)
+    b = engine_after(t).baseline
+    assert b is not None
+    save(b, tmp_path / "learned.json")
+    s = settings("GB", "UTC", baseline={"file": str(tmp_path / "learned.json")})
+    daemon = Daemon(s, StateStore.in_dir(tmp_path / "state"), [], [], ["pbx"])
+    daemon.restore()
+    restored = daemon.pipelines["pbx"].baseline
+    lazy = load_file(tmp_path / "learned.json", s)  # loaded as a scan does: not indexed yet
+    built: list[int] = []
+    real = Baseline._index
+
+    def spy(self: Baseline) -> Any:
+        built.append(id(self))
+        return real(self)
+
+    monkeypatch.setattr(Baseline, "_index", spy)
+    assert b.last_day is not None
+    later = b.last_day + timedelta(days=3)
+    restored._roll(later)
+    lazy._roll(later)
+    assert built == [id(lazy)]  # the restored one was indexed by restore()
+    assert to_dict(restored) == to_dict(lazy) != to_dict(b)
 
 
 def _when(d: datetime) -> str:

@@ -111,6 +111,7 @@ class Daemon:
             except (BaselineError, ValueError, KeyError, TypeError) as exc:
                 log.warning("pbx %s: cannot load the baseline (%s); learning afresh", name, exc)
                 pipeline.baseline.clear()
+            pipeline.baseline.index()  # at start, not at the first midnight's roll
         for name, pipeline in self.pipelines.items():
             blob = self.store.load_snapshot(name)
             if blob is None:
