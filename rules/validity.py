@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import phonenumbers
 import polars as pl
 
-from tollwatch.background import Background
+from tollwatch.background import in_background
 from tollwatch.config import ConfigError, Settings, load_settings
 from tollwatch.config.countries import metadata
 from tollwatch.rules.destinations import Classifier
@@ -129,7 +130,7 @@ class EarlyCheck:
     def __init__(self, settings: Settings, sample: int = SAMPLE) -> None:
         self.settings = settings
         self.sample = sample
-        self._check: Background[Validity] | None = None
+        self._check: Future[Validity] | None = None
 
     @property
     def started(self) -> bool:
@@ -140,7 +141,7 @@ class EarlyCheck:
         if self._check is None and len(numbers) >= self.sample:
             distinct = sorted(numbers)
             # a Classifier of its own: the scan's is in use meanwhile
-            self._check = Background(
+            self._check = in_background(
                 lambda: check_numbers(self.settings, distinct, self.sample), "tollwatch-validity"
             )
 

@@ -12,7 +12,9 @@ import pytest
 from tests.helpers import Traffic, at, settings
 from tests.test_daemon import ListSource, Recorder
 from tests.test_parity import live_events
+from tollwatch.config import Settings
 from tollwatch.daemon import Daemon
+from tollwatch.rules.baseline import Baseline
 from tollwatch.rules.baseline_io import dumps, load_file, loads, new_baseline, to_dict
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import Incident, Severity
@@ -197,15 +199,20 @@ def test_baseline_json_round_trip_and_daemon_restart(tmp_path: Path) -> None:
     assert StateStore.in_dir(tmp_path).baselines()["pbx"]
 
 
-def test_daemon_starts_from_a_learned_file(tmp_path: Path) -> None:
+def _learned_file(tmp_path: Path, weeks: int) -> tuple[Baseline, Settings]:
+    """An office's learned baseline saved to a file, and settings that start from it."""
     from tollwatch.rules.baseline_io import save
 
     t = Traffic(settings("GB", "UTC"))
-    office(t, weeks=3)
+    office(t, weeks=weeks)
     b = engine_after(t).baseline
     assert b is not None
     save(b, tmp_path / "learned.json")
-    s = settings("GB", "UTC", baseline={"file": str(tmp_path / "learned.json")})
+    return b, settings("GB", "UTC", baseline={"file": str(tmp_path / "learned.json")})
+
+
+def test_daemon_starts_from_a_learned_file(tmp_path: Path) -> None:
+    b, s = _learned_file(tmp_path, weeks=3)
     daemon = Daemon(s, StateStore.in_dir(tmp_path / "state"), [], [], ["pbx"])
     daemon.restore()
     assert daemon.pipelines["pbx"].baseline.is_routine("MX", None)
@@ -218,15 +225,7 @@ def test_a_loaded_baseline_is_indexed_at_start_not_at_the_first_roll(
     """The day index (what each day added, for forgetting it) is built when the daemon
     restores, so the first day roll after a restart, on the event loop, does not build it;
     the roll then forgets exactly what it would have."""
-    from tollwatch.rules.baseline import Baseline
-    from tollwatch.rules.baseline_io import save
-
-    t = Traffic(settings("GB", "UTC"))
-    office(t, weeks=5)
-    b = engine_after(t).baseline
-    assert b is not None
-    save(b, tmp_path / "learned.json")
-    s = settings("GB", "UTC", baseline={"file": str(tmp_path / "learned.json")})
+    b, s = _learned_file(tmp_path, weeks=5)
     daemon = Daemon(s, StateStore.in_dir(tmp_path / "state"), [], [], ["pbx"])
     daemon.restore()
     restored = daemon.pipelines["pbx"].baseline

@@ -1,7 +1,7 @@
 """What `scan` does in threads while polars reads the rows: the number-validity check once its
 sample is full (`rules.validity.EarlyCheck`: the same result as checking at the end, errors
 raised in the scan, a sample that never fills checked at the end in the scan's own thread),
-and the rule engine (`tollwatch.background.Background`)."""
+and the rule engine (`tollwatch.background.in_background`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import settings
 from tests.test_cdr_ingest import cdr_line, write
-from tollwatch.background import Background
+from tollwatch.background import in_background
 from tollwatch.rules import validity
 from tollwatch.rules.validity import EarlyCheck, check_numbers
 from tollwatch.scan import run_scan
@@ -92,16 +92,16 @@ def test_run_scan_checks_in_a_thread_only_when_the_sample_fills(
 
 def test_background_hands_over_the_result_or_the_error() -> None:
     gate = threading.Event()
-    made = Background(lambda: (gate.wait(5), threading.current_thread().name)[1], "tw-test")
+    made = in_background(lambda: (gate.wait(5), threading.current_thread().name)[1], "tw-test")
     gate.set()
     assert made.result() == "tw-test"
-    assert Background(lambda: None, "tw-none").result() is None
+    assert in_background(lambda: None, "tw-none").result() is None
 
     def broken() -> int:
         raise ValueError("bad rule options")
 
     with pytest.raises(ValueError, match="bad rule options"):
-        Background(broken, "tw-broken").result()
+        in_background(broken, "tw-broken").result()
 
 
 def test_the_engine_is_made_in_a_thread_and_its_errors_reach_the_scan(

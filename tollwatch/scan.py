@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tollwatch.background import Background
+from tollwatch.background import in_background
 from tollwatch.cdr_ingest import dials_local, local_dials, scan_chunks
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.cdr_ingest.live.follow_rows import REFUSED_MARK
@@ -144,7 +144,9 @@ def _run_scan(
     specs = rule_specs(settings) if rules else {}
     # The engine does not depend on the rows: it is made while polars reads them (the holidays
     # package alone takes ~70 ms to import its countries)
-    made = Background(lambda: Engine.from_settings(settings, specs, baseline), "tollwatch-engine")
+    made = in_background(
+        lambda: Engine.from_settings(settings, specs, baseline), "tollwatch-engine"
+    )
     loop = _Loop(stats, classifier.batches("dialed"), window, problems, calls)
     early = loop.sampled = EarlyCheck(settings, SAMPLE)
     columns = _LOOP_COLUMNS if calls is None else None  # what the loop reads (calls: all)
