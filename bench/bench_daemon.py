@@ -557,6 +557,7 @@ async def end_to_end(
         daemon=True,
     )
     proc.start()
+    child.close()  # only the sender holds its end: if it dies, recv() raises EOFError, no hang
     loop = asyncio.get_running_loop()
     port = await loop.run_in_executor(None, parent.recv)
     settings = bench_settings(port, data_dir)

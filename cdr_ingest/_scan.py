@@ -25,7 +25,9 @@ from __future__ import annotations
 import mmap
 import os
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -229,9 +231,15 @@ def pushed_down(
     return df if with_columns is None else df.select(with_columns)
 
 
-def _frames(data_path: Path, n: int, skip_line: int, fields: bool = True) -> Iterator[pl.DataFrame]:
+def _frames(
+    data_path: Path, n: int, skip_line: int, fields: bool = True
+) -> Generator[pl.DataFrame, None, None]:
     """The parsed pieces of data_path, in file order (columns of _source_schema; without
-    `fields`, the _f* columns are left out: for counting rows)."""
+    `fields`, the _f* columns are left out: for counting rows).
+
+    `_WORKERS` threads parse pieces at once (polars releases the GIL, and the strict line check
+    of one piece runs on one core): the line numbers a piece starts at are counted here first;
+    the pieces are handed on in file order, at most `_WORKERS` of them parsed and waiting."""
     fd = os.open(data_path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -239,18 +247,53 @@ def _frames(data_path: Path, n: int, skip_line: int, fields: bool = True) -> Ite
             return
         data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         try:
-            first_line = 1
-            for start, end in _pieces(data, size):
-                piece, dirty = clean(os.pread(fd, end - start, start))
-                if fields:
-                    yield from _rows_of(piece, first_line, n, skip_line, dirty)
-                else:
-                    yield _line_rows(piece, first_line, skip_line, dirty)
-                first_line += _line_count(piece)
+            with ThreadPoolExecutor(_WORKERS, thread_name_prefix="tollwatch-parse") as pool:
+                yield from _parsed(pool, fd, data, size, n, skip_line, fields)
         finally:
             data.close()
     finally:
         os.close(fd)
+
+
+_WORKERS = 2
+
+
+def _parsed(
+    pool: ThreadPoolExecutor,
+    fd: int,
+    data: mmap.mmap,
+    size: int,
+    n: int,
+    skip_line: int,
+    fields: bool,
+) -> Iterator[pl.DataFrame]:
+    waiting: deque[Future[list[pl.DataFrame]]] = deque()
+    try:
+        first_line = 1
+        for start, end in _pieces(data, size):
+            piece, dirty = clean(os.pread(fd, end - start, start))
+            args = (piece, first_line, n, skip_line, dirty)
+            waiting.append(pool.submit(_all_rows if fields else _counted_rows, *args))
+            first_line += _line_count(piece)
+            if len(waiting) >= _WORKERS:
+                yield from waiting.popleft().result()
+        while waiting:
+            yield from waiting.popleft().result()
+    finally:  # closed early or failed: pieces not started are not parsed
+        for job in waiting:
+            job.cancel()
+
+
+def _all_rows(
+    piece: bytes, first_line: int, n: int, skip_line: int, dirty: bool
+) -> list[pl.DataFrame]:
+    return list(_rows_of(piece, first_line, n, skip_line, dirty))
+
+
+def _counted_rows(
+    piece: bytes, first_line: int, n: int, skip_line: int, dirty: bool
+) -> list[pl.DataFrame]:
+    return [_line_rows(piece, first_line, skip_line, dirty)]
 
 
 def _source(data_path: Path, n: int, skip_line: int) -> pl.LazyFrame:

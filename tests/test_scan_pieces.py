@@ -1,0 +1,86 @@
+"""The file reader parses pieces in threads, two at once, and hands them on in file order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.test_cdr_ingest import _tricky_lines
+from tollwatch.cdr_ingest import _scan
+
+N = 18  # columns of the Master.csv dialect
+
+
+@pytest.fixture
+def tricky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(_scan, "_PIECE_BYTES", 700)
+    monkeypatch.setattr(_scan, "_MIN_PIECE_BYTES", 1)
+    path = tmp_path / "Master.csv"
+    path.write_bytes(b"\n".join(_tricky_lines() * 3) + b"\n")
+    return path
+
+
+def _lines(frames: list[pl.DataFrame]) -> list[int]:
+    return [ln for df in frames for ln in df.get_column("_ln").to_list()]
+
+
+def test_two_pieces_are_parsed_at_once_and_come_in_file_order(
+    tricky: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = list(_scan._frames(tricky, N, 0))
+    both = threading.Barrier(2, timeout=10)  # broken unless two pieces are parsed together
+    seen: set[str] = set()
+    rows_of = _scan._rows_of
+
+    def meeting(piece: bytes, first: int, *args: object) -> Iterator[pl.DataFrame]:
+        seen.add(threading.current_thread().name)
+        if first == 1 or both.n_waiting:  # the first piece and the one beside it
+            both.wait()
+        return rows_of(piece, first, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_scan, "_rows_of", meeting)
+    parallel = list(_scan._frames(tricky, N, 0))
+    assert len(plain) > 4
+    assert _lines(parallel) == _lines(plain) == sorted(_lines(plain))
+    assert all(a.equals(b) for a, b in zip(parallel, plain, strict=True))
+    assert len(seen) == 2 and all(name.startswith("tollwatch-parse") for name in seen)
+
+
+def test_an_error_comes_after_the_rows_of_the_pieces_before_it(
+    tricky: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    firsts: list[int] = []
+    all_rows = _scan._all_rows
+
+    def noting(piece: bytes, first: int, *args: object) -> list[pl.DataFrame]:
+        firsts.append(first)
+        return all_rows(piece, first, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_scan, "_all_rows", noting)
+    plain = list(_scan._frames(tricky, N, 0))
+    bad_first = firsts[3]  # the fourth piece
+
+    def failing(piece: bytes, first: int, *args: object) -> list[pl.DataFrame]:
+        if first == bad_first:
+            raise OSError("disk gone")
+        return all_rows(piece, first, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_scan, "_all_rows", failing)
+    got: list[pl.DataFrame] = []
+    with pytest.raises(OSError, match="disk gone"):
+        for df in _scan._frames(tricky, N, 0):
+            got.append(df)
+    assert _lines(got) == [ln for ln in _lines(plain) if ln < bad_first]
+    assert _lines(got)
+    assert not [t for t in threading.enumerate() if t.name.startswith("tollwatch-parse")]
+
+
+def test_closing_early_stops_the_parsing_threads(tricky: Path) -> None:
+    frames = _scan._frames(tricky, N, 0)
+    next(frames)
+    frames.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("tollwatch-parse")]
