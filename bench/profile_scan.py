@@ -41,7 +41,7 @@ import polars as pl
 
 from tollwatch.cdr_ingest import scan_chunks
 from tollwatch.cdr_ingest._detect import detect
-from tollwatch.cdr_ingest._scan import _frames
+from tollwatch.cdr_ingest._pieces import frames as _frames
 from tollwatch.rules.batch import CALL_COLUMNS, calls_from_frame, replay
 from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.engine import Engine
@@ -168,7 +168,7 @@ def memory(path: Path) -> Phases:
     phases.wrap(batch, "sparse_bits", "whole-frame marks (sparse, lone legs)")
     phases.wrap(batch, "lone_legs", "whole-frame marks (sparse, lone legs)",
                 "replay: Call objects, engine")
-    phases.wrap(scan, "check_numbers", "validity sample")
+    phases.wrap(scan.EarlyCheck, "result", "validity sample (what the thread left)")
     c0, t0 = time.process_time(), time.perf_counter()
     result = scan.run_scan([path], settings)
     phases.stop()

@@ -534,10 +534,10 @@ def _tricky_lines() -> list[bytes]:
 def test_pieces_and_fallbacks_keep_line_numbers_and_problems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
 ) -> None:
-    from tollwatch.cdr_ingest import _scan
+    from tollwatch.cdr_ingest import _pieces
 
-    monkeypatch.setattr(_scan, "_PIECE_BYTES", piece)
-    monkeypatch.setattr(_scan, "_MIN_PIECE_BYTES", 1)
+    monkeypatch.setattr(_pieces, "_PIECE_BYTES", piece)
+    monkeypatch.setattr(_pieces, "_MIN_PIECE_BYTES", 1)
     path = tmp_path / "Master.csv"
     path.write_bytes(b"\n".join(_tricky_lines() * 3) + b"\n")
     out = rows([path])

@@ -37,10 +37,10 @@ def _files(tmp_path: Path, fixtures: Path) -> list[Path]:
 
 def _small(monkeypatch: pytest.MonkeyPatch, piece: int, chunk: int, batch: int) -> None:
     from tollwatch import scan
-    from tollwatch.cdr_ingest import _scan
+    from tollwatch.cdr_ingest import _pieces, _scan
 
-    monkeypatch.setattr(_scan, "_PIECE_BYTES", piece)
-    monkeypatch.setattr(_scan, "_MIN_PIECE_BYTES", 1)
+    monkeypatch.setattr(_pieces, "_PIECE_BYTES", piece)
+    monkeypatch.setattr(_pieces, "_MIN_PIECE_BYTES", 1)
     monkeypatch.setattr(_scan, "CHUNK_ROWS", chunk)
     monkeypatch.setattr(scan, "BATCH_ROWS", batch)
 

@@ -1,4 +1,5 @@
-"""The file reader parses pieces in threads, two at once, and hands them on in file order."""
+"""The file reader (`cdr_ingest._pieces.frames`) parses two pieces at once in threads and
+hands them on in file order."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import polars as pl
 import pytest
 
 from tests.test_cdr_ingest import _tricky_lines
-from tollwatch.cdr_ingest import _scan
+from tollwatch.cdr_ingest import _pieces
 
 N = 18  # columns of the Master.csv dialect
 
 
 @pytest.fixture
 def tricky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(_scan, "_PIECE_BYTES", 700)
-    monkeypatch.setattr(_scan, "_MIN_PIECE_BYTES", 1)
+    monkeypatch.setattr(_pieces, "_PIECE_BYTES", 700)
+    monkeypatch.setattr(_pieces, "_MIN_PIECE_BYTES", 1)
     path = tmp_path / "Master.csv"
     path.write_bytes(b"\n".join(_tricky_lines() * 3) + b"\n")
     return path
@@ -31,10 +32,10 @@ def _lines(frames: list[pl.DataFrame]) -> list[int]:
 def test_two_pieces_are_parsed_at_once_and_come_in_file_order(
     tricky: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plain = list(_scan._frames(tricky, N, 0))
+    plain = list(_pieces.frames(tricky, N, 0))
     both = threading.Barrier(2, timeout=10)  # broken unless two pieces are parsed together
     seen: set[str] = set()
-    rows_of = _scan._rows_of
+    rows_of = _pieces._rows_of
 
     def meeting(piece: bytes, first: int, *args: object) -> Iterator[pl.DataFrame]:
         seen.add(threading.current_thread().name)
@@ -42,8 +43,8 @@ def test_two_pieces_are_parsed_at_once_and_come_in_file_order(
             both.wait()
         return rows_of(piece, first, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_scan, "_rows_of", meeting)
-    parallel = list(_scan._frames(tricky, N, 0))
+    monkeypatch.setattr(_pieces, "_rows_of", meeting)
+    parallel = list(_pieces.frames(tricky, N, 0))
     assert len(plain) > 4
     assert _lines(parallel) == _lines(plain) == sorted(_lines(plain))
     assert all(a.equals(b) for a, b in zip(parallel, plain, strict=True))
@@ -54,14 +55,14 @@ def test_an_error_comes_after_the_rows_of_the_pieces_before_it(
     tricky: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     firsts: list[int] = []
-    all_rows = _scan._all_rows
+    all_rows = _pieces._all_rows
 
     def noting(piece: bytes, first: int, *args: object) -> list[pl.DataFrame]:
         firsts.append(first)
         return all_rows(piece, first, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_scan, "_all_rows", noting)
-    plain = list(_scan._frames(tricky, N, 0))
+    monkeypatch.setattr(_pieces, "_all_rows", noting)
+    plain = list(_pieces.frames(tricky, N, 0))
     bad_first = firsts[3]  # the fourth piece
 
     def failing(piece: bytes, first: int, *args: object) -> list[pl.DataFrame]:
@@ -69,10 +70,10 @@ def test_an_error_comes_after_the_rows_of_the_pieces_before_it(
             raise OSError("disk gone")
         return all_rows(piece, first, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_scan, "_all_rows", failing)
+    monkeypatch.setattr(_pieces, "_all_rows", failing)
     got: list[pl.DataFrame] = []
     with pytest.raises(OSError, match="disk gone"):
-        for df in _scan._frames(tricky, N, 0):
+        for df in _pieces.frames(tricky, N, 0):
             got.append(df)
     assert _lines(got) == [ln for ln in _lines(plain) if ln < bad_first]
     assert _lines(got)
@@ -80,7 +81,7 @@ def test_an_error_comes_after_the_rows_of_the_pieces_before_it(
 
 
 def test_closing_early_stops_the_parsing_threads(tricky: Path) -> None:
-    frames = _scan._frames(tricky, N, 0)
+    frames = _pieces.frames(tricky, N, 0)
     next(frames)
     frames.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("tollwatch-parse")]
