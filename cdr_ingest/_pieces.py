@@ -193,9 +193,9 @@ def frames(
     """The parsed pieces of data_path, in file order (columns of _source_schema; without
     `fields`, the _f* columns are left out: for counting rows).
 
-    `_WORKERS` threads parse pieces at once (polars releases the GIL, and the strict line check
-    of one piece runs on one core): the line numbers a piece starts at are counted here first;
-    the pieces are handed on in file order, at most `_WORKERS` of them parsed and waiting."""
+    Up to two threads parse pieces at once (`_workers`: polars releases the GIL; the strict line
+    check of one piece runs on one core): the line numbers a piece starts at are counted here
+    first; the pieces are handed on in file order, at most two of them parsed and waiting."""
     fd = os.open(data_path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -203,19 +203,31 @@ def frames(
             return
         data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         try:
-            with ThreadPoolExecutor(_WORKERS, thread_name_prefix="tollwatch-parse") as pool:
-                yield from _parsed(pool, fd, data, size, n, skip_line, fields)
+            workers = _workers()
+            with ThreadPoolExecutor(workers, thread_name_prefix="tollwatch-parse") as pool:
+                yield from _parsed(pool, workers, fd, data, size, n, skip_line, fields)
         finally:
             data.close()
     finally:
         os.close(fd)
 
 
-_WORKERS = 2
+_WORKERS = 2  # pieces parsed at once, at most
+
+
+def _workers() -> int:
+    """`_WORKERS`, but one where the process may use only one core (a small appliance: a second
+    piece in flight would only cost its memory, ~40-50 MB)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(_WORKERS, cores))
 
 
 def _parsed(
     pool: ThreadPoolExecutor,
+    workers: int,
     fd: int,
     data: mmap.mmap,
     size: int,
@@ -231,7 +243,7 @@ def _parsed(
             args = (piece, first_line, n, skip_line, dirty)
             waiting.append(pool.submit(_all_rows if fields else _counted_rows, *args))
             first_line += _line_count(piece)
-            if len(waiting) >= _WORKERS:
+            if len(waiting) >= workers:
                 yield from waiting.popleft().result()
         while waiting:
             yield from waiting.popleft().result()

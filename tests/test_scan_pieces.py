@@ -4,6 +4,7 @@ hands them on in file order."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ N = 18  # columns of the Master.csv dialect
 def tricky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(_pieces, "_PIECE_BYTES", 700)
     monkeypatch.setattr(_pieces, "_MIN_PIECE_BYTES", 1)
+    monkeypatch.setattr(_pieces.os, "sched_getaffinity", lambda pid: {0, 1})  # two cores
     path = tmp_path / "Master.csv"
     path.write_bytes(b"\n".join(_tricky_lines() * 3) + b"\n")
     return path
@@ -85,3 +87,30 @@ def test_closing_early_stops_the_parsing_threads(tricky: Path) -> None:
     next(frames)
     frames.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("tollwatch-parse")]
+
+
+def test_one_core_parses_one_piece_at_a_time(tricky: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = list(_pieces.frames(tricky, N, 0))
+    monkeypatch.setattr(_pieces.os, "sched_getaffinity", lambda pid: {3})
+    all_rows = _pieces._all_rows
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def counted(*args: object) -> list[pl.DataFrame]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        try:
+            time.sleep(0.01)  # long enough for a second thread to start one
+            return all_rows(*args)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(_pieces, "_all_rows", counted)
+    single = list(_pieces.frames(tricky, N, 0))
+    assert _lines(single) == _lines(plain)
+    assert running[1] == 1
+    monkeypatch.setattr(_pieces.os, "sched_getaffinity", lambda pid: {0, 5, 7})
+    assert list(_pieces.frames(tricky, N, 0))
+    assert running[1] == 2  # with two cores or more, two at once
