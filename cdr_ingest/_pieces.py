@@ -17,7 +17,7 @@ byte, and counted per row (``replaced``): never a reason to drop a row.
   is read this way.
 
 Both paths give the columns _ln (the physical line), _dirty, line and _f0.._f{n-1} (the
-fields, strings), which ``_scan`` types lazily. ``frames`` parses two pieces at once.
+fields, strings), which ``_scan`` types lazily. ``frames`` parses up to two pieces at once.
 """
 
 from __future__ import annotations
