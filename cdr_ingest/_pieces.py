@@ -204,8 +204,11 @@ def frames(
         data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         try:
             workers = _workers()
-            with ThreadPoolExecutor(workers, thread_name_prefix="tollwatch-parse") as pool:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="tollwatch-parse")
+            try:
                 yield from _parsed(pool, workers, fd, data, size, n, skip_line, fields)
+            finally:  # closed early or failed: pieces not started are not parsed
+                pool.shutdown(wait=True, cancel_futures=True)
         finally:
             data.close()
     finally:
@@ -236,20 +239,16 @@ def _parsed(
     fields: bool,
 ) -> Iterator[pl.DataFrame]:
     waiting: deque[Future[list[pl.DataFrame]]] = deque()
-    try:
-        first_line = 1
-        for start, end in _pieces(data, size):
-            piece, dirty = clean(os.pread(fd, end - start, start))
-            args = (piece, first_line, n, skip_line, dirty)
-            waiting.append(pool.submit(_all_rows if fields else _counted_rows, *args))
-            first_line += _line_count(piece)
-            if len(waiting) >= workers:
-                yield from waiting.popleft().result()
-        while waiting:
+    first_line = 1
+    for start, end in _pieces(data, size):
+        piece, dirty = clean(os.pread(fd, end - start, start))
+        args = (piece, first_line, n, skip_line, dirty)
+        waiting.append(pool.submit(_all_rows if fields else _counted_rows, *args))
+        first_line += _line_count(piece)
+        if len(waiting) >= workers:
             yield from waiting.popleft().result()
-    finally:  # closed early or failed: pieces not started are not parsed
-        for job in waiting:
-            job.cancel()
+    while waiting:
+        yield from waiting.popleft().result()
 
 
 def _all_rows(
