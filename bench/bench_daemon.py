@@ -376,10 +376,10 @@ def make_daemon(settings: Any, data_dir: str) -> Any:
             if self.trace is not None:
                 self.trace.hold(wall, what)
 
-        def flush(self, final: bool = False) -> None:
+        async def flush_final(self) -> None:
             t, w = time.perf_counter(), time.time()
-            super().flush(final)
-            self._held("flush (snapshot, baseline)", t, w)
+            await super().flush_final()
+            self._held("flush_final (at stop, made in a child)", t, w)
 
         async def flush_async(self) -> None:
             t, w = time.perf_counter(), time.time()
@@ -576,7 +576,6 @@ async def end_to_end(
     cpu0 = time.process_time()
     kids0 = _children_cpu()
     task = asyncio.create_task(daemon.run(stop))
-    result_f = loop.run_in_executor(None, parent.recv)
     rss: list[dict[str, Any]] = []
     sampler = None
     if rss_every > 0:
@@ -592,9 +591,11 @@ async def end_to_end(
         t_done = time.time()
         cpu = time.process_time() - cpu0
         kids = _children_cpu() - kids0  # snapshot children (the sender is reaped later)
+        hwm_running = _hwm_mb()
         stop.set()
         await task
-    sent = await result_f
+    hwm_stopped = _hwm_mb()  # the daemon's peak, before this process takes the sender's
+    sent = await loop.run_in_executor(None, parent.recv)  # DialBegin times (tens of MB)
     parent.send("bye")
     proc.join(10)
     lat = [daemon.decided[u] - t for u, t in sent["dial"] if u in daemon.decided]
@@ -631,6 +632,8 @@ async def end_to_end(
         "incidents": len(daemon.store.incidents()),
         "alerts": dict(daemon.alerters[0].sent),
         "rss_mb_over_time": rss,
+        "peak_rss_mb_before_stop": hwm_running,
+        "peak_rss_mb_through_stop": hwm_stopped,
         "loop_lag_ms": {k: round(v, 2) for k, v in lags.percentiles().items() if k != "n"},
         "collector": {k: getattr(daemon.collector, k) for k in
                       ("full_collections", "full_found", "last_full_s")}
@@ -644,6 +647,17 @@ async def end_to_end(
         "stalls": {k: {"n": n, "total_s": round(tot, 3), "max_ms": round(mx * 1e3, 1)}
                    for k, (n, tot, mx) in daemon.stalls.items() if n},
     }  # fmt: skip
+
+
+def _hwm_mb() -> float | None:
+    """This process's peak RSS so far (VmHWM), MB; None where /proc has no such line."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def masked_stream(path: Path, limit: int) -> tuple[int, bytes]:

@@ -304,7 +304,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await blocker.drain()
         if clock.now >= next_save:
             next_save = clock.now + save_every
-            daemon.flush()
+            await daemon.flush_final()
         hours = (clock.now - t0).total_seconds() / 3600
         point = float(passes[0]) if args.ami_file else hours
         if mark_i < len(marks) and point >= marks[mark_i]:

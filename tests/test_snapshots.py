@@ -127,7 +127,7 @@ async def test_an_interrupted_flush_keeps_the_pbx_dirty(tmp_path: Path) -> None:
         await task
     assert daemon._dirty == {"pbx"}  # the final flush saves it
     daemon.pipelines["pbx"].snapshot = real  # type: ignore[method-assign]
-    daemon.flush(final=True)
+    await daemon.flush_final()
     assert daemon.store.load_snapshot("pbx") == real()
 
 
@@ -192,7 +192,7 @@ async def test_a_big_state_is_saved_less_often(tmp_path: Path) -> None:
     daemon.snapshotter.last_s, daemon.snapshotter.taken_at = 1.0, time.monotonic()
     await daemon.flush_async()  # not due: nothing saved, still dirty
     assert daemon.store.load_snapshot("pbx") is None and daemon._dirty == {"pbx"}
-    daemon.flush(final=True)  # stopping saves it whatever
+    await daemon.flush_final()  # stopping saves it whatever
     assert daemon.store.load_snapshot("pbx") is not None
 
 
@@ -260,3 +260,59 @@ async def test_a_due_baseline_is_written_by_the_snapshot_child(
     assert daemon.snapshotter.forked == (2 if forked else 0)
     assert (os.getpid() not in pids) if forked else (pids == {os.getpid()})
     await daemon.publisher.close()
+
+
+async def test_the_state_saved_at_stop_is_made_in_a_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping saves every changed state and learned baseline, built in a forked child
+    (however small: the pickler's memo and the baseline's dict would double a big daemon's
+    memory for a moment); a restart finds them as they were."""
+    from tests.test_daemon import run_until_idle
+    from tollwatch import daemon as daemon_mod
+    from tollwatch.rules.baseline_io import dumps, to_dict
+
+    made_in = tmp_path / "pids"
+
+    def recorded(*args: object, **kwargs: object) -> str:
+        with made_in.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return dumps(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(daemon_mod, "dumps", recorded)
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path), "snapshot_every": "1h"})
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    for event in feed(daemon, 30):
+        await daemon.process(event)
+    await run_until_idle(daemon, lambda: True)  # starts, then stops at once
+    assert daemon.snapshotter.forked == 1 and daemon.snapshotter.failed == 0
+    assert os.getpid() not in {int(x) for x in made_in.read_text().split()}
+    store = StateStore.in_dir(tmp_path)
+    assert store.load_snapshot("pbx") == daemon.pipelines["pbx"].snapshot()
+    assert store.baselines() == {"pbx": dumps(daemon.pipelines["pbx"].baseline, s.site.name)}
+    assert not daemon._dirty and not daemon._learned
+    again = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    again.restore()
+    assert set(again.pipelines["pbx"].engine.tracker.open) == set(
+        daemon.pipelines["pbx"].engine.tracker.open
+    )
+    assert to_dict(again.pipelines["pbx"].baseline) == to_dict(daemon.pipelines["pbx"].baseline)
+
+
+async def test_a_failing_child_at_stop_still_saves_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_daemon import run_until_idle
+
+    def no_fork() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path), "snapshot_every": "1h"})
+    daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
+    for event in feed(daemon, 5):
+        await daemon.process(event)
+    await run_until_idle(daemon, lambda: True)
+    assert daemon.snapshotter.failed == 1 and daemon.snapshotter.forked == 0
+    assert StateStore.in_dir(tmp_path).load_snapshot("pbx") == daemon.pipelines["pbx"].snapshot()
+    assert StateStore.in_dir(tmp_path).baselines().keys() == {"pbx"}

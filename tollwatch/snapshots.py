@@ -56,11 +56,16 @@ class Snapshotter:
         wait = max(self.last_s / self.duty, self.held_s / self.hold_duty)
         return time.monotonic() - self.taken_at >= wait
 
-    async def take(self, snapshots: Mapping[str, Callable[[], bytes]]) -> dict[str, bytes]:
+    async def take(
+        self, snapshots: Mapping[str, Callable[[], bytes]], child: bool = False
+    ) -> dict[str, bytes]:
+        """`child`: in a child however fast the last pickle was (at stop, where the loop has
+        nothing left to do: the pickler's memo and the baseline's dict stay out of the daemon's
+        memory, which they would double for a moment)."""
         if not snapshots:
             return {}
         self.taken_at = time.monotonic()
-        if self.last_s > self.inline_max and hasattr(os, "fork"):
+        if (child or self.last_s > self.inline_max) and hasattr(os, "fork"):
             try:
                 return await self._in_child(snapshots)
             except Exception as exc:
