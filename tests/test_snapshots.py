@@ -122,9 +122,11 @@ async def test_an_interrupted_flush_keeps_the_pbx_dirty(tmp_path: Path) -> None:
     daemon.pipelines["pbx"].snapshot = lambda: slow(real(), 5.0)  # type: ignore[method-assign]
     task = asyncio.create_task(daemon.flush_async())
     await asyncio.sleep(0.2)
+    started = time.perf_counter()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert time.perf_counter() - started < 2.0  # the child is killed, not waited for (5 s)
     assert daemon._dirty == {"pbx"}  # the final flush saves it
     daemon.pipelines["pbx"].snapshot = real  # type: ignore[method-assign]
     await daemon.flush_final()

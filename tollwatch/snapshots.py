@@ -107,6 +107,10 @@ class Snapshotter:
         os.close(w)
         try:
             data = await _read_all(r)
+        except BaseException:  # cancelled (the daemon stops): its work is not waited for
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            raise
         finally:
             _, code = await asyncio.to_thread(os.waitpid, pid, 0)
         if code != 0:
