@@ -37,6 +37,7 @@ _LINE = st.one_of(
 )
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=400, deadline=None)
 @given(_EVENTS, st.lists(_LINE, max_size=8))
 @example("DialBegin", ["Channel: PJSIP/201-1", "channel: x"])  # names differing in case only
@@ -141,6 +142,7 @@ _TV = st.tuples(
 ).map(lambda p: "{}-{}-{}{}{}:{}:{}{}{}".format(*p))
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=300, deadline=None)
 @given(_TV)
 @example("2026-11-24T13:31:12.179+0000")

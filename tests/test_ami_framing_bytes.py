@@ -18,6 +18,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -98,6 +99,7 @@ def _reads(stream: bytes, cuts: list[int]) -> list[bytes]:
     return out
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=400, deadline=None)
 @given(_STREAM, _CUTS)
 @example(BANNER + "Event: Hangup\r\nChannel: caf\u00e9\r\n\r\n".encode(), [len(BANNER) + 26])
@@ -145,6 +147,7 @@ def _state(source: AmiSource) -> dict[str, Any]:
             "dialect": source.tracker.dialect_text}  # fmt: skip
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=300, deadline=None)
 @given(_STREAM, _CUTS)
 @example(BANNER + b"Event: Newstate\r\nactionid: 7\r\n\r\nEvent: DialBegin\r\n\r\n", [500])

@@ -105,6 +105,7 @@ def scan(tmp_path: Path, rows: list[str]) -> list[tuple[object, ...]]:
     return summary(run_scan([path], settings("JP", "UTC")).incidents)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("forks", [False, True])
 def test_failover_legs_count_once(tmp_path: Path, forks: bool) -> None:
     # Seven attempts stay below the burst threshold (8) however many trunks each is tried on.

@@ -162,6 +162,7 @@ _names = st.sampled_from([
 _extens = st.sampled_from(["", "s", "201", "202", "0312345678", "0102327654300", "99999999"])
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=200, deadline=None)
 @given(
     dialer=st.none() | _names, via_local=st.booleans(),

@@ -29,6 +29,7 @@ hours_strategy = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=40, deadline=None)
 @given(
     hours=hours_strategy,
@@ -70,6 +71,7 @@ def test_the_reason_words() -> None:
         "Monday 2026-11-23 10:00, public holiday (Labor Thanksgiving Day)")
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=300, deadline=None)
 @given(when=st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59)))
 def test_stamp_is_each_field_formatted_04d_and_02d(when: datetime) -> None:

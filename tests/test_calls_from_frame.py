@@ -82,6 +82,7 @@ def shown(calls: list[Call]) -> list[list[tuple[str, str]]]:
     return [[(name, repr(getattr(c, name))) for name in names] for c in calls]
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(row_strategy, min_size=1, max_size=40),

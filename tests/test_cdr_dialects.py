@@ -158,6 +158,7 @@ def test_attack_with_cut_multibyte_caller_name_is_one_critical_incident() -> Non
     assert incident.source == "209"
 
 
+@pytest.mark.slow
 def test_scan_cli_shows_replaced_bytes_and_reads_every_fixture() -> None:
     files = sorted(CDR.glob("*.csv"))
     proc = subprocess.run(

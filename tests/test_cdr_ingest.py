@@ -530,6 +530,7 @@ def _tricky_lines() -> list[bytes]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("piece", [1 << 24, 700, 64])
 def test_pieces_and_fallbacks_keep_line_numbers_and_problems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int

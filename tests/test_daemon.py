@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from tests.helpers import settings
 from tests.test_parity import live_events
 from tollwatch.alerting.base import IncidentView
@@ -120,6 +122,7 @@ async def test_restart_mid_attack_continues_the_same_incident(
     assert stored["calls"] == 24 and stored["severity"] == "critical"
 
 
+@pytest.mark.slow
 async def test_failing_source_is_retried_and_status_written(tmp_path: Path, fixtures: Path) -> None:
     events = attack_events(fixtures)
     rec = Recorder()

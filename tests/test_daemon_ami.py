@@ -83,6 +83,7 @@ async def test_bruteforce_gives_auth_failures_for_209(
     assert any("failed authentications for account 209" in r for r in views["209"]["reasons"])
 
 
+@pytest.mark.slow
 async def test_disconnect_mid_attack_then_reconnect_loses_nothing(
     tmp_path: Path, fixtures: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -133,6 +133,7 @@ def test_batch_frame_matches_single_numbers() -> None:
             one.dest_class, one.e164, one.region)
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=200, deadline=None)
 @given(st.text(alphabet="0123456789+ -*#", max_size=18))
 def test_classifier_never_fails_and_agrees_with_phonenumbers(dialed: str) -> None:

@@ -48,6 +48,7 @@ def plain_count(numbers: list[str | None]) -> int:
                and n[n.startswith("+"):].isdigit())
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("plan", sorted(PLANS))
 @hsettings(max_examples=60, deadline=None)
 @given(numbers=st.lists(_DIALED, min_size=_FAST_MIN, max_size=120))
@@ -70,6 +71,7 @@ def _random_numbers(seed: int, n: int) -> list[str | None]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plan", sorted(PLANS))
 def test_many_numbers_as_the_plan(plan: str) -> None:
     numbers = _random_numbers(7, 20_000)

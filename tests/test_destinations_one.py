@@ -44,6 +44,7 @@ _PIECES = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "00", "010", "011",
 _DIALED = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join)
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("plan", sorted(PLANS))
 @hsettings(max_examples=150, deadline=None)
 @given(dialed=_DIALED)

@@ -129,6 +129,7 @@ _PIECE = st.sampled_from(["PJSIP", "SIP", "IAX2", "DAHDI", "Local", "carrier", "
 _TEXT = st.lists(_PIECE, max_size=10).map("".join)
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=300, deadline=None)
 @given(st.sampled_from(["Dial", "dial", "DIAL", "Queue", ""]), _TEXT, _TEXT, _TEXT)
 @example("Dial", "PJSIP/0044207946@carrier,60", "s", "PJSIP/carrier-0000000b")

@@ -72,6 +72,7 @@ async def run_attack(
     return fake, seen
 
 
+@pytest.mark.slow
 async def test_attack_is_alerted_once_in_slack_blocked_and_hung_up(
     tmp_path: Path, fixtures: Path, slack: SlackStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,6 +100,7 @@ async def test_attack_is_alerted_once_in_slack_blocked_and_hung_up(
     assert any("blocked" in (p.body.get("text") or "").lower() for p in replies)
 
 
+@pytest.mark.slow
 async def test_dry_run_sends_no_dbput(
     tmp_path: Path, fixtures: Path, slack: SlackStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tollwatch.cli import app
@@ -96,6 +97,7 @@ def _without_dac_override() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+@pytest.mark.slow
 def test_permission_denied_among_good_files() -> None:
     """A file the user may not read (as root, without the capabilities that bypass modes)."""
     with tempfile.TemporaryDirectory(prefix="tw-perm-") as tmp:
@@ -121,6 +123,7 @@ def test_permission_denied_among_good_files() -> None:
 REPORT = ["report", "--country", "JP", "--tz", "UTC", "--no-slack"]
 
 
+@pytest.mark.slow
 def test_report_goes_on_past_unreadable_files_like_scan(tmp_path: Path) -> None:
     broken = tmp_path / "Master.csv.2.gz"
     truncated_gzip(broken, quiet_day())

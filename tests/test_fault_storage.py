@@ -162,6 +162,7 @@ def posted_kinds(stub: SlackStub) -> list[str]:
     return [r.body.get("text", "")[:40] for r in stub.posts()]
 
 
+@pytest.mark.slow
 async def test_full_disk_keeps_alerting_then_recovers(
     disk: Disk, stub: SlackStub, caplog: pytest.LogCaptureFixture
 ) -> None:

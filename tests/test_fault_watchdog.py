@@ -111,6 +111,7 @@ def test_notifier_outside_systemd_does_nothing(monkeypatch: pytest.MonkeyPatch) 
     assert Notifier({"NOTIFY_SOCKET": "@abstract", "WATCHDOG_USEC": "30000000"}).watchdog == 15
 
 
+@pytest.mark.slow
 async def test_stuck_pipeline_stops_feeding_the_watchdog(tmp_path: Path, systemd: Systemd) -> None:
     s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path), "stall_after": "1s"})
     stuck = Stuck()

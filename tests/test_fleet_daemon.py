@@ -122,6 +122,7 @@ async def single_site(name: str, port: int, data_dir: Path) -> tuple[Any, asynci
     return daemon, stop, task
 
 
+@pytest.mark.slow
 async def test_three_pbxes_give_the_incidents_of_three_single_daemons(
     tmp_path: Path, fixtures: Path
 ) -> None:

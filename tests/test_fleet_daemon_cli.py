@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 
 from tests.test_daemon_ami import wait_for
@@ -30,6 +31,7 @@ def lines_of(data_dir: Path) -> dict[str, dict[str, object]]:
     return {str(r["pbx"]): r for r in (doc.get("daemon") or {}).get("fleet") or []}
 
 
+@pytest.mark.slow
 async def test_run_status_metrics_and_sighup_of_a_fleet(tmp_path: Path, fixtures: Path) -> None:
     env = {**os.environ, "FLEET_AMI_SECRET": SECRET, "COLUMNS": "200"}
     data = tmp_path / "data"

@@ -21,6 +21,7 @@ def stub() -> Iterator[SlackStub]:
     server.down()
 
 
+@pytest.mark.slow
 def test_fleet_report_writes_each_pbx_and_posts_one_summary(
     tmp_path: Path, fixtures: Path, stub: SlackStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -91,6 +91,7 @@ cdr = { files = ["chicago/Master.csv"] }
     return path
 
 
+@pytest.mark.slow
 def test_in_process_fleet_scan_reports_broken_pbxes_and_completes_the_others(
     tmp_path: Path, fixtures: Path
 ) -> None:

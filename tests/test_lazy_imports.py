@@ -26,6 +26,7 @@ def imported(*args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
     return names, proc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [
@@ -42,12 +43,14 @@ def test_commands_do_not_import_matplotlib(command: list[str]) -> None:
     assert not {n for n in names if n.split(".")[0] == "matplotlib"}
 
 
+@pytest.mark.slow
 def test_the_probe_sees_matplotlib_when_the_charts_load() -> None:
     names, proc = imported("-c", "import tollwatch.report.charts")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "matplotlib" in names
 
 
+@pytest.mark.slow
 def test_scan_does_not_import_the_other_commands_modules() -> None:
     names, proc = imported("-m", "tollwatch", "scan", "--country", "JP", "--tz", "UTC",
                            "samples/Master-attack.csv")  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -70,6 +71,7 @@ def run(calls: list[Call], lone: bool, split: int) -> tuple[object, list[bool], 
     return found, [c.repeat for c in calls], sum(c.lone for c in rest)
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(call_strategy, min_size=1, max_size=50), st.integers(0, 25))
 def test_leaving_lone_legs_untracked_changes_nothing(

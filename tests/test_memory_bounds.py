@@ -157,6 +157,7 @@ def test_the_sorted_numbers_follow_a_forgetting_that_keeps_their_count(
         assert log.sorted_set("numbers") == sorted(log.numbers)
 
 
+@pytest.mark.slow
 def test_the_classifier_cache_holds_a_few_mib_however_many_numbers_are_dialed() -> None:
     """`classify()` caches each dialed number's Destination: at the old cap of 65,536 that was
     ~21 MiB, filled over a day of fresh numbers (the soak's CSV PBX dials random ones); now

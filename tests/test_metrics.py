@@ -36,6 +36,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+@pytest.mark.slow
 async def test_daemon_serves_metrics_scraped_over_http(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from tollwatch.runner import run_daemon

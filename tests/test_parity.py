@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -127,6 +128,7 @@ S = settings("JP", "Asia/Tokyo")
 CLASSIFIER = Classifier(S)
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=25, deadline=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(call_strategy, min_size=1, max_size=40))
@@ -186,6 +188,7 @@ def _learned_copy(tmp: Path) -> Any:
     return loads(new_baseline(S), _LEARNED["b"])
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=15, deadline=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(call_strategy, min_size=1, max_size=40))

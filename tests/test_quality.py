@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -28,6 +30,7 @@ def test_mypy_strict_clean() -> None:
 SUBPACKAGES = ("cdr_ingest", "rules", "alerting", "config")
 
 
+@pytest.mark.slow
 def test_subpackages_imported_only_under_the_tollwatch_namespace() -> None:
     """cdr_ingest/, rules/, alerting/ and config/ install as tollwatch.*: a bare `import rules`
     works only in a source checkout and would load a second copy of the module there."""

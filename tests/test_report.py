@@ -290,6 +290,7 @@ def test_malformed_rows_are_counted_and_shown(golden: Built) -> None:
     assert "rows skipped" in html and "No bytes needed replacing" in html
 
 
+@pytest.mark.slow
 def test_replaced_bytes_are_shown_and_their_rows_counted(tmp_path: Path) -> None:
     cdr = traffic()
     cdr.bad_lines = []
@@ -527,6 +528,7 @@ def test_scheduler_does_not_redo_a_day_made_by_hand(tmp_path: Path) -> None:
     assert ran == []
 
 
+@pytest.mark.slow
 def test_scheduler_runs_the_job_through_apscheduler(tmp_path: Path) -> None:
     ran: list[date] = []
 

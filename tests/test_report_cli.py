@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT
@@ -20,6 +21,7 @@ def report(tmp: Path, *extra: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.slow
 def test_manual_report_keeps_old_reports_unless_asked(tmp_path: Path) -> None:
     old = tmp_path / "out" / "2025-01-01"
     old.mkdir(parents=True)

@@ -7,6 +7,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.test_report import (
     ATTACK_SOURCE,
     DAY,
@@ -127,6 +129,7 @@ def test_a_dry_run_block_would_block(tmp_path: Path) -> None:
     assert "WOULD BLOCK (dry run)" in summary_text(b.result.summary)
 
 
+@pytest.mark.slow
 def test_no_block_is_not_blocked_and_unknown_says_nothing(tmp_path: Path) -> None:
     b = with_blocks(tmp_path, dry_run=None)
     assert b.result.figures["incidents"][0]["block"] == "not blocked"

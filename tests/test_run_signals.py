@@ -9,9 +9,12 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
+
 from tollwatch.cdr_ingest.live.fake_ami import FakeAmi
 
 
+@pytest.mark.slow
 async def test_sigterm_stops_cleanly_with_state_saved(tmp_path: Path, fixtures: Path) -> None:
     async with FakeAmi(username="tollwatch", secret="sig-secret") as fake:
         cfg = tmp_path / "tollwatch.toml"

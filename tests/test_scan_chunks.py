@@ -45,6 +45,7 @@ def _small(monkeypatch: pytest.MonkeyPatch, piece: int, chunk: int, batch: int) 
     monkeypatch.setattr(scan, "BATCH_ROWS", batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("piece", "chunk"), [(1 << 24, 50_000), (700, 5), (64, 1)])
 def test_chunks_are_the_rows_of_scan_cdrs_in_order(
     tmp_path: Path, fixtures: Path, monkeypatch: pytest.MonkeyPatch, piece: int, chunk: int
@@ -98,6 +99,7 @@ def _summary(result: ScanResult) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_run_scan_results_do_not_depend_on_chunk_sizes(
     tmp_path: Path, fixtures: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

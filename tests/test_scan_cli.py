@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tollwatch.cli import app
@@ -166,6 +167,7 @@ def test_command_leaves_its_objects_frozen_for_a_quick_exit(fixtures: Path) -> N
     assert frozen > 10_000, proc.stderr
 
 
+@pytest.mark.slow
 def test_calls_from_a_channel_with_no_endpoint_do_not_crash_the_output(
     tmp_path: Path, fixtures: Path
 ) -> None:

@@ -32,6 +32,7 @@ def _calls(tmp_path: Path, fixtures: Path) -> pl.DataFrame:
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 3, 7, 50, 10_000])
 def test_kept_calls_come_back_sorted_by_start_stably(
     tmp_path: Path, fixtures: Path, size: int

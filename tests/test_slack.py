@@ -761,6 +761,7 @@ async def test_a_slow_outbox_write_holds_no_event_and_is_posted_after(
     await alerter.close()
 
 
+@pytest.mark.slow
 async def test_the_sender_reads_and_marks_the_outbox_off_the_loop(
     stub: SlackStub, fake: FakeTime, tmp_path: Path
 ) -> None:

@@ -163,6 +163,7 @@ def test_short_soak_on_a_fast_clock() -> None:
     assert result["rss_per_5_real_min"][0]["real_min"] == 0.0
 
 
+@pytest.mark.slow
 def test_history_learned_as_the_daemon_own_baseline(tmp_path: Path) -> None:
     """`soak.py --learn-days N`: N days of both PBXes' calls before now, learned with `tollwatch
     learn`'s code and stored per PBX where the daemon keeps its baseline, so `run` starts from

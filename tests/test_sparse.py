@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -98,6 +99,7 @@ def run(calls: list[Call], sparse: bool, split: int = 0) -> tuple[list[Any], int
     return details(replay(engine, rest)), sum(1 for c in rest if c.sparse)
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(call_strategy, min_size=1, max_size=60), st.integers(0, 30))
 def test_leaving_sparse_calls_out_changes_no_incident(

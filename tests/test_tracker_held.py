@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -64,6 +65,7 @@ step = st.tuples(
 )  # fmt: skip
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=300, deadline=None)
 @given(steps=st.lists(step, max_size=40))
 @example(steps=[("window", 0, 0, 5, 1), ("window", 0, 25, 5, 1)])  # the window moved on

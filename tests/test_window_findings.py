@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ def finding(calls: Any, window: Any) -> Finding:
     return Finding("r", "burst", T0, None, calls, 10, "why", window=window)
 
 
+@pytest.mark.fuzz
 @hsettings(max_examples=150, deadline=None)
 @given(ops=ops)
 def test_windows_and_calls_up_give_incidents_every_call(ops: list[tuple[str, int, int]]) -> None:
