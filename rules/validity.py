@@ -42,7 +42,10 @@ def valid_e164(e164: str | None) -> bool:
         return False
 
 
+@lru_cache(maxsize=8192)  # ~250 regions x 30 numbers: one check's worth (< 3 MB)
 def _valid_in(dialed: str, region: str) -> bool:
+    """Whether `dialed`, read as dialed in `region`, is a valid number (any region of its
+    calling code). Cached: a report, a fleet or a test run checks the same numbers again."""
     try:
         return bool(phonenumbers.is_valid_number(phonenumbers.parse(dialed, region)))
     except phonenumbers.NumberParseException:

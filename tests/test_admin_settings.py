@@ -88,6 +88,32 @@ def test_missing_access_code_is_the_likely_fix() -> None:
     assert good.invalid == 0 and good.warning(settings("JP")) is None
 
 
+def test_a_second_check_of_the_same_numbers_parses_none_of_them_per_region(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The likely fix reads ~30 invalid numbers as dialed in each of ~250 regions (~0.4 s of
+    libphonenumber); a report or fleet checking the same numbers again reuses those answers."""
+    import phonenumbers
+
+    from tollwatch.rules import validity
+
+    validity._valid_in.cache_clear()
+    numbers = [f"0010232765{n:03d}7" for n in range(40)] + ["00312345679"]
+    first = check_numbers(settings("JP"), numbers)
+    assert first.too_many and first.fix == "--access-code 0 (dialplan.access_codes)"
+    parsed: list[object] = []
+    real = phonenumbers.parse
+
+    def counted(number: str, region: str | None = None, *a: object, **k: object) -> object:
+        parsed.append((number, region))
+        return real(number, region, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(phonenumbers, "parse", counted)
+    again = check_numbers(settings("JP"), numbers)
+    assert again == first
+    assert not [p for p in parsed if p[1] is not None]  # none read as dialed in a region
+
+
 def test_check_config_sample(tmp_path: Path) -> None:
     write(tmp_path, "[site]\n")
     res = runner.invoke(app, ["check-config", "--country", "US", "--tz", "UTC",
