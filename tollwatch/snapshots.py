@@ -60,8 +60,8 @@ class Snapshotter:
         self, snapshots: Mapping[str, Callable[[], bytes]], child: bool = False
     ) -> dict[str, bytes]:
         """`child`: in a child however fast the last pickle was (at stop, where the loop has
-        nothing left to do: the pickler's memo and the baseline's dict stay out of the daemon's
-        memory, which they would double for a moment)."""
+        nothing left to do: the pickler's memo and the baseline's dicts stay out of the
+        daemon's memory; only the bytes come back)."""
         if not snapshots:
             return {}
         self.taken_at = time.monotonic()
@@ -107,7 +107,8 @@ class Snapshotter:
         os.close(w)
         try:
             data = await _read_all(r)
-        except BaseException:  # cancelled (the daemon stops): its work is not waited for
+        except BaseException:  # cancelled (the daemon stops) or the pipe failed: the child's
+            # work is not waited for
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             raise
