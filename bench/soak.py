@@ -262,7 +262,10 @@ async def soak(
         elif kind == "disk_full":
             filler = data_mount / "filler"
             if real_disk:
-                with filler.open("wb") as fh, contextlib.suppress(OSError):
+                # unbuffered, and the suppress outside the file: a buffered close() flushed
+                # what the last write left over onto the full disk and raised ENOSPC (seen once
+                # in a test run: the bench died, not the daemon)
+                with contextlib.suppress(OSError), filler.open("wb", buffering=0) as fh:
                     while True:
                         fh.write(b"\0" * (1 << 20))
             for _ in range(int(full_for)):  # the CDR writer goes on (its disk is not the full one)
