@@ -6,6 +6,7 @@ import asyncio
 import os
 import pickle
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -226,12 +227,8 @@ async def test_the_child_steps_aside_for_the_daemon() -> None:
     assert nice == min(19, here + 10) and cores == (os.cpu_count() or 1)
 
 
-@pytest.mark.parametrize("forked", [False, True])
-async def test_a_due_baseline_is_written_by_the_snapshot_child(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: bool
-) -> None:
-    """Its JSON is made where the snapshot is pickled (a forked child for a big state), not on
-    the loop; it is written only when due (BASELINE_EVERY), after the rows."""
+def baseline_made_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], set[int]]:
+    """Record the pid of every process that makes a baseline's JSON; the pids so far."""
     from tollwatch import daemon as daemon_mod
     from tollwatch.rules.baseline_io import dumps
 
@@ -243,6 +240,19 @@ async def test_a_due_baseline_is_written_by_the_snapshot_child(
         return dumps(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(daemon_mod, "dumps", recorded)
+    return lambda: {int(x) for x in made_in.read_text().split()}
+
+
+@pytest.mark.parametrize("forked", [False, True])
+async def test_a_due_baseline_is_written_by_the_snapshot_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: bool
+) -> None:
+    """Its JSON is made where the snapshot is pickled (a forked child for a big state), not on
+    the loop; it is written only when due (BASELINE_EVERY), after the rows."""
+    from tollwatch import daemon as daemon_mod
+    from tollwatch.rules.baseline_io import dumps
+
+    made_in = baseline_made_in(tmp_path, monkeypatch)
     s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path)})
     daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
     # every snapshot in a child, or none (whatever a loaded machine makes of a small pickle)
@@ -258,7 +268,7 @@ async def test_a_due_baseline_is_written_by_the_snapshot_child(
     await daemon.publisher.written()
     expected = dumps(daemon.pipelines["pbx"].baseline, s.site.name)
     assert daemon.store.baselines() == {"pbx": expected} and not daemon._learned
-    pids = {int(x) for x in made_in.read_text().split()}
+    pids = made_in()
     assert daemon.snapshotter.forked == (2 if forked else 0)
     assert (os.getpid() not in pids) if forked else (pids == {os.getpid()})
     await daemon.publisher.close()
@@ -268,27 +278,19 @@ async def test_the_state_saved_at_stop_is_made_in_a_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stopping saves every changed state and learned baseline, built in a forked child
-    (however small: the pickler's memo and the baseline's dict would double a big daemon's
-    memory for a moment); a restart finds them as they were."""
+    (however small: the pickler's memo and the baseline's dicts stay out of the daemon; only
+    the bytes come back); a restart finds them as they were."""
     from tests.test_daemon import run_until_idle
-    from tollwatch import daemon as daemon_mod
     from tollwatch.rules.baseline_io import dumps, to_dict
 
-    made_in = tmp_path / "pids"
-
-    def recorded(*args: object, **kwargs: object) -> str:
-        with made_in.open("a") as f:
-            f.write(f"{os.getpid()}\n")
-        return dumps(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(daemon_mod, "dumps", recorded)
+    made_in = baseline_made_in(tmp_path, monkeypatch)
     s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path), "snapshot_every": "1h"})
     daemon = Daemon(s, StateStore.in_dir(tmp_path), [], [], ["pbx"])
     for event in feed(daemon, 30):
         await daemon.process(event)
     await run_until_idle(daemon, lambda: True)  # starts, then stops at once
     assert daemon.snapshotter.forked == 1 and daemon.snapshotter.failed == 0
-    assert os.getpid() not in {int(x) for x in made_in.read_text().split()}
+    assert made_in() and os.getpid() not in made_in()
     store = StateStore.in_dir(tmp_path)
     assert store.load_snapshot("pbx") == daemon.pipelines["pbx"].snapshot()
     assert store.baselines() == {"pbx": dumps(daemon.pipelines["pbx"].baseline, s.site.name)}
