@@ -119,6 +119,15 @@ class Daemon:
                     fh.write(json.dumps({"clock_s": round(now, 1), **parts}) + "\n")
 
 
+def fill(path: Path, chunk: int = 1 << 20) -> None:
+    """Fill the disk `path` is on (a file of zeros until ENOSPC). Unbuffered, and the error
+    suppressed around the file: a buffered file's close() flushed what the last write left
+    over onto the full disk and raised ENOSPC, which killed the bench (not the daemon)."""
+    with contextlib.suppress(OSError), path.open("wb", buffering=0) as fh:
+        while True:
+            fh.write(b"\0" * chunk)
+
+
 async def drain(
     data: Path,
     stub: SlackStub,
@@ -262,12 +271,7 @@ async def soak(
         elif kind == "disk_full":
             filler = data_mount / "filler"
             if real_disk:
-                # unbuffered, and the suppress outside the file: a buffered close() flushed
-                # what the last write left over onto the full disk and raised ENOSPC (seen once
-                # in a test run: the bench died, not the daemon)
-                with contextlib.suppress(OSError), filler.open("wb", buffering=0) as fh:
-                    while True:
-                        fh.write(b"\0" * (1 << 20))
+                fill(filler)
             for _ in range(int(full_for)):  # the CDR writer goes on (its disk is not the full one)
                 await asyncio.sleep(1)
                 daemon.sample(sample_every)

@@ -5,7 +5,9 @@ left in the outbox, no traceback, a clean exit."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
 from collections import OrderedDict
 from pathlib import Path
 
@@ -192,3 +194,21 @@ def test_history_learned_as_the_daemon_own_baseline(tmp_path: Path) -> None:
     ami = daemon.pipelines["pbx"].baseline
     assert sum(s.intl[b] for s in ami.days.values() for b in range(288)) > 2 * 24 * 2_900
     daemon.store.close()
+
+
+def test_filling_the_disk_never_raises_even_when_a_write_is_cut_short(tmp_path: Path) -> None:
+    """The soak's disk-full fault: writes of 3,000 bytes end part-way into a 3 MiB tmpfs; a
+    buffered file then raised ENOSPC at close every time (the bench died)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=False
+    ).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        for _ in range(3):
+            soak.fill(disk / "filler", chunk=3000)
+            assert (disk / "filler").stat().st_size >= 3 * 2**20 - 3000 * 2
+            (disk / "filler").unlink()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

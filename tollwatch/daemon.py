@@ -137,18 +137,11 @@ class Daemon:
         self._dirty.clear()  # events from now on mark their PBX again
         now = time.monotonic()
         learned = sorted(self._learned.union(names)) if self._baselines_due(now) else []
-        work: dict[str, Callable[[], bytes]] = {n: self.pipelines[n].snapshot for n in names}
-        for name in learned:
-            work[_BASELINE + name] = functools.partial(self._baseline_json, name)
         try:
-            blobs = await self.snapshotter.take(work)
+            blobs = await self.snapshotter.take(self._work(names, learned))
             await self._alerts_written()  # the alerts of the changes it holds are queued
             for key, blob in blobs.items():  # megabytes into SQLite: not on the loop, and
-                if key.startswith(_BASELINE):  # after rows
-                    pbx = key[len(_BASELINE) :]
-                    await self.publisher.write(self.store.save_baseline, pbx, blob.decode())
-                else:
-                    await self.publisher.write(self.store.save_snapshot, key, blob)
+                await self.publisher.write(*self._save_call(key, blob))  # after rows
         except BaseException:
             self._dirty.update(names)  # not saved: the next flush (or the final one) does
             raise
@@ -163,19 +156,27 @@ class Daemon:
         only the bytes come back (the dense stream's state: +6-8 MB at stop instead of
         +13-18 MB made in place; bench/README.md). A child that fails: made in place."""
         self._learned.update(self._dirty)
-        work: dict[str, Callable[[], bytes]] = {n: self.pipelines[n].snapshot for n in self._dirty}
-        for name in self._learned:
-            work[_BASELINE + name] = functools.partial(self._baseline_json, name)
-        blobs = await self.snapshotter.take(dict(sorted(work.items())), child=True)
+        work = self._work(sorted(self._dirty), sorted(self._learned))
+        blobs = await self.snapshotter.take(work, child=True)
         for key in list(blobs):  # each one let go once written
-            blob = blobs.pop(key)
-            if key.startswith(_BASELINE):
-                self.store.save_baseline(key[len(_BASELINE) :], blob.decode())
-            else:
-                self.store.save_snapshot(key, blob)
+            save, pbx, data = self._save_call(key, blobs.pop(key))
+            save(pbx, data)
         self._dirty.clear()
         self._learned.clear()
         self._learned_mark = time.monotonic()
+
+    def _work(self, names: list[str], learned: list[str]) -> dict[str, Callable[[], bytes]]:
+        """What a snapshot child makes: the states of `names`, the baselines of `learned`."""
+        work: dict[str, Callable[[], bytes]] = {n: self.pipelines[n].snapshot for n in names}
+        for name in learned:
+            work[_BASELINE + name] = functools.partial(self._baseline_json, name)
+        return work
+
+    def _save_call(self, key: str, blob: bytes) -> tuple[Callable[..., None], str, str | bytes]:
+        """The store write for one of `_work`'s results: (method, pbx, data)."""
+        if key.startswith(_BASELINE):
+            return self.store.save_baseline, key[len(_BASELINE) :], blob.decode()
+        return self.store.save_snapshot, key, blob
 
     def _baseline_json(self, pbx: str) -> bytes:
         return dumps(self.pipelines[pbx].baseline, self.settings.site.name).encode()
