@@ -45,7 +45,9 @@ class CdrDatabase:
             parsed = parse_url(url)
         except ValueError as exc:
             raise DbError(f"database: {exc}") from None
-        return cls(open_table(Connection(parsed, password), table, columns), db_timezone)
+        conn = Connection(parsed, password)
+        conn.check()
+        return cls(open_table(conn, table, columns), db_timezone)
 
     @property
     def shown(self) -> str:

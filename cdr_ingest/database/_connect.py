@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote, urlsplit
 import polars as pl
 
 from .._types import IngestError
+from ._probe import probe
 
 # ConnectorX's connection pool logs every failed connection attempt straight to stderr (up to
 # 30 s of retries): the one-line DbError says it all. RUST_LOG set by the user wins.
@@ -95,10 +96,19 @@ class Connection:
         try:
             return pl.read_database_uri(sql, self.url.uri(self.password), engine="connectorx")
         except Exception as exc:  # the driver raises many kinds; all mean "cannot read"
-            raise DbError(f"{self.url.shown}: {self._clean(exc)}") from None
+            raise DbError(f"{self.url.shown}: {self._clean(str(exc) or type(exc).__name__)}") \
+                from None
 
-    def _clean(self, exc: BaseException) -> str:
-        text = " ".join(str(exc).split()) or type(exc).__name__
+    def check(self) -> None:
+        """Connect once with the database's own driver (`_probe`): DbError at once for a
+        wrong password, an unknown database or a server that is down, instead of after
+        ConnectorX's 30 s of retries."""
+        error = probe(self.url, self.password)
+        if error is not None:
+            raise DbError(f"{self.url.shown}: {self._clean(error)}")
+
+    def _clean(self, message: str) -> str:
+        text = " ".join(message.split()) or "error"
         if self.password:
             text = text.replace(self.password, "****")
             text = text.replace(quote(self.password, safe=""), "****")
