@@ -25,14 +25,25 @@ TIMEOUT = 10  # seconds to connect (a host that drops packets)
 # MySQL client and server errors that mean the same failure for any driver: access denied
 # (1044, 1045), unknown database (1049), cannot reach the server (2003, 2005: unknown host).
 _MYSQL_FINAL = {1044, 1045, 1049, 2003, 2005}
+# libpq's connection errors with the same meaning: the server said no (a FATAL: password,
+# role, database, pg_hba), nothing listens, the host has no address; but not the FATALs a
+# moment fixes (starting up, shutting down, in recovery, too many clients)
+_PG_FINAL = ("FATAL:", "Connection refused", "resolve host", "translate host name")
+_PG_PASSING = ("starting up", "shutting down", "recovery", "too many")
 
 
 def probe(url: DbUrl, password: str | None) -> str | None:
     """Connect once and close: the driver's error text when the database cannot be used as
-    given (to be cleaned of the password by the caller), else None (also when not probed)."""
-    if url.dialect == "mysql":
-        return None if url.query else _mysql(url, password)
-    return _postgresql(url, password)
+    given (to be cleaned of the password by the caller), else None: connected, not probed, or
+    an error that is not conclusive (ConnectorX then judges, as before)."""
+    if url.dialect == "mysql" and url.query:
+        return None
+    try:
+        return _mysql(url, password) if url.dialect == "mysql" else _postgresql(url, password)
+    except Exception:  # a driver that is missing, or fails in its own way
+        # (PyMySQL's RuntimeError for an auth method needing `cryptography`, psycopg without
+        # its libpq): no verdict, ConnectorX connects as it always did
+        return None
 
 
 def _mysql(url: DbUrl, password: str | None) -> str | None:
@@ -45,7 +56,7 @@ def _mysql(url: DbUrl, password: str | None) -> str | None:
         )
     except pymysql.err.MySQLError as exc:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if code not in _MYSQL_FINAL:  # e.g. an auth plugin PyMySQL lacks: let ConnectorX try
+        if code not in _MYSQL_FINAL:  # too many connections, a lost handshake: may pass later
             return None
         return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
     conn.close()
@@ -62,9 +73,10 @@ def _postgresql(url: DbUrl, password: str | None) -> str | None:
                   dbname=url.database)
     try:
         conn = psycopg.connect(make_conninfo("", **params))
-    except psycopg.OperationalError as exc:  # libpq could not connect or was refused
-        return str(exc)
-    except psycopg.Error:  # e.g. an option libpq does not take: let ConnectorX judge
+    except psycopg.OperationalError as exc:  # libpq's words; no SQLSTATE at connect
+        text = str(exc)
+        if any(t in text for t in _PG_FINAL) and not any(t in text for t in _PG_PASSING):
+            return text
         return None
     conn.close()
     return None
