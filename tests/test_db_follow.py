@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,72 @@ async def test_daemon_follows_db_sources_across_a_restart(
     assert stored[0]["calls"] == 24  # 10 before the restart + 14 after: none twice
     assert ("escalated", "critical") in [(k, v["severity"]) for k, v in first_rec.sent]
     second.store.close()
+
+
+async def test_a_password_changed_while_following_is_told_at_the_next_retry(
+    mariadb: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[[db_sources]]: the account's password changes under a running follower. The failing
+    poll is retried, and the retry's probe says "Access denied" at once (not the pool's 30 s
+    of retries, nor "no answer"); with the password back, it goes on: 0 lost, 0 doubled."""
+    from tests.helpers import settings
+    from tollwatch.sources import DbFeed, db_sources
+    from tollwatch.state import StateStore
+
+    table, user = "cdr_pw_change", f"tw_follow_{mariadb.database[-8:]}"
+    text = (SQL / "freepbx-cdr.mysql.sql").read_text().replace("`cdr`", table)
+    path = tmp_path / "schema.sql"
+    path.write_text(text)
+    mariadb.script(path)
+    hosts = ("%", "localhost")
+
+    def password(pw: str) -> None:
+        for host in hosts:
+            mariadb.execute(f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{pw}'")
+
+    for host in hosts:
+        mariadb.execute(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY 'first-pw'")
+        mariadb.execute(f"GRANT SELECT ON {mariadb.database}.{table} TO '{user}'@'{host}'")
+    rows = _rows()
+    store = StateStore.in_dir(tmp_path / "state")
+    try:
+        monkeypatch.setenv("TW_FOLLOW_PW", "first-pw")
+        url = f"mysql://{user}@127.0.0.1:{mariadb.port}/{mariadb.database}"
+        s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path / "state")},
+                     cdr={"database": url, "table": table, "password_env": "TW_FOLLOW_PW"},
+                     db_sources=[{"name": "pbx", "poll": "1s"}])
+        feed = db_sources(s, store)[0]
+        assert isinstance(feed, DbFeed)
+        queue: asyncio.Queue[LiveEvent] = asyncio.Queue()
+        task = asyncio.create_task(supervise(feed, queue, 0.5, first_delay=0.1))
+        got: list[LiveEvent] = []
+
+        async def until(done: Callable[[], bool], what: str) -> None:
+            for _ in range(200):
+                while not queue.empty():
+                    got.append(queue.get_nowait())
+                if done():
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{what}: {feed.status.state!r}, {len(_ended(got))} calls")
+
+        try:
+            await until(lambda: feed.follower is not None and feed.status.connected, "start")
+            await asyncio.to_thread(insert_freepbx, mariadb, table, rows[:8])
+            await until(lambda: len(_ended(got)) >= 8, "first rows")
+            assert feed.follower is not None
+            feed.follower.timeout = 2  # the failing poll itself waits on the pool
+            await asyncio.to_thread(password, "second-pw")
+            await until(lambda: "Access denied" in feed.status.state, "the retry's reason")
+            assert "first-pw" not in feed.status.state and "second-pw" not in feed.status.state
+            await asyncio.to_thread(password, "first-pw")
+            await asyncio.to_thread(insert_freepbx, mariadb, table, rows[8:])
+            await until(lambda: len(_ended(got)) >= len(rows), "the rest")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert _ended(got) == Counter({r["uniqueid"]: 1 for r in rows})
+    finally:
+        store.close()
+        for host in hosts:
+            mariadb.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")

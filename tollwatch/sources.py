@@ -156,6 +156,10 @@ class DbFeed:
                 longest_call=self.spec.longest_call,
             )
             self.follower.status = self.status
+        else:  # run again after a failure: a database still down, or now refusing us (a
+            # password changed), is told by one plain connection at once, not after
+            # ConnectorX's 30 s of pool retries (cdr_ingest.database._probe)
+            await asyncio.to_thread(self.follower.table.conn.check)
         await self.follower.run(queue)
 
 
