@@ -43,6 +43,7 @@ def test_mysql_verdicts(monkeypatch: pytest.MonkeyPatch, exc: BaseException,
      'failed for user "tw"', True),
     ('connection to server at "127.0.0.1", port 5432 failed: Connection refused', True),
     ("failed to resolve host 'pbx.invalid': [Errno -2] Name or service not known", True),
+    ('connection to server at "10.9.8.7", port 5432 failed: timeout expired', True),
     ('connection to server at "127.0.0.1", port 5432 failed: FATAL:  the database system is '
      "starting up", False),
     ("connection failed: FATAL:  sorry, too many clients already", False),

@@ -26,9 +26,11 @@ TIMEOUT = 10  # seconds to connect (a host that drops packets)
 # (1044, 1045), unknown database (1049), cannot reach the server (2003, 2005: unknown host).
 _MYSQL_FINAL = {1044, 1045, 1049, 2003, 2005}
 # libpq's connection errors with the same meaning: the server said no (a FATAL: password,
-# role, database, pg_hba), nothing listens, the host has no address; but not the FATALs a
-# moment fixes (starting up, shutting down, in recovery, too many clients)
-_PG_FINAL = ("FATAL:", "Connection refused", "resolve host", "translate host name")
+# role, database, pg_hba), nothing listens, the host has no address or route, no answer within
+# TIMEOUT (as MySQL's 2003 says too); but not the FATALs a moment fixes (starting up, shutting
+# down, in recovery, too many clients)
+_PG_FINAL = ("FATAL:", "Connection refused", "resolve host", "translate host name",
+             "No route to host", "Network is unreachable", "timeout expired")
 _PG_PASSING = ("starting up", "shutting down", "recovery", "too many")
 
 
