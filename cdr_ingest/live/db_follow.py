@@ -26,6 +26,7 @@ supervisor logs it once per change of state and retries with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -316,9 +317,12 @@ async def _in_thread(work: Callable[[bool], _T], arg: bool) -> _T:
         try:
             result = work(arg)
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
+            outcome: tuple[_T | None, BaseException | None] = (None, exc)
         else:
-            loop.call_soon_threadsafe(settle, result, None)
+            outcome = (result, None)
+        # an abandoned query may end after its loop closed (the daemon stopped): nobody waits
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, *outcome)
 
     threading.Thread(target=target, name="db-follow", daemon=True).start()
     return await future
