@@ -371,7 +371,11 @@ class IncidentTracker:
         gap = self.gap
         for key in [k for k, f in self._held.items() if now - f.at > gap]:
             del self._held[key]  # (the incident it opened closed unseen)
-        for key in [k for k, inc in self._open.items() if now - inc.last_activity > gap]:
+        # closed oldest first: one order however the incidents came to be open (a held-back
+        # finding makes its incident later than one made at once would have been)
+        stale = [(inc.first_call_at, k) for k, inc in self._open.items()
+                 if now - inc.last_activity > gap]
+        for _, key in sorted(stale):
             self._close(key)
 
     def all_incidents(self) -> list[Incident]:
