@@ -69,6 +69,25 @@ class Server:
             if body.strip():
                 self.execute(body)
 
+    @contextlib.contextmanager
+    def mysql_user(self, user: str, password: str, grant_on: str) -> Iterator[None]:
+        """A MariaDB account from anywhere and from localhost (README's grant: SELECT on
+        `grant_on`, a table or `db.*`, and nothing more), dropped on the way out."""
+        hosts = ("%", "localhost")
+        try:
+            for host in hosts:
+                self.execute(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' "
+                             f"IDENTIFIED BY '{password}'")
+                self.execute(f"GRANT SELECT ON {grant_on} TO '{user}'@'{host}'")
+            yield
+        finally:
+            for host in hosts:
+                self.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+
+    def set_mysql_password(self, user: str, password: str) -> None:
+        for host in ("%", "localhost"):
+            self.execute(f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}'")
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with contextlib.closing(self.connect()) as conn:
             cur = conn.cursor()

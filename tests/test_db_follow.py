@@ -4,6 +4,7 @@ rows of long calls, a restart, a lost connection (cut by a proxy) — 0 lost, 0 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -210,18 +211,9 @@ async def test_a_password_changed_while_following_is_told_at_the_next_retry(
     path = tmp_path / "schema.sql"
     path.write_text(text)
     mariadb.script(path)
-    hosts = ("%", "localhost")
-
-    def password(pw: str) -> None:
-        for host in hosts:
-            mariadb.execute(f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{pw}'")
-
-    for host in hosts:
-        mariadb.execute(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY 'first-pw'")
-        mariadb.execute(f"GRANT SELECT ON {mariadb.database}.{table} TO '{user}'@'{host}'")
     rows = _rows()
-    store = StateStore.in_dir(tmp_path / "state")
-    try:
+    with (contextlib.closing(StateStore.in_dir(tmp_path / "state")) as store,
+          mariadb.mysql_user(user, "first-pw", f"{mariadb.database}.{table}")):
         monkeypatch.setenv("TW_FOLLOW_PW", "first-pw")
         url = f"mysql://{user}@127.0.0.1:{mariadb.port}/{mariadb.database}"
         s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path / "state")},
@@ -248,17 +240,13 @@ async def test_a_password_changed_while_following_is_told_at_the_next_retry(
             await until(lambda: len(_ended(got)) >= 8, "first rows")
             assert feed.follower is not None
             feed.follower.timeout = 2  # the failing poll itself waits on the pool
-            await asyncio.to_thread(password, "second-pw")
+            await asyncio.to_thread(mariadb.set_mysql_password, user, "second-pw")
             await until(lambda: "Access denied" in feed.status.state, "the retry's reason")
             assert "first-pw" not in feed.status.state and "second-pw" not in feed.status.state
-            await asyncio.to_thread(password, "first-pw")
+            await asyncio.to_thread(mariadb.set_mysql_password, user, "first-pw")
             await asyncio.to_thread(insert_freepbx, mariadb, table, rows[8:])
             await until(lambda: len(_ended(got)) >= len(rows), "the rest")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         assert _ended(got) == Counter({r["uniqueid"]: 1 for r in rows})
-    finally:
-        store.close()
-        for host in hosts:
-            mariadb.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")

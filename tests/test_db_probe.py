@@ -29,15 +29,8 @@ def closed_port() -> int:
 @pytest.fixture
 def mysql_user(mariadb: Server) -> Iterator[tuple[str, str]]:
     user, password = "tw_probe_user", "probe-Secret-7"
-    mariadb.execute(f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'")
-    mariadb.execute(f"CREATE USER IF NOT EXISTS '{user}'@'localhost' IDENTIFIED BY '{password}'")
-    try:
-        for host in ("%", "localhost"):
-            mariadb.execute(f"GRANT SELECT ON {mariadb.database}.* TO '{user}'@'{host}'")
+    with mariadb.mysql_user(user, password, f"{mariadb.database}.*"):
         yield user, password
-    finally:
-        for host in ("%", "localhost"):
-            mariadb.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
 
 
 def _error(url: str, password: str | None) -> str:

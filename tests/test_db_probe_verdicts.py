@@ -57,3 +57,32 @@ def test_postgresql_verdicts(monkeypatch: pytest.MonkeyPatch, text: str, final: 
 def test_a_driver_failing_its_own_way_gives_no_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(psycopg, "connect", _raising(ImportError("no pq wrapper available")))
     assert probe(PG, None) is None
+
+
+@pytest.mark.parametrize(("url", "sslmode"), [
+    ("postgresql://tw@127.0.0.1:5432/cdrdb", "disable"),  # as ConnectorX connects without one
+    ("postgresql://tw@127.0.0.1:5432/cdrdb?sslmode=require", "require"),  # the URL's own
+])  # fmt: skip
+def test_postgresql_probe_connects_as_connectorx_would(
+    monkeypatch: pytest.MonkeyPatch, url: str, sslmode: str
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    seen: list[str] = []
+
+    def connect(conninfo: str) -> _Closed:
+        seen.append(conninfo)
+        return _Closed()
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    assert probe(parse_url(url), "pw") is None
+    [conninfo] = seen
+    assert conninfo_to_dict(conninfo) == {
+        "sslmode": sslmode, "connect_timeout": "10", "host": "127.0.0.1", "port": "5432",
+        "user": "tw", "password": "pw", "dbname": "cdrdb",
+    }
+
+
+class _Closed:
+    def close(self) -> None:
+        pass

@@ -172,11 +172,7 @@ def test_scan_db_cli_with_a_read_only_user_and_its_password_from_the_environment
     freepbx: Server, fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user, password = f"tw_ro_{os.getpid()}", "s3cret-not-in-logs"
-    freepbx.execute(f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'")
-    freepbx.execute(f"CREATE USER IF NOT EXISTS '{user}'@'localhost' IDENTIFIED BY '{password}'")
-    try:
-        for host in ("%", "localhost"):  # what README asks for, and nothing more
-            freepbx.execute(f"GRANT SELECT ON {freepbx.database}.cdr TO '{user}'@'{host}'")
+    with freepbx.mysql_user(user, password, f"{freepbx.database}.cdr"):
         server = Server("mysql", freepbx.database, freepbx.port, user)
         config = _config(tmp_path, server, password_env="TW_DB_PASSWORD")
         runner = CliRunner()
@@ -196,9 +192,6 @@ def test_scan_db_cli_with_a_read_only_user_and_its_password_from_the_environment
         unset = runner.invoke(app, ["scan", "--db", "-c", str(config)])
         assert unset.exit_code == 2 and "cdr.password" in unset.stderr
         assert "not set" in unset.stderr
-    finally:
-        for host in ("%", "localhost"):
-            freepbx.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
 
 
 def test_report_reads_the_table(freepbx: Server, fixtures_dir: Path, tmp_path: Path) -> None:

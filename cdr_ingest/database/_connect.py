@@ -96,8 +96,8 @@ class Connection:
         try:
             return pl.read_database_uri(sql, self.url.uri(self.password), engine="connectorx")
         except Exception as exc:  # the driver raises many kinds; all mean "cannot read"
-            raise DbError(f"{self.url.shown}: {self._clean(str(exc) or type(exc).__name__)}") \
-                from None
+            message = self._clean(str(exc) or type(exc).__name__)
+            raise DbError(f"{self.url.shown}: {message}") from None
 
     def check(self) -> None:
         """Connect once with the database's own driver (`_probe`): DbError at once for a
