@@ -34,7 +34,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import polars as pl
 
@@ -47,6 +47,7 @@ from tollwatch.cdr_ingest.live.follow_rows import call_events
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 50_000  # rows per query; a full batch is followed at once by the next
+PROBE_AFTER = 2.0  # seconds a poll may take before a plain connection checks the server
 _T = TypeVar("_T")
 
 
@@ -110,6 +111,7 @@ class DbFollower:
         longest_call: timedelta = timedelta(hours=24),
         max_rows: int = MAX_ROWS,
         timeout: float = 60.0,
+        probe_after: float = PROBE_AFTER,
     ) -> None:
         self.pbx = pbx
         self.name = pbx
@@ -122,6 +124,7 @@ class DbFollower:
         self.longest_call = longest_call
         self.max_rows = max_rows
         self.timeout = timeout
+        self.probe_after = probe_after
         self.status = SourceStatus(name=pbx, kind="db")
         self.key = f"{self.table.conn.url.shown}/{self.table.name}"
         self._end_sql, self._end_kind = self.table.end_expr()
@@ -152,14 +155,7 @@ class DbFollower:
         try:
             strict = False
             while True:
-                try:
-                    pos, rows = await asyncio.wait_for(
-                        _in_thread(self._next, strict), self.timeout
-                    )
-                except TimeoutError:
-                    raise DbError(
-                        f"{self.key}: no answer within {self.timeout:.0f}s"
-                    ) from None
+                pos, rows = await self._ask(strict)
                 try:
                     for row in rows:
                         for event in row.events:
@@ -173,6 +169,44 @@ class DbFollower:
         finally:
             self.status.connected = False
             self.status.state = "stopped"
+
+    async def _ask(self, strict: bool) -> tuple[DbPosition, list[_Row]]:
+        """The next rows (`_next`, in a thread), within `timeout`. A query still unanswered
+        after `probe_after` seconds gets one plain connection beside it (`Connection.check`):
+        a server that went down, or refuses us now (a password changed), ends the wait at once
+        with the driver's words, instead of after ConnectorX's 30 s of pool retries."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        query: asyncio.Future[Any] = asyncio.ensure_future(_in_thread(self._next, strict))
+        check: asyncio.Future[Any] | None = None
+        try:
+            waiting = {query}
+            done, _ = await asyncio.wait(waiting, timeout=min(self.probe_after, self.timeout))
+            if not done:
+                check = asyncio.ensure_future(_in_thread(self._check, strict))
+                waiting.add(check)
+            while not query.done() and (left := deadline - loop.time()) > 0:
+                done, _ = await asyncio.wait(waiting, timeout=left,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if check is not None and check in done and check in waiting:
+                    waiting.discard(check)  # reachable, or no verdict: wait on the query
+                    error = check.exception()
+                    if isinstance(error, DbError):  # the server said no, or is not there
+                        if self.status.connected:
+                            log.warning("%s: lost %s", self.pbx, self.key)
+                        self.status.connected = False
+                        raise error
+            if query.done():
+                result: tuple[DbPosition, list[_Row]] = query.result()
+                return result
+            raise DbError(f"{self.key}: no answer within {self.timeout:.0f}s")
+        finally:
+            for future in (query, check):  # abandoned: its thread's outcome is dropped
+                if future is not None and not future.done():
+                    future.cancel()
+
+    def _check(self, _strict: bool) -> None:
+        self.table.conn.check()
 
     # -- position ----------------------------------------------------------------------------
 
