@@ -87,8 +87,8 @@ def stages(path: Path) -> dict[str, float]:
     taken = timed("loop", lambda: loop(_Loop), out)
     keep = unpack(taken.relevant).select(CALL_COLUMNS)  # (Local chains not followed)
     allow = settings.allowlist.sources
-    calls = timed("calls", lambda: list(calls_from_frame(keep, classifier, allow)), out)
-    engine = Engine.from_settings(settings, rule_specs(settings))
+    engine = Engine.from_settings(settings, rule_specs(settings))  # as run_frame: sparse bits
+    calls = timed("calls", lambda: list(calls_from_frame(keep, classifier, allow, engine)), out)
     incidents = timed("replay", lambda: replay(engine, calls), out)
     timed("run_scan", lambda: run_scan([path], settings), out)
     print(f"  kept {keep.height:,} calls for the engine, {len(incidents)} incidents")
