@@ -72,6 +72,21 @@ def test_csv_and_table_formats(fixtures: Path) -> None:
     assert "critical" in out and "Sierra Leone (+232)" in out and code == 1
 
 
+@pytest.mark.parametrize("width", [60, 79, 80, 100, 140])
+def test_the_table_fits_the_terminal_and_keeps_dates_whole(
+    fixtures: Path, monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """An 80-column terminal broke the first call's date inside it ("2026-11-2" / "4"); no
+    width may crop the table."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    code, out, _ = scan(*JP_UTC, str(fixtures / "Master-attack.csv"))
+    assert code == 1
+    table = out.split("#1 critical")[0].splitlines()
+    assert all(len(line) <= width for line in table), "\n".join(table)
+    if width >= 80:
+        assert "2026-11-24" in out.split("#1 critical")[0]
+
+
 def test_since_until_filter(fixtures: Path) -> None:
     code, out, err = scan(*JP_UTC, "--format", "json", "--since", "2026-11-24T13:30:20",
                           str(fixtures / "Master-attack.csv"))

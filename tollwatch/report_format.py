@@ -128,10 +128,14 @@ def print_table(console: Console, incidents: list[Incident], tz: ZoneInfo) -> No
     if not incidents:
         console.print("[green]No incidents.[/green]")
         return
-    table = Table(title=f"{len(incidents)} incident(s), times in {tz.key}")
-    for col in ("#", "severity", "score", "source", "destinations", "calls", "minutes",
-                "first call"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"{len(incidents)} incident(s), times in {tz.key}", show_edge=False)
+    # on a narrow terminal the source and destinations wrap first, and the first call's time
+    # breaks between its date, time and zone, not inside the date ("2026-11-2" / "4")
+    for col in ("#", "severity", "score", "source", "destinations", "calls", "minutes"):
+        grows = col in ("source", "destinations")
+        table.add_column(col, overflow="fold", ratio=1 if grows else None)
+    wide = console.width >= 80  # room for a whole date; below, every column folds
+    table.add_column("first call", overflow="fold", min_width=10 if wide else None)
     for n, inc in enumerate(incidents, start=1):
         d = incident_dict(inc, tz)
         table.add_row(
