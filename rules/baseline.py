@@ -25,7 +25,7 @@ from operator import sub
 
 from tollwatch.config.schema import Baseline as BaselineSettings
 from tollwatch.rules.calendar import BusinessCalendar
-from tollwatch.rules.destinations import Destination
+from tollwatch.rules.destination import Destination
 from tollwatch.rules.model import Call
 
 BUCKET = 300  # seconds per volume bucket

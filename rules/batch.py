@@ -13,7 +13,8 @@ from typing import Any, Protocol
 import polars as pl
 
 from tollwatch.rules.attempts import lone_legs
-from tollwatch.rules.destinations import DEST_COLUMNS, Classifier, Destination
+from tollwatch.rules.destination import DEST_COLUMNS, Destination
+from tollwatch.rules.destinations import Classifier
 from tollwatch.rules.engine import Engine
 from tollwatch.rules.incidents import Incident
 from tollwatch.rules.model import Call, Kind

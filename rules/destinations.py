@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import phonenumbers
@@ -20,26 +19,15 @@ from phonenumbers.shortnumberinfo import is_valid_short_number_for_region
 from tollwatch.config.countries import country_code
 from tollwatch.config.schema import Settings
 from tollwatch.rules import numbering
+from tollwatch.rules.destination import BLOCK_DIGITS as BLOCK_DIGITS
+from tollwatch.rules.destination import CLASSES as CLASSES
+from tollwatch.rules.destination import DEST_COLUMNS as DEST_COLUMNS
+from tollwatch.rules.destination import Destination as Destination  # and older pickles' path
 from tollwatch.rules.destinations_one import row_one
 from tollwatch.rules.prefixes import high_risk_list, rate_table
 
 if TYPE_CHECKING:
     from tollwatch.rules.destinations_fast import FastPlan
-
-CLASSES = ("internal", "emergency", "service", "domestic", "international", "unknown")
-
-# Columns added by Classifier.classify_df.
-DEST_COLUMNS = (
-    "dest_class",
-    "e164",
-    "calling_code",
-    "region",
-    "region_name",
-    "high_risk",
-    "risk_prefix",
-    "allowlisted",
-    "rate",
-)
 
 # Dialed numbers whose classification `classify()` keeps (the live path), least recently used
 # first out: ~450 bytes each with the cache's own, ~7 MiB when full. A miss costs ~5 us
@@ -47,7 +35,6 @@ DEST_COLUMNS = (
 # day of fresh numbers to fill (issue 13's soak: ~3,000 new numbers an hour). A site calling
 # more distinct numbers than this again and again pays ~5 us a call for the misses.
 CACHE_NUMBERS = 16_384
-BLOCK_DIGITS = 3  # a number block: the number less its last 3 digits (+2327654xxx)
 _LOCAL_MIN = 7  # a number this long dialed without any prefix is a local/national number
 _OURS = frozenset(DEST_COLUMNS) | {"e164_digits"}  # columns the plan adds (and drops)
 _FAST_MIN = 32  # frames this small take the polars plan (the live path: no numpy import)
@@ -62,60 +49,6 @@ def _order(taken: Any) -> Any:
     pos[taken] = np.arange(n, dtype=np.int64)
     pos[~taken] = np.arange(n, taken.size, dtype=np.int64)
     return pos
-
-
-@dataclass(unsafe_hash=True)
-class Destination:
-    """Where a dialed string goes. Read-only by convention (never assigned after it is made:
-    one object is shared by every call to the number, live and batch); hashed and compared
-    by its fields, as a frozen dataclass would be. Not frozen because a frozen dataclass's
-    `__init__` sets each field through `object.__setattr__`: ~2.3 us a Destination instead of
-    ~0.35 us, a fifth of the cost of turning a batch's calls into Call objects
-    (rules.batch). `number_key`/`block_key` are cached in its `__dict__` on first use."""
-
-    dialed: str
-    dest_class: str
-    e164: str | None
-    calling_code: str | None
-    region: str | None
-    region_name: str | None
-    high_risk: bool
-    risk_prefix: str | None
-    allowlisted: bool
-    rate: float | None
-
-    @property
-    def international(self) -> bool:
-        return self.dest_class == "international"
-
-    @cached_property
-    def number_key(self) -> str:
-        """The incident/window key of the destination number: "dest:+23276543210"."""
-        return "dest:" + (self.e164 or self.dialed)
-
-    @cached_property
-    def block_key(self) -> str:
-        """The key of its number block: "dest:+2327654xxx" (short numbers: the number)."""
-        number = self.e164 or self.dialed
-        if len(number.lstrip("+")) <= BLOCK_DIGITS + 4:
-            return "dest:" + number
-        return "dest:" + number[:-BLOCK_DIGITS] + "x" * BLOCK_DIGITS
-
-    @classmethod
-    def from_row(cls, dialed: str, row: dict[str, Any]) -> Destination:
-        """From a row with DEST_COLUMNS (what classify_df adds)."""
-        return cls(
-            dialed,
-            row["dest_class"],
-            row["e164"],
-            row["calling_code"],
-            row["region"],
-            row["region_name"],
-            bool(row["high_risk"]),
-            row["risk_prefix"],
-            bool(row["allowlisted"]),
-            row["rate"],
-        )
 
 
 @dataclass(frozen=True)

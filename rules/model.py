@@ -9,7 +9,7 @@ from enum import IntEnum
 from functools import cached_property
 from typing import NamedTuple, Protocol, cast
 
-from tollwatch.rules.destinations import Destination
+from tollwatch.rules.destination import Destination
 
 
 @dataclass(eq=False)

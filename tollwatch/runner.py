@@ -28,7 +28,7 @@ from tollwatch.report.build import ReportResult
 from tollwatch.report.post import queue_report
 from tollwatch.report.schedule import ReportScheduler
 from tollwatch.rules.baseline import Baseline
-from tollwatch.rules.destinations import Destination
+from tollwatch.rules.destination import Destination
 from tollwatch.settings import cdr_options, load, overrides
 from tollwatch.sources import ami_sources, csv_sources, db_sources, source_names
 from tollwatch.state import StateStore
