@@ -151,7 +151,7 @@ _TV = st.tuples(
 @example("2026-11-24T13:31:12-0800")
 @example("2026-11-24T23:59:59.999999-0130")
 def test_event_tv_fast_path_reads_as_strptime(tv: str) -> None:
-    from tollwatch.cdr_ingest.live.ami_calls import event_time
+    from tollwatch.cdr_ingest.live.ami_fields import event_time
 
     got = event_time({"EventTV": tv}, AT)
     assert got == _strptime_only(tv, AT) and got.utcoffset() == _strptime_only(tv, AT).utcoffset()

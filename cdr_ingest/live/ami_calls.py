@@ -16,17 +16,23 @@ channel's Hangup does.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 
 from tollwatch.cdr_ingest import attribution
 from tollwatch.cdr_ingest._types import CdrOptions
 from tollwatch.cdr_ingest.dialed import dialed_number
 from tollwatch.cdr_ingest.live import ami_dialects
 from tollwatch.cdr_ingest.live.ami_dialects import AmiDialect
+from tollwatch.cdr_ingest.live.ami_fields import (
+    EVENT_TV_SKEW,
+    channel_duration,
+    event_time,
+    lastdata_of,
+    remote_ip,
+)
 from tollwatch.cdr_ingest.live.events import (
     AuthAttempt,
     CallAnswered,
@@ -47,79 +53,8 @@ REFUSED_EVENT = "TollwatchRefused"  # the dialplan snippet's UserEvent for a ref
 # Event names the tracker acts on, in some dialect: what an AMI client needs to subscribe to.
 EVENTS = ami_dialects.all_events() | OTHER_EVENTS
 
-_EVENT_TV = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?"
-    r"([+-])([0-9]{2})([0-5][0-9])\Z"
-)
 _BEFORE_DIALECT = frozenset({"Newchannel", "Dial"})  # read while the dialect is not known
 _RECENT = 1024  # ended call ids remembered so a late resync snapshot doesn't revive them
-
-
-def lastdata_of(dest_channel: str, dial_string: str) -> str:
-    """What Master.csv writes as lastdata for a Dial: TECH/ + the AMI DialString."""
-    if not dial_string:
-        return ""
-    return f"{dest_channel.split('/', 1)[0]}/{dial_string}"
-
-
-def remote_ip(address: str) -> str:
-    """IPV4/UDP/127.0.0.1/5061 -> 127.0.0.1; IPV6/UDP/[::1]/5061 -> ::1."""
-    parts = address.split("/", 2)
-    if len(parts) < 3:
-        return ""
-    host = parts[2].rpartition("/")[0] or parts[2]
-    return host.strip("[]")
-
-
-# How far a security event's EventTV may be from its arrival and still be taken (see feed).
-EVENT_TV_SKEW = timedelta(seconds=2)
-
-
-def event_time(msg: Mapping[str, str], at: datetime, skew: timedelta | None = None) -> datetime:
-    """Timestamp (timestampevents=yes) or EventTV when present and valid, else `at`; with
-    `skew`, an EventTV further than that from `at` is not taken either."""
-    stamp = msg.get("Timestamp", "")
-    if stamp:
-        try:
-            return datetime.fromtimestamp(float(stamp), UTC)
-        except (ValueError, OverflowError, OSError):
-            pass
-    tv = event_tv(msg, at)
-    if skew is not None and abs(tv - at) > skew:
-        return at
-    return tv
-
-
-def event_tv(msg: Mapping[str, str], at: datetime) -> datetime:
-    """A security event's EventTV (the PBX's clock) when present and valid, else `at`."""
-    tv = msg.get("EventTV", "")
-    if tv:
-        m = _EVENT_TV.match(tv)  # the usual shape, without strptime (~10 µs a call)
-        if m is not None:
-            y, mo, d, h, mi, sec, frac, sign, oh, om = m.groups()
-            try:
-                offset = timedelta(hours=int(oh), minutes=int(om))
-                zone = timezone(-offset if sign == "-" else offset)
-                micro = int(frac.ljust(6, "0")) if frac else 0
-                local = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro, zone)
-                return local.astimezone(UTC)
-            except (ValueError, OverflowError):
-                pass  # strptime below says the same (or not: then it decides)
-        for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
-            try:
-                return datetime.strptime(tv, fmt).astimezone(UTC)
-            except ValueError:
-                continue
-    return at
-
-
-def _duration(text: str) -> timedelta:
-    """CoreShowChannel Duration HH:MM:SS (hours may exceed 24)."""
-    try:
-        h, m, s = (int(p) for p in text.split(":"))
-    except ValueError:
-        return timedelta(0)
-    return timedelta(hours=h, minutes=m, seconds=s)
 
 
 @dataclass
@@ -326,7 +261,7 @@ class AmiCallTracker:
             started = CallStarted(
                 pbx=self.pbx,
                 call_id=call_id,
-                at=at - _duration(caller.get("Duration", "")),
+                at=at - channel_duration(caller.get("Duration", "")),
                 source=self._source(caller, dialed),
                 account=caller.get("AccountCode", ""),
                 dialed=dialed,
