@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from ._detect import FileFormat
-from ._types import CdrOptions
+from ._types import EARLIEST, LATEST, CdrOptions
 
 STRINGS = (
     "src",
@@ -56,6 +56,16 @@ def _time_problem(
         _message(f"bad {name} time '", raw, bad, "'"),
         _message(f"{name} time '", raw, missing, f"' does not exist in {tz}"),
     )
+
+
+def _far_problem(name: str, shown: pl.Expr, value: pl.Expr, made_from: str) -> pl.Expr:
+    """A time outside [EARLIEST, LATEST), named by its field as written (`shown`), or, for a
+    time the file does not hold, by what it was worked out from (`made_from`)."""
+    far = value.is_not_null() & ((value < EARLIEST) | (value >= LATEST))
+    if made_from:
+        return _message(f"{name} time ({made_from} '", shown, far,
+                        "') is out of range (years 1900-2199)")
+    return _message(f"{name} time '", shown, far, "' is out of range (years 1900-2199)")
 
 
 def _int_problem(name: str, raw: pl.Expr, value: pl.Expr) -> pl.Expr:
@@ -123,13 +133,28 @@ def typed(lf: pl.LazyFrame, fmt: FileFormat, options: CdrOptions) -> pl.LazyFram
             for t in _TIMES
         ],
         *[_int_problem(i, pl.col(f"_{i}"), pl.col(i)) for i in _INTS],
+        *[_far_problem(t, *_written(t, fmt)) for t in _TIMES],
     )
     replaced = pl.when(pl.col("_dirty")).then(
         pl.col("line").str.count_matches("\ufffd", literal=True)
     )
     return lf.with_columns(
-        problem.alias("problem"), replaced.fill_null(0).cast(pl.Int64).alias("replaced")
+        problem.alias("problem"),
+        replaced.fill_null(0).cast(pl.Int64).alias("replaced"),
+        # a time out of range is never handed on, even where a problem row is looked at
+        *[pl.when((pl.col(t) >= EARLIEST) & (pl.col(t) < LATEST)).then(pl.col(t)).alias(t)
+          for t in _TIMES],
     )
+
+
+def _written(name: str, fmt: FileFormat) -> tuple[pl.Expr, pl.Expr, str]:
+    """What names a time in a problem: its field, or the fields it is worked out from (no
+    formatting of the time itself: polars cannot format one this far out)."""
+    if name in fmt.columns or name == "start":
+        return pl.col(f"_{name}"), pl.col(name), ""
+    if name == "end":
+        return pl.col("_duration"), pl.col(name), "start + duration"
+    return pl.col("_billsec"), pl.col(name), "end - billsec"
 
 
 def line_origin(shown: str) -> pl.Expr:

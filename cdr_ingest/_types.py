@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+# A call's times must fall in these years: outside, the field is junk (a zeroed or wrapped
+# clock, 0001-01-01, 9999-12-31, a duration of centuries) and a CDR row with one is a problem,
+# named like a bad time, not a call; an AMI event stamped outside them is taken at its arrival.
+# No window, baseline period (at most ten years, config.types) or time zone put on a time in
+# range leaves the dates Python can hold.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

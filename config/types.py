@@ -13,20 +13,37 @@ _DURATION_FULL = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# The longest duration a setting may hold: "99999999d" is a valid timedelta, but a window or a
+# period that long put before a call's time leaves the dates Python can hold (a crash on the
+# first call), and no setting here means anything beyond a few years.
+MAX_DURATION = timedelta(days=3650)
+
+
 def parse_duration(value: Any) -> timedelta:
-    """Parse "90s", "10m", "1h30m", "7d" (or a number of seconds) into a timedelta."""
+    """Parse "90s", "10m", "1h30m", "7d" (or a number of seconds) into a timedelta, at most
+    MAX_DURATION (ten years)."""
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
+        found = value
+    elif isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration like \"10m\"")
-    if isinstance(value, int | float):
+    elif isinstance(value, int | float):
+        if value != value:  # NaN
+            raise ValueError(f"{value!r} is not a duration like \"10m\"")
         if value < 0:
             raise ValueError(f"{value!r} is not a duration like \"10m\" (negative)")
-        return timedelta(seconds=value)
-    if isinstance(value, str) and _DURATION_FULL.match(value):
+        if value > MAX_DURATION.total_seconds():
+            found = MAX_DURATION * 2  # said below (inf and huge numbers included)
+        else:
+            found = timedelta(seconds=value)
+    elif isinstance(value, str) and _DURATION_FULL.match(value):
         seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
-        return timedelta(seconds=seconds)
-    raise ValueError(f"{_show(value)} is not a duration like \"10m\"")
+        found = MAX_DURATION * 2 if seconds > MAX_DURATION.total_seconds() else (
+            timedelta(seconds=seconds))
+    else:
+        raise ValueError(f"{_show(value)} is not a duration like \"10m\"")
+    if found > MAX_DURATION or found < timedelta(0):
+        raise ValueError(f"{_show(value)} is not a duration from 0s to 3650d (ten years)")
+    return found
 
 
 def format_duration(value: timedelta) -> str:

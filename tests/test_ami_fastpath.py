@@ -119,17 +119,20 @@ def test_before_the_banner_asterisk_11_events_are_read() -> None:
 
 
 def _strptime_only(tv: str, at: datetime) -> datetime:
-    """event_time's EventTV reading before its fast path."""
+    """event_time's EventTV reading before its fast path (a time outside the years 1900-2199,
+    or one that leaves Python's dates in UTC, is not taken)."""
     for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
         try:
-            return datetime.strptime(tv, fmt).astimezone(UTC)
-        except ValueError:
+            when = datetime.strptime(tv, fmt).astimezone(UTC)
+        except (ValueError, OverflowError):
             continue
+        return when if 1900 <= when.year < 2200 else at
     return at
 
 
 _TV = st.tuples(
-    st.sampled_from(["2026", "2026", "1999", "0000", "\u0662\u0660\u0662\u0666"]),
+    st.sampled_from(["2026", "2026", "1999", "0000", "0001", "9999", "1899", "2200",
+                     "\u0662\u0660\u0662\u0666"]),
     st.sampled_from(["01", "11", "12", "13", "00", "1"]),
     st.sampled_from(["01", "24", "29", "31", "32"]),
     st.sampled_from(["T", "T", "T", "t", " "]),
@@ -150,8 +153,31 @@ _TV = st.tuples(
 @example("2026-02-29T13:31:12-0800")
 @example("2026-11-24T13:31:12-0800")
 @example("2026-11-24T23:59:59.999999-0130")
+@example("9999-12-31T23:59:59-0500")
+@example("0001-01-01T00:00:00+0900")
 def test_event_tv_fast_path_reads_as_strptime(tv: str) -> None:
     from tollwatch.cdr_ingest.live.ami_fields import event_time
 
     got = event_time({"EventTV": tv}, AT)
     assert got == _strptime_only(tv, AT) and got.utcoffset() == _strptime_only(tv, AT).utcoffset()
+
+
+@pytest.mark.parametrize("header,value", [
+    ("EventTV", "9999-12-31T23:59:59.000000-0500"),  # year 10000 in UTC: OverflowError
+    ("EventTV", "0001-01-01T00:00:00+0900"),  # before year 1 in UTC
+    ("EventTV", "2400-01-01T00:00:00+0000"),
+    ("Timestamp", "253402300799"),  # 9999-12-31T23:59:59Z: a window past it overflows
+    ("Timestamp", "-62135596800"),
+])  # fmt: skip
+def test_event_times_outside_1900_2199_are_taken_at_arrival(header: str, value: str) -> None:
+    """An event time a window or the baseline's period cannot be put on (the engine's clock
+    would overflow at the next call) is not taken: the event is timed at its arrival. Before,
+    such an EventTV raised OverflowError out of the tracker (the event was dropped)."""
+    from tollwatch.cdr_ingest.live.ami_fields import event_time
+
+    assert event_time({header: value}, AT) == AT
+    tracker = AmiCallTracker("pbx")
+    tracker.use_version("20.0.0")
+    msg = {"Event": "InvalidPassword", "AccountID": "209", "RemoteAddress": "IPV4/UDP/1.2.3.4/5060",
+           header: value}
+    assert [e.at for e in tracker.feed(msg, AT)] == [AT]

@@ -563,3 +563,45 @@ def test_pieces_and_fallbacks_keep_line_numbers_and_problems(
     assert [r["disposition"] for r in out if r["origin"] == f"{path}:12"] == ['"ANSWERED"x']
     assert sum(r["replaced"] for r in out) == 3 * 2
     assert all(r["src"] is None for r in out if r["problem"] and "columns" in r["problem"])
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Tokyo", "America/New_York"])
+def test_times_out_of_range_are_problem_rows_not_crashes(tmp_path: Path, tz: str) -> None:
+    """0001-01-01 and 9999-12-31 parse, but a window or a time zone put on them leaves the
+    dates Python holds (the scan crashed: 'year 0 is out of range', 'year 10000 ...', the
+    baseline's 'date value out of range'): the row is a problem, its times are not handed on."""
+    path = write(tmp_path / "Master.csv", [
+        cdr_line(start="9999-12-31 23:59:58", answer="", end="9999-12-31 23:59:59"),
+        cdr_line(start="0001-01-01 00:00:01", answer="", end="0001-01-01 00:00:05"),
+        cdr_line(answer="2400-01-01 00:00:00"),
+        cdr_line(start="1970-01-01 00:00:00", answer="", end="1970-01-01 00:00:04"),
+        cdr_line(),
+    ])  # fmt: skip
+    out = rows([path], timezone=tz)
+    assert [r["problem"] for r in out] == [
+        "start time '9999-12-31 23:59:58' is out of range (years 1900-2199)",
+        "start time '0001-01-01 00:00:01' is out of range (years 1900-2199)",
+        "answer time '2400-01-01 00:00:00' is out of range (years 1900-2199)",
+        None,  # a clock that was never set: a call like any other
+        None,
+    ]
+    assert [r["start"] for r in out[:2]] == [None, None] and out[2]["answer"] is None
+
+
+def test_an_end_made_from_a_duration_of_centuries_is_a_problem(tmp_path: Path) -> None:
+    path = write(tmp_path / "custom.csv", [
+        "src,dst,channel,dstchannel,lastapp,lastdata,start,duration,billsec,disposition",
+        "201,0102327654300,PJSIP/201-1,PJSIP/carrier-2,Dial,PJSIP/0102327654300@carrier,"
+        "2026-11-24 13:30:11,9000000000000,0,NO ANSWER",
+        "201,0102327654300,PJSIP/201-1,PJSIP/carrier-2,Dial,PJSIP/0102327654300@carrier,"
+        "2026-11-24 13:30:11,9000000000000000,0,NO ANSWER",
+        "201,0102327654300,PJSIP/201-1,PJSIP/carrier-2,Dial,PJSIP/0102327654300@carrier,"
+        "2026-11-24 13:30:11,30,0,NO ANSWER",
+    ])  # fmt: skip
+    out = rows([path])
+    assert [r["problem"] for r in out] == [
+        "end time (start + duration '9000000000000') is out of range (years 1900-2199)",
+        "end time (start + duration '9000000000000000') is out of range (years 1900-2199)",
+        None,
+    ]
+    assert out[0]["end"] is None and out[2]["end"] == utc(2026, 11, 24, 13, 30, 41)

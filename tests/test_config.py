@@ -116,6 +116,22 @@ def test_bad_durations(bad: object) -> None:
         parse_duration(bad)
 
 
+@pytest.mark.parametrize("bad", ["99999999d", "3651d", 10**20, float("inf")])
+def test_durations_longer_than_ten_years_are_refused(bad: object) -> None:
+    """'99999999d' is a valid timedelta, but a window or baseline period that long put
+    before a call's time crashed the scan (date value out of range)."""
+    with pytest.raises(ValueError, match="is not a duration from 0s to 3650d"):
+        parse_duration(bad)
+    assert parse_duration("3650d") == timedelta(days=3650)
+    errors = check_rules({"b": {"type": "burst", "window": bad}})
+    assert len(errors) == 1 and errors[0].startswith("rules.b.window: ")
+
+
+def test_a_nan_duration_is_refused() -> None:
+    with pytest.raises(ValueError, match="is not a duration like"):
+        parse_duration(float("nan"))
+
+
 def test_rule_option_errors_name_the_rule() -> None:
     errors = check_rules({"b": {"type": "burst", "count": 0, "colour": 1, "group_by": "x"}})
     assert "rules.b.count: 0: Input should be greater than or equal to 2" in errors

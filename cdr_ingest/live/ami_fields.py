@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 
+from tollwatch.cdr_ingest._types import EARLIEST, LATEST
+
 _EVENT_TV = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?"
     r"([+-])([0-9]{2})([0-5][0-9])\Z"
@@ -38,9 +40,12 @@ def event_time(msg: Mapping[str, str], at: datetime, skew: timedelta | None = No
     stamp = msg.get("Timestamp", "")
     if stamp:
         try:
-            return datetime.fromtimestamp(float(stamp), UTC)
+            when = datetime.fromtimestamp(float(stamp), UTC)
         except (ValueError, OverflowError, OSError):
             pass
+        else:
+            if EARLIEST <= when < LATEST:  # the years a CDR row's times may hold
+                return when
     tv = event_tv(msg, at)
     if skew is not None and abs(tv - at) > skew:
         return at
@@ -59,14 +64,16 @@ def event_tv(msg: Mapping[str, str], at: datetime) -> datetime:
                 zone = timezone(-offset if sign == "-" else offset)
                 micro = int(frac.ljust(6, "0")) if frac else 0
                 local = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro, zone)
-                return local.astimezone(UTC)
+                when = local.astimezone(UTC)
+                return when if EARLIEST <= when < LATEST else at
             except (ValueError, OverflowError):
                 pass  # strptime below says the same (or not: then it decides)
         for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
             try:
-                return datetime.strptime(tv, fmt).astimezone(UTC)
-            except ValueError:
+                when = datetime.strptime(tv, fmt).astimezone(UTC)
+            except (ValueError, OverflowError):  # 0001-01-01T00:00:00+0900: before year 1
                 continue
+            return when if EARLIEST <= when < LATEST else at
     return at
 
 
