@@ -15,7 +15,6 @@ an entry's keys) resolves the same way, shared defaults from `ROOT/tollwatch.tom
 from __future__ import annotations
 
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,9 +77,8 @@ class Fleet:
 def is_fleet_file(path: Path) -> bool:
     """True when the file has `[[pbx]]` entries (read errors: False, the loader reports)."""
     try:
-        with path.open("rb") as fh:
-            return "pbx" in tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
+        return "pbx" in read_toml(path)
+    except ConfigError:
         return False
 
 

@@ -64,13 +64,22 @@ def shipped_defaults() -> dict[str, Any]:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """A settings file: UTF-8 TOML (a leading byte-order mark, as Windows editors write, is
+    allowed); every failure is a ConfigError naming the file."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line "
+                           f"{line}); save it as UTF-8"]) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
 

@@ -174,3 +174,25 @@ def test_home_country_without_public_holidays_in_the_package() -> None:
     ac = load_settings(None, {"site": {"country": "AC", "timezone": "UTC"}})
     jp = load_settings(None, {"site": {"country": "JP", "timezone": "UTC"}})
     assert (ac.hours.holidays_country, jp.hours.holidays_country) == ("", "JP")
+
+
+def test_a_settings_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    """`check-config` (and `run`, `scan`) crashed with UnicodeDecodeError on such a file (the
+    fleet-file check read it first); a byte-order mark, as Windows editors write, is fine."""
+    from typer.testing import CliRunner
+
+    from tollwatch.cli import app
+    from tollwatch.config.fleet import is_fleet_file
+
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'[site]\ncountry = "JP"\n# caf\xe9\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(latin)
+    assert exc.value.errors == [f"{latin}: not UTF-8 text (byte 0xe9 on line 3); save it as UTF-8"]
+    assert not is_fleet_file(latin)
+    result = CliRunner().invoke(app, ["check-config", "-c", str(latin)])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b'\xef\xbb\xbf[site]\ncountry = "JP"\ntimezone = "UTC"\n')
+    assert load_settings(bom).site.country == "JP"
