@@ -95,6 +95,14 @@ def test_the_table_fits_the_terminal_and_keeps_dates_whole(fixtures: Path, width
         assert "2026-11-24" in table
 
 
+@pytest.mark.parametrize("args", [["--since", "9999-12-31T23:00"], ["--until", "0001-01-01"]])
+def test_since_until_outside_1900_2199_is_one_line(fixtures: Path, args: list[str]) -> None:
+    """Put in the site's zone, such a time crashed the scan with OverflowError."""
+    code, _, err = scan("--country", "JP", "--tz", "America/New_York", *args,
+                        str(fixtures / "Master-attack.csv"))
+    assert code == 2 and "is outside the years 1900-2199" in err, err
+
+
 def test_since_until_filter(fixtures: Path) -> None:
     code, out, err = scan(*JP_UTC, "--format", "json", "--since", "2026-11-24T13:30:20",
                           str(fixtures / "Master-attack.csv"))

@@ -73,6 +73,8 @@ def parse_time(value: str | None, tz: ZoneInfo | None, name: str) -> datetime | 
     except ValueError:
         raise fail(f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
                    "2026-11-24T06:00") from None
+    if not 1900 <= when.year < 2200:  # as CDR times (cdr_ingest): a zone can then be put on it
+        raise fail(f"--{name}: {value!r} is outside the years 1900-2199")
     return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from tollwatch import fleet_output
 from tollwatch.alerting.textsafe import markup
+from tollwatch.cli_common import parse_time
 from tollwatch.config import ConfigError, Settings, masked_dump
 from tollwatch.config.fleet import Fleet, load_fleet
 from tollwatch.fleet_report import Span
@@ -46,13 +47,7 @@ def fleet_settings(path: Path, shared: Path | None, over: dict[str, Any]) -> Fle
 
 def _when(value: str | None, name: str) -> datetime | None:
     """--since/--until: without an offset, each PBX reads them in its own time zone."""
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail([f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
-                     "2026-11-24T06:00"]) from None
+    return parse_time(value, None, name)
 
 
 def scan_command(
@@ -183,9 +178,12 @@ def _span(day: str | None, since: str | None, until: str | None) -> Span:
         raise _fail(["give either --date or --since/--until"])
     if day is not None:
         try:
-            return date.fromisoformat(day)
+            found = date.fromisoformat(day)
         except ValueError:
             raise _fail([f"--date: {day!r} is not a date like 2026-11-24"]) from None
+        if not 1900 <= found.year < 2200:  # as CDR times (cdr_ingest)
+            raise _fail([f"--date: {day!r} is outside the years 1900-2199"])
+        return found
     if since is None and until is None:
         return None
     start, stop = _when(since, "since"), _when(until, "until")

@@ -20,7 +20,7 @@ from tollwatch.alerting.textsafe import csv_cell
 from tollwatch.cdr_ingest import IngestError
 from tollwatch.cdr_ingest.database import CdrDatabase
 from tollwatch.config import Settings
-from tollwatch.report.coverage import day_range, file_span
+from tollwatch.report.coverage import day_range, days_in_words, file_span
 from tollwatch.report.figures import KINDS, Country, Figures, Totals, collect
 from tollwatch.report.flagged import FlaggedCall, flagged_calls, period_incidents
 from tollwatch.report.html import render
@@ -128,7 +128,7 @@ def build_report(
     doc["coverage_note"] = coverage.note(period) if coverage is not None else None
     if doc["coverage_note"] is None and doc["missing_days"] and figs.cdr_days:
         doc["coverage_note"] = (
-            "no CDR row at all on " + ", ".join(doc["missing_days"]) + ": missing data, not a "
+            "no CDR row at all on " + days_in_words(doc["missing_days"]) + ": missing data, not a "
             "quiet day (was the PBX, its CDR logging or the file copy down?)")
     doc["validity"] = validity.warning(settings)
     doc["timezone_label"] = settings.site.zone_label

@@ -110,6 +110,8 @@ def report(
             span = date.fromisoformat(day)
         except ValueError:
             raise _fail(f"--date: {day!r} is not a date like 2026-11-24") from None
+        if not 1900 <= span.year < 2200:  # as CDR times (cdr_ingest)
+            raise _fail(f"--date: {day!r} is outside the years 1900-2199")
     elif since is not None or until is not None:
         if since is None or until is None:
             raise _fail("--since and --until go together")

@@ -59,3 +59,23 @@ def day_range(first: date, last: date) -> list[date]:
         out.append(d)
         d += timedelta(days=1)
     return out
+
+
+def days_in_words(days: Sequence[str], most: int = 8) -> str:
+    """ISO dates (ascending) as runs of consecutive days, "2026-11-01, 2026-11-03 to
+    2026-11-09", the first `most` runs and how many more: a long range without data stays one
+    short line (the note also goes to the terminal and to Slack)."""
+    runs: list[tuple[date, date]] = []
+    for text in days:
+        d = date.fromisoformat(text)
+        if runs and d == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], d)
+        else:
+            runs.append((d, d))
+    words = [a.isoformat() if a == b else f"{a.isoformat()} to {b.isoformat()}"
+             for a, b in runs[:most]]
+    if len(runs) > most:
+        rest = sum((b - a).days + 1 for a, b in runs[most:])
+        words.append(f"and {rest} more day{'s' if rest > 1 else ''}")
+    return ", ".join(words)
+
