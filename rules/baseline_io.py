@@ -23,11 +23,35 @@ def _sparse(counts: list[int]) -> dict[str, int]:
     return {str(i): c for i, c in enumerate(counts) if c}
 
 
+_MAX_COUNT = 10**9  # calls in one slot of one day: far above any PBX
+
+
 def _dense(sparse: dict[str, int], size: int) -> list[int]:
     out = [0] * size
     for i, c in sparse.items():
-        out[int(i)] = int(c)
+        out[_index(i, size)] = _count(c)
     return out
+
+
+def _index(text: str, size: int) -> int:
+    n = int(text)
+    if not 0 <= n < size:
+        raise ValueError(f"slot {text!r} is not one of 0-{size - 1}")
+    return n
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_COUNT:
+        raise ValueError(f"{value!r} is not a count of calls")
+    return value
+
+
+def _day(text: str) -> date:
+    """A learned day: an ISO date in the years CDR times may hold (cdr_ingest)."""
+    found = date.fromisoformat(text)
+    if not 1900 <= found.year < 2200:
+        raise ValueError(f"day {text!r} is outside the years 1900-2199")
+    return found
 
 
 def _seen_out(s: Seen) -> list[str | None]:
@@ -35,9 +59,9 @@ def _seen_out(s: Seen) -> list[str | None]:
 
 
 def _seen_in(v: list[str | None]) -> Seen:
-    last = v[1]
-    assert last is not None
-    return (date.fromisoformat(v[0]) if v[0] else None, date.fromisoformat(last))
+    if not isinstance(v, list) or len(v) != 2 or not isinstance(v[1], str):
+        raise ValueError(f"{v!r} is not [day before, last day]")
+    return (_day(v[0]) if v[0] else None, _day(v[1]))
 
 
 def to_dict(b: Baseline, site: str = "") -> dict[str, Any]:
@@ -67,12 +91,12 @@ def fill(b: Baseline, data: dict[str, Any]) -> Baseline:
     """Load what to_dict wrote into a fresh baseline (settings and calendar are the site's)."""
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise ValueError(f"not a {FORMAT} version {VERSION}")
-    day = date.fromisoformat
+    day = _day
     b.first_day = day(data["first_day"]) if data.get("first_day") else None
     b.last_day = day(data["last_day"]) if data.get("last_day") else None
     b.days = {
-        day(d): DayStats(int(s["kind"]), _dense(s["intl"], BUCKETS), _dense(s["novel"], BUCKETS),
-                         _dense(s["conc"], 24))
+        day(d): DayStats(_index(str(s["kind"]), 7), _dense(s["intl"], BUCKETS),
+                         _dense(s["novel"], BUCKETS), _dense(s["conc"], 24))
         for d, s in data["days"].items()
     }
     b.dest_days = {k: {day(d) for d in v} for k, v in data["dest_days"].items()}
@@ -80,7 +104,7 @@ def fill(b: Baseline, data: dict[str, Any]) -> Baseline:
                       for k, inner in data["dest_sources"].items()}
     b.src_dests = {k: {s: _seen_in(v) for s, v in inner.items()}
                    for k, inner in data["src_dests"].items()}
-    b.src_hours = {s: {int(h): {day(d) for d in days} for h, days in hrs.items()}
+    b.src_hours = {s: {_index(h, 24): {day(d) for d in days} for h, days in hrs.items()}
                    for s, hrs in data["src_hours"].items()}
     b.up = set(data.get("up", []))
     b.forget_caches()
@@ -91,8 +115,17 @@ def dumps(b: Baseline, site: str = "") -> str:
     return json.dumps(to_dict(b, site), separators=(",", ":"))
 
 
+_MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
 def loads(b: Baseline, text: str) -> Baseline:
-    return fill(b, json.loads(text))
+    """BaselineError for anything but what `dumps` writes (the file, or the state store's)."""
+    try:
+        return fill(b, json.loads(text))
+    except KeyError as exc:
+        raise BaselineError(f"missing {exc}") from None
+    except _MALFORMED as exc:
+        raise BaselineError(str(exc)) from None
 
 
 def save(b: Baseline, path: Path, site: str = "") -> None:
@@ -111,7 +144,7 @@ def load(b: Baseline, path: Path) -> Baseline:
         raise BaselineError(f"{path}: not a baseline file (not UTF-8 text)") from None
     try:
         return loads(b, text)
-    except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as exc:
+    except BaselineError as exc:
         raise BaselineError(f"{path}: not a baseline file written by `tollwatch learn` "
                             f"({exc})") from None
 

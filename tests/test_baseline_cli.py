@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.test_parity import write_master
@@ -86,6 +87,47 @@ def test_bad_baseline_file_is_one_line_naming_it(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "cannot read the baseline" in r.stderr
     r = runner.invoke(app, ["baseline", "show", "--data-dir", str(tmp_path)])
     assert r.exit_code == 2 and "no daemon state" in r.stderr
+
+
+_GOOD = {"format": "tollwatch-baseline", "version": 1, "site": "pbx",
+         "first_day": "2026-11-24", "last_day": "2026-11-24",
+         "days": {"2026-11-24": {"kind": 1, "intl": {"162": 24}, "novel": {}, "conc": {"13": 6}}},
+         "dest_days": {"SL": ["2026-11-24"]},
+         "dest_sources": {"SL": {"209": [None, "2026-11-24"]}},
+         "src_dests": {"209": {"SL": [None, "2026-11-24"]}},
+         "src_hours": {"209": {"13": ["2026-11-24"]}}, "up": []}
+_DAY = _GOOD["days"]["2026-11-24"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("change,why", [
+    ({"days": {"2026-11-24": {**_DAY, "kind": 9}}}, "slot '9' is not one of 0-6"),
+    ({"days": {"2026-11-24": {**_DAY, "intl": {"99999": 5}}}}, "slot '99999' is not one of"),
+    ({"days": {"2026-11-24": {**_DAY, "intl": {"162": -5}}}}, "-5 is not a count of calls"),
+    ({"days": {"2026-11-24": {**_DAY, "intl": {"162": 1e308}}}}, "is not a count of calls"),
+    ({"first_day": "0001-01-01"}, "day '0001-01-01' is outside the years 1900-2199"),
+    ({"days": {"9999-12-31": _DAY}}, "day '9999-12-31' is outside the years 1900-2199"),
+    ({"src_hours": {"209": {"99": ["2026-11-24"]}}}, "slot '99' is not one of 0-23"),
+    ({"src_dests": {"209": {"SL": ["2026-11-24"]}}}, "is not [day before, last day]"),
+    ({"days": []}, "has no attribute"),
+    ({"dest_days": None}, "has no attribute"),
+])  # fmt: skip
+def test_a_baseline_file_out_of_shape_is_refused_naming_why(
+    tmp_path: Path, change: dict[str, Any], why: str
+) -> None:
+    """Each of these was taken (a crash later: IndexError at load, OverflowError at the first
+    day roll, a threshold of 1e308) or crashed the command; the daemon logs the same message
+    and learns afresh."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**_GOOD, **change}))
+    master = tmp_path / "Master.csv"
+    write_master([{"src": "201", "dst": "0312345678", "offset": 0, "ring": 1, "talk": 5,
+                   "answered": True}], master)
+    r = runner.invoke(app, ["scan", *JP, "--baseline", str(bad), str(master)])
+    assert r.exit_code == 2, r.output
+    assert str(bad) in r.stderr and why in r.stderr, r.stderr
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_GOOD))
+    assert runner.invoke(app, ["scan", *JP, "--baseline", str(good), str(master)]).exit_code == 0
 
 
 def test_show_reads_the_daemons_live_baseline(tmp_path: Path) -> None:

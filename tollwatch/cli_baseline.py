@@ -147,7 +147,7 @@ def show(
             raise _fail(f"{db}: no baseline for pbx {name!r} (known: {', '.join(sorted(stored))})")
         try:
             loads(baseline, stored[name])
-        except (ValueError, KeyError, TypeError) as exc:
+        except BaselineError as exc:
             raise _fail(f"{db}: the baseline of {name} cannot be read ({exc})") from None
         what = f"{db} (pbx {name})"
     print_baseline(baseline, what, sources)

@@ -108,7 +108,7 @@ class Daemon:
                 elif start_file is not None:
                     load(pipeline.baseline, start_file)
                     log.info("pbx %s: baseline loaded from %s", name, start_file)
-            except (BaselineError, ValueError, KeyError, TypeError) as exc:
+            except BaselineError as exc:
                 log.warning("pbx %s: cannot load the baseline (%s); learning afresh", name, exc)
                 pipeline.baseline.clear()
             pipeline.baseline.index()  # at start, not at the first midnight's roll
