@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -230,10 +230,13 @@ class Incidents(Strict):
         return self
 
 
+Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # per minute, in [rates] currency
+
+
 class Rates(Strict):
     currency: str = "USD"
     file: Path | None = None
-    per_minute: dict[Prefix, float] = Field(default_factory=dict)
+    per_minute: dict[Prefix, Rate] = Field(default_factory=dict)
 
 
 class AmiServer(Strict):

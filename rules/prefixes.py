@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -46,7 +47,7 @@ def high_risk_list(settings: Settings) -> list[RiskEntry]:
     """The effective high-risk list: shipped (or the configured file), plus adds, less removes."""
     hr = settings.high_risk
     if hr.file is not None:
-        entries = _read_tsv(Path(hr.file).read_text(encoding="utf-8"), str(hr.file))
+        entries = _read_tsv(_text(Path(hr.file)), str(hr.file))
     else:
         entries = shipped_high_risk()
     removed = {parse_prefix(p) for p in hr.remove}
@@ -65,13 +66,26 @@ def rate_table(settings: Settings) -> dict[str, float]:
     rates: dict[str, float] = {}
     if settings.rates.file is not None:
         path = Path(settings.rates.file)
-        with path.open(encoding="utf-8", newline="") as fh:
-            for i, row in enumerate(csv.reader(fh), start=1):
-                if not row or row[0].startswith("#") or row[0].strip().lower() == "prefix":
-                    continue
-                try:
-                    rates[parse_prefix(row[0])] = float(row[1])
-                except (ValueError, IndexError):
-                    raise ValueError(f"{path}:{i}: expected 'prefix,rate per minute'") from None
+        text = _text(path)
+        for i, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            if not row or row[0].startswith("#") or row[0].strip().lower() == "prefix":
+                continue
+            try:
+                prefix, rate = parse_prefix(row[0]), float(row[1])
+            except (ValueError, IndexError):
+                raise ValueError(f"{path}:{i}: expected 'prefix,rate per minute'") from None
+            if not 0 <= rate < math.inf:  # NaN, a negative or an infinite rate
+                raise ValueError(f"{path}:{i}: {row[1].strip()!r} is not a rate per minute")
+            rates[prefix] = rate
     rates.update(settings.rates.per_minute)
     return rates
+
+
+def _text(path: Path) -> str:
+    """A list file's text (ValueError naming it: missing, unreadable, not UTF-8)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None

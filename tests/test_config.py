@@ -196,3 +196,40 @@ def test_a_settings_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) 
     bom = tmp_path / "bom.toml"
     bom.write_bytes(b'\xef\xbb\xbf[site]\ncountry = "JP"\ntimezone = "UTC"\n')
     assert load_settings(bom).site.country == "JP"
+
+
+def test_rates_and_high_risk_files_are_checked_with_the_settings(tmp_path: Path) -> None:
+    """A [rates] or [high_risk] file that was missing, not UTF-8 or held a bad row passed
+    `check-config` and then crashed `scan` mid-way (a traceback, or 'None: cannot write');
+    a rate per minute could be negative, infinite or NaN (spend would then always or never
+    fire)."""
+    from tollwatch.settings import load
+
+    def errors(text: str) -> list[str]:
+        path = tmp_path / "site.toml"
+        path.write_text('[site]\ncountry = "JP"\ntimezone = "UTC"\n' + text)
+        with pytest.raises(ConfigError) as exc:
+            load(path)
+        return exc.value.errors
+
+    (tmp_path / "latin.csv").write_bytes(b"prefix,rate\n232,1.2\n# caf\xe9\n")
+    (tmp_path / "rows.csv").write_text("prefix,rate\n232,1.2\n44,-3\n")
+    (tmp_path / "blank.csv").write_text("prefix,rate\n,5\n")
+    missing = tmp_path / "missing.csv"
+    assert errors(f'[rates]\nfile = "{tmp_path / "latin.csv"}"\n') == [
+        f"rates.file: {tmp_path / 'latin.csv'}: not UTF-8 text (byte 25)"]
+    assert errors(f'[rates]\nfile = "{tmp_path / "rows.csv"}"\n') == [
+        f"rates.file: {tmp_path / 'rows.csv'}:3: '-3' is not a rate per minute"]
+    assert errors(f'[rates]\nfile = "{tmp_path / "blank.csv"}"\n') == [
+        f"rates.file: {tmp_path / 'blank.csv'}:2: expected 'prefix,rate per minute'"]
+    assert errors(f'[rates]\nfile = "{missing}"\n[high_risk]\nfile = "{missing}"\n') == [
+        f"rates.file: {missing}: cannot read (No such file or directory)",
+        f"high_risk.file: {missing}: cannot read (No such file or directory)"]
+    found = errors('[rates]\nper_minute = { "232" = -1, "44" = inf, "1" = nan }\n')
+    assert [e.split(":")[0] for e in found] == [
+        "rates.per_minute.232", "rates.per_minute.44", "rates.per_minute.1"]
+    (tmp_path / "ok.csv").write_text("prefix,rate\n232,1.2\n")
+    path = tmp_path / "site.toml"
+    ok = tmp_path / "ok.csv"
+    path.write_text(f'[site]\ncountry = "JP"\ntimezone = "UTC"\n[rates]\nfile = "{ok}"\n')
+    assert load(path).rates.file == tmp_path / "ok.csv"

@@ -165,7 +165,9 @@ def scan(
     except (IngestError, SecretError) as exc:
         raise fail([str(exc)]) from None
     except OSError as exc:
-        raise fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
+        if problems is not None and exc.filename in (str(problems), problems):
+            raise fail([f"{problems}: cannot write ({exc.strerror or exc})"]) from None
+        raise fail([f"{exc.filename or 'scan'}: {exc.strerror or exc}"]) from None
     if files and len(result.stats.file_problems) >= len(files) and not result.stats.rows:
         raise fail(result.stats.file_problems)  # nothing could be read at all
     incidents = result.incidents

@@ -48,9 +48,25 @@ def load(
                              check_secrets=check_secrets)
     try:
         cdr_columns(settings)  # a [cdr] custom_conf that cannot be read is a settings error
+        list_files(settings)
     except ConfigError as exc:
         raise ConfigError(exc.errors, str(config) if config else None) from None
     return settings
+
+
+def list_files(settings: Settings) -> None:
+    """[rates] file and [high_risk] file: ConfigError naming each that cannot be read (they
+    are otherwise first read by the classifier, mid-command)."""
+    from tollwatch.rules.prefixes import high_risk_list, rate_table
+
+    errors = []
+    for key, read in (("rates.file", rate_table), ("high_risk.file", high_risk_list)):
+        try:
+            read(settings)
+        except ValueError as exc:
+            errors.append(f"{key}: {exc}")
+    if errors:
+        raise ConfigError(errors)
 
 
 def rule_specs(settings: Settings) -> dict[str, dict[str, Any]]:
