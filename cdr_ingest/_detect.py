@@ -82,6 +82,11 @@ def detect(path: Path, shown: str, options: CdrOptions) -> FileFormat | None:
     cr = b"\r" in data and b"\n" not in data
     lines = head_lines(data, cr)
     if not lines:
+        if data.strip():  # something, but not one whole line: not an empty file
+            raise IngestError(
+                f"{shown}: not a CDR file (no line ends in its first {HEAD_BYTES // 1024} KiB; "
+                f"it begins {_preview(data[:80].decode('utf-8', errors='replace'))})"
+            )
         return None
     first = parse_line(lines[0][1])
     fmt = _header_format(first, lines[0][0], compressed, cr, shown)

@@ -605,3 +605,17 @@ def test_an_end_made_from_a_duration_of_centuries_is_a_problem(tmp_path: Path) -
         None,
     ]
     assert out[0]["end"] is None and out[2]["end"] == utc(2026, 11, 24, 13, 30, 41)
+
+
+@pytest.mark.parametrize("content", [b"a" * 200_000 + b"\n", b"\x00" * 100_000])
+def test_a_file_without_a_line_end_in_its_head_is_not_an_empty_file(
+    tmp_path: Path, content: bytes
+) -> None:
+    """It read as '0 rows, No incidents', exit 0 (its only, cut line was dropped as partial):
+    a false all-clear for a file that is no CDR at all."""
+    path = tmp_path / "Master.csv"
+    path.write_bytes(content)
+    with pytest.raises(IngestError, match=r"not a CDR file \(no line ends in its first 64 KiB"):
+        rows([path])
+    blank = write(tmp_path / "blank.csv", ["   ", "", "  "])
+    assert rows([blank]) == []  # only blank lines: empty, as before
