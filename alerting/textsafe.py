@@ -7,7 +7,9 @@ markup (`[/bold]`, `[link=…]`), terminal escape sequences or spreadsheet formu
                 (C0 except tab, DEL, C1, ESC) become visible `\\xNN` escapes;
 - `markup(s)`   for text inside rich markup (tables, console.print): `plain` + rich's escape;
 - `csv_cell(s)` for CSV cells: `plain` + a leading `'` on cells a spreadsheet would run as a
-                formula (`=`, `+`, `-`, `@`, tab, CR).
+                formula (`=`, `+`, `-`, `@`, tab, CR);
+- `clip(s, n)`  for a field quoted inside a one-line message: at most n characters (a CDR or AMI
+                field may be thousands long).
 Slack (mrkdwn) and HTML keep their own escapers (alerting/blockkit.py, the report's html).
 """
 
@@ -40,3 +42,9 @@ def csv_cell(text: object) -> str:
     """`text` safe for a CSV cell opened in a spreadsheet (formula injection escaped)."""
     s = plain(text)
     return "'" + s if s.startswith(_FORMULA_START) else s
+
+
+def clip(text: str, most: int = 80) -> str:
+    """`text`, cut to `most` characters with "..." when longer."""
+    return text if len(text) <= most else text[: most - 3] + "..."
+

@@ -20,6 +20,7 @@ from typing import Any
 import phonenumbers
 import polars as pl
 
+from tollwatch.alerting.textsafe import clip
 from tollwatch.background import in_background
 from tollwatch.config import ConfigError, Settings, load_settings
 from tollwatch.config.countries import metadata
@@ -75,7 +76,7 @@ class Validity:
         text = (f"{self.invalid} of {self.checked} distinct outbound numbers "
                 f"({self.share:.0%}) are not valid numbers under country "
                 f"{settings.site.country}, access code(s) {codes} "
-                f"(e.g. {', '.join(self.examples[:3])})")
+                f"(e.g. {', '.join(clip(e, 32) for e in self.examples[:3])})")
         return text + (f"; likely fix: {self.fix}" if self.fix else
                        "; no other country or access code does better (fraud destinations are "
                        "often numbers outside any published plan)")

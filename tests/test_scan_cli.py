@@ -103,6 +103,23 @@ def test_since_until_outside_1900_2199_is_one_line(fixtures: Path, args: list[st
     assert code == 2 and "is outside the years 1900-2199" in err, err
 
 
+def test_huge_fields_do_not_make_huge_lines(tmp_path: Path, fixtures: Path) -> None:
+    """A dst, Dial data or time of thousands of characters was quoted whole in the summary,
+    the trunk note and the invalid-numbers warning (one 10-kB line each)."""
+    lines = (fixtures / "Master-attack.csv").read_text().splitlines()
+    first = next(csv.reader([lines[0]]))
+    first[2], first[8] = "9" * 5000, "PJSIP/" + "9" * 5000 + "@carrier,60"
+    second = next(csv.reader([lines[1]]))
+    second[9] = "x" * 5000
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL).writerows([first, second])
+    path = tmp_path / "Master.csv"
+    path.write_text(out.getvalue() + "\n".join(lines[2:]) + "\n")
+    code, _, err = scan(*JP_UTC, "-f", "jsonl", str(path))
+    assert code == 1 and "bad start time 'xxx" in err and "(Dial PJSIP/9999" in err
+    assert max(len(line) for line in err.splitlines()) < 600, err
+
+
 def test_since_until_filter(fixtures: Path) -> None:
     code, out, err = scan(*JP_UTC, "--format", "json", "--since", "2026-11-24T13:30:20",
                           str(fixtures / "Master-attack.csv"))

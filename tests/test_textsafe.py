@@ -24,3 +24,11 @@ def test_csv_cell_escapes_formulas() -> None:
     assert csv_cell("-1") == "'-1"
     assert csv_cell("@SUM") == "'@SUM"
     assert csv_cell("209") == "209"
+
+
+def test_clip_keeps_short_text_and_cuts_long_text() -> None:
+    from tollwatch.alerting.textsafe import clip
+
+    assert clip("PJSIP/carrier") == "PJSIP/carrier"
+    assert clip("9" * 81) == "9" * 77 + "..." and len(clip("9" * 5000, 32)) == 32
+    assert clip("9" * 80) == "9" * 80

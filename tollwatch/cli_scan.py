@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from tollwatch import report_format
-from tollwatch.alerting.textsafe import markup
+from tollwatch.alerting.textsafe import clip, markup
 from tollwatch.cdr_ingest import IngestError, describe_layout
 from tollwatch.cli_common import (
     AccessOpt,
@@ -329,8 +329,9 @@ def _summary(stats: ScanStats, incidents_count: int, settings: Settings) -> None
         err.print(f"[yellow]skipped[/yellow] {n} row(s) in {markup(name)}", soft_wrap=True)
     for name, n in sorted(stats.replaced_by_file.items()):
         err.print(f"replaced {n} byte(s) that are not UTF-8 in {markup(name)}", soft_wrap=True)
-    for origin, problem in stats.problems[:20]:
-        err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(problem)}", soft_wrap=True)
+    for origin, problem in stats.problems[:20]:  # whole in --problems FILE
+        err.print(f"[yellow]skipped[/yellow] {markup(origin)}: {markup(clip(problem, 200))}",
+                  soft_wrap=True)
     if stats.skipped > 20:
         err.print(
             f"... and {stats.skipped - 20} more skipped rows (all of them: --problems FILE)",

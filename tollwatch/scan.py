@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from tollwatch.alerting.textsafe import clip
 from tollwatch.background import in_background
 from tollwatch.cdr_ingest import dials_local, local_dials, scan_chunks
 from tollwatch.cdr_ingest.database import CdrDatabase
@@ -361,14 +362,15 @@ class _Legs:
         out = []
         for (basis, name), example in sorted(self.seen.items()):
             if basis == "number":
-                out.append(f"treated {name} as a trunk because numbers were dialed through "
-                           f"it (Dial {example}); set [outbound] trunks to be sure")  # fmt: skip
+                out.append(f"treated {clip(name)} as a trunk because numbers were dialed through "
+                           f"it (Dial {clip(example)}); set [outbound] trunks to be "
+                           "sure")  # fmt: skip
             elif basis == "name":
-                out.append(f"treated {name} as a trunk because its name is not an extension "
+                out.append(f"treated {clip(name)} as a trunk because its name is not an extension "
                            "number (no Dial showed a number sent to it); set [outbound] trunks "
                            "to be sure")  # fmt: skip
             else:
-                out.append(f"treated {name} as a phone, not a trunk, because it was dialed "
-                           f"without a number (Dial {example}); set [outbound] phones to be "
+                out.append(f"treated {clip(name)} as a phone, not a trunk, because it was dialed "
+                           f"without a number (Dial {clip(example)}); set [outbound] phones to be "
                            "sure")  # fmt: skip
         return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from tollwatch.alerting.textsafe import clip
 from tollwatch.cdr_ingest import attribution
 from tollwatch.cdr_ingest._outbound import glob_to_regex
 from tollwatch.cdr_ingest._types import CdrOptions
@@ -92,11 +93,12 @@ class LegRules:
         evidence = evidence_of("Dial", lastdata, channel) if lastdata else None
         who = peer(channel)
         if evidence == "number":
-            self._note(who, "trunk", f"numbers were dialed through it (Dial {lastdata})")
+            self._note(who, "trunk", f"numbers were dialed through it (Dial {clip(lastdata)})")
             return True
         if evidence == "device":
             if not self.is_phone(channel):
-                self._note(who, "phone", f"it was dialed without a number (Dial {lastdata})")
+                self._note(who, "phone",
+                           f"it was dialed without a number (Dial {clip(lastdata)})")
             return False
         if who in self.registered:
             self._note(who, "phone", self.registered[who])
@@ -108,6 +110,7 @@ class LegRules:
         return True
 
     def _note(self, who: str, kind: str, why: str) -> None:
+        who = clip(who)
         if who in self._noted or len(self._noted) >= _MAX_LEARNED:
             return
         self._noted.add(who)
