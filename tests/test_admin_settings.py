@@ -269,3 +269,16 @@ async def test_status_tells_a_stopped_daemon(tmp_path: Path) -> None:
     assert "daemon: STOPPED at" in res.stdout
     res = runner.invoke(app, ["status", "--data-dir", str(tmp_path), "--json"])
     assert _json.loads(res.stdout)["running"] is False
+
+
+@pytest.mark.parametrize("doc", [
+    '{"daemon": {"started_at": "x"}}',  # no updated_at: it read "None"
+    '{"updated_at": "yesterday", "daemon": {}}',
+    '{"updated_at": "2026-12-03T10:00:00", "daemon": {}}',  # no zone
+])  # fmt: skip
+def test_status_with_a_status_file_without_a_time_says_so(tmp_path: Path, doc: str) -> None:
+    """A status.json cut short or edited by hand crashed `status` (ValueError, TypeError)."""
+    (tmp_path / "status.json").write_text(doc)
+    res = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 3, res.output
+    assert "NOT RUNNING? its last status has no time" in res.stdout

@@ -24,8 +24,14 @@ from tollwatch.status_read import read_daemon_status
 NOT_RUNNING = 3
 
 
-def _age(updated: str) -> float:
-    return (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds()
+def _age(updated: str) -> float | None:
+    """Seconds since the daemon's report; None when its time cannot be read (a status file
+    cut short or edited by hand)."""
+    try:
+        when = datetime.fromisoformat(updated)
+        return (datetime.now(UTC) - when).total_seconds()
+    except (ValueError, TypeError, OverflowError):  # not a time, or one without a zone
+        return None
 
 
 def daemon_state(updated: str, info: dict[str, Any], settings: Settings | None,
@@ -35,6 +41,8 @@ def daemon_state(updated: str, info: dict[str, Any], settings: Settings | None,
         return False, f"STOPPED at {human_time(info['stopped_at'], tz)}"
     every = settings.daemon.status_every.total_seconds() if settings else 5.0
     age = _age(updated)
+    if age is None:
+        return False, f"NOT RUNNING? its last status has no time ({markup(updated)!s:.40})"
     if age <= max(30.0, 3 * every):
         return True, f"running since {human_time(info.get('started_at'), tz)}"
     return False, (f"NOT RUNNING: no report for {age:.0f}s (last at {human_time(updated, tz)}; "
