@@ -9,7 +9,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from tollwatch.config.types import DialString, Duration, HoursRange, Prefix, PrefixText
+from tollwatch.config.types import (
+    DialString,
+    Duration,
+    HoursRange,
+    Interval,
+    Prefix,
+    PrefixText,
+    at_least,
+)
 
 CdrLayout = Literal[
     "auto",
@@ -148,7 +156,7 @@ class CdrDatabase(Strict):
     password_file: Path | None = None  # ... or a file (mode 0600); none: no password
     db_columns: dict[str, str] = Field(default_factory=dict)  # CDR field -> table column
     db_timezone: str | None = None  # zone of naive times in the table (default: site's)
-    poll: Duration = timedelta(seconds=5)  # follow: how often new rows are looked for
+    poll: Interval = timedelta(seconds=5)  # follow: how often new rows are looked for
     settle: Duration = timedelta(minutes=10)  # follow: how late a row may be inserted
     longest_call: Duration = timedelta(hours=24)  # follow: calls longer are not looked back for
 
@@ -285,11 +293,12 @@ class Baseline(Strict):
 
 class Daemon(Strict):
     data_dir: Path = Path("/var/lib/tollwatch")
-    snapshot_every: Duration = timedelta(seconds=2)
-    status_every: Duration = timedelta(seconds=5)
-    max_backoff: Duration = timedelta(seconds=60)
+    snapshot_every: Interval = timedelta(seconds=2)
+    status_every: Interval = timedelta(seconds=5)
+    max_backoff: Interval = timedelta(seconds=60)
     max_backlog: int = Field(default=200_000, ge=100)  # events queued before sources pause
-    stall_after: Duration = timedelta(seconds=30)  # no progress this long: stop the watchdog
+    # no progress this long: stop the watchdog (timers tick every second: at least 2s)
+    stall_after: Annotated[Duration, at_least(timedelta(seconds=2))] = timedelta(seconds=30)
 
 
 class Slack(Strict):
@@ -305,7 +314,7 @@ class Slack(Strict):
     updates: bool = True  # thread replies when an incident grows
     flood_threshold: int = Field(default=10, ge=2)  # this many new incidents ...
     flood_window: Duration = timedelta(minutes=1)  # ... within this span: one summary message
-    max_retry_delay: Duration = timedelta(minutes=5)
+    max_retry_delay: Interval = timedelta(minutes=5)
     # who is notified on a critical incident: "@here", "@channel", a user group "<!subteam^S0..>"
     # or a user "<@U0..>"; empty: nobody
     mention: str = Field(default="", pattern=r"^(|@here|@channel|<!subteam\^[A-Z0-9]+(\|[^>]*)?>|"
@@ -334,7 +343,7 @@ class Remediation(Strict):
     block: Literal["prefix", "source", "both"] = "prefix"  # source: its international calls
     prefix: Literal["range", "calling_code", "risk_prefix"] = "range"  # see remediation.scope
     hangup: bool = True  # hang up the incident's calls still up
-    ttl: Duration = timedelta(hours=24)
+    ttl: Annotated[Duration, at_least(timedelta(minutes=1))] = timedelta(hours=24)
     max_per_hour: int = Field(default=10, ge=1)
     family: str = "tollwatch"  # AstDB families <family>/block and <family>/src
 

@@ -6,7 +6,7 @@ import re
 from datetime import time, timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, PlainValidator
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, PlainValidator
 
 _DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
 _DURATION_FULL = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
@@ -70,6 +70,22 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def at_least(minimum: timedelta) -> AfterValidator:
+    """For a Duration that is an interval of the daemon's (a poll, a status write): 0s would
+    make it a loop that never waits."""
+
+    def check(value: timedelta) -> timedelta:
+        if value < minimum:
+            raise ValueError(f"{format_duration(value)} is shorter than "
+                             f"{format_duration(minimum)}")
+        return value
+
+    return AfterValidator(check)
+
+
+Interval = Annotated[Duration, at_least(timedelta(seconds=1))]
 
 
 def parse_prefix(value: Any) -> str:

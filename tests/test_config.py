@@ -233,3 +233,26 @@ def test_rates_and_high_risk_files_are_checked_with_the_settings(tmp_path: Path)
     ok = tmp_path / "ok.csv"
     path.write_text(f'[site]\ncountry = "JP"\ntimezone = "UTC"\n[rates]\nfile = "{ok}"\n')
     assert load(path).rates.file == tmp_path / "ok.csv"
+
+
+def test_daemon_intervals_of_zero_are_refused() -> None:
+    """0s made the status writer, the snapshots, the backoff and a database follower's poll
+    loops that never wait (a table queried without pause), a block that expired at once, and a
+    stall watchdog that flapped."""
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, {
+            "site": {"country": "JP", "timezone": "UTC"},
+            "daemon": {"snapshot_every": "0s", "status_every": "0s", "max_backoff": "0s",
+                       "stall_after": "1s"},
+            "cdr": {"poll": "0s"}, "remediation": {"ttl": "30s"},
+            "slack": {"max_retry_delay": "0s"},
+        })  # fmt: skip
+    assert sorted(exc.value.errors) == [
+        "cdr.poll: 0s is shorter than 1s",
+        "daemon.max_backoff: 0s is shorter than 1s",
+        "daemon.snapshot_every: 0s is shorter than 1s",
+        "daemon.stall_after: 1s is shorter than 2s",
+        "daemon.status_every: 0s is shorter than 1s",
+        "remediation.ttl: 30s is shorter than 1m",
+        "slack.max_retry_delay: 0s is shorter than 1s",
+    ]

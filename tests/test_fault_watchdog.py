@@ -113,7 +113,7 @@ def test_notifier_outside_systemd_does_nothing(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.slow
 async def test_stuck_pipeline_stops_feeding_the_watchdog(tmp_path: Path, systemd: Systemd) -> None:
-    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path), "stall_after": "1s"})
+    s = settings("JP", "UTC", daemon={"data_dir": str(tmp_path), "stall_after": "2s"})
     stuck = Stuck()
     source = FeedSource()
     daemon = Daemon(s, StateStore.in_dir(tmp_path), [source], [stuck], ["pbx"],
