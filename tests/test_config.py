@@ -256,3 +256,16 @@ def test_daemon_intervals_of_zero_are_refused() -> None:
         "remediation.ttl: 30s is shorter than 1m",
         "slack.max_retry_delay: 0s is shorter than 1s",
     ]
+
+
+def test_a_custom_conf_without_a_mapping_is_named_once(tmp_path: Path) -> None:
+    from tollwatch.settings import load
+
+    conf = tmp_path / "cdr_custom.conf"
+    conf.write_text("garbage\n")
+    path = tmp_path / "site.toml"
+    path.write_text(f'[site]\ncountry = "JP"\ntimezone = "UTC"\n[cdr]\ncustom_conf = "{conf}"\n')
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    assert exc.value.errors == [
+        f"cdr.custom_conf: {conf}: no mapping line (file => ${{CDR(...)}},...) found"]

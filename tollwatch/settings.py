@@ -83,7 +83,8 @@ def cdr_columns(settings: Settings) -> tuple[str, ...]:
         return tuple(columns_from_conf(settings.cdr.custom_conf))
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([f"cdr.custom_conf: {settings.cdr.custom_conf}: {why}"]) from None
+        where = f"{settings.cdr.custom_conf}: "
+        raise ConfigError([f"cdr.custom_conf: {where}{why.removeprefix(where)}"]) from None
 
 
 def cdr_options(settings: Settings) -> CdrOptions:
