@@ -130,18 +130,28 @@ def format_validation_error(
     exc: ValidationError, prefix: str = "", unknown: str = "unknown setting"
 ) -> list[str]:
     """One line per problem: its dotted path, then what is wrong in words."""
-    lines = []
+    found: dict[str, tuple[bool, str]] = {}  # path -> (our own words?, line)
     for err in exc.errors():
-        loc = prefix + ".".join(str(p) for p in err["loc"])
+        # a value that fits no member of a union is told once, at its own path: pydantic
+        # names each member tried ("function-before[parse_dial_string(), str]", "literal['']")
+        loc = prefix + ".".join(str(p) for p in err["loc"] if not _union_member(p))
         msg = err["msg"]
-        if msg.startswith("Value error, "):
+        ours = msg.startswith("Value error, ")
+        if ours:
             msg = msg[len("Value error, ") :]
         elif err["type"] == "extra_forbidden":
             msg = unknown
         elif "input" in err and not isinstance(err["input"], dict | list):
             msg = f"{err['input']!r}: {msg}"
-        lines.append(f"{loc}: {msg}")
-    return lines
+        if loc not in found or (ours and not found[loc][0]):
+            found[loc] = (ours, f"{loc}: {msg}")
+    return [line for _, line in found.values()]
+
+
+def _union_member(part: object) -> bool:
+    return isinstance(part, str) and part.endswith("]") and (
+        part.startswith(("function-", "literal[", "union[", "tagged-union[", "nullable["))
+        or ("[" in part and "(" in part))
 
 
 def raw_checks(data: Mapping[str, Any]) -> list[str]:

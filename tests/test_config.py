@@ -269,3 +269,14 @@ def test_a_custom_conf_without_a_mapping_is_named_once(tmp_path: Path) -> None:
         load(path)
     assert exc.value.errors == [
         f"cdr.custom_conf: {conf}: no mapping line (file => ${{CDR(...)}},...) found"]
+
+
+def test_a_value_that_fits_no_member_of_a_union_is_told_once_at_its_path() -> None:
+    """dialplan.national_prefix ("0" or ""): "abc" gave two lines naming pydantic's members,
+    'dialplan.national_prefix.function-before[parse_dial_string(), str]: ...' and
+    'dialplan.national_prefix.literal['']: ...'."""
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, {"site": {"country": "JP", "timezone": "UTC"},
+                             "dialplan": {"national_prefix": "abc"}})
+    assert exc.value.errors == [
+        'dialplan.national_prefix: "abc" is not a string of dial digits like "0" or "011"']
