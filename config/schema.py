@@ -366,6 +366,13 @@ class Metrics(Strict):
     listen: str | None = Field(default=None,
                                pattern=r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$")
 
+    @field_validator("listen")
+    @classmethod
+    def _port(cls, value: str | None) -> str | None:
+        if value is not None and not 1 <= int(value.rpartition(":")[2]) <= 65535:
+            raise ValueError(f'"{value}": the port is not 1-65535')
+        return value
+
 
 class RuleSpec(BaseModel):
     """A rule as written in the file: its type, whether it runs, and its typed options."""

@@ -142,3 +142,21 @@ def test_metrics_are_off_by_default_and_the_address_is_checked() -> None:
     assert load_settings(None, {"site": {"country": "JP"}}).metrics.listen is None
     with pytest.raises(ConfigError):
         load_settings(None, {"site": {"country": "JP"}, "metrics": {"listen": "9469"}})
+
+
+def test_a_metrics_port_taken_is_logged_and_the_daemon_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """start() raised 'Address already in use' out of the daemon's start: no monitoring at all
+    for want of /metrics. Now logged, and None (nothing to shut down)."""
+    from tollwatch.metrics import start
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert start(f"127.0.0.1:{port}", tmp_path) is None
+    assert "cannot listen on 127.0.0.1:" in caplog.text
+    assert "running without /metrics" in caplog.text
+    with pytest.raises(Exception, match="the port is not 1-65535"):
+        load_settings(None, {"site": {"country": "JP"}, "metrics": {"listen": "127.0.0.1:99999"}})

@@ -32,6 +32,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from tollwatch.alerting.textsafe import plain
+
 log = logging.getLogger("tollwatch.metrics")
 
 STALE_AFTER = 30.0
@@ -213,10 +215,17 @@ def registry_for(data_dir: Path) -> CollectorRegistry:
 
 
 def start(listen: str, data_dir: Path) -> Any:
-    """Serve /metrics on `listen` in a thread; returns (server, thread) to shut it down."""
+    """Serve /metrics on `listen` in a thread; returns (server, thread) to shut it down, or
+    None when it cannot listen there (the port taken, an address not this host's): logged,
+    and the daemon watches the PBXes without /metrics rather than not at all."""
     from prometheus_client import start_http_server
 
     host, port = parse_listen(listen)
-    served = start_http_server(port, addr=host, registry=registry_for(data_dir))
+    try:
+        served = start_http_server(port, addr=host, registry=registry_for(data_dir))
+    except (OSError, OverflowError) as exc:
+        log.error("metrics: cannot listen on %s (%s); running without /metrics",
+                  plain(listen), exc)
+        return None
     log.info("metrics on http://%s:%d/metrics", host, port)
     return served
