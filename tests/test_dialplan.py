@@ -269,3 +269,15 @@ def test_family_and_sound_options() -> None:
 def test_packaged_snippet_is_the_generated_one() -> None:
     packaged = (ROOT / "packaging" / "tollwatch-block.conf").read_text(encoding="utf-8")
     assert packaged == render(settings("JP"))
+
+
+@pytest.mark.parametrize("sound", ["x;comment", "x)\n same => n,System(rm -rf /)", "${EVIL}",
+                                   "a,b", ""])  # fmt: skip
+def test_a_sound_that_would_leave_playback_is_refused(sound: str) -> None:
+    """--sound went into extensions.conf as written: a line end or ')' let it add dialplan."""
+    s = settings("JP", "Asia/Tokyo")
+    if sound:
+        with pytest.raises(ValueError, match="a sound name is letters"):
+            render(s, sound=sound)
+    assert "Playback" not in render(s, sound=None)
+    assert "Playback(ss-noservice&tt-weasels)" in render(s, sound="ss-noservice&tt-weasels")

@@ -342,7 +342,10 @@ def dialplan(
     if out is None:
         typer.echo(text, nl=False)
         return
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{out}: cannot write ({exc.strerror or exc})") from None
     _say(f"wrote {out} (include it in extensions.conf and call "
          "Gosub(tollwatch-check,s,1(${EXTEN})) in outbound routes)")  # fmt: skip
 

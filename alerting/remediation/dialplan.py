@@ -9,6 +9,7 @@ plain `GotoIf`/`Set`/`${var:offset}` steps, so what Asterisk runs is the table, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from tollwatch.config.countries import country_code
@@ -108,6 +109,11 @@ def plan(settings: Settings) -> Plan:
 
 def _starts(var: str, prefix: str) -> str:
     return f'"${{{var}:0:{len(prefix)}}}" = "{prefix}"'
+
+
+# Asterisk sound file names, "&"-joined for several: nothing that could end the application's
+# arguments (")" "," ";" a line end) or start a variable ("$")
+_SOUND = re.compile(r"[A-Za-z0-9_./-]+(&[A-Za-z0-9_./-]+)*")
 
 
 def render(settings: Settings, sound: str | None = None) -> str:
@@ -211,6 +217,9 @@ def render(settings: Settings, sound: str | None = None) -> str:
         " - blocked ${tw_hit} - ${CUT(DB_RESULT,|,2)})"
     )
     if sound:
+        if not _SOUND.fullmatch(sound):  # it goes into extensions.conf as written
+            raise ValueError(f"--sound {sound!r}: a sound name is letters, digits and _ - . / "
+                             "(several joined by &), like ss-noservice")
         s(f" same => n,Playback({sound})")
     s(" same => n,Hangup(21)")
     s(" same => n(pass),Return()")
