@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -319,6 +320,19 @@ class Slack(Strict):
     # or a user "<@U0..>"; empty: nobody
     mention: str = Field(default="", pattern=r"^(|@here|@channel|<!subteam\^[A-Z0-9]+(\|[^>]*)?>|"
                          r"<@[A-Z0-9]+>)$")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        """The bot token goes there: https, or http only to this host (a test stand-in)."""
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http"
+                                                                   and local)):
+            raise ValueError(f'"{value}" is not an https:// URL (http:// only to this host)')
+        return value
 
     @model_validator(mode="after")
     def _mode(self) -> Slack:

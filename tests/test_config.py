@@ -280,3 +280,20 @@ def test_a_value_that_fits_no_member_of_a_union_is_told_once_at_its_path() -> No
                              "dialplan": {"national_prefix": "abc"}})
     assert exc.value.errors == [
         'dialplan.national_prefix: "abc" is not a string of dial digits like "0" or "011"']
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://slack.example.com/api/", True), ("http://127.0.0.1:8080/api/", True),
+    ("http://localhost/api/", True), ("http://example.com/api/", False),
+    ("ftp://example.com/", False), ("slack.com/api", False), ("https:///api", False),
+])  # fmt: skip
+def test_slack_base_url_keeps_the_token_off_the_wire_in_clear(url: str, ok: bool) -> None:
+    """The bot token is sent to base_url: http:// to another host sent it in clear text."""
+    over = {"site": {"country": "JP"}, "slack": {"base_url": url}}
+    if ok:
+        assert load_settings(None, over).slack.base_url == url
+        return
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, over)
+    assert exc.value.errors == [
+        f'slack.base_url: "{url}" is not an https:// URL (http:// only to this host)']
