@@ -59,6 +59,7 @@ from tollwatch.alerting.slack_api import (
     api_error,
     header,
     permanent,
+    require_https,
     short,
     status_of,
 )
@@ -138,6 +139,7 @@ class SlackAlerter(Posting):
                     "webhook_file",
                 )
                 self._add_secret(url)
+                require_https(url)
                 self._webhook = ThreadedWebhook(url)
         elif self._client is None or self._own_clients:
             token = read_secret(

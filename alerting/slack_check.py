@@ -16,6 +16,7 @@ from tollwatch.alerting.slack_api import (
     PERMANENT,
     PERMANENT_WEBHOOK,
     api_error,
+    require_https,
 )
 from tollwatch.config.schema import Slack
 from tollwatch.config.secrets import read_secret
@@ -115,6 +116,7 @@ async def check_slack(settings: Slack, message: str) -> CheckResult:
     if settings.webhook_env is not None or settings.webhook_file is not None:
         url = read_secret(settings.webhook_env, settings.webhook_file, "slack", "webhook_env",
                           "webhook_file")
+        require_https(url)
         return await asyncio.to_thread(_webhook, url, message)
     token = read_secret(settings.token_env, settings.token_file, "slack", "token_env",
                         "token_file")

@@ -151,3 +151,27 @@ def test_slack_test_says_what_is_wrong(stub: SlackStub, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["slack-test", "-c", str(cfg)])
     assert res.exit_code == 1
     assert "lacks the scope chat:write" in res.output
+
+
+@pytest.mark.parametrize("url", ["hooks.slack.com/services/T/B/X", "http://example.com/hook",
+                                 "file:///etc/passwd"])  # fmt: skip
+def test_a_webhook_url_that_is_not_https_is_refused_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """It was taken: every alert then failed ('unknown url type'), or went out in clear text
+    to another host. The message must not show the URL (the secret)."""
+    from tollwatch.alerting.slack_api import require_https
+    from tollwatch.config.secrets import SecretError
+
+    with pytest.raises(SecretError, match="is not an https:// URL") as exc:
+        require_https(url)
+    assert url not in str(exc.value)
+    require_https("https://hooks.slack.com/services/T/B/X")
+    require_https("http://127.0.0.1:8080/hook")
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[site]\ncountry = "JP"\ntimezone = "UTC"\n'
+                   '[slack]\nenabled = true\nwebhook_env = "TW_HOOK"\n')
+    monkeypatch.setenv("TW_HOOK", url)
+    res = CliRunner().invoke(app, ["slack-test", "-c", str(cfg)])
+    assert res.exit_code != 0 and "is not an https:// URL" in res.output
+    assert url not in res.output
