@@ -36,7 +36,7 @@ from tollwatch.config.schema import Settings
 
 RuleChecks = Callable[[Mapping[str, Mapping[str, Any]]], list[str]]
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}\Z")
 SHARED_ONLY = frozenset({"daemon"})  # one daemon for the fleet
 PER_PBX_ONLY = frozenset({"ami", "csv_sources"})  # a connection belongs to one PBX
 ENTRY_KEYS = frozenset(Settings.model_fields) - SHARED_ONLY - {"csv_sources"}

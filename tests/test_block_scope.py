@@ -217,3 +217,22 @@ async def test_lift_on_console_and_slack(tmp_path: Path, monkeypatch: pytest.Mon
         assert any("calls to +23276543: block expired" in r for r in replies), replies
     finally:
         stub.down()
+
+
+@pytest.mark.parametrize("source", ["209\n", "209\r\nAction: Originate", "20 9", ""])
+def test_a_source_with_a_line_end_is_never_an_astdb_key(source: str) -> None:
+    """The pattern ended in `$`, which also matches before a final line end: "209\\n" passed as
+    an extension and would have gone into a DBPut's Key header."""
+    from tollwatch.alerting.remediation.policy import Guard
+
+    guard = Guard(settings("JP", "Asia/Tokyo"))
+    assert guard.check_source(source) is not None
+    assert guard.check_source("209") is None
+
+
+def test_fleet_and_table_names_with_a_final_line_end_are_refused() -> None:
+    from tollwatch.cdr_ingest.database._table import _NAME
+    from tollwatch.config.fleet import NAME
+
+    assert NAME.match("pbx") and not NAME.match("pbx\n")
+    assert _NAME.match("cdr") and not _NAME.match("cdr\n")

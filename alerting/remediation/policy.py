@@ -18,7 +18,7 @@ from tollwatch.alerting.remediation.prefixes import PrefixError, describe, read_
 from tollwatch.config.schema import Settings
 from tollwatch.rules.destinations import Classifier
 
-_SOURCE = re.compile(r"^[A-Za-z0-9_.+@-]{1,40}$")
+_SOURCE = re.compile(r"^[A-Za-z0-9_.+@-]{1,40}\Z")  # \Z: "209\n" is not an extension
 _SEVERITY = {"none": 0, "warning": 1, "critical": 2}
 
 

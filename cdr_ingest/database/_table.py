@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from ..dialects import canonical_columns
 from ._connect import Connection, DbError, Dialect, quote_ident, quote_text
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}\Z")
 _TEXT = {"char", "varchar", "text", "tinytext", "mediumtext", "longtext", "character varying",
          "character", "bpchar", "name", "enum", "set"}
 _INTEGER = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
