@@ -260,6 +260,14 @@ class AmiServer(Strict):
     # This PBX's Master.csv: calls made while AMI was down are recovered from it on reconnect
     cdr_file: Path | None = None
 
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not 1 <= len(value) <= 80 or any(c < " " or c == "\x7f" for c in value):
+            raise ValueError(f"{value!r} is not an AMI user name (one line of 1-80 characters: "
+                             "it goes into the Login action's header)")
+        return value
+
     @model_validator(mode="after")
     def _one_secret(self) -> AmiServer:
         if (self.secret_env is None) == (self.secret_file is None):

@@ -53,13 +53,13 @@ def read_secret(
                 f"secret itself there? put the secret in the environment and its name in "
                 f"{env_key}; the value is not shown)"
             )
-        value = os.environ.get(env)
+        value = (os.environ.get(env) or "").strip()
         if not value:
             raise SecretError(
                 f"{what}: the environment variable named by {env_key} is not set or empty "
                 f"(its name is not shown, in case it is the secret)"
             )
-        return value
+        return _one_line(value, what)
     if file is not None:
         try:
             value = secret_path(file).read_text(encoding="utf-8").strip()
@@ -72,8 +72,17 @@ def read_secret(
             raise SecretError(f"{what}: the file named by {file_key} is not UTF-8 text") from None
         if not value:
             raise SecretError(f"{what}: the file named by {file_key} is empty")
-        return value
+        return _one_line(value, what)
     raise SecretError(f"{what}: neither {env_key} nor {file_key} is configured")
+
+
+def _one_line(value: str, what: str) -> str:
+    """A secret goes into an AMI header or an HTTP request as it is: a line end inside it
+    would end that header and start another (spaces around it are trimmed)."""
+    if any(c < " " or c == "\x7f" for c in value):
+        raise SecretError(f"{what}: the secret holds a line end or another control character "
+                          "(it would break the request it goes into; the value is not shown)")
+    return value
 
 
 def _problem(where: str, key: str, value: Any) -> str | None:

@@ -297,3 +297,27 @@ def test_slack_base_url_keeps_the_token_off_the_wire_in_clear(url: str, ok: bool
         load_settings(None, over)
     assert exc.value.errors == [
         f'slack.base_url: "{url}" is not an https:// URL (http:// only to this host)']
+
+
+def test_a_secret_or_ami_user_with_a_line_end_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both go into an AMI Login header as written: 'x\\r\\nAction: Originate' would have
+    ended the header and sent another action. A final line end (an env file, `echo`) is
+    trimmed, as it was for a secret file."""
+    from tollwatch.config.secrets import SecretError, read_secret
+
+    monkeypatch.setenv("TW_S", "x\r\nAction: Originate")
+    with pytest.raises(SecretError, match="holds a line end") as exc:
+        read_secret("TW_S", None, "ami[0]")
+    assert "Originate" not in str(exc.value)
+    monkeypatch.setenv("TW_S", "good-secret\n")
+    assert read_secret("TW_S", None, "ami[0]") == "good-secret"
+    (tmp_path / "s").write_text("a\x00b\n")
+    with pytest.raises(SecretError, match="holds a line end"):
+        read_secret(None, tmp_path / "s", "ami[0]")
+    with pytest.raises(ConfigError) as bad:
+        load_settings(None, {"site": {"country": "JP"}, "ami": [
+            {"name": "pbx", "username": "tw\r\nAction: Originate", "secret_env": "TW_S"}]})
+    assert bad.value.errors[0].startswith("ami.0.username: 'tw\\r\\nAction: Originate' is not "
+                                          "an AMI user name")
