@@ -210,6 +210,10 @@ class Classifier:
         """with_columns steps that add DEST_COLUMNS (and temporaries starting with _d_)."""
         raw = pl.col(column).cast(pl.String).fill_null("")
         norm = raw.str.replace_all(r"[\s\-().]", "")
+        # a number ended with the send key, "0102327654321#", is that number (a trunk may
+        # strip the '#'; read as a feature code it went unseen, and past the dialplan's blocks)
+        norm = pl.when(norm.str.contains(r"^\+?[0-9]+#$")).then(
+            norm.str.strip_suffix("#")).otherwise(norm)
         step1 = [
             norm.str.starts_with("+").alias("_d_plus"),
             norm.str.strip_prefix("+").alias("_d_digits"),

@@ -24,6 +24,7 @@ _LOCAL_MIN = 7  # as destinations._LOCAL_MIN
 _NOISE = re.compile(r"[\t\n\x0b\x0c\r \-().]")  # the plan's [\s\-().] on ASCII (\s: Rust's)
 _DIGITS = re.compile(r"[0-9]+\Z")
 _KEYPAD = re.compile(r"[0-9*#]+\Z")
+_SENT = re.compile(r"\+?[0-9]+#\Z")
 _BY_LEN: weakref.WeakKeyDictionary[Classifier, list[tuple[int, dict[str, int]]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -35,6 +36,8 @@ def row_one(c: Classifier, dialed: str) -> dict[str, Any] | None:
     if not dialed.isascii():
         return None
     norm = _NOISE.sub("", dialed)
+    if _SENT.match(norm):  # the number and the send key: the number (as the plan)
+        norm = norm[:-1]
     plus = norm.startswith("+")
     digits = norm[1:] if plus else norm
     isdig = _DIGITS.match(digits) is not None

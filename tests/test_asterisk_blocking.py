@@ -307,3 +307,18 @@ async def test_ami_outage_mid_attack_one_incident_with_every_call(
     assert len(incidents) == 1
     assert incidents[0]["calls"] == 30
     assert sorted(incidents[0]["call_ids"]) == sorted(r[16] for r in placed)
+
+
+async def test_a_number_ended_with_the_send_key_is_refused_like_the_number(pbx: Pbx) -> None:
+    """'0102327654399#' went to the carrier past a block of +232 (the snippet passed anything
+    that was not all digits), and tollwatch read it as a feature code: now it is the number
+    for both. Without a block the same string reaches the carrier (the route takes it)."""
+    before = len(cdr_rows(pbx)) if pbx.cdr.exists() else 0
+    assert await call(pbx, "201", SL + "#") is True
+    pbx.cli(f'database put tollwatch/block 232 "{int(time.time()) + 600}|test"')
+    assert await call(pbx, "201", SL + "#") is False
+    assert await call(pbx, "201", UK + "#") is True
+    rows = [r for r in cdr_rows(pbx)[before:] if r[1] == "201"]
+    assert [(r[2], refused(r)) for r in rows] == [
+        (SL + "#", False), (SL + "#", True), (UK + "#", False)]
+    assert rows[1][17] == "tollwatch-blocked:232"

@@ -160,3 +160,22 @@ def test_batch_classifier_remembers_and_matches() -> None:
         for row in frame.iter_rows(named=True):
             assert row["e164"] == c.classify(row["dst"]).e164
     assert second.height == len(numbers)
+
+
+@pytest.mark.parametrize("dialed,e164,cls", [
+    ("0102327654321#", "+2327654321", "international"),
+    ("+2327654321#", "+2327654321", "international"),
+    ("0312345678#", "+81312345678", "domestic"),
+    ("110#", None, "emergency"),
+    ("*97#", None, "internal"), ("#31#", None, "internal"), ("0102327654321##", None, "internal"),
+])  # fmt: skip
+def test_a_number_ended_with_the_send_key_is_the_number(
+    dialed: str, e164: str | None, cls: str
+) -> None:
+    """A trunk may strip the '#' and place the call: read as a feature code ("internal"), an
+    attack dialed that way went unseen by every rule (and past the dialplan's blocks)."""
+    c = make("JP")
+    one = c.classify(dialed)
+    frame = c.classify_df(pl.DataFrame({"dst": [dialed] * 40}))  # the batch path too
+    assert (one.e164, one.dest_class) == (e164, cls)
+    assert frame["dest_class"].unique().to_list() == [cls]

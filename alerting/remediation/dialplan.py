@@ -58,6 +58,8 @@ class Plan:
             return None
         plus = n.startswith("+")
         d = n[1:] if plus else n
+        if d.endswith("#"):  # the send key after the number: the number (as the classifier)
+            d = d[:-1]
         if not d or not d.isdigit() or not d.isascii():
             return None
         if plus:
@@ -156,7 +158,10 @@ def render(settings: Settings, sound: str | None = None) -> str:
     s(" same => n,Set(LOCAL(tw_d)=${tw_n})")
     s(' same => n,GotoIf($["${tw_n:0:1}" != "+"]?digits)')
     s(" same => n,Set(LOCAL(tw_d)=${tw_n:1})")
-    s(' same => n(digits),GotoIf($["${tw_d}" = ""]?pass)')
+    s("; the send key after the number ('0102327654321#'): the number, as tollwatch reads it")
+    s(' same => n(digits),GotoIf($["${tw_d:-1}" != "#"]?sent)')
+    s(" same => n,Set(LOCAL(tw_d)=${tw_d:0:-1})")
+    s(' same => n(sent),GotoIf($["${tw_d}" = ""]?pass)')
     s(' same => n,GotoIf($["${FILTER(0-9,${tw_d})}" != "${tw_d}"]?pass)')
     s(' same => n,GotoIf($["${tw_n:0:1}" = "+"]?plus)')
     s("; 3. an outside-line access code comes off")
