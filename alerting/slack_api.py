@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from slack_sdk.errors import SlackApiError
 
 from tollwatch.config.secrets import SecretError
+from tollwatch.config.types import https_or_local
 
 # slack-sdk logs request URLs (a webhook URL is a secret) at debug level and every failed
 # attempt at error level: keep it quiet
@@ -148,9 +148,7 @@ def short(exc: BaseException) -> str:
 def require_https(url: str) -> None:
     """SecretError unless the webhook URL is https:// (http:// only to this host, a test
     stand-in), said without the URL: it is the secret."""
-    parts = urlsplit(url)
-    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+    if not https_or_local(url):
         raise SecretError("slack: the webhook URL (webhook_env/webhook_file) is not an "
                           "https:// URL")
 

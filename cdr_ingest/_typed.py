@@ -61,11 +61,15 @@ def _time_problem(
 def _far_problem(name: str, shown: pl.Expr, value: pl.Expr, made_from: str) -> pl.Expr:
     """A time outside [EARLIEST, LATEST), named by its field as written (`shown`), or, for a
     time the file does not hold, by what it was worked out from (`made_from`)."""
-    far = value.is_not_null() & ((value < EARLIEST) | (value >= LATEST))
+    far = value.is_not_null() & ~_in_range(value)
     if made_from:
         return _message(f"{name} time ({made_from} '", shown, far,
                         "') is out of range (years 1900-2199)")
     return _message(f"{name} time '", shown, far, "' is out of range (years 1900-2199)")
+
+
+def _in_range(value: pl.Expr) -> pl.Expr:
+    return (value >= EARLIEST) & (value < LATEST)
 
 
 def _int_problem(name: str, raw: pl.Expr, value: pl.Expr) -> pl.Expr:
@@ -142,8 +146,7 @@ def typed(lf: pl.LazyFrame, fmt: FileFormat, options: CdrOptions) -> pl.LazyFram
         problem.alias("problem"),
         replaced.fill_null(0).cast(pl.Int64).alias("replaced"),
         # a time out of range is never handed on, even where a problem row is looked at
-        *[pl.when((pl.col(t) >= EARLIEST) & (pl.col(t) < LATEST)).then(pl.col(t)).alias(t)
-          for t in _TIMES],
+        *[pl.when(_in_range(pl.col(t))).then(pl.col(t)).alias(t) for t in _TIMES],
     )
 
 

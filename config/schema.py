@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -18,6 +17,7 @@ from tollwatch.config.types import (
     Prefix,
     PrefixText,
     at_least,
+    https_or_local,
 )
 
 CdrLayout = Literal[
@@ -333,12 +333,7 @@ class Slack(Strict):
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         """The bot token goes there: https, or http only to this host (a test stand-in)."""
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        local = parts.hostname in ("127.0.0.1", "localhost", "::1")
-        if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http"
-                                                                   and local)):
+        if value is not None and not https_or_local(value):
             raise ValueError(f'"{value}" is not an https:// URL (http:// only to this host)')
         return value
 

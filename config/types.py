@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, PlainValidator
 
@@ -187,3 +188,12 @@ HoursRange = Annotated[
     PlainValidator(parse_time_range),
     PlainSerializer(str, return_type=str),
 ]
+
+
+def https_or_local(url: str) -> bool:
+    """Whether a secret may be sent to `url`: https://, or http:// to this host only (a test
+    stand-in); anything else would carry it in clear text, or is no URL at all."""
+    parts = urlsplit(url)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    return bool(parts.hostname) and (parts.scheme == "https" or (parts.scheme == "http" and local))
+
