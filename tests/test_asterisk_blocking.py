@@ -322,3 +322,19 @@ async def test_a_number_ended_with_the_send_key_is_refused_like_the_number(pbx: 
     assert [(r[2], refused(r)) for r in rows] == [
         (SL + "#", False), (SL + "#", True), (UK + "#", False)]
     assert rows[1][17] == "tollwatch-blocked:232"
+
+
+async def test_spaces_and_parentheses_in_the_dialed_number_do_not_pass_a_block(pbx: Pbx) -> None:
+    """A SIP URI brings them into EXTEN (%20, %28, %29) and the route still dials the number:
+    '010 232 765 4399' went to the carrier past a block of +232 (the snippet passed anything
+    that was not all digits after '-' and '.'), while tollwatch read it as +2327654399."""
+    before = len(cdr_rows(pbx)) if pbx.cdr.exists() else 0
+    pbx.cli(f'database put tollwatch/block 232 "{int(time.time()) + 600}|test"')
+    placed = ["010%20232%20765%204399", "010%28232%297654399", "0102327654399%20",
+              "010%2044%2020%207946%200000"]
+    went = [await call(pbx, "201", dialed) for dialed in placed]  # one after the other
+    rows = [r for r in cdr_rows(pbx)[before:] if r[1] == "201"]
+    assert [(r[2], refused(r)) for r in rows] == [
+        ("010 232 765 4399", True), ("010(232)7654399", True), ("0102327654399 ", True),
+        ("010 44 20 7946 0000", False)]  # the UK still goes through
+    assert went == [False, False, False, True]

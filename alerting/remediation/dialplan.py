@@ -18,7 +18,11 @@ from tollwatch.config.schema import Settings
 CONTEXT = "tollwatch-check"
 MAX_PREFIX = 8
 _LOCAL_MIN = 7  # rules.destinations._LOCAL_MIN: a number this long without prefix is national
-_STRIP = "-."  # characters removed before reading the digits (REPLACE)
+# What the snippet keeps of the dialed string before reading the digits (FILTER): anything
+# else (spaces, parentheses, dashes, letters) could otherwise make a blocked number pass it,
+# and a SIP URI brings such characters into EXTEN (%20, %28) while the route still dials it
+_KEEP = "0-9+#*"
+_KEPT = frozenset("0123456789+#*")
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class Plan:
 
     def e164(self, dialed: str) -> str | None:
         """The E.164 digits the dialplan looks blocks up for (None: never blocked by prefix)."""
-        n = dialed.translate({ord(c): None for c in _STRIP})
+        n = "".join(c for c in dialed if c in _KEPT)
         if n in self.emergency:
             return None
         plus = n.startswith("+")
@@ -148,7 +152,7 @@ def render(settings: Settings, sound: str | None = None) -> str:
         f"[{CONTEXT}]",
         "exten => s,1,NoOp(tollwatch: checking ${ARG1})",
         " same => n,Set(LOCAL(tw_raw)=${ARG1})",
-        f" same => n,Set(LOCAL(tw_n)=${{REPLACE(tw_raw,{_STRIP})}})",
+        f" same => n,Set(LOCAL(tw_n)=${{FILTER({_KEEP},${{tw_raw}})}})",
         "; 1. emergency numbers pass first, always",
     ]
     s = out.append
