@@ -210,8 +210,12 @@ class Classifier:
         """with_columns steps that add DEST_COLUMNS (and temporaries starting with _d_)."""
         raw = pl.col(column).cast(pl.String).fill_null("")
         norm = raw.str.replace_all(r"[\s\-().]", "")
-        # a number ended with the send key, "0102327654321#", is that number (a trunk may
-        # strip the '#'; read as a feature code it went unseen, and past the dialplan's blocks)
+        # a number with SIP URI parameters after it, "0102327654321;user=phone", is that
+        # number (the carrier reads them as parameters); so is one ended with the send key,
+        # "0102327654321#" (a trunk may strip it): read as "unknown" or a feature code, such
+        # calls went unseen by every rule
+        norm = pl.when(norm.str.contains(r"^\+?[0-9]+#?;")).then(
+            norm.str.replace(r";.*$", "")).otherwise(norm)
         norm = pl.when(norm.str.contains(r"^\+?[0-9]+#$")).then(
             norm.str.strip_suffix("#")).otherwise(norm)
         step1 = [

@@ -25,6 +25,7 @@ _NOISE = re.compile(r"[\t\n\x0b\x0c\r \-().]")  # the plan's [\s\-().] on ASCII 
 _DIGITS = re.compile(r"[0-9]+\Z")
 _KEYPAD = re.compile(r"[0-9*#]+\Z")
 _SENT = re.compile(r"\+?[0-9]+#\Z")
+_PARAMS = re.compile(r"\+?[0-9]+#?;")
 _BY_LEN: weakref.WeakKeyDictionary[Classifier, list[tuple[int, dict[str, int]]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -36,6 +37,8 @@ def row_one(c: Classifier, dialed: str) -> dict[str, Any] | None:
     if not dialed.isascii():
         return None
     norm = _NOISE.sub("", dialed)
+    if _PARAMS.match(norm):  # the number and SIP URI parameters: the number (as the plan)
+        norm = norm[: norm.index(";")]
     if _SENT.match(norm):  # the number and the send key: the number (as the plan)
         norm = norm[:-1]
     plus = norm.startswith("+")

@@ -338,3 +338,6 @@ async def test_spaces_and_parentheses_in_the_dialed_number_do_not_pass_a_block(p
         ("010 232 765 4399", True), ("010(232)7654399", True), ("0102327654399 ", True),
         ("010 44 20 7946 0000", False)]  # the UK still goes through
     assert went == [False, False, False, True]
+    # the snippet's CUT at ';' (SIP URI parameters) as Asterisk read it: '\\;' is a ';'
+    shown = pbx.cli("dialplan show s@tollwatch-check")
+    assert "Set(LOCAL(tw_raw)=${CUT(tw_raw,;,1)})" in shown, shown

@@ -168,6 +168,9 @@ def test_batch_classifier_remembers_and_matches() -> None:
     ("0312345678#", "+81312345678", "domestic"),
     ("110#", None, "emergency"),
     ("*97#", None, "internal"), ("#31#", None, "internal"), ("0102327654321##", None, "internal"),
+    ("0102327654321;user=phone", "+2327654321", "international"),
+    ("+2327654321;phone-context=+81", "+2327654321", "international"),
+    ("*97;x", None, "unknown"),
 ])  # fmt: skip
 def test_a_number_ended_with_the_send_key_is_the_number(
     dialed: str, e164: str | None, cls: str

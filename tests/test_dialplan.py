@@ -111,6 +111,7 @@ class Dialplan:
                 return "".join(c for c in self.vars.get(var, "") if c not in chars)
             if name == "CUT":
                 var, delim, field = arg.split(",")
+                delim = delim.replace("\\;", ";")  # extensions.conf escapes ';' (a comment)
                 parts = self.vars.get(var, "").split(delim)
                 n = int(field)
                 return parts[n - 1] if n <= len(parts) else ""
@@ -161,6 +162,7 @@ NUMBERS = {
         "*97", "abc", "01018765551234", "0101", "0102327654321#", "+2327654321#", "110#",
         "201#", "#", "+#", "*97#", "0102327654321##", "010 232 765 4321", "010(232)7654321",
         "0102327654321 ", "010abc2327654321", "0102327654321;x", "1 1 0", " 110",
+        "0102327654321;phone-context=+81", "+2327654321;user=phone", "*97;x",
     ],
     "JP+0": [
         "00102327654321", "0102327654321", "00312345678", "0312345678", "0110", "0119",
@@ -186,7 +188,7 @@ def test_dialplan_computes_the_classifiers_e164(name: str) -> None:
         dest = classifier.classify(number)
         # the dialplan reads the dial characters only (a space, a letter, a parenthesis could
         # otherwise carry a blocked number past it): the classifier's reading of those
-        kept = "".join(c for c in number if c in "0123456789+#*")
+        kept = "".join(c for c in number.split(";", 1)[0] if c in "0123456789+#*")
         read = classifier.classify(kept)
         want = read.e164.lstrip("+") if read.e164 else None
         if not kept.lstrip("+").removesuffix("#").isdigit():

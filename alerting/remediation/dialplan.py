@@ -57,7 +57,7 @@ class Plan:
 
     def e164(self, dialed: str) -> str | None:
         """The E.164 digits the dialplan looks blocks up for (None: never blocked by prefix)."""
-        n = "".join(c for c in dialed if c in _KEPT)
+        n = "".join(c for c in dialed.split(";", 1)[0] if c in _KEPT)
         if n in self.emergency:
             return None
         plus = n.startswith("+")
@@ -152,6 +152,8 @@ def render(settings: Settings, sound: str | None = None) -> str:
         f"[{CONTEXT}]",
         "exten => s,1,NoOp(tollwatch: checking ${ARG1})",
         " same => n,Set(LOCAL(tw_raw)=${ARG1})",
+        "; SIP URI parameters after the number (0102327654321;user=phone) come off",
+        " same => n,Set(LOCAL(tw_raw)=${CUT(tw_raw,\\;,1)})",
         f" same => n,Set(LOCAL(tw_n)=${{FILTER({_KEEP},${{tw_raw}})}})",
         "; 1. emergency numbers pass first, always",
     ]
