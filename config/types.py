@@ -23,28 +23,22 @@ MAX_DURATION = timedelta(days=3650)
 def parse_duration(value: Any) -> timedelta:
     """Parse "90s", "10m", "1h30m", "7d" (or a number of seconds) into a timedelta, at most
     MAX_DURATION (ten years)."""
+    seconds: float
     if isinstance(value, timedelta):
-        found = value
-    elif isinstance(value, bool):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or (isinstance(value, float) and value != value):  # NaN
         raise ValueError(f"{value!r} is not a duration like \"10m\"")
     elif isinstance(value, int | float):
-        if value != value:  # NaN
-            raise ValueError(f"{value!r} is not a duration like \"10m\"")
         if value < 0:
             raise ValueError(f"{value!r} is not a duration like \"10m\" (negative)")
-        if value > MAX_DURATION.total_seconds():
-            found = MAX_DURATION * 2  # said below (inf and huge numbers included)
-        else:
-            found = timedelta(seconds=value)
+        seconds = value
     elif isinstance(value, str) and _DURATION_FULL.match(value):
         seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
-        found = MAX_DURATION * 2 if seconds > MAX_DURATION.total_seconds() else (
-            timedelta(seconds=seconds))
     else:
         raise ValueError(f"{_show(value)} is not a duration like \"10m\"")
-    if found > MAX_DURATION or found < timedelta(0):
+    if not 0 <= seconds <= MAX_DURATION.total_seconds():  # inf and 1e20 too
         raise ValueError(f"{_show(value)} is not a duration from 0s to 3650d (ten years)")
-    return found
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:
