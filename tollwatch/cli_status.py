@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from tollwatch import status_view
-from tollwatch.alerting.textsafe import markup
+from tollwatch.alerting.textsafe import clip, markup
 from tollwatch.cli_common import ConfigOpt, err, fail, out, settings_for
 from tollwatch.config import Settings
 from tollwatch.report_format import human_time
@@ -42,7 +42,7 @@ def daemon_state(updated: str, info: dict[str, Any], settings: Settings | None,
     every = settings.daemon.status_every.total_seconds() if settings else 5.0
     age = _age(updated)
     if age is None:
-        return False, f"NOT RUNNING? its last status has no time ({markup(updated)!s:.40})"
+        return False, f"NOT RUNNING? its last status has no time ({markup(clip(updated, 40))})"
     if age <= max(30.0, 3 * every):
         return True, f"running since {human_time(info.get('started_at'), tz)}"
     return False, (f"NOT RUNNING: no report for {age:.0f}s (last at {human_time(updated, tz)}; "
