@@ -188,3 +188,19 @@ async def test_names_read_off_frames_are_bounded() -> None:
         protocol.data_received(f"Event: Custom{i}\r\nX: 1\r\n\r\n".encode())
     assert len(manager._names) <= 1024
     assert source.tracker.stats.unknown == 3000
+
+
+def test_bytes_that_never_end_a_frame_are_dropped_and_memory_stays_flat() -> None:
+    """A peer that sends megabytes with no line end at all (not AMI): the pending buffer grew
+    without end (and was copied on every read). Past MAX_PENDING it is dropped and counted;
+    the next real frame still comes through."""
+    from tollwatch.cdr_ingest.live.ami_framing import MAX_PENDING, Framer
+
+    f = Framer()
+    f.feed_raw(b"Asterisk Call Manager/22.0.0\r\n")
+    for _ in range(64):
+        assert f.feed_raw(b"a" * 65536) == []
+        assert len(f._rest) <= MAX_PENDING + 65536
+    assert f.discarded >= 64 * 65536 - 2 * MAX_PENDING
+    frames = f.feed_raw(b"\r\n\r\nEvent: FullyBooted\r\nPrivilege: system,all\r\n\r\n")
+    assert frames[-1] == b"Event: FullyBooted\r\nPrivilege: system,all"

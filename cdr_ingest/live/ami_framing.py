@@ -163,6 +163,7 @@ class Framer:
         self._first = True
         self.version = ""
         self.skip_safe = True
+        self.discarded = 0  # bytes dropped because no frame ended in MAX_PENDING of them
 
     def feed(self, data: bytes) -> list[str]:
         return [f.decode("utf-8", "replace") if isinstance(f, bytes) else f
@@ -184,6 +185,9 @@ class Framer:
             cut = rest.rfind(b"\n\n") + 2
             parts.append(rest[:cut])
             rest = rest[cut:]
+        elif len(rest) > MAX_PENDING:  # no frame ends in a megabyte: not AMI; memory stays flat
+            self.discarded += len(rest) - 3  # (the last bytes may begin a CRLF CRLF)
+            rest = rest[-3:]
         self._rest = rest
         if not parts:
             return []
@@ -302,7 +306,10 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
             factory.received()
         if self.framer is None:
             self.framer = Framer()
+        dropped = self.framer.discarded
         frames = self.framer.feed_raw(data)
+        if self.framer.discarded != dropped and factory is not None:
+            factory.bad_frame(f"{self.framer.discarded - dropped} bytes without a frame end")
         if self.framer.version:
             self.version = self.framer.version
         handle = getattr(factory, "handle_frames", None)
