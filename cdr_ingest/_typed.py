@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from ._detect import FileFormat
-from ._types import EARLIEST, LATEST, CdrOptions
+from ._types import EARLIEST, LATEST, YEARS, CdrOptions
 
 STRINGS = (
     "src",
@@ -64,8 +64,8 @@ def _far_problem(name: str, shown: pl.Expr, value: pl.Expr, made_from: str) -> p
     far = value.is_not_null() & ~_in_range(value)
     if made_from:
         return _message(f"{name} time ({made_from} '", shown, far,
-                        "') is out of range (years 1900-2199)")
-    return _message(f"{name} time '", shown, far, "' is out of range (years 1900-2199)")
+                        f"') is out of range ({YEARS})")
+    return _message(f"{name} time '", shown, far, f"' is out of range ({YEARS})")
 
 
 def _in_range(value: pl.Expr) -> pl.Expr:

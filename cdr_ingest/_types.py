@@ -12,6 +12,12 @@ from datetime import UTC, datetime
 # range leaves the dates Python can hold.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+YEARS = f"years {EARLIEST.year}-{LATEST.year - 1}"  # how messages say it
+
+
+def in_years(year: int) -> bool:
+    """Whether a date or time of this year is one a call may have (EARLIEST..LATEST)."""
+    return EARLIEST.year <= year < LATEST.year
 
 
 @dataclass(frozen=True)

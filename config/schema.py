@@ -18,6 +18,7 @@ from tollwatch.config.types import (
     PrefixText,
     at_least,
     https_or_local,
+    one_line,
 )
 
 CdrLayout = Literal[
@@ -263,7 +264,7 @@ class AmiServer(Strict):
     @field_validator("username")
     @classmethod
     def _username(cls, value: str) -> str:
-        if not 1 <= len(value) <= 80 or any(c < " " or c == "\x7f" for c in value):
+        if not 1 <= len(value) <= 80 or not one_line(value):
             raise ValueError(f"{value!r} is not an AMI user name (one line of 1-80 characters: "
                              "it goes into the Login action's header)")
         return value

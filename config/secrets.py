@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tollwatch.config.types import one_line
+
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -79,7 +81,7 @@ def read_secret(
 def _one_line(value: str, what: str) -> str:
     """A secret goes into an AMI header or an HTTP request as it is: a line end inside it
     would end that header and start another (spaces around it are trimmed)."""
-    if any(c < " " or c == "\x7f" for c in value):
+    if not one_line(value):
         raise SecretError(f"{what}: the secret holds a line end or another control character "
                           "(it would break the request it goes into; the value is not shown)")
     return value

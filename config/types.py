@@ -191,3 +191,9 @@ def https_or_local(url: str) -> bool:
     local = parts.hostname in ("127.0.0.1", "localhost", "::1")
     return bool(parts.hostname) and (parts.scheme == "https" or (parts.scheme == "http" and local))
 
+
+def one_line(text: str) -> bool:
+    """No control character (a line end above all): what goes into an AMI header or an HTTP
+    request as written, where one would end that header and start another."""
+    return not any(c < " " or c == "\x7f" for c in text)
+

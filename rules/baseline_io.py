@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tollwatch.cdr_ingest._types import YEARS, in_years
 from tollwatch.config.schema import Settings
 from tollwatch.rules.baseline import BUCKETS, Baseline, DayStats, Seen
 from tollwatch.rules.calendar import BusinessCalendar
@@ -49,8 +50,8 @@ def _count(value: Any) -> int:
 def _day(text: str) -> date:
     """A learned day: an ISO date in the years CDR times may hold (cdr_ingest)."""
     found = date.fromisoformat(text)
-    if not 1900 <= found.year < 2200:
-        raise ValueError(f"day {text!r} is outside the years 1900-2199")
+    if not in_years(found.year):
+        raise ValueError(f"day {text!r} is outside the {YEARS}")
     return found
 
 

@@ -6,7 +6,7 @@ Every text that reaches the terminal through rich markup goes through `textsafe.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from tollwatch.alerting.textsafe import markup
+from tollwatch.cdr_ingest._types import YEARS, in_years
 from tollwatch.config import ConfigError, Settings
 from tollwatch.settings import load, overrides
 
@@ -73,9 +74,20 @@ def parse_time(value: str | None, tz: ZoneInfo | None, name: str) -> datetime | 
     except ValueError:
         raise fail(f"--{name}: {value!r} is not a date or time like 2026-11-24 or "
                    "2026-11-24T06:00") from None
-    if not 1900 <= when.year < 2200:  # as CDR times (cdr_ingest): a zone can then be put on it
-        raise fail(f"--{name}: {value!r} is outside the years 1900-2199")
+    if not in_years(when.year):  # as CDR times (cdr_ingest): a zone can then be put on it
+        raise fail(f"--{name}: {value!r} is outside the {YEARS}")
     return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when
+
+
+def parse_day(value: str, name: str = "date") -> date:
+    """An ISO date (`report --date`), in the years a call may have."""
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--{name}: {value!r} is not a date like 2026-11-24") from None
+    if not in_years(day.year):
+        raise fail(f"--{name}: {value!r} is outside the {YEARS}")
+    return day
 
 
 # the fleet options of `scan` and `report` (here, so that the CLI loads no fleet code to parse)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from rich.table import Table
 
 from tollwatch import fleet_output
 from tollwatch.alerting.textsafe import markup
-from tollwatch.cli_common import parse_time
+from tollwatch.cli_common import parse_day, parse_time
 from tollwatch.config import ConfigError, Settings, masked_dump
 from tollwatch.config.fleet import Fleet, load_fleet
 from tollwatch.fleet_report import Span
@@ -177,13 +177,7 @@ def _span(day: str | None, since: str | None, until: str | None) -> Span:
     if day is not None and (since is not None or until is not None):
         raise _fail(["give either --date or --since/--until"])
     if day is not None:
-        try:
-            found = date.fromisoformat(day)
-        except ValueError:
-            raise _fail([f"--date: {day!r} is not a date like 2026-11-24"]) from None
-        if not 1900 <= found.year < 2200:  # as CDR times (cdr_ingest)
-            raise _fail([f"--date: {day!r} is outside the years 1900-2199"])
-        return found
+        return parse_day(day)
     if since is None and until is None:
         return None
     start, stop = _when(since, "since"), _when(until, "until")

@@ -60,7 +60,10 @@ def list_files(settings: Settings) -> None:
     from tollwatch.rules.prefixes import high_risk_list, rate_table
 
     errors = []
-    for key, read in (("rates.file", rate_table), ("high_risk.file", high_risk_list)):
+    for key, file, read in (("rates.file", settings.rates.file, rate_table),
+                            ("high_risk.file", settings.high_risk.file, high_risk_list)):
+        if file is None:  # nothing of the user's to check (the shipped list is ours)
+            continue
         try:
             read(settings)
         except ValueError as exc:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 
-from tollwatch.cdr_ingest._types import EARLIEST, LATEST
+from tollwatch.cdr_ingest._types import in_years
 
 _EVENT_TV = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?"
@@ -44,7 +44,7 @@ def event_time(msg: Mapping[str, str], at: datetime, skew: timedelta | None = No
         except (ValueError, OverflowError, OSError):
             pass
         else:
-            if EARLIEST <= when < LATEST:  # the years a CDR row's times may hold
+            if in_years(when.year):  # the years a CDR row's times may hold
                 return when
     tv = event_tv(msg, at)
     if skew is not None and abs(tv - at) > skew:
@@ -65,7 +65,7 @@ def event_tv(msg: Mapping[str, str], at: datetime) -> datetime:
                 micro = int(frac.ljust(6, "0")) if frac else 0
                 local = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro, zone)
                 when = local.astimezone(UTC)
-                return when if EARLIEST <= when < LATEST else at
+                return when if in_years(when.year) else at
             except (ValueError, OverflowError):
                 pass  # strptime below says the same (or not: then it decides)
         for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
@@ -73,7 +73,7 @@ def event_tv(msg: Mapping[str, str], at: datetime) -> datetime:
                 when = datetime.strptime(tv, fmt).astimezone(UTC)
             except (ValueError, OverflowError):  # 0001-01-01T00:00:00+0900: before year 1
                 continue
-            return when if EARLIEST <= when < LATEST else at
+            return when if in_years(when.year) else at
     return at
 
 

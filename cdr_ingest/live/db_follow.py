@@ -192,9 +192,7 @@ class DbFollower:
                     waiting.discard(check)  # reachable, or no verdict: wait on the query
                     error = check.exception()
                     if isinstance(error, DbError):  # the server said no, or is not there
-                        if self.status.connected:
-                            log.warning("%s: lost %s", self.pbx, self.key)
-                        self.status.connected = False
+                        self._lost()
                         raise error
             if query.done():
                 result: tuple[DbPosition, list[_Row]] = query.result()
@@ -207,6 +205,12 @@ class DbFollower:
 
     def _check(self, _strict: bool) -> None:
         self.table.conn.check()
+
+    def _lost(self) -> None:
+        """The table cannot be read now: said once, when it was being read."""
+        if self.status.connected:
+            log.warning("%s: lost %s", self.pbx, self.key)
+        self.status.connected = False
 
     # -- position ----------------------------------------------------------------------------
 
@@ -298,9 +302,7 @@ class DbFollower:
         try:
             df = t.conn.read(sql)
         except Exception:
-            if self.status.connected:
-                log.warning("%s: lost %s", self.pbx, self.key)
-            self.status.connected = False
+            self._lost()
             raise
         self._full = df.height >= self.max_rows
         if not self.status.connected:

@@ -23,6 +23,7 @@ from tollwatch.cli_common import (
     TzOpt,
     WorkersOpt,
     err,
+    parse_day,
     parse_time,
     settings_for,
     warn,
@@ -106,12 +107,7 @@ def report(
     if day is not None and (since is not None or until is not None):
         raise _fail("give either --date or --since/--until")
     if day is not None:
-        try:
-            span = date.fromisoformat(day)
-        except ValueError:
-            raise _fail(f"--date: {day!r} is not a date like 2026-11-24") from None
-        if not 1900 <= span.year < 2200:  # as CDR times (cdr_ingest)
-            raise _fail(f"--date: {day!r} is outside the years 1900-2199")
+        span = parse_day(day)
     elif since is not None or until is not None:
         if since is None or until is None:
             raise _fail("--since and --until go together")
