@@ -131,6 +131,7 @@ def international_prefixes(country: str) -> tuple[str, ...]:
         expanded = expand_pattern(pat.replace("~", ""))
         if expanded:
             found.extend(p for p in expanded if p not in found)
+    found.extend(p for p in _MORE_INTERNATIONAL.get(country, ()) if p not in found)
     return tuple(found) or ("00",)
 
 
@@ -150,6 +151,29 @@ def emergency_numbers(country: str) -> tuple[str, ...]:
     if not own and country in _NANP:
         own = ("911",)
     return tuple(dict.fromkeys((*own, *_ALWAYS)))
+
+
+# Codes dialed before a number that the home network takes off before routing it. A PBX whose
+# route sends whatever was dialed passes them to the carrier, which still connects the call:
+# read as part of the number, "184 010 232 ..." looked domestic and passed a block on +232.
+# Caller-ID privacy: 184 (withhold) and 186 (send) in Japan, 141 and 1470 in the UK, 141 and
+# 142 in Ireland, 3651 in France, 1831 and 1832 in Australia.
+_DIAL_PREFIXES: dict[str, tuple[str, ...]] = {
+    "JP": ("184", "186"),
+    "GB": ("141", "1470"),
+    "IE": ("141", "142"),
+    "FR": ("3651",),
+    "AU": ("1831", "1832"),
+}
+# International prefixes the numbering metadata does not list: Japan's carrier selection, the
+# carrier's code before 010 (KDDI 001, NTT Communications 0033, SoftBank 0041 and 0061).
+_MORE_INTERNATIONAL: dict[str, tuple[str, ...]] = {
+    "JP": ("001010", "0033010", "0041010", "0061010"),
+}
+
+
+def dial_prefixes(country: str) -> tuple[str, ...]:
+    return _DIAL_PREFIXES.get(country, ())
 
 
 def domestic_regions(country: str) -> tuple[str, ...]:

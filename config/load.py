@@ -196,6 +196,8 @@ def resolve(settings: Settings) -> list[str]:
         dp.international_prefixes = list(countries.international_prefixes(country))
     if dp.national_prefix is None:
         dp.national_prefix = countries.national_prefix(country)
+    if dp.dial_prefixes is None:
+        dp.dial_prefixes = list(countries.dial_prefixes(country))
     if dp.domestic_regions is None:
         dp.domestic_regions = list(countries.domestic_regions(country))
     em = settings.emergency
@@ -217,6 +219,11 @@ def resolve(settings: Settings) -> list[str]:
     for ac in dp.access_codes:
         if ac in dp.international_prefixes:
             errors.append(f'dialplan.access_codes: "{ac}" is also an international prefix')
+    leads = [*dp.international_prefixes, *([dp.national_prefix] if dp.national_prefix else [])]
+    for p in dp.dial_prefixes:
+        if any(x.startswith(p) for x in leads):  # "0", "01", "010" where 010 goes abroad
+            errors.append(f'dialplan.dial_prefixes: "{p}" would take off the start of the '
+                          f"international or national prefix ({', '.join(leads)})")
     return errors
 
 

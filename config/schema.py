@@ -81,8 +81,32 @@ class DialPlan(Strict):
     access_codes: list[DialString] = Field(default_factory=list)
     international_prefixes: list[DialString] | None = None
     national_prefix: DialString | Literal[""] | None = None
+    # codes the network takes off before it routes a number: caller-ID privacy (184/186 in
+    # Japan, 141 in the UK) and carrier selection (0033, 001 ... in Japan); default: the home
+    # country's (config.countries.dial_prefixes)
+    dial_prefixes: list[DialString] | None = None
     max_extension_length: int = Field(default=6, ge=1, le=10)
     domestic_regions: list[str] | None = None
+
+    def outside_codes(self) -> list[str]:
+        """What may come before a number, taken off to read it: the outside-line access codes,
+        the dial prefixes, up to two dial prefixes in a row ("184" "0033" "010..."), each of
+        those after an access code; longest first (ties in order, for stable output)."""
+        prefixes = list(dict.fromkeys(self.dial_prefixes or []))
+        runs = prefixes + [a + b for a in prefixes for b in prefixes if a != b]
+        access = list(dict.fromkeys(self.access_codes))
+        codes = access + runs + [ac + r for ac in access for r in runs]
+        return sorted(dict.fromkeys(codes), key=lambda c: (-len(c), c))
+
+    def code_leads(self) -> list[tuple[str, str]]:
+        """(code, prefix) pairs: a number dialed as code + international or national prefix +
+        the rest is read without the code. The longer pair is tried first, then the one with
+        the longer prefix: with access code "0" in Japan, "0 010 232..." is a call abroad
+        through the access code, not KDDI's "001" before "0 232..." (settings resolved)."""
+        leads = [*(self.international_prefixes or []),
+                 *([self.national_prefix] if self.national_prefix else [])]
+        pairs = {(c, lead) for c in self.outside_codes() for lead in leads}
+        return sorted(pairs, key=lambda p: (-len(p[0] + p[1]), -len(p[1]), p))
 
 
 class Hours(Strict):

@@ -75,8 +75,11 @@ class Classifier:
         dp = settings.dialplan
         self.country = country
         self.cc = str(country_code(country))
-        self.access_codes = sorted(set(dp.access_codes), key=len, reverse=True)
-        self.intl_prefixes = sorted(set(dp.international_prefixes or []), key=len, reverse=True)
+        # what may come before a number: access codes and dial prefixes (184, 0033 ...)
+        self.access_codes = dp.outside_codes()
+        self.code_leads = dp.code_leads()  # ... before an international or national prefix
+        intl = set(dp.international_prefixes or [])
+        self.intl_prefixes = sorted(intl, key=lambda p: (-len(p), p))
         self.national_prefix = dp.national_prefix or ""
         self.max_ext = dp.max_extension_length
         self.domestic = frozenset(dp.domestic_regions or [country])
@@ -138,12 +141,13 @@ class Classifier:
         """The dialed digits with an outside-line access code removed, when one was dialed."""
         if not self.access_codes:
             return digits
-        rests = [(ac, digits.str.slice(len(ac))) for ac in self.access_codes]
         expr: Any = pl.when(plus).then(digits)
-        for ac, rest in rests:
-            expr = expr.when(digits.str.starts_with(ac) & self._strong(rest)).then(rest)
+        for code, lead in self.code_leads:
+            expr = expr.when(digits.str.starts_with(code + lead)).then(
+                digits.str.slice(len(code)))
         expr = expr.when(self._strong(digits)).then(digits)
-        for ac, rest in rests:
+        for ac in self.access_codes:
+            rest = digits.str.slice(len(ac))
             expr = expr.when(
                 digits.str.starts_with(ac) & (rest.str.len_chars() >= _LOCAL_MIN)
             ).then(rest)
@@ -238,7 +242,7 @@ class Classifier:
         step3 = [
             emergency.alias("_d_emerg"),
             (short & pl.col("_d_isdig")).alias("_d_short"),
-            pl.when(pl.col("_d_isdig") & ~short)
+            pl.when(pl.col("_d_isdig") & ~short & ~emergency)  # 0 184 110: no number
             .then(self._e164(cand, plus))
             .otherwise(None)
             .alias("e164_digits"),
@@ -268,7 +272,7 @@ class Classifier:
             ),
         ]
         domestic = list(self.domestic)
-        local = pl.col("_d_isdig") & ~pl.col("_d_short") & e164.is_null()
+        local = pl.col("_d_isdig") & ~pl.col("_d_short") & e164.is_null() & ~pl.col("_d_emerg")
         dest_class = (
             pl.when(norm == "")
             .then(pl.lit("unknown"))

@@ -234,9 +234,9 @@ class FastPlan:
         if not acs:
             return cut
         open_ = ~plus
-        for ac in acs:
-            hit = open_ & d.starts(0, ac) & self._strong(d, len(ac))
-            cut[hit], open_ = len(ac), open_ & ~hit
+        for code, lead in self.c.code_leads:
+            hit = open_ & d.starts(0, code + lead)
+            cut[hit], open_ = len(code), open_ & ~hit
         open_ &= ~self._strong(d, 0)
         for ac in acs:
             hit = open_ & d.starts(0, ac) & (d.length - len(ac) >= _LOCAL_MIN)
@@ -330,11 +330,12 @@ class FastPlan:
         emerg = self._emergency(d, cut, plus)
         short = ~plus & (clen <= c.max_ext)
         has, drop, lead = self._e164(d, cut, clen, plus, short)
+        has &= ~emerg  # 0 184 110: an emergency call, no number
         ident, code_at = self.lookup(self._codes(d, cut + drop, lead, has))
         ident, code_at = np.where(has, ident, -1), np.where(has, code_at, -1)
         lead_len = np.array([0, len(c.cc), 1], dtype=np.int64)[lead]
         region = self.region_of[ident]
-        local = ~short & ~has
+        local = ~short & ~has & ~emerg
         kinds_at = np.flatnonzero(short & ~emerg)
         dest = np.full(rows.size, _INTERNATIONAL, dtype=np.int64)
         dest[self.domestic[region]] = _DOMESTIC

@@ -53,7 +53,7 @@ def row_one(c: Classifier, dialed: str) -> dict[str, Any] | None:
     )
     short = not plus and len(cand) <= c.max_ext
     d_short = short and isdig
-    e164 = _e164(c, cand, plus) if isdig and not short else None
+    e164 = _e164(c, cand, plus) if isdig and not short and not emerg else None
     ident = _lookup_id(c, e164)
     calling_code = _calling_code(c, e164)
     short_kind = _short_kind(c, cand) if d_short and not emerg else None
@@ -62,7 +62,7 @@ def row_one(c: Classifier, dialed: str) -> dict[str, Any] | None:
     risk = attr["risk"].get(ident) if ident is not None else None
     allow = bool(attr["allow"].get(ident, False)) if ident is not None else False
     rate = attr["rate"].get(ident) if ident is not None else None
-    local = isdig and not d_short and e164 is None
+    local = isdig and not d_short and e164 is None and not emerg
     dest_class: str | None
     if norm == "":
         dest_class = "unknown"
@@ -107,9 +107,9 @@ def _strong(c: Classifier, x: str) -> bool:
 def _candidate(c: Classifier, digits: str, plus: bool) -> str:
     if not c.access_codes or plus:
         return digits
-    for ac in c.access_codes:
-        if digits.startswith(ac) and _strong(c, digits[len(ac) :]):
-            return digits[len(ac) :]
+    for code, lead in c.code_leads:
+        if digits.startswith(code + lead):
+            return digits[len(code) :]
     if _strong(c, digits):
         return digits
     for ac in c.access_codes:

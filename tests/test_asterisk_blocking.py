@@ -341,3 +341,20 @@ async def test_spaces_and_parentheses_in_the_dialed_number_do_not_pass_a_block(p
     # the snippet's CUT at ';' (SIP URI parameters) as Asterisk read it: '\\;' is a ';'
     shown = pbx.cli("dialplan show s@tollwatch-check")
     assert "Set(LOCAL(tw_raw)=${CUT(tw_raw,;,1)})" in shown, shown
+
+
+async def test_a_privacy_or_carrier_code_before_the_number_does_not_pass_a_block(
+        pbx: Pbx) -> None:
+    """Japan's caller-ID codes (184 withhold, 186 send) and carrier codes before 010 (0033 NTT
+    Communications, 0061 SoftBank) are taken off by the network, which still connects the call
+    abroad: the snippet read '184 010 232...' as a domestic number and let it past a block of
+    +232, and tollwatch classified it as domestic."""
+    before = len(cdr_rows(pbx)) if pbx.cdr.exists() else 0
+    pbx.cli(f'database put tollwatch/block 232 "{int(time.time()) + 600}|test"')
+    placed = ["184" + SL, "0033" + SL, "1840061" + SL, "186" + UK]
+    went = [await call(pbx, "201", dialed) for dialed in placed]  # one after the other
+    rows = [r for r in cdr_rows(pbx)[before:] if r[1] == "201"]
+    assert [(r[2], refused(r)) for r in rows] == [
+        ("184" + SL, True), ("0033" + SL, True), ("1840061" + SL, True), ("186" + UK, False)]
+    assert went == [False, False, False, True]
+    assert rows[0][17] == "tollwatch-blocked:232"

@@ -20,7 +20,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_country_implies_dial_plan_and_emergency_numbers() -> None:
     jp = load_settings(None, {"site": {"country": "JP"}}, rule_checks=check_rules)
-    assert jp.dialplan.international_prefixes == ["010"]
+    # 010, and 010 after a carrier's code (KDDI 001, NTT Com 0033, SoftBank 0041 and 0061)
+    assert jp.dialplan.international_prefixes == ["010", "001010", "0033010", "0041010",
+                                                  "0061010"]
+    assert jp.dialplan.dial_prefixes == ["184", "186"]  # caller-ID privacy
     assert jp.dialplan.national_prefix == "0"
     assert {"110", "118", "119"} <= set(jp.emergency.numbers or [])
     us = load_settings(None, {"site": {"country": "us"}}, rule_checks=check_rules)
@@ -321,3 +324,18 @@ def test_a_secret_or_ami_user_with_a_line_end_is_refused(
             {"name": "pbx", "username": "tw\r\nAction: Originate", "secret_env": "TW_S"}]})
     assert bad.value.errors[0].startswith("ami.0.username: 'tw\\r\\nAction: Originate' is not "
                                           "an AMI user name")
+
+
+def test_dial_prefixes_default_by_country_and_may_not_eat_the_prefixes() -> None:
+    gb = load_settings(None, {"site": {"country": "GB"}}, rule_checks=check_rules)
+    assert gb.dialplan.dial_prefixes == ["141", "1470"]
+    us = load_settings(None, {"site": {"country": "US"}}, rule_checks=check_rules)
+    assert us.dialplan.dial_prefixes == []
+    own = load_settings(None, {"site": {"country": "JP"}, "dialplan": {"dial_prefixes": []}},
+                        rule_checks=check_rules)  # fmt: skip
+    assert own.dialplan.dial_prefixes == []  # a site may turn them off
+    for bad in ("0", "01", "010"):  # would take off the start of 010 or of 0
+        with pytest.raises(ConfigError) as exc:
+            load_settings(None, {"site": {"country": "JP"}, "dialplan": {"dial_prefixes": [bad]}},
+                          rule_checks=check_rules)  # fmt: skip
+        assert f'dialplan.dial_prefixes: "{bad}" would take off the start' in str(exc.value)

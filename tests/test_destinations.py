@@ -39,6 +39,20 @@ JP = [
     ("010 1 876 555 1234", "international", "+18765551234", "JM", "1-876"),
     ("s", "unknown", None, None, None),
     ("", "unknown", None, None, None),
+    # caller-ID privacy (184 withhold, 186 send) and carrier codes before 010 come off: the
+    # network routes the number after them (read as domestic, they passed a block abroad)
+    ("1840102327654321", "international", "+2327654321", "SL", "232"),
+    ("1860105358001122", "international", "+5358001122", "CU", "53"),
+    ("0010102327654321", "international", "+2327654321", "SL", "232"),  # KDDI
+    ("00330102327654321", "international", "+2327654321", "SL", "232"),  # NTT Com
+    ("00410102327654321", "international", "+2327654321", "SL", "232"),  # SoftBank
+    ("18400610102327654321", "international", "+2327654321", "SL", "232"),
+    ("184-010-232-765-4321", "international", "+2327654321", "SL", "232"),
+    ("1840312345678", "domestic", "+81312345678", "JP", None),
+    ("0184123456", "domestic", "+81184123456", "JP", None),  # Akita 0184, not 184
+    ("1840184123456", "domestic", "+81184123456", "JP", None),
+    ("184110", "emergency", None, None, None),
+    ("0010232765430", "domestic", "+81010232765430", "JP", None),  # 001 only before 010
 ]
 
 
@@ -59,13 +73,36 @@ JP_ACCESS = [
     ("00120123456", "domestic", "+81120123456"),
     ("00112465551234", "domestic", "+81112465551234"),  # 0 + Sapporo
     ("0110", "emergency", None),  # access code + 110
+    ("01840102327654321", "international", "+2327654321"),  # 0 + 184 + 010
+    ("000330102327654321", "international", "+2327654321"),  # 0 + 0033 + 010
+    ("0001010102327654321", "international", "+102327654321"),  # 0 + 001010 + intl
+    ("00184123456", "domestic", "+81184123456"),  # 0 + Akita
 ]
+
+
+GB = [
+    ("14100232765432", "international", "+232765432"),  # 141: number withheld
+    ("14700033123456789", "international", "+33123456789"),  # 1470: number sent
+    ("14102079460000", "domestic", "+442079460000"),
+    ("1410", "internal", None),
+]
+
+
+@pytest.mark.parametrize("dialed,cls,e164", GB)
+def test_uk_privacy_codes(dialed: str, cls: str, e164: str | None) -> None:
+    d = make("GB").classify(dialed)
+    assert (d.dest_class, d.e164) == (cls, e164)
 
 
 @pytest.mark.parametrize("dialed,cls,e164", JP_ACCESS)
 def test_japan_with_access_code_zero(dialed: str, cls: str, e164: str | None) -> None:
     d = make("JP", ["0"]).classify(dialed)
     assert (d.dest_class, d.e164) == (cls, e164)
+
+
+def test_emergency_after_the_access_code_and_a_privacy_code() -> None:
+    d = make("JP", ["0"]).classify("0184110")
+    assert (d.dest_class, d.e164, d.region) == ("emergency", None, None)
 
 
 NANP = [

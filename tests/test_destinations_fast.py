@@ -23,7 +23,8 @@ from tollwatch.rules.destinations import _FAST_MIN, Classifier
 
 _DIGIT_PIECES = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "00", "010", "011", "9",
                  "0", "232", "53", "1876", "4470", "3705200", "81", "110", "112", "911", "44",
-                 "39", "34", "7", "1", "49"]  # fmt: skip
+                 "39", "34", "7", "1", "49", "184", "186", "0033", "001010", "141",
+                 "0041010"]  # fmt: skip
 _PLAIN = st.tuples(st.booleans(), st.lists(st.sampled_from(_DIGIT_PIECES), min_size=1,
                                            max_size=10)).map(lambda t: "+" * t[0] + "".join(t[1]))
 _ANY = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join)
@@ -61,7 +62,8 @@ def _random_numbers(seed: int, n: int) -> list[str | None]:
     and without an access code, short codes, "+" numbers, some noise."""
     rng = np.random.default_rng(seed)
     heads = ["", "0", "9", "00", "010", "011", "0010", "9011", "001", "+", "+1", "1", "8",
-             "0232", "+232", "9 1", "0-", "*", ""]
+             "0232", "+232", "9 1", "0-", "*", "", "184010", "0184", "0033010", "1840061010",
+             "141", "14100"]
     out: list[str | None] = []
     for _ in range(n):
         head = heads[int(rng.integers(len(heads)))]

@@ -69,7 +69,7 @@ def test_entries_inherit_the_top_level_and_override_it(tmp_path: Path) -> None:
     # the site name defaults to the PBX name; the home country drives the dial plan
     assert (tokyo.site.name, tokyo.site.country, tokyo.site.timezone) == (
         "tokyo", "JP", "Asia/Tokyo")
-    assert tokyo.dialplan.international_prefixes == ["010"]
+    assert tokyo.dialplan.international_prefixes[0] == "010"
     assert (phx.site.name, phx.site.country, phx.site.timezone) == (
         "Acme Phoenix", "US", "America/Phoenix")
     assert phx.dialplan.international_prefixes == ["011"]

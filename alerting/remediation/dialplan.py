@@ -85,6 +85,10 @@ def _length_ok(n: int, op: str, length: int) -> bool:
     return op == "" or (op == ">=" and n >= length) or (op == "=" and n == length)
 
 
+def _emergency(settings: Settings) -> list[str]:
+    return sorted(set(settings.emergency.numbers or []) | set(settings.emergency.extra))
+
+
 def plan(settings: Settings) -> Plan:
     """The table, as rules.destinations.Classifier reads the dial plan."""
     country = settings.site.country
@@ -92,15 +96,19 @@ def plan(settings: Settings) -> Plan:
         raise ValueError("site.country is not set: the dialplan needs the home country")
     dp = settings.dialplan
     cc = str(country_code(country))
-    access = sorted(set(dp.access_codes), key=len, reverse=True)
-    intl = sorted(set(dp.international_prefixes or []), key=len, reverse=True)
+    access = dp.outside_codes()  # access codes and dial prefixes, as the classifier takes them
+    intl = sorted(set(dp.international_prefixes or []), key=lambda p: (-len(p), p))
     national = dp.national_prefix or ""
     strong = [*intl, *([national] if national else [])]
-    em = sorted(set(settings.emergency.numbers or []) | set(settings.emergency.extra))
-    emergency = sorted(set(em) | {ac + e for ac in access for e in em}, key=lambda s: (len(s), s))
+    em = _emergency(settings)
+    # an emergency number after one code ("0" "110", "184" "110") passes first; after more,
+    # it is too long to pass as an extension but never reads as a number to block either
+    one = {*dp.access_codes, *(dp.dial_prefixes or [])}
+    one |= {ac + p for ac in dp.access_codes for p in dp.dial_prefixes or []}
+    emergency = sorted(set(em) | {c + e for c in one for e in em}, key=lambda s: (len(s), s))
     cands: list[CandRule] = []
-    for ac in access:  # access code + an international or national prefix
-        cands.extend(CandRule(ac + p, len(ac)) for p in strong)
+    # a code + an international or national prefix, in the classifier's order
+    cands.extend(CandRule(code + lead, len(code)) for code, lead in dp.code_leads())
     cands.extend(CandRule(p, 0) for p in strong)  # a prefix without access code
     cands.extend(CandRule(ac, len(ac), _LOCAL_MIN) for ac in access)  # access code + number
     rules = [E164Rule(ip, len(ip)) for ip in intl]
@@ -135,8 +143,9 @@ def render(settings: Settings, sound: str | None = None) -> str:
         "; settings change; do not edit.",
         f";   country {country}, access codes {dp.access_codes or 'none'}, international "
         f"prefixes {dp.international_prefixes or 'none'},",
-        f";   national prefix {dp.national_prefix or 'none'}, extensions up to {p.max_ext} "
-        f"digits, emergency {', '.join(p.emergency) or 'none'}",
+        f";   national prefix {dp.national_prefix or 'none'}, extensions up to {p.max_ext} digits,",
+        f";   dial prefixes (privacy, carrier) {', '.join(dp.dial_prefixes or []) or 'none'},",
+        f";   emergency {', '.join(_emergency(settings)) or 'none'} (also after those codes)",
         ";",
         "; In extensions.conf, outside any context (at the top, before the first [section]):",
         ";   #include tollwatch-block.conf",
