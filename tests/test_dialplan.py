@@ -16,6 +16,7 @@ import pytest
 
 from tests.helpers import settings
 from tollwatch.alerting.remediation.dialplan import CONTEXT, plan, render
+from tollwatch.cdr_ingest.attribution import _endpoint
 from tollwatch.rules.destinations import Classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,8 +114,13 @@ class Dialplan:
                 var, delim, field = arg.split(",")
                 delim = delim.replace("\\;", ";")  # extensions.conf escapes ';' (a comment)
                 parts = self.vars.get(var, "").split(delim)
+                if field.endswith("-"):  # a range to the end: "2-"
+                    return delim.join(parts[int(field[:-1]) - 1 :])
                 n = int(field)
                 return parts[n - 1] if n <= len(parts) else ""
+            if name == "FIELDQTY":
+                var, delim = arg.split(",")
+                return str(len(self.vars.get(var, "").split(delim)))
             if name == "DB_EXISTS":
                 found = arg in self.db
                 self.vars["DB_RESULT"] = self.db.get(arg, "")
@@ -263,6 +269,25 @@ def test_emergency_numbers_always_pass(name: str) -> None:
     for number in sorted(numbers):
         got = dp.call(number, everything, channel="PJSIP/209-0000000a", callerid="209")
         assert got["result"] == "pass" and not got["cdr"], (name, number)
+
+
+@pytest.mark.parametrize(("channel", "endpoint"), [
+    ("PJSIP/209-0000000a", "209"), ("PJSIP/acme-209-0000000a", "acme-209"),
+    ("SIP/ntt-hikari-trunk-000001ff", "ntt-hikari-trunk"), ("PJSIP/carrier", "carrier"),
+    ("Local/209@from-internal-00000001;2", "209@from-internal"), ("IAX2/acme-209-1234", "acme-209"),
+])  # fmt: skip
+def test_a_source_block_finds_the_endpoint_as_tollwatch_names_it(channel: str,
+                                                                  endpoint: str) -> None:
+    """The snippet cut the channel name at its first '-': a source block on an endpoint named
+    with a dash (acme-209, as multi-tenant PBXes name them) never matched, so calls from it
+    went through."""
+    assert _endpoint(channel) == endpoint  # tollwatch's own name for it
+    dp = Dialplan(render(CONFIGS["JP"]))
+    db = {f"tollwatch/src/{endpoint}": f"{NOW + 60}|incident y"}
+    got = dp.call("0102327654321", db, channel=channel, callerid="+442071234567")
+    assert got["cdr"] == {"userfield": f"tollwatch-blocked:src:{endpoint}"}, channel
+    other = {"tollwatch/src/acme": f"{NOW + 60}|incident y"}  # the first part is another one
+    assert dp.call("0102327654321", other, channel=channel, callerid="x")["result"] == "pass"
 
 
 def test_blocked_source_by_endpoint_or_caller_id() -> None:
