@@ -1,9 +1,11 @@
-"""Against the real Asterisk 22: calls abroad through DISA, and source blocks on endpoints whose
-names hold a dash.
+"""Against the real Asterisk 22: calls abroad through DISA and FollowMe, and source blocks on
+endpoints whose names hold a dash.
 
 DISA is the classic way into a PBX from outside: a call from the carrier reaches DISA, the
 caller keys a number (here as SIP INFO digits, `dtmf_mode=info` on the trunk) and DISA dials it
-in from-internal, through the outbound route and its snippet. What only a real Asterisk shows:
+in from-internal, through the outbound route and its snippet. FollowMe forwards a DID to an
+outside number (which an intruder rewrites) through a Local channel. What only a real
+Asterisk shows:
 the CDR row and AMI events such a call really leaves, the source tollwatch gives it from each
 (the trunk, alike), and that the snippet refuses it by destination or as that source.
 """
@@ -29,6 +31,7 @@ from tollwatch.scan import run_scan
 pytestmark = pytest.mark.asterisk
 
 DISA_DID = "0312345670"
+FOLLOWME_DID = "0312345671"
 SL = "0102327654399"
 DOMESTIC = "0312345678"
 EXTENSIONS = """#include tollwatch-block.conf
@@ -44,8 +47,17 @@ exten => _X.,1,Gosub(tollwatch-check,s,1(${EXTEN}))
 [from-carrier]
 exten => DISA_DID,1,Answer()
  same => n,DISA(no-password,from-internal)
+exten => FOLLOWME_DID,1,FollowMe(201,d)
+ same => n,Hangup()
 exten => _X.,1,Hangup()
-""".replace("DISA_DID", DISA_DID)
+""".replace("DISA_DID", DISA_DID).replace("FOLLOWME_DID", FOLLOWME_DID)
+FOLLOWME = f"""[general]
+enable_callee_prompt=>false
+
+[201]
+context=>from-internal
+number=>{SL},20
+"""
 DASHED = """
 ; a phone named the way multi-tenant PBXes name them
 [acme-210](phone-template)
@@ -81,11 +93,11 @@ CARRIER_UAC = Path(__file__).resolve().parent / "fixtures" / "forwarded" / "sipp
 
 def disa_scenario(keys: str) -> str:
     """The carrier's inbound call to DISA_DID: answered, `keys` sent one SIP INFO each, then
-    6 s (DISA dials, the carrier answers that leg) and a BYE."""
+    4 s (DISA dials, the carrier answers that leg) and a BYE."""
     text = CARRIER_UAC.read_text(encoding="utf-8")
     cut = text.index('  <pause milliseconds="3000"/>')
     infos = "".join(INFO % (n, key) for n, key in enumerate(keys, start=2))
-    tail = text[cut:].replace('"3000"', '"6000"').replace("CSeq: 2 BYE",
+    tail = text[cut:].replace('"3000"', '"4000"').replace("CSeq: 2 BYE",
                                                           f"CSeq: {len(keys) + 2} BYE")
     return text[:cut] + infos + tail
 
@@ -102,7 +114,8 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     etc = config_dir(tmp / "etc", extensions=EXTENSIONS,
                      manager=manager_conf(READ, "system,call"),
                      extra={"tollwatch-block.conf": render(settings("JP")),
-                            "pjsip.conf": pjsip + DASHED})  # fmt: skip
+                            "pjsip.conf": pjsip + DASHED,
+                            "followme.conf": FOLLOWME})  # fmt: skip
     with asterisk_pbx(tmp, etc) as running:
         yield running
 
@@ -112,12 +125,14 @@ def _clean(pbx: Pbx) -> None:
     pbx.cli("database deltree tollwatch")
 
 
-def disa_call(pbx: Pbx, dialed: str, caller: str = "+442040427945") -> None:
+def disa_call(pbx: Pbx, dialed: str, caller: str = "+442040427945",
+              did: str = DISA_DID) -> None:
+    """An inbound call from the carrier to `did`; on DISA's DID, `dialed` is keyed in."""
     n = len(list(pbx.dir.glob("disa-*.xml")))
     scenario = pbx.dir / f"disa-{n}.xml"
-    scenario.write_text(disa_scenario(dialed + "#"), encoding="utf-8")
+    scenario.write_text(disa_scenario(dialed + "#" if dialed else ""), encoding="utf-8")
     inf = pbx.dir / f"disa-{n}.csv"
-    inf.write_text(f"SEQUENTIAL\n{caller};{DISA_DID}\n", encoding="utf-8")
+    inf.write_text(f"SEQUENTIAL\n{caller};{did}\n", encoding="utf-8")
     # a refused call is hung up by Asterisk before the caller's BYE: sipp then fails, and
     # the CDR row says what happened
     subprocess.run(["sipp", "127.0.0.1:5060", "-i", "127.0.0.1", "-nostdin", "-sf",
@@ -136,6 +151,8 @@ def rows_since(pbx: Pbx, before: int) -> list[list[str]]:
 
 
 def count(pbx: Pbx) -> int:
+    """CDR rows so far, once the calls before (a test's last) have ended and been written."""
+    _wait_idle(pbx)
     return len(rows_since(pbx, 0)) if pbx.cdr.exists() else 0
 
 
@@ -171,6 +188,32 @@ def test_disa_call_abroad_is_the_trunks_and_refused_by_destination_or_source(
     got = [(r[2], r[17]) for r in rows_since(pbx, before + 1)]
     assert got == [(SL, "tollwatch-blocked:232"), (SL, "tollwatch-blocked:src:carrier"),
                    (DOMESTIC, ""), (SL, "")]
+
+
+def test_followme_forward_abroad_is_the_dids_and_refused_by_a_block(pbx: Pbx,
+                                                                   tmp_path: Path) -> None:
+    before = count(pbx)
+    ami = AmiRecorder()
+    time.sleep(0.5)
+    disa_call(pbx, "", did=FOLLOWME_DID)
+    stream = ami.stop()
+    rows = rows_since(pbx, before)
+    # the inbound leg ran FollowMe into a Local channel, whose other half dialed the carrier
+    # written as each leg ended; a uniqueid is <epoch>.<sequence>
+    by_start = sorted(rows, key=lambda r: tuple(int(x) for x in r[16].split(".")))
+    assert [(r[2], r[7], r[6].split("/")[0]) for r in by_start] == [
+        (FOLLOWME_DID, "FollowMe", "Local"), (SL, "Dial", "PJSIP")]
+    master = tmp_path / "Master.csv"
+    with master.open("w", newline="") as out:
+        csv.writer(out, quoting=csv.QUOTE_ALL).writerows(rows)
+    legs = scanned(master)
+    batch = dict(zip(legs["call_id"], legs["source"], strict=True))
+    live = {e.call_id: e.source for e in live_events(stream) if isinstance(e, CallStarted)}
+    assert live == batch and list(batch.values()) == [f"did:{FOLLOWME_DID}"]
+    block(pbx, "block", "232")
+    disa_call(pbx, "", did=FOLLOWME_DID)
+    assert [r[17] for r in rows_since(pbx, before + 2) if r[2] == SL] == [
+        "tollwatch-blocked:232"]
 
 
 def test_a_source_block_on_an_endpoint_named_with_a_dash(pbx: Pbx) -> None:
