@@ -221,7 +221,10 @@ def resolve(settings: Settings) -> list[str]:
             errors.append(f'dialplan.access_codes: "{ac}" is also an international prefix')
     leads = [*dp.international_prefixes, *([dp.national_prefix] if dp.national_prefix else [])]
     for p in dp.dial_prefixes:
-        if any(x.startswith(p) for x in leads):  # "0", "01", "010" where 010 goes abroad
+        if not p.isdigit():  # the reading of a number stops at * and #: it would do nothing
+            errors.append(f'dialplan.dial_prefixes: "{p}" is not digits only (a code with * or '
+                          "# is a feature code for the PBX, not a prefix the network takes off)")
+        elif any(x.startswith(p) for x in leads):  # "0", "01", "010" where 010 goes abroad
             errors.append(f'dialplan.dial_prefixes: "{p}" would take off the start of the '
                           f"international or national prefix ({', '.join(leads)})")
     return errors

@@ -339,3 +339,7 @@ def test_dial_prefixes_default_by_country_and_may_not_eat_the_prefixes() -> None
             load_settings(None, {"site": {"country": "JP"}, "dialplan": {"dial_prefixes": [bad]}},
                           rule_checks=check_rules)  # fmt: skip
         assert f'dialplan.dial_prefixes: "{bad}" would take off the start' in str(exc.value)
+    with pytest.raises(ConfigError) as exc:  # read as part of a feature code, never taken off
+        load_settings(None, {"site": {"country": "US"}, "dialplan": {"dial_prefixes": ["*67"]}},
+                      rule_checks=check_rules)  # fmt: skip
+    assert 'dialplan.dial_prefixes: "*67" is not digits only' in str(exc.value)
