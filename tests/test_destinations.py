@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 from hypothesis import given
@@ -219,3 +221,23 @@ def test_a_number_ended_with_the_send_key_is_the_number(
     frame = c.classify_df(pl.DataFrame({"dst": [dialed] * 40}))  # the batch path too
     assert (one.e164, one.dest_class) == (e164, cls)
     assert frame["dest_class"].unique().to_list() == [cls]
+
+
+def test_a_night_attack_dialed_with_184_is_critical(tmp_path: Path) -> None:
+    """Six calls to Sierra Leone at 2 a.m. on a Saturday, each dialed after 184 (caller id
+    withheld): read as domestic numbers, they raised nothing."""
+    from tollwatch.scan import run_scan
+
+    def row(n: int) -> str:
+        dst, t = f"184010232765430{n}", f"2026-11-28 02:{n * 5:02d}:00"
+        end = f"2026-11-28 02:{n * 5 + 4:02d}:00"
+        fields = ["acme", "209", dst, "from-internal", '"x" <209>', f"PJSIP/209-{n:08x}",
+                  "PJSIP/carrier-0000ffff", "Dial", f"PJSIP/{dst}@carrier,60", t, t,
+                  end, "240", "240", "ANSWERED",
+                  "DOCUMENTATION", f"1795527011.{n}", ""]  # fmt: skip
+        return ",".join(f'"{f}"' for f in fields)
+
+    path = tmp_path / "Master.csv"
+    path.write_text("\n".join(row(n) for n in range(6)) + "\n", encoding="utf-8")
+    [inc] = run_scan([path], settings("JP", "Asia/Tokyo")).incidents
+    assert (inc.source, inc.severity.name) == ("209", "CRITICAL")
