@@ -23,6 +23,8 @@ import pytest
 from tests.asterisk_pbx import ETC, Pbx, asterisk_pbx, config_dir, manager_conf, skip_reason
 from tests.forwarded_record import READ, AmiRecorder, _wait_idle
 from tests.helpers import settings
+from tests.test_asterisk_blocking import DOMESTIC, SL
+from tests.test_asterisk_blocking import EXTENSIONS as BLOCKING_EXTENSIONS
 from tests.test_attribution import live_events, scanned
 from tollwatch.alerting.remediation.dialplan import render
 from tollwatch.cdr_ingest.live.events import CallStarted
@@ -32,25 +34,12 @@ pytestmark = pytest.mark.asterisk
 
 DISA_DID = "0312345670"
 FOLLOWME_DID = "0312345671"
-SL = "0102327654399"
-DOMESTIC = "0312345678"
-EXTENSIONS = """#include tollwatch-block.conf
-[general]
-static=yes
-writeprotect=no
-
-[from-internal]
-exten => _X.,1,Gosub(tollwatch-check,s,1(${EXTEN}))
- same => n,Dial(PJSIP/${EXTEN}@carrier,60)
- same => n,Hangup()
-
-[from-carrier]
-exten => DISA_DID,1,Answer()
+EXTENSIONS = BLOCKING_EXTENSIONS.replace("[from-carrier]\n", f"""[from-carrier]
+exten => {DISA_DID},1,Answer()
  same => n,DISA(no-password,from-internal)
-exten => FOLLOWME_DID,1,FollowMe(201,d)
+exten => {FOLLOWME_DID},1,FollowMe(201,d)
  same => n,Hangup()
-exten => _X.,1,Hangup()
-""".replace("DISA_DID", DISA_DID).replace("FOLLOWME_DID", FOLLOWME_DID)
+""")
 FOLLOWME = f"""[general]
 enable_callee_prompt=>false
 
