@@ -82,8 +82,8 @@ class DialPlan(Strict):
     international_prefixes: list[DialString] | None = None
     national_prefix: DialString | Literal[""] | None = None
     # codes the network takes off before it routes a number: caller-ID privacy (184/186 in
-    # Japan, 141 in the UK) and carrier selection (0033, 001 ... in Japan); default: the home
-    # country's (config.countries.dial_prefixes)
+    # Japan, 141 in the UK); default: the home country's (config.countries.dial_prefixes).
+    # Japan's carrier codes come before 010 only: they are international prefixes (0033010)
     dial_prefixes: list[DialString] | None = None
     max_extension_length: int = Field(default=6, ge=1, le=10)
     domestic_regions: list[str] | None = None
