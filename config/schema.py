@@ -88,6 +88,11 @@ class DialPlan(Strict):
     max_extension_length: int = Field(default=6, ge=1, le=10)
     domestic_regions: list[str] | None = None
 
+    def international(self) -> list[str]:
+        """The international prefixes, longest first, ties by text (one order everywhere: the
+        snippet's lines once followed the hash seed)."""
+        return sorted(set(self.international_prefixes or []), key=lambda p: (-len(p), p))
+
     def outside_codes(self) -> list[str]:
         """What may come before a number, taken off to read it: the outside-line access codes,
         the dial prefixes, up to two dial prefixes in a row ("184" "0033" "010..."), each of
@@ -103,8 +108,7 @@ class DialPlan(Strict):
         the rest is read without the code. The longer pair is tried first, then the one with
         the longer prefix: with access code "0" in Japan, "0 010 232..." is a call abroad
         through the access code, not KDDI's "001" before "0 232..." (settings resolved)."""
-        leads = [*(self.international_prefixes or []),
-                 *([self.national_prefix] if self.national_prefix else [])]
+        leads = [*self.international(), *([self.national_prefix] if self.national_prefix else [])]
         pairs = {(c, lead) for c in self.outside_codes() for lead in leads}
         return sorted(pairs, key=lambda p: (-len(p[0] + p[1]), -len(p[1]), p))
 

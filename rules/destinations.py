@@ -78,8 +78,7 @@ class Classifier:
         # what may come before a number: access codes and dial prefixes (184, 0033 ...)
         self.access_codes = dp.outside_codes()
         self.code_leads = dp.code_leads()  # ... before an international or national prefix
-        intl = set(dp.international_prefixes or [])
-        self.intl_prefixes = sorted(intl, key=lambda p: (-len(p), p))
+        self.intl_prefixes = dp.international()
         self.national_prefix = dp.national_prefix or ""
         self.max_ext = dp.max_extension_length
         self.domestic = frozenset(dp.domestic_regions or [country])

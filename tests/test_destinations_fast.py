@@ -90,6 +90,16 @@ def _taken(c: Classifier, numbers: list[str | None]) -> tuple[int, int]:
     return int(got[0].sum()), len(numbers)
 
 
+def test_an_emergency_number_after_codes_has_no_number() -> None:
+    """0 + 184 + 110 is longer than an extension: the E.164 reading must not apply to it."""
+    numbers = ["0184110", "00184123456", "01840102327654321", "0110"] * (_FAST_MIN // 4 + 1)
+    got = check(PLANS["JP-0"], numbers)  # the numpy path took them, as the plan reads them
+    assert _taken(PLANS["JP-0"], numbers)[0] == len(numbers)
+    assert got.row(0, named=True) | {"dst": None} == {
+        **dict.fromkeys(got.columns), "dest_class": "emergency", "high_risk": False,
+        "allowlisted": False}
+
+
 def test_sliced_and_chunked_frames() -> None:
     c = PLANS["JP-0"]
     numbers = _random_numbers(3, 3_000)

@@ -97,7 +97,7 @@ def plan(settings: Settings) -> Plan:
     dp = settings.dialplan
     cc = str(country_code(country))
     access = dp.outside_codes()  # access codes and dial prefixes, as the classifier takes them
-    intl = sorted(set(dp.international_prefixes or []), key=lambda p: (-len(p), p))
+    intl = dp.international()
     national = dp.national_prefix or ""
     strong = [*intl, *([national] if national else [])]
     em = _emergency(settings)
